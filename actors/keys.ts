@@ -1,0 +1,60 @@
+/**
+ * Deno KV keys, declared once. Values are the records of `core/schema.ts`.
+ *
+ * @module
+ */
+
+/** `["task", id]` → TaskRecord */
+export const taskKey = (id: string): Deno.KvKey => ["task", id];
+/** Prefix of every task. */
+export const TASKS: Deno.KvKey = ["task"];
+/** `["instance", taskId, index]` → InstanceRecord */
+export const instanceKey = (taskId: string, index: number): Deno.KvKey => ["instance", taskId, index];
+/** Prefix of a task's instances. */
+export const instancesOf = (taskId: string): Deno.KvKey => ["instance", taskId];
+/** `["node", name]` → NodeRecord */
+export const nodeKey = (name: string): Deno.KvKey => ["node", name];
+/** Prefix of every node. */
+export const NODES: Deno.KvKey = ["node"];
+/** `["token", sha256hex]` → TokenRecord */
+export const tokenKey = (hash: string): Deno.KvKey => ["token", hash];
+
+/** Deno KV allows 1000 mutations per atomic; stay well below, and below its 800 KiB size cap. */
+export const MAX_MUTATIONS_PER_ATOMIC = 500;
+/** Bytes of values per atomic we aim to stay under. */
+export const MAX_BYTES_PER_ATOMIC = 512 * 1024;
+
+/**
+ * Writes `entries` in as few atomics as the limits allow, in order (so the
+ * last entries land last: put the task records there).
+ */
+export async function writeBatched(
+  kv: Deno.Kv,
+  entries: Array<{ key: Deno.KvKey; value: unknown | null }>,
+): Promise<number> {
+  let op = kv.atomic();
+  let count = 0;
+  let bytes = 0;
+  let commits = 0;
+  for (const { key, value } of entries) {
+    const size = value === null ? 0 : JSON.stringify(value).length + 64;
+    if (count > 0 && (count >= MAX_MUTATIONS_PER_ATOMIC || bytes + size > MAX_BYTES_PER_ATOMIC)) {
+      const res = await op.commit();
+      if (!res.ok) throw new Error("Deno KV atomic commit failed");
+      commits++;
+      op = kv.atomic();
+      count = 0;
+      bytes = 0;
+    }
+    if (value === null) op.delete(key);
+    else op.set(key, value);
+    count++;
+    bytes += size;
+  }
+  if (count > 0) {
+    const res = await op.commit();
+    if (!res.ok) throw new Error("Deno KV atomic commit failed");
+    commits++;
+  }
+  return commits;
+}

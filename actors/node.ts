@@ -1,0 +1,165 @@
+/**
+ * The node actor: the manager's registry of compute nodes. It takes
+ * registrations and heartbeats, keeps each node's lease, and tells everyone
+ * (on `parallelic.nodes.event`) when a node joins, changes or is lost.
+ *
+ * @module
+ */
+import type { Bus } from "../core/bus.ts";
+import type { Clock, TimerId } from "../core/clock.ts";
+import { NotFoundError } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
+import {
+  nodeHeartbeat,
+  type NodeRecord,
+  nodeRegister,
+  nodeRejoin,
+  nodesDrain,
+  nodesEvent,
+  nodesList,
+} from "../core/schema.ts";
+import { nodeKey, NODES } from "./keys.ts";
+
+/** What the node actor needs. */
+export interface NodeActorDeps {
+  bus: Bus;
+  kv: Deno.Kv;
+  clock: Clock;
+  log: Logger;
+}
+
+/** Options of {@linkcode createNodeActor}. */
+export interface NodeActorOptions {
+  /** Stops the actor. */
+  signal: AbortSignal;
+  /** How often nodes send a heartbeat. @default {1000} */
+  heartbeatMs?: number;
+  /** A node silent for this long is lost and its instances are requeued. @default {5000} */
+  leaseMs?: number;
+  /** How often a node's last-seen time is written to Deno KV. @default {10000} */
+  persistEveryMs?: number;
+}
+
+/** A running node actor. */
+export interface NodeActor {
+  /** Resolves once nodes were loaded and subscriptions are live. */
+  readonly ready: Promise<void>;
+  /** Resolves when stopped. */
+  readonly stopped: Promise<void>;
+}
+
+/** Creates the node actor. */
+export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions): NodeActor {
+  const { bus, kv, clock } = deps;
+  const log = deps.log.scope({ actor: "node" });
+  const heartbeatMs = options.heartbeatMs ?? 1000;
+  const leaseMs = options.leaseMs ?? 5000;
+  const persistEveryMs = options.persistEveryMs ?? 10_000;
+  const { signal } = options;
+  const nodes = new Map<string, NodeRecord & { persistedAt: number }>();
+  let timer: TimerId | undefined;
+
+  const persist = async (rec: NodeRecord & { persistedAt: number }) => {
+    rec.persistedAt = clock.now();
+    const { persistedAt: _, ...value } = rec;
+    await kv.set(nodeKey(rec.name), value);
+  };
+
+  const plain = (rec: NodeRecord & { persistedAt?: number }): NodeRecord => {
+    const { persistedAt: _, ...value } = rec;
+    return value;
+  };
+
+  const emit = (kind: "joined" | "updated" | "lost", rec: NodeRecord) => {
+    bus.publish(nodesEvent, { kind, node: plain(rec) });
+  };
+
+  bus.serve(nodeRegister, async (req) => {
+    const now = clock.now();
+    const before = nodes.get(req.name);
+    const rec = {
+      name: req.name,
+      slots: req.slots,
+      cpus: req.cpus,
+      memoryBytes: req.memoryBytes,
+      gpus: req.gpus,
+      labels: req.labels,
+      version: req.version,
+      hostname: req.hostname,
+      drain: before?.drain ?? false,
+      state: before?.drain ? "draining" as const : "ready" as const,
+      joinedAt: now,
+      lastSeenAt: now,
+      usedSlots: 0,
+      holding: req.holding.length,
+      persistedAt: 0,
+    };
+    nodes.set(rec.name, rec);
+    await persist(rec);
+    log.info("node:joined", { node: rec.name, slots: rec.slots, hostname: rec.hostname, rejoin: !!before });
+    emit("joined", rec);
+    return { ok: true as const, heartbeatMs, leaseMs };
+  }, { signal });
+
+  bus.subscribe(nodeHeartbeat, async (hb) => {
+    const rec = nodes.get(hb.name);
+    if (!rec || rec.state === "lost") {
+      bus.publish(nodeRejoin(hb.name), { reason: rec ? "lease expired" : "unknown node" });
+      return;
+    }
+    rec.lastSeenAt = clock.now();
+    rec.usedSlots = hb.usedSlots;
+    rec.holding = hb.holding.length;
+    if (rec.lastSeenAt - rec.persistedAt >= persistEveryMs) await persist(rec);
+  }, { signal });
+
+  bus.serve(nodesList, () => ({ ok: true as const, nodes: [...nodes.values()].map(plain) }), { signal });
+
+  bus.serve(nodesDrain, async (req) => {
+    const rec = nodes.get(req.name);
+    if (!rec) {
+      throw new NotFoundError(`Cannot drain node '${req.name}' as no such node joined`, { code: "node_not_found" });
+    }
+    rec.drain = req.drain;
+    if (rec.state !== "lost") rec.state = req.drain ? "draining" : "ready";
+    await persist(rec);
+    log.info(req.drain ? "node:draining" : "node:resumed", { node: rec.name });
+    emit("updated", rec);
+    return { ok: true as const, node: plain(rec) };
+  }, { signal });
+
+  const checkLeases = async () => {
+    const now = clock.now();
+    for (const rec of nodes.values()) {
+      if (rec.state !== "lost" && now - rec.lastSeenAt > leaseMs) {
+        rec.state = "lost";
+        await persist(rec);
+        log.warn("node:lost", { node: rec.name, silentMs: now - rec.lastSeenAt });
+        emit("lost", rec);
+      }
+    }
+    if (!signal.aborted) {
+      timer = clock.setTimeout(() => void checkLeases(), Math.max(50, Math.min(heartbeatMs, leaseMs / 4)));
+    }
+  };
+
+  const ready = (async () => {
+    const now = clock.now();
+    for await (const entry of kv.list<NodeRecord>({ prefix: NODES })) {
+      // After a manager restart every known node gets a fresh lease to report in.
+      nodes.set(entry.key[1] as string, { ...entry.value, lastSeenAt: now, persistedAt: now });
+    }
+    await checkLeases();
+  })();
+
+  const stopped = new Promise<void>((resolve) => {
+    const stop = () => {
+      if (timer !== undefined) clock.clearTimeout(timer);
+      resolve();
+    };
+    if (signal.aborted) stop();
+    else signal.addEventListener("abort", stop, { once: true });
+  });
+
+  return { ready, stopped };
+}

@@ -1,0 +1,654 @@
+/**
+ * The task actor: owns every task and instance. It accepts submissions,
+ * places instances on nodes in batches, records results in batches, retries,
+ * requeues what lost nodes held, and cancels.
+ *
+ * Design for 10,000-instance tasks:
+ * - a queued instance costs nothing: a task keeps a cursor (`nextIndex`) and
+ *   a short retry queue, so a million queued instances are one record;
+ * - an instance record is written only when it is dispatched and when it
+ *   ends, and writes are coalesced into few Deno KV atomics per cycle;
+ * - assignments go out as one message per node per cycle, results come in
+ *   batches and are acknowledged once stored;
+ * - per-state counts live in the task record: status reads never scan.
+ *
+ * Exactly-once recording: an assignment is stored before it is sent; a
+ * result is accepted only for the attempt and node the manager assigned
+ * (fencing by attempt number), and acknowledged only once stored, so a node
+ * resends until it is.
+ *
+ * @module
+ */
+import { type Bus, unwrap } from "../core/bus.ts";
+import type { Clock, TimerId } from "../core/clock.ts";
+import { NotFoundError } from "../core/errors.ts";
+import { newTaskId } from "../core/ids.ts";
+import type { Logger } from "../core/log.ts";
+import {
+  type Assignment,
+  type Attempt,
+  type Counts,
+  FINAL_STATES,
+  type Heartbeat,
+  type InstanceRecord,
+  type Kill,
+  nodeAssign,
+  nodeHeartbeat,
+  nodeKill,
+  type NodeRecord,
+  nodesEvent,
+  nodesList,
+  type Result,
+  type RunSpec,
+  type State,
+  taskCancel,
+  taskDone,
+  type TaskRecord,
+  taskResults,
+  taskSubmit,
+} from "../core/schema.ts";
+import { instanceKey, instancesOf, taskKey, TASKS, writeBatched } from "./keys.ts";
+
+/** What the task actor needs. */
+export interface TaskActorDeps {
+  bus: Bus;
+  kv: Deno.Kv;
+  clock: Clock;
+  log: Logger;
+}
+
+/** Options of {@linkcode createTaskActor}. */
+export interface TaskActorOptions {
+  /** Stops the actor. */
+  signal: AbortSignal;
+  /**
+   * How many instances beyond its slots a node may hold, as a multiple of its
+   * slots, so that it never waits for the next batch. @default {1}
+   */
+  prefetchFactor?: number;
+  /** First retry delay; it doubles per failed attempt, up to 60 s. @default {1000} */
+  retryBackoffMs?: number;
+  /** A dispatched instance that a node's heartbeat does not list after this long is requeued. @default {5000} */
+  orphanGraceMs?: number;
+  /** Most times an instance is requeued because its node was lost. @default {5} */
+  maxLostRequeues?: number;
+}
+
+/** A running task actor. */
+export interface TaskActor {
+  /** Resolves once state was loaded from Deno KV and subscriptions are live. */
+  readonly ready: Promise<void>;
+  /** Resolves when the actor has stopped and flushed its writes. */
+  readonly stopped: Promise<void>;
+  /** Counters for tests and metrics. */
+  stats(): { commits: number; dispatched: number; results: number; ignored: number; liveTasks: number };
+}
+
+/** An instance dispatched to a node and not yet ended. */
+interface Flight {
+  live: Live;
+  rec: InstanceRecord;
+  node: string;
+  assignedAt: number;
+}
+
+/** A task that is not final yet, in memory. */
+interface Live {
+  rec: TaskRecord;
+  run: RunSpec;
+  /** Instances waiting for another attempt (their records exist). */
+  retry: InstanceRecord[];
+  flights: Map<number, Flight>;
+}
+
+/** A node as the scheduler sees it. */
+interface NodeSeat {
+  rec: NodeRecord;
+  usedSlots: number;
+  usedMemory: number;
+  usedGpus: number;
+  flights: Set<Flight>;
+}
+
+/** An attempt that ended because its node was lost or forgot it: it does not use up a retry. */
+const isLoss = (h: Attempt) => h.exitCode === null && h.signal === null && (h.error?.startsWith("node ") ?? false);
+
+const emptyCounts = (): Counts => ({ queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 });
+
+/** Does the node offer what the task asks, ignoring what is in use? */
+export function nodeCanEverFit(node: NodeRecord, spec: TaskRecord["spec"]): boolean {
+  return spec.cpus <= node.slots && spec.memoryBytes <= node.memoryBytes && spec.gpus <= node.gpus &&
+    Object.entries(spec.labels).every(([k, v]) => node.labels[k] === v);
+}
+
+/** Creates the task actor. */
+export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions): TaskActor {
+  const { bus, kv, clock } = deps;
+  const log = deps.log.scope({ actor: "task" });
+  const prefetchFactor = options.prefetchFactor ?? 1;
+  const retryBackoffMs = options.retryBackoffMs ?? 1000;
+  const orphanGraceMs = options.orphanGraceMs ?? 5000;
+  const maxLostRequeues = options.maxLostRequeues ?? 5;
+  const { signal } = options;
+
+  const tasks = new Map<string, Live>();
+  const nodes = new Map<string, NodeSeat>();
+  const runningByOwner = new Map<string, number>();
+  const stats = { commits: 0, dispatched: 0, results: 0, ignored: 0 };
+
+  // Writes and actions waiting for the next commit.
+  let dirtyInstances = new Map<string, { key: Deno.KvKey; rec: InstanceRecord }>();
+  let dirtyTasks = new Set<Live | TaskRecord>();
+  let afterCommit: Array<() => void> = [];
+  let cycling = false;
+  let again = false;
+  let kicked = false;
+  let retryTimer: TimerId | undefined;
+  let retryTimerAt = Infinity;
+
+  const markInstance = (live: Live, rec: InstanceRecord) => {
+    dirtyInstances.set(`${live.rec.id}/${rec.index}`, { key: instanceKey(live.rec.id, rec.index), rec });
+    dirtyTasks.add(live);
+  };
+
+  const ownerRunning = (owner: string, delta: number) => {
+    runningByOwner.set(owner, (runningByOwner.get(owner) ?? 0) + delta);
+  };
+
+  /** Schedules one cycle (place, then commit) after the current macrotask. */
+  const kick = () => {
+    if (kicked || signal.aborted) return;
+    kicked = true;
+    clock.setTimeout(() => {
+      kicked = false;
+      void cycle();
+    }, 0);
+  };
+
+  async function cycle(): Promise<void> {
+    if (cycling) {
+      again = true;
+      return;
+    }
+    cycling = true;
+    try {
+      do {
+        again = false;
+        if (!signal.aborted) place();
+        await commit();
+      } while (again || dirtyInstances.size > 0 || dirtyTasks.size > 0);
+    } catch (e) {
+      log.error("task:commit-failed", { error: String((e as Error)?.stack ?? e) });
+    } finally {
+      cycling = false;
+    }
+  }
+
+  async function commit(): Promise<void> {
+    if (dirtyInstances.size === 0 && dirtyTasks.size === 0 && afterCommit.length === 0) return;
+    const instances = dirtyInstances;
+    const touched = dirtyTasks;
+    const actions = afterCommit;
+    dirtyInstances = new Map();
+    dirtyTasks = new Set();
+    afterCommit = [];
+    const entries: Array<{ key: Deno.KvKey; value: unknown }> = [];
+    for (const { key, rec } of instances.values()) entries.push({ key, value: structuredClone(rec) });
+    for (const t of touched) {
+      const rec = "rec" in t ? t.rec : t;
+      entries.push({ key: taskKey(rec.id), value: structuredClone(rec) });
+    }
+    stats.commits += await writeBatched(kv, entries);
+    for (const action of actions) {
+      try {
+        action();
+      } catch (e) {
+        log.warn("task:after-commit-failed", { error: String(e) });
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Placement
+
+  const readyRetries = (live: Live, now: number) => {
+    let n = 0;
+    for (const r of live.retry) if ((r.notBefore ?? 0) <= now) n++;
+    return n;
+  };
+
+  const hasWork = (live: Live, now: number) =>
+    live.rec.nextIndex < live.rec.spec.instances || readyRetries(live, now) > 0;
+
+  /** Free slots of a node, counting the prefetch allowance. */
+  const freeSlots = (seat: NodeSeat) =>
+    seat.rec.state === "ready" ? seat.rec.slots * (1 + prefetchFactor) - seat.usedSlots : 0;
+
+  const fitsNow = (seat: NodeSeat, live: Live) => {
+    const spec = live.rec.spec;
+    return nodeCanEverFit(seat.rec, spec) && freeSlots(seat) >= spec.cpus &&
+      seat.usedMemory + spec.memoryBytes <= seat.rec.memoryBytes &&
+      seat.usedGpus + spec.gpus <= seat.rec.gpus;
+  };
+
+  /** Highest priority first; then the owner with least running; then the oldest task. */
+  const better = (a: Live, b: Live) => {
+    if (a.rec.spec.priority !== b.rec.spec.priority) return a.rec.spec.priority > b.rec.spec.priority;
+    const ra = runningByOwner.get(a.rec.owner) ?? 0;
+    const rb = runningByOwner.get(b.rec.owner) ?? 0;
+    if (ra !== rb) return ra < rb;
+    return a.rec.id < b.rec.id;
+  };
+
+  function place(): void {
+    const now = clock.now();
+    const candidates = [...tasks.values()].filter((t) => hasWork(t, now));
+    if (candidates.length === 0) {
+      armRetryTimer();
+      return;
+    }
+    const seats = [...nodes.values()].filter((s) => freeSlots(s) > 0)
+      .sort((a, b) => a.usedSlots / a.rec.slots - b.usedSlots / b.rec.slots);
+    const outgoing = new Map<string, Assignment>();
+    for (const seat of seats) {
+      for (;;) {
+        let best: Live | undefined;
+        for (const t of candidates) {
+          if (hasWork(t, now) && fitsNow(seat, t) && (!best || better(t, best))) best = t;
+        }
+        if (!best) break;
+        // Take a fair share: at most one node's worth of slots per pick, so other
+        // owners' tasks of equal priority interleave.
+        const room = Math.min(Math.floor(freeSlots(seat) / best.rec.spec.cpus), seat.rec.slots);
+        const items = takeInstances(best, seat, Math.max(1, room), now);
+        if (items.length === 0) break;
+        let msg = outgoing.get(seat.rec.name);
+        if (!msg) outgoing.set(seat.rec.name, msg = { tasks: [] });
+        let entry = msg.tasks.find((e) => e.taskId === best.rec.id);
+        if (!entry) {
+          msg.tasks.push(entry = { taskId: best.rec.id, digest: best.rec.digest, run: best.run, items: [] });
+        }
+        entry.items.push(...items);
+      }
+    }
+    for (const [name, msg] of outgoing) {
+      afterCommit.push(() => bus.publish(nodeAssign(name), msg));
+    }
+    armRetryTimer();
+  }
+
+  function takeInstances(live: Live, seat: NodeSeat, count: number, now: number) {
+    const spec = live.rec.spec;
+    const items: Array<{ index: number; attempt: number }> = [];
+    const assign = (rec: InstanceRecord) => {
+      rec.state = "running";
+      rec.node = seat.rec.name;
+      rec.notBefore = null;
+      rec.history.push({
+        attempt: rec.attempt,
+        node: seat.rec.name,
+        assignedAt: now,
+        startedAt: null,
+        endedAt: null,
+        exitCode: null,
+        signal: null,
+        error: null,
+      });
+      const flight: Flight = { live, rec, node: seat.rec.name, assignedAt: now };
+      live.flights.set(rec.index, flight);
+      seat.flights.add(flight);
+      seat.usedSlots += spec.cpus;
+      seat.usedMemory += spec.memoryBytes;
+      seat.usedGpus += spec.gpus;
+      markInstance(live, rec);
+      items.push({ index: rec.index, attempt: rec.attempt });
+    };
+    for (let i = 0; i < live.retry.length && items.length < count;) {
+      const rec = live.retry[i];
+      if ((rec.notBefore ?? 0) <= now && fitsNow(seat, live)) {
+        live.retry.splice(i, 1);
+        assign(rec);
+      } else i++;
+    }
+    while (items.length < count && live.rec.nextIndex < spec.instances && fitsNow(seat, live)) {
+      assign({ index: live.rec.nextIndex++, state: "queued", attempt: 0, node: null, notBefore: null, history: [] });
+    }
+    if (items.length > 0) {
+      live.rec.counts.queued -= items.length;
+      live.rec.counts.running += items.length;
+      ownerRunning(live.rec.owner, items.length);
+      if (live.rec.state === "queued") {
+        live.rec.state = "running";
+        live.rec.startedAt = now;
+      }
+      stats.dispatched += items.length;
+    }
+    return items;
+  }
+
+  /** Wakes the actor when the earliest retry falls due. */
+  function armRetryTimer(): void {
+    let earliest = Infinity;
+    for (const t of tasks.values()) {
+      for (const r of t.retry) earliest = Math.min(earliest, r.notBefore ?? 0);
+    }
+    if (earliest === Infinity || earliest >= retryTimerAt) return;
+    if (retryTimer !== undefined) clock.clearTimeout(retryTimer);
+    retryTimerAt = earliest;
+    retryTimer = clock.setTimeout(() => {
+      retryTimer = undefined;
+      retryTimerAt = Infinity;
+      kick();
+    }, Math.max(0, earliest - clock.now()));
+  }
+
+  // -------------------------------------------------------------------------
+  // Ending attempts
+
+  /** Removes a flight from its node and task; returns its history entry. */
+  function land(flight: Flight) {
+    const { live, rec } = flight;
+    const spec = live.rec.spec;
+    live.flights.delete(rec.index);
+    const seat = nodes.get(flight.node);
+    if (seat?.flights.delete(flight)) {
+      seat.usedSlots -= spec.cpus;
+      seat.usedMemory -= spec.memoryBytes;
+      seat.usedGpus -= spec.gpus;
+    }
+    live.rec.counts.running--;
+    ownerRunning(live.rec.owner, -1);
+    return rec.history[rec.history.length - 1];
+  }
+
+  function requeue(live: Live, rec: InstanceRecord, delayMs: number) {
+    rec.state = "queued";
+    rec.attempt++;
+    rec.node = null;
+    rec.notBefore = delayMs > 0 ? clock.now() + delayMs : null;
+    live.retry.push(rec);
+    live.rec.counts.queued++;
+    markInstance(live, rec);
+  }
+
+  function end(live: Live, rec: InstanceRecord, state: State) {
+    rec.state = state;
+    live.rec.counts[state as "succeeded" | "failed" | "cancelled"]++;
+    markInstance(live, rec);
+    maybeFinish(live);
+  }
+
+  function maybeFinish(live: Live) {
+    const c = live.rec.counts;
+    if (c.queued > 0 || c.running > 0 || live.rec.nextIndex < live.rec.spec.instances) return;
+    const state: State = c.failed > 0 ? "failed" : c.cancelled > 0 ? "cancelled" : "succeeded";
+    finishTask(live, state, state === "failed" ? `${c.failed} of ${live.rec.spec.instances} instances failed` : null);
+  }
+
+  function finishTask(live: Live, state: State, reason: string | null) {
+    live.rec.state = state;
+    live.rec.endedAt = clock.now();
+    live.rec.reason = reason;
+    tasks.delete(live.rec.id);
+    dirtyTasks.add(live);
+    const done = { taskId: live.rec.id, state, counts: { ...live.rec.counts } };
+    afterCommit.push(() => bus.publish(taskDone(live.rec.id), done));
+    log.info("task:done", { taskId: live.rec.id, state, counts: live.rec.counts });
+  }
+
+  /** Records one result; returns false when it is stale (fenced) and ignored. */
+  function accept(node: string, r: Result): boolean {
+    const live = tasks.get(r.taskId);
+    const flight = live?.flights.get(r.index);
+    if (!live || !flight || flight.rec.attempt !== r.attempt || flight.node !== node) return false;
+    const entry = land(flight);
+    entry.startedAt = r.startedAt;
+    entry.endedAt = r.endedAt;
+    entry.exitCode = r.exitCode;
+    entry.signal = r.signal;
+    entry.error = r.error;
+    const rec = flight.rec;
+    if (r.exitCode === 0 && r.error === null) {
+      end(live, rec, "succeeded");
+    } else {
+      const failures = rec.history.filter((h) => !isLoss(h)).length;
+      if (failures <= live.rec.spec.retries) {
+        requeue(live, rec, Math.min(60_000, retryBackoffMs * 2 ** (failures - 1)));
+      } else {
+        end(live, rec, "failed");
+      }
+    }
+    return true;
+  }
+
+  /** Sends instances held by a node that is gone (or forgot them) back to the queue. */
+  function requeueFlight(flight: Flight, why: string) {
+    const entry = land(flight);
+    entry.error = why;
+    entry.endedAt = clock.now();
+    const lost = flight.rec.history.filter(isLoss).length;
+    if (lost > maxLostRequeues) end(flight.live, flight.rec, "failed");
+    else requeue(flight.live, flight.rec, 0);
+  }
+
+  // -------------------------------------------------------------------------
+  // Messages
+
+  bus.serve(taskSubmit, async (req) => {
+    const now = clock.now();
+    const rec: TaskRecord = {
+      id: newTaskId(now),
+      name: req.spec.name,
+      owner: req.owner,
+      digest: req.digest,
+      packageBytes: req.packageBytes,
+      spec: req.spec,
+      state: "queued",
+      counts: { ...emptyCounts(), queued: req.spec.instances },
+      nextIndex: 0,
+      createdAt: now,
+      startedAt: null,
+      endedAt: null,
+      reason: null,
+    };
+    await kv.set(taskKey(rec.id), rec);
+    tasks.set(rec.id, liveOf(rec));
+    log.info("task:submitted", { taskId: rec.id, name: rec.name, instances: rec.spec.instances, owner: rec.owner });
+    kick();
+    return { ok: true as const, id: rec.id, state: rec.state, instances: rec.spec.instances };
+  }, { signal });
+
+  bus.serve(taskCancel, async (req) => {
+    const live = tasks.get(req.taskId);
+    if (!live) {
+      const stored = await kv.get<TaskRecord>(taskKey(req.taskId));
+      if (!stored.value) {
+        throw new NotFoundError(`Cannot cancel task '${req.taskId}' as it does not exist`, { code: "task_not_found" });
+      }
+      return { ok: true as const, state: stored.value.state };
+    }
+    const now = clock.now();
+    const kills = new Map<string, Kill["items"]>();
+    for (const flight of [...live.flights.values()]) {
+      const entry = land(flight);
+      entry.error = `cancelled by ${req.by}`;
+      entry.endedAt = now;
+      flight.rec.state = "cancelled";
+      markInstance(live, flight.rec);
+      if (!kills.has(flight.node)) kills.set(flight.node, [{ taskId: live.rec.id }]);
+    }
+    for (const rec of live.retry) {
+      rec.state = "cancelled";
+      markInstance(live, rec);
+    }
+    live.retry = [];
+    const c = live.rec.counts;
+    c.cancelled = live.rec.spec.instances - c.succeeded - c.failed;
+    c.queued = 0;
+    c.running = 0;
+    finishTask(live, "cancelled", `cancelled by ${req.by}`);
+    for (const [node, items] of kills) {
+      afterCommit.push(() => bus.publish(nodeKill(node), { items, reason: `task cancelled by ${req.by}` }));
+    }
+    const result = new Promise<void>((resolve) => afterCommit.push(resolve));
+    kick();
+    await result;
+    return { ok: true as const, state: "cancelled" as const };
+  }, { signal });
+
+  bus.serve(taskResults, async (batch) => {
+    let accepted = 0;
+    let ignored = 0;
+    for (const r of batch.results) {
+      if (accept(batch.node, r)) accepted++;
+      else ignored++;
+    }
+    stats.results += accepted;
+    stats.ignored += ignored;
+    if (ignored > 0) log.debug("task:results-ignored", { node: batch.node, ignored });
+    const stored = new Promise<void>((resolve) => afterCommit.push(resolve));
+    kick();
+    await stored;
+    return { ok: true as const, accepted, ignored };
+  }, { signal });
+
+  const upsertNode = (rec: NodeRecord) => {
+    const seat = nodes.get(rec.name);
+    if (seat) seat.rec = rec;
+    else nodes.set(rec.name, { rec, usedSlots: 0, usedMemory: 0, usedGpus: 0, flights: new Set() });
+    kick();
+  };
+
+  bus.subscribe(nodesEvent, (event) => {
+    upsertNode(event.node);
+    if (event.kind === "lost") {
+      const seat = nodes.get(event.node.name)!;
+      const flights = [...seat.flights];
+      for (const f of flights) requeueFlight(f, `node ${event.node.name} lost (no heartbeat for its lease)`);
+      if (flights.length) log.warn("task:node-lost-requeued", { node: event.node.name, instances: flights.length });
+      kick();
+    }
+  }, { signal });
+
+  bus.subscribe(nodeHeartbeat, (hb: Heartbeat) => reconcile(hb), { signal });
+
+  /**
+   * Compares what a node says it holds with what the manager dispatched to it:
+   * requeues what it should hold but does not (a lost assignment message),
+   * and kills what it holds but should not (a stale attempt).
+   */
+  function reconcile(hb: Heartbeat) {
+    const seat = nodes.get(hb.name);
+    if (!seat) return;
+    const now = clock.now();
+    const held = new Set(hb.holding.map((h) => `${h.taskId}/${h.index}/${h.attempt}`));
+    let orphans = 0;
+    for (const f of [...seat.flights]) {
+      if (!held.has(`${f.live.rec.id}/${f.rec.index}/${f.rec.attempt}`) && now - f.assignedAt > orphanGraceMs) {
+        requeueFlight(f, `node ${hb.name} no longer held it`);
+        orphans++;
+      }
+    }
+    const stale: Kill["items"] = [];
+    for (const h of hb.holding) {
+      const f = tasks.get(h.taskId)?.flights.get(h.index);
+      if (!f || f.rec.attempt !== h.attempt || f.node !== hb.name) stale.push(h);
+    }
+    if (stale.length) bus.publish(nodeKill(hb.name), { items: stale, reason: "stale attempt" });
+    if (orphans) {
+      log.warn("task:orphans-requeued", { node: hb.name, instances: orphans });
+      kick();
+    }
+  }
+
+  function liveOf(rec: TaskRecord): Live {
+    const { entrypoint, workdir, args, instances, matrix, env, cpus, timeoutMs } = rec.spec;
+    return {
+      rec,
+      run: { entrypoint, workdir, args, instances, matrix, env, cpus, timeoutMs },
+      retry: [],
+      flights: new Map(),
+    };
+  }
+
+  /** Rebuilds memory from Deno KV after a (re)start. */
+  async function load(): Promise<void> {
+    for await (const entry of kv.list<TaskRecord>({ prefix: TASKS })) {
+      const rec = entry.value;
+      if (FINAL_STATES.has(rec.state)) continue;
+      const live = liveOf(rec);
+      const counts = emptyCounts();
+      let maxIndex = -1;
+      const seen = new Set<number>();
+      for await (const ie of kv.list<InstanceRecord>({ prefix: instancesOf(rec.id) })) {
+        const inst = ie.value;
+        seen.add(inst.index);
+        maxIndex = Math.max(maxIndex, inst.index);
+        counts[inst.state]++;
+        if (inst.state === "queued") live.retry.push(inst);
+        if (inst.state === "running") {
+          const last = inst.history[inst.history.length - 1];
+          const flight: Flight = { live, rec: inst, node: inst.node ?? "", assignedAt: last?.assignedAt ?? 0 };
+          live.flights.set(inst.index, flight);
+        }
+      }
+      const next = Math.max(rec.nextIndex, maxIndex + 1);
+      for (let i = rec.nextIndex; i < next; i++) {
+        if (!seen.has(i)) {
+          live.retry.push({ index: i, state: "queued", attempt: 0, node: null, notBefore: null, history: [] });
+          counts.queued++;
+        }
+      }
+      rec.nextIndex = next;
+      counts.queued += rec.spec.instances - next;
+      rec.counts = counts;
+      tasks.set(rec.id, live);
+      ownerRunning(rec.owner, counts.running);
+      dirtyTasks.add(live);
+    }
+  }
+
+  const ready = (async () => {
+    await load();
+    const reply = unwrap(
+      await bus.request(nodesList, {}, { timeoutMs: 5000 }).catch(() => ({ ok: true as const, nodes: [] })),
+    );
+    for (const rec of reply.nodes) upsertNode(rec);
+    for (const live of tasks.values()) {
+      for (const f of live.flights.values()) {
+        const seat = nodes.get(f.node);
+        if (seat && seat.rec.state !== "lost") {
+          seat.flights.add(f);
+          seat.usedSlots += live.rec.spec.cpus;
+          seat.usedMemory += live.rec.spec.memoryBytes;
+          seat.usedGpus += live.rec.spec.gpus;
+          // A restarted manager gives nodes a grace period to report what they hold.
+          f.assignedAt = clock.now();
+        } else {
+          requeueFlight(f, `node ${f.node || "?"} unknown after manager restart`);
+        }
+      }
+      maybeFinish(live);
+    }
+    log.info("task:ready", { liveTasks: tasks.size, nodes: nodes.size });
+    kick();
+  })();
+
+  const stopped = new Promise<void>((resolve) => {
+    const stop = async () => {
+      if (retryTimer !== undefined) clock.clearTimeout(retryTimer);
+      await ready.catch(() => {});
+      while (cycling) await new Promise((r) => setTimeout(r, 5));
+      await commit().catch((e) => log.error("task:final-commit-failed", { error: String(e) }));
+      resolve();
+    };
+    if (signal.aborted) void stop();
+    else signal.addEventListener("abort", () => void stop(), { once: true });
+  });
+
+  return {
+    ready,
+    stopped,
+    stats: () => ({ ...stats, liveTasks: tasks.size }),
+  };
+}

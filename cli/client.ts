@@ -1,0 +1,116 @@
+/**
+ * The CLI's HTTP client: where the manager is and which token to send,
+ * from flags, the environment, the config file, or the local manager's
+ * admin-token file.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { parse } from "smol-toml";
+import { AuthError, UnavailableError, ValidationError } from "../core/errors.ts";
+import { errorFromBody } from "../core/bus.ts";
+
+/** Where the CLI keeps its settings. */
+export function configFile(): string {
+  const base = Deno.env.get("XDG_CONFIG_HOME") ?? join(Deno.env.get("HOME") ?? ".", ".config");
+  return join(base, "parallelic", "config.toml");
+}
+
+/** The manager's default data folder. */
+export function defaultDataDir(): string {
+  return Deno.env.get("PARALLELIC_DATA_DIR") ??
+    join(Deno.env.get("XDG_DATA_HOME") ?? join(Deno.env.get("HOME") ?? ".", ".local", "share"), "parallelic");
+}
+
+/** Connection settings. */
+export interface ClientSettings {
+  manager: string;
+  token: string | null;
+}
+
+async function readConfig(): Promise<Record<string, unknown>> {
+  try {
+    return parse(await Deno.readTextFile(configFile()));
+  } catch {
+    return {};
+  }
+}
+
+/** Resolves the manager URL and token: flag, then environment, then config file, then the local admin token. */
+export async function resolveSettings(flags: { manager?: string; token?: string }): Promise<ClientSettings> {
+  const config = await readConfig();
+  const manager = flags.manager ?? Deno.env.get("PARALLELIC_MANAGER") ??
+    (typeof config.manager === "string" ? config.manager : undefined) ?? "http://127.0.0.1:8080";
+  let token = flags.token ?? Deno.env.get("PARALLELIC_TOKEN") ??
+    (typeof config.token === "string" ? config.token : undefined) ?? null;
+  if (!token) {
+    try {
+      token = (await Deno.readTextFile(join(defaultDataDir(), "admin-token"))).trim();
+    } catch { /* not a local manager */ }
+  }
+  return { manager: manager.replace(/\/+$/, ""), token };
+}
+
+/** Saves settings to the config file, readable only by its owner. */
+export async function saveSettings(settings: Partial<ClientSettings>): Promise<string> {
+  const file = configFile();
+  const config = { ...(await readConfig()), ...settings };
+  await Deno.mkdir(join(file, ".."), { recursive: true });
+  const text = Object.entries(config).filter(([, v]) => typeof v === "string")
+    .map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join("\n") + "\n";
+  await Deno.writeTextFile(file, text, { mode: 0o600 });
+  await Deno.chmod(file, 0o600);
+  return file;
+}
+
+/** A small typed client of the gateway's API. */
+export class Client {
+  constructor(readonly settings: ClientSettings) {}
+
+  /** Sends a request; throws the API's error as the matching error class. */
+  async fetch(path: string, init: RequestInit = {}): Promise<Response> {
+    const headers = new Headers(init.headers);
+    if (this.settings.token) headers.set("authorization", `Bearer ${this.settings.token}`);
+    let res: Response;
+    try {
+      res = await fetch(`${this.settings.manager}${path}`, { ...init, headers });
+    } catch (e) {
+      throw new UnavailableError(
+        `Cannot reach the manager at ${this.settings.manager} (${
+          (e as Error).message
+        }): is it running? Set --manager or PARALLELIC_MANAGER`,
+        { cause: e },
+      );
+    }
+    if (res.ok) return res;
+    const text = await res.text();
+    let body: { error?: { code: string; message: string } } = {};
+    try {
+      body = JSON.parse(text);
+    } catch { /* not JSON */ }
+    const message = body.error?.message ?? `${res.status} ${res.statusText}: ${text.slice(0, 200)}`;
+    const code = body.error?.code ?? "http_error";
+    if (res.status === 401) {
+      throw new AuthError(
+        `${message}. Set PARALLELIC_TOKEN, pass --token, or run 'parallelic login'`,
+        { code },
+      );
+    }
+    const name =
+      { 400: "ValidationError", 403: "AuthError", 404: "NotFoundError", 409: "ConflictError", 413: "TooLargeError" }[
+        res.status
+      ];
+    if (!name) throw new UnavailableError(message, { code });
+    throw errorFromBody({ code, message, name });
+  }
+
+  /** GETs JSON. */
+  async json<T>(path: string, init?: RequestInit): Promise<T> {
+    return await (await this.fetch(path, init)).json() as T;
+  }
+}
+
+/** Throws a usage error. */
+export function usage(message: string): never {
+  throw new ValidationError(message, { code: "usage" });
+}

@@ -1,0 +1,229 @@
+/**
+ * The user-facing commands: submit, status, logs, cancel, nodes, login.
+ *
+ * @module
+ */
+import { basename, join } from "node:path";
+import { zipFolder } from "../core/package.ts";
+import type { InstanceView, NodeRecord, SubmitView, TaskView } from "../core/schema.ts";
+import { type Client, saveSettings, usage } from "./client.ts";
+import { parseIgnore } from "./ignore.ts";
+
+const encoder = new TextEncoder();
+const isTty = () => Deno.stderr.isTerminal();
+
+/** Formats a byte count. */
+export function formatBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
+
+/** Draws a progress bar of `width` characters. */
+export function bar(done: number, total: number, width = 30): string {
+  const filled = total > 0 ? Math.round((done / total) * width) : width;
+  return `[${"#".repeat(filled)}${".".repeat(width - filled)}]`;
+}
+
+function status(line: string) {
+  if (isTty()) Deno.stderr.writeSync(encoder.encode(`\r\x1b[2K${line}`));
+}
+
+/** Zips a folder (honouring .parallelicignore, leaving out .git) or reads a .zip. */
+export async function loadPackage(path: string): Promise<{ bytes: Uint8Array; name: string }> {
+  const stat = await Deno.stat(path).catch(() => usage(`Cannot read '${path}': no such file or folder`));
+  if (stat.isFile) return { bytes: await Deno.readFile(path), name: basename(path).replace(/\.zip$/i, "") };
+  let ignore = (_p: string, _d: boolean) => false;
+  try {
+    ignore = parseIgnore(await Deno.readTextFile(join(path, ".parallelicignore")));
+  } catch { /* no ignore file */ }
+  const name = basename(await Deno.realPath(path));
+  return { bytes: await zipFolder(path, ignore), name };
+}
+
+/** Uploads bytes with a progress bar; returns the response. */
+async function upload(client: Client, path: string, bytes: Uint8Array): Promise<Response> {
+  let sent = 0;
+  const chunk = 256 * 1024;
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (sent >= bytes.byteLength) {
+        controller.close();
+        status(`Uploading ${bar(1, 1)} ${formatBytes(bytes.byteLength)}\n`);
+        return;
+      }
+      const piece = bytes.subarray(sent, sent + chunk);
+      sent += piece.byteLength;
+      controller.enqueue(piece);
+      status(`Uploading ${bar(sent, bytes.byteLength)} ${formatBytes(sent)} / ${formatBytes(bytes.byteLength)}`);
+    },
+  });
+  return await client.fetch(path, {
+    method: "POST",
+    headers: { "content-type": "application/zip" },
+    body,
+  });
+}
+
+/** Prints a one-line summary of counts. */
+export function countsLine(t: TaskView): string {
+  const c = t.counts;
+  return `${c.succeeded} succeeded, ${c.failed} failed, ${c.running} running, ${c.queued} queued` +
+    (c.cancelled ? `, ${c.cancelled} cancelled` : "");
+}
+
+/** Follows a task until it ends; returns it. */
+export async function waitFor(client: Client, id: string, show = true): Promise<TaskView> {
+  for (;;) {
+    const task = await client.json<TaskView>(`/api/v1/tasks/${id}`);
+    const done = task.counts.succeeded + task.counts.failed + task.counts.cancelled;
+    if (show) status(`${task.state.padEnd(9)} ${bar(done, task.instances)} ${countsLine(task)}`);
+    if (["succeeded", "failed", "cancelled"].includes(task.state)) {
+      if (show && isTty()) Deno.stderr.writeSync(encoder.encode("\n"));
+      return task;
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+/** `parallelic submit PATH`: returns the exit code. */
+export async function submit(client: Client, path: string, wait: boolean): Promise<number> {
+  const { bytes, name } = await loadPackage(path);
+  console.error(`Package ${name}: ${formatBytes(bytes.byteLength)}`);
+  const res = await upload(client, `/api/v1/tasks?name=${encodeURIComponent(name)}`, bytes);
+  const created = await res.json() as SubmitView;
+  console.log(created.id);
+  console.error(`Submitted task ${created.id} (${created.instances} instances)`);
+  if (!wait) return 0;
+  const task = await waitFor(client, created.id);
+  console.error(`Task ${task.id} ${task.state}: ${countsLine(task)}`);
+  if (task.state !== "succeeded") await printFailures(client, task);
+  return task.state === "succeeded" ? 0 : 1;
+}
+
+async function printFailures(client: Client, task: TaskView): Promise<void> {
+  if (task.counts.failed === 0) return;
+  const shown: string[] = [];
+  for (let from = 0; from < task.instances && shown.length < 10; from += 10_000) {
+    const page = await client.json<{ instances: InstanceView[] }>(
+      `/api/v1/tasks/${task.id}/instances?from=${from}&limit=10000`,
+    );
+    for (const i of page.instances) {
+      if (i.state === "failed" && shown.length < 10) {
+        const last = i.history[i.history.length - 1];
+        shown.push(
+          `  instance ${i.index}: ${
+            i.signal
+              ? `killed by ${i.signal}`
+              : i.exitCode !== null
+              ? `exit code ${i.exitCode}`
+              : (last?.error ?? "failed")
+          } on ${i.node ?? "?"}${last?.error && i.exitCode !== null ? ` (${last.error})` : ""}`,
+        );
+      }
+    }
+  }
+  console.error(`Failed instances (first ${shown.length}):\n${shown.join("\n")}`);
+  console.error(`Logs: parallelic logs ${task.id} --instance N`);
+}
+
+const age = (ms: number | null) => {
+  if (ms === null) return "-";
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  return s < 90 ? `${s}s` : s < 5400 ? `${Math.round(s / 60)}m` : `${Math.round(s / 3600)}h`;
+};
+
+/** Prints rows as aligned columns. */
+export function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
+  return rows.map((r) => r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i])).join("  ")).join("\n");
+}
+
+/** `parallelic status [ID]` */
+export async function showStatus(client: Client, id: string | undefined, json: boolean): Promise<number> {
+  if (!id) {
+    const { tasks } = await client.json<{ tasks: TaskView[] }>("/api/v1/tasks");
+    if (json) return console.log(JSON.stringify(tasks, null, 2)), 0;
+    if (tasks.length === 0) return console.log("No tasks yet. Submit one: parallelic submit examples/hello"), 0;
+    console.log(table([
+      ["ID", "NAME", "STATE", "OWNER", "AGE", "PROGRESS"],
+      ...tasks.map((t) => [t.id, t.name, t.state, t.owner, age(t.createdAt), countsLine(t)]),
+    ]));
+    return 0;
+  }
+  const t = await client.json<TaskView>(`/api/v1/tasks/${id}`);
+  if (json) return console.log(JSON.stringify(t, null, 2)), 0;
+  const dur = t.startedAt ? `${(((t.endedAt ?? Date.now()) - t.startedAt) / 1000).toFixed(1)}s` : "-";
+  console.log(table([
+    ["Task", t.id],
+    ["Name", t.name],
+    ["State", t.state + (t.reason ? ` (${t.reason})` : "")],
+    ["Owner", t.owner],
+    ["Instances", `${t.instances}  ${bar(t.counts.succeeded + t.counts.failed + t.counts.cancelled, t.instances, 20)}`],
+    ["Counts", countsLine(t)],
+    ["Entrypoint", `${t.spec.entrypoint} ${t.spec.args.join(" ")}`.trim()],
+    ["Submitted", `${age(t.createdAt)} ago`],
+    ["Duration", dur],
+    ["Package", `${t.digest.slice(0, 19)}… (${formatBytes(t.packageBytes)})`],
+  ]));
+  return 0;
+}
+
+/** `parallelic logs ID [--instance N] [--follow]` */
+export async function showLogs(client: Client, id: string, instance: number, follow: boolean): Promise<number> {
+  const res = await client.fetch(`/api/v1/tasks/${id}/instances/${instance}/logs${follow ? "?follow=1" : ""}`);
+  await res.body?.pipeTo(Deno.stdout.writable, { preventClose: true });
+  return 0;
+}
+
+/** `parallelic cancel ID` */
+export async function cancel(client: Client, id: string): Promise<number> {
+  const res = await client.json<{ id: string; state: string }>(`/api/v1/tasks/${id}/cancel`, { method: "POST" });
+  console.log(`Task ${res.id} ${res.state}`);
+  return 0;
+}
+
+/** `parallelic nodes [ls | drain NAME | resume NAME]` */
+export async function nodes(client: Client, args: string[], json: boolean): Promise<number> {
+  const [verb = "ls", name] = args;
+  if (verb === "drain" || verb === "resume") {
+    if (!name) usage(`Usage: parallelic nodes ${verb} NAME`);
+    const res = await client.json<{ node: NodeRecord }>(`/api/v1/nodes/${encodeURIComponent(name)}/${verb}`, {
+      method: "POST",
+    });
+    console.log(`Node ${res.node.name} ${res.node.state}`);
+    return 0;
+  }
+  if (verb !== "ls") usage(`Unknown 'nodes' command '${verb}': use ls, drain NAME or resume NAME`);
+  const { nodes } = await client.json<{ nodes: NodeRecord[] }>("/api/v1/nodes");
+  if (json) return console.log(JSON.stringify(nodes, null, 2)), 0;
+  if (nodes.length === 0) {
+    return console.log("No nodes joined yet. Start one: deno task node --nats=nats://HOST:4222"), 0;
+  }
+  console.log(table([
+    ["NAME", "STATE", "SLOTS", "CPUS", "MEMORY", "GPUS", "LABELS", "LAST SEEN"],
+    ...nodes.map((n) => [
+      n.name,
+      n.state,
+      `${n.usedSlots}/${n.slots}`,
+      String(n.cpus),
+      formatBytes(n.memoryBytes),
+      String(n.gpus),
+      Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(",") || "-",
+      `${age(n.lastSeenAt)} ago`,
+    ]),
+  ]));
+  return 0;
+}
+
+/** `parallelic login --manager URL [--token T]`: checks and saves the settings. */
+export async function login(client: Client): Promise<number> {
+  const who = await client.json<{ user: string; role: string }>("/api/v1/whoami");
+  const file = await saveSettings({ manager: client.settings.manager, token: client.settings.token ?? undefined });
+  console.log(`Signed in to ${client.settings.manager} as ${who.user} (${who.role}); saved to ${file}`);
+  return 0;
+}

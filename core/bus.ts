@@ -1,0 +1,204 @@
+/**
+ * A typed bus over NATS: every payload is checked against the zod schema of
+ * its subject at both edges. A message that fails its schema is dropped,
+ * logged and counted; it never crashes an actor.
+ *
+ * @module
+ */
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { z } from "zod";
+import { AuthError, ConflictError, NotFoundError, TooLargeError, UnavailableError, ValidationError } from "./errors.ts";
+import type { Logger } from "./log.ts";
+import type { ErrorBody, RequestSubject, Subject } from "./schema.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Options of {@linkcode Bus.subscribe} and {@linkcode Bus.serve}. */
+export interface SubscribeOptions {
+  /** Queue group: one member of the group gets each message. */
+  queue?: string;
+  /** Stops the subscription. */
+  signal?: AbortSignal;
+}
+
+/** A typed publish/subscribe/request bus. */
+export interface Bus {
+  /** The NATS connection underneath (for JetStream and the object store). */
+  readonly nc: NatsConnection;
+  /** Messages dropped because they failed their schema. */
+  readonly rejected: number;
+  /** Publishes a message after checking it against the subject's schema. */
+  publish<S extends z.ZodType>(subject: Subject<S>, message: z.input<S>): void;
+  /** Calls `handler` with each valid message on `subject`. */
+  subscribe<S extends z.ZodType>(
+    subject: Subject<S>,
+    handler: (message: z.output<S>, subject: string) => void | Promise<void>,
+    options?: SubscribeOptions,
+  ): Subscription;
+  /**
+   * Answers requests on `subject`. A thrown error becomes an `{ ok: false,
+   * error }` reply; a request that fails its schema gets one too.
+   */
+  serve<Q extends z.ZodType, R extends z.ZodType>(
+    subject: RequestSubject<Q, R>,
+    handler: (message: z.output<Q>) => Promise<z.input<R>> | z.input<R>,
+    options?: SubscribeOptions,
+  ): Subscription;
+  /** Sends a request and checks the reply against the subject's reply schema. */
+  request<Q extends z.ZodType, R extends z.ZodType>(
+    subject: RequestSubject<Q, R>,
+    message: z.input<Q>,
+    options?: { timeoutMs?: number },
+  ): Promise<z.output<R>>;
+}
+
+/** Turns an error into the body a reply or the API carries. */
+export function errorBody(error: unknown): ErrorBody {
+  const e = error as Error & { code?: string };
+  return {
+    code: typeof e?.code === "string" ? e.code : "internal",
+    message: e?.message ?? String(error),
+    name: e?.name,
+  };
+}
+
+/** Turns an error body from a reply back into the error class it came from. */
+export function errorFromBody(body: ErrorBody): Error {
+  const options = { code: body.code };
+  switch (body.name) {
+    case "ValidationError":
+      return new ValidationError(body.message, options);
+    case "NotFoundError":
+      return new NotFoundError(body.message, options);
+    case "AuthError":
+      return new AuthError(body.message, options);
+    case "ConflictError":
+      return new ConflictError(body.message, options);
+    case "TooLargeError":
+      return new TooLargeError(body.message, options);
+    default:
+      return new UnavailableError(body.message, options);
+  }
+}
+
+/** Returns the reply's value, or throws the error it carries. */
+export function unwrap<T extends { ok: boolean }>(
+  reply: T | { ok: false; error: ErrorBody },
+): Extract<T, { ok: true }> {
+  if (!reply.ok) throw errorFromBody((reply as { error: ErrorBody }).error);
+  return reply as Extract<T, { ok: true }>;
+}
+
+/** Creates a {@linkcode Bus} on a NATS connection. */
+export function createBus(nc: NatsConnection, log: Logger): Bus {
+  let rejected = 0;
+  const decode = <S extends z.ZodType>(schema: S, msg: Msg): z.output<S> | undefined => {
+    let json: unknown;
+    try {
+      json = JSON.parse(decoder.decode(msg.data));
+    } catch {
+      rejected++;
+      log.warn("bus:rejected", { subject: msg.subject, reason: "not JSON" });
+      return undefined;
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      rejected++;
+      const issue = parsed.error.issues[0];
+      log.warn("bus:rejected", {
+        subject: msg.subject,
+        reason: `${issue.path.join(".") || "message"}: ${issue.message}`,
+      });
+      return undefined;
+    }
+    return parsed.data;
+  };
+  const stopOn = (sub: Subscription, signal?: AbortSignal) => {
+    if (!signal) return;
+    if (signal.aborted) sub.unsubscribe();
+    else signal.addEventListener("abort", () => sub.unsubscribe(), { once: true });
+  };
+  const bus: Bus = {
+    nc,
+    get rejected() {
+      return rejected;
+    },
+    publish(subject, message) {
+      const data = subject.schema.parse(message);
+      nc.publish(subject.subject, encoder.encode(JSON.stringify(data)));
+    },
+    subscribe(subject, handler, options = {}) {
+      const sub = nc.subscribe(subject.subject, {
+        queue: options.queue,
+        callback: (err, msg) => {
+          if (err) {
+            log.warn("bus:subscription-error", { subject: subject.subject, error: err.message });
+            return;
+          }
+          const message = decode(subject.schema, msg);
+          if (message === undefined) return;
+          Promise.resolve().then(() => handler(message, msg.subject)).catch((e) =>
+            log.error("bus:handler-failed", { subject: msg.subject, error: String(e?.stack ?? e) })
+          );
+        },
+      });
+      stopOn(sub, options.signal);
+      return sub;
+    },
+    serve(subject, handler, options = {}) {
+      const sub = nc.subscribe(subject.subject, {
+        queue: options.queue,
+        callback: (err, msg) => {
+          if (err) return;
+          const message = decode(subject.schema, msg);
+          const respond = (reply: unknown) => {
+            if (msg.reply) msg.respond(encoder.encode(JSON.stringify(reply)));
+          };
+          if (message === undefined) {
+            respond({
+              ok: false,
+              error: {
+                code: "invalid_message",
+                message: `Message on ${msg.subject} failed its schema`,
+                name: "ValidationError",
+              },
+            });
+            return;
+          }
+          Promise.resolve().then(() => handler(message)).then(
+            (reply) => respond(subject.reply.parse(reply)),
+            (e) => {
+              if (!(e instanceof Error) || !("code" in e)) {
+                log.error("bus:handler-failed", { subject: msg.subject, error: String((e as Error)?.stack ?? e) });
+              }
+              respond({ ok: false, error: errorBody(e) });
+            },
+          );
+        },
+      });
+      stopOn(sub, options.signal);
+      return sub;
+    },
+    async request(subject, message, options = {}) {
+      const data = subject.schema.parse(message);
+      let msg: Msg;
+      try {
+        msg = await nc.request(subject.subject, encoder.encode(JSON.stringify(data)), {
+          timeout: options.timeoutMs ?? 10_000,
+        });
+      } catch (e) {
+        throw new UnavailableError(
+          `Cannot reach '${subject.subject}' as ${(e as Error).message}: is the manager running?`,
+          { cause: e, code: "no_responder" },
+        );
+      }
+      const reply = decode(subject.reply, msg);
+      if (reply === undefined) {
+        throw new UnavailableError(`Reply on '${subject.subject}' failed its schema`, { code: "invalid_reply" });
+      }
+      return reply;
+    },
+  };
+  return bus;
+}

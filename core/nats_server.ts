@@ -1,0 +1,147 @@
+/**
+ * Runs Debian's `nats-server` as a child process with JetStream: the
+ * manager's embedded server, and the one tests start on free ports.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { UnavailableError } from "./errors.ts";
+import type { Logger } from "./log.ts";
+
+/** Options of {@linkcode startNatsServer}. */
+export interface NatsServerOptions {
+  /** Folder for JetStream data (`-sd`). */
+  storeDir: string;
+  /** Client port; 0 picks a free one. @default {0} */
+  port?: number;
+  /** Address to listen on. @default {"127.0.0.1"} */
+  host?: string;
+  /** The nats-server executable. @default {Deno.env PARALLELIC_NATS_SERVER or "nats-server"} */
+  command?: string;
+  /** Extra configuration text appended to the generated config file. */
+  extraConfig?: string;
+  /** Logs the server's start and stop. */
+  log?: Logger;
+}
+
+/** A running nats-server. */
+export interface NatsServer {
+  /** `nats://host:port` */
+  readonly url: string;
+  /** The client port. */
+  readonly port: number;
+  /** The child's pid. */
+  readonly pid: number;
+  /** Stops the server (SIGTERM, then SIGKILL after 5 s) and waits for it. */
+  stop(): Promise<void>;
+  /** Kills the server with `signal` without waiting for a clean stop (for fault tests). */
+  kill(signal?: Deno.Signal): Promise<void>;
+}
+
+/** Returns a TCP port that was free a moment ago on `host`. */
+export function freePort(host = "127.0.0.1"): number {
+  const listener = Deno.listen({ hostname: host, port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Waits until something accepts TCP connections on host:port. */
+export async function waitForPort(
+  host: string,
+  port: number,
+  timeoutMs: number,
+  child?: Deno.ChildProcess,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let exited = false;
+  child?.status.then(() => exited = true);
+  while (Date.now() < deadline) {
+    if (exited) throw new UnavailableError(`nats-server exited before listening on ${host}:${port}`);
+    try {
+      const conn = await Deno.connect({ hostname: host, port });
+      conn.close();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+  throw new UnavailableError(`Nothing listens on ${host}:${port} after ${timeoutMs} ms`);
+}
+
+/**
+ * Starts `nats-server -js` with a generated configuration and waits until it
+ * accepts clients.
+ *
+ * @throws {UnavailableError} When nats-server is missing or does not start.
+ */
+export async function startNatsServer(options: NatsServerOptions): Promise<NatsServer> {
+  const host = options.host ?? "127.0.0.1";
+  const port = options.port || freePort(host);
+  const command = options.command ?? Deno.env.get("PARALLELIC_NATS_SERVER") ?? "nats-server";
+  await Deno.mkdir(options.storeDir, { recursive: true });
+  const configFile = join(options.storeDir, "nats-server.conf");
+  const config = [
+    `listen: "${host}:${port}"`,
+    `jetstream { store_dir: ${JSON.stringify(options.storeDir)} }`,
+    `max_payload: 8MB`,
+    options.extraConfig ?? "",
+  ].join("\n");
+  await Deno.writeTextFile(configFile, config + "\n");
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(command, {
+      args: ["-c", configFile],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+  } catch (e) {
+    throw new UnavailableError(
+      `Cannot start '${command}' as ${(e as Error).message}: install it with 'apt-get install -y nats-server'`,
+      { cause: e, code: "nats_server_missing" },
+    );
+  }
+  // Keep the last lines of stderr for the error message, and drain the pipe.
+  let tail = "";
+  const drained = (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stderr) tail = (tail + decoder.decode(chunk)).slice(-4000);
+  })().catch(() => {});
+  try {
+    await waitForPort(host, port, 15_000, child);
+  } catch (e) {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+    await child.status;
+    await drained;
+    throw new UnavailableError(`${(e as Error).message}\n${tail.trim()}`, { cause: e, code: "nats_server_failed" });
+  }
+  options.log?.info("nats:started", { url: `nats://${host}:${port}`, pid: child.pid });
+  let stopped: Promise<void> | undefined;
+  const stop = async (signal: Deno.Signal, graceMs: number) => {
+    stopped ??= (async () => {
+      try {
+        child.kill(signal);
+      } catch { /* already exited */ }
+      const timer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* exited */ }
+      }, graceMs);
+      await child.status;
+      clearTimeout(timer);
+      await drained;
+      options.log?.info("nats:stopped", { pid: child.pid });
+    })();
+    return stopped;
+  };
+  return {
+    url: `nats://${host}:${port}`,
+    port,
+    pid: child.pid,
+    stop: () => stop("SIGTERM", 5000),
+    kill: (signal = "SIGKILL") => stop(signal, 0),
+  };
+}

@@ -1,0 +1,437 @@
+/**
+ * Every message Parallelic sends, every record it stores and every subject
+ * it speaks on, declared once. Each schema is a zod schema with its type
+ * beside it (`type X = z.infer<typeof X>`); each NATS subject sits next to
+ * the schema of what travels on it. Parse at the edges, trust types inside.
+ *
+ * @module
+ */
+import { z } from "zod";
+
+// ---------------------------------------------------------------------------
+// Shared pieces
+
+/** A task id: time-sortable, URL-safe (`t` + 10 base-36 time chars + 6 random). */
+export const TaskId = z.string().regex(/^t[0-9a-z]{16}$/, "not a task id");
+/** A task id. */
+export type TaskId = z.infer<typeof TaskId>;
+
+/** A node name: what `--name` gives, or `<hostname>-<random>`. */
+export const NodeName = z.string().regex(
+  /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/,
+  "a node name is 1-63 letters, digits, '.', '_' or '-'",
+);
+/** A node name. */
+export type NodeName = z.infer<typeof NodeName>;
+
+/** A package digest: `sha256-` and 64 hex digits. */
+export const Digest = z.string().regex(/^sha256-[0-9a-f]{64}$/, "not a sha256 digest");
+/** A package digest. */
+export type Digest = z.infer<typeof Digest>;
+
+/** The states a task or an instance can be in. */
+export const State = z.enum(["queued", "running", "succeeded", "failed", "cancelled"]);
+/** A task or instance state. */
+export type State = z.infer<typeof State>;
+
+/** The states in which nothing more will happen. */
+export const FINAL_STATES: ReadonlySet<State> = new Set(["succeeded", "failed", "cancelled"]);
+
+/** How many instances are in each state. */
+export const Counts = z.object({
+  queued: z.number().int().nonnegative(),
+  running: z.number().int().nonnegative(),
+  succeeded: z.number().int().nonnegative(),
+  failed: z.number().int().nonnegative(),
+  cancelled: z.number().int().nonnegative(),
+});
+/** How many instances are in each state. */
+export type Counts = z.infer<typeof Counts>;
+
+/** A matrix parameter value. */
+export const ParamValue = z.union([z.string(), z.number(), z.boolean()]);
+/** A matrix parameter value. */
+export type ParamValue = z.infer<typeof ParamValue>;
+
+/**
+ * The task as the manager and nodes understand it, after task.toml was parsed
+ * and checked (see `core/task_toml.ts`). Paths are normalized and inside the
+ * task root.
+ */
+export const TaskSpec = z.object({
+  name: z.string(),
+  entrypoint: z.string(),
+  workdir: z.string(),
+  args: z.array(z.string()),
+  /** Number of instances (the matrix product when there is a matrix). */
+  instances: z.number().int().positive(),
+  /** Matrix axes in declaration order; instance i is the mixed-radix digit string of i. */
+  matrix: z.array(z.object({ name: z.string(), values: z.array(ParamValue) })),
+  env: z.record(z.string(), z.string()),
+  cpus: z.number().int().positive(),
+  memoryBytes: z.number().int().nonnegative(),
+  gpus: z.number().int().nonnegative(),
+  labels: z.record(z.string(), z.string()),
+  timeoutMs: z.number().int().positive().nullable(),
+  retries: z.number().int().nonnegative(),
+  priority: z.number().int().min(0).max(100),
+});
+/** A checked task specification. */
+export type TaskSpec = z.infer<typeof TaskSpec>;
+
+/** What a node needs to run instances of a task (a subset of {@linkcode TaskSpec}). */
+export const RunSpec = TaskSpec.pick({
+  entrypoint: true,
+  workdir: true,
+  args: true,
+  instances: true,
+  matrix: true,
+  env: true,
+  cpus: true,
+  timeoutMs: true,
+});
+/** What a node needs to run instances of a task. */
+export type RunSpec = z.infer<typeof RunSpec>;
+
+/** An error as the API and replies carry it. */
+export const ErrorBody = z.object({
+  code: z.string(),
+  message: z.string(),
+  /** The error class name (`ValidationError`, …), so a reply can be thrown again as the same kind. */
+  name: z.string().optional(),
+});
+/** An error as the API and replies carry it. */
+export type ErrorBody = z.infer<typeof ErrorBody>;
+
+// ---------------------------------------------------------------------------
+// Records kept in Deno KV
+
+/** One attempt of an instance, as kept in its history. */
+export const Attempt = z.object({
+  attempt: z.number().int().nonnegative(),
+  node: z.string(),
+  assignedAt: z.number(),
+  startedAt: z.number().nullable(),
+  endedAt: z.number().nullable(),
+  exitCode: z.number().int().nullable(),
+  signal: z.string().nullable(),
+  /** Why the attempt ended without an exit code (node lost, spawn failed, …). */
+  error: z.string().nullable(),
+});
+/** One attempt of an instance. */
+export type Attempt = z.infer<typeof Attempt>;
+
+/** `["task", id]`: a task and its per-state counts (status reads never scan instances). */
+export const TaskRecord = z.object({
+  id: TaskId,
+  name: z.string(),
+  owner: z.string(),
+  digest: Digest,
+  packageBytes: z.number().int().nonnegative(),
+  spec: TaskSpec,
+  state: State,
+  counts: Counts,
+  /** Instances below this index have been dispatched at least once. */
+  nextIndex: z.number().int().nonnegative(),
+  createdAt: z.number(),
+  startedAt: z.number().nullable(),
+  endedAt: z.number().nullable(),
+  /** Why the task failed or was cancelled, when it was. */
+  reason: z.string().nullable(),
+});
+/** A task record. */
+export type TaskRecord = z.infer<typeof TaskRecord>;
+
+/** `["instance", taskId, index]`: written only once an instance was dispatched. */
+export const InstanceRecord = z.object({
+  index: z.number().int().nonnegative(),
+  state: State,
+  attempt: z.number().int().nonnegative(),
+  node: z.string().nullable(),
+  /** Earliest time a retry may be dispatched. */
+  notBefore: z.number().nullable(),
+  history: z.array(Attempt),
+});
+/** An instance record. */
+export type InstanceRecord = z.infer<typeof InstanceRecord>;
+
+/** What a node offers. */
+export const NodeCapacity = z.object({
+  slots: z.number().int().positive(),
+  cpus: z.number().int().positive(),
+  memoryBytes: z.number().int().nonnegative(),
+  gpus: z.number().int().nonnegative(),
+  labels: z.record(z.string(), z.string()),
+});
+/** What a node offers. */
+export type NodeCapacity = z.infer<typeof NodeCapacity>;
+
+/** Node states: `ready` takes work, `draining` finishes what it runs, `lost` missed its lease. */
+export const NodeState = z.enum(["ready", "draining", "lost"]);
+/** A node state. */
+export type NodeState = z.infer<typeof NodeState>;
+
+/** `["node", name]`: a node the manager knows. */
+export const NodeRecord = NodeCapacity.extend({
+  name: NodeName,
+  state: NodeState,
+  /** Set by `nodes drain`; survives re-registration. */
+  drain: z.boolean(),
+  version: z.string(),
+  hostname: z.string(),
+  joinedAt: z.number(),
+  lastSeenAt: z.number(),
+  /** Slots in use at the last heartbeat. */
+  usedSlots: z.number().int().nonnegative(),
+  /** Instances held at the last heartbeat (queued on the node, running, or unreported). */
+  holding: z.number().int().nonnegative(),
+});
+/** A node record. */
+export type NodeRecord = z.infer<typeof NodeRecord>;
+
+// ---------------------------------------------------------------------------
+// Messages and their subjects
+
+/** A NATS subject and the schema of what travels on it. */
+export interface Subject<S extends z.ZodType> {
+  /** The concrete subject. */
+  readonly subject: string;
+  /** Schema of the payload. */
+  readonly schema: S;
+}
+
+/** A request subject: a request schema and a reply schema. */
+export interface RequestSubject<Q extends z.ZodType, R extends z.ZodType> extends Subject<Q> {
+  /** Schema of the reply. */
+  readonly reply: R;
+}
+
+function subject<S extends z.ZodType>(name: string, schema: S): Subject<S> {
+  return { subject: name, schema };
+}
+
+function request<Q extends z.ZodType, R extends z.ZodType>(
+  name: string,
+  schema: Q,
+  reply: R,
+): RequestSubject<Q, R> {
+  return { subject: name, schema, reply };
+}
+
+/** Replies either carry a value or an error. */
+function replyOf<T extends z.ZodRawShape>(shape: T) {
+  return z.union([
+    z.object({ ok: z.literal(true), ...shape }),
+    z.object({ ok: z.literal(false), error: ErrorBody }),
+  ]);
+}
+
+/** Gateway → task actor: create a task from a stored package. */
+export const SubmitRequest = z.object({
+  digest: Digest,
+  packageBytes: z.number().int().nonnegative(),
+  spec: TaskSpec,
+  owner: z.string(),
+});
+/** A submit request. */
+export type SubmitRequest = z.infer<typeof SubmitRequest>;
+/** Reply to {@linkcode SubmitRequest}. */
+export const SubmitReply = replyOf({ id: TaskId, state: State, instances: z.number().int() });
+/** Reply to a submit. */
+export type SubmitReply = z.infer<typeof SubmitReply>;
+/** `parallelic.task.submit` */
+export const taskSubmit = request("parallelic.task.submit", SubmitRequest, SubmitReply);
+
+/** Gateway → task actor: cancel a task. */
+export const CancelRequest = z.object({ taskId: TaskId, by: z.string() });
+/** A cancel request. */
+export type CancelRequest = z.infer<typeof CancelRequest>;
+/** Reply to {@linkcode CancelRequest}. */
+export const CancelReply = replyOf({ state: State });
+/** Reply to a cancel. */
+export type CancelReply = z.infer<typeof CancelReply>;
+/** `parallelic.task.cancel` */
+export const taskCancel = request("parallelic.task.cancel", CancelRequest, CancelReply);
+
+/** Task actor → anyone: a task reached a final state. */
+export const TaskDone = z.object({ taskId: TaskId, state: State, counts: Counts });
+/** A task-done event. */
+export type TaskDone = z.infer<typeof TaskDone>;
+/** `parallelic.task.<id>.done` */
+export const taskDone = (taskId: string) => subject(`parallelic.task.${taskId}.done`, TaskDone);
+/** Wildcard for every task's done event. */
+export const taskDoneAll = subject("parallelic.task.*.done", TaskDone);
+
+/** An instance attempt, as nodes and the manager name it. */
+export const InstanceRef = z.object({
+  taskId: TaskId,
+  index: z.number().int().nonnegative(),
+  attempt: z.number().int().nonnegative(),
+});
+/** An instance attempt reference. */
+export type InstanceRef = z.infer<typeof InstanceRef>;
+
+/** Node → node actor: join (or re-join) the manager. */
+export const RegisterRequest = NodeCapacity.extend({
+  name: NodeName,
+  version: z.string(),
+  hostname: z.string(),
+  /** Instances the node still holds from before (after a manager restart or a partition). */
+  holding: z.array(InstanceRef),
+});
+/** A register request. */
+export type RegisterRequest = z.infer<typeof RegisterRequest>;
+/** Reply to {@linkcode RegisterRequest}: the timings the node must keep. */
+export const RegisterReply = replyOf({
+  heartbeatMs: z.number().int().positive(),
+  leaseMs: z.number().int().positive(),
+});
+/** Reply to a register. */
+export type RegisterReply = z.infer<typeof RegisterReply>;
+/** `parallelic.node.register` */
+export const nodeRegister = request("parallelic.node.register", RegisterRequest, RegisterReply);
+
+/** Node → manager, every `heartbeatMs`: alive, and what it holds. */
+export const Heartbeat = z.object({
+  name: NodeName,
+  sentAt: z.number(),
+  usedSlots: z.number().int().nonnegative(),
+  holding: z.array(InstanceRef),
+});
+/** A heartbeat. */
+export type Heartbeat = z.infer<typeof Heartbeat>;
+/** `parallelic.node.heartbeat` */
+export const nodeHeartbeat = subject("parallelic.node.heartbeat", Heartbeat);
+
+/** Node actor → task actor and gateway: a node joined, changed state, or was lost. */
+export const NodeEvent = z.object({
+  kind: z.enum(["joined", "updated", "lost"]),
+  node: NodeRecord,
+});
+/** A node event. */
+export type NodeEvent = z.infer<typeof NodeEvent>;
+/** `parallelic.nodes.event` */
+export const nodesEvent = subject("parallelic.nodes.event", NodeEvent);
+
+/** Anyone → node actor: the nodes it knows. */
+export const NodesListReply = replyOf({ nodes: z.array(NodeRecord) });
+/** Reply listing nodes. */
+export type NodesListReply = z.infer<typeof NodesListReply>;
+/** `parallelic.nodes.list` */
+export const nodesList = request("parallelic.nodes.list", z.object({}), NodesListReply);
+
+/** Gateway → node actor: drain or resume a node. */
+export const DrainRequest = z.object({ name: NodeName, drain: z.boolean() });
+/** A drain request. */
+export type DrainRequest = z.infer<typeof DrainRequest>;
+/** `parallelic.nodes.drain` */
+export const nodesDrain = request(
+  "parallelic.nodes.drain",
+  DrainRequest,
+  replyOf({ node: NodeRecord }),
+);
+
+/** One instance to run, within an {@linkcode Assignment}. */
+export const AssignItem = z.object({
+  index: z.number().int().nonnegative(),
+  attempt: z.number().int().nonnegative(),
+});
+/** One instance to run. */
+export type AssignItem = z.infer<typeof AssignItem>;
+
+/** Task actor → node: run these instances (one message carries many). */
+export const Assignment = z.object({
+  tasks: z.array(z.object({
+    taskId: TaskId,
+    digest: Digest,
+    run: RunSpec,
+    items: z.array(AssignItem),
+  })),
+});
+/** An assignment batch. */
+export type Assignment = z.infer<typeof Assignment>;
+/** `parallelic.node.<name>.assign` */
+export const nodeAssign = (name: string) => subject(`parallelic.node.${name}.assign`, Assignment);
+
+/** Task actor → node: stop these instances (all of a task when `index` is absent). */
+export const Kill = z.object({
+  items: z.array(z.object({
+    taskId: TaskId,
+    index: z.number().int().nonnegative().optional(),
+    attempt: z.number().int().nonnegative().optional(),
+  })),
+  reason: z.string(),
+});
+/** A kill order. */
+export type Kill = z.infer<typeof Kill>;
+/** `parallelic.node.<name>.kill` */
+export const nodeKill = (name: string) => subject(`parallelic.node.${name}.kill`, Kill);
+
+/** Node actor → node: you are unknown (lost or forgotten); register again. */
+export const Rejoin = z.object({ reason: z.string() });
+/** `parallelic.node.<name>.rejoin` */
+export const nodeRejoin = (name: string) => subject(`parallelic.node.${name}.rejoin`, Rejoin);
+
+/** How one attempt ended, as the node saw it. */
+export const Result = InstanceRef.extend({
+  exitCode: z.number().int().nullable(),
+  signal: z.string().nullable(),
+  startedAt: z.number().nullable(),
+  endedAt: z.number(),
+  /** Set when the node could not run the instance (fetch, unpack or spawn failed) or timed out. */
+  error: z.string().nullable(),
+});
+/** An instance result. */
+export type Result = z.infer<typeof Result>;
+
+/** Node → task actor: results, batched; the reply comes once they are stored. */
+export const ResultBatch = z.object({ node: NodeName, results: z.array(Result) });
+/** A result batch. */
+export type ResultBatch = z.infer<typeof ResultBatch>;
+/** `parallelic.task.results` */
+export const taskResults = request(
+  "parallelic.task.results",
+  ResultBatch,
+  replyOf({ accepted: z.number().int(), ignored: z.number().int() }),
+);
+
+/** Log chunks of an instance travel on (and are kept in the LOGS stream under) this subject. */
+export const logSubject = (taskId: string, index: number) => `parallelic.log.${taskId}.${index}`;
+/** All log subjects of a task. */
+export const logSubjectsOfTask = (taskId: string) => `parallelic.log.${taskId}.>`;
+/** The JetStream stream that keeps logs. */
+export const LOG_STREAM = "PARALLELIC_LOGS";
+/** The object-store bucket that keeps packages, named by digest. */
+export const PACKAGE_BUCKET = "parallelic-packages";
+
+// ---------------------------------------------------------------------------
+// API views
+
+/** `GET /api/v1/tasks/{id}` */
+export const TaskView = TaskRecord.omit({ nextIndex: true }).extend({
+  instances: z.number().int(),
+});
+/** A task as the API shows it. */
+export type TaskView = z.infer<typeof TaskView>;
+
+/** `GET /api/v1/tasks/{id}/instances/{index}` */
+export const InstanceView = z.object({
+  taskId: TaskId,
+  index: z.number().int(),
+  state: State,
+  attempt: z.number().int(),
+  node: z.string().nullable(),
+  exitCode: z.number().int().nullable(),
+  signal: z.string().nullable(),
+  startedAt: z.number().nullable(),
+  endedAt: z.number().nullable(),
+  params: z.record(z.string(), ParamValue),
+  history: z.array(Attempt),
+});
+/** An instance as the API shows it. */
+export type InstanceView = z.infer<typeof InstanceView>;
+
+/** `POST /api/v1/tasks` answer. */
+export const SubmitView = z.object({ id: TaskId, state: State, instances: z.number().int() });
+/** A submit answer. */
+export type SubmitView = z.infer<typeof SubmitView>;

@@ -1,0 +1,318 @@
+/**
+ * Parsing and checking `task.toml`. Strict: an unknown key, a wrong type, a
+ * missing entrypoint or a path leaving the task root is rejected, and the
+ * message names the key, the value and the line.
+ *
+ * @module
+ */
+import { parse, TomlError } from "smol-toml";
+import { z } from "zod";
+import { ValidationError } from "./errors.ts";
+import type { ParamValue, TaskSpec } from "./schema.ts";
+
+/** Largest task.toml accepted, in bytes. */
+export const MAX_TASK_TOML_BYTES = 64 * 1024;
+/** Most instances one task may have. */
+export const MAX_INSTANCES = 1_000_000;
+
+const SIZE_UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  tb: 1e12,
+  kib: 2 ** 10,
+  mib: 2 ** 20,
+  gib: 2 ** 30,
+  tib: 2 ** 40,
+};
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 };
+
+/**
+ * Parses a size such as `"512MiB"`, `"2GB"` or `1024` into bytes.
+ *
+ * @throws {Error} When the text is not a size.
+ */
+export function parseBytes(value: string | number): number {
+  if (typeof value === "number") return value;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(value);
+  const unit = m ? SIZE_UNITS[m[2].toLowerCase()] : undefined;
+  if (!m || unit === undefined) {
+    throw new Error(`'${value}' is not a size (e.g. "512MiB", "2GB")`);
+  }
+  return Math.round(Number(m[1]) * unit);
+}
+
+/**
+ * Parses a duration such as `"10m"`, `"1h30m"`, `"500ms"` or a number of
+ * seconds into milliseconds.
+ *
+ * @throws {Error} When the text is not a duration.
+ */
+export function parseDurationMs(value: string | number): number {
+  if (typeof value === "number") return Math.round(value * 1000);
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
+  let total = 0;
+  let matched = 0;
+  for (let m = re.exec(value); m; m = re.exec(value)) {
+    total += Number(m[1]) * DURATION_UNITS[m[2]];
+    matched = re.lastIndex;
+  }
+  if (matched === 0 || matched !== value.length) {
+    throw new Error(`'${value}' is not a duration (e.g. "90s", "10m", "1h30m")`);
+  }
+  return Math.round(total);
+}
+
+/**
+ * Normalizes a path relative to the task root; returns null when it is
+ * absolute or leaves the root.
+ */
+export function normalizeRelative(path: string): string | null {
+  if (path.startsWith("/") || path.startsWith("\\") || /^[A-Za-z]:/.test(path)) return null;
+  const out: string[] = [];
+  for (const part of path.split(/[\\/]+/)) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") {
+      if (out.length === 0) return null;
+      out.pop();
+    } else out.push(part);
+  }
+  return out.length ? out.join("/") : ".";
+}
+
+const Size = z.union([z.string(), z.number().int().nonnegative()]).transform((v, ctx) => {
+  try {
+    return parseBytes(v);
+  } catch (e) {
+    ctx.addIssue({ code: "custom", message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
+const Duration = z.union([z.string(), z.number().positive()]).transform((v, ctx) => {
+  try {
+    return parseDurationMs(v);
+  } catch (e) {
+    ctx.addIssue({ code: "custom", message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
+const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/);
+
+const MatrixAxis = z.union([
+  z.array(z.union([z.string(), z.number(), z.boolean()])).min(1),
+  z.strictObject({
+    from: z.number().int(),
+    to: z.number().int(),
+    step: z.number().int().positive().optional(),
+  }),
+]);
+
+/** The raw shape of task.toml, strict at every level. */
+export const TaskToml = z.strictObject({
+  task: z.strictObject({
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$/).optional(),
+    entrypoint: z.string().min(1),
+    workdir: z.string().min(1).optional(),
+    args: z.array(z.string()).optional(),
+    instances: z.number().int().min(1).max(MAX_INSTANCES).optional(),
+    matrix: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), MatrixAxis).optional(),
+  }),
+  env: z.record(EnvName, z.string()).optional(),
+  resources: z.strictObject({
+    cpus: z.number().int().min(1).max(1024).optional(),
+    memory: Size.optional(),
+    gpus: z.number().int().min(0).max(64).optional(),
+  }).optional(),
+  placement: z.strictObject({
+    labels: z.record(z.string(), z.string()).optional(),
+  }).optional(),
+  limits: z.strictObject({
+    timeout: Duration.optional(),
+    retries: z.number().int().min(0).max(100).optional(),
+    priority: z.number().int().min(0).max(100).optional(),
+  }).optional(),
+});
+
+/**
+ * Finds the line of `path` (like `["task", "entrypoint"]`) in TOML source:
+ * the line where its key is assigned under the right table header, or the
+ * table header itself. Returns 0 when it cannot tell.
+ */
+export function lineOf(source: string, path: readonly PropertyKey[]): number {
+  const lines = source.split("\n");
+  const keys = path.filter((p): p is string => typeof p === "string");
+  if (keys.length === 0) return 0;
+  let table: string[] = [];
+  let headerLine = 0;
+  for (let i = 0; i < lines.length; i++) {
+    const text = lines[i].trim();
+    const header = /^\[\s*([^\]]+?)\s*\]/.exec(text);
+    if (header) {
+      table = header[1].split(".").map((s) => s.trim().replace(/^"|"$/g, ""));
+      if (table.join(".") === keys.join(".")) headerLine = i + 1;
+      continue;
+    }
+    const assign = /^("?)([A-Za-z0-9_.-]+)\1\s*=/.exec(text);
+    if (!assign) continue;
+    const full = [...table, ...assign[2].split(".")];
+    // The key itself, or an inline table that contains it.
+    const n = Math.min(full.length, keys.length);
+    if (full.slice(0, n).join(".") === keys.slice(0, n).join(".")) return i + 1;
+  }
+  if (headerLine) return headerLine;
+  return keys.length > 1 ? lineOf(source, keys.slice(0, -1)) : 0;
+}
+
+function describe(value: unknown): string {
+  const text = JSON.stringify(value);
+  if (text === undefined) return String(value);
+  return text.length > 60 ? text.slice(0, 57) + "..." : text;
+}
+
+function valueAt(data: unknown, path: readonly PropertyKey[]): unknown {
+  let cur: unknown = data;
+  for (const p of path) {
+    if (cur === null || typeof cur !== "object") return undefined;
+    cur = (cur as Record<PropertyKey, unknown>)[p];
+  }
+  return cur;
+}
+
+function fail(message: string, line: number, code = "invalid_task_toml"): never {
+  throw new ValidationError(`task.toml${line ? ` line ${line}` : ""}: ${message}`, { code });
+}
+
+/**
+ * Parses and checks task.toml text into a {@linkcode TaskSpec}.
+ *
+ * @param source The text of task.toml.
+ * @param defaultName The name used when `[task] name` is absent (the folder or zip name).
+ * @throws {ValidationError} Naming the key, the value and the line.
+ */
+export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
+  if (source.length > MAX_TASK_TOML_BYTES) {
+    fail(`is ${source.length} bytes, more than the limit of ${MAX_TASK_TOML_BYTES}`, 0, "task_toml_too_large");
+  }
+  let data: unknown;
+  try {
+    data = parse(source);
+  } catch (e) {
+    if (e instanceof TomlError) {
+      fail(`is not valid TOML: ${e.message.split("\n")[0]}`, e.line);
+    }
+    throw e;
+  }
+  const parsed = TaskToml.safeParse(data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    if (issue.code === "unrecognized_keys") {
+      const key = issue.keys[0];
+      const path = [...issue.path, key];
+      fail(
+        `unknown key '${path.join(".")}'${issue.keys.length > 1 ? ` (and ${issue.keys.slice(1).join(", ")})` : ""}`,
+        lineOf(source, path),
+        "unknown_key",
+      );
+    }
+    const key = issue.path.join(".");
+    const value = valueAt(data, issue.path);
+    if (value === undefined && issue.code === "invalid_type") {
+      fail(`missing required key '${key}'`, lineOf(source, issue.path.slice(0, -1)), "missing_key");
+    }
+    fail(`key '${key}' = ${describe(value)}: ${issue.message}`, lineOf(source, issue.path));
+  }
+  const toml = parsed.data;
+  const entrypoint = normalizeRelative(toml.task.entrypoint);
+  if (entrypoint === null || entrypoint === ".") {
+    fail(
+      `key 'task.entrypoint' = ${describe(toml.task.entrypoint)} leaves the task root`,
+      lineOf(source, ["task", "entrypoint"]),
+      "path_escapes_root",
+    );
+  }
+  const workdir = normalizeRelative(toml.task.workdir ?? ".");
+  if (workdir === null) {
+    fail(
+      `key 'task.workdir' = ${describe(toml.task.workdir)} leaves the task root`,
+      lineOf(source, ["task", "workdir"]),
+      "path_escapes_root",
+    );
+  }
+  const matrix = Object.entries(toml.task.matrix ?? {}).map(([name, axis]) => {
+    if (Array.isArray(axis)) return { name, values: axis as ParamValue[] };
+    const step = axis.step ?? 1;
+    if (axis.to < axis.from || (axis.to - axis.from) / step + 1 > MAX_INSTANCES) {
+      fail(
+        `key 'task.matrix.${name}' = ${
+          describe(axis)
+        }: 'to' must be at least 'from' and the range at most ${MAX_INSTANCES} values`,
+        lineOf(source, ["task", "matrix", name]),
+      );
+    }
+    const values: number[] = [];
+    for (let v = axis.from; v <= axis.to; v += step) values.push(v);
+    return { name, values };
+  });
+  let instances = toml.task.instances ?? 1;
+  if (matrix.length > 0) {
+    if (toml.task.instances !== undefined) {
+      fail(
+        "keys 'task.instances' and 'task.matrix' exclude each other: the matrix sets the number of instances",
+        lineOf(source, ["task", "instances"]),
+      );
+    }
+    instances = matrix.reduce((n, axis) => n * axis.values.length, 1);
+    if (instances > MAX_INSTANCES) {
+      fail(
+        `'task.matrix' makes ${instances} instances, more than the limit of ${MAX_INSTANCES}`,
+        lineOf(source, ["task", "matrix"]),
+      );
+    }
+  }
+  for (const key of Object.keys(toml.env ?? {})) {
+    if (key.startsWith("PARALLELIC_")) {
+      fail(
+        `key 'env.${key}': names starting with PARALLELIC_ are set by Parallelic`,
+        lineOf(source, ["env", key]),
+      );
+    }
+  }
+  return {
+    name: toml.task.name ?? defaultName,
+    entrypoint,
+    workdir,
+    args: toml.task.args ?? [],
+    instances,
+    matrix,
+    env: toml.env ?? {},
+    cpus: toml.resources?.cpus ?? 1,
+    memoryBytes: toml.resources?.memory ?? 0,
+    gpus: toml.resources?.gpus ?? 0,
+    labels: toml.placement?.labels ?? {},
+    timeoutMs: toml.limits?.timeout ?? null,
+    retries: toml.limits?.retries ?? 0,
+    priority: toml.limits?.priority ?? 50,
+  };
+}
+
+/**
+ * The matrix parameters of instance `index`: the mixed-radix digits of the
+ * index, the last axis varying fastest. Nothing is materialized per instance.
+ */
+export function matrixParams(
+  spec: Pick<TaskSpec, "matrix">,
+  index: number,
+): Record<string, ParamValue> {
+  const params: Record<string, ParamValue> = {};
+  let rest = index;
+  for (let i = spec.matrix.length - 1; i >= 0; i--) {
+    const axis = spec.matrix[i];
+    params[axis.name] = axis.values[rest % axis.values.length];
+    rest = Math.floor(rest / axis.values.length);
+  }
+  return params;
+}
