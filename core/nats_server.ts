@@ -120,7 +120,7 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
   }
   options.log?.info("nats:started", { url: `nats://${host}:${port}`, pid: child.pid });
   let stopped: Promise<void> | undefined;
-  const stop = async (signal: Deno.Signal, graceMs: number) => {
+  const stop = (signal: Deno.Signal, graceMs: number) => {
     stopped ??= (async () => {
       try {
         child.kill(signal);

@@ -86,7 +86,8 @@ async function plan(bytes: Uint8Array, limits: PackageLimits): Promise<PlannedEn
   let entries: zip.Entry[];
   try {
     const reader = new zip.ZipReader(new zip.Uint8ArrayReader(bytes));
-    entries = await reader.getEntries();
+    // Names are checked below, so that the message names the entry and the rule it breaks.
+    entries = await reader.getEntries({ filenameValidation: "tolerant" });
     await reader.close();
   } catch (e) {
     invalid(`it is not a readable zip file (${(e as Error).message})`, "broken_zip");

@@ -147,13 +147,12 @@ export function lineOf(source: string, path: readonly PropertyKey[]): number {
   const keys = path.filter((p): p is string => typeof p === "string");
   if (keys.length === 0) return 0;
   let table: string[] = [];
-  let headerLine = 0;
   for (let i = 0; i < lines.length; i++) {
     const text = lines[i].trim();
     const header = /^\[\s*([^\]]+?)\s*\]/.exec(text);
     if (header) {
       table = header[1].split(".").map((s) => s.trim().replace(/^"|"$/g, ""));
-      if (table.join(".") === keys.join(".")) headerLine = i + 1;
+      if (table.join(".") === keys.join(".")) return i + 1;
       continue;
     }
     const assign = /^("?)([A-Za-z0-9_.-]+)\1\s*=/.exec(text);
@@ -163,7 +162,6 @@ export function lineOf(source: string, path: readonly PropertyKey[]): number {
     const n = Math.min(full.length, keys.length);
     if (full.slice(0, n).join(".") === keys.slice(0, n).join(".")) return i + 1;
   }
-  if (headerLine) return headerLine;
   return keys.length > 1 ? lineOf(source, keys.slice(0, -1)) : 0;
 }
 

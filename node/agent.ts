@@ -131,7 +131,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   const queue: Job[] = [];
   const running = new Map<string, Job>();
   const unacked = new Map<string, Result>();
-  let pendingResults: Result[] = [];
+  const pendingResults: Result[] = [];
   let usedSlots = 0;
   let started = 0;
   let finished = 0;

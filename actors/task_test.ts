@@ -1,0 +1,248 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { type Bus, createBus, unwrap } from "../core/bus.ts";
+import { systemClock } from "../core/clock.ts";
+import { parseTaskToml } from "../core/task_toml.ts";
+import {
+  type Assignment,
+  type InstanceRecord,
+  type Kill,
+  nodeAssign,
+  nodeHeartbeat,
+  nodeKill,
+  type NodeRecord,
+  nodesEvent,
+  nodesList,
+  taskCancel,
+  taskDoneAll,
+  type TaskRecord,
+  taskResults,
+  taskSubmit,
+} from "../core/schema.ts";
+import { startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
+import { instanceKey, taskKey } from "./keys.ts";
+import { createTaskActor, type TaskActor } from "./task.ts";
+
+const DIGEST = `sha256-${"a".repeat(64)}`;
+
+function nodeRecord(name: string, slots = 2): NodeRecord {
+  return {
+    name,
+    slots,
+    cpus: slots,
+    memoryBytes: 2 ** 30,
+    gpus: 0,
+    labels: {},
+    state: "ready",
+    drain: false,
+    version: "test",
+    hostname: "test",
+    joinedAt: 0,
+    lastSeenAt: 0,
+    usedSlots: 0,
+    holding: 0,
+  };
+}
+
+/** A fake compute node on the real bus: records assignments, answers with results. */
+function fakeNode(bus: Bus, name: string) {
+  const received: Array<{ taskId: string; index: number; attempt: number }> = [];
+  const kills: Kill[] = [];
+  bus.subscribe(nodeAssign(name), (msg: Assignment) => {
+    for (const t of msg.tasks) for (const i of t.items) received.push({ taskId: t.taskId, ...i });
+  });
+  bus.subscribe(nodeKill(name), (k) => void kills.push(k));
+  return {
+    received,
+    kills,
+    async finish(items: Array<{ taskId: string; index: number; attempt: number }>, exitCode = 0, from = name) {
+      const now = Date.now();
+      return unwrap(
+        await bus.request(taskResults, {
+          node: from,
+          results: items.map((i) => ({ ...i, exitCode, signal: null, startedAt: now, endedAt: now, error: null })),
+        }),
+      );
+    },
+  };
+}
+
+async function setup(t: { dir: string }, options: { retryBackoffMs?: number } = {}) {
+  const kv = await Deno.openKv(join(t.dir, "state.kv"));
+  return { kv, ...options };
+}
+
+function startActor(bus: Bus, kv: Deno.Kv, abort: AbortController, retryBackoffMs = 10): TaskActor {
+  return createTaskActor({ bus, kv, clock: systemClock, log: testLogger() }, {
+    signal: abort.signal,
+    retryBackoffMs,
+    orphanGraceMs: 60_000,
+  });
+}
+
+async function submit(bus: Bus, toml: string) {
+  return unwrap(
+    await bus.request(taskSubmit, { digest: DIGEST, packageBytes: 1, spec: parseTaskToml(toml), owner: "alice" }),
+  );
+}
+
+Deno.test({
+  name: "task actor dispatches in batches, records results in few commits and ends the task",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using nats = await startTestNats();
+    const { kv } = await setup(nats);
+    const bus = createBus(nats.nc, testLogger());
+    const abort = new AbortController();
+    const actor = startActor(bus, kv, abort);
+    await actor.ready;
+    const node = fakeNode(bus, "n1");
+    const done: string[] = [];
+    bus.subscribe(taskDoneAll, (d) => void done.push(d.state));
+    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 2) });
+    const task = await submit(bus, `[task]\nentrypoint = "run.sh"\ninstances = 200\n`);
+    assert.equal(task.instances, 200);
+    let finished = 0;
+    while (finished < 200) {
+      await waitUntil(() => node.received.length > finished, 5000, "an assignment");
+      const batch = node.received.slice(finished);
+      // 2 slots with a prefetch of 1x: never more than 4 held at once.
+      assert.ok(batch.length <= 4, `batch of ${batch.length}`);
+      finished += batch.length;
+      const ack = await node.finish(batch);
+      assert.equal(ack.accepted, batch.length);
+    }
+    await waitUntil(() => done.length === 1, 5000, "task done");
+    assert.deepEqual(done, ["succeeded"]);
+    const rec = (await kv.get<TaskRecord>(taskKey(task.id))).value!;
+    assert.equal(rec.state, "succeeded");
+    assert.equal(rec.counts.succeeded, 200);
+    assert.equal(new Set(node.received.map((r) => r.index)).size, 200, "each instance dispatched once");
+    const inst = (await kv.get<InstanceRecord>(instanceKey(task.id, 17))).value!;
+    assert.equal(inst.state, "succeeded");
+    assert.equal(inst.history.length, 1);
+    assert.ok(actor.stats().commits < 200 * 2, `commits ${actor.stats().commits} should be batched`);
+    abort.abort();
+    await actor.stopped;
+    kv.close();
+  },
+});
+
+Deno.test({
+  name: "task actor fences stale attempts and foreign nodes, retries failures with attempt + 1",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using nats = await startTestNats();
+    const { kv } = await setup(nats);
+    const bus = createBus(nats.nc, testLogger());
+    const abort = new AbortController();
+    const actor = startActor(bus, kv, abort);
+    await actor.ready;
+    const node = fakeNode(bus, "n1");
+    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 1) });
+    const task = await submit(bus, `[task]\nentrypoint = "run.sh"\ninstances = 1\n[limits]\nretries = 1\n`);
+    await waitUntil(() => node.received.length === 1);
+    const first = node.received[0];
+    assert.equal(first.attempt, 0);
+    assert.equal((await node.finish([{ ...first, attempt: 5 }])).ignored, 1, "wrong attempt ignored");
+    assert.equal((await node.finish([first], 0, "intruder")).ignored, 1, "wrong node ignored");
+    assert.equal((await node.finish([first], 3)).accepted, 1);
+    await waitUntil(() => node.received.length === 2, 5000, "the retry");
+    assert.equal(node.received[1].attempt, 1);
+    assert.equal((await node.finish([first])).ignored, 1, "late report of attempt 0 ignored");
+    await node.finish([node.received[1]], 4);
+    const rec = await waitUntil(async () => {
+      const r = (await kv.get<TaskRecord>(taskKey(task.id))).value!;
+      return r.state === "failed" ? r : null;
+    });
+    assert.equal(rec.counts.failed, 1);
+    assert.match(rec.reason ?? "", /1 of 1 instances failed/);
+    const inst = (await kv.get<InstanceRecord>(instanceKey(task.id, 0))).value!;
+    assert.deepEqual(inst.history.map((h) => h.exitCode), [3, 4]);
+    abort.abort();
+    await actor.stopped;
+    kv.close();
+  },
+});
+
+Deno.test({
+  name: "task actor requeues a lost node's instances elsewhere and cancels with kill orders",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using nats = await startTestNats();
+    const { kv } = await setup(nats);
+    const bus = createBus(nats.nc, testLogger());
+    const abort = new AbortController();
+    const actor = startActor(bus, kv, abort);
+    await actor.ready;
+    const a = fakeNode(bus, "a");
+    const b = fakeNode(bus, "b");
+    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("a", 1) });
+    const task = await submit(bus, `[task]\nentrypoint = "run.sh"\ninstances = 2\n`);
+    await waitUntil(() => a.received.length === 2, 5000, "both on a");
+    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("b", 1) });
+    bus.publish(nodesEvent, { kind: "lost", node: { ...nodeRecord("a", 1), state: "lost" } });
+    await waitUntil(() => b.received.length === 2, 5000, "requeued on b");
+    assert.deepEqual(b.received.map((r) => r.attempt), [1, 1]);
+    assert.equal((await a.finish(a.received)).ignored, 2, "the lost node's late results are ignored");
+    await b.finish([b.received[0]]);
+    const cancelled = unwrap(await bus.request(taskCancel, { taskId: task.id, by: "alice" }));
+    assert.equal(cancelled.state, "cancelled");
+    await waitUntil(() => b.kills.length === 1, 5000, "kill order");
+    assert.equal(b.kills[0].items[0].taskId, task.id);
+    const rec = (await kv.get<TaskRecord>(taskKey(task.id))).value!;
+    assert.deepEqual(rec.counts, { queued: 0, running: 0, succeeded: 1, failed: 0, cancelled: 1 });
+    const inst = (await kv.get<InstanceRecord>(instanceKey(task.id, b.received[1].index))).value!;
+    assert.deepEqual(inst.history.map((h) => h.node), ["a", "b"]);
+    assert.match(inst.history[0].error ?? "", /node a lost/);
+    abort.abort();
+    await actor.stopped;
+    kv.close();
+  },
+});
+
+Deno.test({
+  name: "a restarted task actor rebuilds its state from Deno KV and accepts results of attempts in flight",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using nats = await startTestNats();
+    const { kv } = await setup(nats);
+    const bus = createBus(nats.nc, testLogger());
+    const node = fakeNode(bus, "n1");
+    const nodeRec = nodeRecord("n1", 2);
+    bus.serve(nodesList, () => ({ ok: true as const, nodes: [nodeRec] }));
+    const first = new AbortController();
+    let actor = startActor(bus, kv, first);
+    await actor.ready;
+    const task = await submit(bus, `[task]\nentrypoint = "run.sh"\ninstances = 10\n`);
+    await waitUntil(() => node.received.length === 4, 5000, "first batch");
+    first.abort();
+    await actor.stopped;
+    const second = new AbortController();
+    actor = startActor(bus, kv, second);
+    await actor.ready;
+    // The node still runs what the first actor gave it; heartbeats say so.
+    bus.publish(nodeHeartbeat, { name: "n1", sentAt: Date.now(), usedSlots: 2, holding: node.received });
+    assert.equal((await node.finish(node.received.slice(0, 4))).accepted, 4, "attempts in flight survive");
+    let finished = 4;
+    while (finished < 10) {
+      await waitUntil(() => node.received.length > finished, 5000, "more work");
+      const batch = node.received.slice(finished);
+      finished += batch.length;
+      await node.finish(batch);
+    }
+    const rec = await waitUntil(async () => {
+      const r = (await kv.get<TaskRecord>(taskKey(task.id))).value!;
+      return r.state === "succeeded" ? r : null;
+    });
+    assert.equal(rec.counts.succeeded, 10);
+    assert.equal(new Set(node.received.map((r) => r.index)).size, 10, "no instance started twice");
+    second.abort();
+    await actor.stopped;
+    kv.close();
+  },
+});

@@ -1,0 +1,99 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { makeZip, tempDir } from "../tests/harness.ts";
+import { TooLargeError, ValidationError } from "./errors.ts";
+import { checkPackage, DEFAULT_PACKAGE_LIMITS, unpackPackage, zipFolder } from "./package.ts";
+
+const TOML = `[task]\nentrypoint = "run.sh"\ninstances = 2\n`;
+
+async function rejects(bytes: Uint8Array, pattern: RegExp, code?: string) {
+  try {
+    await checkPackage(bytes);
+  } catch (e) {
+    assert.ok(e instanceof ValidationError || e instanceof TooLargeError, String(e));
+    assert.match(e.message, pattern);
+    if (code) assert.equal(e.code, code);
+    return;
+  }
+  assert.fail("expected the package to be rejected");
+}
+
+Deno.test("checkPackage() accepts a valid package and digests it", async () => {
+  const bytes = await makeZip({ "task.toml": TOML, "run.sh": "#!/bin/sh\necho hi\n" });
+  const checked = await checkPackage(bytes, "demo");
+  assert.match(checked.digest, /^sha256-[0-9a-f]{64}$/);
+  assert.equal(checked.spec.name, "demo");
+  assert.equal(checked.spec.instances, 2);
+  assert.equal(checked.entries, 2);
+  assert.equal((await checkPackage(bytes)).digest, checked.digest);
+});
+
+Deno.test("checkPackage() strips a single top-level folder", async () => {
+  const bytes = await makeZip({ "hello/task.toml": TOML, "hello/run.sh": "#!/bin/sh\n" });
+  assert.equal((await checkPackage(bytes)).spec.entrypoint, "run.sh");
+});
+
+Deno.test("checkPackage() rejects broken and hostile packages, naming the problem", async () => {
+  await rejects(new TextEncoder().encode("not a zip at all"), /not a readable zip/, "broken_zip");
+  await rejects(await makeZip({ "run.sh": "#!/bin/sh\n" }), /no task.toml/, "missing_task_toml");
+  await rejects(
+    await makeZip({ "task.toml": TOML, "run.sh": "x", "../evil": "x" }),
+    /entry '..\/evil' escapes the task root/,
+    "path_escapes_root",
+  );
+  await rejects(await makeZip({ "task.toml": TOML, "run.sh": "x", "/etc/passwd": "x" }), /absolute path/);
+  await rejects(
+    await makeZip({ "task.toml": TOML, "run.sh": "x", "link": { content: "../../etc", symlink: true } }),
+    /symlink to '..\/..\/etc', outside the task root/,
+    "symlink_escapes_root",
+  );
+  await rejects(await makeZip({ "task.toml": `[task]\nentrypoint = "../x"\n` }), /leaves the task root/);
+  await rejects(
+    await makeZip({ "task.toml": `[task]\nentrypoint = "nope.sh"\n` }),
+    /entrypoint 'nope.sh' is not a file/,
+  );
+  await rejects(await makeZip({ "task.toml": TOML + "colour = 1\n", "run.sh": "x" }), /unknown key 'task.colour'/);
+  await rejects(await makeZip({ "task.toml": TOML, "run.sh": "x", "./run.sh": "y" }), /appears twice/);
+});
+
+Deno.test("checkPackage() refuses a package over the size limit and zip bombs", async () => {
+  const bytes = await makeZip({ "task.toml": TOML, "run.sh": "x" });
+  await assert.rejects(
+    checkPackage(bytes, "t", { ...DEFAULT_PACKAGE_LIMITS, maxPackageBytes: 10 }),
+    (e: Error) => e instanceof TooLargeError && /exceeds the limit of 10 bytes/.test(e.message),
+  );
+  const bomb = await makeZip({ "task.toml": TOML, "run.sh": "x", "zeros": "0".repeat(8 * 2 ** 20) });
+  await assert.rejects(checkPackage(bomb), /zip bomb/);
+});
+
+Deno.test("unpackPackage() writes files with modes and refuses to escape", async () => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const bytes = await makeZip({
+    "task.toml": TOML,
+    "run.sh": { content: "#!/bin/sh\necho hi\n", mode: 0o644 },
+    "data/a.txt": "a",
+    "data/link": { content: "a.txt", symlink: true },
+  });
+  await unpackPackage(bytes, join(dir, "root"), "run.sh");
+  assert.equal((await Deno.stat(join(dir, "root/run.sh"))).mode! & 0o111, 0o111, "entrypoint made executable");
+  assert.equal(await Deno.readTextFile(join(dir, "root/data/link")), "a");
+  const evil = await makeZip({ "task.toml": TOML, "run.sh": "x", "../escaped": "x" });
+  await assert.rejects(unpackPackage(evil, join(dir, "evil"), "run.sh"), /escapes the task root/);
+  await assert.rejects(Deno.stat(join(dir, "escaped")), Deno.errors.NotFound);
+});
+
+Deno.test("zipFolder() round-trips a folder, keeping modes and leaving out .git", async () => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  await Deno.mkdir(join(dir, ".git"));
+  await Deno.writeTextFile(join(dir, ".git/HEAD"), "ref");
+  await Deno.writeTextFile(join(dir, "task.toml"), TOML);
+  await Deno.writeTextFile(join(dir, "run.sh"), "#!/bin/sh\n", { mode: 0o755 });
+  await Deno.writeTextFile(join(dir, "skip.log"), "x");
+  const bytes = await zipFolder(dir, (p) => p.endsWith(".log"));
+  const checked = await checkPackage(bytes);
+  assert.equal(checked.entries, 2);
+  await unpackPackage(bytes, join(dir, "out"), null);
+  assert.equal((await Deno.stat(join(dir, "out/run.sh"))).mode! & 0o777, 0o755);
+});

@@ -1,0 +1,108 @@
+import assert from "node:assert/strict";
+import { ValidationError } from "./errors.ts";
+import { lineOf, matrixParams, normalizeRelative, parseBytes, parseDurationMs, parseTaskToml } from "./task_toml.ts";
+
+function rejects(source: string, pattern: RegExp): ValidationError {
+  try {
+    parseTaskToml(source);
+  } catch (e) {
+    assert.ok(e instanceof ValidationError, `expected ValidationError, got ${e}`);
+    assert.match(e.message, pattern);
+    return e;
+  }
+  assert.fail(`expected task.toml to be rejected:\n${source}`);
+}
+
+Deno.test("parseTaskToml() fills defaults for a minimal task", () => {
+  const spec = parseTaskToml(`[task]\nentrypoint = "run.sh"\n`, "hello");
+  assert.equal(spec.name, "hello");
+  assert.equal(spec.entrypoint, "run.sh");
+  assert.equal(spec.workdir, ".");
+  assert.deepEqual(spec.args, []);
+  assert.equal(spec.instances, 1);
+  assert.equal(spec.cpus, 1);
+  assert.equal(spec.retries, 0);
+  assert.equal(spec.priority, 50);
+  assert.equal(spec.timeoutMs, null);
+});
+
+Deno.test("parseTaskToml() reads every documented key", () => {
+  const spec = parseTaskToml(`
+[task]
+name = "render"
+entrypoint = "./bin/../bin/run.sh"
+workdir = "work"
+args = ["--fast"]
+[task.matrix]
+scene = ["forest", "city"]
+frame = { from = 1, to = 3 }
+[env]
+GREETING = "hi"
+[resources]
+cpus = 2
+memory = "512MiB"
+gpus = 0
+[placement]
+labels = { zone = "a" }
+[limits]
+timeout = "1m30s"
+retries = 2
+priority = 70
+`);
+  assert.equal(spec.name, "render");
+  assert.equal(spec.entrypoint, "bin/run.sh");
+  assert.equal(spec.workdir, "work");
+  assert.equal(spec.instances, 6);
+  assert.deepEqual(spec.env, { GREETING: "hi" });
+  assert.equal(spec.memoryBytes, 512 * 2 ** 20);
+  assert.deepEqual(spec.labels, { zone: "a" });
+  assert.equal(spec.timeoutMs, 90_000);
+  assert.equal(spec.retries, 2);
+  assert.equal(spec.priority, 70);
+  assert.deepEqual(matrixParams(spec, 0), { scene: "forest", frame: 1 });
+  assert.deepEqual(matrixParams(spec, 5), { scene: "city", frame: 3 });
+});
+
+Deno.test("parseTaskToml() names an unknown key and its line", () => {
+  rejects(`[task]\nentrypoint = "run.sh"\ninstancs = 4\n`, /line 3: unknown key 'task.instancs'/);
+  rejects(`[task]\nentrypoint = "run.sh"\n[resorces]\ncpus = 1\n`, /line 3: unknown key 'resorces'/);
+});
+
+Deno.test("parseTaskToml() names a wrong type with the key, value and line", () => {
+  rejects(`[task]\nentrypoint = "run.sh"\ninstances = "eight"\n`, /line 3: key 'task.instances' = "eight"/);
+  rejects(`[task]\nentrypoint = "run.sh"\ninstances = 0\n`, /key 'task.instances' = 0/);
+  rejects(
+    `[task]\nentrypoint = "run.sh"\n[limits]\ntimeout = "soon"\n`,
+    /line 4: key 'limits.timeout' = "soon".*not a duration/,
+  );
+});
+
+Deno.test("parseTaskToml() rejects a missing entrypoint and paths leaving the root", () => {
+  rejects(`[task]\nname = "x"\n`, /missing required key 'task.entrypoint'/);
+  rejects(`[task]\nentrypoint = "../run.sh"\n`, /line 2: key 'task.entrypoint' = "..\/run.sh" leaves the task root/);
+  rejects(`[task]\nentrypoint = "/bin/sh"\n`, /leaves the task root/);
+  rejects(`[task]\nentrypoint = "run.sh"\nworkdir = "a/../../b"\n`, /line 3: key 'task.workdir'.*leaves the task root/);
+});
+
+Deno.test("parseTaskToml() reports TOML syntax errors with their line", () => {
+  rejects(`[task]\nentrypoint = "run.sh\n`, /line 2: is not valid TOML/);
+});
+
+Deno.test("parseTaskToml() refuses instances together with a matrix, and reserved env names", () => {
+  rejects(`[task]\nentrypoint = "r"\ninstances = 2\n[task.matrix]\na = [1]\n`, /exclude each other/);
+  rejects(`[task]\nentrypoint = "r"\n[env]\nPARALLELIC_INSTANCE = "1"\n`, /line 4: key 'env.PARALLELIC_INSTANCE'/);
+});
+
+Deno.test("size, duration and path helpers", () => {
+  assert.equal(parseBytes("1KiB"), 1024);
+  assert.equal(parseBytes("2GB"), 2e9);
+  assert.throws(() => parseBytes("lots"), /not a size/);
+  assert.equal(parseDurationMs("1h30m"), 5_400_000);
+  assert.equal(parseDurationMs("250ms"), 250);
+  assert.equal(parseDurationMs(2), 2000);
+  assert.throws(() => parseDurationMs("10 minutes"), /not a duration/);
+  assert.equal(normalizeRelative("a/./b/../c"), "a/c");
+  assert.equal(normalizeRelative("a/../.."), null);
+  assert.equal(normalizeRelative("."), ".");
+  assert.equal(lineOf("[task]\nx = 1\n[env]\nA = 'b'\n", ["env", "A"]), 4);
+});
