@@ -48,8 +48,8 @@ Deno.test({
   async fn() {
     await using tm = await startTestManager();
     await using work = await tempDir();
-    await using a = startNodeProcess(tm.manager.natsUrl, "node-a", join(work.path, "a"), ["--slots=2"]);
-    await using b = startNodeProcess(tm.manager.natsUrl, "node-b", join(work.path, "b"), ["--slots=2"]);
+    await using _a = startNodeProcess(tm.manager.natsUrl, "node-a", join(work.path, "a"), ["--slots=2"]);
+    await using _b = startNodeProcess(tm.manager.natsUrl, "node-b", join(work.path, "b"), ["--slots=2"]);
     await nodesReady(tm.api, 2);
     const zip = await makeZip({
       "task.toml":
