@@ -62,10 +62,18 @@ export interface TaskActorOptions {
   /** Stops the actor. */
   signal: AbortSignal;
   /**
-   * How many instances beyond its slots a node may hold, as a multiple of its
-   * slots, so that it never waits for the next batch. @default {1}
+   * How many instances beyond its slots a node may hold, at least, as a
+   * multiple of its slots, so that it never waits for the next batch. For
+   * short instances it grows (see `prefetchLeadMs`). @default {1}
    */
   prefetchFactor?: number;
+  /**
+   * A node is given enough instances to stay busy for about this long while
+   * the next batch travels: with 0.5 ms instances that is 40 per slot. @default {25}
+   */
+  prefetchLeadMs?: number;
+  /** Most instances per slot a node may hold. @default {64} */
+  maxPrefetchFactor?: number;
   /** First retry delay; it doubles per failed attempt, up to 60 s. @default {1000} */
   retryBackoffMs?: number;
   /** A dispatched instance that a node's heartbeat does not list after this long is requeued. @default {5000} */
@@ -108,6 +116,8 @@ interface NodeSeat {
   usedMemory: number;
   usedGpus: number;
   flights: Set<Flight>;
+  /** Moving average of how long its instances run, ms (null until one ended). */
+  avgRunMs: number | null;
 }
 
 /** An attempt that ended because its node was lost or forgot it: it does not use up a retry. */
@@ -126,6 +136,8 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   const { bus, kv, clock } = deps;
   const log = deps.log.scope({ actor: "task" });
   const prefetchFactor = options.prefetchFactor ?? 1;
+  const prefetchLeadMs = options.prefetchLeadMs ?? 25;
+  const maxPrefetchFactor = options.maxPrefetchFactor ?? 64;
   const retryBackoffMs = options.retryBackoffMs ?? 1000;
   const orphanGraceMs = options.orphanGraceMs ?? 5000;
   const maxLostRequeues = options.maxLostRequeues ?? 5;
@@ -220,9 +232,15 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   const hasWork = (live: Live, now: number) =>
     live.rec.nextIndex < live.rec.spec.instances || readyRetries(live, now) > 0;
 
+  /** How many instances per slot a node may hold beyond those running: more when they are short. */
+  const prefetchOf = (seat: NodeSeat) =>
+    seat.avgRunMs === null
+      ? prefetchFactor
+      : Math.min(maxPrefetchFactor, Math.max(prefetchFactor, Math.ceil(prefetchLeadMs / Math.max(seat.avgRunMs, 0.1))));
+
   /** Free slots of a node, counting the prefetch allowance. */
   const freeSlots = (seat: NodeSeat) =>
-    seat.rec.state === "ready" ? seat.rec.slots * (1 + prefetchFactor) - seat.usedSlots : 0;
+    seat.rec.state === "ready" ? seat.rec.slots * (1 + prefetchOf(seat)) - seat.usedSlots : 0;
 
   const fitsNow = (seat: NodeSeat, live: Live) => {
     const spec = live.rec.spec;
@@ -402,6 +420,11 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     const flight = live?.flights.get(r.index);
     if (!live || !flight || flight.rec.attempt !== r.attempt || flight.node !== node) return false;
     const entry = land(flight);
+    const seat = nodes.get(node);
+    if (seat && r.startedAt !== null) {
+      const ms = r.endedAt - r.startedAt;
+      seat.avgRunMs = seat.avgRunMs === null ? ms : seat.avgRunMs * 0.9 + ms * 0.1;
+    }
     entry.startedAt = r.startedAt;
     entry.endedAt = r.endedAt;
     entry.exitCode = r.exitCode;
@@ -515,7 +538,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   const upsertNode = (rec: NodeRecord) => {
     const seat = nodes.get(rec.name);
     if (seat) seat.rec = rec;
-    else nodes.set(rec.name, { rec, usedSlots: 0, usedMemory: 0, usedGpus: 0, flights: new Set() });
+    else nodes.set(rec.name, { rec, usedSlots: 0, usedMemory: 0, usedGpus: 0, flights: new Set(), avgRunMs: null });
     kick();
   };
 

@@ -29,6 +29,7 @@ import {
   taskResults,
 } from "../core/schema.ts";
 import { copyTree, createPackageCache } from "./cache.ts";
+import { processTree, signalAll } from "./process_tree.ts";
 
 /** The version nodes report. */
 export const VERSION = "0.1.0";
@@ -190,22 +191,24 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     }
   };
 
+  /** Stops an instance's process tree: SIGTERM now, SIGKILL after the grace period. */
   const killJob = (job: Job, why: string) => {
     if (job.killed || !job.child) {
       job.killed ??= why;
       return;
     }
     job.killed = why;
-    const pid = job.child.pid;
-    try {
-      Deno.kill(-pid, "SIGTERM");
-    } catch { /* gone */ }
+    const tree = processTree(job.child.pid);
+    signalAll(tree, "SIGTERM");
     const t = clock.setTimeout(() => {
-      try {
-        Deno.kill(-pid, "SIGKILL");
-      } catch { /* gone */ }
+      // Whatever the tree is now, and whatever it was (orphans re-parent away from it).
+      signalAll([...new Set([...processTree(job.child!.pid), ...tree])], "SIGKILL");
     }, killGraceMs);
-    job.child.status.finally(() => clock.clearTimeout(t));
+    job.child.status.finally(() => {
+      // The main process ended: kill what it left behind right away.
+      if (job.killed) signalAll(tree.slice(1), "SIGKILL");
+      clock.clearTimeout(t);
+    });
   };
 
   async function runJob(job: Job): Promise<void> {
@@ -246,7 +249,6 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
           stdin: "null",
           stdout: "piped",
           stderr: "piped",
-          detached: true,
         }).spawn();
       } catch (e) {
         return report(result({ error: `cannot start '${run.entrypoint}': ${(e as Error).message}` }));

@@ -1,0 +1,39 @@
+/**
+ * Killing an instance's whole process tree. Instances are not started in a
+ * session of their own (`detached` makes Deno fork instead of spawn, which
+ * costs 1.5 ms per process here), so the tree is found through /proc.
+ *
+ * @module
+ */
+
+/** Returns `pid` and all its descendants, found through /proc (parents first). */
+export function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  try {
+    for (const entry of Deno.readDirSync("/proc")) {
+      if (!/^\d+$/.test(entry.name)) continue;
+      try {
+        const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+        // The command name may hold spaces and parentheses: fields start after the last ')'.
+        const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+        const list = children.get(ppid);
+        if (list) list.push(Number(entry.name));
+        else children.set(ppid, [Number(entry.name)]);
+      } catch { /* exited meanwhile */ }
+    }
+  } catch {
+    return [pid];
+  }
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]) ?? []));
+  return tree;
+}
+
+/** Sends `signal` to every process in `pids`, ignoring those already gone. */
+export function signalAll(pids: number[], signal: Deno.Signal): void {
+  for (const pid of pids) {
+    try {
+      Deno.kill(pid, signal);
+    } catch { /* gone */ }
+  }
+}
