@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import { intFlag, parseArgs } from "./cli/args.ts";
 import { Client, defaultDataDir, resolveSettings, usage } from "./cli/client.ts";
-import { cancel, login, nodes, showLogs, showStatus, submit } from "./cli/commands.ts";
+import { cancel, explain, login, nodes, showLogs, showStatus, submit } from "./cli/commands.ts";
 import { createLogger, type LogLevel } from "./core/log.ts";
 import { startManager } from "./manager/mod.ts";
 import { startNode } from "./node/agent.ts";
@@ -25,6 +25,7 @@ Client (--manager URL, --token T; or PARALLELIC_MANAGER, PARALLELIC_TOKEN, or 'p
   parallelic status [ID] [--json]
   parallelic logs ID [--instance N] [--follow]
   parallelic cancel ID
+  parallelic explain ID [--instance N]      why it waits (or what happened)
   parallelic nodes [ls | drain NAME | resume NAME]
   parallelic login --manager URL --token TOKEN
 `;
@@ -134,6 +135,7 @@ Parallelic manager ready
     case "status":
     case "logs":
     case "cancel":
+    case "explain":
     case "nodes":
     case "login": {
       const p = parseArgs(rest, { ...CLIENT, wait: "boolean", instance: "string", follow: "boolean" });
@@ -155,6 +157,8 @@ Parallelic manager ready
           );
         case "cancel":
           return await cancel(client, need("ID"));
+        case "explain":
+          return await explain(client, need("ID [--instance N]"), intFlag(p, "instance"));
         case "nodes":
           return await nodes(client, p._, json);
         case "login":

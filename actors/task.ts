@@ -43,6 +43,7 @@ import {
   type State,
   taskCancel,
   taskDone,
+  taskExplain,
   type TaskRecord,
   taskResults,
   taskSubmit,
@@ -74,6 +75,8 @@ export interface TaskActorOptions {
   prefetchLeadMs?: number;
   /** Most instances per slot a node may hold. @default {64} */
   maxPrefetchFactor?: number;
+  /** Half-life of an owner's recent usage, which breaks ties between owners of equal priority. @default {300000} */
+  usageHalfLifeMs?: number;
   /** First retry delay; it doubles per failed attempt, up to 60 s. @default {1000} */
   retryBackoffMs?: number;
   /** A dispatched instance that a node's heartbeat does not list after this long is requeued. @default {5000} */
@@ -146,6 +149,13 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   const tasks = new Map<string, Live>();
   const nodes = new Map<string, NodeSeat>();
   const runningByOwner = new Map<string, number>();
+  /** Recently dispatched instances per owner, decaying with a half-life: the fair-share tie-breaker. */
+  const usageByOwner = new Map<string, { value: number; at: number }>();
+  const usageHalfLifeMs = options.usageHalfLifeMs ?? 300_000;
+  const usageOf = (owner: string, now = clock.now()) => {
+    const u = usageByOwner.get(owner);
+    return u ? u.value * 2 ** (-(now - u.at) / usageHalfLifeMs) : 0;
+  };
   const stats = { commits: 0, dispatched: 0, results: 0, ignored: 0 };
 
   // Writes and actions waiting for the next commit.
@@ -249,12 +259,21 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
       seat.usedGpus + spec.gpus <= seat.rec.gpus;
   };
 
-  /** Highest priority first; then the owner with least running; then the oldest task. */
+  /**
+   * Highest priority first; then the owner with fewest running, then the one
+   * with least recent usage (so short instances share fairly too); then the
+   * oldest task.
+   */
   const better = (a: Live, b: Live) => {
     if (a.rec.spec.priority !== b.rec.spec.priority) return a.rec.spec.priority > b.rec.spec.priority;
-    const ra = runningByOwner.get(a.rec.owner) ?? 0;
-    const rb = runningByOwner.get(b.rec.owner) ?? 0;
-    if (ra !== rb) return ra < rb;
+    if (a.rec.owner !== b.rec.owner) {
+      const ra = runningByOwner.get(a.rec.owner) ?? 0;
+      const rb = runningByOwner.get(b.rec.owner) ?? 0;
+      if (ra !== rb) return ra < rb;
+      const ua = usageOf(a.rec.owner);
+      const ub = usageOf(b.rec.owner);
+      if (ua !== ub) return ua < ub;
+    }
     return a.rec.id < b.rec.id;
   };
 
@@ -335,6 +354,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
       live.rec.counts.queued -= items.length;
       live.rec.counts.running += items.length;
       ownerRunning(live.rec.owner, items.length);
+      usageByOwner.set(live.rec.owner, { value: usageOf(live.rec.owner, now) + items.length, at: now });
       if (live.rec.state === "queued") {
         live.rec.state = "running";
         live.rec.startedAt = now;
@@ -480,6 +500,95 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     kick();
     return { ok: true as const, id: rec.id, state: rec.state, instances: rec.spec.instances };
   }, { signal });
+
+  bus.serve(taskExplain, async (req) => {
+    const live = tasks.get(req.taskId);
+    if (!live) {
+      const stored = (await kv.get<TaskRecord>(taskKey(req.taskId))).value;
+      if (!stored) throw new NotFoundError(`Task '${req.taskId}' does not exist`, { code: "task_not_found" });
+      return {
+        ok: true as const,
+        state: stored.state,
+        explanation: `The task ended ${stored.state}${stored.reason ? `: ${stored.reason}` : "."}`,
+      };
+    }
+    if (req.index !== undefined) {
+      const flight = live.flights.get(req.index);
+      if (flight) {
+        return {
+          ok: true as const,
+          state: "running" as const,
+          explanation: `Instance ${req.index} runs on node ${flight.node} (attempt ${flight.rec.attempt}).`,
+        };
+      }
+      const retry = live.retry.find((r) => r.index === req.index);
+      if (retry?.notBefore && retry.notBefore > clock.now()) {
+        return {
+          ok: true as const,
+          state: "queued" as const,
+          explanation: `Instance ${req.index} waits to retry (attempt ${retry.attempt}) until ${
+            new Date(retry.notBefore).toISOString()
+          }, backing off after a failure.`,
+        };
+      }
+      if (!retry && req.index < live.rec.nextIndex) {
+        const rec = (await kv.get<InstanceRecord>(instanceKey(live.rec.id, req.index))).value;
+        if (rec) {
+          return { ok: true as const, state: rec.state, explanation: `Instance ${req.index} ended ${rec.state}.` };
+        }
+      }
+    }
+    return { ok: true as const, state: live.rec.state, explanation: explainQueue(live) };
+  }, { signal });
+
+  /** Says, in words, why a task's queued instances are not placed. */
+  function explainQueue(live: Live): string {
+    const spec = live.rec.spec;
+    const queued = live.rec.counts.queued;
+    if (queued === 0) return `All ${live.rec.counts.running} unfinished instances are running.`;
+    const all = [...nodes.values()];
+    if (all.length === 0) return "No node has joined: start one with 'deno task node --nats=nats://HOST:4222'.";
+    const ready = all.filter((s) => s.rec.state === "ready");
+    const list = (fn: (s: NodeSeat) => string, seats = ready) => seats.map((s) => `${s.rec.name}: ${fn(s)}`).join(", ");
+    if (ready.length === 0) return `No node is ready (nodes: ${list((s) => s.rec.state, all)}).`;
+    const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+    const checks: Array<[boolean, string]> = [
+      [
+        ready.some((s) => s.rec.slots >= spec.cpus),
+        `no node has slots >= ${spec.cpus} (nodes: ${list((s) => String(s.rec.slots))})`,
+      ],
+      [
+        ready.some((s) => s.rec.memoryBytes >= spec.memoryBytes),
+        `no node has memory >= ${gib(spec.memoryBytes)} (nodes: ${list((s) => gib(s.rec.memoryBytes))})`,
+      ],
+      [
+        ready.some((s) => s.rec.gpus >= spec.gpus),
+        `no node has gpus >= ${spec.gpus} (nodes: ${list((s) => String(s.rec.gpus))})`,
+      ],
+      [
+        ready.some((s) => Object.entries(spec.labels).every(([k, v]) => s.rec.labels[k] === v)),
+        `no node has labels ${Object.entries(spec.labels).map(([k, v]) => `${k}=${v}`).join(",")} (nodes: ${
+          list((s) => Object.entries(s.rec.labels).map(([k, v]) => `${k}=${v}`).join(",") || "none")
+        })`,
+      ],
+    ];
+    const failed = checks.filter(([ok]) => !ok).map(([, why]) => why);
+    if (failed.length > 0) return `${queued} instances cannot be placed: ${failed.join("; ")}.`;
+    const fitting = ready.filter((s) => nodeCanEverFit(s.rec, spec));
+    if (fitting.length === 0) {
+      return `${queued} instances cannot be placed: no single node meets every requirement (cpus ${spec.cpus}, memory ${
+        gib(spec.memoryBytes)
+      }, gpus ${spec.gpus}, labels ${JSON.stringify(spec.labels)}).`;
+    }
+    const ahead = [...tasks.values()].filter((t) => t !== live && t.rec.counts.queued > 0 && !better(live, t))
+      .reduce((n, t) => n + t.rec.counts.queued, 0);
+    const waiting = live.retry.filter((r) => (r.notBefore ?? 0) > clock.now()).length;
+    return `${queued} instances wait for free slots on the ${fitting.length} nodes that fit (${
+      list((s) => `${s.usedSlots}/${s.rec.slots * (1 + prefetchOf(s))} held`, fitting)
+    })${ahead ? `; ${ahead} instances of tasks with higher or equal priority are ahead` : ""}${
+      waiting ? `; ${waiting} wait for a retry backoff` : ""
+    }.`;
+  }
 
   bus.serve(taskCancel, async (req) => {
     const live = tasks.get(req.taskId);

@@ -15,6 +15,7 @@ import {
   nodesList,
   taskCancel,
   taskDoneAll,
+  taskExplain,
   type TaskRecord,
   taskResults,
   taskSubmit,
@@ -247,6 +248,96 @@ Deno.test({
     assert.equal(rec.counts.succeeded, 10);
     assert.equal(new Set(node.received.map((r) => r.index)).size, 10, "no instance started twice");
     second.abort();
+    await actor.stopped;
+    kv.close();
+  },
+});
+
+Deno.test({
+  name: "task actor places by labels, memory and gpus, explains what does not fit, and skips draining nodes",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using nats = await startTestNats();
+    const { kv } = await setup(nats);
+    const bus = createBus(nats.nc, testLogger());
+    const abort = new AbortController();
+    const actor = startActor(bus, kv, abort);
+    await actor.ready;
+    const a = fakeNode(bus, "a");
+    const b = fakeNode(bus, "b");
+    bus.publish(nodesEvent, { kind: "joined", node: { ...nodeRecord("a", 2), labels: { zone: "a" } } });
+    bus.publish(nodesEvent, { kind: "joined", node: { ...nodeRecord("b", 2), labels: { zone: "b" } } });
+    await nats.nc.flush();
+    const zoned = await submit(bus, `[task]\nentrypoint = "r"\ninstances = 3\n[placement]\nlabels = { zone = "b" }\n`);
+    await waitUntil(() => b.received.length === 3, 5000, "zone b instances");
+    assert.equal(a.received.length, 0, "nothing placed on a node without the label");
+
+    const gpu = await submit(bus, `[task]\nentrypoint = "r"\n[resources]\ngpus = 1\n`);
+    const why = unwrap(await bus.request(taskExplain, { taskId: gpu.id }));
+    assert.equal(why.state, "queued");
+    assert.match(why.explanation, /no node has gpus >= 1 \(nodes: a: 0, b: 0\)/);
+    const big = await submit(bus, `[task]\nentrypoint = "r"\n[resources]\nmemory = "2GiB"\n`);
+    assert.match(
+      unwrap(await bus.request(taskExplain, { taskId: big.id })).explanation,
+      /no node has memory >= 2.0 GiB \(nodes: a: 1.0 GiB, b: 1.0 GiB\)/,
+    );
+    const running = unwrap(await bus.request(taskExplain, { taskId: zoned.id, index: 1 }));
+    assert.match(running.explanation, /Instance 1 runs on node b \(attempt 0\)/);
+
+    await b.finish(b.received);
+    bus.publish(nodesEvent, { kind: "updated", node: { ...nodeRecord("a", 2), state: "draining", drain: true } });
+    await nats.nc.flush();
+    const plain = await submit(bus, `[task]\nentrypoint = "r"\ninstances = 2\n`);
+    await waitUntil(() => b.received.length === 5, 5000, "plain instances on b");
+    assert.equal(a.received.length, 0, "a draining node takes nothing new");
+    assert.ok(b.received.slice(3).every((r) => r.taskId === plain.id));
+    abort.abort();
+    await actor.stopped;
+    kv.close();
+  },
+});
+
+Deno.test({
+  name: "task actor serves higher priority first and shares equal priority fairly between users",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using nats = await startTestNats();
+    const { kv } = await setup(nats);
+    const bus = createBus(nats.nc, testLogger());
+    const abort = new AbortController();
+    const actor = startActor(bus, kv, abort);
+    await actor.ready;
+    const node = fakeNode(bus, "n");
+    const spec = (toml: string) => parseTaskToml(toml);
+    const submitAs = async (owner: string, toml: string) =>
+      unwrap(await bus.request(taskSubmit, { digest: DIGEST, packageBytes: 1, spec: spec(toml), owner }));
+    // Queue everything before any node joins.
+    const bulk = await submitAs("alice", `[task]\nentrypoint = "r"\ninstances = 1000\n`);
+    const small = await submitAs("bob", `[task]\nentrypoint = "r"\ninstances = 10\n`);
+    const urgent = await submitAs("carol", `[task]\nentrypoint = "r"\ninstances = 2\n[limits]\npriority = 90\n`);
+    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n", 2) });
+    await waitUntil(() => node.received.length >= 4, 5000, "first batch");
+    const first = node.received.slice(0, 4);
+    assert.deepEqual(first.slice(0, 2).map((r) => r.taskId), [urgent.id, urgent.id], "priority 90 goes first");
+    let finished = 0;
+    // Run until bob's small task is done; alice's bulk must not have starved it.
+    for (let round = 0; round < 100; round++) {
+      await waitUntil(() => node.received.length > finished, 5000, "work");
+      const batch = node.received.slice(finished);
+      finished += batch.length;
+      await node.finish(batch);
+      const rec = (await kv.get<TaskRecord>(taskKey(small.id))).value!;
+      if (rec.state === "succeeded") break;
+    }
+    const order = node.received.map((r) => r.taskId === bulk.id ? "A" : r.taskId === small.id ? "B" : "U").join("");
+    assert.equal(order.split("B").length - 1, 10);
+    assert.ok(
+      order.lastIndexOf("B") < 30,
+      `bob's 10 are dispatched among the first 30, not after alice's 1000: ${order.slice(0, 40)}`,
+    );
+    abort.abort();
     await actor.stopped;
     kv.close();
   },

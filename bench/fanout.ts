@@ -58,7 +58,11 @@ try {
   const zip = await zipFolder(root);
 
   const parallelic = await time(async () => {
-    const res = await api("/api/v1/tasks", { method: "POST", headers: { "content-type": "application/zip" }, body: zip });
+    const res = await api("/api/v1/tasks", {
+      method: "POST",
+      headers: { "content-type": "application/zip" },
+      body: zip,
+    });
     const { id } = await res.json();
     for (;;) {
       const task = await (await api(`/api/v1/tasks/${id}`)).json() as TaskView;
@@ -94,4 +98,3 @@ try {
   await manager.stop();
   await Deno.remove(dir, { recursive: true }).catch(() => {});
 }
-

@@ -227,3 +227,11 @@ export async function login(client: Client): Promise<number> {
   console.log(`Signed in to ${client.settings.manager} as ${who.user} (${who.role}); saved to ${file}`);
   return 0;
 }
+
+/** `parallelic explain ID [--instance N]` */
+export async function explain(client: Client, id: string, instance: number | undefined): Promise<number> {
+  const q = instance === undefined ? "" : `?instance=${instance}`;
+  const res = await client.json<{ state: string; explanation: string }>(`/api/v1/tasks/${id}/explain${q}`);
+  console.log(`${res.state}: ${res.explanation}`);
+  return 0;
+}

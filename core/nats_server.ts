@@ -36,6 +36,34 @@ export interface NatsServer {
   stop(): Promise<void>;
   /** Kills the server with `signal` without waiting for a clean stop (for fault tests). */
   kill(signal?: Deno.Signal): Promise<void>;
+  /** Resolves when the process has exited, for whatever reason. */
+  readonly exited: Promise<Deno.CommandStatus>;
+}
+
+/**
+ * Kills a nats-server left running by a previous manager that died without
+ * stopping it (its pid file names it), so that its port and store are free.
+ */
+async function killStale(pidFile: string, configFile: string): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number((await Deno.readTextFile(pidFile)).trim());
+  } catch {
+    return;
+  }
+  const alive = async () => {
+    try {
+      const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`);
+      return cmdline.includes(configFile);
+    } catch {
+      return false;
+    }
+  };
+  if (!pid || !(await alive())) return;
+  try {
+    Deno.kill(pid, "SIGKILL");
+  } catch { /* gone */ }
+  for (let i = 0; i < 100 && await alive(); i++) await new Promise((r) => setTimeout(r, 20));
 }
 
 /** Returns a TCP port that was free a moment ago on `host`. */
@@ -81,8 +109,11 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
   const command = options.command ?? Deno.env.get("PARALLELIC_NATS_SERVER") ?? "nats-server";
   await Deno.mkdir(options.storeDir, { recursive: true });
   const configFile = join(options.storeDir, "nats-server.conf");
+  const pidFile = join(options.storeDir, "nats-server.pid");
+  await killStale(pidFile, configFile);
   const config = [
     `listen: "${host}:${port}"`,
+    `pid_file: ${JSON.stringify(pidFile)}`,
     `jetstream { store_dir: ${JSON.stringify(options.storeDir)} }`,
     `max_payload: 8MB`,
     options.extraConfig ?? "",
@@ -143,5 +174,6 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
     pid: child.pid,
     stop: () => stop("SIGTERM", 5000),
     kill: (signal = "SIGKILL") => stop(signal, 0),
+    exited: child.status,
   };
 }

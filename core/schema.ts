@@ -253,6 +253,17 @@ export type CancelReply = z.infer<typeof CancelReply>;
 /** `parallelic.task.cancel` */
 export const taskCancel = request("parallelic.task.cancel", CancelRequest, CancelReply);
 
+/** Gateway → task actor: why is this task (or instance) where it is? */
+export const ExplainRequest = z.object({ taskId: TaskId, index: z.number().int().nonnegative().optional() });
+/** An explain request. */
+export type ExplainRequest = z.infer<typeof ExplainRequest>;
+/** Reply to {@linkcode ExplainRequest}: the state and, in words, why. */
+export const ExplainReply = replyOf({ state: State, explanation: z.string() });
+/** Reply to an explain. */
+export type ExplainReply = z.infer<typeof ExplainReply>;
+/** `parallelic.task.explain` */
+export const taskExplain = request("parallelic.task.explain", ExplainRequest, ExplainReply);
+
 /** Task actor → anyone: a task reached a final state. */
 export const TaskDone = z.object({ taskId: TaskId, state: State, counts: Counts });
 /** A task-done event. */

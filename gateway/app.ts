@@ -23,6 +23,7 @@ import {
   nodesList,
   State,
   taskCancel,
+  taskExplain,
   type TaskRecord,
   taskSubmit,
   type TaskView,
@@ -240,6 +241,14 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     return new Response(stream, {
       headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
     });
+  });
+
+  app.get("/api/v1/tasks/:id/explain", async (c) => {
+    const task = await getTask(c.req.param("id"), c.get("who"));
+    const raw = c.req.query("instance");
+    const index = raw === undefined ? undefined : parseIndex(task, raw);
+    const reply = unwrap(await bus.request(taskExplain, { taskId: task.id, index }));
+    return c.json({ taskId: task.id, index: index ?? null, state: reply.state, explanation: reply.explanation });
   });
 
   app.post("/api/v1/tasks/:id/cancel", async (c) => {

@@ -81,14 +81,36 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
   await Deno.mkdir(dataDir, { recursive: true });
   let nats: NatsServer | null = null;
   let natsUrl = options.natsUrl;
+  let stopping: Promise<void> | undefined;
   if (!natsUrl) {
-    nats = await startNatsServer({
+    const natsOptions = {
       storeDir: join(dataDir, "nats"),
       port: options.natsPort ?? 4222,
       host: options.natsHost ?? "127.0.0.1",
       log,
-    });
+    };
+    nats = await startNatsServer(natsOptions);
+    natsOptions.port = nats.port;
     natsUrl = nats.url;
+    // Supervise the embedded server: if it dies, start it again on the same port
+    // and store; manager and nodes reconnect by themselves.
+    const supervise = (server: NatsServer) => {
+      server.exited.then(async (status) => {
+        if (stopping) return;
+        log.error("nats:exited", { code: status.code, signal: status.signal });
+        for (let delay = 100; !stopping; delay = Math.min(delay * 2, 5000)) {
+          try {
+            nats = await startNatsServer(natsOptions);
+            supervise(nats);
+            return;
+          } catch (e) {
+            log.error("nats:restart-failed", { error: (e as Error).message, retryInMs: delay });
+            await new Promise((r) => setTimeout(r, delay));
+          }
+        }
+      });
+    };
+    supervise(nats);
   }
   const cleanups: Array<() => Promise<void> | void> = [];
   try {
@@ -146,14 +168,15 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
       await localNode.registered;
     }
     log.info("manager:ready", { url, nats: natsUrl, tokenSource: admin.source });
-    let stopping: Promise<void> | undefined;
     return {
       url,
       natsUrl,
       token: admin.token,
       tokenFile,
       localNode,
-      nats,
+      get nats() {
+        return nats;
+      },
       stop() {
         stopping ??= (async () => {
           for (const fn of cleanups.reverse()) await fn();
@@ -163,6 +186,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
       },
     };
   } catch (e) {
+    stopping = Promise.resolve();
     for (const fn of cleanups.reverse()) await Promise.resolve(fn()).catch(() => {});
     await nats?.stop();
     throw e;
