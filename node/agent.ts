@@ -86,6 +86,22 @@ const PASS_ENV = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TM
 
 const keyOf = (r: InstanceRef) => `${r.taskId}/${r.index}/${r.attempt}`;
 
+/**
+ * Spawns, retrying "Text file busy": an executable just copied can still be
+ * open for writing in a process forked meanwhile by another spawn (until it
+ * execs), and exec then fails with ETXTBSY for a moment.
+ */
+export async function spawnRetrying(command: Deno.Command, tries = 6): Promise<Deno.ChildProcess> {
+  for (let i = 0;; i++) {
+    try {
+      return command.spawn();
+    } catch (e) {
+      if (i + 1 >= tries || !/Text file busy|os error 26/.test(String((e as Error).message))) throw e;
+      await new Promise((r) => setTimeout(r, 2 ** i));
+    }
+  }
+}
+
 /** Counts GPUs with nvidia-smi; 0 where there is none. */
 export function countGpus(): number {
   try {
@@ -157,15 +173,25 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     if (flushTimer === undefined) flushTimer = clock.setTimeout(flush, 0);
   };
 
+  /**
+   * Sends pending results. At most two batches are in flight: results that end
+   * meanwhile wait for one to be acknowledged and travel together (batching
+   * under load, no delay when idle).
+   */
+  let resultRequests = 0;
   function flush(): void {
     flushTimer = undefined;
-    while (pendingResults.length > 0) {
+    while (pendingResults.length > 0 && resultRequests < 2) {
       const batch = pendingResults.splice(0, 500);
+      resultRequests++;
       bus.request(taskResults, { node: name, results: batch }, { timeoutMs: 10_000 }).then(unwrap).then(
         () => {
+          resultRequests--;
           for (const r of batch) unacked.delete(keyOf(r));
+          if (pendingResults.length > 0 && flushTimer === undefined) flush();
         },
         (e) => {
+          resultRequests--;
           log.warn("node:results-unacknowledged", { count: batch.length, error: (e as Error).message });
           // Put them back and try again a little later; fencing makes resending safe.
           pendingResults.push(...batch.filter((r) => unacked.has(keyOf(r))));
@@ -227,7 +253,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     try {
       const root = await cache.root(job.digest as `sha256-${string}`, run.entrypoint);
       if (job.killed) return report(result({ error: job.killed }));
-      dir = join(runsDir, ref.taskId, `${ref.index}.${ref.attempt}`);
+      dir = join(runsDir, `${ref.taskId}.${ref.index}.${ref.attempt}`);
       await copyTree(root, dir);
       const env: Record<string, string> = { ...baseEnv, ...run.env };
       env.PARALLELIC_TASK_ID = ref.taskId;
@@ -241,15 +267,17 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       }
       let child: Deno.ChildProcess;
       try {
-        child = new Deno.Command(join(dir, run.entrypoint), {
-          args: run.args,
-          cwd: join(dir, run.workdir),
-          env,
-          clearEnv: true,
-          stdin: "null",
-          stdout: "piped",
-          stderr: "piped",
-        }).spawn();
+        child = await spawnRetrying(
+          new Deno.Command(join(dir, run.entrypoint), {
+            args: run.args,
+            cwd: join(dir, run.workdir),
+            env,
+            clearEnv: true,
+            stdin: "null",
+            stdout: "piped",
+            stderr: "piped",
+          }),
+        );
       } catch (e) {
         return report(result({ error: `cannot start '${run.entrypoint}': ${(e as Error).message}` }));
       }

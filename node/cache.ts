@@ -59,16 +59,40 @@ export function createPackageCache(dir: string, store: () => Promise<ObjectStore
   };
 }
 
-/** Copies a folder tree (files keep their mode; symlinks stay symlinks). */
-export async function copyTree(src: string, dst: string): Promise<void> {
-  await Deno.mkdir(dst, { recursive: true });
-  const work: Promise<void>[] = [];
-  for await (const item of Deno.readDir(src)) {
-    const from = join(src, item.name);
-    const to = join(dst, item.name);
-    if (item.isSymlink) work.push(Deno.readLink(from).then((t) => Deno.symlink(t, to)));
-    else if (item.isDirectory) work.push(copyTree(from, to));
-    else work.push(Deno.copyFile(from, to));
+/** What a folder tree holds, listed once so that copies need no listing. */
+export interface TreePlan {
+  dirs: string[];
+  files: string[];
+  links: Array<[string, string]>;
+}
+
+/** Lists a folder tree (relative paths, parents before children). */
+export async function planTree(src: string, rel = "", plan: TreePlan = { dirs: [], files: [], links: [] }) {
+  for await (const item of Deno.readDir(rel ? join(src, rel) : src)) {
+    const path = rel ? `${rel}/${item.name}` : item.name;
+    if (item.isSymlink) plan.links.push([path, await Deno.readLink(join(src, path))]);
+    else if (item.isDirectory) {
+      plan.dirs.push(path);
+      await planTree(src, path, plan);
+    } else plan.files.push(path);
   }
-  await Promise.all(work);
+  return plan;
+}
+
+const plans = new Map<string, Promise<TreePlan>>();
+
+/** Copies a folder tree (files keep their mode; symlinks stay symlinks). The tree's listing is cached. */
+export async function copyTree(src: string, dst: string): Promise<void> {
+  let plan = plans.get(src);
+  if (!plan) {
+    plans.set(src, plan = planTree(src));
+    plan.catch(() => plans.delete(src));
+  }
+  const { dirs, files, links } = await plan;
+  await Deno.mkdir(dst, { recursive: true });
+  for (const d of dirs) await Deno.mkdir(join(dst, d));
+  await Promise.all([
+    ...files.map((f) => Deno.copyFile(join(src, f), join(dst, f))),
+    ...links.map(([path, target]) => Deno.symlink(target, join(dst, path))),
+  ]);
 }
