@@ -116,6 +116,8 @@ Parallelic manager ready
         name: "string",
         "work-dir": "string",
         label: "list",
+        // Hidden, for benchmarks only: instances end at once with exit 0, nothing runs.
+        "bench-noop": "boolean",
       });
       const natsUrl = (p.flags.nats as string) ?? usage("Usage: parallelic node --nats nats://HOST:4222");
       const name = p.flags.name as string | undefined;
@@ -126,6 +128,7 @@ Parallelic manager ready
         workDir: (p.flags["work-dir"] as string) ?? join(defaultDataDir(), `node-${name ?? Deno.pid}`),
         labels: parseLabels(p.flags.label),
         log: logger(p.flags),
+        noop: p.flags["bench-noop"] === true,
       });
       await waitForSignal();
       await node.stop();

@@ -58,6 +58,12 @@ export interface NodeOptions {
   clock?: Clock;
   /** An existing connection to use instead of connecting (tests). */
   nc?: NatsConnection;
+  /**
+   * Benchmarks only: report every instance as exited 0 at once, without
+   * fetching, copying or spawning anything (`bench/dispatch.ts` measures the
+   * manager, NATS and Deno KV alone with it). @default {false}
+   */
+  noop?: boolean;
 }
 
 /** A running compute node. */
@@ -249,6 +255,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       error: null,
       ...fields,
     });
+    if (options.noop) return report(result({ exitCode: 0 }));
     let dir: string | undefined;
     try {
       const root = await cache.root(job.digest as `sha256-${string}`, run.entrypoint);

@@ -1,0 +1,32 @@
+/**
+ * Smoke runs of every benchmark with tiny sizes and `--no-record`, so that
+ * they cannot rot. No timing is asserted: speed targets live in the
+ * benchmarks' own output, never in tests.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ROOT } from "./_util.ts";
+import { BENCHMARKS } from "./mod.ts";
+import { dataPathUnavailable } from "./data_path.ts";
+
+for (const bench of BENCHMARKS) {
+  Deno.test(`bench/${bench.name}.ts runs with tiny sizes and prints its table`, async () => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", join(ROOT, "bench", `${bench.name}.ts`), ...bench.tiny, "--no-record"],
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, `bench/${bench.name}.ts failed:\n${stdout}\n${stderr}`);
+    if (bench.name === "data_path" && dataPathUnavailable()) {
+      assert.match(stdout, /data_path: skipped: .+/);
+      return;
+    }
+    assert.match(stdout, /\n\| --- \|/, `no table in:\n${stdout}`);
+  });
+}
