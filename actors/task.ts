@@ -6,8 +6,10 @@
  * Design for 10,000-instance tasks:
  * - a queued instance costs nothing: a task keeps a cursor (`nextIndex`) and
  *   a short retry queue, so a million queued instances are one record;
- * - an instance record is written only when it is dispatched and when it
- *   ends, and writes are coalesced into few Deno KV atomics per cycle;
+ * - a first attempt is stored as part of a span (instances `from` to `to - 1`
+ *   sent to one node in one cycle: one write); an instance record is written
+ *   when it ends (or is requeued, or a retry is dispatched); all writes of a
+ *   cycle are coalesced into few Deno KV atomics;
  * - assignments go out as one message per node per cycle, results come in
  *   batches and are acknowledged once stored;
  * - per-state counts live in the task record: status reads never scan.
@@ -26,6 +28,7 @@ import { newTaskId } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
 import {
   type Assignment,
+  type AssignSpan,
   type Attempt,
   type Counts,
   FINAL_STATES,
@@ -48,7 +51,7 @@ import {
   taskResults,
   taskSubmit,
 } from "../core/schema.ts";
-import { instanceKey, instancesOf, taskKey, TASKS, writeBatched } from "./keys.ts";
+import { instanceKey, instancesOf, spanInstance, spanKey, spansOf, taskKey, TASKS, writeBatched } from "./keys.ts";
 
 /** What the task actor needs. */
 export interface TaskActorDeps {
@@ -95,12 +98,22 @@ export interface TaskActor {
   stats(): { commits: number; dispatched: number; results: number; ignored: number; liveTasks: number };
 }
 
+/** First attempts sent to one node in one cycle, stored as one {@linkcode AssignSpan}. */
+interface Span {
+  key: Deno.KvKey;
+  value: AssignSpan;
+  /** How many of its instances have no record of their own yet: at 0 the span is deleted. */
+  open: number;
+}
+
 /** An instance dispatched to a node and not yet ended. */
 interface Flight {
   live: Live;
   rec: InstanceRecord;
   node: string;
   assignedAt: number;
+  /** The span that stands for its record while its first attempt runs. */
+  span?: Span;
 }
 
 /** A task that is not final yet, in memory. */
@@ -110,6 +123,8 @@ interface Live {
   /** Instances waiting for another attempt (their records exist). */
   retry: InstanceRecord[];
   flights: Map<number, Flight>;
+  /** The span fresh instances were last added to (extended while the same cycle sends more to that node). */
+  lastSpan?: Span;
 }
 
 /** A node as the scheduler sees it. */
@@ -160,6 +175,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
 
   // Writes and actions waiting for the next commit.
   let dirtyInstances = new Map<string, { key: Deno.KvKey; rec: InstanceRecord }>();
+  let dirtySpans = new Map<string, { key: Deno.KvKey; value: AssignSpan | null }>();
   let dirtyTasks = new Set<Live | TaskRecord>();
   let afterCommit: Array<() => void> = [];
   let cycling = false;
@@ -171,6 +187,14 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   const markInstance = (live: Live, rec: InstanceRecord) => {
     dirtyInstances.set(`${live.rec.id}/${rec.index}`, { key: instanceKey(live.rec.id, rec.index), rec });
     dirtyTasks.add(live);
+  };
+
+  /** Writes a span (or deletes it, when all its instances have records of their own). */
+  const markSpan = (span: Span) => {
+    dirtySpans.set(`${span.key[1] as string}/${span.value.from}`, {
+      key: span.key,
+      value: span.open > 0 ? span.value : null,
+    });
   };
 
   const ownerRunning = (owner: string, delta: number) => {
@@ -198,7 +222,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
         again = false;
         if (!signal.aborted) place();
         await commit();
-      } while (again || dirtyInstances.size > 0 || dirtyTasks.size > 0);
+      } while (again || dirtyInstances.size > 0 || dirtySpans.size > 0 || dirtyTasks.size > 0);
     } catch (e) {
       log.error("task:commit-failed", { error: String((e as Error)?.stack ?? e) });
     } finally {
@@ -207,19 +231,28 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   }
 
   async function commit(): Promise<void> {
-    if (dirtyInstances.size === 0 && dirtyTasks.size === 0 && afterCommit.length === 0) return;
+    if (dirtyInstances.size === 0 && dirtySpans.size === 0 && dirtyTasks.size === 0 && afterCommit.length === 0) {
+      return;
+    }
     const instances = dirtyInstances;
+    const spans = dirtySpans;
     const touched = dirtyTasks;
     const actions = afterCommit;
     dirtyInstances = new Map();
+    dirtySpans = new Map();
     dirtyTasks = new Set();
     afterCommit = [];
-    const entries: Array<{ key: Deno.KvKey; value: unknown }> = [];
-    for (const { key, rec } of instances.values()) entries.push({ key, value: structuredClone(rec) });
+    // In this order: instance records before the spans they replace, task records last.
+    const entries: Array<{ key: Deno.KvKey; value: unknown }> = [...instances.values()].map((e) => ({
+      key: e.key,
+      value: e.rec,
+    }));
+    entries.push(...spans.values());
     for (const t of touched) {
       const rec = "rec" in t ? t.rec : t;
-      entries.push({ key: taskKey(rec.id), value: structuredClone(rec) });
+      entries.push({ key: taskKey(rec.id), value: rec });
     }
+    // writeBatched serializes every value before it awaits: no copies needed.
     stats.commits += await writeBatched(kv, entries);
     for (const action of actions) {
       try {
@@ -317,7 +350,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   function takeInstances(live: Live, seat: NodeSeat, count: number, now: number) {
     const spec = live.rec.spec;
     const items: Array<{ index: number; attempt: number }> = [];
-    const assign = (rec: InstanceRecord) => {
+    const assign = (rec: InstanceRecord, span?: Span) => {
       rec.state = "running";
       rec.node = seat.rec.name;
       rec.notBefore = null;
@@ -331,13 +364,14 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
         signal: null,
         error: null,
       });
-      const flight: Flight = { live, rec, node: seat.rec.name, assignedAt: now };
+      const flight: Flight = { live, rec, node: seat.rec.name, assignedAt: now, span };
       live.flights.set(rec.index, flight);
       seat.flights.add(flight);
       seat.usedSlots += spec.cpus;
       seat.usedMemory += spec.memoryBytes;
       seat.usedGpus += spec.gpus;
-      markInstance(live, rec);
+      if (span) span.open++;
+      else markInstance(live, rec);
       items.push({ index: rec.index, attempt: rec.attempt });
     };
     for (let i = 0; i < live.retry.length && items.length < count;) {
@@ -347,10 +381,30 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
         assign(rec);
       } else i++;
     }
+    // First attempts, from the cursor: one span per node and cycle stands for their records.
+    let span: Span | undefined;
     while (items.length < count && live.rec.nextIndex < spec.instances && fitsNow(seat, live)) {
-      assign({ index: live.rec.nextIndex++, state: "queued", attempt: 0, node: null, notBefore: null, history: [] });
+      if (!span) {
+        const from = live.rec.nextIndex;
+        const last = live.lastSpan;
+        span = last && last.value.to === from && last.value.node === seat.rec.name && last.value.assignedAt === now
+          ? last
+          : {
+            key: spanKey(live.rec.id, from),
+            value: { from, to: from, node: seat.rec.name, assignedAt: now },
+            open: 0,
+          };
+        live.lastSpan = span;
+      }
+      span.value.to = live.rec.nextIndex + 1;
+      assign(
+        { index: live.rec.nextIndex++, state: "queued", attempt: 0, node: null, notBefore: null, history: [] },
+        span,
+      );
     }
+    if (span) markSpan(span);
     if (items.length > 0) {
+      dirtyTasks.add(live);
       live.rec.counts.queued -= items.length;
       live.rec.counts.running += items.length;
       ownerRunning(live.rec.owner, items.length);
@@ -385,9 +439,11 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
 
   /** Removes a flight from its node and task; returns its history entry. */
   function land(flight: Flight) {
-    const { live, rec } = flight;
+    const { live, rec, span } = flight;
     const spec = live.rec.spec;
     live.flights.delete(rec.index);
+    // Every caller writes the instance's own record next: the span no longer stands for it.
+    if (span && --span.open === 0) markSpan(span);
     const seat = nodes.get(flight.node);
     if (seat?.flights.delete(flight)) {
       seat.usedSlots -= spec.cpus;
@@ -723,6 +779,25 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
           const flight: Flight = { live, rec: inst, node: inst.node ?? "", assignedAt: last?.assignedAt ?? 0 };
           live.flights.set(inst.index, flight);
         }
+      }
+      // First attempts that ran under a span when the manager stopped, and have no record of their own.
+      for await (const se of kv.list<AssignSpan>({ prefix: spansOf(rec.id) })) {
+        const span: Span = { key: se.key, value: se.value, open: 0 };
+        for (let i = span.value.from; i < span.value.to; i++) {
+          if (seen.has(i)) continue;
+          seen.add(i);
+          maxIndex = Math.max(maxIndex, i);
+          counts.running++;
+          span.open++;
+          live.flights.set(i, {
+            live,
+            rec: spanInstance(span.value, i),
+            node: span.value.node,
+            assignedAt: span.value.assignedAt,
+            span,
+          });
+        }
+        if (span.open === 0) markSpan(span);
       }
       const next = Math.max(rec.nextIndex, maxIndex + 1);
       for (let i = rec.nextIndex; i < next; i++) {

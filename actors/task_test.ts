@@ -5,6 +5,7 @@ import { systemClock } from "../core/clock.ts";
 import { parseTaskToml } from "../core/task_toml.ts";
 import {
   type Assignment,
+  type AssignSpan,
   type InstanceRecord,
   type Kill,
   nodeAssign,
@@ -21,7 +22,7 @@ import {
   taskSubmit,
 } from "../core/schema.ts";
 import { startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
-import { instanceKey, taskKey } from "./keys.ts";
+import { instanceKey, readInstances, spansOf, taskKey } from "./keys.ts";
 import { createTaskActor, type TaskActor } from "./task.ts";
 
 const DIGEST = `sha256-${"a".repeat(64)}`;
@@ -111,7 +112,17 @@ Deno.test({
       const batch = node.received.slice(finished);
       // 2 slots with a prefetch of 1x at first (4 held); for short instances the
       // prefetch grows, up to 64x the slots.
-      if (finished === 0) assert.equal(batch.length, 4);
+      if (finished === 0) {
+        assert.equal(batch.length, 4);
+        // First attempts are stored as one span per node and cycle, not one record each.
+        const spans = await Array.fromAsync(kv.list<AssignSpan>({ prefix: spansOf(task.id) }));
+        assert.deepEqual(spans.map((e) => [e.value.from, e.value.to, e.value.node]), [[0, 4, "n1"]]);
+        assert.equal((await kv.get(instanceKey(task.id, 2))).value, null);
+        const running = await readInstances(kv, task.id, 2, 6);
+        assert.deepEqual([...running.keys()], [2, 3], "instances 4 and 5 were never dispatched");
+        assert.equal(running.get(3)?.state, "running");
+        assert.equal(running.get(3)?.node, "n1");
+      }
       assert.ok(batch.length <= 2 * 65, `batch of ${batch.length}`);
       batches++;
       finished += batch.length;
@@ -129,6 +140,8 @@ Deno.test({
     assert.equal(inst.state, "succeeded");
     assert.equal(inst.history.length, 1);
     assert.ok(actor.stats().commits < 200 * 2, `commits ${actor.stats().commits} should be batched`);
+    assert.deepEqual(await Array.fromAsync(kv.list({ prefix: spansOf(task.id) })), [], "spans are gone once all ended");
+    assert.equal((await readInstances(kv, task.id, 0, 200)).size, 200);
     abort.abort();
     await actor.stopped;
     kv.close();
@@ -231,7 +244,7 @@ Deno.test({
     const second = new AbortController();
     actor = startActor(bus, kv, second);
     await actor.ready;
-    // The node still runs what the first actor gave it; heartbeats say so.
+    // The node still runs what the first actor gave it (stored as a span); heartbeats say so.
     bus.publish(nodeHeartbeat, { name: "n1", sentAt: Date.now(), usedSlots: 2, holding: node.received });
     assert.equal((await node.finish(node.received.slice(0, 4))).accepted, 4, "attempts in flight survive");
     let finished = 4;
@@ -247,6 +260,11 @@ Deno.test({
     });
     assert.equal(rec.counts.succeeded, 10);
     assert.equal(new Set(node.received.map((r) => r.index)).size, 10, "no instance started twice");
+    assert.deepEqual(
+      await Array.fromAsync(kv.list({ prefix: spansOf(task.id) })),
+      [],
+      "the rebuilt spans were deleted",
+    );
     second.abort();
     await actor.stopped;
     kv.close();

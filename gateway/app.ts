@@ -9,7 +9,7 @@
  */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { instanceKey, taskKey, TASKS } from "../actors/keys.ts";
+import { instanceKey, readInstances, taskKey, TASKS } from "../actors/keys.ts";
 import type { WorkspaceActor } from "../actors/workspace.ts";
 import { type Bus, errorBody, unwrap } from "../core/bus.ts";
 import { AuthError, NotFoundError, TooLargeError, ValidationError } from "../core/errors.ts";
@@ -211,10 +211,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     const from = Math.max(0, Number(c.req.query("from") ?? 0) || 0);
     const limit = Math.min(Math.max(Number(c.req.query("limit") ?? 1000) || 1000, 1), 10_000);
     const to = Math.min(task.spec.instances, from + limit);
-    const records = new Map<number, InstanceRecord>();
-    for await (
-      const e of kv.list<InstanceRecord>({ start: instanceKey(task.id, from), end: instanceKey(task.id, to) })
-    ) records.set(e.value.index, e.value);
+    const records = await readInstances(kv, task.id, from, to);
     const instances: InstanceView[] = [];
     for (let i = from; i < to; i++) instances.push(instanceView(task, i, records.get(i) ?? null));
     return c.json({ instances, from, total: task.spec.instances });
@@ -223,7 +220,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   app.get("/api/v1/tasks/:id/instances/:index", async (c) => {
     const task = await getTask(c.req.param("id"), c.get("who"));
     const index = parseIndex(task, c.req.param("index"));
-    const rec = (await kv.get<InstanceRecord>(instanceKey(task.id, index))).value;
+    const rec = (await readInstances(kv, task.id, index, index + 1)).get(index) ?? null;
     return c.json(instanceView(task, index, rec));
   });
 
