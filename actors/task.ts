@@ -22,7 +22,7 @@
  * @module
  */
 import { type Bus, unwrap } from "../core/bus.ts";
-import type { Clock, TimerId } from "../core/clock.ts";
+import { type Clock, nextTurn, type TimerId } from "../core/clock.ts";
 import { NotFoundError } from "../core/errors.ts";
 import { newTaskId } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
@@ -205,10 +205,10 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   const kick = () => {
     if (kicked || signal.aborted) return;
     kicked = true;
-    clock.setTimeout(() => {
+    nextTurn(() => {
       kicked = false;
       void cycle();
-    }, 0);
+    });
   };
 
   async function cycle(): Promise<void> {
@@ -550,11 +550,17 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
       endedAt: null,
       reason: null,
     };
-    await kv.set(taskKey(rec.id), rec);
-    tasks.set(rec.id, liveOf(rec));
-    log.info("task:submitted", { taskId: rec.id, name: rec.name, instances: rec.spec.instances, owner: rec.owner });
+    // Stored by the next cycle's commit, together with its first placements: one Deno KV write
+    // less before the first instance starts. The answer waits for that commit.
+    const live = liveOf(rec);
+    tasks.set(rec.id, live);
+    dirtyTasks.add(live);
+    const stored = new Promise<void>((resolve) => afterCommit.push(resolve));
     kick();
-    return { ok: true as const, id: rec.id, state: rec.state, instances: rec.spec.instances };
+    await stored;
+    log.info("task:submitted", { taskId: rec.id, name: rec.name, instances: rec.spec.instances, owner: rec.owner });
+    // The state it was accepted in: its first instances may be running already.
+    return { ok: true as const, id: rec.id, state: "queued" as const, instances: rec.spec.instances };
   }, { signal });
 
   bus.serve(taskExplain, async (req) => {

@@ -66,11 +66,22 @@ export async function createWorkspaceActor(
 ): Promise<WorkspaceActor> {
   const log = deps.log.scope({ actor: "workspace" });
   const packages = await ensureStorage(deps.nc, options);
+  // Digests known to be stored (packages are never deleted): a resubmitted package needs no lookup.
+  const stored = new Set<string>();
+  const remember = (digest: string) => {
+    if (stored.size >= 10_000) stored.clear();
+    stored.add(digest);
+  };
   return {
     async putPackage(digest, bytes) {
+      if (stored.has(digest)) return false;
       const info = await packages.info(digest);
-      if (info && !info.deleted && info.size === bytes.byteLength) return false;
+      if (info && !info.deleted && info.size === bytes.byteLength) {
+        remember(digest);
+        return false;
+      }
       await packages.putBlob({ name: digest }, bytes);
+      remember(digest);
       log.info("workspace:package-stored", { digest, bytes: bytes.byteLength });
       return true;
     },

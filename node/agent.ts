@@ -11,7 +11,7 @@ import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { createBus, unwrap } from "../core/bus.ts";
-import { type Clock, systemClock, type TimerId } from "../core/clock.ts";
+import { type Clock, nextTurn, systemClock, type TimerId } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 import { matrixParams } from "../core/task_toml.ts";
 import {
@@ -160,7 +160,9 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   let finished = 0;
   let heartbeatMs = 1000;
   let heartbeatTimer: TimerId | undefined;
+  /** A retry of unacknowledged results is due then. */
   let flushTimer: TimerId | undefined;
+  let flushQueued = false;
   let stopping = false;
 
   const baseEnv: Record<string, string> = {};
@@ -176,7 +178,11 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     unacked.set(keyOf(result), result);
     pendingResults.push(result);
     finished++;
-    if (flushTimer === undefined) flushTimer = clock.setTimeout(flush, 0);
+    // Unless a retry is due: then these wait for it.
+    if (!flushQueued && flushTimer === undefined) {
+      flushQueued = true;
+      nextTurn(flush);
+    }
   };
 
   /**
@@ -186,6 +192,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
    */
   let resultRequests = 0;
   function flush(): void {
+    flushQueued = false;
     flushTimer = undefined;
     while (pendingResults.length > 0 && resultRequests < 2) {
       const batch = pendingResults.splice(0, 500);
