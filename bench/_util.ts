@@ -78,6 +78,8 @@ export interface ProcStats {
   peakRssBytes: number;
   /** User + system CPU time, seconds. */
   cpuSeconds: number;
+  /** User + system CPU time of its children that ended and were waited for, seconds. */
+  childCpuSeconds: number;
 }
 
 /** Clock ticks per second of /proc/PID/stat (`getconf CLK_TCK`, 100 on Linux). */
@@ -88,10 +90,15 @@ export async function procStats(pid: number): Promise<ProcStats> {
   const status = await Deno.readTextFile(`/proc/${pid}/status`);
   const kb = (field: string) => Number(status.match(new RegExp(`${field}:\\s*(\\d+) kB`))?.[1] ?? NaN) * 1024;
   const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-  // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return { rssBytes: kb("VmRSS"), peakRssBytes: kb("VmHWM"), cpuSeconds: ticks / CLK_TCK };
+  // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15,
+  // cutime 16, cstime 17.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ").map(Number);
+  return {
+    rssBytes: kb("VmRSS"),
+    peakRssBytes: kb("VmHWM"),
+    cpuSeconds: (fields[11] + fields[12]) / CLK_TCK,
+    childCpuSeconds: (fields[13] + fields[14]) / CLK_TCK,
+  };
 }
 
 /** The pids of a process's children (from /proc/PID/task/TID/children). */

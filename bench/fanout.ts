@@ -3,73 +3,127 @@
  * processes of one slot each run N instances of `true`; in the same run,
  * `seq N | xargs -P2 -n1 true` and `parallel -j2 true` on the same machine.
  *
- *   deno run -A bench/fanout.ts [--instances 10000] [--no-record]
+ * Parallelic and xargs run in alternation, `--rounds` times, and each ratio
+ * is taken between neighbouring runs, so that the load of whoever else
+ * shares the machine weighs on both alike; GNU parallel, far slower, runs
+ * once. Beside wall times: the CPU time every tool spent per instance
+ * (Parallelic: manager, nats-server, nodes and the instances), which the
+ * load of others does not change.
+ *
+ *   deno run -A bench/fanout.ts [--instances 10000] [--rounds 3] [--no-gnu-parallel] [--no-record]
  *
  * Targets (issues 3 and 7): Parallelic within 1.5x of xargs, and at least 4x
  * faster than GNU parallel.
  *
  * @module
  */
-import { type Benchmark, fmt, intArg, runBenchmark, table, time } from "./_util.ts";
-import { startCluster, truePackage } from "./cluster.ts";
+import { type Benchmark, fmt, intArg, percentile, procStats, runBenchmark, table } from "./_util.ts";
+import { type BenchCluster, startCluster, truePackage } from "./cluster.ts";
 
-async function sh(command: string): Promise<void> {
-  const out = await new Deno.Command("bash", { args: ["-c", command], stdout: "null", stderr: "piped" }).output();
+/** A run's wall time and the CPU time it used, seconds. */
+interface Run {
+  wall: number;
+  cpu: number;
+}
+
+/** Runs a shell pipeline; its CPU time is what bash's `times` says its children used. */
+async function sh(command: string): Promise<Run> {
+  const t0 = performance.now();
+  const out = await new Deno.Command("bash", {
+    args: ["-c", `${command} >/dev/null; times`],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const wall = (performance.now() - t0) / 1000;
   if (!out.success) throw new Error(`'${command}' failed: ${new TextDecoder().decode(out.stderr)}`);
+  // `times` prints the shell's user and system time, then its children's: "0m1.234s 0m0.567s".
+  const children = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!;
+  const cpu = [...children.matchAll(/(\d+)m([\d.]+)s/g)].reduce((s, m) => s + Number(m[1]) * 60 + Number(m[2]), 0);
+  return { wall, cpu };
 }
 
 const hasCommand = async (name: string) =>
   (await new Deno.Command("bash", { args: ["-c", `command -v ${name}`], stdout: "null" }).output()).success;
 
+/** CPU seconds used so far by the manager, its nats-server, the nodes and the instances they ran. */
+async function clusterCpu(cluster: BenchCluster): Promise<Record<"manager" | "nats" | "nodes" | "instances", number>> {
+  const manager = await procStats(cluster.pid);
+  const nodes = await Promise.all(cluster.nodes.map((n) => procStats(n.child.pid)));
+  return {
+    manager: manager.cpuSeconds,
+    nats: (await cluster.natsStats())?.cpuSeconds ?? 0,
+    nodes: nodes.reduce((s, p) => s + p.cpuSeconds, 0),
+    instances: nodes.reduce((s, p) => s + p.childCpuSeconds, 0),
+  };
+}
+
+const sum = (cpu: Record<string, number>) => Object.values(cpu).reduce((a, b) => a + b, 0);
+
 /** The fan-out benchmark. */
 export const fanout: Benchmark = {
   name: "fanout",
   summary: "10,000 instances of `true` on 2 nodes x 1 slot vs xargs -P2 and GNU parallel -j2",
-  flags: { instances: "string" },
-  tiny: ["--instances", "20"],
+  flags: { instances: "string", rounds: "string", "gnu-parallel": "boolean" },
+  tiny: ["--instances", "20", "--rounds", "1"],
   async run(ctx) {
     const instances = intArg(ctx.args, "instances", 10_000);
+    const rounds = Math.max(1, intArg(ctx.args, "rounds", 3));
     await using cluster = await startCluster(ctx);
     await cluster.addNodes(2, { slots: 1 });
     // The package holds a copy of `true`, and the other tools run that same binary.
     const zip = await truePackage(ctx.dir, instances);
-    const cpu0 = (await cluster.managerStats()).cpuSeconds;
-    const parallelic = await time(async () => {
+    const parallelic: Run[] = [];
+    const xargs: Run[] = [];
+    const spent = { manager: 0, nats: 0, nodes: 0, instances: 0 };
+    for (let round = 0; round < rounds; round++) {
+      const cpu0 = await clusterCpu(cluster);
+      const t0 = performance.now();
       const { id } = await cluster.submit(zip);
       const done = await cluster.done(id);
+      const wall = (performance.now() - t0) / 1000;
       if (done.state !== "succeeded") throw new Error(`task ${done.state}: ${JSON.stringify(done.counts)}`);
-    });
-    const managerCpu = (await cluster.managerStats()).cpuSeconds - cpu0;
-    const xargs = await time(() => sh(`seq ${instances} | xargs -P2 -n1 /usr/bin/true`));
-    const gnuParallel = await hasCommand("parallel")
-      ? await time(() => sh(`seq ${instances} | parallel -j2 /usr/bin/true`))
-      : NaN;
+      const cpu1 = await clusterCpu(cluster);
+      for (const k of Object.keys(spent) as Array<keyof typeof spent>) spent[k] += cpu1[k] - cpu0[k];
+      parallelic.push({ wall, cpu: sum(cpu1) - sum(cpu0) });
+      xargs.push(await sh(`seq ${instances} | xargs -P2 -n1 /usr/bin/true`));
+    }
+    const gnuParallel = ctx.args.flags["gnu-parallel"] !== false && await hasCommand("parallel")
+      ? await sh(`seq ${instances} | parallel -j2 /usr/bin/true`)
+      : null;
 
-    const row = (tool: string, s: number) => [tool, fmt(s, 3), fmt(s / instances * 1000, 3), fmt(s / xargs, 2)];
+    const median = (runs: Run[], k: keyof Run) => percentile(runs.map((r) => r[k]), 50);
+    const ratio = percentile(parallelic.map((p, i) => p.wall / xargs[i].wall), 50);
+    const vsParallel = gnuParallel ? gnuParallel.wall / median(parallelic, "wall") : NaN;
+    const row = (tool: string, runs: Run[]) => [
+      tool,
+      fmt(median(runs, "wall"), 3),
+      runs.length > 1
+        ? `${fmt(Math.min(...runs.map((r) => r.wall)), 3)} - ${fmt(Math.max(...runs.map((r) => r.wall)), 3)}`
+        : "",
+      fmt(median(runs, "wall") / instances * 1000, 3),
+      fmt(median(runs, "cpu") / instances * 1000, 3),
+      tool.startsWith("parallelic") ? fmt(ratio, 2) : fmt(median(runs, "wall") / median(xargs, "wall"), 2),
+    ];
     const text = [
-      `Fan-out: ${fmt(instances)} instances of \`true\`; Parallelic ${fmt(parallelic / xargs, 2)}x xargs ` +
-      `(target <= 1.5x: ${parallelic / xargs <= 1.5 ? "met" : "missed"}), GNU parallel ` +
-      (Number.isNaN(gnuParallel)
-        ? "not installed (apt-get install parallel)."
-        : `${fmt(gnuParallel / parallelic, 2)}x Parallelic (target >= 4x: ${
-          gnuParallel / parallelic >= 4 ? "met" : "missed"
-        }).`),
+      `Fan-out: ${fmt(instances)} instances of \`true\`, ${rounds} alternating rounds; Parallelic ` +
+      `${fmt(ratio, 2)}x xargs (median of the rounds' ratios; target <= 1.5x: ${ratio <= 1.5 ? "met" : "missed"}), ` +
+      (gnuParallel
+        ? `GNU parallel ${fmt(vsParallel, 2)}x Parallelic (target >= 4x: ${vsParallel >= 4 ? "met" : "missed"}).`
+        : "GNU parallel was not run (--no-gnu-parallel, or not installed: apt-get install parallel)."),
       "",
-      table(["tool", "wall s", "ms/instance", "vs xargs"], [
+      table(["tool", "wall s (median)", "range", "ms/instance", "CPU ms/instance", "vs xargs"], [
         row("parallelic (2 nodes x 1 slot)", parallelic),
         row("xargs -P2", xargs),
-        row("GNU parallel -j2", gnuParallel),
+        ...gnuParallel ? [row("GNU parallel -j2 (once)", [gnuParallel])] : [],
       ]),
       "",
-      `The manager used ${fmt(managerCpu, 2)} s of CPU during Parallelic's run ` +
-      `(${fmt(managerCpu / instances * 1e6)} µs per instance).`,
+      `CPU ms/instance counts every process a tool used; the load of others does not change it. Parallelic's, ` +
+      `per instance: ${
+        Object.entries(spent).map(([k, v]) => `${k} ${fmt(v / rounds / instances * 1e6)} µs`).join(", ")
+      }.`,
     ].join("\n");
-    return { command: `--instances ${instances}`, text };
+    return { command: `--instances ${instances} --rounds ${rounds}`, text };
   },
 };
-
-/** Runs the fan-out benchmark with `--instances N` (for the suite and other callers). */
-export const runFanout = (instances: number, record = true) =>
-  runBenchmark(fanout, ["--instances", String(instances), ...record ? [] : ["--no-record"]]);
 
 if (import.meta.main) await runBenchmark(fanout, Deno.args);

@@ -119,6 +119,8 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
       name: "parallelic-manager",
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
+      // No stack captured per request: the bus names the subject on failure.
+      noAsyncTraces: true,
     });
     cleanups.push(() => nc.drain().catch(() => {}));
     const kv = await Deno.openKv(join(dataDir, "state.kv"));
