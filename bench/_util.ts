@@ -57,6 +57,19 @@ export async function machine(): Promise<string> {
   return `${navigator.hardwareConcurrency} cores (${cpu}), ${mem} GiB, Deno ${Deno.version.deno}, ${Deno.build.os}`;
 }
 
+/** The commit the code is at (`-dirty` when it has uncommitted changes). */
+export async function commit(): Promise<string> {
+  const git = async (...args: string[]) =>
+    new TextDecoder().decode((await new Deno.Command("git", { args, cwd: ROOT, stderr: "null" }).output()).stdout)
+      .trim();
+  try {
+    const head = await git("rev-parse", "--short", "HEAD");
+    return head + (await git("status", "--porcelain", "--untracked-files=no") ? "-dirty" : "");
+  } catch {
+    return "unknown";
+  }
+}
+
 /** The 1-minute load average (`uptime`'s first figure). */
 export function loadAverage(): number {
   return Deno.loadavg()[0];
@@ -205,9 +218,9 @@ export async function runBenchmark(bench: Benchmark, argv: string[]): Promise<Be
     const command = `deno run -A bench/${bench.name}.ts${report.command ? ` ${report.command}` : ""}`;
     const load = `1-minute load average ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after` +
       (Math.max(loadBefore, loadAfter) > 1
-        ? " (the machine was shared with other work: figures may be pessimistic)"
+        ? " (the machine was shared with other work: wall times are longer and noisier than on an idle machine)"
         : "");
-    await appendBenchmark(bench.name, command, report.text, `${await machine()}; ${load}`);
+    await appendBenchmark(bench.name, command, report.text, `${await machine()}; ${load}; code ${await commit()}`);
   }
   return report;
 }

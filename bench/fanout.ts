@@ -117,7 +117,8 @@ export const fanout: Benchmark = {
         ...gnuParallel ? [row("GNU parallel -j2 (once)", [gnuParallel])] : [],
       ]),
       "",
-      `CPU ms/instance counts every process a tool used; the load of others does not change it. Parallelic's, ` +
+      `CPU ms/instance counts every process a tool used; the load of others changes it far less than wall times. ` +
+      `Parallelic's, ` +
       `per instance: ${
         Object.entries(spent).map(([k, v]) => `${k} ${fmt(v / rounds / instances * 1e6)} µs`).join(", ")
       }.`,
