@@ -57,14 +57,15 @@ export async function machine(): Promise<string> {
   return `${navigator.hardwareConcurrency} cores (${cpu}), ${mem} GiB, Deno ${Deno.version.deno}, ${Deno.build.os}`;
 }
 
-/** The commit the code is at (`-dirty` when it has uncommitted changes). */
+/** The commit the code is at (`-dirty` when it has uncommitted changes, BENCHMARKS.md aside). */
 export async function commit(): Promise<string> {
   const git = async (...args: string[]) =>
     new TextDecoder().decode((await new Deno.Command("git", { args, cwd: ROOT, stderr: "null" }).output()).stdout)
       .trim();
   try {
     const head = await git("rev-parse", "--short", "HEAD");
-    return head + (await git("status", "--porcelain", "--untracked-files=no") ? "-dirty" : "");
+    const changed = await git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!BENCHMARKS.md");
+    return head + (changed ? "-dirty" : "");
   } catch {
     return "unknown";
   }

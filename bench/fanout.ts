@@ -8,7 +8,7 @@
  * shares the machine weighs on both alike; GNU parallel, far slower, runs
  * once. Beside wall times: the CPU time every tool spent per instance
  * (Parallelic: manager, nats-server, nodes and the instances), which the
- * load of others does not change.
+ * load of others changes far less than wall times.
  *
  *   deno run -A bench/fanout.ts [--instances 10000] [--rounds 3] [--no-gnu-parallel] [--no-record]
  *
