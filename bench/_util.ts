@@ -236,9 +236,10 @@ export async function appendBenchmark(name: string, command: string, text: strin
   try {
     doc = await Deno.readTextFile(file);
   } catch {
-    doc = "# Benchmarks\n\nEvery figure below comes from the command written next to it.\n";
+    doc = "# Benchmarks\n\nEvery figure below comes from the command written next to it.\n\n" +
+      "## Runs\n\nAppended by `deno task bench` (or one benchmark alone), oldest first.\n";
   }
-  doc += `\n## ${name} — ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC\n\n` +
+  doc += `\n### ${name} — ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC\n\n` +
     `Machine: ${machineLine}\n\nCommand: \`${command}\`\n\n${text}\n`;
   await Deno.writeTextFile(file, doc);
   await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", file], cwd: ROOT, stdout: "null" }).output();
