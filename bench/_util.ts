@@ -218,7 +218,7 @@ export async function runBenchmark(bench: Benchmark, argv: string[]): Promise<Be
   if (record) {
     const command = `deno run -A bench/${bench.name}.ts${report.command ? ` ${report.command}` : ""}`;
     const load = `1-minute load average ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after` +
-      (Math.max(loadBefore, loadAfter) > 1
+      (loadBefore > 1
         ? " (the machine was shared with other work: wall times are longer and noisier than on an idle machine)"
         : "");
     await appendBenchmark(bench.name, command, report.text, `${await machine()}; ${load}; code ${await commit()}`);

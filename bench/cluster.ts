@@ -32,6 +32,8 @@ export interface AddNodesOptions {
   noop?: boolean;
   /** How many start at once: each is a Deno process that costs CPU to start. @default {4} */
   startBatch?: number;
+  /** Folder under which each node gets its work dir (package cache, instance copies). @default {the temp folder} */
+  workDir?: string;
 }
 
 /** A manager process with its nodes. */
@@ -160,7 +162,7 @@ export async function startCluster(ctx: BenchContext, options: ClusterOptions = 
         for (let i = first; i < want; i += batch) {
           for (let j = i; j < Math.min(want, i + batch); j++) {
             const name = `bench-${j}`;
-            nodes.push(startNodeProcess(natsUrl!, name, join(ctx.dir, name), [
+            nodes.push(startNodeProcess(natsUrl!, name, join(opts.workDir ?? ctx.dir, name), [
               `--slots=${opts.slots ?? 1}`,
               "--log-level=warn",
               ...opts.noop ? ["--bench-noop"] : [],

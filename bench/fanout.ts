@@ -10,7 +10,7 @@
  * (Parallelic: manager, nats-server, nodes and the instances), which the
  * load of others changes far less than wall times.
  *
- *   deno run -A bench/fanout.ts [--instances 10000] [--rounds 3] [--no-gnu-parallel] [--no-record]
+ *   deno run -A bench/fanout.ts [--instances 10000] [--rounds 3] [--no-gnu-parallel] [--node-dir /dev/shm] [--no-record]
  *
  * Targets (issues 3 and 7): Parallelic within 1.5x of xargs, and at least 4x
  * faster than GNU parallel.
@@ -63,13 +63,19 @@ const sum = (cpu: Record<string, number>) => Object.values(cpu).reduce((a, b) =>
 export const fanout: Benchmark = {
   name: "fanout",
   summary: "10,000 instances of `true` on 2 nodes x 1 slot vs xargs -P2 and GNU parallel -j2",
-  flags: { instances: "string", rounds: "string", "gnu-parallel": "boolean" },
+  flags: { instances: "string", rounds: "string", "gnu-parallel": "boolean", "node-dir": "string" },
   tiny: ["--instances", "20", "--rounds", "1"],
   async run(ctx) {
     const instances = intArg(ctx.args, "instances", 10_000);
     const rounds = Math.max(1, intArg(ctx.args, "rounds", 3));
+    // Where the nodes copy task roots: say /dev/shm (tmpfs) to see what the file system costs.
+    const nodeDir = ctx.args.flags["node-dir"] as string | undefined;
+    const workDir = nodeDir ? await Deno.makeTempDir({ dir: nodeDir, prefix: "parallelic-bench-" }) : undefined;
+    await using _removed = {
+      [Symbol.asyncDispose]: async () => void (workDir && await Deno.remove(workDir, { recursive: true })),
+    };
     await using cluster = await startCluster(ctx);
-    await cluster.addNodes(2, { slots: 1 });
+    await cluster.addNodes(2, { slots: 1, workDir });
     // The package holds a copy of `true`, and the other tools run that same binary.
     const zip = await truePackage(ctx.dir, instances);
     const parallelic: Run[] = [];
@@ -123,7 +129,14 @@ export const fanout: Benchmark = {
         Object.entries(spent).map(([k, v]) => `${k} ${fmt(v / rounds / instances * 1e6)} µs`).join(", ")
       }.`,
     ].join("\n");
-    return { command: `--instances ${instances} --rounds ${rounds}`, text };
+    return {
+      command: `--instances ${instances} --rounds ${rounds}${nodeDir ? ` --node-dir ${nodeDir}` : ""}`,
+      text: nodeDir
+        ? `${text}
+
+The nodes' work dirs were under ${nodeDir}.`
+        : text,
+    };
   },
 };
 
