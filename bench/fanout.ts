@@ -130,7 +130,8 @@ export const fanout: Benchmark = {
       }.`,
     ].join("\n");
     return {
-      command: `--instances ${instances} --rounds ${rounds}${nodeDir ? ` --node-dir ${nodeDir}` : ""}`,
+      command: `--instances ${instances} --rounds ${rounds}${gnuParallel ? "" : " --no-gnu-parallel"}` +
+        (nodeDir ? ` --node-dir ${nodeDir}` : ""),
       text: nodeDir
         ? `${text}
 
