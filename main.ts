@@ -9,6 +9,7 @@ import { intFlag, parseArgs } from "./cli/args.ts";
 import { Client, defaultDataDir, resolveSettings, usage } from "./cli/client.ts";
 import { cancel, explain, login, nodes, showLogs, showStatus, submit } from "./cli/commands.ts";
 import { createLogger, type LogLevel } from "./core/log.ts";
+import { parseDurationMs } from "./core/task_toml.ts";
 import { startManager } from "./manager/mod.ts";
 import { startNode } from "./node/agent.ts";
 
@@ -17,8 +18,9 @@ const HELP = `parallelic: run many instances of a task over many nodes
 Server:
   parallelic manager [--data-dir DIR] [--port 8080] [--host 127.0.0.1] [--nats URL]
                      [--nats-port 4222] [--local-node|--no-local-node] [--slots N]
-                     [--lease-ms 5000] [--heartbeat-ms 1000]
+                     [--lease-ms 5000] [--heartbeat-ms 1000] [--grace 30s]
   parallelic node --nats nats://HOST:4222 [--slots N] [--name NAME] [--work-dir DIR] [--label k=v]
+                  [--grace 30s]   (on SIGTERM: finish running instances for up to this long)
 
 Client (--manager URL, --token T; or PARALLELIC_MANAGER, PARALLELIC_TOKEN, or 'parallelic login'):
   parallelic submit PATH|FILE.zip [--wait|--no-wait]
@@ -40,12 +42,28 @@ function logger(flags: Record<string, unknown>) {
   });
 }
 
+/** Resolves at the first SIGINT or SIGTERM; a second one exits at once. */
 function waitForSignal(): Promise<void> {
   return new Promise((resolve) => {
-    const stop = () => resolve();
+    let seen = false;
+    const stop = () => {
+      if (seen) Deno.exit(130);
+      seen = true;
+      resolve();
+    };
     Deno.addSignalListener("SIGINT", stop);
     Deno.addSignalListener("SIGTERM", stop);
   });
+}
+
+function durationFlag(p: { flags: Record<string, unknown> }, name: string): number | undefined {
+  const v = p.flags[name];
+  if (v === undefined) return undefined;
+  try {
+    return parseDurationMs(String(v));
+  } catch (e) {
+    return usage(`Flag '--${name}': ${(e as Error).message}`);
+  }
 }
 
 function parseLabels(list: unknown): Record<string, string> {
@@ -78,6 +96,7 @@ async function run(argv: string[]): Promise<number> {
         slots: "string",
         "lease-ms": "string",
         "heartbeat-ms": "string",
+        grace: "string",
       });
       const log = logger(p.flags);
       const dataDir = (p.flags["data-dir"] as string) ?? defaultDataDir();
@@ -92,6 +111,7 @@ async function run(argv: string[]): Promise<number> {
         slots: intFlag(p, "slots"),
         leaseMs: intFlag(p, "lease-ms"),
         heartbeatMs: intFlag(p, "heartbeat-ms"),
+        graceMs: durationFlag(p, "grace"),
         log,
       });
       console.error(`
@@ -116,6 +136,7 @@ Parallelic manager ready
         name: "string",
         "work-dir": "string",
         label: "list",
+        grace: "string",
       });
       const natsUrl = (p.flags.nats as string) ?? usage("Usage: parallelic node --nats nats://HOST:4222");
       const name = p.flags.name as string | undefined;
@@ -125,6 +146,7 @@ Parallelic manager ready
         slots: intFlag(p, "slots"),
         workDir: (p.flags["work-dir"] as string) ?? join(defaultDataDir(), `node-${name ?? Deno.pid}`),
         labels: parseLabels(p.flags.label),
+        graceMs: durationFlag(p, "grace"),
         log: logger(p.flags),
       });
       await waitForSignal();

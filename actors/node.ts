@@ -10,7 +10,10 @@ import type { Clock, TimerId } from "../core/clock.ts";
 import { NotFoundError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import {
+  type NodeEvent,
   nodeHeartbeat,
+  nodeLeaving,
+  nodeLeft,
   type NodeRecord,
   nodeRegister,
   nodeRejoin,
@@ -70,7 +73,7 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
     return value;
   };
 
-  const emit = (kind: "joined" | "updated" | "lost", rec: NodeRecord) => {
+  const emit = (kind: NodeEvent["kind"], rec: NodeRecord) => {
     bus.publish(nodesEvent, { kind, node: plain(rec) });
   };
 
@@ -103,7 +106,7 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
 
   bus.subscribe(nodeHeartbeat, async (hb) => {
     const rec = nodes.get(hb.name);
-    if (!rec || rec.state === "lost") {
+    if (!rec || rec.state === "lost" || rec.state === "left") {
       bus.publish(nodeRejoin(hb.name), { reason: rec ? "lease expired" : "unknown node" });
       return;
     }
@@ -111,6 +114,26 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
     rec.usedSlots = hb.usedSlots;
     rec.holding = hb.holding.length;
     if (rec.lastSeenAt - rec.persistedAt >= persistEveryMs) await persist(rec);
+  }, { signal });
+
+  bus.subscribe(nodeLeaving, async (msg) => {
+    const rec = nodes.get(msg.name);
+    if (!rec || rec.state !== "ready") return;
+    rec.state = "draining";
+    await persist(rec);
+    log.info("node:leaving", { node: rec.name });
+    emit("updated", rec);
+  }, { signal });
+
+  bus.serve(nodeLeft, async (msg) => {
+    const rec = nodes.get(msg.name);
+    if (rec && rec.state !== "left") {
+      rec.state = "left";
+      await persist(rec);
+      log.info("node:left", { node: rec.name });
+      emit("left", rec);
+    }
+    return { ok: true as const };
   }, { signal });
 
   bus.serve(nodesList, () => ({ ok: true as const, nodes: [...nodes.values()].map(plain) }), { signal });
@@ -121,7 +144,7 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
       throw new NotFoundError(`Cannot drain node '${req.name}' as no such node joined`, { code: "node_not_found" });
     }
     rec.drain = req.drain;
-    if (rec.state !== "lost") rec.state = req.drain ? "draining" : "ready";
+    if (rec.state === "ready" || rec.state === "draining") rec.state = req.drain ? "draining" : "ready";
     await persist(rec);
     log.info(req.drain ? "node:draining" : "node:resumed", { node: rec.name });
     emit("updated", rec);
@@ -131,7 +154,7 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
   const checkLeases = async () => {
     const now = clock.now();
     for (const rec of nodes.values()) {
-      if (rec.state !== "lost" && now - rec.lastSeenAt > leaseMs) {
+      if (rec.state !== "lost" && rec.state !== "left" && now - rec.lastSeenAt > leaseMs) {
         rec.state = "lost";
         await persist(rec);
         log.warn("node:lost", { node: rec.name, silentMs: now - rec.lastSeenAt });

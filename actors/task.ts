@@ -653,10 +653,11 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
 
   bus.subscribe(nodesEvent, (event) => {
     upsertNode(event.node);
-    if (event.kind === "lost") {
+    if (event.kind === "lost" || event.kind === "left") {
       const seat = nodes.get(event.node.name)!;
       const flights = [...seat.flights];
-      for (const f of flights) requeueFlight(f, `node ${event.node.name} lost (no heartbeat for its lease)`);
+      const why = event.kind === "lost" ? "lost (no heartbeat for its lease)" : "left (stopped before it finished)";
+      for (const f of flights) requeueFlight(f, `node ${event.node.name} ${why}`);
       if (flights.length) log.warn("task:node-lost-requeued", { node: event.node.name, instances: flights.length });
       kick();
     }
@@ -749,7 +750,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     for (const live of tasks.values()) {
       for (const f of live.flights.values()) {
         const seat = nodes.get(f.node);
-        if (seat && seat.rec.state !== "lost") {
+        if (seat && seat.rec.state !== "lost" && seat.rec.state !== "left") {
           seat.flights.add(f);
           seat.usedSlots += live.rec.spec.cpus;
           seat.usedMemory += live.rec.spec.memoryBytes;

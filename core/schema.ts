@@ -166,8 +166,11 @@ export const NodeCapacity = z.object({
 /** What a node offers. */
 export type NodeCapacity = z.infer<typeof NodeCapacity>;
 
-/** Node states: `ready` takes work, `draining` finishes what it runs, `lost` missed its lease. */
-export const NodeState = z.enum(["ready", "draining", "lost"]);
+/**
+ * Node states: `ready` takes work, `draining` finishes what it runs, `lost`
+ * missed its lease, `left` stopped cleanly.
+ */
+export const NodeState = z.enum(["ready", "draining", "lost", "left"]);
 /** A node state. */
 export type NodeState = z.infer<typeof NodeState>;
 
@@ -314,9 +317,22 @@ export type Heartbeat = z.infer<typeof Heartbeat>;
 /** `parallelic.node.heartbeat` */
 export const nodeHeartbeat = subject("parallelic.node.heartbeat", Heartbeat);
 
-/** Node actor → task actor and gateway: a node joined, changed state, or was lost. */
+/** Node → node actor: I am stopping; place nothing new on me (I finish what runs, up to my grace period). */
+export const Leaving = z.object({ name: NodeName });
+/** `parallelic.node.leaving` */
+export const nodeLeaving = subject("parallelic.node.leaving", Leaving);
+
+/**
+ * Node → node actor: I stopped; every result I will ever send was acknowledged.
+ * What I still held goes back to the queue at once, without waiting for my lease.
+ */
+export const Left = z.object({ name: NodeName });
+/** `parallelic.node.left` */
+export const nodeLeft = request("parallelic.node.left", Left, replyOf({}));
+
+/** Node actor → task actor and gateway: a node joined, changed state, was lost, or left. */
 export const NodeEvent = z.object({
-  kind: z.enum(["joined", "updated", "lost"]),
+  kind: z.enum(["joined", "updated", "lost", "left"]),
   node: NodeRecord,
 });
 /** A node event. */

@@ -43,6 +43,8 @@ export interface ManagerOptions {
   leaseMs?: number;
   /** First retry delay. @default {1000} */
   retryBackoffMs?: number;
+  /** On stop, how long the local node's running instances may finish. @default {30000} */
+  graceMs?: number;
   /** Admin token (else PARALLELIC_TOKEN, else generated into the data dir). */
   token?: string;
   /** Package limits. */
@@ -161,6 +163,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
         name: "local",
         slots: options.slots,
         workDir: join(dataDir, "node"),
+        graceMs: options.graceMs,
         log,
         clock,
       });

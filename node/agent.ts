@@ -21,6 +21,8 @@ import {
   nodeAssign,
   nodeHeartbeat,
   nodeKill,
+  nodeLeaving,
+  nodeLeft,
   nodeRegister,
   nodeRejoin,
   PACKAGE_BUCKET,
@@ -52,6 +54,11 @@ export interface NodeOptions {
   gpus?: number;
   /** Kill grace: SIGTERM, then SIGKILL after this long. @default {1000} */
   killGraceMs?: number;
+  /**
+   * On stop, how long running instances may go on before they are killed and
+   * handed back to the manager (`--grace`). @default {30000}
+   */
+  graceMs?: number;
   /** Logger. */
   log: Logger;
   /** Clock. @default {systemClock} */
@@ -68,8 +75,12 @@ export interface ComputeNode {
   readonly registered: Promise<void>;
   /** Counters for tests and metrics. */
   stats(): { started: number; finished: number; packageFetches: number; running: number; queued: number };
-  /** Stops taking work, kills what runs, flushes results, disconnects. */
-  stop(): Promise<void>;
+  /**
+   * Stops gracefully: takes nothing new, lets running instances finish for up
+   * to `graceMs` (default: the node's `graceMs` option), kills the rest, and
+   * hands back to the manager what did not finish; then disconnects.
+   */
+  stop(graceMs?: number): Promise<void>;
 }
 
 /** One instance the node holds. */
@@ -166,7 +177,10 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   // -------------------------------------------------------------------------
   // Results
 
+  /** Instances killed because the node stops: not reported, the manager requeues them. */
+  const released = new Set<string>();
   const report = (result: Result) => {
+    if (released.has(keyOf(result))) return;
     unacked.set(keyOf(result), result);
     pendingResults.push(result);
     finished++;
@@ -352,7 +366,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
 
   const heartbeat = () => {
     heartbeatTimer = undefined;
-    if (stopping) return;
+    if (signal.aborted) return;
     try {
       bus.publish(nodeHeartbeat, { name, sentAt: clock.now(), usedSlots, holding: holding() });
     } catch (e) {
@@ -406,17 +420,41 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     name,
     registered,
     stats: () => ({ started, finished, packageFetches: cache.fetches, running: running.size, queued: queue.length }),
-    async stop() {
+    async stop(graceMs = options.graceMs ?? 30_000) {
       if (stopping) return;
       stopping = true;
-      abort.abort();
-      if (heartbeatTimer !== undefined) clock.clearTimeout(heartbeatTimer);
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+      try {
+        bus.publish(nodeLeaving, { name });
+      } catch { /* not connected */ }
+      // What never started goes back to the manager with the rest, at "left".
       queue.length = 0;
-      for (const job of running.values()) killJob(job, "node stopping");
-      const deadline = Date.now() + killGraceMs + 2000;
-      while (running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const graceEnd = Date.now() + graceMs;
+      while (running.size > 0 && Date.now() < graceEnd) await sleep(20);
+      if (running.size > 0) log.warn("node:grace-over", { killing: running.size });
+      for (const job of running.values()) {
+        released.add(keyOf(job.ref));
+        killJob(job, "node stopping");
+      }
+      const killEnd = Date.now() + killGraceMs + 2000;
+      while (running.size > 0 && Date.now() < killEnd) await sleep(20);
+      // Every result must be acknowledged before the manager hears that we left.
       if (flushTimer !== undefined) clock.clearTimeout(flushTimer);
       flush();
+      const ackEnd = Date.now() + 5000;
+      while (unacked.size > 0 && Date.now() < ackEnd) {
+        await sleep(50);
+        if (resultRequests === 0 && pendingResults.length > 0) flush();
+      }
+      try {
+        unwrap(await bus.request(nodeLeft, { name }, { timeoutMs: 3000 }));
+        log.info("node:left", { unacknowledged: unacked.size });
+      } catch (e) {
+        log.warn("node:leave-unacknowledged", { error: (e as Error).message });
+      }
+      abort.abort();
+      if (heartbeatTimer !== undefined) clock.clearTimeout(heartbeatTimer);
+      if (flushTimer !== undefined) clock.clearTimeout(flushTimer);
       await registering?.catch(() => {});
       if (ownConnection) await nc.drain().catch(() => {});
     },

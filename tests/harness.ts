@@ -78,6 +78,7 @@ export async function startTestManager(options: Partial<ManagerOptions> = {}): P
     heartbeatMs: 200,
     leaseMs: 1500,
     retryBackoffMs: 100,
+    graceMs: 1000,
     log: testLogger(),
     ...options,
     dataDir,
