@@ -20,7 +20,7 @@ Server:
                      [--nats-port 4222] [--local-node|--no-local-node] [--slots N]
                      [--lease-ms 5000] [--heartbeat-ms 1000] [--grace 30s]
   parallelic node --nats nats://HOST:4222 [--slots N] [--name NAME] [--work-dir DIR] [--label k=v]
-                  [--grace 30s]   (on SIGTERM: finish running instances for up to this long)
+                  [--grace 30s] [--metrics-port N]
 
 Client (--manager URL, --token T; or PARALLELIC_MANAGER, PARALLELIC_TOKEN, or 'parallelic login'):
   parallelic submit PATH|FILE.zip [--wait|--no-wait]
@@ -137,6 +137,7 @@ Parallelic manager ready
         "work-dir": "string",
         label: "list",
         grace: "string",
+        "metrics-port": "string",
       });
       const natsUrl = (p.flags.nats as string) ?? usage("Usage: parallelic node --nats nats://HOST:4222");
       const name = p.flags.name as string | undefined;
@@ -147,6 +148,7 @@ Parallelic manager ready
         workDir: (p.flags["work-dir"] as string) ?? join(defaultDataDir(), `node-${name ?? Deno.pid}`),
         labels: parseLabels(p.flags.label),
         graceMs: durationFlag(p, "grace"),
+        metricsPort: intFlag(p, "metrics-port"),
         log: logger(p.flags),
       });
       await waitForSignal();

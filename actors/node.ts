@@ -9,6 +9,7 @@ import type { Bus } from "../core/bus.ts";
 import type { Clock, TimerId } from "../core/clock.ts";
 import { NotFoundError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
+import { Metrics } from "../core/metrics.ts";
 import {
   type NodeEvent,
   nodeHeartbeat,
@@ -29,6 +30,8 @@ export interface NodeActorDeps {
   kv: Deno.Kv;
   clock: Clock;
   log: Logger;
+  /** Where gauges go. @default {a private registry} */
+  metrics?: Metrics;
 }
 
 /** Options of {@linkcode createNodeActor}. */
@@ -61,6 +64,28 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
   const { signal } = options;
   const nodes = new Map<string, NodeRecord & { persistedAt: number }>();
   let timer: TimerId | undefined;
+  const metrics = deps.metrics ?? new Metrics();
+  metrics.gauge("parallelic_nodes", "Nodes the manager knows, by state.", (g) => {
+    const by: Record<string, number> = { ready: 0, draining: 0, lost: 0, left: 0 };
+    for (const n of nodes.values()) by[n.state]++;
+    for (const [state, n] of Object.entries(by)) g.set(n, { state });
+  });
+  metrics.gauge(
+    "parallelic_node_slots",
+    "Slots of ready and draining nodes: total, and used at the last heartbeat.",
+    (g) => {
+      let total = 0;
+      let used = 0;
+      for (const n of nodes.values()) {
+        if (n.state !== "ready" && n.state !== "draining") continue;
+        total += n.slots;
+        used += n.usedSlots;
+      }
+      g.set(total, { kind: "total" });
+      g.set(used, { kind: "used" });
+    },
+  );
+  const heartbeats = metrics.counter("parallelic_node_heartbeats_total", "Heartbeats received from nodes.");
 
   const persist = async (rec: NodeRecord & { persistedAt: number }) => {
     rec.persistedAt = clock.now();
@@ -110,6 +135,7 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
       bus.publish(nodeRejoin(hb.name), { reason: rec ? "lease expired" : "unknown node" });
       return;
     }
+    heartbeats.inc();
     rec.lastSeenAt = clock.now();
     rec.usedSlots = hb.usedSlots;
     rec.holding = hb.holding.length;

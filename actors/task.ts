@@ -24,6 +24,7 @@ import type { Clock, TimerId } from "../core/clock.ts";
 import { NotFoundError } from "../core/errors.ts";
 import { newTaskId } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
+import { DURATION_BUCKETS, Metrics } from "../core/metrics.ts";
 import {
   type Assignment,
   type Attempt,
@@ -56,6 +57,8 @@ export interface TaskActorDeps {
   kv: Deno.Kv;
   clock: Clock;
   log: Logger;
+  /** Where counters go. @default {a private registry} */
+  metrics?: Metrics;
 }
 
 /** Options of {@linkcode createTaskActor}. */
@@ -157,6 +160,32 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     return u ? u.value * 2 ** (-(now - u.at) / usageHalfLifeMs) : 0;
   };
   const stats = { commits: 0, dispatched: 0, results: 0, ignored: 0 };
+  const metrics = deps.metrics ?? new Metrics();
+  const dispatchedTotal = metrics.counter("parallelic_instances_dispatched_total", "Instance attempts sent to nodes.");
+  const endedTotal = metrics.counter(
+    "parallelic_instance_attempts_ended_total",
+    "Instance attempts that ended, by outcome (succeeded, failed, retried, requeued, cancelled).",
+  );
+  const duration = metrics.histogram(
+    "parallelic_instance_duration_seconds",
+    "How long instance attempts ran on their node.",
+    DURATION_BUCKETS,
+  );
+  const tasksFinished = metrics.counter("parallelic_tasks_finished_total", "Tasks that ended, by final state.");
+  metrics.gauge("parallelic_tasks", "Tasks not yet ended, by state.", (g) => {
+    const by = { queued: 0, running: 0 };
+    for (const t of tasks.values()) if (t.rec.state === "queued" || t.rec.state === "running") by[t.rec.state]++;
+    for (const [state, n] of Object.entries(by)) g.set(n, { state });
+  });
+  metrics.gauge("parallelic_instances", "Instances of tasks not yet ended, by state.", (g) => {
+    const by = { queued: 0, running: 0 };
+    for (const t of tasks.values()) {
+      by.queued += t.rec.counts.queued;
+      by.running += t.rec.counts.running;
+    }
+    for (const [state, n] of Object.entries(by)) g.set(n, { state });
+  });
+  metrics.gauge("parallelic_kv_commits", "Deno KV atomic commits made by the task actor.", (g) => g.set(stats.commits));
 
   // Writes and actions waiting for the next commit.
   let dirtyInstances = new Map<string, { key: Deno.KvKey; rec: InstanceRecord }>();
@@ -360,6 +389,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
         live.rec.startedAt = now;
       }
       stats.dispatched += items.length;
+      dispatchedTotal.inc({}, items.length);
     }
     return items;
   }
@@ -424,6 +454,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   }
 
   function finishTask(live: Live, state: State, reason: string | null) {
+    tasksFinished.inc({ state });
     live.rec.state = state;
     live.rec.endedAt = clock.now();
     live.rec.reason = reason;
@@ -441,6 +472,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     if (!live || !flight || flight.rec.attempt !== r.attempt || flight.node !== node) return false;
     const entry = land(flight);
     const seat = nodes.get(node);
+    if (r.startedAt !== null) duration.observe((r.endedAt - r.startedAt) / 1000);
     if (seat && r.startedAt !== null) {
       const ms = r.endedAt - r.startedAt;
       seat.avgRunMs = seat.avgRunMs === null ? ms : seat.avgRunMs * 0.9 + ms * 0.1;
@@ -452,12 +484,15 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     entry.error = r.error;
     const rec = flight.rec;
     if (r.exitCode === 0 && r.error === null) {
+      endedTotal.inc({ outcome: "succeeded" });
       end(live, rec, "succeeded");
     } else {
       const failures = rec.history.filter((h) => !isLoss(h)).length;
       if (failures <= live.rec.spec.retries) {
+        endedTotal.inc({ outcome: "retried" });
         requeue(live, rec, Math.min(60_000, retryBackoffMs * 2 ** (failures - 1)));
       } else {
+        endedTotal.inc({ outcome: "failed" });
         end(live, rec, "failed");
       }
     }
@@ -469,6 +504,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     const entry = land(flight);
     entry.error = why;
     entry.endedAt = clock.now();
+    endedTotal.inc({ outcome: "requeued" });
     const lost = flight.rec.history.filter(isLoss).length;
     if (lost > maxLostRequeues) end(flight.live, flight.rec, "failed");
     else requeue(flight.live, flight.rec, 0);

@@ -14,6 +14,7 @@ import type { WorkspaceActor } from "../actors/workspace.ts";
 import { type Bus, errorBody, unwrap } from "../core/bus.ts";
 import { AuthError, NotFoundError, TooLargeError, ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
+import { Metrics } from "../core/metrics.ts";
 import { checkPackage, DEFAULT_PACKAGE_LIMITS, type PackageLimits } from "../core/package.ts";
 import {
   FINAL_STATES,
@@ -38,6 +39,8 @@ export interface GatewayDeps {
   kv: Deno.Kv;
   workspace: WorkspaceActor;
   log: Logger;
+  /** The manager's metrics registry, served at `GET /metrics`. @default {a private registry} */
+  metrics?: Metrics;
 }
 
 /** Options of {@linkcode createGateway}. */
@@ -97,6 +100,20 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   const log = deps.log.scope({ actor: "gateway" });
   const limits = options.limits ?? DEFAULT_PACKAGE_LIMITS;
   const app = new Hono<Env>();
+  const metrics = deps.metrics ?? new Metrics();
+  const uploadBytes = metrics.counter("parallelic_upload_bytes_total", "Bytes of packages uploaded to the gateway.");
+  const requests = metrics.counter("parallelic_http_requests_total", "HTTP requests answered, by status class.");
+  const storeBytes = metrics.gauge("parallelic_object_store_bytes", "Bytes held in the object store, by bucket.");
+  metrics.gauge(
+    "parallelic_rejected_messages",
+    "NATS messages dropped because they failed their schema.",
+    (g) => g.set(bus.rejected),
+  );
+
+  app.use("*", async (c, next) => {
+    await next();
+    requests.inc({ code: `${Math.floor(c.res.status / 100)}xx` });
+  });
 
   app.onError((err, c) => {
     if (err instanceof HTTPException) {
@@ -115,9 +132,19 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
 
   app.get("/healthz", (c) => c.json({ ok: true }));
 
-  app.use("/api/*", async (c, next) => {
+  const auth = async (
+    c: { req: { header(n: string): string | undefined }; set(k: "who", v: TokenRecord): void },
+    next: () => Promise<void>,
+  ) => {
     c.set("who", await authenticate(kv, c.req.header("authorization")));
     await next();
+  };
+  app.use("/api/*", auth);
+  app.use("/metrics", auth);
+
+  app.get("/metrics", async (c) => {
+    storeBytes.set(await workspace.packageBytes(), { bucket: "packages" });
+    return c.text(metrics.render(), 200, { "content-type": "text/plain; version=0.0.4" });
   });
 
   const getTask = async (id: string, who: TokenRecord): Promise<TaskRecord> => {
@@ -173,6 +200,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
       );
     }
     name = name.replace(/\.zip$/i, "").replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64) || "task";
+    uploadBytes.inc({}, bytes.byteLength);
     const checked = await checkPackage(bytes, name, limits);
     await workspace.putPackage(checked.digest, bytes);
     const reply = unwrap(

@@ -13,6 +13,7 @@ import { createWorkspaceActor } from "../actors/workspace.ts";
 import { createBus } from "../core/bus.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
+import { Metrics } from "../core/metrics.ts";
 import { type NatsServer, startNatsServer } from "../core/nats_server.ts";
 import type { PackageLimits } from "../core/package.ts";
 import { createGateway } from "../gateway/app.ts";
@@ -126,15 +127,16 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     const kv = await Deno.openKv(join(dataDir, "state.kv"));
     cleanups.push(() => kv.close());
     const bus = createBus(nc, log);
+    const metrics = new Metrics();
     const abort = new AbortController();
     const workspace = await createWorkspaceActor({ nc, log }, { replicas: options.replicas });
-    const nodeActor = createNodeActor({ bus, kv, clock, log }, {
+    const nodeActor = createNodeActor({ bus, kv, clock, log, metrics }, {
       signal: abort.signal,
       heartbeatMs: options.heartbeatMs,
       leaseMs: options.leaseMs,
     });
     await nodeActor.ready;
-    const taskActor = createTaskActor({ bus, kv, clock, log }, {
+    const taskActor = createTaskActor({ bus, kv, clock, log, metrics }, {
       signal: abort.signal,
       retryBackoffMs: options.retryBackoffMs,
       orphanGraceMs: Math.max(3 * (options.heartbeatMs ?? 1000), 2000),
@@ -147,7 +149,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     });
     const tokenFile = join(dataDir, "admin-token");
     const admin = await ensureAdminToken(kv, tokenFile, options.token ?? Deno.env.get("PARALLELIC_TOKEN"));
-    const app = createGateway({ bus, kv, workspace, log }, { limits: options.limits });
+    const app = createGateway({ bus, kv, workspace, log, metrics }, { limits: options.limits });
     const server = Deno.serve({
       port: options.port ?? 8080,
       hostname: options.host ?? "127.0.0.1",

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { createBus, unwrap } from "../core/bus.ts";
 import { type Clock, systemClock, type TimerId } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
+import { Metrics } from "../core/metrics.ts";
 import { matrixParams } from "../core/task_toml.ts";
 import {
   type Assignment,
@@ -59,6 +60,8 @@ export interface NodeOptions {
    * handed back to the manager (`--grace`). @default {30000}
    */
   graceMs?: number;
+  /** Serve the node's own metrics at `http://127.0.0.1:PORT/metrics` (`--metrics-port`). */
+  metricsPort?: number;
   /** Logger. */
   log: Logger;
   /** Clock. @default {systemClock} */
@@ -416,6 +419,36 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
 
   const registered = register();
 
+  const metrics = new Metrics();
+  metrics.gauge("parallelic_node_instances", "Instances this node holds, by state.", (g) => {
+    g.set(running.size, { state: "running" });
+    g.set(queue.length, { state: "queued" });
+    g.set(unacked.size, { state: "unreported" });
+  });
+  metrics.gauge("parallelic_node_instances_started", "Instances this node started.", (g) => g.set(started));
+  metrics.gauge("parallelic_node_instances_finished", "Instances this node finished.", (g) => g.set(finished));
+  metrics.gauge(
+    "parallelic_node_package_fetches",
+    "Packages fetched from the object store.",
+    (g) => g.set(cache.fetches),
+  );
+  metrics.gauge("parallelic_node_slots", "Slots: total and used.", (g) => {
+    g.set(slots, { kind: "total" });
+    g.set(usedSlots, { kind: "used" });
+  });
+  metrics.gauge(
+    "parallelic_rejected_messages",
+    "NATS messages dropped because they failed their schema.",
+    (g) => g.set(bus.rejected),
+  );
+  const metricsServer = options.metricsPort === undefined ? undefined : Deno.serve(
+    { port: options.metricsPort, hostname: "127.0.0.1", onListen: () => {} },
+    (req) =>
+      new URL(req.url).pathname === "/metrics"
+        ? new Response(metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4" } })
+        : new Response("not found", { status: 404 }),
+  );
+
   return {
     name,
     registered,
@@ -453,6 +486,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         log.warn("node:leave-unacknowledged", { error: (e as Error).message });
       }
       abort.abort();
+      await metricsServer?.shutdown();
       if (heartbeatTimer !== undefined) clock.clearTimeout(heartbeatTimer);
       if (flushTimer !== undefined) clock.clearTimeout(flushTimer);
       await registering?.catch(() => {});

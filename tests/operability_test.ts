@@ -1,0 +1,42 @@
+/**
+ * Operability, end to end: metrics of the manager and of a node.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { freePort } from "../core/nats_server.ts";
+import { makeZip, startNodeProcess, startTestManager, submitZip, tempDir, waitUntil } from "./harness.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+
+Deno.test({
+  name: "GET /metrics reports tasks, instances, nodes, durations and bytes; a node serves its own",
+  ...opts,
+  async fn() {
+    await using tm = await startTestManager();
+    await using work = await tempDir();
+    const port = freePort();
+    await using _node = startNodeProcess(tm.manager.natsUrl, "m1", join(work.path, "n"), [
+      "--slots=2",
+      `--metrics-port=${port}`,
+    ]);
+    await waitUntil(async () => (await (await tm.api("/api/v1/nodes")).json()).nodes.length === 1);
+    const zip = await makeZip({ "task.toml": `[task]\nentrypoint = "r.sh"\ninstances = 5\n`, "r.sh": "#!/bin/sh\n" });
+    const { id } = await (await submitZip(tm, zip)).json();
+    assert.equal((await tm.waitForTask(id)).state, "succeeded");
+    assert.equal((await tm.api("/metrics", { token: null })).status, 401, "metrics need a token");
+    const text = await (await tm.api("/metrics")).text();
+    assert.match(text, /parallelic_instances_dispatched_total 5\n/);
+    assert.match(text, /parallelic_instance_attempts_ended_total\{outcome="succeeded"\} 5\n/);
+    assert.match(text, /parallelic_instance_duration_seconds_count 5\n/);
+    assert.match(text, /parallelic_tasks_finished_total\{state="succeeded"\} 1\n/);
+    assert.match(text, /parallelic_nodes\{state="ready"\} 1\n/);
+    assert.match(text, /parallelic_node_slots\{kind="total"\} 2\n/);
+    assert.match(text, /parallelic_instances\{state="queued"\} 0\n/);
+    assert.match(text, new RegExp(`parallelic_upload_bytes_total ${zip.byteLength}\\n`));
+    assert.match(text, /parallelic_object_store_bytes\{bucket="packages"\} [1-9]\d*\n/);
+    assert.match(text, /parallelic_rejected_messages 0\n/);
+    const nodeText = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    assert.match(nodeText, /parallelic_node_instances_finished 5\n/);
+    assert.match(nodeText, /parallelic_node_package_fetches 1\n/);
+  },
+});
