@@ -7,6 +7,7 @@
 import { join } from "node:path";
 import { intFlag, parseArgs } from "./cli/args.ts";
 import { Client, defaultDataDir, resolveSettings, usage } from "./cli/client.ts";
+import { doctor, printChecks } from "./cli/doctor.ts";
 import { cancel, explain, login, nodes, showLogs, showStatus, submit } from "./cli/commands.ts";
 import { createLogger, type LogLevel } from "./core/log.ts";
 import { parseDurationMs } from "./core/task_toml.ts";
@@ -30,6 +31,7 @@ Client (--manager URL, --token T; or PARALLELIC_MANAGER, PARALLELIC_TOKEN, or 'p
   parallelic explain ID [--instance N]      why it waits (or what happened)
   parallelic nodes [ls | drain NAME | resume NAME]
   parallelic login --manager URL --token TOKEN
+  parallelic doctor [--nats URL] [--data-dir DIR] [--work-dir DIR]   checks the set-up, says what to fix
 `;
 
 const COMMON = { "log-level": "string", "log-format": "string", help: "boolean" } as const;
@@ -161,8 +163,17 @@ Parallelic manager ready
     case "cancel":
     case "explain":
     case "nodes":
+    case "doctor":
     case "login": {
-      const p = parseArgs(rest, { ...CLIENT, wait: "boolean", instance: "string", follow: "boolean" });
+      const p = parseArgs(rest, {
+        ...CLIENT,
+        wait: "boolean",
+        instance: "string",
+        follow: "boolean",
+        nats: "string",
+        "data-dir": "string",
+        "work-dir": "string",
+      });
       const client = new Client(await resolveSettings(p.flags as { manager?: string; token?: string }));
       const json = p.flags.json === true;
       const id = p._[0];
@@ -187,6 +198,15 @@ Parallelic manager ready
           return await nodes(client, p._, json);
         case "login":
           return await login(client);
+        case "doctor":
+          return printChecks(
+            await doctor({
+              client,
+              natsUrl: (p.flags.nats as string) ?? "nats://127.0.0.1:4222",
+              dataDir: (p.flags["data-dir"] as string) ?? defaultDataDir(),
+              workDir: p.flags["work-dir"] as string | undefined,
+            }),
+          );
       }
       return 2;
     }

@@ -139,6 +139,7 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
     rec.lastSeenAt = clock.now();
     rec.usedSlots = hb.usedSlots;
     rec.holding = hb.holding.length;
+    rec.clockSkewMs = rec.lastSeenAt - hb.sentAt;
     if (rec.lastSeenAt - rec.persistedAt >= persistEveryMs) await persist(rec);
   }, { signal });
 

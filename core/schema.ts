@@ -188,6 +188,8 @@ export const NodeRecord = NodeCapacity.extend({
   usedSlots: z.number().int().nonnegative(),
   /** Instances held at the last heartbeat (queued on the node, running, or unreported). */
   holding: z.number().int().nonnegative(),
+  /** Manager clock minus node clock at the last heartbeat, ms (includes transit time). */
+  clockSkewMs: z.number().optional(),
 });
 /** A node record. */
 export type NodeRecord = z.infer<typeof NodeRecord>;

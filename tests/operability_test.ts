@@ -4,7 +4,16 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { freePort } from "../core/nats_server.ts";
-import { makeZip, startNodeProcess, startTestManager, submitZip, tempDir, waitUntil } from "./harness.ts";
+import {
+  makeZip,
+  ROOT,
+  startNodeProcess,
+  startTestManager,
+  submitZip,
+  tempDir,
+  TEST_TOKEN,
+  waitUntil,
+} from "./harness.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -38,5 +47,38 @@ Deno.test({
     const nodeText = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     assert.match(nodeText, /parallelic_node_instances_finished 5\n/);
     assert.match(nodeText, /parallelic_node_package_fetches 1\n/);
+  },
+});
+
+Deno.test({
+  name: "parallelic doctor passes against a healthy manager and names what is wrong otherwise",
+  ...opts,
+  async fn() {
+    await using tm = await startTestManager({ localNode: true, slots: 1 });
+    const doctor = async (token: string) => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          join(ROOT, "main.ts"),
+          "doctor",
+          `--manager=${tm.manager.url}`,
+          `--nats=${tm.manager.natsUrl}`,
+          `--data-dir=${tm.dataDir}`,
+        ],
+        env: { PARALLELIC_TOKEN: token },
+        stdout: "piped",
+      }).output();
+      return { code: out.code, text: new TextDecoder().decode(out.stdout) };
+    };
+    const good = await doctor(TEST_TOKEN);
+    assert.equal(good.code, 0, good.text);
+    assert.match(good.text, /ok\s+JetStream\s+enabled/);
+    assert.match(good.text, /ok\s+clock skew local/);
+    assert.match(good.text, /All \d+ checks passed/);
+    const bad = await doctor("wrong-token");
+    assert.equal(bad.code, 1);
+    assert.match(bad.text, /FAIL token valid\s+Invalid token/);
+    assert.match(bad.text, /-> set PARALLELIC_TOKEN or run 'parallelic login/);
   },
 });
