@@ -217,7 +217,14 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   app.get("/api/v1/tasks", async (c) => {
     const who = c.get("who");
     const stateParam = c.req.query("state");
-    const state = stateParam ? State.parse(stateParam) : undefined;
+    const parsedState = stateParam === undefined ? undefined : State.safeParse(stateParam);
+    if (parsedState && !parsedState.success) {
+      throw new ValidationError(
+        `Cannot list tasks as state '${stateParam}' is not one of ${State.options.join(", ")}`,
+        { code: "invalid_state" },
+      );
+    }
+    const state = parsedState?.data;
     const limit = Math.min(Math.max(Number(c.req.query("limit") ?? 100) || 100, 1), 1000);
     const tasks: TaskView[] = [];
     for await (const entry of kv.list<TaskRecord>({ prefix: TASKS }, { reverse: true, batchSize: 200 })) {

@@ -206,6 +206,9 @@ Deno.test({
     assert.equal(task.state, "succeeded");
     assert.equal((await tm.api(`/api/v1/tasks/${created.id}/instances/2`)).status, 404);
     assert.equal((await tm.api(`/api/v1/tasks/t0000000000000000`)).status, 404);
+    const badState = await tm.api("/api/v1/tasks?state=bogus");
+    assert.equal(badState.status, 400);
+    assert.match((await badState.json()).error.message, /state 'bogus' is not one of queued, running/);
   },
 });
 
