@@ -23,7 +23,7 @@ import {
 } from "../core/schema.ts";
 import { startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
 import { instanceKey, taskKey } from "./keys.ts";
-import { createTaskActor, type TaskActor } from "./task.ts";
+import { createTaskActor, type TaskActor, type TaskActorOptions } from "./task.ts";
 
 const DIGEST = `sha256-${"a".repeat(64)}`;
 
@@ -74,11 +74,18 @@ async function setup(t: { dir: string }, options: { retryBackoffMs?: number } = 
   return { kv, ...options };
 }
 
-function startActor(bus: Bus, kv: Deno.Kv, abort: AbortController, retryBackoffMs = 10): TaskActor {
+function startActor(
+  bus: Bus,
+  kv: Deno.Kv,
+  abort: AbortController,
+  retryBackoffMs = 10,
+  options: Partial<TaskActorOptions> = {},
+): TaskActor {
   return createTaskActor({ bus, kv, clock: systemClock, log: testLogger() }, {
     signal: abort.signal,
     retryBackoffMs,
     orphanGraceMs: 60_000,
+    ...options,
   });
 }
 
@@ -259,11 +266,7 @@ Deno.test({
     const bus = createBus(nats.nc, testLogger());
     const abort = new AbortController();
     const progressMs = 200;
-    const actor = createTaskActor({ bus, kv, clock: systemClock, log: testLogger() }, {
-      signal: abort.signal,
-      orphanGraceMs: 60_000,
-      progressMs,
-    });
+    const actor = startActor(bus, kv, abort, 10, { progressMs });
     await actor.ready;
     const node = fakeNode(bus, "n1");
     const events: TaskProgress[] = [];

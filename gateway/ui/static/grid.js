@@ -34,18 +34,20 @@ export function createGrid(canvas, total, { onOpen, onHover }) {
   const colours = STATE_NAMES.map((s) => style.getPropertyValue(`--${s}`).trim());
   const [cell, gap] = cellSize(total);
   const pitch = cell + gap;
+  // Room around the cells for the ring of the selected one.
+  const pad = 3;
   let cols = 1;
   let selected = -1;
   let cursor = 0;
   let frame = 0;
 
   function layout() {
-    const width = canvas.parentElement.clientWidth;
+    const width = canvas.parentElement.clientWidth - 2 * pad;
     cols = Math.max(1, Math.min(total, Math.floor((width + gap) / pitch)));
     const rows = Math.ceil(total / cols);
     const dpr = globalThis.devicePixelRatio || 1;
-    const cssWidth = cols * pitch - gap;
-    const cssHeight = rows * pitch - gap;
+    const cssWidth = cols * pitch - gap + 2 * pad;
+    const cssHeight = rows * pitch - gap + 2 * pad;
     canvas.style.width = `${cssWidth}px`;
     canvas.style.height = `${cssHeight}px`;
     canvas.width = Math.ceil(cssWidth * dpr);
@@ -57,8 +59,8 @@ export function createGrid(canvas, total, { onOpen, onHover }) {
     frame = 0;
     const ctx = canvas.getContext("2d");
     const dpr = globalThis.devicePixelRatio || 1;
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    ctx.setTransform(dpr, 0, 0, dpr, pad * dpr, pad * dpr);
+    ctx.clearRect(-pad, -pad, canvas.width, canvas.height);
     // One pass per colour keeps fillStyle changes to five.
     for (let code = 0; code < colours.length; code++) {
       ctx.fillStyle = colours[code];
@@ -83,11 +85,11 @@ export function createGrid(canvas, total, { onOpen, onHover }) {
 
   const indexAt = (event) => {
     const rect = canvas.getBoundingClientRect();
-    const x = event.clientX - rect.left;
-    const y = event.clientY - rect.top;
+    const x = event.clientX - rect.left - pad;
+    const y = event.clientY - rect.top - pad;
     const col = Math.floor(x / pitch);
     const row = Math.floor(y / pitch);
-    if (col < 0 || col >= cols || x - col * pitch > cell || y - row * pitch > cell) return null;
+    if (x < 0 || y < 0 || col >= cols || x - col * pitch > cell || y - row * pitch > cell) return null;
     const i = row * cols + col;
     return i >= 0 && i < total ? i : null;
   };

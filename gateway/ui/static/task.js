@@ -157,8 +157,9 @@ async function refreshInstance(restartLog = false) {
     ...(inst.signal ? [["Signal", inst.signal]] : []),
     ["Node", inst.node ?? "–"],
     ["Attempt", `${inst.attempt + 1} of at most ${task.spec.retries + 1}`],
-    ["Started", formatTime(inst.startedAt)],
-    ["Ran for", runTime(inst.startedAt, inst.endedAt)],
+    // A node reports when an attempt started with its result; until then, show when it was assigned.
+    inst.startedAt || !last ? ["Started", formatTime(inst.startedAt)] : ["Assigned", formatTime(last.assignedAt)],
+    ["Ran for", runTime(inst.startedAt ?? last?.assignedAt, inst.endedAt)],
     ...params.map(([k, v]) => [`Param ${k}`, h("code", {}, String(v))]),
     ...(last?.error ? [["Note", last.error]] : []),
   ]);
