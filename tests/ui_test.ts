@@ -169,7 +169,9 @@ Deno.test({
         const row = rowOf(watcher, mixedId);
         await row.getByText("23 / 60 done").waitFor();
         await shoot(watcher, "tasks");
-        await row.getByRole("button", { name: /Cancel task mixed/ }).click();
+        // By keyboard: the button keeps its focus while progress events redraw the row.
+        await row.getByRole("button", { name: /Cancel task mixed/ }).focus();
+        await watcher.keyboard.press("Enter");
         await row.locator(".badge.s-cancelled").waitFor();
         await page.locator("#task-state.s-cancelled").waitFor();
         await page.locator("#log-status").getByText("end of log").waitFor();
@@ -233,7 +235,10 @@ Deno.test({
         assert.match(await row.innerText(), /0 \/ 4/);
         await row.getByRole("button", { name: "Drain node local" }).click();
         await row.locator(".badge.s-draining").waitFor();
-        await row.getByRole("button", { name: "Resume node local" }).click();
+        // Focus moved to the Resume button that replaced Drain, and heartbeats do not take it away.
+        await page.waitForTimeout(1200);
+        assert.equal(await page.locator(":focus").getAttribute("aria-label"), "Resume node local");
+        await page.keyboard.press("Enter");
         await row.locator(".badge.s-ready").waitFor();
         await waitUntil(async () => /just now|\d s ago/.test(await row.locator(".cell-seen").innerText()));
         await shoot(page, "nodes");

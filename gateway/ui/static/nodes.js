@@ -25,6 +25,7 @@ function drainButton(node) {
       try {
         const reply = await apiJson(`/api/v1/nodes/${encodeURIComponent(node.name)}/${verb}`, { method: "POST" });
         upsert(reply.node);
+        // The button was replaced (Drain became Resume): keep the focus on its successor.
         document.querySelector(`tr[data-name="${CSS.escape(node.name)}"] .cell-actions button`)?.focus();
       } catch (e) {
         error.textContent = e.message;
@@ -43,34 +44,39 @@ function slots(node) {
   return h("div", { class: "progress" }, bar, h("span", { class: "sub" }, `${node.usedSlots} / ${node.slots}`));
 }
 
+const CELLS = ["main", "state", "slots", "cpus", "memory", "gpus", "labels", "seen", "actions"];
+const LABELS = ["", "State", "Slots used", "CPUs", "Memory", "GPUs", "Labels", "Last heartbeat", ""];
+
 function row(node) {
-  const labels = Object.entries(node.labels).map(([k, v]) => h("code", {}, `${k}=${v}`));
   return h(
     "tr",
     { dataset: { name: node.name } },
-    h(
-      "td",
-      { class: "cell-main" },
-      h("strong", {}, node.name),
-      h("span", { class: "sub" }, `${node.hostname} · v${node.version}`),
-    ),
-    h("td", { "data-label": "State" }, badge(node.state)),
-    h("td", { "data-label": "Slots used", class: "cell-progress" }, slots(node)),
-    h("td", { "data-label": "CPUs" }, String(node.cpus)),
-    h("td", { "data-label": "Memory" }, formatBytes(node.memoryBytes)),
-    h("td", { "data-label": "GPUs" }, String(node.gpus)),
-    h("td", { "data-label": "Labels" }, labels.length ? labels.flatMap((l, i) => (i ? [" ", l] : [l])) : "–"),
-    h("td", { "data-label": "Last heartbeat", class: "cell-seen" }, formatAge(node.lastSeenAt)),
-    h("td", { class: "cell-actions" }, drainButton(node)),
+    CELLS.map((c, i) => h("td", { class: `cell-${c}`, "data-label": LABELS[i] || null })),
   );
 }
 
+/** Shows a node, updating its row in place so that keyboard focus on its button stays. */
 function upsert(node) {
+  const prev = nodes.get(node.name);
   nodes.set(node.name, node);
-  const tr = row(node);
-  const old = tbody.querySelector(`tr[data-name="${CSS.escape(node.name)}"]`);
-  if (old) old.replaceWith(tr);
-  else tbody.append(tr);
+  let tr = tbody.querySelector(`tr[data-name="${CSS.escape(node.name)}"]`);
+  if (!tr) tbody.append(tr = row(node));
+  const cell = (name) => tr.querySelector(`.cell-${name}`);
+  const labels = Object.entries(node.labels).map(([k, v]) => h("code", {}, `${k}=${v}`));
+  cell("main").replaceChildren(
+    h("strong", {}, node.name),
+    h("span", { class: "sub" }, `${node.hostname} · v${node.version}`),
+  );
+  cell("state").replaceChildren(badge(node.state));
+  cell("slots").replaceChildren(slots(node));
+  cell("cpus").textContent = String(node.cpus);
+  cell("memory").textContent = formatBytes(node.memoryBytes);
+  cell("gpus").textContent = String(node.gpus);
+  cell("labels").replaceChildren(...(labels.length ? labels.flatMap((l, i) => (i ? [" ", l] : [l])) : ["–"]));
+  cell("seen").textContent = formatAge(node.lastSeenAt);
+  if (!prev || prev.drain !== node.drain || prev.state !== node.state) {
+    cell("actions").replaceChildren(drainButton(node) ?? "");
+  }
   empty.hidden = nodes.size > 0;
 }
 
@@ -80,10 +86,7 @@ function apply(kind, data) {
     for (const beat of data.nodes) {
       const node = nodes.get(beat.name);
       if (!node) continue;
-      const changed = node.usedSlots !== beat.usedSlots;
-      node.usedSlots = beat.usedSlots;
-      node.lastSeenAt = beat.seenAt;
-      if (changed) upsert(node);
+      upsert({ ...node, usedSlots: beat.usedSlots, lastSeenAt: beat.seenAt });
     }
   }
 }

@@ -67,43 +67,50 @@ function cancelButton(task) {
 }
 
 function row(task) {
-  const total = task.instances;
   return h(
     "tr",
-    { dataset: { id: task.id, state: task.state } },
+    { dataset: { id: task.id } },
     h(
       "td",
       { class: "cell-main" },
       h("a", { href: `/tasks/${task.id}` }, task.name),
       h("span", { class: "sub mono" }, task.id),
     ),
-    h("td", { "data-label": "State", class: "cell-state" }, badge(task.state)),
+    h("td", { "data-label": "State", class: "cell-state" }),
     h("td", { "data-label": "Owner" }, task.owner),
-    h(
-      "td",
-      { "data-label": "Progress", class: "cell-progress" },
-      h(
-        "div",
-        { class: "progress" },
-        progressBar(task.counts, total),
-        h("span", { class: "sub" }, `${done(task)} / ${total} done · ${task.counts.running} running`),
-      ),
-    ),
-    h("td", { "data-label": "Age", class: "cell-age" }, formatAge(task.createdAt)),
-    h("td", { "data-label": "Duration", class: "cell-duration" }, runTime(task.startedAt, task.endedAt)),
-    h("td", { class: "cell-actions" }, cancelButton(task)),
+    h("td", { "data-label": "Progress", class: "cell-progress" }),
+    h("td", { "data-label": "Age", class: "cell-age" }),
+    h("td", { "data-label": "Duration", class: "cell-duration" }),
+    h("td", { class: "cell-actions" }),
   );
 }
 
-function render(task, flash = false) {
-  const old = tbody.querySelector(`tr[data-id="${task.id}"]`);
-  const tr = row(task);
-  // Keep keyboard focus on a row's button when the row is redrawn.
-  const hadFocus = old?.contains(document.activeElement) && document.activeElement.tagName;
-  if (old) old.replaceWith(tr);
-  else tbody.prepend(tr);
-  if (flash && old?.dataset.state !== task.state) tr.classList.add("flash");
-  if (hadFocus === "A") tr.querySelector("a").focus();
+/** Updates a row in place, so that keyboard focus on its link or button stays where it is. */
+function render(task, prev = null, flash = false) {
+  let tr = tbody.querySelector(`tr[data-id="${task.id}"]`);
+  if (!tr) tbody.prepend(tr = row(task));
+  const cell = (name) => tr.querySelector(`.cell-${name}`);
+  if (prev?.state !== task.state) {
+    cell("state").replaceChildren(badge(task.state));
+    if (flash) {
+      tr.classList.remove("flash");
+      void tr.offsetWidth; // restarts the animation
+      tr.classList.add("flash");
+    }
+  }
+  cell("progress").replaceChildren(
+    h(
+      "div",
+      { class: "progress" },
+      progressBar(task.counts, task.instances),
+      h("span", { class: "sub" }, `${done(task)} / ${task.instances} done · ${task.counts.running} running`),
+    ),
+  );
+  cell("age").textContent = formatAge(task.createdAt);
+  cell("duration").textContent = runTime(task.startedAt, task.endedAt);
+  if (!prev || FINAL.has(prev.state) !== FINAL.has(task.state)) {
+    cell("actions").replaceChildren(cancelButton(task) ?? "");
+  }
   empty.hidden = shown.size > 0;
 }
 
@@ -113,7 +120,7 @@ function apply(event) {
   if (!prev && filter.value && event.state !== filter.value) return;
   const task = { ...prev, ...event, id: event.taskId };
   shown.set(task.id, task);
-  render(task, true);
+  render(task, prev ?? null, true);
   while (shown.size > LIMIT) {
     const last = tbody.lastElementChild;
     shown.delete(last.dataset.id);
