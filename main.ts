@@ -119,6 +119,7 @@ async function run(argv: string[]): Promise<number> {
       console.error(`
 Parallelic manager ready
   gateway:  ${manager.url}
+  web UI:   ${manager.url}/  (sign in with the token)
   nats:     ${manager.natsUrl}  (nodes join with: deno task node --nats=${manager.natsUrl})
   token:    ${manager.token ? `in ${manager.tokenFile}` : "from PARALLELIC_TOKEN"}
   submit:   export PARALLELIC_TOKEN=$(cat ${manager.tokenFile}); parallelic submit examples/hello

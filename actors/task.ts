@@ -33,6 +33,7 @@ import {
   type Heartbeat,
   type InstanceRecord,
   type Kill,
+  MAX_PROGRESS_CHANGES,
   nodeAssign,
   nodeHeartbeat,
   nodeKill,
@@ -45,6 +46,8 @@ import {
   taskCancel,
   taskDone,
   taskExplain,
+  type TaskProgress,
+  taskProgress,
   type TaskRecord,
   taskResults,
   taskSubmit,
@@ -86,6 +89,8 @@ export interface TaskActorOptions {
   orphanGraceMs?: number;
   /** Most times an instance is requeued because its node was lost. @default {5} */
   maxLostRequeues?: number;
+  /** Least time between two progress events of one task (the final one goes out at once). @default {250} */
+  progressMs?: number;
 }
 
 /** A running task actor. */
@@ -147,6 +152,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   const retryBackoffMs = options.retryBackoffMs ?? 1000;
   const orphanGraceMs = options.orphanGraceMs ?? 5000;
   const maxLostRequeues = options.maxLostRequeues ?? 5;
+  const progressMs = options.progressMs ?? 250;
   const { signal } = options;
 
   const tasks = new Map<string, Live>();
@@ -250,12 +256,72 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
       entries.push({ key: taskKey(rec.id), value: structuredClone(rec) });
     }
     stats.commits += await writeBatched(kv, entries);
+    const changes = new Map<string, InstanceRecord[]>();
+    for (const { key, rec } of instances.values()) {
+      const id = key[1] as string;
+      changes.get(id)?.push(rec) ?? changes.set(id, [rec]);
+    }
+    for (const t of touched) {
+      const rec = "rec" in t ? t.rec : t;
+      noteProgress(rec, changes.get(rec.id) ?? []);
+    }
     for (const action of actions) {
       try {
         action();
       } catch (e) {
         log.warn("task:after-commit-failed", { error: String(e) });
       }
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Progress events: after a commit, at most one per task per `progressMs`
+
+  const progress = new Map<string, {
+    lastAt: number;
+    timer?: TimerId;
+    event?: Omit<TaskProgress, "changed">;
+    changed: Map<number, State> | null;
+  }>();
+
+  /** Notes what a commit stored for a task, and publishes it now or when the task's throttle allows. */
+  function noteProgress(rec: TaskRecord, changes: InstanceRecord[]): void {
+    if (signal.aborted) return;
+    let p = progress.get(rec.id);
+    if (!p) progress.set(rec.id, p = { lastAt: -Infinity, changed: new Map() });
+    for (const inst of changes) {
+      if (p.changed && p.changed.size >= MAX_PROGRESS_CHANGES && !p.changed.has(inst.index)) p.changed = null;
+      p.changed?.set(inst.index, inst.state);
+    }
+    const { id: taskId, name, owner, state, createdAt, startedAt, endedAt, reason } = rec;
+    p.event = {
+      taskId,
+      name,
+      owner,
+      state,
+      counts: { ...rec.counts },
+      instances: rec.spec.instances,
+      createdAt,
+      startedAt,
+      endedAt,
+      reason,
+    };
+    const waitMs = p.lastAt + progressMs - clock.now();
+    if (FINAL_STATES.has(state) || waitMs <= 0) sendProgress(taskId);
+    else p.timer ??= clock.setTimeout(() => sendProgress(taskId), waitMs);
+  }
+
+  function sendProgress(taskId: string): void {
+    const p = progress.get(taskId);
+    if (!p?.event) return;
+    if (p.timer !== undefined) clock.clearTimeout(p.timer);
+    const event: TaskProgress = { ...p.event, changed: p.changed ? [...p.changed] : null };
+    if (FINAL_STATES.has(event.state)) progress.delete(taskId);
+    else Object.assign(p, { lastAt: clock.now(), timer: undefined, event: undefined, changed: new Map() });
+    try {
+      bus.publish(taskProgress(taskId), event);
+    } catch (e) {
+      log.warn("task:progress-not-sent", { taskId, error: String(e) });
     }
   }
 
@@ -532,6 +598,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     };
     await kv.set(taskKey(rec.id), rec);
     tasks.set(rec.id, liveOf(rec));
+    noteProgress(rec, []);
     log.info("task:submitted", { taskId: rec.id, name: rec.name, instances: rec.spec.instances, owner: rec.owner });
     kick();
     return { ok: true as const, id: rec.id, state: rec.state, instances: rec.spec.instances };
@@ -806,6 +873,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   const stopped = new Promise<void>((resolve) => {
     const stop = async () => {
       if (retryTimer !== undefined) clock.clearTimeout(retryTimer);
+      for (const p of progress.values()) if (p.timer !== undefined) clock.clearTimeout(p.timer);
       await ready.catch(() => {});
       while (cycling) await new Promise((r) => setTimeout(r, 5));
       await commit().catch((e) => log.error("task:final-commit-failed", { error: String(e) }));

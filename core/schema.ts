@@ -278,6 +278,38 @@ export const taskDone = (taskId: string) => subject(`parallelic.task.${taskId}.d
 /** Wildcard for every task's done event. */
 export const taskDoneAll = subject("parallelic.task.*.done", TaskDone);
 
+/** Most instance changes one {@linkcode TaskProgress} event lists; past it, `changed` is null. */
+export const MAX_PROGRESS_CHANGES = 5000;
+
+/**
+ * Task actor → gateway (and anyone): a task's state and counts after a commit,
+ * at most a few times a second per task (the final one always goes out).
+ */
+export const TaskProgress = z.object({
+  taskId: TaskId,
+  name: z.string(),
+  owner: z.string(),
+  state: State,
+  counts: Counts,
+  instances: z.number().int().positive(),
+  createdAt: z.number(),
+  startedAt: z.number().nullable(),
+  endedAt: z.number().nullable(),
+  reason: z.string().nullable(),
+  /**
+   * Instances whose state changed since the task's previous progress event, as
+   * `[index, state]` pairs; null when more than {@linkcode MAX_PROGRESS_CHANGES}
+   * changed (read the states again).
+   */
+  changed: z.array(z.tuple([z.number().int().nonnegative(), State])).nullable(),
+});
+/** A task-progress event. */
+export type TaskProgress = z.infer<typeof TaskProgress>;
+/** `parallelic.task.<id>.progress` */
+export const taskProgress = (taskId: string) => subject(`parallelic.task.${taskId}.progress`, TaskProgress);
+/** Wildcard for every task's progress events. */
+export const taskProgressAll = subject("parallelic.task.*.progress", TaskProgress);
+
 /** An instance attempt, as nodes and the manager name it. */
 export const InstanceRef = z.object({
   taskId: TaskId,
@@ -464,3 +496,43 @@ export type InstanceView = z.infer<typeof InstanceView>;
 export const SubmitView = z.object({ id: TaskId, state: State, instances: z.number().int() });
 /** A submit answer. */
 export type SubmitView = z.infer<typeof SubmitView>;
+
+/** `POST /api/v1/packages/check` answer: what a submit of the same package would make, or its error. */
+export const PackageCheckView = z.union([
+  z.object({
+    ok: z.literal(true),
+    digest: Digest,
+    packageBytes: z.number().int().nonnegative(),
+    entries: z.number().int().nonnegative(),
+    unpackedBytes: z.number().int().nonnegative(),
+    spec: TaskSpec,
+  }),
+  z.object({ ok: z.literal(false), error: ErrorBody.omit({ name: true }) }),
+]);
+/** A package check answer. */
+export type PackageCheckView = z.infer<typeof PackageCheckView>;
+
+/** One letter per state in {@linkcode InstanceStatesView}: queued, running, succeeded, failed, cancelled. */
+export const STATE_LETTERS: Readonly<Record<State, string>> = {
+  queued: "q",
+  running: "r",
+  succeeded: "s",
+  failed: "f",
+  cancelled: "c",
+};
+
+/** `GET /api/v1/tasks/{id}/states`: the states of a page of instances, one letter each. */
+export const InstanceStatesView = z.object({
+  from: z.number().int().nonnegative(),
+  total: z.number().int().nonnegative(),
+  states: z.string().regex(/^[qrsfc]*$/),
+});
+/** A page of instance states. */
+export type InstanceStatesView = z.infer<typeof InstanceStatesView>;
+
+/** `GET /api/v1/events`, event `heartbeats`: the nodes heard from in the last second. */
+export const HeartbeatsView = z.object({
+  nodes: z.array(z.object({ name: NodeName, usedSlots: z.number().int().nonnegative(), seenAt: z.number() })),
+});
+/** A batch of heartbeats. */
+export type HeartbeatsView = z.infer<typeof HeartbeatsView>;

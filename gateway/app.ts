@@ -12,7 +12,7 @@ import { HTTPException } from "hono/http-exception";
 import { instanceKey, taskKey, TASKS } from "../actors/keys.ts";
 import type { WorkspaceActor } from "../actors/workspace.ts";
 import { type Bus, errorBody, unwrap } from "../core/bus.ts";
-import { AuthError, NotFoundError, TooLargeError, ValidationError } from "../core/errors.ts";
+import { NotFoundError, ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { Metrics } from "../core/metrics.ts";
 import { checkPackage, DEFAULT_PACKAGE_LIMITS, type PackageLimits } from "../core/package.ts";
@@ -30,8 +30,11 @@ import {
   type TaskView,
 } from "../core/schema.ts";
 import { matrixParams } from "../core/task_toml.ts";
-import { authenticate, type Role, type TokenRecord } from "./auth.ts";
+import { instanceState, loadTask, need, readInstanceRecords } from "./access.ts";
+import { authenticate, type TokenRecord } from "./auth.ts";
 import { readLog } from "./logs.ts";
+import { addUiRoutes } from "./ui/mod.ts";
+import { readUpload } from "./upload.ts";
 
 /** What the gateway needs. */
 export interface GatewayDeps {
@@ -47,9 +50,13 @@ export interface GatewayDeps {
 export interface GatewayOptions {
   /** Package limits. */
   limits?: PackageLimits;
+  /** Ends the live event streams (`/api/v1/events`); abort it before shutting the server down. */
+  signal?: AbortSignal;
 }
 
-type Env = { Variables: { who: TokenRecord } };
+/** The gateway's Hono environment: the caller, once authenticated. */
+export type GatewayEnv = { Variables: { who: TokenRecord } };
+type Env = GatewayEnv;
 
 const STATUS: Record<string, number> = {
   ValidationError: 400,
@@ -69,7 +76,7 @@ export function taskView(rec: TaskRecord): TaskView {
 /** The API view of an instance, from its record (or from the task when it has none yet). */
 export function instanceView(task: TaskRecord, index: number, rec: InstanceRecord | null): InstanceView {
   const last = rec?.history[rec.history.length - 1];
-  const state = rec?.state ?? (task.state === "cancelled" ? "cancelled" : "queued");
+  const state = instanceState(task, rec);
   return {
     taskId: task.id,
     index,
@@ -83,15 +90,6 @@ export function instanceView(task: TaskRecord, index: number, rec: InstanceRecor
     params: matrixParams(task.spec, index),
     history: rec?.history ?? [],
   };
-}
-
-const ROLE_RANK: Record<Role, number> = { viewer: 0, submitter: 1, admin: 2 };
-
-/** Throws unless the caller's role is at least `role`. */
-function need(who: TokenRecord, role: Role, what: string): void {
-  if (ROLE_RANK[who.role] < ROLE_RANK[role]) {
-    throw new AuthError(`Cannot ${what} as role '${who.role}' may not: it needs '${role}'`, { code: "forbidden" });
-  }
 }
 
 /** Creates the gateway's Hono app. */
@@ -147,13 +145,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     return c.text(metrics.render(), 200, { "content-type": "text/plain; version=0.0.4" });
   });
 
-  const getTask = async (id: string, who: TokenRecord): Promise<TaskRecord> => {
-    const rec = /^t[0-9a-z]{16}$/.test(id) ? (await kv.get<TaskRecord>(taskKey(id))).value : null;
-    if (!rec || (who.role === "submitter" && rec.owner !== who.user)) {
-      throw new NotFoundError(`Task '${id}' does not exist`, { code: "task_not_found" });
-    }
-    return rec;
-  };
+  const getTask = (id: string, who: TokenRecord) => loadTask(kv, id, who);
 
   const parseIndex = (task: TaskRecord, raw: string) => {
     const index = Number(raw);
@@ -171,35 +163,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   app.post("/api/v1/tasks", async (c) => {
     const who = c.get("who");
     need(who, "submitter", "submit a task");
-    const declared = Number(c.req.header("content-length") ?? "0");
-    if (declared > limits.maxPackageBytes) {
-      throw new TooLargeError(
-        `Cannot accept package as its size ${declared} bytes exceeds the limit of ${limits.maxPackageBytes} bytes`,
-        { code: "package_too_large" },
-      );
-    }
-    const type = c.req.header("content-type") ?? "";
-    let bytes: Uint8Array;
-    let name = c.req.query("name") ?? "";
-    if (type.startsWith("multipart/form-data")) {
-      const form = await c.req.formData();
-      const file = form.get("package");
-      if (!(file instanceof File)) {
-        throw new ValidationError("Cannot accept upload as multipart field 'package' is missing or not a file", {
-          code: "missing_package",
-        });
-      }
-      bytes = new Uint8Array(await file.arrayBuffer());
-      name ||= file.name;
-    } else if (type === "" || type.startsWith("application/zip") || type.startsWith("application/octet-stream")) {
-      bytes = new Uint8Array(await c.req.arrayBuffer());
-    } else {
-      throw new ValidationError(
-        `Cannot accept upload of type '${type}': send application/zip, or multipart/form-data with field 'package'`,
-        { code: "unsupported_media_type" },
-      );
-    }
-    name = name.replace(/\.zip$/i, "").replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64) || "task";
+    const { bytes, name } = await readUpload(c, limits);
     uploadBytes.inc({}, bytes.byteLength);
     const checked = await checkPackage(bytes, name, limits);
     await workspace.putPackage(checked.digest, bytes);
@@ -246,10 +210,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     const from = Math.max(0, Number(c.req.query("from") ?? 0) || 0);
     const limit = Math.min(Math.max(Number(c.req.query("limit") ?? 1000) || 1000, 1), 10_000);
     const to = Math.min(task.spec.instances, from + limit);
-    const records = new Map<number, InstanceRecord>();
-    for await (
-      const e of kv.list<InstanceRecord>({ start: instanceKey(task.id, from), end: instanceKey(task.id, to) })
-    ) records.set(e.value.index, e.value);
+    const records = await readInstanceRecords(kv, task.id, from, to);
     const instances: InstanceView[] = [];
     for (let i = from; i < to; i++) instances.push(instanceView(task, i, records.get(i) ?? null));
     return c.json({ instances, from, total: task.spec.instances });
@@ -307,5 +268,6 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     });
   }
 
+  addUiRoutes(app, deps, { limits, signal: options.signal });
   return app;
 }

@@ -149,13 +149,20 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     });
     const tokenFile = join(dataDir, "admin-token");
     const admin = await ensureAdminToken(kv, tokenFile, options.token ?? Deno.env.get("PARALLELIC_TOKEN"));
-    const app = createGateway({ bus, kv, workspace, log, metrics }, { limits: options.limits });
+    const gatewayAbort = new AbortController();
+    const app = createGateway({ bus, kv, workspace, log, metrics }, {
+      limits: options.limits,
+      signal: gatewayAbort.signal,
+    });
     const server = Deno.serve({
       port: options.port ?? 8080,
       hostname: options.host ?? "127.0.0.1",
       onListen: () => {},
     }, app.fetch);
-    cleanups.push(() => server.shutdown());
+    cleanups.push(() => {
+      gatewayAbort.abort(); // ends live event streams, which would otherwise hold the shutdown open
+      return server.shutdown();
+    });
     const addr = server.addr as Deno.NetAddr;
     const url = `http://${addr.hostname}:${addr.port}`;
     let localNode: ComputeNode | null = null;

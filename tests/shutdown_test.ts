@@ -81,7 +81,7 @@ Deno.test({
     await waitUntil(async () =>
       (await nodeState(tm.api, "quick")) === "ready" && (await nodeState(tm.api, "other")) === "ready"
     );
-    const { id } = await (await submitZip(tm, await sleepy(4, 2))).json();
+    const { id } = await (await submitZip(tm, await sleepy(8, 2))).json();
     await waitUntil(async () =>
       (await instances(tm.api, id)).filter((i) => i.node === "quick" && i.state === "running").length >= 1
     );
