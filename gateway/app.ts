@@ -33,6 +33,7 @@ import { matrixParams } from "../core/task_toml.ts";
 import { instanceState, loadTask, need, readInstanceRecords } from "./access.ts";
 import { authenticate, type TokenRecord } from "./auth.ts";
 import { readLog } from "./logs.ts";
+import { openApiDocument } from "./openapi.ts";
 import { addUiRoutes } from "./ui/mod.ts";
 import { readUpload } from "./upload.ts";
 
@@ -159,6 +160,9 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   };
 
   app.get("/api/v1/whoami", (c) => c.json(c.get("who")));
+
+  const openapi = openApiDocument();
+  app.get("/api/v1/openapi.json", (c) => c.json(openapi));
 
   app.post("/api/v1/tasks", async (c) => {
     const who = c.get("who");
