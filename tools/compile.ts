@@ -28,11 +28,12 @@ export async function compile(target: string, out: string): Promise<string | nul
   const result = await new Deno.Command(Deno.execPath(), {
     args: ["compile", "-A", "--target", target, "--output", out, join(root, "main.ts")],
     cwd: root,
+    env: { NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",
   }).output();
   if (result.success) return null;
-  const lines = new TextDecoder().decode(result.stderr).replace(/\x1b\[[0-9;]*m/g, "").split("\n");
+  const lines = new TextDecoder().decode(result.stderr).split("\n");
   // The deepest cause says most ("error sending request for url (...denort...)").
   const text = lines.find((l) => /error sending request/.test(l))?.replace(/^\s*\d+: /, "") ??
     lines.find((l) => /error/i.test(l))?.trim() ?? "";
