@@ -7,16 +7,16 @@
 import { join } from "node:path";
 import { intFlag, parseArgs } from "./cli/args.ts";
 import { Client, defaultDataDir, resolveSettings, usage } from "./cli/client.ts";
+import { MANAGER_SETTINGS, NODE_SETTINGS, resolveConfig, showConfig } from "./cli/config.ts";
 import { doctor, printChecks } from "./cli/doctor.ts";
 import { cancel, explain, login, nodes, showLogs, showStatus, submit } from "./cli/commands.ts";
 import { createLogger, type LogLevel } from "./core/log.ts";
-import { parseDurationMs } from "./core/task_toml.ts";
 import { startManager } from "./manager/mod.ts";
 import { startNode } from "./node/agent.ts";
 
 const HELP = `parallelic: run many instances of a task over many nodes
 
-Server:
+Server (every flag also comes from --config FILE ([manager] / [node] tables) or PARALLELIC_<FLAG>):
   parallelic manager [--data-dir DIR] [--port 8080] [--host 127.0.0.1] [--nats URL]
                      [--nats-port 4222] [--local-node|--no-local-node] [--slots N]
                      [--lease-ms 5000] [--heartbeat-ms 1000] [--grace 30s]
@@ -31,6 +31,7 @@ Client (--manager URL, --token T; or PARALLELIC_MANAGER, PARALLELIC_TOKEN, or 'p
   parallelic explain ID [--instance N]      why it waits (or what happened)
   parallelic nodes [ls | drain NAME | resume NAME]
   parallelic login --manager URL --token TOKEN
+  parallelic config show [manager|node] [--config FILE]   the effective configuration and where each value came from
   parallelic doctor [--nats URL] [--data-dir DIR] [--work-dir DIR]   checks the set-up, says what to fix
 `;
 
@@ -38,6 +39,10 @@ const COMMON = { "log-level": "string", "log-format": "string", help: "boolean" 
 const CLIENT = { ...COMMON, manager: "string", token: "string", json: "boolean" } as const;
 
 function logger(flags: Record<string, unknown>) {
+  const level = flags["log-level"] ?? "info";
+  if (!["debug", "info", "warn", "error"].includes(String(level))) {
+    usage(`Log level '${level}' must be one of debug, info, warn, error`);
+  }
   return createLogger({
     level: (flags["log-level"] as LogLevel) ?? "info",
     format: flags["log-format"] === "json" ? "json" : "text",
@@ -58,16 +63,6 @@ function waitForSignal(): Promise<void> {
   });
 }
 
-function durationFlag(p: { flags: Record<string, unknown> }, name: string): number | undefined {
-  const v = p.flags[name];
-  if (v === undefined) return undefined;
-  try {
-    return parseDurationMs(String(v));
-  } catch (e) {
-    return usage(`Flag '--${name}': ${(e as Error).message}`);
-  }
-}
-
 function parseLabels(list: unknown): Record<string, string> {
   const labels: Record<string, string> = {};
   for (const item of (list as string[] | undefined) ?? []) {
@@ -86,34 +81,20 @@ async function run(argv: string[]): Promise<number> {
   }
   switch (command) {
     case "manager": {
-      const p = parseArgs(rest, {
-        ...COMMON,
-        "data-dir": "string",
-        port: "string",
-        host: "string",
-        nats: "string",
-        "nats-port": "string",
-        "nats-host": "string",
-        "local-node": "boolean",
-        slots: "string",
-        "lease-ms": "string",
-        "heartbeat-ms": "string",
-        grace: "string",
-      });
-      const log = logger(p.flags);
-      const dataDir = (p.flags["data-dir"] as string) ?? defaultDataDir();
+      const { values: v } = await resolveConfig(rest, "manager", MANAGER_SETTINGS);
+      const log = logger(v);
       const manager = await startManager({
-        dataDir,
-        port: intFlag(p, "port", 8080),
-        host: p.flags.host as string | undefined,
-        natsUrl: p.flags.nats as string | undefined,
-        natsPort: intFlag(p, "nats-port", 4222),
-        natsHost: p.flags["nats-host"] as string | undefined,
-        localNode: p.flags["local-node"] as boolean | undefined,
-        slots: intFlag(p, "slots"),
-        leaseMs: intFlag(p, "lease-ms"),
-        heartbeatMs: intFlag(p, "heartbeat-ms"),
-        graceMs: durationFlag(p, "grace"),
+        dataDir: (v["data-dir"] as string | undefined) ?? defaultDataDir(),
+        port: (v.port as number | undefined) ?? 8080,
+        host: v.host as string | undefined,
+        natsUrl: v.nats as string | undefined,
+        natsPort: (v["nats-port"] as number | undefined) ?? 4222,
+        natsHost: v["nats-host"] as string | undefined,
+        localNode: v["local-node"] as boolean | undefined,
+        slots: v.slots as number | undefined,
+        leaseMs: v["lease-ms"] as number | undefined,
+        heartbeatMs: v["heartbeat-ms"] as number | undefined,
+        graceMs: v.grace as number | undefined,
         log,
       });
       console.error(`
@@ -132,30 +113,30 @@ Parallelic manager ready
       return 0;
     }
     case "node": {
-      const p = parseArgs(rest, {
-        ...COMMON,
-        nats: "string",
-        slots: "string",
-        name: "string",
-        "work-dir": "string",
-        label: "list",
-        grace: "string",
-        "metrics-port": "string",
-      });
-      const natsUrl = (p.flags.nats as string) ?? usage("Usage: parallelic node --nats nats://HOST:4222");
-      const name = p.flags.name as string | undefined;
+      const { values: v } = await resolveConfig(rest, "node", NODE_SETTINGS);
+      const natsUrl = (v.nats as string | undefined) ?? usage("Usage: parallelic node --nats nats://HOST:4222");
+      const name = v.name as string | undefined;
       const node = await startNode({
         natsUrl,
         name,
-        slots: intFlag(p, "slots"),
-        workDir: (p.flags["work-dir"] as string) ?? join(defaultDataDir(), `node-${name ?? Deno.pid}`),
-        labels: parseLabels(p.flags.label),
-        graceMs: durationFlag(p, "grace"),
-        metricsPort: intFlag(p, "metrics-port"),
-        log: logger(p.flags),
+        slots: v.slots as number | undefined,
+        workDir: (v["work-dir"] as string | undefined) ?? join(defaultDataDir(), `node-${name ?? Deno.pid}`),
+        labels: parseLabels(v.label),
+        graceMs: v.grace as number | undefined,
+        metricsPort: v["metrics-port"] as number | undefined,
+        log: logger(v),
       });
       await waitForSignal();
       await node.stop();
+      return 0;
+    }
+    case "config": {
+      const [verb, which = "manager", ...more] = rest;
+      if (verb !== "show" || (which !== "manager" && which !== "node")) {
+        usage("Usage: parallelic config show [manager|node] [--config FILE] [flags]");
+      }
+      const settings = which === "manager" ? MANAGER_SETTINGS : NODE_SETTINGS;
+      console.log(showConfig(await resolveConfig(more, which, settings), settings));
       return 0;
     }
     case "submit":
