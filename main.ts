@@ -95,6 +95,7 @@ async function run(argv: string[]): Promise<number> {
         leaseMs: v["lease-ms"] as number | undefined,
         heartbeatMs: v["heartbeat-ms"] as number | undefined,
         graceMs: v.grace as number | undefined,
+        replicas: v.replicas as number | undefined,
         log,
       });
       console.error(`

@@ -49,10 +49,12 @@ export async function ensureStorage(
     retention: RetentionPolicy.Limits,
     max_bytes: options.maxLogBytes ?? 8 * 2 ** 30,
     num_replicas: replicas,
+    // Logs are read with direct gets, which any replica answers.
+    allow_direct: true,
   };
   try {
     await jsm.streams.info(LOG_STREAM);
-    await jsm.streams.update(LOG_STREAM, { max_bytes: config.max_bytes });
+    await jsm.streams.update(LOG_STREAM, { max_bytes: config.max_bytes, allow_direct: true });
   } catch {
     await jsm.streams.add(config);
   }

@@ -46,6 +46,7 @@ export const MANAGER_SETTINGS: Settings = {
   "lease-ms": { type: "int", help: "node lease (5000)" },
   "heartbeat-ms": { type: "int", help: "node heartbeat interval (1000)" },
   grace: { type: "duration", help: "on stop, how long the local node's instances may finish (30s)" },
+  replicas: { type: "int", help: "JetStream replicas of buckets and streams (1; 3 on a NATS cluster)" },
 };
 
 /** The node's settings. */

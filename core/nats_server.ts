@@ -20,6 +20,17 @@ export interface NatsServerOptions {
   command?: string;
   /** Extra configuration text appended to the generated config file. */
   extraConfig?: string;
+  /** Join a NATS cluster: JetStream is then clustered (RAFT) and streams can have replicas. */
+  cluster?: {
+    /** Cluster name, the same on every server. */
+    name: string;
+    /** This server's name, unique in the cluster. */
+    serverName: string;
+    /** Route port. */
+    port: number;
+    /** Routes to the other servers: `nats-route://host:port`. */
+    routes: string[];
+  };
   /** Logs the server's start and stop. */
   log?: Logger;
 }
@@ -115,6 +126,14 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
     `listen: "${host}:${port}"`,
     `pid_file: ${JSON.stringify(pidFile)}`,
     `jetstream { store_dir: ${JSON.stringify(options.storeDir)} }`,
+    ...(options.cluster
+      ? [
+        `server_name: ${JSON.stringify(options.cluster.serverName)}`,
+        `cluster { name: ${JSON.stringify(options.cluster.name)}, listen: "${host}:${options.cluster.port}", routes: [${
+          options.cluster.routes.map((r) => JSON.stringify(r)).join(", ")
+        }] }`,
+      ]
+      : []),
     `max_payload: 8MB`,
     options.extraConfig ?? "",
   ].join("\n");

@@ -120,6 +120,12 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     }
     const body = errorBody(err);
     let status = STATUS[err.name];
+    if (
+      !status && /^(TimeoutError|NoRespondersError|RequestError|ConnectionError|ClosedConnectionError)$/.test(err.name)
+    ) {
+      // NATS did not answer in time (a server lost, a leader being elected): try again shortly.
+      return c.json({ error: { code: "unavailable", message: `NATS did not answer: ${err.message}; try again` } }, 503);
+    }
     if (status === 401 && body.code === "forbidden") status = 403;
     if (!status) {
       log.error("gateway:internal-error", { path: c.req.path, error: String(err.stack ?? err) });

@@ -116,6 +116,22 @@ export async function spawnRetrying(command: Deno.Command, tries = 6): Promise<D
   }
 }
 
+/**
+ * Retries a JetStream publish for up to `totalMs` (a NATS server restarting,
+ * a stream electing a leader), backing off.
+ */
+export async function publishRetrying<T>(fn: () => Promise<T>, totalMs = 30_000): Promise<T> {
+  const deadline = Date.now() + totalMs;
+  for (let delay = 100;; delay = Math.min(delay * 2, 2000)) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (Date.now() + delay > deadline) throw e;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
+
 /** Counts GPUs with nvidia-smi; 0 where there is none. */
 export function countGpus(): number {
   try {
@@ -306,14 +322,17 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         timeout = clock.setTimeout(() => killJob(job, `timed out after ${run.timeoutMs} ms`), run.timeoutMs);
       }
       const publishes: Promise<unknown>[] = [];
+      let chunkNo = 0;
       const pipe = async (stream: ReadableStream<Uint8Array>, which: "stdout" | "stderr") => {
         const subject = logSubject(ref.taskId, ref.index);
         for await (const chunk of stream) {
           const h = headers();
           h.set("Parallelic-Attempt", String(ref.attempt));
           h.set("Parallelic-Stream", which);
+          // The message id lets JetStream drop a duplicate when a retried publish had landed.
+          const msgID = `${ref.taskId}.${ref.index}.${ref.attempt}.${chunkNo++}`;
           publishes.push(
-            js.publish(subject, chunk, { headers: h }).catch((e) => {
+            publishRetrying(() => js.publish(subject, chunk, { headers: h, msgID })).catch((e) => {
               log.warn("node:log-publish-failed", { taskId: ref.taskId, index: ref.index, error: String(e) });
             }),
           );

@@ -8,7 +8,8 @@ import * as zip from "@zip.js/zip.js";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { join, resolve } from "node:path";
 import { createLogger, type Logger, type LogLevel } from "../core/log.ts";
-import { type NatsServer, startNatsServer } from "../core/nats_server.ts";
+import { freePort, type NatsServer, startNatsServer } from "../core/nats_server.ts";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { type Manager, type ManagerOptions, startManager } from "../manager/mod.ts";
 import type { TaskView } from "../core/schema.ts";
 
@@ -200,4 +201,57 @@ export function submitZip(tm: TestManager, bytes: Uint8Array, name = "test"): Pr
     headers: { "content-type": "application/zip" },
     body: bytes as Uint8Array<ArrayBuffer>,
   });
+}
+
+/** A NATS cluster of `size` servers on loopback, with clustered JetStream. */
+export interface TestCluster extends AsyncDisposable {
+  servers: NatsServer[];
+  /** Every client URL, comma-separated (what `--nats` takes). */
+  urls: string;
+  dir: string;
+}
+
+/** Starts a NATS cluster on free loopback ports and waits until JetStream has a leader. */
+export async function startTestCluster(size = 3): Promise<TestCluster> {
+  const dir = await Deno.makeTempDir({ prefix: "parallelic-cluster-" });
+  const routePorts = Array.from({ length: size }, () => freePort());
+  const servers = await Promise.all(routePorts.map((port, i) =>
+    startNatsServer({
+      storeDir: join(dir, `n${i}`),
+      port: 0,
+      cluster: {
+        name: "parallelic-test",
+        serverName: `n${i}`,
+        port,
+        routes: routePorts.filter((p) => p !== port).map((p) => `nats-route://127.0.0.1:${p}`),
+      },
+    })
+  ));
+  const urls = servers.map((s) => s.url).join(",");
+  const nc = await connect({ servers: urls.split(",") });
+  try {
+    await waitUntil(
+      async () => {
+        try {
+          await (await jetstreamManager(nc)).getAccountInfo();
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      30_000,
+      "a JetStream meta leader",
+    );
+  } finally {
+    await nc.close();
+  }
+  return {
+    servers,
+    urls,
+    dir,
+    async [Symbol.asyncDispose]() {
+      await Promise.all(servers.map((s) => s.stop()));
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
 }
