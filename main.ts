@@ -7,6 +7,16 @@
 import { join } from "node:path";
 import { intFlag, parseArgs } from "./cli/args.ts";
 import { Client, defaultDataDir, resolveSettings, usage } from "./cli/client.ts";
+import {
+  certPair,
+  gatewayLimits,
+  joinToken,
+  MANAGER_SECURITY_FLAGS,
+  NATS_CLIENT_FLAGS,
+  natsCredentials,
+  natsTls,
+  NODE_SECURITY_FLAGS,
+} from "./cli/security_flags.ts";
 import { cancel, login, nodes, showLogs, showStatus, submit } from "./cli/commands.ts";
 import { createLogger, type LogLevel } from "./core/log.ts";
 import { startManager } from "./manager/mod.ts";
@@ -77,8 +87,11 @@ async function run(argv: string[]): Promise<number> {
         slots: "string",
         "lease-ms": "string",
         "heartbeat-ms": "string",
+        ...NATS_CLIENT_FLAGS,
+        ...MANAGER_SECURITY_FLAGS,
       });
       const log = logger(p.flags);
+      const retentionDays = intFlag(p, "audit-retention-days");
       const dataDir = (p.flags["data-dir"] as string) ?? defaultDataDir();
       const manager = await startManager({
         dataDir,
@@ -91,12 +104,23 @@ async function run(argv: string[]): Promise<number> {
         slots: intFlag(p, "slots"),
         leaseMs: intFlag(p, "lease-ms"),
         heartbeatMs: intFlag(p, "heartbeat-ms"),
+        natsCredentials: await natsCredentials(p),
+        natsTls: natsTls(p),
+        natsServerTls: certPair(p, "nats-tls-cert", "nats-tls-key"),
+        gatewayTls: certPair(p, "tls-cert", "tls-key"),
+        gateway: gatewayLimits(p),
+        auditRetentionMs: retentionDays === undefined ? undefined : retentionDays * 24 * 3600 * 1000,
         log,
       });
       console.error(`
 Parallelic manager ready
   gateway:  ${manager.url}
-  nats:     ${manager.natsUrl}  (nodes join with: deno task node --nats=${manager.natsUrl})
+  nats:     ${manager.natsUrl}
+  nodes:    ${
+        manager.joinToken
+          ? `PARALLELIC_JOIN_TOKEN=$(cat ${manager.joinTokenFile}) deno task node --nats=${manager.natsUrl}`
+          : "give each node its NATS credentials (external NATS server)"
+      }
   token:    ${manager.token ? `in ${manager.tokenFile}` : "from PARALLELIC_TOKEN"}
   submit:   export PARALLELIC_TOKEN=$(cat ${manager.tokenFile}); parallelic submit examples/hello
   curl:     curl -H "Authorization: Bearer $PARALLELIC_TOKEN" -H 'Content-Type: application/zip' \\
@@ -115,6 +139,8 @@ Parallelic manager ready
         name: "string",
         "work-dir": "string",
         label: "list",
+        ...NATS_CLIENT_FLAGS,
+        ...NODE_SECURITY_FLAGS,
       });
       const natsUrl = (p.flags.nats as string) ?? usage("Usage: parallelic node --nats nats://HOST:4222");
       const name = p.flags.name as string | undefined;
@@ -124,6 +150,9 @@ Parallelic manager ready
         slots: intFlag(p, "slots"),
         workDir: (p.flags["work-dir"] as string) ?? join(defaultDataDir(), `node-${name ?? Deno.pid}`),
         labels: parseLabels(p.flags.label),
+        joinToken: await joinToken(p),
+        credentials: await natsCredentials(p),
+        tls: natsTls(p),
         log: logger(p.flags),
       });
       await waitForSignal();

@@ -10,9 +10,9 @@ import type { Clock, TimerId } from "../core/clock.ts";
 import { NotFoundError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import {
-  nodeHeartbeat,
+  nodeHeartbeatAll,
   type NodeRecord,
-  nodeRegister,
+  nodeRegisterAll,
   nodeRejoin,
   nodesDrain,
   nodesEvent,
@@ -74,7 +74,7 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
     bus.publish(nodesEvent, { kind, node: plain(rec) });
   };
 
-  bus.serve(nodeRegister, async (req) => {
+  bus.serve(nodeRegisterAll, async (req) => {
     const now = clock.now();
     const before = nodes.get(req.name);
     const rec = {
@@ -101,7 +101,7 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
     return { ok: true as const, heartbeatMs, leaseMs };
   }, { signal });
 
-  bus.subscribe(nodeHeartbeat, async (hb) => {
+  bus.subscribe(nodeHeartbeatAll, async (hb) => {
     const rec = nodes.get(hb.name);
     if (!rec || rec.state === "lost") {
       bus.publish(nodeRejoin(hb.name), { reason: rec ? "lease expired" : "unknown node" });

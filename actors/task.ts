@@ -33,7 +33,7 @@ import {
   type InstanceRecord,
   type Kill,
   nodeAssign,
-  nodeHeartbeat,
+  nodeHeartbeatAll,
   nodeKill,
   type NodeRecord,
   nodesEvent,
@@ -44,7 +44,7 @@ import {
   taskCancel,
   taskDone,
   type TaskRecord,
-  taskResults,
+  taskResultsAll,
   taskSubmit,
 } from "../core/schema.ts";
 import { instanceKey, instancesOf, taskKey, TASKS, writeBatched } from "./keys.ts";
@@ -496,7 +496,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     return { ok: true as const, state: "cancelled" as const };
   }, { signal });
 
-  bus.serve(taskResults, async (batch) => {
+  bus.serve(taskResultsAll, async (batch) => {
     let accepted = 0;
     let ignored = 0;
     for (const r of batch.results) {
@@ -530,7 +530,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     }
   }, { signal });
 
-  bus.subscribe(nodeHeartbeat, (hb: Heartbeat) => reconcile(hb), { signal });
+  bus.subscribe(nodeHeartbeatAll, (hb: Heartbeat) => reconcile(hb), { signal });
 
   /**
    * Compares what a node says it holds with what the manager dispatched to it:

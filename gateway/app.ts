@@ -11,8 +11,9 @@ import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { instanceKey, taskKey, TASKS } from "../actors/keys.ts";
 import type { WorkspaceActor } from "../actors/workspace.ts";
+import { type AuditLog, createAuditLog } from "../core/audit.ts";
 import { type Bus, errorBody, unwrap } from "../core/bus.ts";
-import { AuthError, NotFoundError, TooLargeError, ValidationError } from "../core/errors.ts";
+import { NotFoundError, RateLimitError, TooLargeError, ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { checkPackage, DEFAULT_PACKAGE_LIMITS, type PackageLimits } from "../core/package.ts";
 import {
@@ -28,8 +29,11 @@ import {
   type TaskView,
 } from "../core/schema.ts";
 import { matrixParams } from "../core/task_toml.ts";
-import { authenticate, type Role, type TokenRecord } from "./auth.ts";
+import type { NatsUsers } from "../manager/nats_users.ts";
+import { requireRole, type TokenRecord } from "./auth.ts";
+import { clientAddress, createGuard, type GuardOptions } from "./guard.ts";
 import { readLog } from "./logs.ts";
+import { addSecurityRoutes, type GatewayStats } from "./security_routes.ts";
 
 /** What the gateway needs. */
 export interface GatewayDeps {
@@ -37,13 +41,24 @@ export interface GatewayDeps {
   kv: Deno.Kv;
   workspace: WorkspaceActor;
   log: Logger;
+  /** The audit log. @default {one over `kv`} */
+  audit?: AuditLog;
+  /** The embedded NATS server's users, for the join token (null or absent with an external server). */
+  users?: NatsUsers | null;
 }
 
 /** Options of {@linkcode createGateway}. */
-export interface GatewayOptions {
+export interface GatewayOptions extends Partial<GuardOptions> {
   /** Package limits. */
   limits?: PackageLimits;
 }
+
+/** Default request limits: bodies up to the package limit plus 1 MiB, 100 requests/s per token (burst 400). */
+export const DEFAULT_GUARD_OPTIONS: GuardOptions = {
+  maxBodyBytes: DEFAULT_PACKAGE_LIMITS.maxPackageBytes + 2 ** 20,
+  rate: { perSecond: 100, burst: 400 },
+  failureRate: { perSecond: 10, burst: 50 },
+};
 
 type Env = { Variables: { who: TokenRecord } };
 
@@ -53,6 +68,7 @@ const STATUS: Record<string, number> = {
   NotFoundError: 404,
   ConflictError: 409,
   TooLargeError: 413,
+  RateLimitError: 429,
   UnavailableError: 503,
 };
 
@@ -81,24 +97,44 @@ export function instanceView(task: TaskRecord, index: number, rec: InstanceRecor
   };
 }
 
-const ROLE_RANK: Record<Role, number> = { viewer: 0, submitter: 1, admin: 2 };
-
-/** Throws unless the caller's role is at least `role`. */
-function need(who: TokenRecord, role: Role, what: string): void {
-  if (ROLE_RANK[who.role] < ROLE_RANK[role]) {
-    throw new AuthError(`Cannot ${what} as role '${who.role}' may not: it needs '${role}'`, { code: "forbidden" });
-  }
-}
-
 /** Creates the gateway's Hono app. */
 export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): Hono<Env> {
   const { bus, kv, workspace } = deps;
   const log = deps.log.scope({ actor: "gateway" });
   const limits = options.limits ?? DEFAULT_PACKAGE_LIMITS;
+  const audit = deps.audit ?? createAuditLog(kv, deps.log);
+  const guard: GuardOptions = {
+    maxBodyBytes: options.maxBodyBytes ??
+      Math.max(DEFAULT_GUARD_OPTIONS.maxBodyBytes, limits.maxPackageBytes + 2 ** 20),
+    rate: options.rate ?? DEFAULT_GUARD_OPTIONS.rate,
+    failureRate: options.failureRate ?? DEFAULT_GUARD_OPTIONS.failureRate,
+  };
+  const stats: GatewayStats = {
+    unauthorized: 0,
+    forbidden: 0,
+    notFound: 0,
+    tooLarge: 0,
+    rateLimited: 0,
+    badRequest: 0,
+  };
+  const count = (status: number) => {
+    const kind = ({
+      400: "badRequest",
+      401: "unauthorized",
+      403: "forbidden",
+      404: "notFound",
+      413: "tooLarge",
+      429: "rateLimited",
+    } as const)[
+      status as 400
+    ];
+    if (kind) stats[kind]++;
+  };
   const app = new Hono<Env>();
 
   app.onError((err, c) => {
     if (err instanceof HTTPException) {
+      count(err.status);
       return c.json({ error: { code: "http_error", message: err.message } }, err.status);
     }
     const body = errorBody(err);
@@ -108,16 +144,16 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
       log.error("gateway:internal-error", { path: c.req.path, error: String(err.stack ?? err) });
       return c.json({ error: { code: "internal", message: `Internal error: ${err.message}` } }, 500);
     }
+    count(status);
+    if (err instanceof RateLimitError) c.header("retry-after", String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))));
     return c.json({ error: { code: body.code, message: body.message } }, status as 400);
   });
   app.notFound((c) => c.json({ error: { code: "not_found", message: `No route ${c.req.method} ${c.req.path}` } }, 404));
 
   app.get("/healthz", (c) => c.json({ ok: true }));
 
-  app.use("/api/*", async (c, next) => {
-    c.set("who", await authenticate(kv, c.req.header("authorization")));
-    await next();
-  });
+  // Every API route: body cap, token, rate per token, least role by method (see gateway/guard.ts).
+  app.use("/api/*", createGuard({ kv, audit, log: deps.log }, guard));
 
   const getTask = async (id: string, who: TokenRecord): Promise<TaskRecord> => {
     const rec = /^t[0-9a-z]{16}$/.test(id) ? (await kv.get<TaskRecord>(taskKey(id))).value : null;
@@ -142,7 +178,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
 
   app.post("/api/v1/tasks", async (c) => {
     const who = c.get("who");
-    need(who, "submitter", "submit a task");
+    requireRole(who, "submitter", "submit a task");
     const declared = Number(c.req.header("content-length") ?? "0");
     if (declared > limits.maxPackageBytes) {
       throw new TooLargeError(
@@ -182,6 +218,13 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
         owner: who.user,
       }),
     );
+    await audit.record({
+      action: "task.submit",
+      user: who.user,
+      address: clientAddress(c),
+      target: reply.id,
+      detail: `${checked.spec.name}, ${reply.instances} instances, ${checked.digest.slice(0, 19)}…`,
+    });
     return c.json({ id: reply.id, state: reply.state, instances: reply.instances }, 201);
   });
 
@@ -236,7 +279,15 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
       const rec = (await kv.get<InstanceRecord>(instanceKey(task.id, index))).value;
       return rec !== null && FINAL_STATES.has(rec.state);
     };
-    const stream = await readLog(bus.nc, task.id, index, { follow, ended });
+    // Show only what the nodes that ran an attempt of this instance wrote under their own names.
+    let ran = new Set<string>();
+    const accept = async (node: string, attempt: number) => {
+      if (ran.has(`${node}/${attempt}`)) return true;
+      const rec = (await kv.get<InstanceRecord>(instanceKey(task.id, index))).value;
+      ran = new Set(rec?.history.map((h) => `${h.node}/${h.attempt}`));
+      return ran.has(`${node}/${attempt}`);
+    };
+    const stream = await readLog(bus.nc, task.id, index, { follow, ended, accept });
     return new Response(stream, {
       headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
     });
@@ -244,9 +295,10 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
 
   app.post("/api/v1/tasks/:id/cancel", async (c) => {
     const who = c.get("who");
-    need(who, "submitter", "cancel a task");
+    requireRole(who, "submitter", "cancel a task");
     const task = await getTask(c.req.param("id"), who);
     const reply = unwrap(await bus.request(taskCancel, { taskId: task.id, by: who.user }));
+    await audit.record({ action: "task.cancel", user: who.user, address: clientAddress(c), target: task.id });
     return c.json({ id: task.id, state: reply.state });
   });
 
@@ -257,11 +309,20 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
 
   for (const verb of ["drain", "resume"] as const) {
     app.post(`/api/v1/nodes/:name/${verb}`, async (c) => {
-      need(c.get("who"), "admin", `${verb} a node`);
+      const who = c.get("who");
+      requireRole(who, "admin", `${verb} a node`);
       const reply = unwrap(await bus.request(nodesDrain, { name: c.req.param("name"), drain: verb === "drain" }));
+      await audit.record({
+        action: verb === "drain" ? "node.drain" : "node.resume",
+        user: who.user,
+        address: clientAddress(c),
+        target: reply.node.name,
+      });
       return c.json({ node: reply.node });
     });
   }
+
+  addSecurityRoutes(app, { kv, bus, audit, users: deps.users ?? null, stats });
 
   return app;
 }

@@ -5,7 +5,7 @@
  */
 import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { LOG_STREAM, logSubject } from "../core/schema.ts";
+import { LOG_STREAM, logSubjectsOfInstance } from "../core/schema.ts";
 
 /** Options of {@linkcode readLog}. */
 export interface ReadLogOptions {
@@ -15,6 +15,12 @@ export interface ReadLogOptions {
   ended?: () => Promise<boolean>;
   /** How often `ended` is asked while following. @default {500} */
   pollMs?: number;
+  /**
+   * Tells whether `node` ran `attempt` of the instance; chunks of any other
+   * writer are left out (a node may only write under its own name, and only
+   * what it ran is shown). Without it every chunk is shown.
+   */
+  accept?: (node: string, attempt: number) => boolean | Promise<boolean>;
 }
 
 /** Returns the log of instance `index` of `taskId` as a byte stream. */
@@ -24,10 +30,10 @@ export async function readLog(
   index: number,
   options: ReadLogOptions = {},
 ): Promise<ReadableStream<Uint8Array>> {
-  const subject = logSubject(taskId, index);
+  const subject = logSubjectsOfInstance(taskId, index);
   const jsm = await jetstreamManager(nc);
   const info = await jsm.streams.info(LOG_STREAM, { subjects_filter: subject });
-  const stored = info.state.subjects?.[subject] ?? 0;
+  const stored = Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0);
   if (!options.follow && stored === 0) return new ReadableStream({ start: (c) => c.close() });
   const consumer = await jetstream(nc).consumers.get(LOG_STREAM, {
     // A single subject (not an array) keeps this working on nats-server 2.9.
@@ -49,7 +55,9 @@ export async function readLog(
           let got = 0;
           let pending = Infinity;
           for await (const m of batch) {
-            controller.enqueue(m.data);
+            const node = m.subject.slice(m.subject.lastIndexOf(".") + 1);
+            const attempt = Number(m.headers?.get("Parallelic-Attempt") ?? "-1");
+            if (!options.accept || await options.accept(node, attempt)) controller.enqueue(m.data);
             got++;
             seen++;
             pending = m.info.pending;

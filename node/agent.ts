@@ -7,12 +7,14 @@
  */
 import { jetstream } from "@nats-io/jetstream";
 import { type ObjectStore, Objm } from "@nats-io/obj";
-import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
+import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { createBus, unwrap } from "../core/bus.ts";
 import { type Clock, systemClock, type TimerId } from "../core/clock.ts";
+import { ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
+import type { NatsCredentials, NatsTls } from "../core/nats_connect.ts";
 import { matrixParams } from "../core/task_toml.ts";
 import {
   type Assignment,
@@ -21,6 +23,7 @@ import {
   nodeAssign,
   nodeHeartbeat,
   nodeKill,
+  NodeName,
   nodeRegister,
   nodeRejoin,
   PACKAGE_BUCKET,
@@ -29,6 +32,7 @@ import {
   taskResults,
 } from "../core/schema.ts";
 import { copyTree, createPackageCache } from "./cache.ts";
+import { connectNode } from "./join.ts";
 
 /** The version nodes report. */
 export const VERSION = "0.1.0";
@@ -57,6 +61,12 @@ export interface NodeOptions {
   clock?: Clock;
   /** An existing connection to use instead of connecting (tests). */
   nc?: NatsConnection;
+  /** The join token, needed until this node's own key is known to NATS (see `node/join.ts`). */
+  joinToken?: string;
+  /** Fixed NATS credentials (an external server, or the manager's own node): no join. */
+  credentials?: NatsCredentials;
+  /** TLS towards NATS. */
+  tls?: NatsTls;
 }
 
 /** A running compute node. */
@@ -99,17 +109,26 @@ export function countGpus(): number {
 /** Starts a compute node and joins the manager reachable over `natsUrl`. */
 export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   const clock = options.clock ?? systemClock;
-  const name = options.name ?? `${hostname().split(".")[0]}-${crypto.randomUUID().slice(0, 4)}`;
+  const name = options.name ??
+    `${hostname().split(".")[0].replace(/[^A-Za-z0-9_-]/g, "-")}-${crypto.randomUUID().slice(0, 4)}`;
+  if (!NodeName.safeParse(name).success) {
+    throw new ValidationError(`Cannot start node '${name}' as a node name is 1-63 letters, digits, '_' or '-'`, {
+      code: "invalid_node_name",
+    });
+  }
   const log = options.log.scope({ node: name });
   const slots = options.slots ?? navigator.hardwareConcurrency;
   const killGraceMs = options.killGraceMs ?? 1000;
   const ownConnection = !options.nc;
-  const nc = options.nc ?? await connect({
-    servers: options.natsUrl.split(","),
-    name: `parallelic-node-${name}`,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 250,
-    waitOnFirstConnect: true,
+  const nc = options.nc ?? await connectNode({
+    natsUrl: options.natsUrl,
+    name,
+    workDir: options.workDir,
+    joinToken: options.joinToken,
+    credentials: options.credentials,
+    tls: options.tls,
+    version: VERSION,
+    log,
   });
   const bus = createBus(nc, log);
   const js = jetstream(nc);
@@ -160,7 +179,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     flushTimer = undefined;
     while (pendingResults.length > 0) {
       const batch = pendingResults.splice(0, 500);
-      bus.request(taskResults, { node: name, results: batch }, { timeoutMs: 10_000 }).then(unwrap).then(
+      bus.request(taskResults(name), { node: name, results: batch }, { timeoutMs: 10_000 }).then(unwrap).then(
         () => {
           for (const r of batch) unacked.delete(keyOf(r));
         },
@@ -260,7 +279,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       }
       const publishes: Promise<unknown>[] = [];
       const pipe = async (stream: ReadableStream<Uint8Array>, which: "stdout" | "stderr") => {
-        const subject = logSubject(ref.taskId, ref.index);
+        const subject = logSubject(ref.taskId, ref.index, name);
         for await (const chunk of stream) {
           const h = headers();
           h.set("Parallelic-Attempt", String(ref.attempt));
@@ -324,7 +343,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     heartbeatTimer = undefined;
     if (stopping) return;
     try {
-      bus.publish(nodeHeartbeat, { name, sentAt: clock.now(), usedSlots, holding: holding() });
+      bus.publish(nodeHeartbeat(name), { name, sentAt: clock.now(), usedSlots, holding: holding() });
     } catch (e) {
       log.warn("node:heartbeat-failed", { error: String(e) });
     }
@@ -339,7 +358,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       while (!stopping) {
         try {
           const reply = unwrap(
-            await bus.request(nodeRegister, {
+            await bus.request(nodeRegister(name), {
               name,
               slots,
               cpus: navigator.hardwareConcurrency,

@@ -6,6 +6,7 @@
  */
 import * as zip from "@zip.js/zip.js";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connectNats } from "../core/nats_connect.ts";
 import { join, resolve } from "node:path";
 import { createLogger, type Logger, type LogLevel } from "../core/log.ts";
 import { type NatsServer, startNatsServer } from "../core/nats_server.ts";
@@ -62,7 +63,16 @@ export interface TestManager extends AsyncDisposable {
   api(path: string, init?: RequestInit & { token?: string | null }): Promise<Response>;
   /** Polls a task until it is final. */
   waitForTask(id: string, timeoutMs?: number): Promise<TaskView>;
+  /** A NATS connection with the manager's own credentials (close it when done). */
+  connectNats(): Promise<NatsConnection>;
 }
+
+/**
+ * Join tokens of the test managers by NATS URL, so that
+ * {@linkcode startNodeProcess} gives a node the join token of the manager
+ * it joins without every test passing it.
+ */
+const joinTokens = new Map<string, string>();
 
 /** The admin token every test manager uses. */
 export const TEST_TOKEN = "test-admin-token-0123456789";
@@ -82,6 +92,7 @@ export async function startTestManager(options: Partial<ManagerOptions> = {}): P
     ...options,
     dataDir,
   });
+  if (manager.joinToken) joinTokens.set(manager.natsUrl, manager.joinToken);
   const api = (path: string, init: RequestInit & { token?: string | null } = {}) => {
     const headers = new Headers(init.headers);
     const token = init.token === undefined ? TEST_TOKEN : init.token;
@@ -104,7 +115,10 @@ export async function startTestManager(options: Partial<ManagerOptions> = {}): P
         await new Promise((r) => setTimeout(r, 50));
       }
     },
+    connectNats: () =>
+      connectNats({ servers: manager.natsUrl, name: "test", credentials: manager.natsCredentials, reconnect: false }),
     async [Symbol.asyncDispose]() {
+      joinTokens.delete(manager.natsUrl);
       await manager.stop();
       if (!options.dataDir) await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     },
@@ -120,14 +134,20 @@ export interface NodeProcess extends AsyncDisposable {
   kill(signal?: Deno.Signal): Promise<void>;
 }
 
-/** Starts `main.ts node` as a child process. */
+/**
+ * Starts `main.ts node` as a child process. It gets the join token of the
+ * test manager at `natsUrl` in `PARALLELIC_JOIN_TOKEN` unless `env` sets it.
+ */
 export function startNodeProcess(
   natsUrl: string,
   name: string,
   workDir: string,
   extra: string[] = [],
+  env: Record<string, string> = {},
 ): NodeProcess {
+  const joinToken = joinTokens.get(natsUrl);
   const child = new Deno.Command(Deno.execPath(), {
+    env: { ...(joinToken ? { PARALLELIC_JOIN_TOKEN: joinToken } : {}), ...env },
     args: [
       "run",
       "-A",
