@@ -18,6 +18,7 @@ import {
   NODE_SECURITY_FLAGS,
 } from "./cli/security_flags.ts";
 import { cancel, login, nodes, showLogs, showStatus, submit } from "./cli/commands.ts";
+import { audit, nodesSecurity, tokens, users } from "./cli/security_commands.ts";
 import { createLogger, type LogLevel } from "./core/log.ts";
 import { startManager } from "./manager/mod.ts";
 import { startNode } from "./node/agent.ts";
@@ -28,7 +29,12 @@ Server:
   parallelic manager [--data-dir DIR] [--port 8080] [--host 127.0.0.1] [--nats URL]
                      [--nats-port 4222] [--local-node|--no-local-node] [--slots N]
                      [--lease-ms 5000] [--heartbeat-ms 1000]
+                     [--tls-cert F --tls-key F] [--nats-tls-cert F --nats-tls-key F]
+                     [--max-body-bytes N] [--rate-limit N] [--rate-burst N] [--audit-retention-days N]
   parallelic node --nats nats://HOST:4222 [--slots N] [--name NAME] [--work-dir DIR] [--label k=v]
+                  [--join-token-file F | PARALLELIC_JOIN_TOKEN=... | --join-token T] [--run-as USER]
+  both:           [--nats-ca F] [--nats-cert F --nats-key F]
+                  [--nats-seed-file F | --nats-user U --nats-password-file F]  (external NATS)
 
 Client (--manager URL, --token T; or PARALLELIC_MANAGER, PARALLELIC_TOKEN, or 'parallelic login'):
   parallelic submit PATH|FILE.zip [--wait|--no-wait]
@@ -37,10 +43,17 @@ Client (--manager URL, --token T; or PARALLELIC_MANAGER, PARALLELIC_TOKEN, or 'p
   parallelic cancel ID
   parallelic nodes [ls | drain NAME | resume NAME]
   parallelic login --manager URL --token TOKEN
+
+Admin:
+  parallelic users [ls | add NAME --role admin|submitter|viewer | rm NAME]
+  parallelic tokens rotate NAME
+  parallelic audit [--limit 100]
+  parallelic nodes token [--rotate]      the join token nodes need
+  parallelic nodes forget NAME           remove a node's NATS user
 `;
 
 const COMMON = { "log-level": "string", "log-format": "string", help: "boolean" } as const;
-const CLIENT = { ...COMMON, manager: "string", token: "string", json: "boolean" } as const;
+const CLIENT = { ...COMMON, manager: "string", token: "string", "ca-file": "string", json: "boolean" } as const;
 
 function logger(flags: Record<string, unknown>) {
   return createLogger({
@@ -164,9 +177,22 @@ Parallelic manager ready
     case "logs":
     case "cancel":
     case "nodes":
-    case "login": {
-      const p = parseArgs(rest, { ...CLIENT, wait: "boolean", instance: "string", follow: "boolean" });
-      const client = new Client(await resolveSettings(p.flags as { manager?: string; token?: string }));
+    case "login":
+    case "users":
+    case "tokens":
+    case "audit": {
+      const p = parseArgs(rest, {
+        ...CLIENT,
+        wait: "boolean",
+        instance: "string",
+        follow: "boolean",
+        role: "string",
+        limit: "string",
+        rotate: "boolean",
+      });
+      const client = new Client(
+        await resolveSettings(p.flags as { manager?: string; token?: string; "ca-file"?: string }),
+      );
       const json = p.flags.json === true;
       const id = p._[0];
       const need = (what: string) => id ?? usage(`Usage: parallelic ${command} ${what}`);
@@ -185,9 +211,15 @@ Parallelic manager ready
         case "cancel":
           return await cancel(client, need("ID"));
         case "nodes":
-          return await nodes(client, p._, json);
+          return await nodesSecurity(client, p._, p.flags.rotate === true) ?? await nodes(client, p._, json);
         case "login":
           return await login(client);
+        case "users":
+          return await users(client, p._, p.flags.role as string | undefined, json);
+        case "tokens":
+          return await tokens(client, p._);
+        case "audit":
+          return await audit(client, intFlag(p, "limit"), json);
       }
       return 2;
     }
@@ -208,6 +240,7 @@ if (import.meta.main) {
       "AuthError",
       "ConflictError",
       "TooLargeError",
+      "RateLimitError",
       "UnavailableError",
     ];
     console.error(`error: ${known.includes(err.name) ? err.message : err.stack ?? err}`);

@@ -21,6 +21,7 @@ export const AuditAction = z.enum([
   "token.rotate",
   "node.join",
   "node.join-refused",
+  "node.forget",
   "node.drain",
   "node.resume",
   "join-token.read",

@@ -130,5 +130,17 @@ export function addSecurityRoutes(app: Hono<{ Variables: { who: TokenRecord } }>
     return c.json({ token });
   });
 
+  app.post("/api/v1/nodes/:name/forget", async (c) => {
+    const by = admin(c, "forget a node");
+    const name = c.req.param("name");
+    if (!(await joinUsers().forgetNode(name))) {
+      throw new NotFoundError(`Cannot forget node '${name}' as no node of that name joined`, {
+        code: "node_not_found",
+      });
+    }
+    await audit.record({ action: "node.forget", ...by, target: name });
+    return c.json({ name, forgotten: true });
+  });
+
   app.get("/api/v1/stats", (c) => c.json({ bus: { rejected: deps.bus.rejected }, gateway: deps.stats }));
 }
