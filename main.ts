@@ -166,6 +166,7 @@ Parallelic manager ready
         joinToken: await joinToken(p),
         credentials: await natsCredentials(p),
         tls: natsTls(p),
+        runAs: p.flags["run-as"] as string | undefined,
         log: logger(p.flags),
       });
       await waitForSignal();

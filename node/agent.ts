@@ -33,6 +33,7 @@ import {
 } from "../core/schema.ts";
 import { copyTree, createPackageCache } from "./cache.ts";
 import { connectNode } from "./join.ts";
+import { asUser, checkReachable, handOver, resolveRunAs, userEnv } from "./run_as.ts";
 
 /** The version nodes report. */
 export const VERSION = "0.1.0";
@@ -67,6 +68,8 @@ export interface NodeOptions {
   credentials?: NatsCredentials;
   /** TLS towards NATS. */
   tls?: NatsTls;
+  /** Run instances as this OS user (the node must run as root; see `node/run_as.ts`). */
+  runAs?: string;
 }
 
 /** A running compute node. */
@@ -119,6 +122,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   const log = options.log.scope({ node: name });
   const slots = options.slots ?? navigator.hardwareConcurrency;
   const killGraceMs = options.killGraceMs ?? 1000;
+  const runAs = options.runAs ? resolveRunAs(options.runAs) : null;
   const ownConnection = !options.nc;
   const nc = options.nc ?? await connectNode({
     natsUrl: options.natsUrl,
@@ -145,6 +149,10 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   await Deno.remove(runsDir, { recursive: true }).catch(() => {});
   await Deno.mkdir(packagesDir, { recursive: true });
   await Deno.mkdir(runsDir, { recursive: true });
+  // The package cache is the node's alone; instances get copies. Runs may be passed through, not listed.
+  await Deno.chmod(packagesDir, 0o700);
+  await Deno.chmod(runsDir, 0o711);
+  if (runAs) await checkReachable(runAs, runsDir);
   const cache = createPackageCache(packagesDir, openStore);
 
   const queue: Job[] = [];
@@ -159,11 +167,12 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   let flushTimer: TimerId | undefined;
   let stopping = false;
 
-  const baseEnv: Record<string, string> = {};
+  let baseEnv: Record<string, string> = {};
   for (const k of PASS_ENV) {
     const v = Deno.env.get(k);
     if (v !== undefined) baseEnv[k] = v;
   }
+  if (runAs) baseEnv = userEnv(runAs, baseEnv);
 
   // -------------------------------------------------------------------------
   // Results
@@ -244,7 +253,9 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       const root = await cache.root(job.digest as `sha256-${string}`, run.entrypoint);
       if (job.killed) return report(result({ error: job.killed }));
       dir = join(runsDir, ref.taskId, `${ref.index}.${ref.attempt}`);
+      await Deno.mkdir(join(runsDir, ref.taskId), { recursive: true, mode: 0o711 });
       await copyTree(root, dir);
+      if (runAs) await handOver(runAs, dir);
       const env: Record<string, string> = { ...baseEnv, ...run.env };
       env.PARALLELIC_TASK_ID = ref.taskId;
       env.PARALLELIC_INSTANCE = String(ref.index);
@@ -257,8 +268,11 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       }
       let child: Deno.ChildProcess;
       try {
-        child = new Deno.Command(join(dir, run.entrypoint), {
-          args: run.args,
+        const start = runAs
+          ? asUser(runAs, join(dir, run.entrypoint), run.args)
+          : { command: join(dir, run.entrypoint), args: run.args };
+        child = new Deno.Command(start.command, {
+          args: start.args,
           cwd: join(dir, run.workdir),
           env,
           clearEnv: true,
