@@ -87,15 +87,24 @@ const quote = (s: string) => JSON.stringify(s);
 
 /** Renders `authorization { users = [...] }` for nats-server. */
 export function renderAuthorization(users: NatsUser[]): string {
-  const lines = users.map((u) => {
+  const list = (xs: string[], indent: string) =>
+    xs.length <= 2
+      ? `[${xs.map(quote).join(", ")}]`
+      : `[\n${xs.map((x) => `${indent}  ${quote(x)}`).join("\n")}\n${indent}]`;
+  const entries = users.map((u) => {
     const who = "nkey" in u ? `nkey: ${quote(u.nkey)}` : `user: ${quote(u.user)}, password: ${quote(u.password)}`;
-    const list = (xs: string[]) => `[${xs.map(quote).join(", ")}]`;
-    const perms = `permissions: { publish: { allow: ${list(u.permissions.publish)} }, subscribe: { allow: ${
-      list(u.permissions.subscribe)
-    } } }`;
-    return `${u.comment ? `    # ${u.comment}\n` : ""}    { ${who}, ${perms} }`;
+    return [
+      ...(u.comment ? [`    # ${u.comment}`] : []),
+      `    {`,
+      `      ${who}`,
+      `      permissions: {`,
+      `        publish: { allow: ${list(u.permissions.publish, "        ")} }`,
+      `        subscribe: { allow: ${list(u.permissions.subscribe, "        ")} }`,
+      `      }`,
+      `    }`,
+    ].join("\n");
   });
-  return `authorization {\n  users = [\n${lines.join("\n")}\n  ]\n}\n`;
+  return `authorization {\n  users = [\n${entries.join("\n")}\n  ]\n}\n`;
 }
 
 /** A fresh nkey user: its seed (the secret) and public key. */
@@ -132,4 +141,16 @@ export function isUserPublicKey(key: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The `authorization` block of an external nats-server for a manager and one
+ * node `gpu-1`, with user names and passwords (set your own): the README
+ * shows it, and a test keeps the two the same.
+ */
+export function externalNatsExample(): string {
+  return renderAuthorization([
+    { user: "manager", password: "CHANGE-ME-manager", permissions: managerPermissions(), comment: "the manager" },
+    { user: "node-gpu-1", password: "CHANGE-ME-gpu-1", permissions: nodePermissions("gpu-1"), comment: "node gpu-1" },
+  ]);
 }

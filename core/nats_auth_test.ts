@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { tempDir } from "../tests/harness.ts";
 import {
+  externalNatsExample,
   isUserPublicKey,
   joinPermissions,
   managerPermissions,
@@ -40,4 +41,9 @@ Deno.test("publicKeyOf() turns a seed into its public key and refuses anything e
   assert.ok(isUserPublicKey(u.publicKey));
   assert.ok(!isUserPublicKey("UNOTAKEY"));
   assert.throws(() => publicKeyOf("not a seed"), /not an nkey user seed/);
+});
+
+Deno.test("the README shows the external server's users exactly as the code renders them", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  assert.ok(readme.includes(externalNatsExample()), "README's external NATS configuration is out of date");
 });
