@@ -104,7 +104,17 @@ export async function createNatsUsers(options: NatsUsersOptions): Promise<NatsUs
     }
     return renderAuthorization(users);
   };
-  const reapply = async () => await apply(await authorization());
+  // Changes that come while a reload waits to start share it: a burst of joins costs one or two reloads.
+  let queued: Promise<void> | null = null;
+  let last: Promise<void> = Promise.resolve();
+  const reapply = (): Promise<void> => {
+    queued ??= last.catch(() => {}).then(async () => {
+      queued = null;
+      await apply(await authorization());
+    });
+    last = queued;
+    return queued;
+  };
 
   return {
     manager: { seed: manager.seed },

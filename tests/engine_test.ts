@@ -11,6 +11,7 @@ import { PACKAGE_BUCKET } from "../core/schema.ts";
 import {
   makeZip,
   ROOT,
+  runCli,
   startNodeProcess,
   startTestManager,
   submitZip,
@@ -214,16 +215,8 @@ Deno.test({
   ...opts,
   async fn() {
     await using tm = await startTestManager({ localNode: true, slots: 2 });
-    const cli = async (...args: string[]) => {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", join(ROOT, "main.ts"), ...args],
-        env: { PARALLELIC_MANAGER: tm.manager.url, PARALLELIC_TOKEN: TEST_TOKEN },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const d = new TextDecoder();
-      return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
-    };
+    const cli = (...args: string[]) =>
+      runCli({ PARALLELIC_MANAGER: tm.manager.url, PARALLELIC_TOKEN: TEST_TOKEN }, ...args);
     const ok = await cli("submit", join(ROOT, "examples/hello"), "--wait");
     assert.equal(ok.code, 0, ok.stderr);
     const id = ok.stdout.trim();

@@ -212,6 +212,21 @@ export async function makeZip(files: Record<string, ZipFile>): Promise<Uint8Arra
   return await writer.close();
 }
 
+/** Runs `main.ts` with `args` and `env` (the CLI); returns its exit code and output. */
+export async function runCli(
+  env: Record<string, string>,
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", join(ROOT, "main.ts"), ...args],
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const d = new TextDecoder();
+  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+}
+
 /** Submits zip bytes; returns the response. */
 export function submitZip(tm: TestManager, bytes: Uint8Array, name = "test"): Promise<Response> {
   return tm.api(`/api/v1/tasks?name=${name}`, {

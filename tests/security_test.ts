@@ -14,7 +14,7 @@ import { startNode } from "../node/agent.ts";
 import { connectNode } from "../node/join.ts";
 import {
   makeZip,
-  ROOT,
+  runCli,
   startNodeProcess,
   startTestManager,
   submitZip,
@@ -436,15 +436,42 @@ Deno.test({
   async fn() {
     await using tm = await startTestManager();
     await using home = await tempDir();
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", join(ROOT, "main.ts"), "login", "--manager", tm.manager.url, "--token", TEST_TOKEN],
-      env: { XDG_CONFIG_HOME: home.path, PARALLELIC_TOKEN: "", PARALLELIC_MANAGER: "" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const out = await runCli(
+      { XDG_CONFIG_HOME: home.path, PARALLELIC_TOKEN: "", PARALLELIC_MANAGER: "" },
+      ...["login", "--manager", tm.manager.url, "--token", TEST_TOKEN],
+    );
+    assert.equal(out.code, 0, out.stderr);
     const file = join(home.path, "parallelic", "config.toml");
     assert.equal((await Deno.stat(file)).mode! & 0o777, 0o600);
     assert.match(await Deno.readTextFile(file), new RegExp(TEST_TOKEN));
+  },
+});
+
+Deno.test({
+  name: "the admin CLI adds users (token printed once), rotates tokens, prints the join token and the audit log",
+  ...opts,
+  async fn() {
+    await using tm = await startTestManager();
+    const cli = async (token: string, ...args: string[]) => {
+      const out = await runCli({ PARALLELIC_MANAGER: tm.manager.url, PARALLELIC_TOKEN: token }, ...args);
+      return { ...out, stdout: out.stdout.trim() };
+    };
+    const added = await cli(TEST_TOKEN, "users", "add", "dora", "--role", "viewer");
+    assert.equal(added.code, 0, added.stderr);
+    assert.match(added.stdout, /^[A-Za-z0-9_-]{43}$/, "stdout is the token alone");
+    assert.equal((await cli(added.stdout, "nodes")).code, 0, "dora's token works");
+    const denied = await cli(added.stdout, "users", "ls");
+    assert.equal(denied.code, 1);
+    assert.match(denied.stderr, /role 'viewer' may not: it needs 'admin'/);
+    assert.match((await cli(TEST_TOKEN, "users", "ls")).stdout, /dora\s+viewer/);
+    const rotated = await cli(TEST_TOKEN, "tokens", "rotate", "dora");
+    assert.notEqual(rotated.stdout, added.stdout);
+    assert.equal((await cli(added.stdout, "nodes")).code, 1, "the old token is dead");
+    assert.equal((await cli(TEST_TOKEN, "nodes", "token")).stdout, tm.manager.joinToken);
+    const audit = await cli(TEST_TOKEN, "audit", "--limit", "10");
+    assert.match(audit.stdout, /token\.rotate\s+admin\s+127\.0\.0\.1\s+dora/);
+    assert.match(audit.stdout, /join-token\.read\s+admin/);
+    assert.equal((await cli(TEST_TOKEN, "users", "rm", "dora")).code, 0);
+    assert.doesNotMatch((await cli(TEST_TOKEN, "users", "ls")).stdout, /dora/);
   },
 });

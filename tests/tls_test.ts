@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { makeZip, ROOT, startNodeProcess, startTestManager, tempDir, TEST_TOKEN, waitUntil } from "./harness.ts";
+import { makeZip, runCli, startNodeProcess, startTestManager, tempDir, TEST_TOKEN, waitUntil } from "./harness.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -104,14 +104,12 @@ Deno.test({
     );
     assert.match(await (await api(`/api/v1/tasks/${id}/instances/0/logs`)).text(), /over tls/);
 
-    const cli = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", join(ROOT, "main.ts"), "nodes"],
-      env: { PARALLELIC_MANAGER: tm.manager.url, PARALLELIC_TOKEN: TEST_TOKEN, PARALLELIC_CA_FILE: c.ca },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(cli.code, 0, new TextDecoder().decode(cli.stderr));
-    assert.match(new TextDecoder().decode(cli.stdout), /tls-node\s+ready/);
+    const cli = await runCli(
+      { PARALLELIC_MANAGER: tm.manager.url, PARALLELIC_TOKEN: TEST_TOKEN, PARALLELIC_CA_FILE: c.ca },
+      "nodes",
+    );
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.match(cli.stdout, /tls-node\s+ready/);
     // A node without the CA never gets on the bus.
     assert.doesNotMatch(plain.output(), /node:registered/);
     await plain.kill();
