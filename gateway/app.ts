@@ -33,7 +33,7 @@ import type { NatsUsers } from "../manager/nats_users.ts";
 import { requireRole, type TokenRecord } from "./auth.ts";
 import { clientAddress, createGuard, type GuardOptions } from "./guard.ts";
 import { readLog } from "./logs.ts";
-import { addSecurityRoutes, type GatewayStats } from "./security_routes.ts";
+import { addSecurityRoutes, createGatewayStats } from "./security_routes.ts";
 
 /** What the gateway needs. */
 export interface GatewayDeps {
@@ -109,27 +109,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     rate: options.rate ?? DEFAULT_GUARD_OPTIONS.rate,
     failureRate: options.failureRate ?? DEFAULT_GUARD_OPTIONS.failureRate,
   };
-  const stats: GatewayStats = {
-    unauthorized: 0,
-    forbidden: 0,
-    notFound: 0,
-    tooLarge: 0,
-    rateLimited: 0,
-    badRequest: 0,
-  };
-  const count = (status: number) => {
-    const kind = ({
-      400: "badRequest",
-      401: "unauthorized",
-      403: "forbidden",
-      404: "notFound",
-      413: "tooLarge",
-      429: "rateLimited",
-    } as const)[
-      status as 400
-    ];
-    if (kind) stats[kind]++;
-  };
+  const { stats, count } = createGatewayStats();
   const app = new Hono<Env>();
 
   app.onError((err, c) => {

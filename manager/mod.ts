@@ -61,8 +61,8 @@ export interface ManagerOptions {
   natsTls?: NatsTls;
   /** Serve the embedded NATS server over TLS with this certificate and key. */
   natsServerTls?: { certFile: string; keyFile: string };
-  /** Gateway options: body and rate limits, TLS, audit retention (see `gateway/app.ts`). */
-  gateway?: Omit<GatewayOptions, "limits" | "audit" | "stats">;
+  /** Gateway limits: request body size, requests per token, failed sign-ins per address (see `gateway/guard.ts`). */
+  gateway?: Omit<GatewayOptions, "limits">;
   /** Serve the gateway over HTTPS with this certificate and key (PEM files). */
   gatewayTls?: { certFile: string; keyFile: string };
   /** How long audit entries are kept. @default {90 days} */
