@@ -53,6 +53,8 @@ export function natsConnectionOptions(options: ConnectNatsOptions): ConnectionOp
       ? { maxReconnectAttempts: -1, reconnectTimeWait: 250 }
       : { reconnect: false, maxReconnectAttempts: 0 }),
     waitOnFirstConnect: options.waitOnFirstConnect ?? false,
+    // Also bounds each reconnect's handshake (nats.js waits 20 s by default).
+    timeout: 5000,
   };
 }
 
@@ -63,8 +65,9 @@ export function isAuthError(e: unknown): boolean {
 
 /**
  * Connects to NATS. With `waitOnFirstConnect`, a server that is not up yet
- * (refused, reset, or silent for 10 s) is tried again with a growing pause
- * until it answers; refused credentials end the wait at once.
+ * (refused, reset, or silent: a handshake caught by a configuration reload
+ * can stall) is tried again with a growing pause until it answers; refused
+ * credentials end the wait at once.
  *
  * @throws The nats.js error (an `AuthorizationError` for refused credentials).
  */
@@ -72,11 +75,18 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
   guardSocketResets();
   const opts = natsConnectionOptions({ ...options, waitOnFirstConnect: false });
   let pauseMs = 100;
+  // A handshake takes milliseconds; one that nats-server dropped during a reload never ends, so
+  // attempts are timed out, starting short and doubling for links where a handshake is slow.
+  let patienceMs = 2000;
   for (;;) {
     const attempt = connect(opts);
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let timedOut = false;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error("no answer within 10 s")), 10_000);
+      timer = setTimeout(() => {
+        timedOut = true;
+        reject(new Error(`no answer within ${patienceMs} ms`));
+      }, patienceMs);
     });
     try {
       return await Promise.race([attempt, timeout]);
@@ -84,6 +94,7 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
       // A late success of an attempt given up on is closed, never leaked.
       attempt.then((nc) => nc.close(), () => {});
       if (!options.waitOnFirstConnect || isAuthError(e)) throw e;
+      if (timedOut) patienceMs = Math.min(patienceMs * 2, 30_000);
     } finally {
       clearTimeout(timer);
     }
@@ -94,17 +105,22 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
 
 let guarded = false;
 /**
- * When nats-server refuses credentials it closes the socket, and the node
- * transport of nats.js can then report a late `ECONNRESET` after it stopped
- * listening, as an uncaught error that would end the process. The refusal
- * itself reaches the caller as an `AuthorizationError`; the late reset is
- * noise, so it is swallowed here (and only it).
+ * When nats-server refuses credentials, or drops a connection that is still
+ * shaking hands while it reloads its configuration, it closes the socket;
+ * the node transport of nats.js can then hit that closed socket after it
+ * stopped listening (a late `ECONNRESET` on read, or a write after end) and
+ * raise it as an uncaught error that would end the process. The caller
+ * learns what happened from the connect attempt itself (an error, or no
+ * answer); these two late socket errors are noise, swallowed here and only
+ * they.
  */
 function guardSocketResets(): void {
   if (guarded) return;
   guarded = true;
   globalThis.addEventListener("error", (event) => {
     const e = event.error as { code?: string; syscall?: string } | undefined;
-    if (e?.code === "ECONNRESET" && e.syscall === "read") event.preventDefault();
+    if ((e?.code === "ECONNRESET" && e.syscall === "read") || e?.code === "ERR_STREAM_WRITE_AFTER_END") {
+      event.preventDefault();
+    }
   });
 }

@@ -118,5 +118,13 @@ export async function connectNode(options: ConnectNodeOptions): Promise<NatsConn
     await jc.close().catch(() => {});
   }
   log.info("node:joined", { name });
-  return await connectAs({ seed });
+  // The key is live; a connection that races another node's join (a reload) may still be refused once or twice.
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await connectAs({ seed });
+    } catch (e) {
+      if (!isAuthError(e) || attempt >= 5) throw e;
+      await new Promise((r) => setTimeout(r, 100 * attempt));
+    }
+  }
 }

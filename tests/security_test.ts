@@ -475,3 +475,45 @@ Deno.test({
     assert.doesNotMatch((await cli(TEST_TOKEN, "users", "ls")).stdout, /dora/);
   },
 });
+
+Deno.test({
+  name: "eight nodes joining at once all get their own NATS user (joins share configuration reloads)",
+  ...opts,
+  async fn() {
+    await using tm = await startTestManager();
+    await using work = await tempDir();
+    const names = Array.from({ length: 8 }, (_, i) => `burst-${i}`);
+    const conns = await Promise.all(names.map((name) =>
+      connectNode({
+        natsUrl: tm.manager.natsUrl,
+        name,
+        workDir: join(work.path, name),
+        joinToken: tm.manager.joinToken!,
+        version: "test",
+        log: testLogger(),
+      })
+    ));
+    // Each can use its own subjects: a register on its own subject is answered.
+    for (const [i, nc] of conns.entries()) {
+      const reply = await nc.request(
+        `parallelic.node.${names[i]}.register`,
+        JSON.stringify({
+          name: names[i],
+          slots: 1,
+          cpus: 1,
+          memoryBytes: 0,
+          gpus: 0,
+          labels: {},
+          version: "t",
+          hostname: "h",
+          holding: [],
+        }),
+        { timeout: 5000 },
+      );
+      assert.equal(reply.json<{ ok: boolean }>().ok, true);
+    }
+    const { entries } = await (await tm.api("/api/v1/audit?limit=100")).json() as { entries: AuditEntry[] };
+    assert.deepEqual(entries.filter((e) => e.action === "node.join").map((e) => e.target).sort(), names);
+    await Promise.all(conns.map((nc) => nc.close()));
+  },
+});
