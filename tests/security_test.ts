@@ -346,6 +346,8 @@ Deno.test({
     const secrets = {
       PARALLELIC_TOKEN: "leak-api-token-7f3a",
       AWS_SECRET_ACCESS_KEY: "leak-aws-key-55de",
+      // Read only with --nats-user; here it is just a secret the node's environment holds.
+      PARALLELIC_NATS_PASSWORD: "leak-nats-password-3b9e",
       LEAKY_SECRET: "leak-other-91c2",
     };
     await using node = startNodeProcess(tm.manager.natsUrl, "envnode", join(work.path, "n"), [], secrets);
