@@ -5,11 +5,20 @@
  * @module
  */
 import { join } from "node:path";
-import { intFlag, parseArgs } from "./cli/args.ts";
+import { intFlag, parseArgs, type Parsed } from "./cli/args.ts";
 import { Client, defaultDataDir, resolveSettings, usage } from "./cli/client.ts";
 import { MANAGER_SETTINGS, NODE_SETTINGS, resolveConfig, showConfig } from "./cli/config.ts";
 import { doctor, printChecks } from "./cli/doctor.ts";
+import {
+  certPair,
+  gatewayLimits,
+  joinToken,
+  NATS_CLIENT_FLAGS,
+  natsCredentials,
+  natsTls,
+} from "./cli/security_flags.ts";
 import { cancel, explain, login, nodes, showLogs, showStatus, submit } from "./cli/commands.ts";
+import { audit, nodesSecurity, tokens, users } from "./cli/security_commands.ts";
 import { createLogger, type LogLevel } from "./core/log.ts";
 import { startManager } from "./manager/mod.ts";
 import { startNode } from "./node/agent.ts";
@@ -19,9 +28,14 @@ const HELP = `parallelic: run many instances of a task over many nodes
 Server (every flag also comes from --config FILE ([manager] / [node] tables) or PARALLELIC_<FLAG>):
   parallelic manager [--data-dir DIR] [--port 8080] [--host 127.0.0.1] [--nats URL]
                      [--nats-port 4222] [--local-node|--no-local-node] [--slots N]
-                     [--lease-ms 5000] [--heartbeat-ms 1000] [--grace 30s]
+                     [--lease-ms 5000] [--heartbeat-ms 1000] [--grace 30s] [--replicas 1]
+                     [--tls-cert F --tls-key F] [--nats-tls-cert F --nats-tls-key F]
+                     [--max-body-bytes N] [--rate-limit N] [--rate-burst N] [--audit-retention-days N]
   parallelic node --nats nats://HOST:4222 [--slots N] [--name NAME] [--work-dir DIR] [--label k=v]
+                  [--join-token-file F | PARALLELIC_JOIN_TOKEN=... | --join-token T] [--run-as USER]
                   [--grace 30s] [--metrics-port N]
+  both:           [--nats-ca F] [--nats-cert F --nats-key F]
+                  [--nats-seed-file F | --nats-user U --nats-password-file F]  (external NATS)
 
 Client (--manager URL, --token T; or PARALLELIC_MANAGER, PARALLELIC_TOKEN, or 'parallelic login'):
   parallelic submit PATH|FILE.zip [--wait|--no-wait]
@@ -33,10 +47,17 @@ Client (--manager URL, --token T; or PARALLELIC_MANAGER, PARALLELIC_TOKEN, or 'p
   parallelic login --manager URL --token TOKEN
   parallelic config show [manager|node] [--config FILE]   the effective configuration and where each value came from
   parallelic doctor [--nats URL] [--data-dir DIR] [--work-dir DIR]   checks the set-up, says what to fix
+
+Admin:
+  parallelic users [ls | add NAME --role admin|submitter|viewer | rm NAME]
+  parallelic tokens rotate NAME
+  parallelic audit [--limit 100]
+  parallelic nodes token [--rotate]      the join token nodes need
+  parallelic nodes forget NAME           remove a node's NATS user
 `;
 
 const COMMON = { "log-level": "string", "log-format": "string", help: "boolean" } as const;
-const CLIENT = { ...COMMON, manager: "string", token: "string", json: "boolean" } as const;
+const CLIENT = { ...COMMON, manager: "string", token: "string", "ca-file": "string", json: "boolean" } as const;
 
 function logger(flags: Record<string, unknown>) {
   const level = flags["log-level"] ?? "info";
@@ -82,7 +103,9 @@ async function run(argv: string[]): Promise<number> {
   switch (command) {
     case "manager": {
       const { values: v } = await resolveConfig(rest, "manager", MANAGER_SETTINGS);
+      const p = { _: [], flags: v } as unknown as Parsed;
       const log = logger(v);
+      const retentionDays = v["audit-retention-days"] as number | undefined;
       const manager = await startManager({
         dataDir: (v["data-dir"] as string | undefined) ?? defaultDataDir(),
         port: (v.port as number | undefined) ?? 8080,
@@ -96,13 +119,24 @@ async function run(argv: string[]): Promise<number> {
         heartbeatMs: v["heartbeat-ms"] as number | undefined,
         graceMs: v.grace as number | undefined,
         replicas: v.replicas as number | undefined,
+        natsCredentials: await natsCredentials(p),
+        natsTls: natsTls(p),
+        natsServerTls: certPair(p, "nats-tls-cert", "nats-tls-key"),
+        gatewayTls: certPair(p, "tls-cert", "tls-key"),
+        gateway: gatewayLimits(p),
+        auditRetentionMs: retentionDays === undefined ? undefined : retentionDays * 24 * 3600 * 1000,
         log,
       });
       console.error(`
 Parallelic manager ready
   gateway:  ${manager.url}
   web UI:   ${manager.url}/  (sign in with the token)
-  nats:     ${manager.natsUrl}  (nodes join with: deno task node --nats=${manager.natsUrl})
+  nats:     ${manager.natsUrl}
+  nodes:    ${
+        manager.joinToken
+          ? `PARALLELIC_JOIN_TOKEN=$(cat ${manager.joinTokenFile}) deno task node --nats=${manager.natsUrl}`
+          : "give each node its NATS credentials (external NATS server)"
+      }
   token:    ${manager.token ? `in ${manager.tokenFile}` : "from PARALLELIC_TOKEN"}
   submit:   export PARALLELIC_TOKEN=$(cat ${manager.tokenFile}); parallelic submit examples/hello
   curl:     curl -H "Authorization: Bearer $PARALLELIC_TOKEN" -H 'Content-Type: application/zip' \\
@@ -115,6 +149,7 @@ Parallelic manager ready
     }
     case "node": {
       const { values: v } = await resolveConfig(rest, "node", NODE_SETTINGS);
+      const p = { _: [], flags: v } as unknown as Parsed;
       const natsUrl = (v.nats as string | undefined) ?? usage("Usage: parallelic node --nats nats://HOST:4222");
       const name = v.name as string | undefined;
       const node = await startNode({
@@ -125,6 +160,10 @@ Parallelic manager ready
         labels: parseLabels(v.label),
         graceMs: v.grace as number | undefined,
         metricsPort: v["metrics-port"] as number | undefined,
+        joinToken: await joinToken(p),
+        credentials: await natsCredentials(p),
+        tls: natsTls(p),
+        runAs: v["run-as"] as string | undefined,
         log: logger(v),
       });
       await waitForSignal();
@@ -147,7 +186,10 @@ Parallelic manager ready
     case "explain":
     case "nodes":
     case "doctor":
-    case "login": {
+    case "login":
+    case "users":
+    case "tokens":
+    case "audit": {
       const p = parseArgs(rest, {
         ...CLIENT,
         wait: "boolean",
@@ -156,8 +198,14 @@ Parallelic manager ready
         nats: "string",
         "data-dir": "string",
         "work-dir": "string",
+        role: "string",
+        limit: "string",
+        rotate: "boolean",
+        ...NATS_CLIENT_FLAGS,
       });
-      const client = new Client(await resolveSettings(p.flags as { manager?: string; token?: string }));
+      const client = new Client(
+        await resolveSettings(p.flags as { manager?: string; token?: string; "ca-file"?: string }),
+      );
       const json = p.flags.json === true;
       const id = p._[0];
       const need = (what: string) => id ?? usage(`Usage: parallelic ${command} ${what}`);
@@ -178,7 +226,7 @@ Parallelic manager ready
         case "explain":
           return await explain(client, need("ID [--instance N]"), intFlag(p, "instance"));
         case "nodes":
-          return await nodes(client, p._, json);
+          return await nodesSecurity(client, p._, p.flags.rotate === true) ?? await nodes(client, p._, json);
         case "login":
           return await login(client);
         case "doctor":
@@ -188,8 +236,16 @@ Parallelic manager ready
               natsUrl: (p.flags.nats as string) ?? "nats://127.0.0.1:4222",
               dataDir: (p.flags["data-dir"] as string) ?? defaultDataDir(),
               workDir: p.flags["work-dir"] as string | undefined,
+              natsCredentials: await natsCredentials(p),
+              natsTls: natsTls(p),
             }),
           );
+        case "users":
+          return await users(client, p._, p.flags.role as string | undefined, json);
+        case "tokens":
+          return await tokens(client, p._);
+        case "audit":
+          return await audit(client, intFlag(p, "limit"), json);
       }
       return 2;
     }
@@ -210,6 +266,7 @@ if (import.meta.main) {
       "AuthError",
       "ConflictError",
       "TooLargeError",
+      "RateLimitError",
       "UnavailableError",
     ];
     console.error(`error: ${known.includes(err.name) ? err.message : err.stack ?? err}`);

@@ -12,11 +12,11 @@ import type { Logger } from "../core/log.ts";
 import { Metrics } from "../core/metrics.ts";
 import {
   type NodeEvent,
-  nodeHeartbeat,
-  nodeLeaving,
-  nodeLeft,
+  nodeHeartbeatAll,
+  nodeLeavingAll,
+  nodeLeftAll,
   type NodeRecord,
-  nodeRegister,
+  nodeRegisterAll,
   nodeRejoin,
   nodesDrain,
   nodesEvent,
@@ -102,7 +102,7 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
     bus.publish(nodesEvent, { kind, node: plain(rec) });
   };
 
-  bus.serve(nodeRegister, async (req) => {
+  bus.serve(nodeRegisterAll, async (req) => {
     const now = clock.now();
     const before = nodes.get(req.name);
     const rec = {
@@ -129,7 +129,7 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
     return { ok: true as const, heartbeatMs, leaseMs };
   }, { signal });
 
-  bus.subscribe(nodeHeartbeat, async (hb) => {
+  bus.subscribe(nodeHeartbeatAll, async (hb) => {
     const rec = nodes.get(hb.name);
     if (!rec || rec.state === "lost" || rec.state === "left") {
       bus.publish(nodeRejoin(hb.name), { reason: rec ? "lease expired" : "unknown node" });
@@ -143,7 +143,7 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
     if (rec.lastSeenAt - rec.persistedAt >= persistEveryMs) await persist(rec);
   }, { signal });
 
-  bus.subscribe(nodeLeaving, async (msg) => {
+  bus.subscribe(nodeLeavingAll, async (msg) => {
     const rec = nodes.get(msg.name);
     if (!rec || rec.state !== "ready") return;
     rec.state = "draining";
@@ -152,7 +152,7 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
     emit("updated", rec);
   }, { signal });
 
-  bus.serve(nodeLeft, async (msg) => {
+  bus.serve(nodeLeftAll, async (msg) => {
     const rec = nodes.get(msg.name);
     if (rec && rec.state !== "left") {
       rec.state = "left";

@@ -35,7 +35,7 @@ import {
   type Kill,
   MAX_PROGRESS_CHANGES,
   nodeAssign,
-  nodeHeartbeat,
+  nodeHeartbeatAll,
   nodeKill,
   type NodeRecord,
   nodesEvent,
@@ -49,7 +49,7 @@ import {
   type TaskProgress,
   taskProgress,
   type TaskRecord,
-  taskResults,
+  taskResultsAll,
   taskSubmit,
 } from "../core/schema.ts";
 import { instanceKey, instancesOf, taskKey, TASKS, writeBatched } from "./keys.ts";
@@ -731,7 +731,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     return { ok: true as const, state: "cancelled" as const };
   }, { signal });
 
-  bus.serve(taskResults, async (batch) => {
+  bus.serve(taskResultsAll, async (batch) => {
     let accepted = 0;
     let ignored = 0;
     for (const r of batch.results) {
@@ -766,7 +766,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     }
   }, { signal });
 
-  bus.subscribe(nodeHeartbeat, (hb: Heartbeat) => reconcile(hb), { signal });
+  bus.subscribe(nodeHeartbeatAll, (hb: Heartbeat) => reconcile(hb), { signal });
 
   /**
    * Compares what a node says it holds with what the manager dispatched to it:

@@ -61,7 +61,7 @@ function fakeNode(bus: Bus, name: string) {
     async finish(items: Array<{ taskId: string; index: number; attempt: number }>, exitCode = 0, from = name) {
       const now = Date.now();
       return unwrap(
-        await bus.request(taskResults, {
+        await bus.request(taskResults(from), {
           node: from,
           results: items.map((i) => ({ ...i, exitCode, signal: null, startedAt: now, endedAt: now, error: null })),
         }),
@@ -241,7 +241,7 @@ Deno.test({
     actor = startActor(bus, kv, second);
     await actor.ready;
     // The node still runs what the first actor gave it; heartbeats say so.
-    bus.publish(nodeHeartbeat, { name: "n1", sentAt: Date.now(), usedSlots: 2, holding: node.received });
+    bus.publish(nodeHeartbeat("n1"), { name: "n1", sentAt: Date.now(), usedSlots: 2, holding: node.received });
     assert.equal((await node.finish(node.received.slice(0, 4))).accepted, 4, "attempts in flight survive");
     let finished = 4;
     while (finished < 10) {

@@ -30,6 +30,13 @@ export type Settings = Record<string, Setting>;
 const common: Settings = {
   "log-level": { type: "string", help: "debug, info, warn or error" },
   "log-format": { type: "string", help: "text or json" },
+  // NATS client credentials and TLS, for an external NATS server (see SECURITY.md).
+  "nats-user": { type: "string", help: "NATS user (external NATS)" },
+  "nats-password-file": { type: "string", help: "file holding the NATS password" },
+  "nats-seed-file": { type: "string", help: "file holding an nkey seed for NATS" },
+  "nats-ca": { type: "string", help: "CA file to trust for NATS TLS" },
+  "nats-cert": { type: "string", help: "client certificate for NATS TLS" },
+  "nats-key": { type: "string", help: "client key for NATS TLS" },
 };
 
 /** The manager's settings. */
@@ -47,6 +54,14 @@ export const MANAGER_SETTINGS: Settings = {
   "heartbeat-ms": { type: "int", help: "node heartbeat interval (1000)" },
   grace: { type: "duration", help: "on stop, how long the local node's instances may finish (30s)" },
   replicas: { type: "int", help: "JetStream replicas of buckets and streams (1; 3 on a NATS cluster)" },
+  "tls-cert": { type: "string", help: "gateway TLS certificate (PEM)" },
+  "tls-key": { type: "string", help: "gateway TLS key (PEM)" },
+  "nats-tls-cert": { type: "string", help: "embedded NATS server's TLS certificate" },
+  "nats-tls-key": { type: "string", help: "embedded NATS server's TLS key" },
+  "max-body-bytes": { type: "int", help: "largest request body" },
+  "rate-limit": { type: "int", help: "requests per second per token (100)" },
+  "rate-burst": { type: "int", help: "burst of requests per token (4x the rate)" },
+  "audit-retention-days": { type: "int", help: "how long audit entries are kept" },
 };
 
 /** The node's settings. */
@@ -59,6 +74,9 @@ export const NODE_SETTINGS: Settings = {
   label: { type: "list", help: "placement labels, KEY=VALUE" },
   grace: { type: "duration", help: "on SIGTERM, how long running instances may finish (30s)" },
   "metrics-port": { type: "int", help: "serve node metrics on 127.0.0.1:PORT" },
+  "join-token": { type: "string", help: "the manager's join token (prefer PARALLELIC_JOIN_TOKEN)", secret: true },
+  "join-token-file": { type: "string", help: "file holding the join token" },
+  "run-as": { type: "string", help: "run instances as this OS user (node started as root)" },
 };
 
 /** Where a value came from. */

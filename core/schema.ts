@@ -16,10 +16,14 @@ export const TaskId = z.string().regex(/^t[0-9a-z]{16}$/, "not a task id");
 /** A task id. */
 export type TaskId = z.infer<typeof TaskId>;
 
-/** A node name: what `--name` gives, or `<hostname>-<random>`. */
+/**
+ * A node name: what `--name` gives, or `<hostname>-<random>`. It is one NATS
+ * subject token (`parallelic.node.<name>.assign`), so it has no `.`: NATS
+ * permissions bind each node to the subjects that carry its name.
+ */
 export const NodeName = z.string().regex(
-  /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/,
-  "a node name is 1-63 letters, digits, '.', '_' or '-'",
+  /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/,
+  "a node name is 1-63 letters, digits, '_' or '-'",
 );
 /** A node name. */
 export type NodeName = z.infer<typeof NodeName>;
@@ -199,10 +203,16 @@ export type NodeRecord = z.infer<typeof NodeRecord>;
 
 /** A NATS subject and the schema of what travels on it. */
 export interface Subject<S extends z.ZodType> {
-  /** The concrete subject. */
+  /** The concrete subject (or a wildcard pattern to subscribe to). */
   readonly subject: string;
   /** Schema of the payload. */
   readonly schema: S;
+  /**
+   * Binds the sender: the payload field that must equal the subject token at
+   * the pattern's `*`. NATS permissions let a node publish only on subjects
+   * that carry its own name, so a message claiming another name is dropped.
+   */
+  readonly sender?: string;
 }
 
 /** A request subject: a request schema and a reply schema. */
@@ -211,16 +221,17 @@ export interface RequestSubject<Q extends z.ZodType, R extends z.ZodType> extend
   readonly reply: R;
 }
 
-function subject<S extends z.ZodType>(name: string, schema: S): Subject<S> {
-  return { subject: name, schema };
+function subject<S extends z.ZodType>(name: string, schema: S, sender?: string): Subject<S> {
+  return { subject: name, schema, sender };
 }
 
 function request<Q extends z.ZodType, R extends z.ZodType>(
   name: string,
   schema: Q,
   reply: R,
+  sender?: string,
 ): RequestSubject<Q, R> {
-  return { subject: name, schema, reply };
+  return { subject: name, schema, reply, sender };
 }
 
 /** Replies either carry a value or an error. */
@@ -336,8 +347,11 @@ export const RegisterReply = replyOf({
 });
 /** Reply to a register. */
 export type RegisterReply = z.infer<typeof RegisterReply>;
-/** `parallelic.node.register` */
-export const nodeRegister = request("parallelic.node.register", RegisterRequest, RegisterReply);
+/** `parallelic.node.<name>.register`: a node registers on a subject that carries its name. */
+export const nodeRegister = (name: string) =>
+  request(`parallelic.node.${name}.register`, RegisterRequest, RegisterReply, "name");
+/** Every node's register subject; `name` must match the subject. */
+export const nodeRegisterAll = nodeRegister("*");
 
 /** Node → manager, every `heartbeatMs`: alive, and what it holds. */
 export const Heartbeat = z.object({
@@ -348,21 +362,27 @@ export const Heartbeat = z.object({
 });
 /** A heartbeat. */
 export type Heartbeat = z.infer<typeof Heartbeat>;
-/** `parallelic.node.heartbeat` */
-export const nodeHeartbeat = subject("parallelic.node.heartbeat", Heartbeat);
+/** `parallelic.node.<name>.heartbeat` */
+export const nodeHeartbeat = (name: string) => subject(`parallelic.node.${name}.heartbeat`, Heartbeat, "name");
+/** Every node's heartbeat subject; `name` must match the subject. */
+export const nodeHeartbeatAll = nodeHeartbeat("*");
 
 /** Node → node actor: I am stopping; place nothing new on me (I finish what runs, up to my grace period). */
 export const Leaving = z.object({ name: NodeName });
-/** `parallelic.node.leaving` */
-export const nodeLeaving = subject("parallelic.node.leaving", Leaving);
+/** `parallelic.node.<name>.leaving` */
+export const nodeLeaving = (name: string) => subject(`parallelic.node.${name}.leaving`, Leaving, "name");
+/** Every node's leaving subject; `name` must match the subject. */
+export const nodeLeavingAll = nodeLeaving("*");
 
 /**
  * Node → node actor: I stopped; every result I will ever send was acknowledged.
  * What I still held goes back to the queue at once, without waiting for my lease.
  */
 export const Left = z.object({ name: NodeName });
-/** `parallelic.node.left` */
-export const nodeLeft = request("parallelic.node.left", Left, replyOf({}));
+/** `parallelic.node.<name>.left` */
+export const nodeLeft = (name: string) => request(`parallelic.node.${name}.left`, Left, replyOf({}), "name");
+/** Every node's left subject; `name` must match the subject. */
+export const nodeLeftAll = nodeLeft("*");
 
 /** Node actor → task actor and gateway: a node joined, changed state, was lost, or left. */
 export const NodeEvent = z.object({
@@ -449,15 +469,42 @@ export type Result = z.infer<typeof Result>;
 export const ResultBatch = z.object({ node: NodeName, results: z.array(Result) });
 /** A result batch. */
 export type ResultBatch = z.infer<typeof ResultBatch>;
-/** `parallelic.task.results` */
-export const taskResults = request(
-  "parallelic.task.results",
-  ResultBatch,
-  replyOf({ accepted: z.number().int(), ignored: z.number().int() }),
-);
+/** `parallelic.node.<name>.results`: a node reports on a subject that carries its name. */
+export const taskResults = (node: string) =>
+  request(
+    `parallelic.node.${node}.results`,
+    ResultBatch,
+    replyOf({ accepted: z.number().int(), ignored: z.number().int() }),
+    "node",
+  );
+/** Every node's results subject; `node` must match the subject. */
+export const taskResultsAll = taskResults("*");
 
-/** Log chunks of an instance travel on (and are kept in the LOGS stream under) this subject. */
-export const logSubject = (taskId: string, index: number) => `parallelic.log.${taskId}.${index}`;
+/** Node → manager, over a connection that holds only the join token: let this node key in. */
+export const JoinRequest = z.object({
+  name: NodeName,
+  /** The node's own NATS user: a public nkey (`U` and 55 base-32 characters). */
+  nkey: z.string().regex(/^U[A-Z2-7]{55}$/, "not a public user nkey"),
+  hostname: z.string().max(255),
+  version: z.string().max(64),
+});
+/** A join request. */
+export type JoinRequest = z.infer<typeof JoinRequest>;
+/** Reply to {@linkcode JoinRequest}, sent once the node's user is live in NATS. */
+export const JoinReply = replyOf({ name: NodeName });
+/** Reply to a join. */
+export type JoinReply = z.infer<typeof JoinReply>;
+/** `parallelic.join`: the only subject the join token may publish on. */
+export const nodeJoin = request("parallelic.join", JoinRequest, JoinReply);
+
+/**
+ * Log chunks of an instance travel on (and are kept in the LOGS stream under)
+ * this subject; the last token is the node that wrote them, which NATS
+ * permissions bind to the node's own user.
+ */
+export const logSubject = (taskId: string, index: number, node: string) => `parallelic.log.${taskId}.${index}.${node}`;
+/** All log subjects of one instance (every node that ran an attempt of it). */
+export const logSubjectsOfInstance = (taskId: string, index: number) => `parallelic.log.${taskId}.${index}.*`;
 /** All log subjects of a task. */
 export const logSubjectsOfTask = (taskId: string) => `parallelic.log.${taskId}.>`;
 /** The JetStream stream that keeps logs. */

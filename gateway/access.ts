@@ -5,9 +5,9 @@
  * @module
  */
 import { instanceKey, taskKey } from "../actors/keys.ts";
-import { AuthError, NotFoundError } from "../core/errors.ts";
+import { NotFoundError } from "../core/errors.ts";
 import type { InstanceRecord, State, TaskRecord } from "../core/schema.ts";
-import type { Role, TokenRecord } from "./auth.ts";
+import type { TokenRecord } from "./auth.ts";
 
 /** The state of an instance, from its record (or from the task when it has none yet). */
 export function instanceState(task: TaskRecord, rec: InstanceRecord | null): State {
@@ -26,15 +26,6 @@ export async function readInstanceRecords(
     records.set(e.value.index, e.value);
   }
   return records;
-}
-
-const ROLE_RANK: Record<Role, number> = { viewer: 0, submitter: 1, admin: 2 };
-
-/** Throws unless the caller's role is at least `role`. */
-export function need(who: TokenRecord, role: Role, what: string): void {
-  if (ROLE_RANK[who.role] < ROLE_RANK[role]) {
-    throw new AuthError(`Cannot ${what} as role '${who.role}' may not: it needs '${role}'`, { code: "forbidden" });
-  }
 }
 
 /**

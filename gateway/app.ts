@@ -11,8 +11,9 @@ import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { instanceKey, taskKey, TASKS } from "../actors/keys.ts";
 import type { WorkspaceActor } from "../actors/workspace.ts";
+import { type AuditLog, createAuditLog } from "../core/audit.ts";
 import { type Bus, errorBody, unwrap } from "../core/bus.ts";
-import { NotFoundError, ValidationError } from "../core/errors.ts";
+import { NotFoundError, RateLimitError, ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { Metrics } from "../core/metrics.ts";
 import { checkPackage, DEFAULT_PACKAGE_LIMITS, type PackageLimits } from "../core/package.ts";
@@ -30,10 +31,13 @@ import {
   type TaskView,
 } from "../core/schema.ts";
 import { matrixParams } from "../core/task_toml.ts";
-import { instanceState, loadTask, need, readInstanceRecords } from "./access.ts";
-import { authenticate, type TokenRecord } from "./auth.ts";
+import type { NatsUsers } from "../manager/nats_users.ts";
+import { instanceState, loadTask, readInstanceRecords } from "./access.ts";
+import { requireRole, type TokenRecord } from "./auth.ts";
+import { clientAddress, createGuard, type GuardOptions } from "./guard.ts";
 import { readLog } from "./logs.ts";
 import { openApiDocument } from "./openapi.ts";
+import { addSecurityRoutes, createGatewayStats } from "./security_routes.ts";
 import { addUiRoutes } from "./ui/mod.ts";
 import { readUpload } from "./upload.ts";
 
@@ -45,15 +49,26 @@ export interface GatewayDeps {
   log: Logger;
   /** The manager's metrics registry, served at `GET /metrics`. @default {a private registry} */
   metrics?: Metrics;
+  /** The audit log. @default {one over `kv`} */
+  audit?: AuditLog;
+  /** The embedded NATS server's users, for the join token (null or absent with an external server). */
+  users?: NatsUsers | null;
 }
 
 /** Options of {@linkcode createGateway}. */
-export interface GatewayOptions {
+export interface GatewayOptions extends Partial<GuardOptions> {
   /** Package limits. */
   limits?: PackageLimits;
   /** Ends the live event streams (`/api/v1/events`); abort it before shutting the server down. */
   signal?: AbortSignal;
 }
+
+/** Default request limits: bodies up to the package limit plus 1 MiB, 100 requests/s per token (burst 400). */
+export const DEFAULT_GUARD_OPTIONS: GuardOptions = {
+  maxBodyBytes: DEFAULT_PACKAGE_LIMITS.maxPackageBytes + 2 ** 20,
+  rate: { perSecond: 100, burst: 400 },
+  failureRate: { perSecond: 10, burst: 50 },
+};
 
 /** The gateway's Hono environment: the caller, once authenticated. */
 export type GatewayEnv = { Variables: { who: TokenRecord } };
@@ -65,6 +80,7 @@ const STATUS: Record<string, number> = {
   NotFoundError: 404,
   ConflictError: 409,
   TooLargeError: 413,
+  RateLimitError: 429,
   UnavailableError: 503,
 };
 
@@ -98,6 +114,14 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   const { bus, kv, workspace } = deps;
   const log = deps.log.scope({ actor: "gateway" });
   const limits = options.limits ?? DEFAULT_PACKAGE_LIMITS;
+  const audit = deps.audit ?? createAuditLog(kv, deps.log);
+  const guard: GuardOptions = {
+    maxBodyBytes: options.maxBodyBytes ??
+      Math.max(DEFAULT_GUARD_OPTIONS.maxBodyBytes, limits.maxPackageBytes + 2 ** 20),
+    rate: options.rate ?? DEFAULT_GUARD_OPTIONS.rate,
+    failureRate: options.failureRate ?? DEFAULT_GUARD_OPTIONS.failureRate,
+  };
+  const { stats, count } = createGatewayStats();
   const app = new Hono<Env>();
   const metrics = deps.metrics ?? new Metrics();
   const uploadBytes = metrics.counter("parallelic_upload_bytes_total", "Bytes of packages uploaded to the gateway.");
@@ -116,6 +140,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
 
   app.onError((err, c) => {
     if (err instanceof HTTPException) {
+      count(err.status);
       return c.json({ error: { code: "http_error", message: err.message } }, err.status);
     }
     const body = errorBody(err);
@@ -131,21 +156,18 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
       log.error("gateway:internal-error", { path: c.req.path, error: String(err.stack ?? err) });
       return c.json({ error: { code: "internal", message: `Internal error: ${err.message}` } }, 500);
     }
+    count(status);
+    if (err instanceof RateLimitError) c.header("retry-after", String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))));
     return c.json({ error: { code: body.code, message: body.message } }, status as 400);
   });
   app.notFound((c) => c.json({ error: { code: "not_found", message: `No route ${c.req.method} ${c.req.path}` } }, 404));
 
   app.get("/healthz", (c) => c.json({ ok: true }));
 
-  const auth = async (
-    c: { req: { header(n: string): string | undefined }; set(k: "who", v: TokenRecord): void },
-    next: () => Promise<void>,
-  ) => {
-    c.set("who", await authenticate(kv, c.req.header("authorization")));
-    await next();
-  };
-  app.use("/api/*", auth);
-  app.use("/metrics", auth);
+  // Every API route: body cap, token, rate per token, least role by method (see gateway/guard.ts).
+  const guarded = createGuard({ kv, audit, log: deps.log }, guard);
+  app.use("/api/*", guarded);
+  app.use("/metrics", guarded);
 
   app.get("/metrics", async (c) => {
     storeBytes.set(await workspace.packageBytes(), { bucket: "packages" });
@@ -172,7 +194,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
 
   app.post("/api/v1/tasks", async (c) => {
     const who = c.get("who");
-    need(who, "submitter", "submit a task");
+    requireRole(who, "submitter", "submit a task");
     const { bytes, name } = await readUpload(c, limits);
     uploadBytes.inc({}, bytes.byteLength);
     const checked = await checkPackage(bytes, name, limits);
@@ -185,6 +207,13 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
         owner: who.user,
       }),
     );
+    await audit.record({
+      action: "task.submit",
+      user: who.user,
+      address: clientAddress(c),
+      target: reply.id,
+      detail: `${checked.spec.name}, ${reply.instances} instances, ${checked.digest.slice(0, 19)}…`,
+    });
     return c.json({ id: reply.id, state: reply.state, instances: reply.instances }, 201);
   });
 
@@ -243,7 +272,15 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
       const rec = (await kv.get<InstanceRecord>(instanceKey(task.id, index))).value;
       return rec !== null && FINAL_STATES.has(rec.state);
     };
-    const stream = await readLog(bus.nc, task.id, index, { follow, ended });
+    // Show only what the nodes that ran an attempt of this instance wrote under their own names.
+    let ran = new Set<string>();
+    const accept = async (node: string, attempt: number) => {
+      if (ran.has(`${node}/${attempt}`)) return true;
+      const rec = (await kv.get<InstanceRecord>(instanceKey(task.id, index))).value;
+      ran = new Set(rec?.history.map((h) => `${h.node}/${h.attempt}`));
+      return ran.has(`${node}/${attempt}`);
+    };
+    const stream = await readLog(bus.nc, task.id, index, { follow, ended, accept });
     return new Response(stream, {
       headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
     });
@@ -259,9 +296,10 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
 
   app.post("/api/v1/tasks/:id/cancel", async (c) => {
     const who = c.get("who");
-    need(who, "submitter", "cancel a task");
+    requireRole(who, "submitter", "cancel a task");
     const task = await getTask(c.req.param("id"), who);
     const reply = unwrap(await bus.request(taskCancel, { taskId: task.id, by: who.user }));
+    await audit.record({ action: "task.cancel", user: who.user, address: clientAddress(c), target: task.id });
     return c.json({ id: task.id, state: reply.state });
   });
 
@@ -272,12 +310,21 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
 
   for (const verb of ["drain", "resume"] as const) {
     app.post(`/api/v1/nodes/:name/${verb}`, async (c) => {
-      need(c.get("who"), "admin", `${verb} a node`);
+      const who = c.get("who");
+      requireRole(who, "admin", `${verb} a node`);
       const reply = unwrap(await bus.request(nodesDrain, { name: c.req.param("name"), drain: verb === "drain" }));
+      await audit.record({
+        action: verb === "drain" ? "node.drain" : "node.resume",
+        user: who.user,
+        address: clientAddress(c),
+        target: reply.node.name,
+      });
       return c.json({ node: reply.node });
     });
   }
 
   addUiRoutes(app, deps, { limits, signal: options.signal });
+  addSecurityRoutes(app, { kv, bus, audit, users: deps.users ?? null, stats });
+
   return app;
 }

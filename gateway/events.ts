@@ -15,7 +15,7 @@ import type { Bus } from "../core/bus.ts";
 import {
   type HeartbeatsView,
   type NodeEvent,
-  nodeHeartbeat,
+  nodeHeartbeatAll,
   nodesEvent,
   type TaskProgress,
   taskProgressAll,
@@ -60,7 +60,7 @@ export function createEventHub(bus: Bus, options: EventHubOptions = {}): EventHu
     subs = [
       bus.subscribe(taskProgressAll, (data) => emit({ kind: "task", data })),
       bus.subscribe(nodesEvent, (data) => emit({ kind: "node", data })),
-      bus.subscribe(nodeHeartbeat, (hb) => {
+      bus.subscribe(nodeHeartbeatAll, (hb) => {
         beats.set(hb.name, { name: hb.name, usedSlots: hb.usedSlots, seenAt: Date.now() });
       }),
     ];

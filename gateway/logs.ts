@@ -5,28 +5,8 @@
  */
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { UnavailableError } from "../core/errors.ts";
-import { LOG_STREAM, logSubject } from "../core/schema.ts";
-
-/**
- * Retries a JetStream API call that timed out: while a clustered stream
- * elects a new leader (a NATS server was lost), its API does not answer for
- * a few seconds.
- */
-export async function retryJetStream<T>(fn: () => Promise<T>, totalMs = 20_000): Promise<T> {
-  const deadline = Date.now() + totalMs;
-  for (let delay = 100;; delay = Math.min(delay * 2, 2000)) {
-    try {
-      return await fn();
-    } catch (e) {
-      const name = (e as Error).name ?? "";
-      if (Date.now() > deadline || !/Timeout|NoResponders|Request/i.test(`${name} ${(e as Error).message}`)) {
-        throw new UnavailableError(`Cannot read from JetStream: ${(e as Error).message}`, { cause: e });
-      }
-      await new Promise((r) => setTimeout(r, delay));
-    }
-  }
-}
+import { retryJetStream } from "../core/jetstream_retry.ts";
+import { LOG_STREAM, logSubjectsOfInstance } from "../core/schema.ts";
 
 /** Options of {@linkcode readLog}. */
 export interface ReadLogOptions {
@@ -36,6 +16,12 @@ export interface ReadLogOptions {
   ended?: () => Promise<boolean>;
   /** How often `ended` is asked while following. @default {500} */
   pollMs?: number;
+  /**
+   * Tells whether `node` ran `attempt` of the instance; chunks of any other
+   * writer are left out (a node may only write under its own name, and only
+   * what it ran is shown). Without it every chunk is shown.
+   */
+  accept?: (node: string, attempt: number) => boolean | Promise<boolean>;
 }
 
 /**
@@ -49,7 +35,8 @@ export async function readLog(
   index: number,
   options: ReadLogOptions = {},
 ): Promise<ReadableStream<Uint8Array>> {
-  const subject = logSubject(taskId, index);
+  // Every node writes under its own name: parallelic.log.<task>.<index>.<node>.
+  const subject = logSubjectsOfInstance(taskId, index);
   const jsm = await retryJetStream(() => jetstreamManager(nc, { timeout: 2000 }));
   const pollMs = options.pollMs ?? 500;
   let cancelled = false;
@@ -66,7 +53,9 @@ export async function readLog(
             jsm.direct.getMessage(LOG_STREAM, { next_by_subj: subject, seq: seq + 1 })
           );
           if (m) {
-            controller.enqueue(m.data);
+            const node = m.subject.slice(m.subject.lastIndexOf(".") + 1);
+            const attempt = Number(m.header?.get("Parallelic-Attempt") ?? "-1");
+            if (!options.accept || await options.accept(node, attempt)) controller.enqueue(m.data);
             seq = m.seq;
             continue;
           }

@@ -6,6 +6,8 @@
  * @module
  */
 import { z } from "zod";
+import { AuditEntry } from "../core/audit.ts";
+import { Role } from "./auth.ts";
 import { ErrorBody, InstanceView, NodeRecord, State, SubmitView, TaskView } from "../core/schema.ts";
 
 /** One API operation. */
@@ -39,6 +41,8 @@ const WhoAmI = z.object({ user: z.string(), role: z.string(), createdAt: z.numbe
 const Cancelled = z.object({ id: z.string(), state: State });
 const States = z.object({ from: z.number().int(), total: z.number().int(), states: z.string() });
 const PackageCheck = z.object({ ok: z.boolean() }).passthrough();
+
+const UserToken = z.object({ name: z.string(), token: z.string() });
 
 const zip = { "application/zip": "binary", "multipart/form-data": z.object({ package: z.string() }) } as const;
 
@@ -172,6 +176,74 @@ export const OPERATIONS: Operation[] = [
     operationId: "resumeNode",
     summary: "Undo a drain",
     response: { status: 200, schema: z.object({ node: NodeRecord }) },
+  },
+  {
+    method: "get",
+    path: "/api/v1/users",
+    operationId: "listUsers",
+    summary: "Users and roles (admin)",
+    response: {
+      status: 200,
+      schema: z.object({ users: z.array(z.object({ name: z.string(), role: Role }).passthrough()) }),
+    },
+  },
+  {
+    method: "post",
+    path: "/api/v1/users",
+    operationId: "addUser",
+    summary: "Add a user; the token is shown only here (admin)",
+    body: { "application/json": z.object({ name: z.string(), role: Role }) },
+    response: { status: 201, schema: UserToken.extend({ role: Role }) },
+  },
+  {
+    method: "delete",
+    path: "/api/v1/users/:name",
+    operationId: "removeUser",
+    summary: "Remove a user (admin)",
+    response: { status: 200, schema: z.object({ name: z.string(), removed: z.literal(true) }) },
+  },
+  {
+    method: "post",
+    path: "/api/v1/users/:name/token",
+    operationId: "rotateToken",
+    summary: "Give a user a new token (admin)",
+    response: { status: 200, schema: UserToken },
+  },
+  {
+    method: "get",
+    path: "/api/v1/audit",
+    operationId: "audit",
+    summary: "Audit entries, newest first (admin)",
+    query: { limit: z.number().int(), before: z.number().int() },
+    response: { status: 200, schema: z.object({ entries: z.array(AuditEntry) }) },
+  },
+  {
+    method: "get",
+    path: "/api/v1/nodes/join-token",
+    operationId: "joinToken",
+    summary: "The token nodes join with (admin)",
+    response: { status: 200, schema: z.object({ token: z.string() }) },
+  },
+  {
+    method: "post",
+    path: "/api/v1/nodes/join-token/rotate",
+    operationId: "rotateJoinToken",
+    summary: "A new join token (admin)",
+    response: { status: 200, schema: z.object({ token: z.string() }) },
+  },
+  {
+    method: "post",
+    path: "/api/v1/nodes/:name/forget",
+    operationId: "forgetNode",
+    summary: "Remove a node's NATS user (admin)",
+    response: { status: 200, schema: z.object({ name: z.string(), forgotten: z.literal(true) }) },
+  },
+  {
+    method: "get",
+    path: "/api/v1/stats",
+    operationId: "stats",
+    summary: "Refusals so far: messages dropped by their schema, 401/403/404/413/429 answers",
+    response: { status: 200, schema: z.object({}).passthrough() },
   },
   {
     method: "get",

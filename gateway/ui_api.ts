@@ -9,7 +9,8 @@ import type { Hono } from "hono";
 import { TooLargeError, ValidationError } from "../core/errors.ts";
 import { checkPackage, type PackageLimits } from "../core/package.ts";
 import { type InstanceStatesView, type PackageCheckView, STATE_LETTERS } from "../core/schema.ts";
-import { instanceState, loadTask, need, readInstanceRecords } from "./access.ts";
+import { instanceState, loadTask, readInstanceRecords } from "./access.ts";
+import { requireRole } from "./auth.ts";
 import type { GatewayDeps, GatewayEnv } from "./app.ts";
 import { createEventHub, eventStream } from "./events.ts";
 import { readUpload } from "./upload.ts";
@@ -31,7 +32,7 @@ export function addUiApi(app: Hono<GatewayEnv>, deps: GatewayDeps, options: UiAp
 
   // A check answers 200 either way: the verdict is the answer. Its error is the one a submit would give.
   app.post("/api/v1/packages/check", async (c) => {
-    need(c.get("who"), "submitter", "check a package");
+    requireRole(c.get("who"), "submitter", "check a package");
     let view: PackageCheckView;
     try {
       const { bytes, name } = await readUpload(c, limits);

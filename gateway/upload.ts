@@ -33,7 +33,13 @@ export async function readUpload(c: Context, limits: PackageLimits): Promise<Upl
   let bytes: Uint8Array;
   let name = c.req.query("name") ?? "";
   if (type.startsWith("multipart/form-data")) {
-    const form = await c.req.formData();
+    let form: FormData;
+    try {
+      form = await c.req.formData();
+    } catch (e) {
+      if ((e as Error).name === "TooLargeError") throw e;
+      throw new ValidationError(`Cannot read multipart upload as ${(e as Error).message}`, { code: "bad_multipart" });
+    }
     const file = form.get("package");
     if (!(file instanceof File)) {
       throw new ValidationError("Cannot accept upload as multipart field 'package' is missing or not a file", {

@@ -7,13 +7,15 @@
  */
 import { jetstream } from "@nats-io/jetstream";
 import { type ObjectStore, Objm } from "@nats-io/obj";
-import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
+import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { createBus, unwrap } from "../core/bus.ts";
 import { type Clock, systemClock, type TimerId } from "../core/clock.ts";
+import { ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { Metrics } from "../core/metrics.ts";
+import type { NatsCredentials, NatsTls } from "../core/nats_connect.ts";
 import { matrixParams } from "../core/task_toml.ts";
 import {
   type Assignment,
@@ -24,6 +26,7 @@ import {
   nodeKill,
   nodeLeaving,
   nodeLeft,
+  NodeName,
   nodeRegister,
   nodeRejoin,
   PACKAGE_BUCKET,
@@ -33,6 +36,8 @@ import {
 } from "../core/schema.ts";
 import { copyTree, createPackageCache } from "./cache.ts";
 import { processTree, signalAll } from "./process_tree.ts";
+import { connectNode } from "./join.ts";
+import { asUser, checkReachable, handOver, resolveRunAs, userEnv } from "./run_as.ts";
 
 /** The version nodes report. */
 export const VERSION = "0.1.0";
@@ -68,6 +73,14 @@ export interface NodeOptions {
   clock?: Clock;
   /** An existing connection to use instead of connecting (tests). */
   nc?: NatsConnection;
+  /** The join token, needed until this node's own key is known to NATS (see `node/join.ts`). */
+  joinToken?: string;
+  /** Fixed NATS credentials (an external server, or the manager's own node): no join. */
+  credentials?: NatsCredentials;
+  /** TLS towards NATS. */
+  tls?: NatsTls;
+  /** Run instances as this OS user (the node must run as root; see `node/run_as.ts`). */
+  runAs?: string;
 }
 
 /** A running compute node. */
@@ -146,17 +159,27 @@ export function countGpus(): number {
 /** Starts a compute node and joins the manager reachable over `natsUrl`. */
 export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   const clock = options.clock ?? systemClock;
-  const name = options.name ?? `${hostname().split(".")[0]}-${crypto.randomUUID().slice(0, 4)}`;
+  const name = options.name ??
+    `${hostname().split(".")[0].replace(/[^A-Za-z0-9_-]/g, "-")}-${crypto.randomUUID().slice(0, 4)}`;
+  if (!NodeName.safeParse(name).success) {
+    throw new ValidationError(`Cannot start node '${name}' as a node name is 1-63 letters, digits, '_' or '-'`, {
+      code: "invalid_node_name",
+    });
+  }
   const log = options.log.scope({ node: name });
   const slots = options.slots ?? navigator.hardwareConcurrency;
   const killGraceMs = options.killGraceMs ?? 1000;
+  const runAs = options.runAs ? resolveRunAs(options.runAs) : null;
   const ownConnection = !options.nc;
-  const nc = options.nc ?? await connect({
-    servers: options.natsUrl.split(","),
-    name: `parallelic-node-${name}`,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 250,
-    waitOnFirstConnect: true,
+  const nc = options.nc ?? await connectNode({
+    natsUrl: options.natsUrl,
+    name,
+    workDir: options.workDir,
+    joinToken: options.joinToken,
+    credentials: options.credentials,
+    tls: options.tls,
+    version: VERSION,
+    log,
   });
   const bus = createBus(nc, log);
   const js = jetstream(nc);
@@ -173,6 +196,10 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   await Deno.remove(runsDir, { recursive: true }).catch(() => {});
   await Deno.mkdir(packagesDir, { recursive: true });
   await Deno.mkdir(runsDir, { recursive: true });
+  // The package cache is the node's alone; instances get copies. Runs may be passed through, not listed.
+  await Deno.chmod(packagesDir, 0o700);
+  await Deno.chmod(runsDir, 0o711);
+  if (runAs) await checkReachable(runAs, runsDir);
   const cache = createPackageCache(packagesDir, openStore);
 
   const queue: Job[] = [];
@@ -187,11 +214,12 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   let flushTimer: TimerId | undefined;
   let stopping = false;
 
-  const baseEnv: Record<string, string> = {};
+  let baseEnv: Record<string, string> = {};
   for (const k of PASS_ENV) {
     const v = Deno.env.get(k);
     if (v !== undefined) baseEnv[k] = v;
   }
+  if (runAs) baseEnv = userEnv(runAs, baseEnv);
 
   // -------------------------------------------------------------------------
   // Results
@@ -217,7 +245,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     while (pendingResults.length > 0 && resultRequests < 2) {
       const batch = pendingResults.splice(0, 500);
       resultRequests++;
-      bus.request(taskResults, { node: name, results: batch }, { timeoutMs: 10_000 }).then(unwrap).then(
+      bus.request(taskResults(name), { node: name, results: batch }, { timeoutMs: 10_000 }).then(unwrap).then(
         () => {
           resultRequests--;
           for (const r of batch) unacked.delete(keyOf(r));
@@ -288,6 +316,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       if (job.killed) return report(result({ error: job.killed }));
       dir = join(runsDir, `${ref.taskId}.${ref.index}.${ref.attempt}`);
       await copyTree(root, dir);
+      if (runAs) await handOver(runAs, dir);
       const env: Record<string, string> = { ...baseEnv, ...run.env };
       env.PARALLELIC_TASK_ID = ref.taskId;
       env.PARALLELIC_INSTANCE = String(ref.index);
@@ -300,9 +329,12 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       }
       let child: Deno.ChildProcess;
       try {
+        const start = runAs
+          ? asUser(runAs, join(dir, run.entrypoint), run.args)
+          : { command: join(dir, run.entrypoint), args: run.args };
         child = await spawnRetrying(
-          new Deno.Command(join(dir, run.entrypoint), {
-            args: run.args,
+          new Deno.Command(start.command, {
+            args: start.args,
             cwd: join(dir, run.workdir),
             env,
             clearEnv: true,
@@ -324,7 +356,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       const publishes: Promise<unknown>[] = [];
       let chunkNo = 0;
       const pipe = async (stream: ReadableStream<Uint8Array>, which: "stdout" | "stderr") => {
-        const subject = logSubject(ref.taskId, ref.index);
+        const subject = logSubject(ref.taskId, ref.index, name);
         for await (const chunk of stream) {
           const h = headers();
           h.set("Parallelic-Attempt", String(ref.attempt));
@@ -390,7 +422,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     heartbeatTimer = undefined;
     if (signal.aborted) return;
     try {
-      bus.publish(nodeHeartbeat, { name, sentAt: clock.now(), usedSlots, holding: holding() });
+      bus.publish(nodeHeartbeat(name), { name, sentAt: clock.now(), usedSlots, holding: holding() });
     } catch (e) {
       log.warn("node:heartbeat-failed", { error: String(e) });
     }
@@ -405,7 +437,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       while (!stopping) {
         try {
           const reply = unwrap(
-            await bus.request(nodeRegister, {
+            await bus.request(nodeRegister(name), {
               name,
               slots,
               cpus: navigator.hardwareConcurrency,
@@ -477,7 +509,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       stopping = true;
       const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
       try {
-        bus.publish(nodeLeaving, { name });
+        bus.publish(nodeLeaving(name), { name });
       } catch { /* not connected */ }
       // What never started goes back to the manager with the rest, at "left".
       queue.length = 0;
@@ -499,7 +531,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         if (resultRequests === 0 && pendingResults.length > 0) flush();
       }
       try {
-        unwrap(await bus.request(nodeLeft, { name }, { timeoutMs: 3000 }));
+        unwrap(await bus.request(nodeLeft(name), { name }, { timeoutMs: 3000 }));
         log.info("node:left", { unacknowledged: unacked.size });
       } catch (e) {
         log.warn("node:leave-unacknowledged", { error: (e as Error).message });

@@ -51,7 +51,10 @@ Deno.test({
     const task = async (id: string) => await (await api(`/api/v1/tasks/${id}`)).json() as TaskView;
     let manager = start();
     await up();
-    await using _node = startNodeProcess(`nats://127.0.0.1:${natsPort}`, "a", join(work.path, "a"), ["--slots=2"]);
+    await using _node = startNodeProcess(`nats://127.0.0.1:${natsPort}`, "a", join(work.path, "a"), [
+      "--slots=2",
+      `--join-token-file=${join(dataDir, "join-token")}`,
+    ]);
     try {
       await waitUntil(async () => (await (await api("/api/v1/nodes")).json()).nodes.length === 1, 20_000, "node");
       const zip = await makeZip({

@@ -6,6 +6,7 @@
  */
 import * as zip from "@zip.js/zip.js";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connectNats } from "../core/nats_connect.ts";
 import { join, resolve } from "node:path";
 import { createLogger, type Logger, type LogLevel } from "../core/log.ts";
 import { freePort, type NatsServer, startNatsServer } from "../core/nats_server.ts";
@@ -63,7 +64,16 @@ export interface TestManager extends AsyncDisposable {
   api(path: string, init?: RequestInit & { token?: string | null }): Promise<Response>;
   /** Polls a task until it is final. */
   waitForTask(id: string, timeoutMs?: number): Promise<TaskView>;
+  /** A NATS connection with the manager's own credentials (close it when done). */
+  connectNats(): Promise<NatsConnection>;
 }
+
+/**
+ * Join tokens of the test managers by NATS URL, so that
+ * {@linkcode startNodeProcess} gives a node the join token of the manager
+ * it joins without every test passing it.
+ */
+const joinTokens = new Map<string, string>();
 
 /** The admin token every test manager uses. */
 export const TEST_TOKEN = "test-admin-token-0123456789";
@@ -84,6 +94,7 @@ export async function startTestManager(options: Partial<ManagerOptions> = {}): P
     ...options,
     dataDir,
   });
+  if (manager.joinToken) joinTokens.set(manager.natsUrl, manager.joinToken);
   const api = (path: string, init: RequestInit & { token?: string | null } = {}) => {
     const headers = new Headers(init.headers);
     const token = init.token === undefined ? TEST_TOKEN : init.token;
@@ -106,7 +117,10 @@ export async function startTestManager(options: Partial<ManagerOptions> = {}): P
         await new Promise((r) => setTimeout(r, 50));
       }
     },
+    connectNats: () =>
+      connectNats({ servers: manager.natsUrl, name: "test", credentials: manager.natsCredentials, reconnect: false }),
     async [Symbol.asyncDispose]() {
+      joinTokens.delete(manager.natsUrl);
       await manager.stop();
       if (!options.dataDir) await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     },
@@ -122,14 +136,20 @@ export interface NodeProcess extends AsyncDisposable {
   kill(signal?: Deno.Signal): Promise<void>;
 }
 
-/** Starts `main.ts node` as a child process. */
+/**
+ * Starts `main.ts node` as a child process. It gets the join token of the
+ * test manager at `natsUrl` in `PARALLELIC_JOIN_TOKEN` unless `env` sets it.
+ */
 export function startNodeProcess(
   natsUrl: string,
   name: string,
   workDir: string,
   extra: string[] = [],
+  env: Record<string, string> = {},
 ): NodeProcess {
+  const joinToken = joinTokens.get(natsUrl);
   const child = new Deno.Command(Deno.execPath(), {
+    env: { ...(joinToken ? { PARALLELIC_JOIN_TOKEN: joinToken } : {}), ...env },
     args: [
       "run",
       "-A",
@@ -192,6 +212,21 @@ export async function makeZip(files: Record<string, ZipFile>): Promise<Uint8Arra
     await writer.add(path, new zip.TextReader(f.content), { unixMode: mode });
   }
   return await writer.close();
+}
+
+/** Runs `main.ts` with `args` and `env` (the CLI); returns its exit code and output. */
+export async function runCli(
+  env: Record<string, string>,
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", join(ROOT, "main.ts"), ...args],
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const d = new TextDecoder();
+  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
 }
 
 /** Submits zip bytes; returns the response. */

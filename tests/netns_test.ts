@@ -60,10 +60,26 @@ class TestNetwork implements AsyncDisposable {
     return ns;
   }
 
+  /** Output of the processes started with {@linkcode spawn}, by namespace, for failure reports. */
+  readonly output = new Map<string, string>();
+
   /** Runs a command inside a host's namespace. */
   spawn(ns: string, args: string[], env: Record<string, string> = {}): Deno.ChildProcess {
-    return new Deno.Command("ip", { args: ["netns", "exec", ns, ...args], env, stdout: "null", stderr: "null" })
+    const child = new Deno.Command("ip", {
+      args: ["netns", "exec", ns, ...args],
+      env,
+      stdout: "piped",
+      stderr: "piped",
+    })
       .spawn();
+    const keep = async (stream: ReadableStream<Uint8Array>) => {
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+        this.output.set(ns, ((this.output.get(ns) ?? "") + chunk).slice(-4000));
+      }
+    };
+    keep(child.stdout).catch(() => {});
+    keep(child.stderr).catch(() => {});
+    return child;
   }
 
   async link(ns: string, up: boolean): Promise<void> {
@@ -198,6 +214,9 @@ Deno.test({
       );
       const second = (await (await api(`/api/v1/tasks/${again.id}/instances`)).json()).instances as InstanceView[];
       assert.ok(second.some((i) => i.node === "b"), "the rejoined node took work again");
+    } catch (e) {
+      for (const [ns, text] of net.output) console.error(`--- ${ns}\n${text}`);
+      throw e;
     } finally {
       for (const c of children) {
         try {

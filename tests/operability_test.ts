@@ -73,7 +73,8 @@ Deno.test({
     };
     const good = await doctor(TEST_TOKEN);
     assert.equal(good.code, 0, good.text);
-    assert.match(good.text, /ok\s+JetStream\s+enabled/);
+    assert.match(good.text, /ok\s+NATS reachable\s+.*requires credentials/);
+    assert.match(good.text, /ok\s+JetStream\s+the manager reads its object store/);
     assert.match(good.text, /ok\s+clock skew local/);
     assert.match(good.text, /All \d+ checks passed/);
     const bad = await doctor("wrong-token");
