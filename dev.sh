@@ -23,6 +23,9 @@ need_deno() {
 need_nats() {
   command -v nats-server >/dev/null 2>&1 || { echo "Installing nats-server..." >&2; apt_install nats-server; }
 }
+need_ip() {
+  command -v ip >/dev/null 2>&1 || { echo "Installing iproute2..." >&2; apt_install iproute2; }
+}
 need_chromium() {
   command -v chromium >/dev/null 2>&1 || { echo "Installing Chromium..." >&2; apt_install chromium; }
 }
@@ -39,6 +42,7 @@ case "${1:-}" in
     need_deno
     need_nats
     need_chromium
+    need_ip
     deno fmt --check
     deno lint
     deno check main.ts

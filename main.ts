@@ -5,20 +5,37 @@
  * @module
  */
 import { join } from "node:path";
-import { intFlag, parseArgs } from "./cli/args.ts";
+import { intFlag, parseArgs, type Parsed } from "./cli/args.ts";
 import { Client, defaultDataDir, resolveSettings, usage } from "./cli/client.ts";
+import { MANAGER_SETTINGS, NODE_SETTINGS, resolveConfig, showConfig } from "./cli/config.ts";
+import { doctor, printChecks } from "./cli/doctor.ts";
+import {
+  certPair,
+  gatewayLimits,
+  joinToken,
+  NATS_CLIENT_FLAGS,
+  natsCredentials,
+  natsTls,
+} from "./cli/security_flags.ts";
 import { cancel, explain, login, nodes, showLogs, showStatus, submit } from "./cli/commands.ts";
+import { audit, nodesSecurity, tokens, users } from "./cli/security_commands.ts";
 import { createLogger, type LogLevel } from "./core/log.ts";
 import { startManager } from "./manager/mod.ts";
 import { startNode } from "./node/agent.ts";
 
 const HELP = `parallelic: run many instances of a task over many nodes
 
-Server:
+Server (every flag also comes from --config FILE ([manager] / [node] tables) or PARALLELIC_<FLAG>):
   parallelic manager [--data-dir DIR] [--port 8080] [--host 127.0.0.1] [--nats URL]
                      [--nats-port 4222] [--local-node|--no-local-node] [--slots N]
-                     [--lease-ms 5000] [--heartbeat-ms 1000]
+                     [--lease-ms 5000] [--heartbeat-ms 1000] [--grace 30s] [--replicas 1]
+                     [--tls-cert F --tls-key F] [--nats-tls-cert F --nats-tls-key F]
+                     [--max-body-bytes N] [--rate-limit N] [--rate-burst N] [--audit-retention-days N]
   parallelic node --nats nats://HOST:4222 [--slots N] [--name NAME] [--work-dir DIR] [--label k=v]
+                  [--join-token-file F | PARALLELIC_JOIN_TOKEN=... | --join-token T] [--run-as USER]
+                  [--grace 30s] [--metrics-port N]
+  both:           [--nats-ca F] [--nats-cert F --nats-key F]
+                  [--nats-seed-file F | --nats-user U --nats-password-file F]  (external NATS)
 
 Client (--manager URL, --token T; or PARALLELIC_MANAGER, PARALLELIC_TOKEN, or 'parallelic login'):
   parallelic submit PATH|FILE.zip [--wait|--no-wait]
@@ -28,21 +45,40 @@ Client (--manager URL, --token T; or PARALLELIC_MANAGER, PARALLELIC_TOKEN, or 'p
   parallelic explain ID [--instance N]      why it waits (or what happened)
   parallelic nodes [ls | drain NAME | resume NAME]
   parallelic login --manager URL --token TOKEN
+  parallelic config show [manager|node] [--config FILE]   the effective configuration and where each value came from
+  parallelic doctor [--nats URL] [--data-dir DIR] [--work-dir DIR]   checks the set-up, says what to fix
+
+Admin:
+  parallelic users [ls | add NAME --role admin|submitter|viewer | rm NAME]
+  parallelic tokens rotate NAME
+  parallelic audit [--limit 100]
+  parallelic nodes token [--rotate]      the join token nodes need
+  parallelic nodes forget NAME           remove a node's NATS user
 `;
 
 const COMMON = { "log-level": "string", "log-format": "string", help: "boolean" } as const;
-const CLIENT = { ...COMMON, manager: "string", token: "string", json: "boolean" } as const;
+const CLIENT = { ...COMMON, manager: "string", token: "string", "ca-file": "string", json: "boolean" } as const;
 
 function logger(flags: Record<string, unknown>) {
+  const level = flags["log-level"] ?? "info";
+  if (!["debug", "info", "warn", "error"].includes(String(level))) {
+    usage(`Log level '${level}' must be one of debug, info, warn, error`);
+  }
   return createLogger({
     level: (flags["log-level"] as LogLevel) ?? "info",
     format: flags["log-format"] === "json" ? "json" : "text",
   });
 }
 
+/** Resolves at the first SIGINT or SIGTERM; a second one exits at once. */
 function waitForSignal(): Promise<void> {
   return new Promise((resolve) => {
-    const stop = () => resolve();
+    let seen = false;
+    const stop = () => {
+      if (seen) Deno.exit(130);
+      seen = true;
+      resolve();
+    };
     Deno.addSignalListener("SIGINT", stop);
     Deno.addSignalListener("SIGTERM", stop);
   });
@@ -66,38 +102,41 @@ async function run(argv: string[]): Promise<number> {
   }
   switch (command) {
     case "manager": {
-      const p = parseArgs(rest, {
-        ...COMMON,
-        "data-dir": "string",
-        port: "string",
-        host: "string",
-        nats: "string",
-        "nats-port": "string",
-        "nats-host": "string",
-        "local-node": "boolean",
-        slots: "string",
-        "lease-ms": "string",
-        "heartbeat-ms": "string",
-      });
-      const log = logger(p.flags);
-      const dataDir = (p.flags["data-dir"] as string) ?? defaultDataDir();
+      const { values: v } = await resolveConfig(rest, "manager", MANAGER_SETTINGS);
+      const p = { _: [], flags: v } as unknown as Parsed;
+      const log = logger(v);
+      const retentionDays = v["audit-retention-days"] as number | undefined;
       const manager = await startManager({
-        dataDir,
-        port: intFlag(p, "port", 8080),
-        host: p.flags.host as string | undefined,
-        natsUrl: p.flags.nats as string | undefined,
-        natsPort: intFlag(p, "nats-port", 4222),
-        natsHost: p.flags["nats-host"] as string | undefined,
-        localNode: p.flags["local-node"] as boolean | undefined,
-        slots: intFlag(p, "slots"),
-        leaseMs: intFlag(p, "lease-ms"),
-        heartbeatMs: intFlag(p, "heartbeat-ms"),
+        dataDir: (v["data-dir"] as string | undefined) ?? defaultDataDir(),
+        port: (v.port as number | undefined) ?? 8080,
+        host: v.host as string | undefined,
+        natsUrl: v.nats as string | undefined,
+        natsPort: (v["nats-port"] as number | undefined) ?? 4222,
+        natsHost: v["nats-host"] as string | undefined,
+        localNode: v["local-node"] as boolean | undefined,
+        slots: v.slots as number | undefined,
+        leaseMs: v["lease-ms"] as number | undefined,
+        heartbeatMs: v["heartbeat-ms"] as number | undefined,
+        graceMs: v.grace as number | undefined,
+        replicas: v.replicas as number | undefined,
+        natsCredentials: await natsCredentials(p),
+        natsTls: natsTls(p),
+        natsServerTls: certPair(p, "nats-tls-cert", "nats-tls-key"),
+        gatewayTls: certPair(p, "tls-cert", "tls-key"),
+        gateway: gatewayLimits(p),
+        auditRetentionMs: retentionDays === undefined ? undefined : retentionDays * 24 * 3600 * 1000,
         log,
       });
       console.error(`
 Parallelic manager ready
   gateway:  ${manager.url}
-  nats:     ${manager.natsUrl}  (nodes join with: deno task node --nats=${manager.natsUrl})
+  web UI:   ${manager.url}/  (sign in with the token)
+  nats:     ${manager.natsUrl}
+  nodes:    ${
+        manager.joinToken
+          ? `PARALLELIC_JOIN_TOKEN=$(cat ${manager.joinTokenFile}) deno task node --nats=${manager.natsUrl}`
+          : "give each node its NATS credentials (external NATS server)"
+      }
   token:    ${manager.token ? `in ${manager.tokenFile}` : "from PARALLELIC_TOKEN"}
   submit:   export PARALLELIC_TOKEN=$(cat ${manager.tokenFile}); parallelic submit examples/hello
   curl:     curl -H "Authorization: Bearer $PARALLELIC_TOKEN" -H 'Content-Type: application/zip' \\
@@ -109,29 +148,38 @@ Parallelic manager ready
       return 0;
     }
     case "node": {
-      const p = parseArgs(rest, {
-        ...COMMON,
-        nats: "string",
-        slots: "string",
-        name: "string",
-        "work-dir": "string",
-        label: "list",
-        // Hidden, for benchmarks only: instances end at once with exit 0, nothing runs.
-        "bench-noop": "boolean",
-      });
-      const natsUrl = (p.flags.nats as string) ?? usage("Usage: parallelic node --nats nats://HOST:4222");
-      const name = p.flags.name as string | undefined;
+      // Hidden, for benchmarks only (bench/dispatch.ts): instances end at once with exit 0, nothing runs.
+      const noop = rest.includes("--bench-noop");
+      const { values: v } = await resolveConfig(rest.filter((a) => a !== "--bench-noop"), "node", NODE_SETTINGS);
+      const p = { _: [], flags: v } as unknown as Parsed;
+      const natsUrl = (v.nats as string | undefined) ?? usage("Usage: parallelic node --nats nats://HOST:4222");
+      const name = v.name as string | undefined;
       const node = await startNode({
         natsUrl,
         name,
-        slots: intFlag(p, "slots"),
-        workDir: (p.flags["work-dir"] as string) ?? join(defaultDataDir(), `node-${name ?? Deno.pid}`),
-        labels: parseLabels(p.flags.label),
-        log: logger(p.flags),
-        noop: p.flags["bench-noop"] === true,
+        slots: v.slots as number | undefined,
+        workDir: (v["work-dir"] as string | undefined) ?? join(defaultDataDir(), `node-${name ?? Deno.pid}`),
+        labels: parseLabels(v.label),
+        graceMs: v.grace as number | undefined,
+        metricsPort: v["metrics-port"] as number | undefined,
+        joinToken: await joinToken(p),
+        credentials: await natsCredentials(p),
+        tls: natsTls(p),
+        runAs: v["run-as"] as string | undefined,
+        log: logger(v),
+        noop,
       });
       await waitForSignal();
       await node.stop();
+      return 0;
+    }
+    case "config": {
+      const [verb, which = "manager", ...more] = rest;
+      if (verb !== "show" || (which !== "manager" && which !== "node")) {
+        usage("Usage: parallelic config show [manager|node] [--config FILE] [flags]");
+      }
+      const settings = which === "manager" ? MANAGER_SETTINGS : NODE_SETTINGS;
+      console.log(showConfig(await resolveConfig(more, which, settings), settings));
       return 0;
     }
     case "submit":
@@ -140,9 +188,27 @@ Parallelic manager ready
     case "cancel":
     case "explain":
     case "nodes":
-    case "login": {
-      const p = parseArgs(rest, { ...CLIENT, wait: "boolean", instance: "string", follow: "boolean" });
-      const client = new Client(await resolveSettings(p.flags as { manager?: string; token?: string }));
+    case "doctor":
+    case "login":
+    case "users":
+    case "tokens":
+    case "audit": {
+      const p = parseArgs(rest, {
+        ...CLIENT,
+        wait: "boolean",
+        instance: "string",
+        follow: "boolean",
+        nats: "string",
+        "data-dir": "string",
+        "work-dir": "string",
+        role: "string",
+        limit: "string",
+        rotate: "boolean",
+        ...NATS_CLIENT_FLAGS,
+      });
+      const client = new Client(
+        await resolveSettings(p.flags as { manager?: string; token?: string; "ca-file"?: string }),
+      );
       const json = p.flags.json === true;
       const id = p._[0];
       const need = (what: string) => id ?? usage(`Usage: parallelic ${command} ${what}`);
@@ -163,9 +229,26 @@ Parallelic manager ready
         case "explain":
           return await explain(client, need("ID [--instance N]"), intFlag(p, "instance"));
         case "nodes":
-          return await nodes(client, p._, json);
+          return await nodesSecurity(client, p._, p.flags.rotate === true) ?? await nodes(client, p._, json);
         case "login":
           return await login(client);
+        case "doctor":
+          return printChecks(
+            await doctor({
+              client,
+              natsUrl: (p.flags.nats as string) ?? "nats://127.0.0.1:4222",
+              dataDir: (p.flags["data-dir"] as string) ?? defaultDataDir(),
+              workDir: p.flags["work-dir"] as string | undefined,
+              natsCredentials: await natsCredentials(p),
+              natsTls: natsTls(p),
+            }),
+          );
+        case "users":
+          return await users(client, p._, p.flags.role as string | undefined, json);
+        case "tokens":
+          return await tokens(client, p._);
+        case "audit":
+          return await audit(client, intFlag(p, "limit"), json);
       }
       return 2;
     }
@@ -186,6 +269,7 @@ if (import.meta.main) {
       "AuthError",
       "ConflictError",
       "TooLargeError",
+      "RateLimitError",
       "UnavailableError",
     ];
     console.error(`error: ${known.includes(err.name) ? err.message : err.stack ?? err}`);

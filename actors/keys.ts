@@ -115,3 +115,16 @@ export async function writeBatched(
   }
   return ops.length;
 }
+
+/** `["user", name]` → UserRecord (gateway/auth.ts) */
+export const userKey = (name: string): Deno.KvKey => ["user", name];
+/** Prefix of every user. */
+export const USERS: Deno.KvKey = ["user"];
+/** `["audit", atMs, random]` → AuditEntry (core/audit.ts), oldest first. */
+export const auditKey = (atMs: number, id: string): Deno.KvKey => ["audit", atMs, id];
+/** Prefix of the audit log. */
+export const AUDIT: Deno.KvKey = ["audit"];
+/** `["natsnode", name]` → NatsNodeRecord (manager/nats_users.ts): the nkey a node joined with. */
+export const natsNodeKey = (name: string): Deno.KvKey => ["natsnode", name];
+/** Prefix of every joined node's nkey. */
+export const NATS_NODES: Deno.KvKey = ["natsnode"];

@@ -9,10 +9,14 @@ import type { Bus } from "../core/bus.ts";
 import type { Clock, TimerId } from "../core/clock.ts";
 import { NotFoundError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
+import { Metrics } from "../core/metrics.ts";
 import {
-  nodeHeartbeat,
+  type NodeEvent,
+  nodeHeartbeatAll,
+  nodeLeavingAll,
+  nodeLeftAll,
   type NodeRecord,
-  nodeRegister,
+  nodeRegisterAll,
   nodeRejoin,
   nodesDrain,
   nodesEvent,
@@ -26,6 +30,8 @@ export interface NodeActorDeps {
   kv: Deno.Kv;
   clock: Clock;
   log: Logger;
+  /** Where gauges go. @default {a private registry} */
+  metrics?: Metrics;
 }
 
 /** Options of {@linkcode createNodeActor}. */
@@ -58,6 +64,28 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
   const { signal } = options;
   const nodes = new Map<string, NodeRecord & { persistedAt: number }>();
   let timer: TimerId | undefined;
+  const metrics = deps.metrics ?? new Metrics();
+  metrics.gauge("parallelic_nodes", "Nodes the manager knows, by state.", (g) => {
+    const by: Record<string, number> = { ready: 0, draining: 0, lost: 0, left: 0 };
+    for (const n of nodes.values()) by[n.state]++;
+    for (const [state, n] of Object.entries(by)) g.set(n, { state });
+  });
+  metrics.gauge(
+    "parallelic_node_slots",
+    "Slots of ready and draining nodes: total, and used at the last heartbeat.",
+    (g) => {
+      let total = 0;
+      let used = 0;
+      for (const n of nodes.values()) {
+        if (n.state !== "ready" && n.state !== "draining") continue;
+        total += n.slots;
+        used += n.usedSlots;
+      }
+      g.set(total, { kind: "total" });
+      g.set(used, { kind: "used" });
+    },
+  );
+  const heartbeats = metrics.counter("parallelic_node_heartbeats_total", "Heartbeats received from nodes.");
 
   const persist = async (rec: NodeRecord & { persistedAt: number }) => {
     rec.persistedAt = clock.now();
@@ -70,11 +98,11 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
     return value;
   };
 
-  const emit = (kind: "joined" | "updated" | "lost", rec: NodeRecord) => {
+  const emit = (kind: NodeEvent["kind"], rec: NodeRecord) => {
     bus.publish(nodesEvent, { kind, node: plain(rec) });
   };
 
-  bus.serve(nodeRegister, async (req) => {
+  bus.serve(nodeRegisterAll, async (req) => {
     const now = clock.now();
     const before = nodes.get(req.name);
     const rec = {
@@ -101,16 +129,38 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
     return { ok: true as const, heartbeatMs, leaseMs };
   }, { signal });
 
-  bus.subscribe(nodeHeartbeat, async (hb) => {
+  bus.subscribe(nodeHeartbeatAll, async (hb) => {
     const rec = nodes.get(hb.name);
-    if (!rec || rec.state === "lost") {
+    if (!rec || rec.state === "lost" || rec.state === "left") {
       bus.publish(nodeRejoin(hb.name), { reason: rec ? "lease expired" : "unknown node" });
       return;
     }
+    heartbeats.inc();
     rec.lastSeenAt = clock.now();
     rec.usedSlots = hb.usedSlots;
     rec.holding = hb.holding.length;
+    rec.clockSkewMs = rec.lastSeenAt - hb.sentAt;
     if (rec.lastSeenAt - rec.persistedAt >= persistEveryMs) await persist(rec);
+  }, { signal });
+
+  bus.subscribe(nodeLeavingAll, async (msg) => {
+    const rec = nodes.get(msg.name);
+    if (!rec || rec.state !== "ready") return;
+    rec.state = "draining";
+    await persist(rec);
+    log.info("node:leaving", { node: rec.name });
+    emit("updated", rec);
+  }, { signal });
+
+  bus.serve(nodeLeftAll, async (msg) => {
+    const rec = nodes.get(msg.name);
+    if (rec && rec.state !== "left") {
+      rec.state = "left";
+      await persist(rec);
+      log.info("node:left", { node: rec.name });
+      emit("left", rec);
+    }
+    return { ok: true as const };
   }, { signal });
 
   bus.serve(nodesList, () => ({ ok: true as const, nodes: [...nodes.values()].map(plain) }), { signal });
@@ -121,7 +171,7 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
       throw new NotFoundError(`Cannot drain node '${req.name}' as no such node joined`, { code: "node_not_found" });
     }
     rec.drain = req.drain;
-    if (rec.state !== "lost") rec.state = req.drain ? "draining" : "ready";
+    if (rec.state === "ready" || rec.state === "draining") rec.state = req.drain ? "draining" : "ready";
     await persist(rec);
     log.info(req.drain ? "node:draining" : "node:resumed", { node: rec.name });
     emit("updated", rec);
@@ -131,7 +181,7 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
   const checkLeases = async () => {
     const now = clock.now();
     for (const rec of nodes.values()) {
-      if (rec.state !== "lost" && now - rec.lastSeenAt > leaseMs) {
+      if (rec.state !== "lost" && rec.state !== "left" && now - rec.lastSeenAt > leaseMs) {
         rec.state = "lost";
         await persist(rec);
         log.warn("node:lost", { node: rec.name, silentMs: now - rec.lastSeenAt });

@@ -45,14 +45,14 @@ Deno.test({
     bus.subscribe(nodesEvent, (e) => void events.push(e));
     bus.subscribe(nodeRejoin("n1"), (r) => void rejoins.push(r.reason));
     await nats.nc.flush();
-    const reply = unwrap(await bus.request(nodeRegister, { name: "n1", holding: [], ...register }));
+    const reply = unwrap(await bus.request(nodeRegister("n1"), { name: "n1", holding: [], ...register }));
     assert.equal(reply.leaseMs, 1000);
     await waitUntil(() => events.length === 1);
     assert.equal(events[0].kind, "joined");
     assert.deepEqual(events[0].node.labels, { zone: "a" });
 
     clock.advance(800);
-    bus.publish(nodeHeartbeat, { name: "n1", sentAt: clock.now(), usedSlots: 1, holding: [] });
+    bus.publish(nodeHeartbeat("n1"), { name: "n1", sentAt: clock.now(), usedSlots: 1, holding: [] });
     await nats.nc.flush();
     await waitUntil(async () => unwrap(await bus.request(nodesList, {})).nodes[0].usedSlots === 1);
     clock.advance(800);
@@ -68,7 +68,7 @@ Deno.test({
     assert.equal(events[2].kind, "lost");
     assert.equal(unwrap(await bus.request(nodesList, {})).nodes[0].state, "lost");
 
-    bus.publish(nodeHeartbeat, { name: "n1", sentAt: clock.now(), usedSlots: 0, holding: [] });
+    bus.publish(nodeHeartbeat("n1"), { name: "n1", sentAt: clock.now(), usedSlots: 0, holding: [] });
     await waitUntil(() => rejoins.length === 1, 5000, "rejoin order");
     assert.equal(rejoins[0], "lease expired");
 

@@ -26,6 +26,7 @@ import { type Clock, nextTurn, type TimerId } from "../core/clock.ts";
 import { NotFoundError } from "../core/errors.ts";
 import { newTaskId } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
+import { DURATION_BUCKETS, Metrics } from "../core/metrics.ts";
 import {
   type Assignment,
   type AssignSpan,
@@ -35,8 +36,9 @@ import {
   type Heartbeat,
   type InstanceRecord,
   type Kill,
+  MAX_PROGRESS_CHANGES,
   nodeAssign,
-  nodeHeartbeat,
+  nodeHeartbeatAll,
   nodeKill,
   type NodeRecord,
   nodesEvent,
@@ -47,8 +49,10 @@ import {
   taskCancel,
   taskDone,
   taskExplain,
+  type TaskProgress,
+  taskProgress,
   type TaskRecord,
-  taskResults,
+  taskResultsAll,
   taskSubmit,
 } from "../core/schema.ts";
 import { instanceKey, instancesOf, spanInstance, spanKey, spansOf, taskKey, TASKS, writeBatched } from "./keys.ts";
@@ -59,6 +63,8 @@ export interface TaskActorDeps {
   kv: Deno.Kv;
   clock: Clock;
   log: Logger;
+  /** Where counters go. @default {a private registry} */
+  metrics?: Metrics;
 }
 
 /** Options of {@linkcode createTaskActor}. */
@@ -86,6 +92,8 @@ export interface TaskActorOptions {
   orphanGraceMs?: number;
   /** Most times an instance is requeued because its node was lost. @default {5} */
   maxLostRequeues?: number;
+  /** Least time between two progress events of one task (the final one goes out at once). @default {250} */
+  progressMs?: number;
   /**
    * Least time between two commits (group commit): under a stream of small
    * result batches each commit then carries more, for a quarter less manager
@@ -165,6 +173,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   const retryBackoffMs = options.retryBackoffMs ?? 1000;
   const orphanGraceMs = options.orphanGraceMs ?? 5000;
   const maxLostRequeues = options.maxLostRequeues ?? 5;
+  const progressMs = options.progressMs ?? 250;
   const commitIntervalMs = options.commitIntervalMs ?? 2;
   const { signal } = options;
 
@@ -179,10 +188,38 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     return u ? u.value * 2 ** (-(now - u.at) / usageHalfLifeMs) : 0;
   };
   const stats = { commits: 0, dispatched: 0, results: 0, ignored: 0 };
+  const metrics = deps.metrics ?? new Metrics();
+  const dispatchedTotal = metrics.counter("parallelic_instances_dispatched_total", "Instance attempts sent to nodes.");
+  const endedTotal = metrics.counter(
+    "parallelic_instance_attempts_ended_total",
+    "Instance attempts that ended, by outcome (succeeded, failed, retried, requeued, cancelled).",
+  );
+  const duration = metrics.histogram(
+    "parallelic_instance_duration_seconds",
+    "How long instance attempts ran on their node.",
+    DURATION_BUCKETS,
+  );
+  const tasksFinished = metrics.counter("parallelic_tasks_finished_total", "Tasks that ended, by final state.");
+  metrics.gauge("parallelic_tasks", "Tasks not yet ended, by state.", (g) => {
+    const by = { queued: 0, running: 0 };
+    for (const t of tasks.values()) if (t.rec.state === "queued" || t.rec.state === "running") by[t.rec.state]++;
+    for (const [state, n] of Object.entries(by)) g.set(n, { state });
+  });
+  metrics.gauge("parallelic_instances", "Instances of tasks not yet ended, by state.", (g) => {
+    const by = { queued: 0, running: 0 };
+    for (const t of tasks.values()) {
+      by.queued += t.rec.counts.queued;
+      by.running += t.rec.counts.running;
+    }
+    for (const [state, n] of Object.entries(by)) g.set(n, { state });
+  });
+  metrics.gauge("parallelic_kv_commits", "Deno KV atomic commits made by the task actor.", (g) => g.set(stats.commits));
 
   // Writes and actions waiting for the next commit.
   let dirtyInstances = new Map<string, { key: Deno.KvKey; rec: InstanceRecord }>();
   let dirtySpans = new Map<string, { key: Deno.KvKey; value: AssignSpan | null }>();
+  /** First attempts sent this cycle (their spans stand for their records), for progress events. */
+  let dirtyRuns = new Map<string, InstanceRecord[]>();
   let dirtyTasks = new Set<Live | TaskRecord>();
   let afterCommit: Array<() => void> = [];
   let cycling = false;
@@ -248,10 +285,12 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     }
     const instances = dirtyInstances;
     const spans = dirtySpans;
+    const runs = dirtyRuns;
     const touched = dirtyTasks;
     const actions = afterCommit;
     dirtyInstances = new Map();
     dirtySpans = new Map();
+    dirtyRuns = new Map();
     dirtyTasks = new Set();
     afterCommit = [];
     // In this order: instance records before the spans they replace, task records last.
@@ -266,12 +305,72 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     }
     // writeBatched serializes every value before it awaits: no copies needed.
     stats.commits += await writeBatched(kv, entries);
+    const changes = runs;
+    for (const { key, rec } of instances.values()) {
+      const id = key[1] as string;
+      changes.get(id)?.push(rec) ?? changes.set(id, [rec]);
+    }
+    for (const t of touched) {
+      const rec = "rec" in t ? t.rec : t;
+      noteProgress(rec, changes.get(rec.id) ?? []);
+    }
     for (const action of actions) {
       try {
         action();
       } catch (e) {
         log.warn("task:after-commit-failed", { error: String(e) });
       }
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Progress events: after a commit, at most one per task per `progressMs`
+
+  const progress = new Map<string, {
+    lastAt: number;
+    timer?: TimerId;
+    event?: Omit<TaskProgress, "changed">;
+    changed: Map<number, State> | null;
+  }>();
+
+  /** Notes what a commit stored for a task, and publishes it now or when the task's throttle allows. */
+  function noteProgress(rec: TaskRecord, changes: InstanceRecord[]): void {
+    if (signal.aborted) return;
+    let p = progress.get(rec.id);
+    if (!p) progress.set(rec.id, p = { lastAt: -Infinity, changed: new Map() });
+    for (const inst of changes) {
+      if (p.changed && p.changed.size >= MAX_PROGRESS_CHANGES && !p.changed.has(inst.index)) p.changed = null;
+      p.changed?.set(inst.index, inst.state);
+    }
+    const { id: taskId, name, owner, state, createdAt, startedAt, endedAt, reason } = rec;
+    p.event = {
+      taskId,
+      name,
+      owner,
+      state,
+      counts: { ...rec.counts },
+      instances: rec.spec.instances,
+      createdAt,
+      startedAt,
+      endedAt,
+      reason,
+    };
+    const waitMs = p.lastAt + progressMs - clock.now();
+    if (FINAL_STATES.has(state) || waitMs <= 0) sendProgress(taskId);
+    else p.timer ??= clock.setTimeout(() => sendProgress(taskId), waitMs);
+  }
+
+  function sendProgress(taskId: string): void {
+    const p = progress.get(taskId);
+    if (!p?.event) return;
+    if (p.timer !== undefined) clock.clearTimeout(p.timer);
+    const event: TaskProgress = { ...p.event, changed: p.changed ? [...p.changed] : null };
+    if (FINAL_STATES.has(event.state)) progress.delete(taskId);
+    else Object.assign(p, { lastAt: clock.now(), timer: undefined, event: undefined, changed: new Map() });
+    try {
+      bus.publish(taskProgress(taskId), event);
+    } catch (e) {
+      log.warn("task:progress-not-sent", { taskId, error: String(e) });
     }
   }
 
@@ -382,8 +481,10 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
       seat.usedSlots += spec.cpus;
       seat.usedMemory += spec.memoryBytes;
       seat.usedGpus += spec.gpus;
-      if (span) span.open++;
-      else markInstance(live, rec);
+      if (span) {
+        span.open++;
+        dirtyRuns.get(live.rec.id)?.push(rec) ?? dirtyRuns.set(live.rec.id, [rec]);
+      } else markInstance(live, rec);
       items.push({ index: rec.index, attempt: rec.attempt });
     };
     for (let i = 0; i < live.retry.length && items.length < count;) {
@@ -426,6 +527,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
         live.rec.startedAt = now;
       }
       stats.dispatched += items.length;
+      dispatchedTotal.inc({}, items.length);
     }
     return items;
   }
@@ -492,6 +594,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   }
 
   function finishTask(live: Live, state: State, reason: string | null) {
+    tasksFinished.inc({ state });
     live.rec.state = state;
     live.rec.endedAt = clock.now();
     live.rec.reason = reason;
@@ -509,6 +612,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     if (!live || !flight || flight.rec.attempt !== r.attempt || flight.node !== node) return false;
     const entry = land(flight);
     const seat = nodes.get(node);
+    if (r.startedAt !== null) duration.observe((r.endedAt - r.startedAt) / 1000);
     if (seat && r.startedAt !== null) {
       const ms = r.endedAt - r.startedAt;
       seat.avgRunMs = seat.avgRunMs === null ? ms : seat.avgRunMs * 0.9 + ms * 0.1;
@@ -520,12 +624,15 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     entry.error = r.error;
     const rec = flight.rec;
     if (r.exitCode === 0 && r.error === null) {
+      endedTotal.inc({ outcome: "succeeded" });
       end(live, rec, "succeeded");
     } else {
       const failures = rec.history.filter((h) => !isLoss(h)).length;
       if (failures <= live.rec.spec.retries) {
+        endedTotal.inc({ outcome: "retried" });
         requeue(live, rec, Math.min(60_000, retryBackoffMs * 2 ** (failures - 1)));
       } else {
+        endedTotal.inc({ outcome: "failed" });
         end(live, rec, "failed");
       }
     }
@@ -537,6 +644,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     const entry = land(flight);
     entry.error = why;
     entry.endedAt = clock.now();
+    endedTotal.inc({ outcome: "requeued" });
     const lost = flight.rec.history.filter(isLoss).length;
     if (lost > maxLostRequeues) end(flight.live, flight.rec, "failed");
     else requeue(flight.live, flight.rec, 0);
@@ -563,7 +671,8 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
       reason: null,
     };
     // Stored by the next cycle's commit, together with its first placements: one Deno KV write
-    // less before the first instance starts. The answer waits for that commit.
+    // less before the first instance starts. The answer waits for that commit (which also
+    // sends the task's first progress event).
     const live = liveOf(rec);
     tasks.set(rec.id, live);
     dirtyTasks.add(live);
@@ -702,7 +811,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     return { ok: true as const, state: "cancelled" as const };
   }, { signal });
 
-  bus.serve(taskResults, async (batch) => {
+  bus.serve(taskResultsAll, async (batch) => {
     let accepted = 0;
     let ignored = 0;
     for (const r of batch.results) {
@@ -727,16 +836,17 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
 
   bus.subscribe(nodesEvent, (event) => {
     upsertNode(event.node);
-    if (event.kind === "lost") {
+    if (event.kind === "lost" || event.kind === "left") {
       const seat = nodes.get(event.node.name)!;
       const flights = [...seat.flights];
-      for (const f of flights) requeueFlight(f, `node ${event.node.name} lost (no heartbeat for its lease)`);
+      const why = event.kind === "lost" ? "lost (no heartbeat for its lease)" : "left (stopped before it finished)";
+      for (const f of flights) requeueFlight(f, `node ${event.node.name} ${why}`);
       if (flights.length) log.warn("task:node-lost-requeued", { node: event.node.name, instances: flights.length });
       kick();
     }
   }, { signal });
 
-  bus.subscribe(nodeHeartbeat, (hb: Heartbeat) => reconcile(hb), { signal });
+  bus.subscribe(nodeHeartbeatAll, (hb: Heartbeat) => reconcile(hb), { signal });
 
   /**
    * Compares what a node says it holds with what the manager dispatched to it:
@@ -842,7 +952,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     for (const live of tasks.values()) {
       for (const f of live.flights.values()) {
         const seat = nodes.get(f.node);
-        if (seat && seat.rec.state !== "lost") {
+        if (seat && seat.rec.state !== "lost" && seat.rec.state !== "left") {
           seat.flights.add(f);
           seat.usedSlots += live.rec.spec.cpus;
           seat.usedMemory += live.rec.spec.memoryBytes;
@@ -862,6 +972,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   const stopped = new Promise<void>((resolve) => {
     const stop = async () => {
       if (retryTimer !== undefined) clock.clearTimeout(retryTimer);
+      for (const p of progress.values()) if (p.timer !== undefined) clock.clearTimeout(p.timer);
       await ready.catch(() => {});
       while (cycling) await new Promise((r) => setTimeout(r, 5));
       await commit().catch((e) => log.error("task:final-commit-failed", { error: String(e) }));

@@ -17,13 +17,15 @@ import {
   taskCancel,
   taskDoneAll,
   taskExplain,
+  type TaskProgress,
+  taskProgressAll,
   type TaskRecord,
   taskResults,
   taskSubmit,
 } from "../core/schema.ts";
 import { startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
 import { instanceKey, readInstances, spansOf, taskKey } from "./keys.ts";
-import { createTaskActor, type TaskActor } from "./task.ts";
+import { createTaskActor, type TaskActor, type TaskActorOptions } from "./task.ts";
 
 const DIGEST = `sha256-${"a".repeat(64)}`;
 
@@ -60,7 +62,7 @@ function fakeNode(bus: Bus, name: string) {
     async finish(items: Array<{ taskId: string; index: number; attempt: number }>, exitCode = 0, from = name) {
       const now = Date.now();
       return unwrap(
-        await bus.request(taskResults, {
+        await bus.request(taskResults(from), {
           node: from,
           results: items.map((i) => ({ ...i, exitCode, signal: null, startedAt: now, endedAt: now, error: null })),
         }),
@@ -74,11 +76,18 @@ async function setup(t: { dir: string }, options: { retryBackoffMs?: number } = 
   return { kv, ...options };
 }
 
-function startActor(bus: Bus, kv: Deno.Kv, abort: AbortController, retryBackoffMs = 10): TaskActor {
+function startActor(
+  bus: Bus,
+  kv: Deno.Kv,
+  abort: AbortController,
+  retryBackoffMs = 10,
+  options: Partial<TaskActorOptions> = {},
+): TaskActor {
   return createTaskActor({ bus, kv, clock: systemClock, log: testLogger() }, {
     signal: abort.signal,
     retryBackoffMs,
     orphanGraceMs: 60_000,
+    ...options,
   });
 }
 
@@ -245,7 +254,7 @@ Deno.test({
     actor = startActor(bus, kv, second);
     await actor.ready;
     // The node still runs what the first actor gave it (stored as a span); heartbeats say so.
-    bus.publish(nodeHeartbeat, { name: "n1", sentAt: Date.now(), usedSlots: 2, holding: node.received });
+    bus.publish(nodeHeartbeat("n1"), { name: "n1", sentAt: Date.now(), usedSlots: 2, holding: node.received });
     assert.equal((await node.finish(node.received.slice(0, 4))).accepted, 4, "attempts in flight survive");
     let finished = 4;
     while (finished < 10) {
@@ -355,6 +364,53 @@ Deno.test({
       order.lastIndexOf("B") < 30,
       `bob's 10 are dispatched among the first 30, not after alice's 1000: ${order.slice(0, 40)}`,
     );
+    abort.abort();
+    await actor.stopped;
+    kv.close();
+  },
+});
+
+Deno.test({
+  name: "task actor publishes throttled progress events whose changes add up to every instance's final state",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using nats = await startTestNats();
+    const { kv } = await setup(nats);
+    const bus = createBus(nats.nc, testLogger());
+    const abort = new AbortController();
+    const progressMs = 200;
+    // Small batches (no deeper prefetch for short instances), so that there are many commits to throttle.
+    const actor = startActor(bus, kv, abort, 10, { progressMs, maxPrefetchFactor: 1 });
+    await actor.ready;
+    const node = fakeNode(bus, "n1");
+    const events: TaskProgress[] = [];
+    bus.subscribe(taskProgressAll, (e) => void events.push(e));
+    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 2) });
+    const startedAt = Date.now();
+    const task = await submit(bus, `[task]\nentrypoint = "run.sh"\ninstances = 60\n`);
+    let finished = 0;
+    while (finished < 60) {
+      await waitUntil(() => node.received.length > finished, 5000, "an assignment");
+      const batch = node.received.slice(finished);
+      finished += batch.length;
+      await node.finish(batch);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await waitUntil(() => events.at(-1)?.state === "succeeded", 5000, "the final progress event");
+    const elapsedMs = Date.now() - startedAt;
+    assert.ok(events.every((e) => e.taskId === task.id && e.owner === "alice" && e.instances === 60));
+    // The first event comes with the commit that stored the task together with its first placements.
+    assert.equal(events[0].state, "running");
+    assert.deepEqual(events[0].changed, [[0, "running"], [1, "running"], [2, "running"], [3, "running"]]);
+    assert.deepEqual(events.at(-1)!.counts, { queued: 0, running: 0, succeeded: 60, failed: 0, cancelled: 0 });
+    // 15 commits or more happened; the throttle lets at most one event per progressMs through.
+    assert.ok(actor.stats().commits > 15, `commits ${actor.stats().commits}`);
+    assert.ok(events.length <= elapsedMs / progressMs + 2, `${events.length} events in ${elapsedMs} ms`);
+    const last = new Map<number, string>();
+    for (const e of events) for (const [index, state] of e.changed!) last.set(index, state);
+    assert.equal(last.size, 60);
+    assert.ok([...last.values()].every((s) => s === "succeeded"));
     abort.abort();
     await actor.stopped;
     kv.close();

@@ -8,6 +8,7 @@
 import { jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import { type ObjectStore, Objm } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { retryJetStream } from "../core/jetstream_retry.ts";
 import type { Logger } from "../core/log.ts";
 import { type Digest, LOG_STREAM, PACKAGE_BUCKET } from "../core/schema.ts";
 
@@ -39,9 +40,15 @@ export interface WorkspaceActor {
 export async function ensureStorage(
   nc: NatsConnection,
   options: WorkspaceActorOptions = {},
+  log?: Logger,
 ): Promise<ObjectStore> {
   const replicas = options.replicas ?? 1;
-  const jsm = await jetstreamManager(nc);
+  // A NATS cluster that just started may not have elected its JetStream leader yet: wait for it.
+  const jsm = await retryJetStream(
+    () => jetstreamManager(nc, { timeout: 3000 }),
+    120_000,
+    (e) => log?.warn("workspace:waiting-for-jetstream", { error: e.message }),
+  );
   const config = {
     name: LOG_STREAM,
     subjects: ["parallelic.log.>"],
@@ -49,10 +56,12 @@ export async function ensureStorage(
     retention: RetentionPolicy.Limits,
     max_bytes: options.maxLogBytes ?? 8 * 2 ** 30,
     num_replicas: replicas,
+    // Logs are read with direct gets, which any replica answers.
+    allow_direct: true,
   };
   try {
     await jsm.streams.info(LOG_STREAM);
-    await jsm.streams.update(LOG_STREAM, { max_bytes: config.max_bytes });
+    await jsm.streams.update(LOG_STREAM, { max_bytes: config.max_bytes, allow_direct: true });
   } catch {
     await jsm.streams.add(config);
   }
@@ -65,7 +74,7 @@ export async function createWorkspaceActor(
   options: WorkspaceActorOptions = {},
 ): Promise<WorkspaceActor> {
   const log = deps.log.scope({ actor: "workspace" });
-  const packages = await ensureStorage(deps.nc, options);
+  const packages = await ensureStorage(deps.nc, options, log);
   // Digests known to be stored (packages are never deleted): a resubmitted package needs no lookup.
   const stored = new Set<string>();
   const remember = (digest: string) => {

@@ -115,16 +115,6 @@ export async function procStats(pid: number): Promise<ProcStats> {
   };
 }
 
-/** The pids of a process's children (from /proc/PID/task/TID/children). */
-export async function childPids(pid: number): Promise<number[]> {
-  const pids: number[] = [];
-  for await (const t of Deno.readDir(`/proc/${pid}/task`)) {
-    const text = await Deno.readTextFile(`/proc/${pid}/task/${t.name}/children`).catch(() => "");
-    pids.push(...text.split(" ").filter(Boolean).map(Number));
-  }
-  return pids;
-}
-
 /** Total size of a Deno KV file with its SQLite write-ahead log and shared-memory files. */
 export async function kvBytes(path: string): Promise<number> {
   let total = 0;

@@ -4,16 +4,22 @@
  * does not share its event loop), node processes, the API, and the
  * `parallelic.task.*.done` events that time a task's end precisely.
  *
+ * The nats-server is one the benchmark starts (the manager's `--nats`), with
+ * no users: the benchmark listens to the engine's subjects and measures raw
+ * NATS on it, which an embedded server's nkey users would not allow. Its
+ * per-message permission checks are therefore not in the figures.
+ *
  * @module
  */
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { join } from "node:path";
 import { createBus } from "../core/bus.ts";
 import { createLogger } from "../core/log.ts";
+import { startNatsServer } from "../core/nats_server.ts";
 import { zipFolder } from "../core/package.ts";
 import { type NodeRecord, type SubmitView, type TaskDone, taskDoneAll } from "../core/schema.ts";
 import { type MainProcess, type NodeProcess, startMainProcess, startNodeProcess } from "../tests/harness.ts";
-import { type BenchContext, childPids, type ProcStats, procStats, sleep } from "./_util.ts";
+import { type BenchContext, type ProcStats, procStats, sleep } from "./_util.ts";
 
 /** The admin token of benchmark managers. */
 const TOKEN = "parallelic-bench-token";
@@ -62,21 +68,23 @@ export interface BenchCluster extends AsyncDisposable {
   addNodes(count: number, options?: AddNodesOptions): Promise<NodeProcess[]>;
   /** /proc readings of the manager. */
   managerStats(): Promise<ProcStats>;
-  /** /proc readings of the embedded nats-server, when there is one. */
+  /** /proc readings of the nats-server. */
   natsStats(): Promise<ProcStats | null>;
   /** Stops the nodes, the manager and the connection. */
   stop(): Promise<void>;
 }
 
-/** Starts a manager process (embedded NATS on a free port, no local node) in `ctx.dir`. */
+/** Starts a nats-server and a manager process (no local node) in `ctx.dir`. */
 export async function startCluster(ctx: BenchContext, options: ClusterOptions = {}): Promise<BenchCluster> {
   const dataDir = join(ctx.dir, "manager");
   const profile = (who: string) => ctx.profileDir ? ["--cpu-prof", `--cpu-prof-dir=${join(ctx.profileDir, who)}`] : [];
+  const natsServer = await startNatsServer({ storeDir: join(ctx.dir, "nats"), port: 0 });
+  const natsUrl = natsServer.url;
   const manager: MainProcess = startMainProcess([
     "manager",
     `--data-dir=${dataDir}`,
     "--port=0",
-    "--nats-port=0",
+    `--nats=${natsUrl}`,
     "--no-local-node",
     "--log-level=warn",
     ...options.managerArgs ?? [],
@@ -86,11 +94,9 @@ export async function startCluster(ctx: BenchContext, options: ClusterOptions = 
   try {
     const deadline = Date.now() + 60_000;
     let url: string | undefined;
-    let natsUrl: string | undefined;
-    while (!url || !natsUrl) {
+    while (!url) {
       const out = manager.output();
       url = out.match(/gateway:\s+(http:\/\/\S+)/)?.[1];
-      natsUrl = out.match(/nats:\s+(nats:\/\/\S+)/)?.[1];
       const exited = await Promise.race([manager.child.status.then(() => true), sleep(50).then(() => false)]);
       if (exited || Date.now() > deadline) throw new Error(`The manager did not start:\n${out}`);
     }
@@ -122,6 +128,7 @@ export async function startCluster(ctx: BenchContext, options: ClusterOptions = 
       await Promise.all(nodes.map((n) => n.kill("SIGTERM")));
       await manager.kill("SIGTERM");
       await nc?.close().catch(() => {});
+      await natsServer.stop();
     };
     return {
       url,
@@ -162,11 +169,18 @@ export async function startCluster(ctx: BenchContext, options: ClusterOptions = 
         for (let i = first; i < want; i += batch) {
           for (let j = i; j < Math.min(want, i + batch); j++) {
             const name = `bench-${j}`;
-            nodes.push(startNodeProcess(natsUrl!, name, join(opts.workDir ?? ctx.dir, name), [
-              `--slots=${opts.slots ?? 1}`,
-              "--log-level=warn",
-              ...opts.noop ? ["--bench-noop"] : [],
-            ], profile("nodes")));
+            nodes.push(startNodeProcess(
+              natsUrl!,
+              name,
+              join(opts.workDir ?? ctx.dir, name),
+              [
+                `--slots=${opts.slots ?? 1}`,
+                "--log-level=warn",
+                ...opts.noop ? ["--bench-noop"] : [],
+              ],
+              {},
+              profile("nodes"),
+            ));
           }
           // Start the next few once these joined, so that 50 starts do not thrash two cores.
           const started = Math.min(want, i + batch);
@@ -179,13 +193,7 @@ export async function startCluster(ctx: BenchContext, options: ClusterOptions = 
         return nodes.slice(first);
       },
       managerStats: () => procStats(manager.child.pid),
-      async natsStats() {
-        for (const pid of await childPids(manager.child.pid)) {
-          const cmd = await Deno.readTextFile(`/proc/${pid}/cmdline`).catch(() => "");
-          if (cmd.includes("nats-server")) return await procStats(pid);
-        }
-        return null;
-      },
+      natsStats: () => procStats(natsServer.pid).catch(() => null),
       stop,
       [Symbol.asyncDispose]: stop,
     };
@@ -193,6 +201,7 @@ export async function startCluster(ctx: BenchContext, options: ClusterOptions = 
     await Promise.all(nodes.map((n) => n.kill("SIGKILL")));
     await manager.kill("SIGKILL");
     await nc?.close().catch(() => {});
+    await natsServer.stop();
     throw e;
   }
 }

@@ -26,6 +26,8 @@ export function defaultDataDir(): string {
 export interface ClientSettings {
   manager: string;
   token: string | null;
+  /** A CA certificate (PEM) to trust for an HTTPS manager with a private CA. */
+  caFile?: string;
 }
 
 async function readConfig(): Promise<Record<string, unknown>> {
@@ -37,7 +39,9 @@ async function readConfig(): Promise<Record<string, unknown>> {
 }
 
 /** Resolves the manager URL and token: flag, then environment, then config file, then the local admin token. */
-export async function resolveSettings(flags: { manager?: string; token?: string }): Promise<ClientSettings> {
+export async function resolveSettings(
+  flags: { manager?: string; token?: string; "ca-file"?: string },
+): Promise<ClientSettings> {
   const config = await readConfig();
   const manager = flags.manager ?? Deno.env.get("PARALLELIC_MANAGER") ??
     (typeof config.manager === "string" ? config.manager : undefined) ?? "http://127.0.0.1:8080";
@@ -48,7 +52,9 @@ export async function resolveSettings(flags: { manager?: string; token?: string 
       token = (await Deno.readTextFile(join(defaultDataDir(), "admin-token"))).trim();
     } catch { /* not a local manager */ }
   }
-  return { manager: manager.replace(/\/+$/, ""), token };
+  const caFile = flags["ca-file"] ?? Deno.env.get("PARALLELIC_CA_FILE") ??
+    (typeof config.ca_file === "string" ? config.ca_file : undefined);
+  return { manager: manager.replace(/\/+$/, ""), token, ...(caFile ? { caFile } : {}) };
 }
 
 /** Saves settings to the config file, readable only by its owner. */
@@ -65,6 +71,7 @@ export async function saveSettings(settings: Partial<ClientSettings>): Promise<s
 
 /** A small typed client of the gateway's API. */
 export class Client {
+  #http: Deno.HttpClient | undefined;
   constructor(readonly settings: ClientSettings) {}
 
   /** Sends a request; throws the API's error as the matching error class. */
@@ -73,7 +80,10 @@ export class Client {
     if (this.settings.token) headers.set("authorization", `Bearer ${this.settings.token}`);
     let res: Response;
     try {
-      res = await fetch(`${this.settings.manager}${path}`, { ...init, headers });
+      if (this.settings.caFile && !this.#http) {
+        this.#http = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(this.settings.caFile)] });
+      }
+      res = await fetch(`${this.settings.manager}${path}`, { ...init, headers, client: this.#http });
     } catch (e) {
       throw new UnavailableError(
         `Cannot reach the manager at ${this.settings.manager} (${

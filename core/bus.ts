@@ -1,7 +1,10 @@
 /**
  * A typed bus over NATS: every payload is checked against the zod schema of
  * its subject at both edges. A message that fails its schema is dropped,
- * logged and counted; it never crashes an actor.
+ * logged and counted; it never crashes an actor. So is one whose sender
+ * field does not match its subject (see `Subject.sender`), and one that a
+ * JetStream consumer delivered (its reply subject starts with `$JS.`): no
+ * Parallelic subject is ever fed by a stream, so such a message is a replay.
  *
  * @module
  */
@@ -42,7 +45,7 @@ export interface Bus {
    */
   serve<Q extends z.ZodType, R extends z.ZodType>(
     subject: RequestSubject<Q, R>,
-    handler: (message: z.output<Q>) => Promise<z.input<R>> | z.input<R>,
+    handler: (message: z.output<Q>, subject: string) => Promise<z.input<R>> | z.input<R>,
     options?: SubscribeOptions,
   ): Subscription;
   /** Sends a request and checks the reply against the subject's reply schema. */
@@ -93,27 +96,42 @@ export function unwrap<T extends { ok: boolean }>(
 /** Creates a {@linkcode Bus} on a NATS connection. */
 export function createBus(nc: NatsConnection, log: Logger): Bus {
   let rejected = 0;
-  const decode = <S extends z.ZodType>(schema: S, msg: Msg): z.output<S> | undefined => {
+  const reject = (msg: Msg, reason: string): undefined => {
+    rejected++;
+    log.warn("bus:rejected", { subject: msg.subject, reason, rejected });
+    return undefined;
+  };
+  const decode = <S extends z.ZodType>(
+    schema: S,
+    msg: Msg,
+    binding?: { pattern: string; field?: string },
+  ): z.output<S> | undefined => {
+    if (msg.reply?.startsWith("$JS.")) return reject(msg, "delivered by a JetStream consumer");
     let json: unknown;
     try {
       json = JSON.parse(decoder.decode(msg.data));
     } catch {
-      rejected++;
-      log.warn("bus:rejected", { subject: msg.subject, reason: "not JSON" });
-      return undefined;
+      return reject(msg, "not JSON");
     }
     const parsed = schema.safeParse(json);
     if (!parsed.success) {
-      rejected++;
       const issue = parsed.error.issues[0];
-      log.warn("bus:rejected", {
-        subject: msg.subject,
-        reason: `${issue.path.join(".") || "message"}: ${issue.message}`,
-      });
-      return undefined;
+      return reject(msg, `${issue.path.join(".") || "message"}: ${issue.message}`);
+    }
+    if (binding?.field) {
+      const token = msg.subject.split(".")[binding.pattern.split(".").indexOf("*")];
+      const claimed = (parsed.data as Record<string, unknown>)[binding.field];
+      if (claimed !== token) {
+        return reject(
+          msg,
+          `${binding.field} '${String(claimed)}' does not match the sender's subject token '${token}'`,
+        );
+      }
     }
     return parsed.data;
   };
+  const bindingOf = (subject: { subject: string; sender?: string }) =>
+    subject.sender ? { pattern: subject.subject, field: subject.sender } : undefined;
   const stopOn = (sub: Subscription, signal?: AbortSignal) => {
     if (!signal) return;
     if (signal.aborted) sub.unsubscribe();
@@ -136,7 +154,7 @@ export function createBus(nc: NatsConnection, log: Logger): Bus {
             log.warn("bus:subscription-error", { subject: subject.subject, error: err.message });
             return;
           }
-          const message = decode(subject.schema, msg);
+          const message = decode(subject.schema, msg, bindingOf(subject));
           if (message === undefined) return;
           Promise.resolve().then(() => handler(message, msg.subject)).catch((e) =>
             log.error("bus:handler-failed", { subject: msg.subject, error: String(e?.stack ?? e) })
@@ -151,9 +169,9 @@ export function createBus(nc: NatsConnection, log: Logger): Bus {
         queue: options.queue,
         callback: (err, msg) => {
           if (err) return;
-          const message = decode(subject.schema, msg);
+          const message = decode(subject.schema, msg, bindingOf(subject));
           const respond = (reply: unknown) => {
-            if (msg.reply) msg.respond(encoder.encode(JSON.stringify(reply)));
+            if (msg.reply && !msg.reply.startsWith("$JS.")) msg.respond(encoder.encode(JSON.stringify(reply)));
           };
           if (message === undefined) {
             respond({
@@ -166,7 +184,7 @@ export function createBus(nc: NatsConnection, log: Logger): Bus {
             });
             return;
           }
-          Promise.resolve().then(() => handler(message)).then(
+          Promise.resolve().then(() => handler(message, msg.subject)).then(
             (reply) => respond(subject.reply.parse(reply)),
             (e) => {
               if (!(e instanceof Error) || !("code" in e)) {

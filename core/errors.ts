@@ -69,6 +69,20 @@ export class TooLargeError extends Error {
   }
 }
 
+/** Too many requests for a while: HTTP 429 with `Retry-After`. */
+export class RateLimitError extends Error {
+  /** Machine-readable code. */
+  readonly code: string;
+  /** How long until a request would be taken. */
+  readonly retryAfterMs: number;
+  constructor(message: string, options: ParallelicErrorOptions & { retryAfterMs: number }) {
+    super(message, { cause: options.cause });
+    this.name = "RateLimitError";
+    this.code = options.code ?? "rate_limited";
+    this.retryAfterMs = options.retryAfterMs;
+  }
+}
+
 /** A peer (NATS, an actor) did not answer or answered with an error: HTTP 503. */
 export class UnavailableError extends Error {
   /** Machine-readable code. */
@@ -87,4 +101,5 @@ export type ParallelicError =
   | AuthError
   | ConflictError
   | TooLargeError
+  | RateLimitError
   | UnavailableError;

@@ -20,6 +20,24 @@ export interface NatsServerOptions {
   command?: string;
   /** Extra configuration text appended to the generated config file. */
   extraConfig?: string;
+  /** Join a NATS cluster: JetStream is then clustered (RAFT) and streams can have replicas. */
+  cluster?: {
+    /** Cluster name, the same on every server. */
+    name: string;
+    /** This server's name, unique in the cluster. */
+    serverName: string;
+    /** Route port. */
+    port: number;
+    /** Routes to the other servers: `nats-route://host:port`. */
+    routes: string[];
+  };
+  /**
+   * An `authorization { ... }` block (see `core/nats_auth.ts`); without it
+   * the server admits anyone (tests of single actors only).
+   */
+  authorization?: string;
+  /** Serve clients over TLS with this certificate and key (PEM files). */
+  tls?: { certFile: string; keyFile: string };
   /** Logs the server's start and stop. */
   log?: Logger;
 }
@@ -36,6 +54,13 @@ export interface NatsServer {
   stop(): Promise<void>;
   /** Kills the server with `signal` without waiting for a clean stop (for fault tests). */
   kill(signal?: Deno.Signal): Promise<void>;
+  /**
+   * Rewrites the configuration with a new `authorization` block and makes the
+   * server reload it (SIGHUP); resolves once the server says it reloaded.
+   *
+   * @throws {UnavailableError} When the server refuses the new configuration.
+   */
+  reload(authorization: string): Promise<void>;
   /** Resolves when the process has exited, for whatever reason. */
   readonly exited: Promise<Deno.CommandStatus>;
 }
@@ -111,14 +136,31 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
   const configFile = join(options.storeDir, "nats-server.conf");
   const pidFile = join(options.storeDir, "nats-server.pid");
   await killStale(pidFile, configFile);
-  const config = [
-    `listen: "${host}:${port}"`,
-    `pid_file: ${JSON.stringify(pidFile)}`,
-    `jetstream { store_dir: ${JSON.stringify(options.storeDir)} }`,
-    `max_payload: 8MB`,
-    options.extraConfig ?? "",
-  ].join("\n");
-  await Deno.writeTextFile(configFile, config + "\n");
+  const writeConfig = async (authorization: string) => {
+    const config = [
+      `listen: "${host}:${port}"`,
+      `pid_file: ${JSON.stringify(pidFile)}`,
+      `jetstream { store_dir: ${JSON.stringify(options.storeDir)} }`,
+      ...(options.cluster
+        ? [
+          `server_name: ${JSON.stringify(options.cluster.serverName)}`,
+          `cluster { name: ${
+            JSON.stringify(options.cluster.name)
+          }, listen: "${host}:${options.cluster.port}", routes: [${
+            options.cluster.routes.map((r) => JSON.stringify(r)).join(", ")
+          }] }`,
+        ]
+        : []),
+      `max_payload: 8MB`,
+      options.tls
+        ? `tls { cert_file: ${JSON.stringify(options.tls.certFile)}, key_file: ${JSON.stringify(options.tls.keyFile)} }`
+        : "",
+      authorization,
+      options.extraConfig ?? "",
+    ].join("\n");
+    await Deno.writeTextFile(configFile, config + "\n", { mode: 0o600 });
+  };
+  await writeConfig(options.authorization ?? "");
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command(command, {
@@ -133,11 +175,27 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
       { cause: e, code: "nats_server_missing" },
     );
   }
-  // Keep the last lines of stderr for the error message, and drain the pipe.
+  // Keep the last lines of stderr for the error message, and drain the pipe;
+  // count reloads so that reload() knows when the new configuration is live.
   let tail = "";
+  let reloads = 0;
+  let reloadError = "";
+  const reloaded = new Set<() => void>();
   const drained = (async () => {
     const decoder = new TextDecoder();
-    for await (const chunk of child.stderr) tail = (tail + decoder.decode(chunk)).slice(-4000);
+    let line = "";
+    for await (const chunk of child.stderr) {
+      const text = decoder.decode(chunk);
+      tail = (tail + text).slice(-4000);
+      const lines = (line + text).split("\n");
+      line = lines.pop()!;
+      for (const l of lines) {
+        if (l.includes("Reloaded server configuration")) reloads++;
+        else if (/Failed to reload|reload.*error/i.test(l)) (reloadError = l, reloads++);
+        else continue;
+        for (const wake of reloaded) wake();
+      }
+    }
   })().catch(() => {});
   try {
     await waitForPort(host, port, 15_000, child);
@@ -168,6 +226,29 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
     })();
     return stopped;
   };
+  let reloading = Promise.resolve();
+  const reload = (authorization: string) =>
+    reloading = reloading.catch(() => {}).then(async () => {
+      const before = reloads;
+      await writeConfig(authorization);
+      reloadError = "";
+      const done = new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          reloaded.delete(wake);
+          reject(new UnavailableError(`nats-server did not reload its configuration within 10 s`));
+        }, 10_000);
+        const wake = () => {
+          if (reloads === before) return;
+          clearTimeout(timer);
+          reloaded.delete(wake);
+          if (reloadError) reject(new UnavailableError(`nats-server refused its new configuration: ${reloadError}`));
+          else resolve();
+        };
+        reloaded.add(wake);
+      });
+      child.kill("SIGHUP");
+      await done;
+    });
   return {
     url: `nats://${host}:${port}`,
     port,
@@ -175,5 +256,6 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
     stop: () => stop("SIGTERM", 5000),
     kill: (signal = "SIGKILL") => stop(signal, 0),
     exited: child.status,
+    reload,
   };
 }

@@ -71,6 +71,51 @@ function invalid(message: string, code = "invalid_package"): never {
 
 const S_IFMT = 0o170000;
 const S_IFLNK = 0o120000;
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+/** Zip compression methods every node can read: stored, deflate. */
+const METHODS = new Set([0, 8]);
+/** Longest name of one path component (Linux NAME_MAX), in bytes. */
+const MAX_NAME_BYTES = 255;
+/** Longest entry path, in bytes (leaves room for the node's work dir within PATH_MAX). */
+const MAX_PATH_BYTES = 1024;
+
+/**
+ * Counts the central directory's entries straight from the zip's bytes,
+ * stopping as soon as there are more than `max`: a zip of millions of tiny
+ * entries is refused after reading `max` fixed-size headers, before any
+ * entry object is made. Returns null when the directory cannot be found
+ * this simply (the zip reader then decides, with its own entry guard).
+ */
+export function countEntries(bytes: Uint8Array, max: number): number | null {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const u32 = (at: number) => view.getUint32(at, true);
+  const u16 = (at: number) => view.getUint16(at, true);
+  let eocd = -1;
+  for (let i = bytes.byteLength - 22; i >= Math.max(0, bytes.byteLength - 22 - 65535); i--) {
+    if (u32(i) === 0x06054b50) {
+      eocd = i;
+      break;
+    }
+  }
+  if (eocd < 0) return null;
+  let offset = u32(eocd + 16);
+  let declared = u16(eocd + 10);
+  if ((offset === 0xffffffff || declared === 0xffff) && eocd >= 20 && u32(eocd - 20) === 0x07064b50) {
+    const z64 = Number(view.getBigUint64(eocd - 20 + 8, true));
+    if (z64 + 56 > bytes.byteLength || u32(z64) !== 0x06064b50) return null;
+    offset = Number(view.getBigUint64(z64 + 48, true));
+    declared = Number(view.getBigUint64(z64 + 32, true));
+  }
+  if (declared > max) return declared;
+  let count = 0;
+  let at = offset;
+  while (at + 46 <= bytes.byteLength && u32(at) === 0x02014b50) {
+    if (++count > max) return count;
+    at += 46 + u16(at + 28) + u16(at + 30) + u16(at + 32);
+  }
+  return count === 0 && declared > 0 ? null : count;
+}
 
 /**
  * Reads the zip's directory and checks every entry's name, kind and size.
@@ -83,28 +128,63 @@ async function plan(bytes: Uint8Array, limits: PackageLimits): Promise<PlannedEn
       { code: "package_too_large" },
     );
   }
+  const tooMany = (n: number | string): never =>
+    invalid(`it has ${n} entries, more than the limit of ${limits.maxEntries}`, "too_many_entries");
+  const counted = countEntries(bytes, limits.maxEntries);
+  if (counted !== null && counted > limits.maxEntries) tooMany(counted);
   let entries: zip.Entry[];
+  let overflow = false;
   try {
     const reader = new zip.ZipReader(new zip.Uint8ArrayReader(bytes));
     // Names are checked below, so that the message names the entry and the rule it breaks.
-    entries = await reader.getEntries({ filenameValidation: "tolerant" });
+    entries = await reader.getEntries({
+      filenameValidation: "tolerant",
+      onprogress: (index) => {
+        if (index > limits.maxEntries) {
+          overflow = true;
+          throw new Error("too many entries");
+        }
+        return undefined;
+      },
+    });
     await reader.close();
   } catch (e) {
+    if (overflow) tooMany(`more than ${limits.maxEntries}`);
     invalid(`it is not a readable zip file (${(e as Error).message})`, "broken_zip");
   }
   if (entries.length === 0) invalid("the zip is empty", "missing_task_toml");
-  if (entries.length > limits.maxEntries) {
-    invalid(`it has ${entries.length} entries, more than the limit of ${limits.maxEntries}`, "too_many_entries");
-  }
+  if (entries.length > limits.maxEntries) tooMany(entries.length);
   const planned: PlannedEntry[] = [];
   let total = 0;
   for (const entry of entries) {
     const raw = entry.filename;
     if (!entry.filenameUTF8 && entry.rawFilename.some((b) => b >= 0x80)) {
-      invalid(`entry '${raw}' has a name that is not UTF-8`, "bad_entry_name");
+      const shown = Array.from(
+        entry.rawFilename,
+        (b) => b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, "0")}`,
+      ).join("");
+      invalid(`entry '${shown}' has a name that is not UTF-8`, "bad_entry_name");
     }
     if (raw.includes("\0") || raw.includes("\\")) {
       invalid(`entry '${raw}' has a NUL or backslash in its name`, "bad_entry_name");
+    }
+    // deno-lint-ignore no-control-regex
+    if (/[\x01-\x1f\x7f]/.test(raw)) {
+      invalid(`entry '${JSON.stringify(raw).slice(1, -1)}' has a control character in its name`, "bad_entry_name");
+    }
+    const rawBytes = new TextEncoder().encode(raw);
+    if (rawBytes.byteLength > MAX_PATH_BYTES) {
+      invalid(
+        `entry '${raw.slice(0, 64)}…' has a name of ${rawBytes.byteLength} bytes, more than ${MAX_PATH_BYTES}`,
+        "bad_entry_name",
+      );
+    }
+    const long = raw.split("/").find((part) => new TextEncoder().encode(part).byteLength > MAX_NAME_BYTES);
+    if (long) {
+      invalid(
+        `entry '${raw.slice(0, 64)}…' has a path component longer than ${MAX_NAME_BYTES} bytes`,
+        "bad_entry_name",
+      );
     }
     if (raw.startsWith("/") || /^[A-Za-z]:/.test(raw)) {
       invalid(`entry '${raw}' is an absolute path`, "absolute_path");
@@ -117,7 +197,24 @@ async function plan(bytes: Uint8Array, limits: PackageLimits): Promise<PlannedEn
       invalid(`entry '${raw}' is nested deeper than ${limits.maxDepth} folders`, "too_deep");
     }
     const unixMode = entry.unixMode ?? 0;
-    const kind = entry.directory ? "dir" : (unixMode & S_IFMT) === S_IFLNK || entry.symlink ? "symlink" : "file";
+    const type = unixMode & S_IFMT;
+    if (type !== 0 && type !== S_IFREG && type !== S_IFDIR && type !== S_IFLNK) {
+      invalid(
+        `entry '${raw}' is a device, FIFO or socket (mode 0${
+          type.toString(8)
+        }): only files, folders and symlinks are unpacked`,
+        "special_file",
+      );
+    }
+    const kind = entry.directory ? "dir" : type === S_IFLNK || entry.symlink ? "symlink" : "file";
+    if (entry.encrypted) invalid(`entry '${raw}' is encrypted`, "encrypted_entry");
+    const method = (entry as { compressionMethod?: number }).compressionMethod ?? 0;
+    if (kind !== "dir" && !METHODS.has(method)) {
+      invalid(
+        `entry '${raw}' uses compression method ${method}: only stored (0) and deflate (8) are read`,
+        "unsupported_compression",
+      );
+    }
     if (entry.uncompressedSize > limits.maxUnpackedBytes) {
       invalid(
         `entry '${raw}' unpacks to ${entry.uncompressedSize} bytes, more than the limit of ${limits.maxUnpackedBytes}`,
@@ -157,18 +254,74 @@ async function plan(bytes: Uint8Array, limits: PackageLimits): Promise<PlannedEn
     }
     seen.set(p.path, p);
   }
+  // Nothing may lie below a symlink: writing through one would land wherever it points,
+  // and a link's target would be resolved from somewhere other than where it seems to sit.
+  for (const p of planned) {
+    const parts = p.path.split("/");
+    for (let i = 1; i < parts.length; i++) {
+      const above = seen.get(parts.slice(0, i).join("/"));
+      if (above?.kind === "symlink") {
+        invalid(`entry '${p.entry.filename}' lies below symlink '${above.entry.filename}'`, "path_through_symlink");
+      }
+    }
+  }
   return planned.filter((p) => p.path !== ".");
 }
 
-async function readEntry(entry: zip.Entry, limit: number): Promise<Uint8Array> {
+/**
+ * Streams an entry's data to `write`, refusing more bytes than it declares
+ * (a zip bomb may lie about its sizes) or than `limit`.
+ */
+async function streamEntry(
+  entry: zip.Entry,
+  limit: number,
+  write: (chunk: Uint8Array) => void | Promise<void>,
+): Promise<number> {
   if (entry.uncompressedSize > limit) {
     invalid(`entry '${entry.filename}' is ${entry.uncompressedSize} bytes, more than the limit of ${limit}`);
   }
+  let size = 0;
+  let lied = false;
+  const sink = new WritableStream<Uint8Array>({
+    async write(chunk) {
+      size += chunk.byteLength;
+      if (size > entry.uncompressedSize) {
+        lied = true;
+        throw new Error("more data than declared");
+      }
+      await write(chunk);
+    },
+  });
   try {
-    return await (entry as zip.FileEntry).getData(new zip.Uint8ArrayWriter(), { checkSignature: true });
+    await (entry as zip.FileEntry).getData(sink, { checkSignature: true });
   } catch (e) {
+    if (lied || /uncompressed size/i.test((e as Error).message)) {
+      invalid(
+        `entry '${entry.filename}' unpacks to more than the ${entry.uncompressedSize} bytes it declares: a zip bomb?`,
+        "zip_bomb",
+      );
+    }
     invalid(`entry '${entry.filename}' cannot be read (${(e as Error).message})`, "broken_zip");
   }
+  if (size !== entry.uncompressedSize) {
+    invalid(
+      `entry '${entry.filename}' unpacks to ${size} bytes, not the ${entry.uncompressedSize} it declares`,
+      "broken_zip",
+    );
+  }
+  return size;
+}
+
+async function readEntry(entry: zip.Entry, limit: number): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const size = await streamEntry(entry, limit, (c) => void chunks.push(c.slice()));
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
 }
 
 /** Where a symlink at `path` pointing to `target` lands, or null when outside the root. */
@@ -273,10 +426,16 @@ export async function unpackPackage(
       await Deno.symlink(link, target);
       continue;
     }
-    const data = await readEntry(p.entry, limits.maxUnpackedBytes - written);
-    written += data.byteLength;
     const executable = (p.mode & 0o111) !== 0 || p.entry.executable || p.path === entrypoint;
-    await Deno.writeFile(target, data, { mode: executable ? 0o755 : 0o644, createNew: true });
+    // createNew: never opens an existing path, so never writes through a link planted before.
+    const file = await Deno.open(target, { write: true, createNew: true, mode: executable ? 0o755 : 0o644 });
+    try {
+      written += await streamEntry(p.entry, limits.maxUnpackedBytes - written, async (chunk) => {
+        for (let at = 0; at < chunk.byteLength;) at += await file.write(chunk.subarray(at));
+      });
+    } finally {
+      file.close();
+    }
     if (executable) await Deno.chmod(target, 0o755);
   }
 }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { makeZip, tempDir } from "../tests/harness.ts";
 import { TooLargeError, ValidationError } from "./errors.ts";
-import { checkPackage, DEFAULT_PACKAGE_LIMITS, unpackPackage, zipFolder } from "./package.ts";
+import { checkPackage, countEntries, DEFAULT_PACKAGE_LIMITS, unpackPackage, zipFolder } from "./package.ts";
 
 const TOML = `[task]\nentrypoint = "run.sh"\ninstances = 2\n`;
 
@@ -96,4 +96,12 @@ Deno.test("zipFolder() round-trips a folder, keeping modes and leaving out .git"
   assert.equal(checked.entries, 2);
   await unpackPackage(bytes, join(dir, "out"), null);
   assert.equal((await Deno.stat(join(dir, "out/run.sh"))).mode! & 0o777, 0o755);
+});
+
+Deno.test("countEntries() stops reading a directory of a million entries right after the limit", async () => {
+  const { rawZip } = await import("../tests/raw_zip.ts");
+  const bytes = await rawZip([{ name: "task.toml", data: TOML }, { name: "x" }], { centralCopies: 500_000 });
+  assert.equal(countEntries(bytes, 100_000), 100_001);
+  assert.equal(countEntries(bytes, 2_000_000), 1_000_000);
+  await rejects(bytes, /it has 100001 entries, more than the limit of 100000/, "too_many_entries");
 });

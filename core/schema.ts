@@ -16,10 +16,14 @@ export const TaskId = z.string().regex(/^t[0-9a-z]{16}$/, "not a task id");
 /** A task id. */
 export type TaskId = z.infer<typeof TaskId>;
 
-/** A node name: what `--name` gives, or `<hostname>-<random>`. */
+/**
+ * A node name: what `--name` gives, or `<hostname>-<random>`. It is one NATS
+ * subject token (`parallelic.node.<name>.assign`), so it has no `.`: NATS
+ * permissions bind each node to the subjects that carry its name.
+ */
 export const NodeName = z.string().regex(
-  /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/,
-  "a node name is 1-63 letters, digits, '.', '_' or '-'",
+  /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/,
+  "a node name is 1-63 letters, digits, '_' or '-'",
 );
 /** A node name. */
 export type NodeName = z.infer<typeof NodeName>;
@@ -185,8 +189,11 @@ export const NodeCapacity = z.object({
 /** What a node offers. */
 export type NodeCapacity = z.infer<typeof NodeCapacity>;
 
-/** Node states: `ready` takes work, `draining` finishes what it runs, `lost` missed its lease. */
-export const NodeState = z.enum(["ready", "draining", "lost"]);
+/**
+ * Node states: `ready` takes work, `draining` finishes what it runs, `lost`
+ * missed its lease, `left` stopped cleanly.
+ */
+export const NodeState = z.enum(["ready", "draining", "lost", "left"]);
 /** A node state. */
 export type NodeState = z.infer<typeof NodeState>;
 
@@ -204,6 +211,8 @@ export const NodeRecord = NodeCapacity.extend({
   usedSlots: z.number().int().nonnegative(),
   /** Instances held at the last heartbeat (queued on the node, running, or unreported). */
   holding: z.number().int().nonnegative(),
+  /** Manager clock minus node clock at the last heartbeat, ms (includes transit time). */
+  clockSkewMs: z.number().optional(),
 });
 /** A node record. */
 export type NodeRecord = z.infer<typeof NodeRecord>;
@@ -213,10 +222,16 @@ export type NodeRecord = z.infer<typeof NodeRecord>;
 
 /** A NATS subject and the schema of what travels on it. */
 export interface Subject<S extends z.ZodType> {
-  /** The concrete subject. */
+  /** The concrete subject (or a wildcard pattern to subscribe to). */
   readonly subject: string;
   /** Schema of the payload. */
   readonly schema: S;
+  /**
+   * Binds the sender: the payload field that must equal the subject token at
+   * the pattern's `*`. NATS permissions let a node publish only on subjects
+   * that carry its own name, so a message claiming another name is dropped.
+   */
+  readonly sender?: string;
 }
 
 /** A request subject: a request schema and a reply schema. */
@@ -225,16 +240,17 @@ export interface RequestSubject<Q extends z.ZodType, R extends z.ZodType> extend
   readonly reply: R;
 }
 
-function subject<S extends z.ZodType>(name: string, schema: S): Subject<S> {
-  return { subject: name, schema };
+function subject<S extends z.ZodType>(name: string, schema: S, sender?: string): Subject<S> {
+  return { subject: name, schema, sender };
 }
 
 function request<Q extends z.ZodType, R extends z.ZodType>(
   name: string,
   schema: Q,
   reply: R,
+  sender?: string,
 ): RequestSubject<Q, R> {
-  return { subject: name, schema, reply };
+  return { subject: name, schema, reply, sender };
 }
 
 /** Replies either carry a value or an error. */
@@ -292,6 +308,38 @@ export const taskDone = (taskId: string) => subject(`parallelic.task.${taskId}.d
 /** Wildcard for every task's done event. */
 export const taskDoneAll = subject("parallelic.task.*.done", TaskDone);
 
+/** Most instance changes one {@linkcode TaskProgress} event lists; past it, `changed` is null. */
+export const MAX_PROGRESS_CHANGES = 5000;
+
+/**
+ * Task actor → gateway (and anyone): a task's state and counts after a commit,
+ * at most a few times a second per task (the final one always goes out).
+ */
+export const TaskProgress = z.object({
+  taskId: TaskId,
+  name: z.string(),
+  owner: z.string(),
+  state: State,
+  counts: Counts,
+  instances: z.number().int().positive(),
+  createdAt: z.number(),
+  startedAt: z.number().nullable(),
+  endedAt: z.number().nullable(),
+  reason: z.string().nullable(),
+  /**
+   * Instances whose state changed since the task's previous progress event, as
+   * `[index, state]` pairs; null when more than {@linkcode MAX_PROGRESS_CHANGES}
+   * changed (read the states again).
+   */
+  changed: z.array(z.tuple([z.number().int().nonnegative(), State])).nullable(),
+});
+/** A task-progress event. */
+export type TaskProgress = z.infer<typeof TaskProgress>;
+/** `parallelic.task.<id>.progress` */
+export const taskProgress = (taskId: string) => subject(`parallelic.task.${taskId}.progress`, TaskProgress);
+/** Wildcard for every task's progress events. */
+export const taskProgressAll = subject("parallelic.task.*.progress", TaskProgress);
+
 /** An instance attempt, as nodes and the manager name it. */
 export const InstanceRef = z.object({
   taskId: TaskId,
@@ -318,8 +366,11 @@ export const RegisterReply = replyOf({
 });
 /** Reply to a register. */
 export type RegisterReply = z.infer<typeof RegisterReply>;
-/** `parallelic.node.register` */
-export const nodeRegister = request("parallelic.node.register", RegisterRequest, RegisterReply);
+/** `parallelic.node.<name>.register`: a node registers on a subject that carries its name. */
+export const nodeRegister = (name: string) =>
+  request(`parallelic.node.${name}.register`, RegisterRequest, RegisterReply, "name");
+/** Every node's register subject; `name` must match the subject. */
+export const nodeRegisterAll = nodeRegister("*");
 
 /** Node → manager, every `heartbeatMs`: alive, and what it holds. */
 export const Heartbeat = z.object({
@@ -330,12 +381,31 @@ export const Heartbeat = z.object({
 });
 /** A heartbeat. */
 export type Heartbeat = z.infer<typeof Heartbeat>;
-/** `parallelic.node.heartbeat` */
-export const nodeHeartbeat = subject("parallelic.node.heartbeat", Heartbeat);
+/** `parallelic.node.<name>.heartbeat` */
+export const nodeHeartbeat = (name: string) => subject(`parallelic.node.${name}.heartbeat`, Heartbeat, "name");
+/** Every node's heartbeat subject; `name` must match the subject. */
+export const nodeHeartbeatAll = nodeHeartbeat("*");
 
-/** Node actor → task actor and gateway: a node joined, changed state, or was lost. */
+/** Node → node actor: I am stopping; place nothing new on me (I finish what runs, up to my grace period). */
+export const Leaving = z.object({ name: NodeName });
+/** `parallelic.node.<name>.leaving` */
+export const nodeLeaving = (name: string) => subject(`parallelic.node.${name}.leaving`, Leaving, "name");
+/** Every node's leaving subject; `name` must match the subject. */
+export const nodeLeavingAll = nodeLeaving("*");
+
+/**
+ * Node → node actor: I stopped; every result I will ever send was acknowledged.
+ * What I still held goes back to the queue at once, without waiting for my lease.
+ */
+export const Left = z.object({ name: NodeName });
+/** `parallelic.node.<name>.left` */
+export const nodeLeft = (name: string) => request(`parallelic.node.${name}.left`, Left, replyOf({}), "name");
+/** Every node's left subject; `name` must match the subject. */
+export const nodeLeftAll = nodeLeft("*");
+
+/** Node actor → task actor and gateway: a node joined, changed state, was lost, or left. */
 export const NodeEvent = z.object({
-  kind: z.enum(["joined", "updated", "lost"]),
+  kind: z.enum(["joined", "updated", "lost", "left"]),
   node: NodeRecord,
 });
 /** A node event. */
@@ -418,15 +488,42 @@ export type Result = z.infer<typeof Result>;
 export const ResultBatch = z.object({ node: NodeName, results: z.array(Result) });
 /** A result batch. */
 export type ResultBatch = z.infer<typeof ResultBatch>;
-/** `parallelic.task.results` */
-export const taskResults = request(
-  "parallelic.task.results",
-  ResultBatch,
-  replyOf({ accepted: z.number().int(), ignored: z.number().int() }),
-);
+/** `parallelic.node.<name>.results`: a node reports on a subject that carries its name. */
+export const taskResults = (node: string) =>
+  request(
+    `parallelic.node.${node}.results`,
+    ResultBatch,
+    replyOf({ accepted: z.number().int(), ignored: z.number().int() }),
+    "node",
+  );
+/** Every node's results subject; `node` must match the subject. */
+export const taskResultsAll = taskResults("*");
 
-/** Log chunks of an instance travel on (and are kept in the LOGS stream under) this subject. */
-export const logSubject = (taskId: string, index: number) => `parallelic.log.${taskId}.${index}`;
+/** Node → manager, over a connection that holds only the join token: let this node key in. */
+export const JoinRequest = z.object({
+  name: NodeName,
+  /** The node's own NATS user: a public nkey (`U` and 55 base-32 characters). */
+  nkey: z.string().regex(/^U[A-Z2-7]{55}$/, "not a public user nkey"),
+  hostname: z.string().max(255),
+  version: z.string().max(64),
+});
+/** A join request. */
+export type JoinRequest = z.infer<typeof JoinRequest>;
+/** Reply to {@linkcode JoinRequest}, sent once the node's user is live in NATS. */
+export const JoinReply = replyOf({ name: NodeName });
+/** Reply to a join. */
+export type JoinReply = z.infer<typeof JoinReply>;
+/** `parallelic.join`: the only subject the join token may publish on. */
+export const nodeJoin = request("parallelic.join", JoinRequest, JoinReply);
+
+/**
+ * Log chunks of an instance travel on (and are kept in the LOGS stream under)
+ * this subject; the last token is the node that wrote them, which NATS
+ * permissions bind to the node's own user.
+ */
+export const logSubject = (taskId: string, index: number, node: string) => `parallelic.log.${taskId}.${index}.${node}`;
+/** All log subjects of one instance (every node that ran an attempt of it). */
+export const logSubjectsOfInstance = (taskId: string, index: number) => `parallelic.log.${taskId}.${index}.*`;
 /** All log subjects of a task. */
 export const logSubjectsOfTask = (taskId: string) => `parallelic.log.${taskId}.>`;
 /** The JetStream stream that keeps logs. */
@@ -465,3 +562,43 @@ export type InstanceView = z.infer<typeof InstanceView>;
 export const SubmitView = z.object({ id: TaskId, state: State, instances: z.number().int() });
 /** A submit answer. */
 export type SubmitView = z.infer<typeof SubmitView>;
+
+/** `POST /api/v1/packages/check` answer: what a submit of the same package would make, or its error. */
+export const PackageCheckView = z.union([
+  z.object({
+    ok: z.literal(true),
+    digest: Digest,
+    packageBytes: z.number().int().nonnegative(),
+    entries: z.number().int().nonnegative(),
+    unpackedBytes: z.number().int().nonnegative(),
+    spec: TaskSpec,
+  }),
+  z.object({ ok: z.literal(false), error: ErrorBody.omit({ name: true }) }),
+]);
+/** A package check answer. */
+export type PackageCheckView = z.infer<typeof PackageCheckView>;
+
+/** One letter per state in {@linkcode InstanceStatesView}: queued, running, succeeded, failed, cancelled. */
+export const STATE_LETTERS: Readonly<Record<State, string>> = {
+  queued: "q",
+  running: "r",
+  succeeded: "s",
+  failed: "f",
+  cancelled: "c",
+};
+
+/** `GET /api/v1/tasks/{id}/states`: the states of a page of instances, one letter each. */
+export const InstanceStatesView = z.object({
+  from: z.number().int().nonnegative(),
+  total: z.number().int().nonnegative(),
+  states: z.string().regex(/^[qrsfc]*$/),
+});
+/** A page of instance states. */
+export type InstanceStatesView = z.infer<typeof InstanceStatesView>;
+
+/** `GET /api/v1/events`, event `heartbeats`: the nodes heard from in the last second. */
+export const HeartbeatsView = z.object({
+  nodes: z.array(z.object({ name: NodeName, usedSlots: z.number().int().nonnegative(), seenAt: z.number() })),
+});
+/** A batch of heartbeats. */
+export type HeartbeatsView = z.infer<typeof HeartbeatsView>;

@@ -8,7 +8,7 @@
 import { parse, TomlError } from "smol-toml";
 import { z } from "zod";
 import { ValidationError } from "./errors.ts";
-import type { ParamValue, TaskSpec } from "./schema.ts";
+import { type ParamValue, TaskSpec } from "./schema.ts";
 
 /** Largest task.toml accepted, in bytes. */
 export const MAX_TASK_TOML_BYTES = 64 * 1024;
@@ -84,7 +84,9 @@ export function normalizeRelative(path: string): string | null {
 
 const Size = z.union([z.string(), z.number().int().nonnegative()]).transform((v, ctx) => {
   try {
-    return parseBytes(v);
+    const bytes = parseBytes(v);
+    if (!Number.isSafeInteger(bytes)) throw new Error(`'${v}' is more bytes than anyone has`);
+    return bytes;
   } catch (e) {
     ctx.addIssue({ code: "custom", message: (e as Error).message });
     return z.NEVER;
@@ -93,7 +95,10 @@ const Size = z.union([z.string(), z.number().int().nonnegative()]).transform((v,
 
 const Duration = z.union([z.string(), z.number().positive()]).transform((v, ctx) => {
   try {
-    return parseDurationMs(v);
+    const ms = parseDurationMs(v);
+    if (ms < 1) throw new Error(`'${v}' is not longer than 0 ms`);
+    if (ms > 366 * 86_400_000) throw new Error(`'${v}' is longer than a year`);
+    return ms;
   } catch (e) {
     ctx.addIssue({ code: "custom", message: (e as Error).message });
     return z.NEVER;
@@ -279,7 +284,7 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
       );
     }
   }
-  return {
+  const spec = {
     name: toml.task.name ?? defaultName,
     entrypoint,
     workdir,
@@ -295,6 +300,13 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
     retries: toml.limits?.retries ?? 0,
     priority: toml.limits?.priority ?? 50,
   };
+  // The last word: whatever passed the checks above must be a valid TaskSpec.
+  const checked = TaskSpec.safeParse(spec);
+  if (!checked.success) {
+    const issue = checked.error.issues[0];
+    fail(`'${issue.path.join(".")}' is invalid: ${issue.message}`, 0);
+  }
+  return checked.data;
 }
 
 /**

@@ -9,11 +9,13 @@
  */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { instanceKey, readInstances, taskKey, TASKS } from "../actors/keys.ts";
+import { taskKey, TASKS } from "../actors/keys.ts";
 import type { WorkspaceActor } from "../actors/workspace.ts";
+import { type AuditLog, createAuditLog } from "../core/audit.ts";
 import { type Bus, errorBody, unwrap } from "../core/bus.ts";
-import { AuthError, NotFoundError, TooLargeError, ValidationError } from "../core/errors.ts";
+import { NotFoundError, RateLimitError, ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
+import { Metrics } from "../core/metrics.ts";
 import { checkPackage, DEFAULT_PACKAGE_LIMITS, type PackageLimits } from "../core/package.ts";
 import {
   FINAL_STATES,
@@ -29,8 +31,15 @@ import {
   type TaskView,
 } from "../core/schema.ts";
 import { matrixParams } from "../core/task_toml.ts";
-import { authenticate, type Role, type TokenRecord } from "./auth.ts";
+import type { NatsUsers } from "../manager/nats_users.ts";
+import { instanceState, loadTask, readInstanceRecord, readInstanceRecords } from "./access.ts";
+import { requireRole, type TokenRecord } from "./auth.ts";
+import { clientAddress, createGuard, type GuardOptions } from "./guard.ts";
 import { readLog } from "./logs.ts";
+import { openApiDocument } from "./openapi.ts";
+import { addSecurityRoutes, createGatewayStats } from "./security_routes.ts";
+import { addUiRoutes } from "./ui/mod.ts";
+import { readUpload } from "./upload.ts";
 
 /** What the gateway needs. */
 export interface GatewayDeps {
@@ -38,15 +47,32 @@ export interface GatewayDeps {
   kv: Deno.Kv;
   workspace: WorkspaceActor;
   log: Logger;
+  /** The manager's metrics registry, served at `GET /metrics`. @default {a private registry} */
+  metrics?: Metrics;
+  /** The audit log. @default {one over `kv`} */
+  audit?: AuditLog;
+  /** The embedded NATS server's users, for the join token (null or absent with an external server). */
+  users?: NatsUsers | null;
 }
 
 /** Options of {@linkcode createGateway}. */
-export interface GatewayOptions {
+export interface GatewayOptions extends Partial<GuardOptions> {
   /** Package limits. */
   limits?: PackageLimits;
+  /** Ends the live event streams (`/api/v1/events`); abort it before shutting the server down. */
+  signal?: AbortSignal;
 }
 
-type Env = { Variables: { who: TokenRecord } };
+/** Default request limits: bodies up to the package limit plus 1 MiB, 100 requests/s per token (burst 400). */
+export const DEFAULT_GUARD_OPTIONS: GuardOptions = {
+  maxBodyBytes: DEFAULT_PACKAGE_LIMITS.maxPackageBytes + 2 ** 20,
+  rate: { perSecond: 100, burst: 400 },
+  failureRate: { perSecond: 10, burst: 50 },
+};
+
+/** The gateway's Hono environment: the caller, once authenticated. */
+export type GatewayEnv = { Variables: { who: TokenRecord } };
+type Env = GatewayEnv;
 
 const STATUS: Record<string, number> = {
   ValidationError: 400,
@@ -54,6 +80,7 @@ const STATUS: Record<string, number> = {
   NotFoundError: 404,
   ConflictError: 409,
   TooLargeError: 413,
+  RateLimitError: 429,
   UnavailableError: 503,
 };
 
@@ -66,7 +93,7 @@ export function taskView(rec: TaskRecord): TaskView {
 /** The API view of an instance, from its record (or from the task when it has none yet). */
 export function instanceView(task: TaskRecord, index: number, rec: InstanceRecord | null): InstanceView {
   const last = rec?.history[rec.history.length - 1];
-  const state = rec?.state ?? (task.state === "cancelled" ? "cancelled" : "queued");
+  const state = instanceState(task, rec);
   return {
     taskId: task.id,
     index,
@@ -82,51 +109,72 @@ export function instanceView(task: TaskRecord, index: number, rec: InstanceRecor
   };
 }
 
-const ROLE_RANK: Record<Role, number> = { viewer: 0, submitter: 1, admin: 2 };
-
-/** Throws unless the caller's role is at least `role`. */
-function need(who: TokenRecord, role: Role, what: string): void {
-  if (ROLE_RANK[who.role] < ROLE_RANK[role]) {
-    throw new AuthError(`Cannot ${what} as role '${who.role}' may not: it needs '${role}'`, { code: "forbidden" });
-  }
-}
-
 /** Creates the gateway's Hono app. */
 export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): Hono<Env> {
   const { bus, kv, workspace } = deps;
   const log = deps.log.scope({ actor: "gateway" });
   const limits = options.limits ?? DEFAULT_PACKAGE_LIMITS;
+  const audit = deps.audit ?? createAuditLog(kv, deps.log);
+  const guard: GuardOptions = {
+    maxBodyBytes: options.maxBodyBytes ??
+      Math.max(DEFAULT_GUARD_OPTIONS.maxBodyBytes, limits.maxPackageBytes + 2 ** 20),
+    rate: options.rate ?? DEFAULT_GUARD_OPTIONS.rate,
+    failureRate: options.failureRate ?? DEFAULT_GUARD_OPTIONS.failureRate,
+  };
+  const { stats, count } = createGatewayStats();
   const app = new Hono<Env>();
+  const metrics = deps.metrics ?? new Metrics();
+  const uploadBytes = metrics.counter("parallelic_upload_bytes_total", "Bytes of packages uploaded to the gateway.");
+  const requests = metrics.counter("parallelic_http_requests_total", "HTTP requests answered, by status class.");
+  const storeBytes = metrics.gauge("parallelic_object_store_bytes", "Bytes held in the object store, by bucket.");
+  metrics.gauge(
+    "parallelic_rejected_messages",
+    "NATS messages dropped because they failed their schema.",
+    (g) => g.set(bus.rejected),
+  );
+
+  app.use("*", async (c, next) => {
+    await next();
+    requests.inc({ code: `${Math.floor(c.res.status / 100)}xx` });
+  });
 
   app.onError((err, c) => {
     if (err instanceof HTTPException) {
+      count(err.status);
       return c.json({ error: { code: "http_error", message: err.message } }, err.status);
     }
     const body = errorBody(err);
     let status = STATUS[err.name];
+    if (
+      !status && /^(TimeoutError|NoRespondersError|RequestError|ConnectionError|ClosedConnectionError)$/.test(err.name)
+    ) {
+      // NATS did not answer in time (a server lost, a leader being elected): try again shortly.
+      return c.json({ error: { code: "unavailable", message: `NATS did not answer: ${err.message}; try again` } }, 503);
+    }
     if (status === 401 && body.code === "forbidden") status = 403;
     if (!status) {
       log.error("gateway:internal-error", { path: c.req.path, error: String(err.stack ?? err) });
       return c.json({ error: { code: "internal", message: `Internal error: ${err.message}` } }, 500);
     }
+    count(status);
+    if (err instanceof RateLimitError) c.header("retry-after", String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))));
     return c.json({ error: { code: body.code, message: body.message } }, status as 400);
   });
   app.notFound((c) => c.json({ error: { code: "not_found", message: `No route ${c.req.method} ${c.req.path}` } }, 404));
 
   app.get("/healthz", (c) => c.json({ ok: true }));
 
-  app.use("/api/*", async (c, next) => {
-    c.set("who", await authenticate(kv, c.req.header("authorization")));
-    await next();
+  // Every API route: body cap, token, rate per token, least role by method (see gateway/guard.ts).
+  const guarded = createGuard({ kv, audit, log: deps.log }, guard);
+  app.use("/api/*", guarded);
+  app.use("/metrics", guarded);
+
+  app.get("/metrics", async (c) => {
+    storeBytes.set(await workspace.packageBytes(), { bucket: "packages" });
+    return c.text(metrics.render(), 200, { "content-type": "text/plain; version=0.0.4" });
   });
 
-  const getTask = async (id: string, who: TokenRecord): Promise<TaskRecord> => {
-    const rec = /^t[0-9a-z]{16}$/.test(id) ? (await kv.get<TaskRecord>(taskKey(id))).value : null;
-    if (!rec || (who.role === "submitter" && rec.owner !== who.user)) {
-      throw new NotFoundError(`Task '${id}' does not exist`, { code: "task_not_found" });
-    }
-    return rec;
-  };
+  const getTask = (id: string, who: TokenRecord) => loadTask(kv, id, who);
 
   const parseIndex = (task: TaskRecord, raw: string) => {
     const index = Number(raw);
@@ -141,38 +189,14 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
 
   app.get("/api/v1/whoami", (c) => c.json(c.get("who")));
 
+  const openapi = openApiDocument();
+  app.get("/api/v1/openapi.json", (c) => c.json(openapi));
+
   app.post("/api/v1/tasks", async (c) => {
     const who = c.get("who");
-    need(who, "submitter", "submit a task");
-    const declared = Number(c.req.header("content-length") ?? "0");
-    if (declared > limits.maxPackageBytes) {
-      throw new TooLargeError(
-        `Cannot accept package as its size ${declared} bytes exceeds the limit of ${limits.maxPackageBytes} bytes`,
-        { code: "package_too_large" },
-      );
-    }
-    const type = c.req.header("content-type") ?? "";
-    let bytes: Uint8Array;
-    let name = c.req.query("name") ?? "";
-    if (type.startsWith("multipart/form-data")) {
-      const form = await c.req.formData();
-      const file = form.get("package");
-      if (!(file instanceof File)) {
-        throw new ValidationError("Cannot accept upload as multipart field 'package' is missing or not a file", {
-          code: "missing_package",
-        });
-      }
-      bytes = new Uint8Array(await file.arrayBuffer());
-      name ||= file.name;
-    } else if (type === "" || type.startsWith("application/zip") || type.startsWith("application/octet-stream")) {
-      bytes = new Uint8Array(await c.req.arrayBuffer());
-    } else {
-      throw new ValidationError(
-        `Cannot accept upload of type '${type}': send application/zip, or multipart/form-data with field 'package'`,
-        { code: "unsupported_media_type" },
-      );
-    }
-    name = name.replace(/\.zip$/i, "").replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64) || "task";
+    requireRole(who, "submitter", "submit a task");
+    const { bytes, name } = await readUpload(c, limits);
+    uploadBytes.inc({}, bytes.byteLength);
     const checked = await checkPackage(bytes, name, limits);
     await workspace.putPackage(checked.digest, bytes);
     const reply = unwrap(
@@ -183,13 +207,27 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
         owner: who.user,
       }),
     );
+    await audit.record({
+      action: "task.submit",
+      user: who.user,
+      address: clientAddress(c),
+      target: reply.id,
+      detail: `${checked.spec.name}, ${reply.instances} instances, ${checked.digest.slice(0, 19)}…`,
+    });
     return c.json({ id: reply.id, state: reply.state, instances: reply.instances }, 201);
   });
 
   app.get("/api/v1/tasks", async (c) => {
     const who = c.get("who");
     const stateParam = c.req.query("state");
-    const state = stateParam ? State.parse(stateParam) : undefined;
+    const parsedState = stateParam === undefined ? undefined : State.safeParse(stateParam);
+    if (parsedState && !parsedState.success) {
+      throw new ValidationError(
+        `Cannot list tasks as state '${stateParam}' is not one of ${State.options.join(", ")}`,
+        { code: "invalid_state" },
+      );
+    }
+    const state = parsedState?.data;
     const limit = Math.min(Math.max(Number(c.req.query("limit") ?? 100) || 100, 1), 1000);
     const tasks: TaskView[] = [];
     for await (const entry of kv.list<TaskRecord>({ prefix: TASKS }, { reverse: true, batchSize: 200 })) {
@@ -211,7 +249,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     const from = Math.max(0, Number(c.req.query("from") ?? 0) || 0);
     const limit = Math.min(Math.max(Number(c.req.query("limit") ?? 1000) || 1000, 1), 10_000);
     const to = Math.min(task.spec.instances, from + limit);
-    const records = await readInstances(kv, task.id, from, to);
+    const records = await readInstanceRecords(kv, task.id, from, to);
     const instances: InstanceView[] = [];
     for (let i = from; i < to; i++) instances.push(instanceView(task, i, records.get(i) ?? null));
     return c.json({ instances, from, total: task.spec.instances });
@@ -220,7 +258,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   app.get("/api/v1/tasks/:id/instances/:index", async (c) => {
     const task = await getTask(c.req.param("id"), c.get("who"));
     const index = parseIndex(task, c.req.param("index"));
-    const rec = (await readInstances(kv, task.id, index, index + 1)).get(index) ?? null;
+    const rec = await readInstanceRecord(kv, task.id, index);
     return c.json(instanceView(task, index, rec));
   });
 
@@ -231,10 +269,18 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     const ended = async () => {
       const t = (await kv.get<TaskRecord>(taskKey(task.id))).value;
       if (!t || FINAL_STATES.has(t.state)) return true;
-      const rec = (await kv.get<InstanceRecord>(instanceKey(task.id, index))).value;
+      const rec = await readInstanceRecord(kv, task.id, index);
       return rec !== null && FINAL_STATES.has(rec.state);
     };
-    const stream = await readLog(bus.nc, task.id, index, { follow, ended });
+    // Show only what the nodes that ran an attempt of this instance wrote under their own names.
+    let ran = new Set<string>();
+    const accept = async (node: string, attempt: number) => {
+      if (ran.has(`${node}/${attempt}`)) return true;
+      const rec = await readInstanceRecord(kv, task.id, index);
+      ran = new Set(rec?.history.map((h) => `${h.node}/${h.attempt}`));
+      return ran.has(`${node}/${attempt}`);
+    };
+    const stream = await readLog(bus.nc, task.id, index, { follow, ended, accept });
     return new Response(stream, {
       headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
     });
@@ -250,9 +296,10 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
 
   app.post("/api/v1/tasks/:id/cancel", async (c) => {
     const who = c.get("who");
-    need(who, "submitter", "cancel a task");
+    requireRole(who, "submitter", "cancel a task");
     const task = await getTask(c.req.param("id"), who);
     const reply = unwrap(await bus.request(taskCancel, { taskId: task.id, by: who.user }));
+    await audit.record({ action: "task.cancel", user: who.user, address: clientAddress(c), target: task.id });
     return c.json({ id: task.id, state: reply.state });
   });
 
@@ -263,11 +310,21 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
 
   for (const verb of ["drain", "resume"] as const) {
     app.post(`/api/v1/nodes/:name/${verb}`, async (c) => {
-      need(c.get("who"), "admin", `${verb} a node`);
+      const who = c.get("who");
+      requireRole(who, "admin", `${verb} a node`);
       const reply = unwrap(await bus.request(nodesDrain, { name: c.req.param("name"), drain: verb === "drain" }));
+      await audit.record({
+        action: verb === "drain" ? "node.drain" : "node.resume",
+        user: who.user,
+        address: clientAddress(c),
+        target: reply.node.name,
+      });
       return c.json({ node: reply.node });
     });
   }
+
+  addUiRoutes(app, deps, { limits, signal: options.signal });
+  addSecurityRoutes(app, { kv, bus, audit, users: deps.users ?? null, stats });
 
   return app;
 }

@@ -1,11 +1,16 @@
 /**
- * Tokens: only their SHA-256 is stored (Deno KV `["token", hash]`).
+ * Users, roles and tokens. A token is shown once, when it is made; only its
+ * SHA-256 is stored (Deno KV `["token", hash]` → who, `["user", name]` →
+ * the user and the hash of their current token).
+ *
+ * Roles: `admin` (everything), `submitter` (submit; see, follow and cancel
+ * only their own tasks), `viewer` (read only).
  *
  * @module
  */
 import { z } from "zod";
-import { tokenKey } from "../actors/keys.ts";
-import { AuthError } from "../core/errors.ts";
+import { tokenKey, userKey, USERS } from "../actors/keys.ts";
+import { AuthError, ConflictError, NotFoundError, ValidationError } from "../core/errors.ts";
 import { randomToken, sha256Hex } from "../core/ids.ts";
 
 /** Roles, most powerful first. */
@@ -18,47 +23,197 @@ export const TokenRecord = z.object({ user: z.string(), role: Role, createdAt: z
 /** A token record. */
 export type TokenRecord = z.infer<typeof TokenRecord>;
 
-/** Stores a token's hash for `user`. */
+/** A user name: 1-64 letters, digits, `.`, `_`, `-`, `@`. */
+export const UserName = z.string().regex(
+  /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/,
+  "a user name is 1-64 letters, digits, '.', '_', '@' or '-'",
+);
+
+/** `["user", name]`: a user, their role and the hash of their current token. */
+export const UserRecord = z.object({
+  name: UserName,
+  role: Role,
+  createdAt: z.number(),
+  tokenHash: z.string(),
+  tokenCreatedAt: z.number(),
+});
+/** A user record. */
+export type UserRecord = z.infer<typeof UserRecord>;
+
+/** A user as the API shows it (never the hash). */
+export type UserView = Omit<UserRecord, "tokenHash">;
+
+const RANK: Record<Role, number> = { viewer: 0, submitter: 1, admin: 2 };
+
+/**
+ * Throws unless `who` has at least `role`.
+ *
+ * @throws {AuthError} `forbidden` (HTTP 403), naming the role needed.
+ */
+export function requireRole(who: TokenRecord, role: Role, what: string): void {
+  if (RANK[who.role] < RANK[role]) {
+    throw new AuthError(`Cannot ${what} as role '${who.role}' may not: it needs '${role}'`, { code: "forbidden" });
+  }
+}
+
+/** The hash a token is stored under. */
+export const tokenHash = (token: string) => sha256Hex(token);
+
+function userName(name: string): string {
+  const parsed = UserName.safeParse(name);
+  if (!parsed.success) {
+    throw new ValidationError(`Cannot use user name '${name}' as ${parsed.error.issues[0].message}`, {
+      code: "invalid_user_name",
+    });
+  }
+  return parsed.data;
+}
+
+/**
+ * Sets `name`'s token to `token` (creating the user with `role` when new),
+ * dropping the hash of the token they had. `expectNew` refuses an existing user.
+ */
+async function setToken(
+  kv: Deno.Kv,
+  name: string,
+  role: Role | undefined,
+  token: string,
+  expectNew: boolean,
+  now: number,
+): Promise<UserRecord> {
+  const hash = await tokenHash(token);
+  for (;;) {
+    const entry = await kv.get<UserRecord>(userKey(name));
+    if (entry.value && expectNew) {
+      throw new ConflictError(`Cannot add user '${name}' as it exists: remove it first, or rotate its token`, {
+        code: "user_exists",
+      });
+    }
+    if (!entry.value && !role) {
+      throw new NotFoundError(`User '${name}' does not exist`, { code: "user_not_found" });
+    }
+    const rec: UserRecord = {
+      name,
+      role: role ?? entry.value!.role,
+      createdAt: entry.value?.createdAt ?? now,
+      tokenHash: hash,
+      tokenCreatedAt: now,
+    };
+    const op = kv.atomic().check(entry).set(userKey(name), rec)
+      .set(tokenKey(hash), { user: name, role: rec.role, createdAt: now } satisfies TokenRecord);
+    if (entry.value && entry.value.tokenHash !== hash) op.delete(tokenKey(entry.value.tokenHash));
+    if ((await op.commit()).ok) return rec;
+  }
+}
+
+/**
+ * Adds a user with a new token; returns the token (shown once, never stored).
+ *
+ * @throws {ConflictError} When the user exists.
+ * @throws {ValidationError} When the name is not a valid user name.
+ */
+export async function addUser(kv: Deno.Kv, name: string, role: Role, now = Date.now()): Promise<string> {
+  const token = randomToken();
+  await setToken(kv, userName(name), role, token, true, now);
+  return token;
+}
+
+/**
+ * Gives `name` a new token, which replaces the old one at once; returns it.
+ *
+ * @throws {NotFoundError} When there is no such user.
+ */
+export async function rotateToken(kv: Deno.Kv, name: string, now = Date.now()): Promise<string> {
+  const token = randomToken();
+  await setToken(kv, userName(name), undefined, token, false, now);
+  return token;
+}
+
+/**
+ * Removes a user and their token.
+ *
+ * @throws {NotFoundError} When there is no such user.
+ * @throws {ConflictError} When it is the last admin.
+ */
+export async function removeUser(kv: Deno.Kv, name: string): Promise<void> {
+  const entry = await kv.get<UserRecord>(userKey(name));
+  if (!entry.value) {
+    throw new NotFoundError(`Cannot remove user '${name}' as it does not exist`, { code: "user_not_found" });
+  }
+  if (entry.value.role === "admin") {
+    const admins = (await listUsers(kv)).filter((u) => u.role === "admin");
+    if (admins.length <= 1) {
+      throw new ConflictError(`Cannot remove user '${name}' as it is the last admin`, { code: "last_admin" });
+    }
+  }
+  const res = await kv.atomic().check(entry).delete(userKey(name)).delete(tokenKey(entry.value.tokenHash)).commit();
+  if (!res.ok) throw new ConflictError(`Cannot remove user '${name}' as it changed meanwhile: try again`);
+}
+
+/** Every user, by name. */
+export async function listUsers(kv: Deno.Kv): Promise<UserView[]> {
+  const out: UserView[] = [];
+  for await (const e of kv.list<UserRecord>({ prefix: USERS })) {
+    const { tokenHash: _, ...view } = e.value;
+    out.push(view);
+  }
+  return out;
+}
+
+/** Stores a token's hash for `user` without a user record (kept for callers of the first version). */
 export async function addToken(kv: Deno.Kv, token: string, user: string, role: Role, now = Date.now()): Promise<void> {
-  await kv.set(tokenKey(await sha256Hex(token)), { user, role, createdAt: now } satisfies TokenRecord);
+  await kv.set(tokenKey(await tokenHash(token)), { user, role, createdAt: now } satisfies TokenRecord);
+}
+
+/** The bearer token of an `Authorization` header, if there is one. */
+export function bearerToken(header: string | undefined): string | null {
+  return /^Bearer\s+(\S+)$/i.exec(header ?? "")?.[1] ?? null;
 }
 
 /**
  * Looks up the bearer token of an `Authorization` header.
  *
- * @throws {AuthError} When it is missing or unknown (the same message for both).
+ * @throws {AuthError} When it is missing or unknown (the same message for every unknown token).
  */
 export async function authenticate(kv: Deno.Kv, header: string | undefined): Promise<TokenRecord> {
-  const token = /^Bearer\s+(\S+)$/i.exec(header ?? "")?.[1];
+  const token = bearerToken(header);
   if (!token) {
     throw new AuthError("Missing token: send 'Authorization: Bearer <token>'", { code: "unauthorized" });
   }
-  const entry = await kv.get<TokenRecord>(tokenKey(await sha256Hex(token)));
+  const entry = await kv.get<TokenRecord>(tokenKey(await tokenHash(token)));
   if (!entry.value) throw new AuthError("Invalid token", { code: "unauthorized" });
   return entry.value;
 }
 
 /**
- * Makes sure an admin token exists: `envToken` when given (PARALLELIC_TOKEN),
- * otherwise one generated at first start and written, readable only by its
+ * Makes sure the user `admin` exists with a known token: `envToken` when
+ * given (PARALLELIC_TOKEN; it replaces the admin's previous token), otherwise
+ * the one in `tokenFile`, otherwise a new one written, readable only by its
  * owner, to `tokenFile`. Returns the token when it is known here.
  */
 export async function ensureAdminToken(
   kv: Deno.Kv,
   tokenFile: string,
   envToken: string | undefined,
-): Promise<{ token: string | null; source: "env" | "file" | "generated" }> {
+): Promise<{ token: string | null; source: "env" | "file" | "generated" | "rotated" }> {
+  const now = Date.now();
   if (envToken) {
-    await addToken(kv, envToken, "admin", "admin");
+    await setToken(kv, "admin", "admin", envToken, false, now);
     return { token: envToken, source: "env" };
   }
+  const admin = (await kv.get<UserRecord>(userKey("admin"))).value;
   try {
     const token = (await Deno.readTextFile(tokenFile)).trim();
-    const known = await kv.get(tokenKey(await sha256Hex(token)));
-    if (known.value) return { token, source: "file" };
+    const known = (await kv.get<TokenRecord>(tokenKey(await tokenHash(token)))).value;
+    if (known?.user === "admin") {
+      if (!admin) await setToken(kv, "admin", "admin", token, false, now);
+      return { token, source: "file" };
+    }
   } catch { /* first start */ }
+  // The admin's token was rotated through the API since the file was written: keep it.
+  if (admin) return { token: null, source: "rotated" };
   const token = randomToken();
-  await addToken(kv, token, "admin", "admin");
+  await setToken(kv, "admin", "admin", token, false, now);
   await Deno.writeTextFile(tokenFile, token + "\n", { mode: 0o600 });
   await Deno.chmod(tokenFile, 0o600);
   return { token, source: "generated" };

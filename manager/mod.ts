@@ -5,19 +5,24 @@
  *
  * @module
  */
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { join, resolve } from "node:path";
 import { createNodeActor } from "../actors/node.ts";
 import { createTaskActor } from "../actors/task.ts";
 import { createWorkspaceActor } from "../actors/workspace.ts";
+import { createAuditLog } from "../core/audit.ts";
 import { createBus } from "../core/bus.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
+import { Metrics } from "../core/metrics.ts";
+import { connectNats, type NatsCredentials, type NatsTls } from "../core/nats_connect.ts";
 import { type NatsServer, startNatsServer } from "../core/nats_server.ts";
 import type { PackageLimits } from "../core/package.ts";
-import { createGateway } from "../gateway/app.ts";
+import { createGateway, type GatewayOptions } from "../gateway/app.ts";
 import { ensureAdminToken } from "../gateway/auth.ts";
 import { type ComputeNode, startNode } from "../node/agent.ts";
+import { createJoinActor } from "./join.ts";
+import { createNatsUsers, type NatsUsers } from "./nats_users.ts";
 
 /** Options of {@linkcode startManager}. */
 export interface ManagerOptions {
@@ -43,12 +48,28 @@ export interface ManagerOptions {
   leaseMs?: number;
   /** First retry delay. @default {1000} */
   retryBackoffMs?: number;
+  /** On stop, how long the local node's running instances may finish. @default {30000} */
+  graceMs?: number;
   /** Admin token (else PARALLELIC_TOKEN, else generated into the data dir). */
   token?: string;
   /** Package limits. */
   limits?: PackageLimits;
   /** JetStream replicas. @default {1} */
   replicas?: number;
+  /** The join token nodes use (else `DIR/join-token`, made at first start). Embedded NATS only. */
+  joinToken?: string;
+  /** Credentials for an external NATS server (`natsUrl`). */
+  natsCredentials?: NatsCredentials;
+  /** TLS towards NATS (external, or the embedded server when `natsServerTls` is set). */
+  natsTls?: NatsTls;
+  /** Serve the embedded NATS server over TLS with this certificate and key. */
+  natsServerTls?: { certFile: string; keyFile: string };
+  /** Gateway limits: request body size, requests per token, failed sign-ins per address (see `gateway/guard.ts`). */
+  gateway?: Omit<GatewayOptions, "limits">;
+  /** Serve the gateway over HTTPS with this certificate and key (PEM files). */
+  gatewayTls?: { certFile: string; keyFile: string };
+  /** How long audit entries are kept. @default {90 days} */
+  auditRetentionMs?: number;
   /** Logger. */
   log: Logger;
   /** Clock. */
@@ -69,6 +90,12 @@ export interface Manager {
   readonly localNode: ComputeNode | null;
   /** The embedded NATS server, when started. */
   readonly nats: NatsServer | null;
+  /** The manager's own NATS credentials (full permissions; for tests and tools in this process). */
+  readonly natsCredentials: NatsCredentials | undefined;
+  /** The join token nodes use, with the embedded NATS server (null with an external one). */
+  readonly joinToken: string | null;
+  /** Where the join token is kept. */
+  readonly joinTokenFile: string;
   /** Stops everything: local node, gateway, actors, then NATS last. */
   stop(): Promise<void>;
 }
@@ -78,68 +105,83 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
   const log = options.log;
   const clock = options.clock ?? systemClock;
   const dataDir = resolve(options.dataDir);
-  await Deno.mkdir(dataDir, { recursive: true });
+  await Deno.mkdir(dataDir, { recursive: true, mode: 0o700 });
+  // Tokens, keys and state live here: only the manager's user may enter.
+  await Deno.chmod(dataDir, 0o700);
+  const cleanups: Array<() => Promise<void> | void> = [];
   let nats: NatsServer | null = null;
   let natsUrl = options.natsUrl;
   let stopping: Promise<void> | undefined;
-  if (!natsUrl) {
-    const natsOptions = {
-      storeDir: join(dataDir, "nats"),
-      port: options.natsPort ?? 4222,
-      host: options.natsHost ?? "127.0.0.1",
-      log,
-    };
-    nats = await startNatsServer(natsOptions);
-    natsOptions.port = nats.port;
-    natsUrl = nats.url;
-    // Supervise the embedded server: if it dies, start it again on the same port
-    // and store; manager and nodes reconnect by themselves.
-    const supervise = (server: NatsServer) => {
-      server.exited.then(async (status) => {
-        if (stopping) return;
-        log.error("nats:exited", { code: status.code, signal: status.signal });
-        for (let delay = 100; !stopping; delay = Math.min(delay * 2, 5000)) {
-          try {
-            nats = await startNatsServer(natsOptions);
-            supervise(nats);
-            return;
-          } catch (e) {
-            log.error("nats:restart-failed", { error: (e as Error).message, retryInMs: delay });
-            await new Promise((r) => setTimeout(r, delay));
-          }
-        }
-      });
-    };
-    supervise(nats);
-  }
-  const cleanups: Array<() => Promise<void> | void> = [];
+  const joinTokenFile = join(dataDir, "join-token");
   try {
-    const nc: NatsConnection = await connect({
-      servers: natsUrl.split(","),
-      name: "parallelic-manager",
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 250,
-      // No stack captured per request: the bus names the subject on failure.
-      noAsyncTraces: true,
-    });
-    cleanups.push(() => nc.drain().catch(() => {}));
     const kv = await Deno.openKv(join(dataDir, "state.kv"));
     cleanups.push(() => kv.close());
+    let users: NatsUsers | null = null;
+    let natsCredentials = options.natsCredentials;
+    if (!natsUrl) {
+      const natsUsers = users = await createNatsUsers({
+        kv,
+        joinTokenFile,
+        joinToken: options.joinToken,
+        apply: (authorization) => nats!.reload(authorization),
+        log,
+      });
+      const natsOptions = {
+        storeDir: join(dataDir, "nats"),
+        port: options.natsPort ?? 4222,
+        host: options.natsHost ?? "127.0.0.1",
+        tls: options.natsServerTls,
+        log,
+      };
+      nats = await startNatsServer({ ...natsOptions, authorization: await natsUsers.authorization() });
+      natsOptions.port = nats.port;
+      natsUrl = nats.url;
+      natsCredentials = natsUsers.manager;
+      // Supervise the embedded server: if it dies, start it again on the same port
+      // and store, with the users of now; manager and nodes reconnect by themselves.
+      const supervise = (server: NatsServer) => {
+        server.exited.then(async (status) => {
+          if (stopping) return;
+          log.error("nats:exited", { code: status.code, signal: status.signal });
+          for (let delay = 100; !stopping; delay = Math.min(delay * 2, 5000)) {
+            try {
+              nats = await startNatsServer({ ...natsOptions, authorization: await natsUsers.authorization() });
+              supervise(nats);
+              return;
+            } catch (e) {
+              log.error("nats:restart-failed", { error: (e as Error).message, retryInMs: delay });
+              await new Promise((r) => setTimeout(r, delay));
+            }
+          }
+        });
+      };
+      supervise(nats);
+    }
+    const nc: NatsConnection = await connectNats({
+      servers: natsUrl,
+      name: "parallelic-manager",
+      credentials: natsCredentials,
+      tls: options.natsTls,
+    });
+    cleanups.push(() => nc.drain().catch(() => {}));
     const bus = createBus(nc, log);
+    const metrics = new Metrics();
+    const audit = createAuditLog(kv, log, { retentionMs: options.auditRetentionMs });
     const abort = new AbortController();
     const workspace = await createWorkspaceActor({ nc, log }, { replicas: options.replicas });
-    const nodeActor = createNodeActor({ bus, kv, clock, log }, {
+    const nodeActor = createNodeActor({ bus, kv, clock, log, metrics }, {
       signal: abort.signal,
       heartbeatMs: options.heartbeatMs,
       leaseMs: options.leaseMs,
     });
     await nodeActor.ready;
-    const taskActor = createTaskActor({ bus, kv, clock, log }, {
+    const taskActor = createTaskActor({ bus, kv, clock, log, metrics }, {
       signal: abort.signal,
       retryBackoffMs: options.retryBackoffMs,
       orphanGraceMs: Math.max(3 * (options.heartbeatMs ?? 1000), 2000),
     });
     await taskActor.ready;
+    if (users) createJoinActor({ bus, users, audit, log }, { signal: abort.signal });
     cleanups.push(async () => {
       abort.abort();
       await taskActor.stopped;
@@ -147,15 +189,25 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     });
     const tokenFile = join(dataDir, "admin-token");
     const admin = await ensureAdminToken(kv, tokenFile, options.token ?? Deno.env.get("PARALLELIC_TOKEN"));
-    const app = createGateway({ bus, kv, workspace, log }, { limits: options.limits });
+    const gatewayAbort = new AbortController();
+    const app = createGateway({ bus, kv, workspace, log, metrics, audit, users }, {
+      ...options.gateway,
+      limits: options.limits,
+      signal: gatewayAbort.signal,
+    });
+    const tls = options.gatewayTls;
     const server = Deno.serve({
       port: options.port ?? 8080,
       hostname: options.host ?? "127.0.0.1",
       onListen: () => {},
+      ...(tls ? { cert: await Deno.readTextFile(tls.certFile), key: await Deno.readTextFile(tls.keyFile) } : {}),
     }, app.fetch);
-    cleanups.push(() => server.shutdown());
+    cleanups.push(() => {
+      gatewayAbort.abort(); // ends live event streams, which would otherwise hold the shutdown open
+      return server.shutdown();
+    });
     const addr = server.addr as Deno.NetAddr;
-    const url = `http://${addr.hostname}:${addr.port}`;
+    const url = `${tls ? "https" : "http"}://${addr.hostname}:${addr.port}`;
     let localNode: ComputeNode | null = null;
     if (options.localNode ?? true) {
       localNode = await startNode({
@@ -163,6 +215,9 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
         name: "local",
         slots: options.slots,
         workDir: join(dataDir, "node"),
+        graceMs: options.graceMs,
+        credentials: users ? await users.inProcessNode("local") : natsCredentials,
+        tls: options.natsTls,
         log,
         clock,
       });
@@ -179,6 +234,11 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
       get nats() {
         return nats;
       },
+      natsCredentials,
+      get joinToken() {
+        return users?.joinToken() ?? null;
+      },
+      joinTokenFile,
       stop() {
         stopping ??= (async () => {
           for (const fn of cleanups.reverse()) await fn();

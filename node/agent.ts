@@ -7,12 +7,15 @@
  */
 import { jetstream } from "@nats-io/jetstream";
 import { type ObjectStore, Objm } from "@nats-io/obj";
-import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
+import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { createBus, unwrap } from "../core/bus.ts";
 import { type Clock, nextTurn, systemClock, type TimerId } from "../core/clock.ts";
+import { ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
+import { Metrics } from "../core/metrics.ts";
+import type { NatsCredentials, NatsTls } from "../core/nats_connect.ts";
 import { matrixParams } from "../core/task_toml.ts";
 import {
   type Assignment,
@@ -21,6 +24,9 @@ import {
   nodeAssign,
   nodeHeartbeat,
   nodeKill,
+  nodeLeaving,
+  nodeLeft,
+  NodeName,
   nodeRegister,
   nodeRejoin,
   PACKAGE_BUCKET,
@@ -30,6 +36,8 @@ import {
 } from "../core/schema.ts";
 import { copyTree, createPackageCache } from "./cache.ts";
 import { processTree, signalAll } from "./process_tree.ts";
+import { connectNode } from "./join.ts";
+import { asUser, checkReachable, handOver, resolveRunAs, userEnv } from "./run_as.ts";
 
 /** The version nodes report. */
 export const VERSION = "0.1.0";
@@ -52,12 +60,27 @@ export interface NodeOptions {
   gpus?: number;
   /** Kill grace: SIGTERM, then SIGKILL after this long. @default {1000} */
   killGraceMs?: number;
+  /**
+   * On stop, how long running instances may go on before they are killed and
+   * handed back to the manager (`--grace`). @default {30000}
+   */
+  graceMs?: number;
+  /** Serve the node's own metrics at `http://127.0.0.1:PORT/metrics` (`--metrics-port`). */
+  metricsPort?: number;
   /** Logger. */
   log: Logger;
   /** Clock. @default {systemClock} */
   clock?: Clock;
   /** An existing connection to use instead of connecting (tests). */
   nc?: NatsConnection;
+  /** The join token, needed until this node's own key is known to NATS (see `node/join.ts`). */
+  joinToken?: string;
+  /** Fixed NATS credentials (an external server, or the manager's own node): no join. */
+  credentials?: NatsCredentials;
+  /** TLS towards NATS. */
+  tls?: NatsTls;
+  /** Run instances as this OS user (the node must run as root; see `node/run_as.ts`). */
+  runAs?: string;
   /**
    * Benchmarks only: report every instance as exited 0 at once, without
    * fetching, copying or spawning anything (`bench/dispatch.ts` measures the
@@ -74,8 +97,12 @@ export interface ComputeNode {
   readonly registered: Promise<void>;
   /** Counters for tests and metrics. */
   stats(): { started: number; finished: number; packageFetches: number; running: number; queued: number };
-  /** Stops taking work, kills what runs, flushes results, disconnects. */
-  stop(): Promise<void>;
+  /**
+   * Stops gracefully: takes nothing new, lets running instances finish for up
+   * to `graceMs` (default: the node's `graceMs` option), kills the rest, and
+   * hands back to the manager what did not finish; then disconnects.
+   */
+  stop(graceMs?: number): Promise<void>;
 }
 
 /** One instance the node holds. */
@@ -109,6 +136,22 @@ export async function spawnRetrying(command: Deno.Command, tries = 6): Promise<D
   }
 }
 
+/**
+ * Retries a JetStream publish for up to `totalMs` (a NATS server restarting,
+ * a stream electing a leader), backing off.
+ */
+export async function publishRetrying<T>(fn: () => Promise<T>, totalMs = 30_000): Promise<T> {
+  const deadline = Date.now() + totalMs;
+  for (let delay = 100;; delay = Math.min(delay * 2, 2000)) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (Date.now() + delay > deadline) throw e;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
+
 /** Counts GPUs with nvidia-smi; 0 where there is none. */
 export function countGpus(): number {
   try {
@@ -123,19 +166,27 @@ export function countGpus(): number {
 /** Starts a compute node and joins the manager reachable over `natsUrl`. */
 export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   const clock = options.clock ?? systemClock;
-  const name = options.name ?? `${hostname().split(".")[0]}-${crypto.randomUUID().slice(0, 4)}`;
+  const name = options.name ??
+    `${hostname().split(".")[0].replace(/[^A-Za-z0-9_-]/g, "-")}-${crypto.randomUUID().slice(0, 4)}`;
+  if (!NodeName.safeParse(name).success) {
+    throw new ValidationError(`Cannot start node '${name}' as a node name is 1-63 letters, digits, '_' or '-'`, {
+      code: "invalid_node_name",
+    });
+  }
   const log = options.log.scope({ node: name });
   const slots = options.slots ?? navigator.hardwareConcurrency;
   const killGraceMs = options.killGraceMs ?? 1000;
+  const runAs = options.runAs ? resolveRunAs(options.runAs) : null;
   const ownConnection = !options.nc;
-  const nc = options.nc ?? await connect({
-    servers: options.natsUrl.split(","),
-    name: `parallelic-node-${name}`,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 250,
-    waitOnFirstConnect: true,
-    // No stack captured per request (one per results batch): the bus names the subject on failure.
-    noAsyncTraces: true,
+  const nc = options.nc ?? await connectNode({
+    natsUrl: options.natsUrl,
+    name,
+    workDir: options.workDir,
+    joinToken: options.joinToken,
+    credentials: options.credentials,
+    tls: options.tls,
+    version: VERSION,
+    log,
   });
   const bus = createBus(nc, log);
   const js = jetstream(nc);
@@ -152,6 +203,10 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   await Deno.remove(runsDir, { recursive: true }).catch(() => {});
   await Deno.mkdir(packagesDir, { recursive: true });
   await Deno.mkdir(runsDir, { recursive: true });
+  // The package cache is the node's alone; instances get copies. Runs may be passed through, not listed.
+  await Deno.chmod(packagesDir, 0o700);
+  await Deno.chmod(runsDir, 0o711);
+  if (runAs) await checkReachable(runAs, runsDir);
   const cache = createPackageCache(packagesDir, openStore);
 
   const queue: Job[] = [];
@@ -168,16 +223,20 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   let flushQueued = false;
   let stopping = false;
 
-  const baseEnv: Record<string, string> = {};
+  let baseEnv: Record<string, string> = {};
   for (const k of PASS_ENV) {
     const v = Deno.env.get(k);
     if (v !== undefined) baseEnv[k] = v;
   }
+  if (runAs) baseEnv = userEnv(runAs, baseEnv);
 
   // -------------------------------------------------------------------------
   // Results
 
+  /** Instances killed because the node stops: not reported, the manager requeues them. */
+  const released = new Set<string>();
   const report = (result: Result) => {
+    if (released.has(keyOf(result))) return;
     unacked.set(keyOf(result), result);
     pendingResults.push(result);
     finished++;
@@ -201,7 +260,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     while (pendingResults.length > 0 && resultRequests < 1) {
       const batch = pendingResults.splice(0, 500);
       resultRequests++;
-      bus.request(taskResults, { node: name, results: batch }, { timeoutMs: 10_000 }).then(unwrap).then(
+      bus.request(taskResults(name), { node: name, results: batch }, { timeoutMs: 10_000 }).then(unwrap).then(
         () => {
           resultRequests--;
           for (const r of batch) unacked.delete(keyOf(r));
@@ -233,6 +292,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         const root = await cache.root(job.digest as `sha256-${string}`, job.run.entrypoint);
         try {
           await copyTree(root, dir);
+          if (runAs) await handOver(runAs, dir);
         } catch (e) {
           await removeDir(dir);
           throw e;
@@ -313,9 +373,12 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       }
       let child: Deno.ChildProcess;
       try {
+        const start = runAs
+          ? asUser(runAs, join(dir, run.entrypoint), run.args)
+          : { command: join(dir, run.entrypoint), args: run.args };
         child = await spawnRetrying(
-          new Deno.Command(join(dir, run.entrypoint), {
-            args: run.args,
+          new Deno.Command(start.command, {
+            args: start.args,
             cwd: join(dir, run.workdir),
             env,
             clearEnv: true,
@@ -335,14 +398,17 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         timeout = clock.setTimeout(() => killJob(job, `timed out after ${run.timeoutMs} ms`), run.timeoutMs);
       }
       const publishes: Promise<unknown>[] = [];
+      let chunkNo = 0;
       const pipe = async (stream: ReadableStream<Uint8Array>, which: "stdout" | "stderr") => {
-        const subject = logSubject(ref.taskId, ref.index);
+        const subject = logSubject(ref.taskId, ref.index, name);
         for await (const chunk of stream) {
           const h = headers();
           h.set("Parallelic-Attempt", String(ref.attempt));
           h.set("Parallelic-Stream", which);
+          // The message id lets JetStream drop a duplicate when a retried publish had landed.
+          const msgID = `${ref.taskId}.${ref.index}.${ref.attempt}.${chunkNo++}`;
           publishes.push(
-            js.publish(subject, chunk, { headers: h }).catch((e) => {
+            publishRetrying(() => js.publish(subject, chunk, { headers: h, msgID })).catch((e) => {
               log.warn("node:log-publish-failed", { taskId: ref.taskId, index: ref.index, error: String(e) });
             }),
           );
@@ -399,9 +465,9 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
 
   const heartbeat = () => {
     heartbeatTimer = undefined;
-    if (stopping) return;
+    if (signal.aborted) return;
     try {
-      bus.publish(nodeHeartbeat, { name, sentAt: clock.now(), usedSlots, holding: holding() });
+      bus.publish(nodeHeartbeat(name), { name, sentAt: clock.now(), usedSlots, holding: holding() });
     } catch (e) {
       log.warn("node:heartbeat-failed", { error: String(e) });
     }
@@ -416,7 +482,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       while (!stopping) {
         try {
           const reply = unwrap(
-            await bus.request(nodeRegister, {
+            await bus.request(nodeRegister(name), {
               name,
               slots,
               cpus: navigator.hardwareConcurrency,
@@ -449,21 +515,76 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
 
   const registered = register();
 
+  const metrics = new Metrics();
+  metrics.gauge("parallelic_node_instances", "Instances this node holds, by state.", (g) => {
+    g.set(running.size, { state: "running" });
+    g.set(queue.length, { state: "queued" });
+    g.set(unacked.size, { state: "unreported" });
+  });
+  metrics.gauge("parallelic_node_instances_started", "Instances this node started.", (g) => g.set(started));
+  metrics.gauge("parallelic_node_instances_finished", "Instances this node finished.", (g) => g.set(finished));
+  metrics.gauge(
+    "parallelic_node_package_fetches",
+    "Packages fetched from the object store.",
+    (g) => g.set(cache.fetches),
+  );
+  metrics.gauge("parallelic_node_slots", "Slots: total and used.", (g) => {
+    g.set(slots, { kind: "total" });
+    g.set(usedSlots, { kind: "used" });
+  });
+  metrics.gauge(
+    "parallelic_rejected_messages",
+    "NATS messages dropped because they failed their schema.",
+    (g) => g.set(bus.rejected),
+  );
+  const metricsServer = options.metricsPort === undefined ? undefined : Deno.serve(
+    { port: options.metricsPort, hostname: "127.0.0.1", onListen: () => {} },
+    (req) =>
+      new URL(req.url).pathname === "/metrics"
+        ? new Response(metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4" } })
+        : new Response("not found", { status: 404 }),
+  );
+
   return {
     name,
     registered,
     stats: () => ({ started, finished, packageFetches: cache.fetches, running: running.size, queued: queue.length }),
-    async stop() {
+    async stop(graceMs = options.graceMs ?? 30_000) {
       if (stopping) return;
       stopping = true;
-      abort.abort();
-      if (heartbeatTimer !== undefined) clock.clearTimeout(heartbeatTimer);
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+      try {
+        bus.publish(nodeLeaving(name), { name });
+      } catch { /* not connected */ }
+      // What never started goes back to the manager with the rest, at "left".
       queue.splice(0).forEach(drop);
-      for (const job of running.values()) killJob(job, "node stopping");
-      const deadline = Date.now() + killGraceMs + 2000;
-      while (running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const graceEnd = Date.now() + graceMs;
+      while (running.size > 0 && Date.now() < graceEnd) await sleep(20);
+      if (running.size > 0) log.warn("node:grace-over", { killing: running.size });
+      for (const job of running.values()) {
+        released.add(keyOf(job.ref));
+        killJob(job, "node stopping");
+      }
+      const killEnd = Date.now() + killGraceMs + 2000;
+      while (running.size > 0 && Date.now() < killEnd) await sleep(20);
+      // Every result must be acknowledged before the manager hears that we left.
       if (flushTimer !== undefined) clock.clearTimeout(flushTimer);
       flush();
+      const ackEnd = Date.now() + 5000;
+      while (unacked.size > 0 && Date.now() < ackEnd) {
+        await sleep(50);
+        if (resultRequests === 0 && pendingResults.length > 0) flush();
+      }
+      try {
+        unwrap(await bus.request(nodeLeft(name), { name }, { timeoutMs: 3000 }));
+        log.info("node:left", { unacknowledged: unacked.size });
+      } catch (e) {
+        log.warn("node:leave-unacknowledged", { error: (e as Error).message });
+      }
+      abort.abort();
+      await metricsServer?.shutdown();
+      if (heartbeatTimer !== undefined) clock.clearTimeout(heartbeatTimer);
+      if (flushTimer !== undefined) clock.clearTimeout(flushTimer);
       await registering?.catch(() => {});
       if (ownConnection) await nc.drain().catch(() => {});
     },

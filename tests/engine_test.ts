@@ -4,13 +4,14 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { Objm } from "@nats-io/obj";
 import type { InstanceView, NodeRecord, TaskView } from "../core/schema.ts";
 import { PACKAGE_BUCKET } from "../core/schema.ts";
 import {
   makeZip,
   ROOT,
+  runCli,
   startNodeProcess,
   startTestManager,
   submitZip,
@@ -32,8 +33,8 @@ async function nodesReady(api: (p: string) => Promise<Response>, n: number) {
   );
 }
 
-async function packageCount(natsUrl: string): Promise<number> {
-  const nc = await connect({ servers: natsUrl });
+async function packageCount(tm: { connectNats(): Promise<NatsConnection> }): Promise<number> {
+  const nc = await tm.connectNats();
   try {
     const store = await new Objm(nc).open(PACKAGE_BUCKET);
     return (await store.list()).length;
@@ -84,10 +85,10 @@ Deno.test({
     const list = await (await tm.api("/api/v1/tasks")).json() as { tasks: TaskView[] };
     assert.equal(list.tasks[0].id, created.id);
     // The same bytes again: stored once.
-    const before = await packageCount(tm.manager.natsUrl);
+    const before = await packageCount(tm);
     const again = await submitZip(tm, zip, "e2e");
     assert.equal(again.status, 201);
-    assert.equal(await packageCount(tm.manager.natsUrl), before);
+    assert.equal(await packageCount(tm), before);
     await tm.waitForTask((await again.json()).id);
   },
 });
@@ -174,7 +175,7 @@ Deno.test({
       assert.match(body.error.message, pattern, what);
       assert.equal(typeof body.error.code, "string");
     }
-    assert.equal(await packageCount(tm.manager.natsUrl), 0, "nothing stored");
+    assert.equal(await packageCount(tm), 0, "nothing stored");
     const tasks = await (await tm.api("/api/v1/tasks")).json();
     assert.equal(tasks.tasks.length, 0, "no task created");
   },
@@ -206,6 +207,9 @@ Deno.test({
     assert.equal(task.state, "succeeded");
     assert.equal((await tm.api(`/api/v1/tasks/${created.id}/instances/2`)).status, 404);
     assert.equal((await tm.api(`/api/v1/tasks/t0000000000000000`)).status, 404);
+    const badState = await tm.api("/api/v1/tasks?state=bogus");
+    assert.equal(badState.status, 400);
+    assert.match((await badState.json()).error.message, /state 'bogus' is not one of queued, running/);
   },
 });
 
@@ -214,16 +218,8 @@ Deno.test({
   ...opts,
   async fn() {
     await using tm = await startTestManager({ localNode: true, slots: 2 });
-    const cli = async (...args: string[]) => {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", join(ROOT, "main.ts"), ...args],
-        env: { PARALLELIC_MANAGER: tm.manager.url, PARALLELIC_TOKEN: TEST_TOKEN },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const d = new TextDecoder();
-      return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
-    };
+    const cli = (...args: string[]) =>
+      runCli({ PARALLELIC_MANAGER: tm.manager.url, PARALLELIC_TOKEN: TEST_TOKEN }, ...args);
     const ok = await cli("submit", join(ROOT, "examples/hello"), "--wait");
     assert.equal(ok.code, 0, ok.stderr);
     const id = ok.stdout.trim();

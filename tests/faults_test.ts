@@ -195,7 +195,12 @@ Deno.test({
       assert.equal(task.state, "succeeded");
       const list = await instances(api, id);
       assertOneResultEach(list, 12);
-      for (const i of list) assert.equal(i.history.length, 1, `instance ${i.index} ran once`);
+      for (const i of list) {
+        // An assignment stored but not yet sent when the manager died is requeued (it never started).
+        for (const h of i.history.slice(0, -1)) {
+          assert.match(h.error ?? "", /no longer held it/, `instance ${i.index}: ${JSON.stringify(i.history)}`);
+        }
+      }
       const lines = (await Deno.readTextFile(starts)).trim().split("\n");
       assert.equal(lines.length, 12, `each instance started exactly once:\n${lines.join("\n")}`);
       assert.equal(new Set(lines.map((l) => l.split(" ")[0])).size, 12);

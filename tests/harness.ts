@@ -6,9 +6,11 @@
  */
 import * as zip from "@zip.js/zip.js";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connectNats } from "../core/nats_connect.ts";
 import { join, resolve } from "node:path";
 import { createLogger, type Logger, type LogLevel } from "../core/log.ts";
-import { type NatsServer, startNatsServer } from "../core/nats_server.ts";
+import { freePort, type NatsServer, startNatsServer } from "../core/nats_server.ts";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { type Manager, type ManagerOptions, startManager } from "../manager/mod.ts";
 import type { TaskView } from "../core/schema.ts";
 
@@ -62,7 +64,16 @@ export interface TestManager extends AsyncDisposable {
   api(path: string, init?: RequestInit & { token?: string | null }): Promise<Response>;
   /** Polls a task until it is final. */
   waitForTask(id: string, timeoutMs?: number): Promise<TaskView>;
+  /** A NATS connection with the manager's own credentials (close it when done). */
+  connectNats(): Promise<NatsConnection>;
 }
+
+/**
+ * Join tokens of the test managers by NATS URL, so that
+ * {@linkcode startNodeProcess} gives a node the join token of the manager
+ * it joins without every test passing it.
+ */
+const joinTokens = new Map<string, string>();
 
 /** The admin token every test manager uses. */
 export const TEST_TOKEN = "test-admin-token-0123456789";
@@ -78,10 +89,12 @@ export async function startTestManager(options: Partial<ManagerOptions> = {}): P
     heartbeatMs: 200,
     leaseMs: 1500,
     retryBackoffMs: 100,
+    graceMs: 1000,
     log: testLogger(),
     ...options,
     dataDir,
   });
+  if (manager.joinToken) joinTokens.set(manager.natsUrl, manager.joinToken);
   const api = (path: string, init: RequestInit & { token?: string | null } = {}) => {
     const headers = new Headers(init.headers);
     const token = init.token === undefined ? TEST_TOKEN : init.token;
@@ -104,7 +117,10 @@ export async function startTestManager(options: Partial<ManagerOptions> = {}): P
         await new Promise((r) => setTimeout(r, 50));
       }
     },
+    connectNats: () =>
+      connectNats({ servers: manager.natsUrl, name: "test", credentials: manager.natsCredentials, reconnect: false }),
     async [Symbol.asyncDispose]() {
+      joinTokens.delete(manager.natsUrl);
       await manager.stop();
       if (!options.dataDir) await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     },
@@ -161,17 +177,23 @@ export interface NodeProcess extends MainProcess {
   name: string;
 }
 
-/** Starts `main.ts node` as a child process; `denoFlags` go to `deno run` (say, `--cpu-prof`). */
+/**
+ * Starts `main.ts node` as a child process. It gets the join token of the
+ * test manager at `natsUrl` in `PARALLELIC_JOIN_TOKEN` unless `env` sets it;
+ * `denoFlags` go to `deno run` (say, `--cpu-prof`).
+ */
 export function startNodeProcess(
   natsUrl: string,
   name: string,
   workDir: string,
   extra: string[] = [],
+  env: Record<string, string> = {},
   denoFlags: string[] = [],
 ): NodeProcess {
+  const joinToken = joinTokens.get(natsUrl);
   const process = startMainProcess(
     ["node", `--nats=${natsUrl}`, `--name=${name}`, `--work-dir=${workDir}`, ...extra],
-    { denoFlags },
+    { denoFlags, env: { ...(joinToken ? { PARALLELIC_JOIN_TOKEN: joinToken } : {}), ...env } },
   );
   return { name, ...process };
 }
@@ -205,6 +227,21 @@ export async function makeZip(files: Record<string, ZipFile>): Promise<Uint8Arra
   return await writer.close();
 }
 
+/** Runs `main.ts` with `args` and `env` (the CLI); returns its exit code and output. */
+export async function runCli(
+  env: Record<string, string>,
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", join(ROOT, "main.ts"), ...args],
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const d = new TextDecoder();
+  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+}
+
 /** Submits zip bytes; returns the response. */
 export function submitZip(tm: TestManager, bytes: Uint8Array, name = "test"): Promise<Response> {
   return tm.api(`/api/v1/tasks?name=${name}`, {
@@ -212,4 +249,57 @@ export function submitZip(tm: TestManager, bytes: Uint8Array, name = "test"): Pr
     headers: { "content-type": "application/zip" },
     body: bytes as Uint8Array<ArrayBuffer>,
   });
+}
+
+/** A NATS cluster of `size` servers on loopback, with clustered JetStream. */
+export interface TestCluster extends AsyncDisposable {
+  servers: NatsServer[];
+  /** Every client URL, comma-separated (what `--nats` takes). */
+  urls: string;
+  dir: string;
+}
+
+/** Starts a NATS cluster on free loopback ports and waits until JetStream has a leader. */
+export async function startTestCluster(size = 3): Promise<TestCluster> {
+  const dir = await Deno.makeTempDir({ prefix: "parallelic-cluster-" });
+  const routePorts = Array.from({ length: size }, () => freePort());
+  const servers = await Promise.all(routePorts.map((port, i) =>
+    startNatsServer({
+      storeDir: join(dir, `n${i}`),
+      port: 0,
+      cluster: {
+        name: "parallelic-test",
+        serverName: `n${i}`,
+        port,
+        routes: routePorts.filter((p) => p !== port).map((p) => `nats-route://127.0.0.1:${p}`),
+      },
+    })
+  ));
+  const urls = servers.map((s) => s.url).join(",");
+  const nc = await connect({ servers: urls.split(",") });
+  try {
+    await waitUntil(
+      async () => {
+        try {
+          await (await jetstreamManager(nc)).getAccountInfo();
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      30_000,
+      "a JetStream meta leader",
+    );
+  } finally {
+    await nc.close();
+  }
+  return {
+    servers,
+    urls,
+    dir,
+    async [Symbol.asyncDispose]() {
+      await Promise.all(servers.map((s) => s.stop()));
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
 }

@@ -1,0 +1,88 @@
+/**
+ * The audit log: who submitted, cancelled or deleted a task, who changed
+ * users, tokens and nodes, and who failed to authenticate, with the time and
+ * the address. Kept in Deno KV (`["audit", atMs, id]`, expiring after the
+ * retention) and written to the structured log as `audit` lines.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { AUDIT, auditKey } from "../actors/keys.ts";
+import type { Logger } from "./log.ts";
+
+/** What was done. */
+export const AuditAction = z.enum([
+  "auth.failed",
+  "task.submit",
+  "task.cancel",
+  "task.delete",
+  "user.add",
+  "user.remove",
+  "token.rotate",
+  "node.join",
+  "node.join-refused",
+  "node.forget",
+  "node.drain",
+  "node.resume",
+  "join-token.read",
+  "join-token.rotate",
+]);
+/** An audited action. */
+export type AuditAction = z.infer<typeof AuditAction>;
+
+/** `["audit", atMs, id]`: one audited event. */
+export const AuditEntry = z.object({
+  at: z.number(),
+  action: AuditAction,
+  /** The user who did it (null when nobody authenticated). */
+  user: z.string().nullable(),
+  /** Where the request came from (`127.0.0.1`, or `nats` for a node's join). */
+  address: z.string(),
+  /** What it was done to: a task id, a user or node name. */
+  target: z.string().nullable(),
+  /** Anything else worth keeping (why it was refused, the role given, …). */
+  detail: z.string().nullable(),
+});
+/** An audited event. */
+export type AuditEntry = z.infer<typeof AuditEntry>;
+
+/** How long audit entries are kept by default: 90 days. */
+export const DEFAULT_AUDIT_RETENTION_MS = 90 * 24 * 3600 * 1000;
+
+/** Writes audit entries to Deno KV and the log. */
+export interface AuditLog {
+  /** Records an event (time filled in). Never throws: a failed write is logged. */
+  record(
+    entry: Omit<AuditEntry, "at" | "target" | "detail"> & Partial<Pick<AuditEntry, "target" | "detail">>,
+  ): Promise<void>;
+  /** Newest first, at most `limit`, older than `beforeMs` when given. */
+  list(options?: { limit?: number; beforeMs?: number }): Promise<AuditEntry[]>;
+}
+
+/** Creates the audit log over `kv`. */
+export function createAuditLog(
+  kv: Deno.Kv,
+  log: Logger,
+  options: { retentionMs?: number; now?: () => number } = {},
+): AuditLog {
+  const retentionMs = options.retentionMs ?? DEFAULT_AUDIT_RETENTION_MS;
+  const now = options.now ?? Date.now;
+  const alog = log.scope({ actor: "audit" });
+  return {
+    async record(e) {
+      const entry: AuditEntry = { at: now(), target: null, detail: null, ...e };
+      alog.info("audit", entry);
+      try {
+        await kv.set(auditKey(entry.at, crypto.randomUUID().slice(0, 8)), entry, { expireIn: retentionMs });
+      } catch (err) {
+        alog.error("audit:write-failed", { error: String(err), ...entry });
+      }
+    },
+    async list({ limit = 100, beforeMs } = {}) {
+      const out: AuditEntry[] = [];
+      const selector = beforeMs === undefined ? { prefix: AUDIT } : { prefix: AUDIT, end: [...AUDIT, beforeMs] };
+      for await (const e of kv.list<AuditEntry>(selector, { reverse: true, limit })) out.push(e.value);
+      return out;
+    },
+  };
+}

@@ -1,0 +1,158 @@
+/**
+ * Who may do what on the bus: the NATS users of a Parallelic installation
+ * and their publish/subscribe permissions, rendered as nats-server
+ * configuration (`authorization { users = [...] }`, which nats-server 2.9
+ * reloads on SIGHUP).
+ *
+ * Three kinds of user, and no anonymous access:
+ * - the **manager**: everything (`>`);
+ * - the **join** user, whose nkey seed is the join token: it may only ask
+ *   `parallelic.join` to let a node's own key in;
+ * - one user per **node**, its own nkey: it publishes only on subjects that
+ *   carry its name (register, heartbeat, results, its log chunks), reads
+ *   only `parallelic.node.<name>.>` and its own inbox, and reads packages
+ *   from the object store through the few JetStream API calls that takes.
+ *
+ * nats-server 2.9 expands permission templates (`{{name()}}`) only for JWT
+ * users, not for users of a configuration file, so each node gets its own
+ * entry, added when it joins.
+ *
+ * @module
+ */
+import { createUser, fromPublic, fromSeed } from "@nats-io/nkeys";
+import { ValidationError } from "./errors.ts";
+import { PACKAGE_BUCKET } from "./schema.ts";
+
+/** Subjects a user may publish to and subscribe to. */
+export interface Permissions {
+  publish: string[];
+  subscribe: string[];
+}
+
+/** One user of the generated configuration: an nkey, or a name and password (external servers). */
+export type NatsUser =
+  & { permissions: Permissions; comment?: string }
+  & ({ nkey: string } | { user: string; password: string });
+
+/** The inbox prefix of a node's connection: replies to it go only there. */
+export const nodeInboxPrefix = (name: string) => `_INBOX_${name}`;
+/** The inbox prefix of the join connection. */
+export const JOIN_INBOX_PREFIX = "_INBOX_join";
+
+/** The manager may do everything. */
+export function managerPermissions(): Permissions {
+  return { publish: [">"], subscribe: [">"] };
+}
+
+/** The join user may only ask to let a node in, and read the answer. */
+export function joinPermissions(): Permissions {
+  return { publish: ["parallelic.join"], subscribe: [`${JOIN_INBOX_PREFIX}.>`] };
+}
+
+/**
+ * What a node's JetStream client needs to read the package bucket: account
+ * info, the bucket stream's info, a meta message, an ordered consumer over
+ * its chunks, and flow-control replies. Found by running the node against a
+ * server that denied everything else (nats-server 2.9.10, nats.js 3.4).
+ */
+export function packageReadPermissions(bucket = PACKAGE_BUCKET): string[] {
+  const stream = `OBJ_${bucket}`;
+  return [
+    "$JS.API.INFO",
+    `$JS.API.STREAM.INFO.${stream}`,
+    `$JS.API.STREAM.MSG.GET.${stream}`,
+    `$JS.API.CONSUMER.CREATE.${stream}.*.$O.${bucket}.C.*`,
+    `$JS.FC.${stream}.>`,
+  ];
+}
+
+/**
+ * A node publishes only on subjects that carry its name, and reads only its
+ * own subjects and inbox.
+ */
+export function nodePermissions(name: string): Permissions {
+  return {
+    publish: [
+      `parallelic.node.${name}.register`,
+      `parallelic.node.${name}.heartbeat`,
+      `parallelic.node.${name}.results`,
+      `parallelic.node.${name}.leaving`,
+      `parallelic.node.${name}.left`,
+      `parallelic.log.*.*.${name}`,
+      ...packageReadPermissions(),
+    ],
+    subscribe: [`parallelic.node.${name}.>`, `${nodeInboxPrefix(name)}.>`],
+  };
+}
+
+const quote = (s: string) => JSON.stringify(s);
+
+/** Renders `authorization { users = [...] }` for nats-server. */
+export function renderAuthorization(users: NatsUser[]): string {
+  const list = (xs: string[], indent: string) =>
+    xs.length <= 2
+      ? `[${xs.map(quote).join(", ")}]`
+      : `[\n${xs.map((x) => `${indent}  ${quote(x)}`).join("\n")}\n${indent}]`;
+  const entries = users.map((u) => {
+    const who = "nkey" in u ? `nkey: ${quote(u.nkey)}` : `user: ${quote(u.user)}, password: ${quote(u.password)}`;
+    return [
+      ...(u.comment ? [`    # ${u.comment}`] : []),
+      `    {`,
+      `      ${who}`,
+      `      permissions: {`,
+      `        publish: { allow: ${list(u.permissions.publish, "        ")} }`,
+      `        subscribe: { allow: ${list(u.permissions.subscribe, "        ")} }`,
+      `      }`,
+      `    }`,
+    ].join("\n");
+  });
+  return `authorization {\n  users = [\n${entries.join("\n")}\n  ]\n}\n`;
+}
+
+/** A fresh nkey user: its seed (the secret) and public key. */
+export function newNkeyUser(): { seed: string; publicKey: string } {
+  const kp = createUser();
+  return { seed: new TextDecoder().decode(kp.getSeed()), publicKey: kp.getPublicKey() };
+}
+
+/**
+ * The public key of a user seed.
+ *
+ * @throws {ValidationError} When `seed` is not an nkey user seed.
+ */
+export function publicKeyOf(seed: string): string {
+  try {
+    const key = fromSeed(new TextEncoder().encode(seed.trim())).getPublicKey();
+    if (!key.startsWith("U")) throw new Error("not a user seed");
+    return key;
+  } catch (e) {
+    throw new ValidationError(
+      `Cannot use the NATS seed as it is not an nkey user seed ('SU…'): ${(e as Error).message}`,
+      {
+        cause: e,
+        code: "invalid_seed",
+      },
+    );
+  }
+}
+
+/** Whether `key` is a valid public user nkey. */
+export function isUserPublicKey(key: string): boolean {
+  try {
+    return fromPublic(key).getPublicKey().startsWith("U");
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The `authorization` block of an external nats-server for a manager and one
+ * node `gpu-1`, with user names and passwords (set your own): the README
+ * shows it, and a test keeps the two the same.
+ */
+export function externalNatsExample(): string {
+  return renderAuthorization([
+    { user: "manager", password: "CHANGE-ME-manager", permissions: managerPermissions(), comment: "the manager" },
+    { user: "node-gpu-1", password: "CHANGE-ME-gpu-1", permissions: nodePermissions("gpu-1"), comment: "node gpu-1" },
+  ]);
+}

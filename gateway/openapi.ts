@@ -1,0 +1,310 @@
+/**
+ * The OpenAPI 3.1 description of the gateway's API, made from the same zod
+ * schemas the gateway and actors use (`z.toJSONSchema`), served at
+ * `GET /api/v1/openapi.json`. A test checks that every API route is in it.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { AuditEntry } from "../core/audit.ts";
+import { Role } from "./auth.ts";
+import { ErrorBody, InstanceView, NodeRecord, State, SubmitView, TaskView } from "../core/schema.ts";
+
+/** One API operation. */
+export interface Operation {
+  method: "get" | "post" | "delete" | "put";
+  /** Path in Hono syntax (`/api/v1/tasks/:id`). */
+  path: string;
+  operationId: string;
+  summary: string;
+  /** Query parameters and their schemas. */
+  query?: Record<string, z.ZodType>;
+  /** Request body media types and their schemas (binary bodies as `format: binary`). */
+  body?: Record<string, z.ZodType | "binary">;
+  /** The success status and the schema (or media type) of its body. */
+  response: { status: number; schema: z.ZodType | "text" | "event-stream" };
+  /** False for the routes that need no token. */
+  auth?: boolean;
+}
+
+const Ok = z.object({ ok: z.literal(true) });
+const TaskList = z.object({ tasks: z.array(TaskView) });
+const InstancePage = z.object({ instances: z.array(InstanceView), from: z.number().int(), total: z.number().int() });
+const NodeList = z.object({ nodes: z.array(NodeRecord) });
+const Explain = z.object({
+  taskId: z.string(),
+  index: z.number().int().nullable(),
+  state: State,
+  explanation: z.string(),
+});
+const WhoAmI = z.object({ user: z.string(), role: z.string(), createdAt: z.number() });
+const Cancelled = z.object({ id: z.string(), state: State });
+const States = z.object({ from: z.number().int(), total: z.number().int(), states: z.string() });
+const PackageCheck = z.object({ ok: z.boolean() }).passthrough();
+
+const UserToken = z.object({ name: z.string(), token: z.string() });
+
+const zip = { "application/zip": "binary", "multipart/form-data": z.object({ package: z.string() }) } as const;
+
+/** Every operation of the API. */
+export const OPERATIONS: Operation[] = [
+  {
+    method: "get",
+    path: "/healthz",
+    operationId: "health",
+    summary: "Liveness",
+    response: { status: 200, schema: Ok },
+    auth: false,
+  },
+  {
+    method: "get",
+    path: "/metrics",
+    operationId: "metrics",
+    summary: "Prometheus metrics",
+    response: { status: 200, schema: "text" },
+  },
+  {
+    method: "get",
+    path: "/api/v1/openapi.json",
+    operationId: "openapi",
+    summary: "This document",
+    response: { status: 200, schema: z.object({}).passthrough() },
+  },
+  {
+    method: "get",
+    path: "/api/v1/whoami",
+    operationId: "whoami",
+    summary: "Who the token belongs to",
+    response: { status: 200, schema: WhoAmI },
+  },
+  {
+    method: "post",
+    path: "/api/v1/tasks",
+    operationId: "submitTask",
+    summary: "Submit a task package (a zip of the task root)",
+    query: { name: z.string() },
+    body: zip,
+    response: { status: 201, schema: SubmitView },
+  },
+  {
+    method: "post",
+    path: "/api/v1/packages/check",
+    operationId: "checkPackage",
+    summary: "Check a package without storing it",
+    query: { name: z.string() },
+    body: zip,
+    response: { status: 200, schema: PackageCheck },
+  },
+  {
+    method: "get",
+    path: "/api/v1/tasks",
+    operationId: "listTasks",
+    summary: "Tasks, newest first",
+    query: { state: State, limit: z.number().int() },
+    response: { status: 200, schema: TaskList },
+  },
+  {
+    method: "get",
+    path: "/api/v1/tasks/:id",
+    operationId: "getTask",
+    summary: "A task and its counts",
+    response: { status: 200, schema: TaskView },
+  },
+  {
+    method: "get",
+    path: "/api/v1/tasks/:id/instances",
+    operationId: "listInstances",
+    summary: "A page of a task's instances",
+    query: { from: z.number().int(), limit: z.number().int() },
+    response: { status: 200, schema: InstancePage },
+  },
+  {
+    method: "get",
+    path: "/api/v1/tasks/:id/states",
+    operationId: "instanceStates",
+    summary: "One letter per instance state (q, r, s, f, c)",
+    query: { from: z.number().int(), limit: z.number().int() },
+    response: { status: 200, schema: States },
+  },
+  {
+    method: "get",
+    path: "/api/v1/tasks/:id/instances/:index",
+    operationId: "getInstance",
+    summary: "An instance with its attempt history",
+    response: { status: 200, schema: InstanceView },
+  },
+  {
+    method: "get",
+    path: "/api/v1/tasks/:id/instances/:index/logs",
+    operationId: "getInstanceLog",
+    summary: "An instance's output; follow=1 streams it",
+    query: { follow: z.enum(["1", "0"]) },
+    response: { status: 200, schema: "text" },
+  },
+  {
+    method: "get",
+    path: "/api/v1/tasks/:id/explain",
+    operationId: "explainTask",
+    summary: "Why a task or instance is where it is",
+    query: { instance: z.number().int() },
+    response: { status: 200, schema: Explain },
+  },
+  {
+    method: "post",
+    path: "/api/v1/tasks/:id/cancel",
+    operationId: "cancelTask",
+    summary: "Cancel a task",
+    response: { status: 200, schema: Cancelled },
+  },
+  {
+    method: "get",
+    path: "/api/v1/nodes",
+    operationId: "listNodes",
+    summary: "Nodes",
+    response: { status: 200, schema: NodeList },
+  },
+  {
+    method: "post",
+    path: "/api/v1/nodes/:name/drain",
+    operationId: "drainNode",
+    summary: "Take nothing new on a node",
+    response: { status: 200, schema: z.object({ node: NodeRecord }) },
+  },
+  {
+    method: "post",
+    path: "/api/v1/nodes/:name/resume",
+    operationId: "resumeNode",
+    summary: "Undo a drain",
+    response: { status: 200, schema: z.object({ node: NodeRecord }) },
+  },
+  {
+    method: "get",
+    path: "/api/v1/users",
+    operationId: "listUsers",
+    summary: "Users and roles (admin)",
+    response: {
+      status: 200,
+      schema: z.object({ users: z.array(z.object({ name: z.string(), role: Role }).passthrough()) }),
+    },
+  },
+  {
+    method: "post",
+    path: "/api/v1/users",
+    operationId: "addUser",
+    summary: "Add a user; the token is shown only here (admin)",
+    body: { "application/json": z.object({ name: z.string(), role: Role }) },
+    response: { status: 201, schema: UserToken.extend({ role: Role }) },
+  },
+  {
+    method: "delete",
+    path: "/api/v1/users/:name",
+    operationId: "removeUser",
+    summary: "Remove a user (admin)",
+    response: { status: 200, schema: z.object({ name: z.string(), removed: z.literal(true) }) },
+  },
+  {
+    method: "post",
+    path: "/api/v1/users/:name/token",
+    operationId: "rotateToken",
+    summary: "Give a user a new token (admin)",
+    response: { status: 200, schema: UserToken },
+  },
+  {
+    method: "get",
+    path: "/api/v1/audit",
+    operationId: "audit",
+    summary: "Audit entries, newest first (admin)",
+    query: { limit: z.number().int(), before: z.number().int() },
+    response: { status: 200, schema: z.object({ entries: z.array(AuditEntry) }) },
+  },
+  {
+    method: "get",
+    path: "/api/v1/nodes/join-token",
+    operationId: "joinToken",
+    summary: "The token nodes join with (admin)",
+    response: { status: 200, schema: z.object({ token: z.string() }) },
+  },
+  {
+    method: "post",
+    path: "/api/v1/nodes/join-token/rotate",
+    operationId: "rotateJoinToken",
+    summary: "A new join token (admin)",
+    response: { status: 200, schema: z.object({ token: z.string() }) },
+  },
+  {
+    method: "post",
+    path: "/api/v1/nodes/:name/forget",
+    operationId: "forgetNode",
+    summary: "Remove a node's NATS user (admin)",
+    response: { status: 200, schema: z.object({ name: z.string(), forgotten: z.literal(true) }) },
+  },
+  {
+    method: "get",
+    path: "/api/v1/stats",
+    operationId: "stats",
+    summary: "Refusals so far: messages dropped by their schema, 401/403/404/413/429 answers",
+    response: { status: 200, schema: z.object({}).passthrough() },
+  },
+  {
+    method: "get",
+    path: "/api/v1/events",
+    operationId: "events",
+    summary: "Live task and node events (Server-Sent Events)",
+    response: { status: 200, schema: "event-stream" },
+  },
+];
+
+const json = (schema: z.ZodType) => z.toJSONSchema(schema, { unrepresentable: "any", io: "output" });
+
+/** Builds the OpenAPI document. */
+export function openApiDocument(operations: Operation[] = OPERATIONS): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  const errorResponse = {
+    description: "Error",
+    content: { "application/json": { schema: json(z.object({ error: ErrorBody.omit({ name: true }) })) } },
+  };
+  for (const op of operations) {
+    const path = op.path.replace(/:(\w+)/g, "{$1}");
+    const params = [...op.path.matchAll(/:(\w+)/g)].map((m) => ({
+      name: m[1],
+      in: "path",
+      required: true,
+      schema: { type: m[1] === "index" ? "integer" : "string" },
+    }));
+    for (const [name, schema] of Object.entries(op.query ?? {})) {
+      params.push({ name, in: "query", required: false, schema: json(schema) as { type: string } });
+    }
+    const { status, schema } = op.response;
+    const content = schema === "text"
+      ? { "text/plain": { schema: { type: "string" } } }
+      : schema === "event-stream"
+      ? { "text/event-stream": { schema: { type: "string" } } }
+      : { "application/json": { schema: json(schema) } };
+    paths[path] ??= {};
+    paths[path][op.method] = {
+      operationId: op.operationId,
+      summary: op.summary,
+      parameters: params,
+      ...(op.body && {
+        requestBody: {
+          required: true,
+          content: Object.fromEntries(
+            Object.entries(op.body).map(([type, s]) => [
+              type,
+              { schema: s === "binary" ? { type: "string", format: "binary" } : json(s) },
+            ]),
+          ),
+        },
+      }),
+      responses: { [status]: { description: "OK", content }, "4XX": errorResponse },
+      ...(op.auth === false ? { security: [] } : {}),
+    };
+  }
+  return {
+    openapi: "3.1.0",
+    info: { title: "Parallelic API", version: "1" },
+    components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+    security: [{ bearer: [] }],
+    paths,
+  };
+}

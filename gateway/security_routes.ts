@@ -1,0 +1,174 @@
+/**
+ * Routes for users, tokens, the audit log, the join token and refusal
+ * counters. All but `/api/v1/stats` are for admins.
+ *
+ * @module
+ */
+import type { Context, Hono } from "hono";
+import { z } from "zod";
+import type { AuditLog } from "../core/audit.ts";
+import type { Bus } from "../core/bus.ts";
+import { NotFoundError, ValidationError } from "../core/errors.ts";
+import type { NatsUsers } from "../manager/nats_users.ts";
+import { addUser, listUsers, removeUser, requireRole, Role, rotateToken, type TokenRecord } from "./auth.ts";
+import { clientAddress } from "./guard.ts";
+
+/** Counters of what the gateway refused, by kind. */
+export interface GatewayStats {
+  unauthorized: number;
+  forbidden: number;
+  notFound: number;
+  tooLarge: number;
+  rateLimited: number;
+  badRequest: number;
+}
+
+const KIND_OF_STATUS = {
+  400: "badRequest",
+  401: "unauthorized",
+  403: "forbidden",
+  404: "notFound",
+  413: "tooLarge",
+  429: "rateLimited",
+} as const;
+
+/** Zeroed counters, and `count(status)` to add a refusal to them. */
+export function createGatewayStats(): { stats: GatewayStats; count(status: number): void } {
+  const stats: GatewayStats = {
+    unauthorized: 0,
+    forbidden: 0,
+    notFound: 0,
+    tooLarge: 0,
+    rateLimited: 0,
+    badRequest: 0,
+  };
+  return {
+    stats,
+    count(status) {
+      const kind = KIND_OF_STATUS[status as keyof typeof KIND_OF_STATUS];
+      if (kind) stats[kind]++;
+    },
+  };
+}
+
+/** What the routes need. */
+export interface SecurityRouteDeps {
+  kv: Deno.Kv;
+  bus: Bus;
+  audit: AuditLog;
+  /** The embedded NATS server's users (null with an external server: no join token). */
+  users: NatsUsers | null;
+  stats: GatewayStats;
+}
+
+/** Parses a JSON body against `schema`, as a 400 that says what is wrong. */
+export async function readJson<S extends z.ZodType>(c: Context, schema: S): Promise<z.output<S>> {
+  let body: unknown;
+  try {
+    body = await c.req.json();
+  } catch (e) {
+    if ((e as Error).name === "TooLargeError") throw e;
+    throw new ValidationError(`Cannot read request body as it is not JSON (${(e as Error).message})`, {
+      code: "invalid_json",
+    });
+  }
+  const parsed = schema.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ValidationError(`Cannot accept request as field '${issue.path.join(".")}' is invalid: ${issue.message}`, {
+      code: "invalid_request",
+    });
+  }
+  return parsed.data;
+}
+
+const NewUser = z.object({ name: z.string(), role: Role });
+
+/** Adds the routes to `app`. */
+export function addSecurityRoutes(app: Hono<{ Variables: { who: TokenRecord } }>, deps: SecurityRouteDeps): void {
+  const { kv, audit } = deps;
+  const admin = (c: Context<{ Variables: { who: TokenRecord } }>, what: string) => {
+    const who = c.get("who");
+    requireRole(who, "admin", what);
+    return { user: who.user, address: clientAddress(c) };
+  };
+  const joinUsers = () => {
+    if (!deps.users) {
+      throw new NotFoundError(
+        "There is no join token as the manager uses an external NATS server: give nodes their NATS credentials",
+        { code: "no_join_token" },
+      );
+    }
+    return deps.users;
+  };
+
+  app.get("/api/v1/users", async (c) => {
+    admin(c, "list users");
+    return c.json({ users: await listUsers(kv) });
+  });
+
+  app.post("/api/v1/users", async (c) => {
+    const by = admin(c, "add a user");
+    const { name, role } = await readJson(c, NewUser);
+    const token = await addUser(kv, name, role);
+    await audit.record({ action: "user.add", ...by, target: name, detail: `role ${role}` });
+    return c.json({ name, role, token }, 201);
+  });
+
+  app.delete("/api/v1/users/:name", async (c) => {
+    const by = admin(c, "remove a user");
+    const name = c.req.param("name");
+    await removeUser(kv, name);
+    await audit.record({ action: "user.remove", ...by, target: name });
+    return c.json({ name, removed: true });
+  });
+
+  app.post("/api/v1/users/:name/token", async (c) => {
+    const by = admin(c, "rotate a token");
+    const name = c.req.param("name");
+    const token = await rotateToken(kv, name);
+    await audit.record({ action: "token.rotate", ...by, target: name });
+    return c.json({ name, token });
+  });
+
+  app.get("/api/v1/audit", async (c) => {
+    admin(c, "read the audit log");
+    const limit = Math.min(Math.max(Number(c.req.query("limit") ?? 100) || 100, 1), 1000);
+    const before = c.req.query("before");
+    const beforeMs = before === undefined ? undefined : Number(before);
+    if (beforeMs !== undefined && !Number.isFinite(beforeMs)) {
+      throw new ValidationError(`Cannot read the audit log before '${before}': give a time in ms`, {
+        code: "invalid_request",
+      });
+    }
+    return c.json({ entries: await audit.list({ limit, beforeMs }) });
+  });
+
+  app.get("/api/v1/nodes/join-token", async (c) => {
+    const by = admin(c, "read the join token");
+    const users = joinUsers();
+    await audit.record({ action: "join-token.read", ...by });
+    return c.json({ token: users.joinToken() });
+  });
+
+  app.post("/api/v1/nodes/join-token/rotate", async (c) => {
+    const by = admin(c, "rotate the join token");
+    const token = await joinUsers().rotateJoinToken();
+    await audit.record({ action: "join-token.rotate", ...by });
+    return c.json({ token });
+  });
+
+  app.post("/api/v1/nodes/:name/forget", async (c) => {
+    const by = admin(c, "forget a node");
+    const name = c.req.param("name");
+    if (!(await joinUsers().forgetNode(name))) {
+      throw new NotFoundError(`Cannot forget node '${name}' as no node of that name joined`, {
+        code: "node_not_found",
+      });
+    }
+    await audit.record({ action: "node.forget", ...by, target: name });
+    return c.json({ name, forgotten: true });
+  });
+
+  app.get("/api/v1/stats", (c) => c.json({ bus: { rejected: deps.bus.rejected }, gateway: deps.stats }));
+}

@@ -1,0 +1,83 @@
+/**
+ * The web UI: pages at `/signin`, `/submit`, `/tasks`, `/tasks/{id}` and
+ * `/nodes`, their scripts and style under `/ui/`, and the API routes they need
+ * (see `gateway/ui_api.ts`). Same origin and same tokens as the API.
+ *
+ * The browser scripts are plain JavaScript modules, served as they are (no
+ * build step); zip.js comes from its npm package, and the ignore rules from
+ * `core/ignore.js`, which the CLI uses too.
+ *
+ * @module
+ */
+import type { Context, Hono } from "hono";
+import zipJs from "@zip.js/zip.js/dist/zip-core-external.min.js" with { type: "text" };
+import ignoreJs from "../../core/ignore.js" with { type: "text" };
+import type { GatewayDeps, GatewayEnv } from "../app.ts";
+import { addUiApi, type UiApiOptions } from "../ui_api.ts";
+import { type PageName, renderPage } from "./pages.ts";
+import appCss from "./static/app.css" with { type: "text" };
+import commonJs from "./static/common.js" with { type: "text" };
+import gridJs from "./static/grid.js" with { type: "text" };
+import nodesJs from "./static/nodes.js" with { type: "text" };
+import signinJs from "./static/signin.js" with { type: "text" };
+import submitJs from "./static/submit.js" with { type: "text" };
+import taskJs from "./static/task.js" with { type: "text" };
+import tasksJs from "./static/tasks.js" with { type: "text" };
+
+const JS = "text/javascript; charset=utf-8";
+
+/** Files served under `/ui/`, by name. */
+const ASSETS: Record<string, { type: string; body: string }> = {
+  "app.css": { type: "text/css; charset=utf-8", body: appCss },
+  "common.js": { type: JS, body: commonJs },
+  "grid.js": { type: JS, body: gridJs },
+  "nodes.js": { type: JS, body: nodesJs },
+  "signin.js": { type: JS, body: signinJs },
+  "submit.js": { type: JS, body: submitJs },
+  "task.js": { type: JS, body: taskJs },
+  "tasks.js": { type: JS, body: tasksJs },
+  "ignore.js": { type: JS, body: ignoreJs },
+  "vendor/zip.js": { type: JS, body: zipJs },
+};
+
+/** Every page and asset comes only from this origin; nothing may frame the UI. */
+const SECURITY_HEADERS: Record<string, string> = {
+  "content-security-policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; " +
+    "form-action 'self'; frame-ancestors 'none'",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+};
+
+async function etagOf(body: string): Promise<string> {
+  const hash = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(body));
+  return `"${Array.from(new Uint8Array(hash).slice(0, 12), (b) => b.toString(16).padStart(2, "0")).join("")}"`;
+}
+
+/** Adds the UI's pages, assets and API routes to the gateway. */
+export function addUiRoutes(app: Hono<GatewayEnv>, deps: GatewayDeps, options: UiApiOptions): void {
+  addUiApi(app, deps, options);
+
+  const page = (name: PageName) => (c: Context) => {
+    for (const [k, v] of Object.entries(SECURITY_HEADERS)) c.header(k, v);
+    c.header("cache-control", "no-store");
+    return c.html(renderPage(name, { taskId: c.req.param("id") }));
+  };
+  app.get("/", (c) => c.redirect("/tasks"));
+  app.get("/signin", page("signin"));
+  app.get("/submit", page("submit"));
+  app.get("/tasks", page("tasks"));
+  app.get("/tasks/:id", page("task"));
+  app.get("/nodes", page("nodes"));
+
+  const etags = new Map<string, Promise<string>>();
+  app.get("/ui/*", async (c) => {
+    const name = c.req.path.slice("/ui/".length);
+    const asset = Object.hasOwn(ASSETS, name) ? ASSETS[name] : undefined;
+    if (!asset) return c.notFound();
+    let etag = etags.get(name);
+    if (!etag) etags.set(name, etag = etagOf(asset.body));
+    const headers = { ...SECURITY_HEADERS, "content-type": asset.type, "cache-control": "no-cache", etag: await etag };
+    if (c.req.header("if-none-match") === headers.etag) return c.body(null, 304, headers);
+    return c.body(asset.body, 200, headers);
+  });
+}

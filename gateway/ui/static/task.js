@@ -1,0 +1,258 @@
+/**
+ * Task: counts, timing, specification, the instance grid, and one instance's
+ * details and live log. Kept live by the task's event stream.
+ */
+import {
+  api,
+  apiJson,
+  badge,
+  everySecond,
+  fillFacts,
+  FINAL,
+  formatBytes,
+  formatTime,
+  h,
+  liveEvents,
+  may,
+  pageAbort,
+  progressBar,
+  reportError,
+  runTime,
+  specFacts,
+  startPage,
+  STATES,
+} from "./common.js";
+import { createGrid, STATE_NAMES } from "./grid.js";
+
+const who = await startPage();
+const taskId = document.querySelector("[data-task-id]").dataset.taskId;
+const $ = (id) => document.getElementById(id);
+const STATES_PAGE = 100_000;
+const MAX_LOG_CHARS = 2_000_000;
+
+let task = null;
+let grid = null;
+let shownIndex = null;
+let logAbort = null;
+let statesLoading = null;
+
+function renderTask() {
+  document.title = `${task.name} · Parallelic`;
+  $("task-name").textContent = task.name;
+  $("task-state").className = `badge s-${task.state}`;
+  $("task-state").textContent = task.state;
+  $("task-bar").replaceWith(Object.assign(progressBar(task.counts, task.instances, true), { id: "task-bar" }));
+  $("counts").replaceChildren(
+    ...STATES.map((s) => h("li", { class: `k-${s}` }, `${task.counts[s]} ${s}`)),
+  );
+  $("reason").hidden = !task.reason;
+  $("reason").textContent = task.reason ?? "";
+  $("cancel").hidden = FINAL.has(task.state) || !may(who, "submitter");
+  renderTiming();
+}
+
+function renderTiming() {
+  fillFacts($("timing"), [
+    ["Submitted", formatTime(task.createdAt)],
+    ["Started", formatTime(task.startedAt)],
+    ["Ended", formatTime(task.endedAt)],
+    ["Duration", runTime(task.startedAt, task.endedAt)],
+    ["Owner", task.owner],
+  ]);
+}
+
+function renderSpec(spec, packageBytes) {
+  fillFacts($("spec"), [...specFacts(spec), ["Package", formatBytes(packageBytes)]]);
+}
+
+async function loadStates() {
+  // Coalesce: one load at a time; a request during one runs once it ends.
+  if (statesLoading) return statesLoading.then(loadStates);
+  statesLoading = (async () => {
+    for (let from = 0; from < task.instances; from += STATES_PAGE) {
+      const page = await apiJson(`/api/v1/tasks/${taskId}/states?from=${from}&limit=${STATES_PAGE}`);
+      grid.load(page.from, page.states);
+    }
+  })();
+  try {
+    await statesLoading;
+  } finally {
+    statesLoading = null;
+  }
+}
+
+async function load() {
+  try {
+    task = await apiJson(`/api/v1/tasks/${taskId}`);
+  } catch (e) {
+    $("load-error").textContent = e.message;
+    return;
+  }
+  renderTask();
+  renderSpec(task.spec, task.packageBytes);
+  grid ??= createGrid($("grid"), task.instances, {
+    onOpen: (i) => openInstance(i),
+    onHover: (i) => {
+      $("grid-hover").textContent = i === null ? "\u00a0" : `Instance ${i}: ${STATE_NAMES[grid.state(i)]}`;
+    },
+  });
+  $("grid").setAttribute("aria-label", `Grid of ${task.instances} instances: ${describeCounts(task.counts)}`);
+  $("instance-number").max = String(task.instances - 1);
+  await loadStates();
+  const fromHash = /^#i=(\d+)$/.exec(location.hash);
+  if (fromHash && shownIndex === null) await openInstance(Number(fromHash[1]));
+  else if (shownIndex !== null) await refreshInstance();
+}
+
+const describeCounts = (c) => STATES.filter((s) => c[s]).map((s) => `${c[s]} ${s}`).join(", ");
+
+function applyProgress(event) {
+  const old = task;
+  task = { ...task, ...event };
+  renderTask();
+  $("grid").setAttribute("aria-label", `Grid of ${task.instances} instances: ${describeCounts(task.counts)}`);
+  if (event.changed) grid.change(event.changed);
+  else void loadStates().catch(reportError);
+  if (event.state === "cancelled") grid.cancelQueued();
+  const mine = shownIndex !== null &&
+    (event.changed?.some(([i]) => i === shownIndex) || (FINAL.has(event.state) && !FINAL.has(old.state)));
+  if (mine) void refreshInstance();
+}
+
+// ---------------------------------------------------------------------------
+// One instance
+
+async function openInstance(index) {
+  if (!task || !Number.isInteger(index) || index < 0 || index >= task.instances) {
+    $("instance").hidden = false;
+    $("instance-error").textContent = task ? `Instances are numbered 0 to ${task.instances - 1}.` : "";
+    return;
+  }
+  shownIndex = index;
+  history.replaceState(null, "", `#i=${index}`);
+  grid.select(index);
+  $("instance").hidden = false;
+  $("instance-title").textContent = `Instance ${index}`;
+  $("instance-number").value = String(index);
+  $("log").textContent = "";
+  await refreshInstance(true);
+}
+
+async function refreshInstance(restartLog = false) {
+  const index = shownIndex;
+  $("instance-error").textContent = "";
+  let inst;
+  try {
+    inst = await apiJson(`/api/v1/tasks/${taskId}/instances/${index}`);
+  } catch (e) {
+    $("instance-error").textContent = e.message;
+    return;
+  }
+  if (index !== shownIndex) return;
+  const last = inst.history.at(-1);
+  const params = Object.entries(inst.params);
+  fillFacts($("instance-facts"), [
+    ["State", badge(inst.state)],
+    ["Exit code", inst.exitCode === null ? "–" : String(inst.exitCode)],
+    ...(inst.signal ? [["Signal", inst.signal]] : []),
+    ["Node", inst.node ?? "–"],
+    ["Attempt", `${inst.attempt + 1} of at most ${task.spec.retries + 1}`],
+    // A node reports when an attempt started with its result; until then, show when it was assigned.
+    inst.startedAt || !last ? ["Started", formatTime(inst.startedAt)] : ["Assigned", formatTime(last.assignedAt)],
+    ["Ran for", runTime(inst.startedAt ?? last?.assignedAt, inst.endedAt)],
+    ...params.map(([k, v]) => [`Param ${k}`, h("code", {}, String(v))]),
+    ...(last?.error ? [["Note", last.error]] : []),
+  ]);
+  $("attempts").querySelector("tbody").replaceChildren(
+    ...(inst.history.length
+      ? inst.history.map((a) =>
+        h(
+          "tr",
+          {},
+          h("td", {}, String(a.attempt)),
+          h("td", {}, a.node),
+          h("td", {}, formatTime(a.startedAt ?? a.assignedAt)),
+          h("td", {}, runTime(a.startedAt, a.endedAt)),
+          h("td", {}, a.exitCode === null ? (a.signal ?? "–") : String(a.exitCode)),
+          h("td", {}, a.error ?? ""),
+        )
+      )
+      : [h("tr", {}, h("td", { colspan: "6", class: "muted" }, "Not started yet."))]),
+  );
+  if (restartLog) void streamLog(index, !FINAL.has(inst.state) && !FINAL.has(task.state));
+}
+
+/** Shows the instance's log; while it may still write, follows it. */
+async function streamLog(index, follow) {
+  logAbort?.abort();
+  const ctrl = pageAbort();
+  logAbort = ctrl;
+  const pre = $("log");
+  const status = $("log-status");
+  pre.textContent = "";
+  status.textContent = follow ? "following…" : "loading…";
+  let size = 0;
+  try {
+    const res = await api(`/api/v1/tasks/${taskId}/instances/${index}/logs${follow ? "?follow=1" : ""}`, {
+      signal: ctrl.signal,
+    });
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
+      pre.append(value);
+      size += value.length;
+      if (size > MAX_LOG_CHARS) {
+        pre.textContent = `… earlier output left out …\n${pre.textContent.slice(-MAX_LOG_CHARS / 2)}`;
+        size = pre.textContent.length;
+      }
+      if (atBottom) pre.scrollTop = pre.scrollHeight;
+    }
+    if (logAbort === ctrl) status.textContent = size ? "end of log" : "no output";
+  } catch (e) {
+    if (logAbort === ctrl && e?.name !== "AbortError") status.textContent = `log stopped: ${e.message}`;
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+$("open-instance").addEventListener("submit", (e) => {
+  e.preventDefault();
+  void openInstance(Number($("instance-number").value));
+});
+
+$("cancel").addEventListener("click", async () => {
+  if (!confirm(`Cancel task ${task.name} (${task.id})? Its running instances are stopped.`)) return;
+  const button = $("cancel");
+  button.disabled = true;
+  $("cancel-error").textContent = "";
+  try {
+    await api(`/api/v1/tasks/${taskId}/cancel`, { method: "POST" });
+  } catch (e) {
+    $("cancel-error").textContent = e.message;
+  } finally {
+    button.disabled = false;
+  }
+});
+
+let loaded = false;
+let pending = [];
+liveEvents({ topics: "tasks", task: taskId }, {
+  async onReady() {
+    loaded = false;
+    await load();
+    loaded = true;
+    for (const e of pending) applyProgress(e);
+    pending = [];
+  },
+  onEvent(kind, data) {
+    if (kind !== "task" || !task) return;
+    if (loaded) applyProgress(data);
+    else pending.push(data);
+  },
+});
+
+everySecond(() => {
+  if (task && !FINAL.has(task.state)) renderTiming();
+});

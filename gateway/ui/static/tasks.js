@@ -1,0 +1,173 @@
+/** Tasks: a live list, newest first, with progress, filter by state, and cancel. */
+import {
+  api,
+  apiJson,
+  badge,
+  everySecond,
+  FINAL,
+  formatAge,
+  h,
+  liveEvents,
+  may,
+  progressBar,
+  reportError,
+  runTime,
+  startPage,
+} from "./common.js";
+
+const who = await startPage();
+const tbody = document.querySelector("#tasks tbody");
+const empty = document.getElementById("empty");
+const filter = document.getElementById("state-filter");
+const listError = document.getElementById("list-error");
+const LIMIT = 200;
+
+/** The tasks shown, by id: the last known view of each. */
+const shown = new Map();
+let loaded = false;
+let pending = [];
+
+filter.value = new URLSearchParams(location.search).get("state") ?? "";
+filter.addEventListener("change", () => {
+  const url = new URL(location.href);
+  if (filter.value) url.searchParams.set("state", filter.value);
+  else url.searchParams.delete("state");
+  history.replaceState(null, "", url);
+  void load();
+});
+
+const done = (t) => t.counts.succeeded + t.counts.failed + t.counts.cancelled;
+
+/** Is `next` at least as recent as `prev`? (An event may predate the list it is applied to.) */
+function newer(prev, next) {
+  if (FINAL.has(prev.state) && !FINAL.has(next.state)) return false;
+  return done(next) >= done(prev);
+}
+
+function cancelButton(task) {
+  if (FINAL.has(task.state) || !may(who, "submitter")) return null;
+  const error = h("span", { class: "error", role: "alert" });
+  const button = h("button", {
+    type: "button",
+    class: "danger small",
+    "aria-label": `Cancel task ${task.name} (${task.id})`,
+    onclick: async () => {
+      if (!confirm(`Cancel task ${task.name} (${task.id})? Its running instances are stopped.`)) return;
+      button.disabled = true;
+      error.textContent = "";
+      try {
+        await api(`/api/v1/tasks/${task.id}/cancel`, { method: "POST" });
+      } catch (e) {
+        error.textContent = e.message;
+        button.disabled = false;
+      }
+    },
+  }, "Cancel");
+  return h("div", {}, button, error);
+}
+
+function row(task) {
+  return h(
+    "tr",
+    { dataset: { id: task.id } },
+    h(
+      "td",
+      { class: "cell-main" },
+      h("a", { href: `/tasks/${task.id}` }, task.name),
+      h("span", { class: "sub mono" }, task.id),
+    ),
+    h("td", { "data-label": "State", class: "cell-state" }),
+    h("td", { "data-label": "Owner" }, task.owner),
+    h("td", { "data-label": "Progress", class: "cell-progress" }),
+    h("td", { "data-label": "Age", class: "cell-age" }),
+    h("td", { "data-label": "Duration", class: "cell-duration" }),
+    h("td", { class: "cell-actions" }),
+  );
+}
+
+/** Updates a row in place, so that keyboard focus on its link or button stays where it is. */
+function render(task, prev = null, flash = false) {
+  let tr = tbody.querySelector(`tr[data-id="${task.id}"]`);
+  if (!tr) tbody.prepend(tr = row(task));
+  const cell = (name) => tr.querySelector(`.cell-${name}`);
+  if (prev?.state !== task.state) {
+    cell("state").replaceChildren(badge(task.state));
+    if (flash) {
+      tr.classList.remove("flash");
+      void tr.offsetWidth; // restarts the animation
+      tr.classList.add("flash");
+    }
+  }
+  cell("progress").replaceChildren(
+    h(
+      "div",
+      { class: "progress" },
+      progressBar(task.counts, task.instances),
+      h("span", { class: "sub" }, `${done(task)} / ${task.instances} done · ${task.counts.running} running`),
+    ),
+  );
+  cell("age").textContent = formatAge(task.createdAt);
+  cell("duration").textContent = runTime(task.startedAt, task.endedAt);
+  if (!prev || FINAL.has(prev.state) !== FINAL.has(task.state)) {
+    cell("actions").replaceChildren(cancelButton(task) ?? "");
+  }
+  empty.hidden = shown.size > 0;
+}
+
+function apply(event) {
+  const prev = shown.get(event.taskId);
+  if (prev && !newer(prev, event)) return;
+  if (!prev && filter.value && event.state !== filter.value) return;
+  const task = { ...prev, ...event, id: event.taskId };
+  shown.set(task.id, task);
+  render(task, prev ?? null, true);
+  while (shown.size > LIMIT) {
+    const last = tbody.lastElementChild;
+    shown.delete(last.dataset.id);
+    last.remove();
+  }
+}
+
+async function load() {
+  loaded = false;
+  listError.textContent = "";
+  try {
+    const query = new URLSearchParams({ limit: String(LIMIT) });
+    if (filter.value) query.set("state", filter.value);
+    const { tasks } = await apiJson(`/api/v1/tasks?${query}`);
+    shown.clear();
+    tbody.replaceChildren();
+    for (const t of tasks.reverse()) {
+      shown.set(t.id, t);
+      render(t);
+    }
+    empty.hidden = shown.size > 0;
+  } catch (e) {
+    listError.textContent = e.message;
+  }
+  loaded = true;
+  for (const e of pending) apply(e);
+  pending = [];
+}
+
+liveEvents({ topics: "tasks" }, {
+  onReady: load,
+  onEvent(kind, data) {
+    if (kind !== "task") return;
+    if (loaded) apply(data);
+    else pending.push(data);
+  },
+});
+
+everySecond(() => {
+  try {
+    for (const tr of tbody.children) {
+      const t = shown.get(tr.dataset.id);
+      if (!t) continue;
+      tr.querySelector(".cell-age").textContent = formatAge(t.createdAt);
+      if (!FINAL.has(t.state)) tr.querySelector(".cell-duration").textContent = runTime(t.startedAt, t.endedAt);
+    }
+  } catch (e) {
+    reportError(e);
+  }
+});

@@ -1,0 +1,67 @@
+/**
+ * API routes the web UI needs beyond the core ones: a package check (a
+ * submit that stores nothing), instance states one letter each (for a grid
+ * of 10,000 instances), and the live event stream.
+ *
+ * @module
+ */
+import type { Hono } from "hono";
+import { TooLargeError, ValidationError } from "../core/errors.ts";
+import { checkPackage, type PackageLimits } from "../core/package.ts";
+import { type InstanceStatesView, type PackageCheckView, STATE_LETTERS } from "../core/schema.ts";
+import { instanceState, loadTask, readInstanceRecords } from "./access.ts";
+import { requireRole } from "./auth.ts";
+import type { GatewayDeps, GatewayEnv } from "./app.ts";
+import { createEventHub, eventStream } from "./events.ts";
+import { readUpload } from "./upload.ts";
+
+/** Options of {@linkcode addUiApi}. */
+export interface UiApiOptions {
+  limits: PackageLimits;
+  /** Ends the live event streams. */
+  signal?: AbortSignal;
+}
+
+/** Most instance states one `/states` answer carries. */
+export const MAX_STATES_PAGE = 100_000;
+
+/** Adds `POST /api/v1/packages/check`, `GET /api/v1/tasks/{id}/states` and `GET /api/v1/events`. */
+export function addUiApi(app: Hono<GatewayEnv>, deps: GatewayDeps, options: UiApiOptions): void {
+  const { kv, bus } = deps;
+  const { limits, signal } = options;
+
+  // A check answers 200 either way: the verdict is the answer. Its error is the one a submit would give.
+  app.post("/api/v1/packages/check", async (c) => {
+    requireRole(c.get("who"), "submitter", "check a package");
+    let view: PackageCheckView;
+    try {
+      const { bytes, name } = await readUpload(c, limits);
+      const { digest, packageBytes, entries, unpackedBytes, spec } = await checkPackage(bytes, name, limits);
+      view = { ok: true, digest, packageBytes, entries, unpackedBytes, spec };
+    } catch (e) {
+      if (!(e instanceof ValidationError || e instanceof TooLargeError)) throw e;
+      view = { ok: false, error: { code: e.code, message: e.message } };
+    }
+    return c.json(view);
+  });
+
+  app.get("/api/v1/tasks/:id/states", async (c) => {
+    const task = await loadTask(kv, c.req.param("id"), c.get("who"));
+    const from = Math.max(0, Number(c.req.query("from") ?? 0) || 0);
+    const limit = Math.min(Math.max(Number(c.req.query("limit") ?? MAX_STATES_PAGE) || 1, 1), MAX_STATES_PAGE);
+    const to = Math.min(task.spec.instances, from + limit);
+    const records = await readInstanceRecords(kv, task.id, from, to);
+    let states = "";
+    for (let i = from; i < to; i++) states += STATE_LETTERS[instanceState(task, records.get(i) ?? null)];
+    return c.json({ from, total: task.spec.instances, states } satisfies InstanceStatesView);
+  });
+
+  const hub = createEventHub(bus);
+  app.get("/api/v1/events", async (c) => {
+    const who = c.get("who");
+    const taskId = c.req.query("task");
+    if (taskId) await loadTask(kv, taskId, who);
+    const topics = new Set((c.req.query("topics") ?? "tasks,nodes").split(","));
+    return eventStream(hub, { who, tasks: topics.has("tasks"), nodes: topics.has("nodes"), taskId }, { signal });
+  });
+}

@@ -1,0 +1,118 @@
+/**
+ * TLS end to end: the gateway over HTTPS (--tls-cert/--tls-key), the
+ * embedded NATS server over TLS (--nats-tls-cert/--nats-tls-key), and the
+ * manager, a node process and the CLI trusting a private CA.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { makeZip, runCli, startNodeProcess, startTestManager, tempDir, TEST_TOKEN, waitUntil } from "./harness.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+
+async function openssl(cwd: string, ...args: string[]): Promise<void> {
+  const out = await new Deno.Command("openssl", { args, cwd, stdout: "null", stderr: "piped" }).output();
+  if (!out.success) throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(out.stderr)}`);
+}
+
+/** A private CA and a certificate for 127.0.0.1 signed by it. */
+async function makeCertificates(dir: string) {
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  await openssl(
+    dir,
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=Parallelic test CA",
+  );
+  await openssl(dir, "req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1");
+  await Deno.writeTextFile(
+    join(dir, "ext.cnf"),
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+  );
+  await openssl(
+    dir,
+    "x509",
+    "-req",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "server.pem",
+    "-days",
+    "2",
+    "-extfile",
+    "ext.cnf",
+  );
+  return { ca: join(dir, "ca.pem"), cert: join(dir, "server.pem"), key: join(dir, "server.key") };
+}
+
+Deno.test({
+  name: "the gateway speaks HTTPS and NATS speaks TLS; manager, node and CLI trust a private CA",
+  ...opts,
+  async fn() {
+    await using certs = await tempDir();
+    const c = await makeCertificates(certs.path);
+    const pair = { certFile: c.cert, keyFile: c.key };
+    await using tm = await startTestManager({
+      gatewayTls: pair,
+      natsServerTls: pair,
+      natsTls: { caFile: c.ca },
+      localNode: false,
+    });
+    assert.match(tm.manager.url, /^https:\/\//);
+    const client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(c.ca)] });
+    const api = (path: string, init: RequestInit = {}) =>
+      fetch(`${tm.manager.url}${path}`, {
+        ...init,
+        client,
+        headers: { authorization: `Bearer ${TEST_TOKEN}`, ...init.headers },
+      });
+    assert.equal((await api("/healthz")).status, 200);
+    await assert.rejects(fetch(`${tm.manager.url}/healthz`), "an unknown CA is not trusted");
+    await assert.rejects(fetch(tm.manager.url.replace("https:", "http:") + "/healthz"), "no plain HTTP");
+
+    await using work = await tempDir();
+    await using node = startNodeProcess(tm.manager.natsUrl, "tls-node", join(work.path, "n"), [`--nats-ca=${c.ca}`]);
+    const plain = startNodeProcess(tm.manager.natsUrl, "plain-node", join(work.path, "p"));
+    await waitUntil(() => /node:registered/.test(node.output()), 20_000, "the TLS node");
+    const zip = await makeZip({
+      "task.toml": `[task]\nentrypoint = "run.sh"\n`,
+      "run.sh": "#!/bin/sh\necho over tls\n",
+    });
+    const res = await api("/api/v1/tasks", {
+      method: "POST",
+      headers: { "content-type": "application/zip" },
+      body: zip as Uint8Array<ArrayBuffer>,
+    });
+    assert.equal(res.status, 201);
+    const id = (await res.json()).id;
+    await waitUntil(
+      async () => (await (await api(`/api/v1/tasks/${id}`)).json()).state === "succeeded",
+      20_000,
+      "the task",
+    );
+    assert.match(await (await api(`/api/v1/tasks/${id}/instances/0/logs`)).text(), /over tls/);
+
+    const cli = await runCli(
+      { PARALLELIC_MANAGER: tm.manager.url, PARALLELIC_TOKEN: TEST_TOKEN, PARALLELIC_CA_FILE: c.ca },
+      "nodes",
+    );
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.match(cli.stdout, /tls-node\s+ready/);
+    // A node without the CA never gets on the bus.
+    assert.doesNotMatch(plain.output(), /node:registered/);
+    await plain.kill();
+    client.close();
+  },
+});

@@ -1,0 +1,258 @@
+/**
+ * End to end through the web UI: Debian's Chromium, headless, driven by
+ * playwright-core, against a real manager with a local node. Every page is
+ * photographed at desktop and phone width into test-output/screenshots/, and
+ * any console error fails the test.
+ */
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { join } from "node:path";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { makeZip, ROOT, startTestManager, submitZip, TEST_TOKEN, type TestManager, waitUntil } from "./harness.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const SHOTS = join(ROOT, "test-output", "screenshots");
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+const opts = { sanitizeOps: false, sanitizeResources: false };
+
+async function launch(): Promise<Browser> {
+  try {
+    await Deno.stat(CHROMIUM);
+  } catch {
+    throw new Error(
+      `The UI tests need Chromium at ${CHROMIUM}: 'apt-get install -y chromium' (bash dev.sh test does it)`,
+    );
+  }
+  return await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--no-first-run",
+    ],
+  });
+}
+
+/** A page whose console errors and uncaught exceptions are collected. */
+async function watchedPage(browser: Browser, errors: string[]): Promise<Page> {
+  const page = await browser.newPage({ viewport: DESKTOP });
+  page.on("console", (m) => {
+    if (m.type() === "error") errors.push(`${page.url()}: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => errors.push(`${page.url()}: uncaught ${e.message}`));
+  page.on("dialog", (d) => void d.accept());
+  page.setDefaultTimeout(20_000);
+  return page;
+}
+
+/** Saves the page at desktop and phone width. */
+async function shoot(page: Page, name: string): Promise<void> {
+  await Deno.mkdir(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, `${name}-desktop.png`), fullPage: true });
+  await page.setViewportSize(PHONE);
+  await page.waitForTimeout(150);
+  await page.screenshot({ path: join(SHOTS, `${name}-phone.png`), fullPage: true });
+  await page.setViewportSize(DESKTOP);
+}
+
+async function signIn(page: Page, base: string, path = "/tasks"): Promise<void> {
+  await page.goto(`${base}${path}`);
+  await page.waitForURL(/\/signin\?next=/);
+  await page.getByLabel("Access token").fill(TEST_TOKEN);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(`${base}${path}`);
+  await page.locator("#who").getByText("admin (admin)").waitFor();
+}
+
+const rowOf = (page: Page, id: string) => page.locator(`#tasks tr[data-id="${id}"]`);
+
+/**
+ * A task of 60 that stops half way: instances 0, 1, 25 and 26 sleep for a
+ * minute, 3, 10, 17 and 24 fail, the others succeed at once. With 4 slots it
+ * holds at 19 succeeded, 4 failed, 4 running, the rest queued.
+ */
+async function submitMixed(tm: TestManager): Promise<string> {
+  const zip = await makeZip({
+    "task.toml": `[task]\nname = "mixed"\nentrypoint = "run.sh"\ninstances = 60\n`,
+    "run.sh": `#!/bin/sh\ni=$PARALLELIC_INSTANCE\necho "started $i"\n` +
+      `case $i in 0|1|25|26) exec sleep 60;; esac\n[ $((i % 7)) -ne 3 ]\n`,
+  });
+  const res = await submitZip(tm, zip, "mixed");
+  assert.equal(res.status, 201);
+  return (await res.json()).id;
+}
+
+Deno.test({
+  name: "web UI: sign in, submit examples/hello from a folder, watch it live, read logs, cancel, see errors",
+  ...opts,
+  async fn(t) {
+    await using tm = await startTestManager({ localNode: true, slots: 4 });
+    const base = tm.manager.url;
+    const browser = await launch();
+    const errors: string[] = [];
+    try {
+      const page = await watchedPage(browser, errors);
+      const watcher = await watchedPage(browser, errors);
+
+      await t.step("a wrong token is refused next to the token field", async () => {
+        const own: string[] = [];
+        const p = await watchedPage(browser, own);
+        await p.goto(`${base}/signin`);
+        await shoot(p, "signin");
+        await p.getByLabel("Access token").fill("wrong-token");
+        await p.getByRole("button", { name: "Sign in" }).click();
+        await p.locator("#token-error").getByText("Invalid token").waitFor();
+        assert.equal(await p.evaluate(() => sessionStorage.length), 0, "a refused token is not kept");
+        await p.close();
+        // The browser reports the 401 itself; nothing else may appear.
+        assert.ok(own.every((e) => /status of 401/.test(e)), own.join("\n"));
+      });
+
+      await t.step("signing in keeps the token in the tab, not in the URL", async () => {
+        await signIn(page, base);
+        await signIn(watcher, base);
+        assert.equal(await page.evaluate(() => sessionStorage.getItem("parallelic.token")), TEST_TOKEN);
+        assert.doesNotMatch(page.url(), new RegExp(TEST_TOKEN));
+        await watcher.evaluate(() => Object.assign(globalThis, { notReloaded: true }));
+      });
+
+      let helloId = "";
+      await t.step("examples/hello goes in by folder input, summary first, then upload", async () => {
+        await page.goto(`${base}/submit`);
+        await page.getByLabel("Task folder").setInputFiles(join(ROOT, "examples", "hello"));
+        const summary = page.locator("#summary");
+        await summary.getByRole("heading", { name: "hello" }).waitFor();
+        const facts = await page.locator("#summary-list").innerText();
+        assert.match(facts, /Entrypoint\s+run\.sh/);
+        assert.match(facts, /Instances\s+4/);
+        assert.match(facts, /Environment\s+GREETING/);
+        await shoot(page, "submit");
+        await page.getByRole("button", { name: "Submit task" }).click();
+        await page.waitForURL(/\/tasks\/t[0-9a-z]{16}$/);
+        helloId = page.url().split("/").pop()!;
+      });
+
+      await t.step("the task list of another tab shows it reach succeeded without a reload", async () => {
+        await rowOf(watcher, helloId).locator(".badge.s-succeeded").waitFor();
+        assert.match(await rowOf(watcher, helloId).innerText(), /4 \/ 4 done/);
+        assert.equal(await watcher.evaluate(() => (globalThis as { notReloaded?: boolean }).notReloaded), true);
+      });
+
+      await t.step("the task page shows counts and an instance's log", async () => {
+        await page.locator("#task-state.s-succeeded").waitFor();
+        assert.match(await page.locator("#counts").innerText(), /4 succeeded/);
+        // Instance 0 is the first cell, at the grid's top left corner.
+        await page.locator("#grid").click({ position: { x: 5, y: 5 } });
+        await page.locator("#log").getByText("Hello from instance 0 of 4").waitFor();
+        await page.locator("#log-status").getByText("end of log").waitFor();
+        assert.match(await page.locator("#instance-facts").innerText(), /Exit code\s+0/);
+        await page.getByLabel("Instance number").fill("3");
+        await page.getByRole("button", { name: "Open" }).click();
+        await page.locator("#log").getByText("Hello from instance 3 of 4").waitFor();
+        assert.match(await page.locator("#attempts").innerText(), /\blocal\b/);
+        await shoot(page, "task");
+      });
+
+      await t.step("a running instance's log follows; cancel in the list stops the task live", async () => {
+        const mixedId = await submitMixed(tm);
+        await page.goto(`${base}/tasks/${mixedId}#i=1`);
+        await page.locator("#log").getByText("started 1").waitFor();
+        await page.locator("#log-status").getByText("following…").waitFor();
+        await page.locator("#counts").getByText("19 succeeded").waitFor();
+        await page.locator("#counts").getByText("4 failed").waitFor();
+        await page.locator("#task-state.s-running").waitFor();
+        await shoot(page, "task-running");
+        const row = rowOf(watcher, mixedId);
+        await row.getByText("23 / 60 done").waitFor();
+        await shoot(watcher, "tasks");
+        // By keyboard: the button keeps its focus while progress events redraw the row.
+        await row.getByRole("button", { name: /Cancel task mixed/ }).focus();
+        await watcher.keyboard.press("Enter");
+        await row.locator(".badge.s-cancelled").waitFor();
+        await page.locator("#task-state.s-cancelled").waitFor();
+        await page.locator("#log-status").getByText("end of log").waitFor();
+        assert.equal(await page.locator("#cancel").isHidden(), true);
+        const task = await tm.waitForTask(mixedId, 10_000);
+        assert.equal(task.state, "cancelled");
+        assert.equal(task.counts.succeeded, 19);
+        assert.equal(task.counts.failed, 4);
+        assert.match(await page.locator("#counts").innerText(), /37 cancelled/);
+      });
+
+      await t.step("a broken package shows the API's own error and cannot be submitted", async () => {
+        const broken = await makeZip({
+          "task.toml": `[task]\nentrypoint = "run.sh"\ninstancs = 3\n`,
+          "run.sh": "#!/bin/sh\n",
+        });
+        const api = await submitZip(tm, broken, "broken");
+        assert.equal(api.status, 400);
+        const { error } = await api.json();
+        await page.goto(`${base}/submit`);
+        await page.getByLabel("Zip file").setInputFiles({
+          name: "broken.zip",
+          mimeType: "application/zip",
+          buffer: Buffer.from(broken),
+        });
+        await page.locator("#check-error").getByText(error.message, { exact: true }).waitFor();
+        assert.equal(await page.getByRole("button", { name: "Submit task" }).isDisabled(), true);
+        assert.equal(await page.locator("#summary").isHidden(), true);
+        await shoot(page, "submit-error");
+      });
+
+      await t.step("a 10,000-instance task draws its grid; cancelling colours every cell", async () => {
+        const zip = await makeZip({
+          "task.toml": `[task]\nname = "wide"\nentrypoint = "run.sh"\ninstances = 10000\n` +
+            `[placement]\nlabels = { zone = "nowhere" }\n`,
+          "run.sh": "#!/bin/sh\n",
+        });
+        const res = await submitZip(tm, zip, "wide");
+        assert.equal(res.status, 201);
+        const { id } = await res.json();
+        await page.goto(`${base}/tasks/${id}`);
+        await page.locator("#grid[aria-label*='10000 queued']").waitFor();
+        await page.locator("#grid").focus();
+        await page.keyboard.press("End");
+        await page.locator("#grid-hover").getByText("Instance 9999: queued").waitFor();
+        await page.keyboard.press("Enter");
+        await page.locator("#instance-title").getByText("Instance 9999").waitFor();
+        await page.getByRole("button", { name: "Cancel task" }).click();
+        await page.locator("#task-state.s-cancelled").waitFor();
+        await page.locator("#grid[aria-label*='10000 cancelled']").waitFor();
+        await page.locator("#grid").focus();
+        await page.keyboard.press("Home");
+        await page.locator("#grid-hover").getByText("Instance 0: cancelled").waitFor();
+        await shoot(page, "task-10000");
+      });
+
+      await t.step("the nodes page shows the local node; an admin drains and resumes it", async () => {
+        await page.goto(`${base}/nodes`);
+        const row = page.locator(`#nodes tr[data-name="local"]`);
+        await row.locator(".badge.s-ready").waitFor();
+        assert.match(await row.innerText(), /0 \/ 4/);
+        await row.getByRole("button", { name: "Drain node local" }).click();
+        await row.locator(".badge.s-draining").waitFor();
+        // Focus moved to the Resume button that replaced Drain, and heartbeats do not take it away.
+        await page.waitForTimeout(1200);
+        assert.equal(await page.locator(":focus").getAttribute("aria-label"), "Resume node local");
+        await page.keyboard.press("Enter");
+        await row.locator(".badge.s-ready").waitFor();
+        await waitUntil(async () => /just now|\d s ago/.test(await row.locator(".cell-seen").innerText()));
+        await shoot(page, "nodes");
+      });
+
+      await t.step("signing out forgets the token", async () => {
+        await page.getByRole("button", { name: "Sign out" }).click();
+        await page.waitForURL(/\/signin/);
+        assert.equal(await page.evaluate(() => sessionStorage.getItem("parallelic.token")), null);
+      });
+
+      assert.deepEqual(errors, [], "no console errors");
+    } finally {
+      await browser.close();
+    }
+  },
+});
