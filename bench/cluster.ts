@@ -87,6 +87,8 @@ export async function startCluster(ctx: BenchContext, options: ClusterOptions = 
     `--nats=${natsUrl}`,
     "--no-local-node",
     "--log-level=warn",
+    // Benchmarks measure the engine, not the per-token rate limit of the API.
+    "--rate-limit=1000000",
     ...options.managerArgs ?? [],
   ], { denoFlags: profile("manager"), env: { PARALLELIC_TOKEN: TOKEN } });
   const nodes: NodeProcess[] = [];
