@@ -4,23 +4,7 @@
  *
  * @module
  */
-
-/** Turns one gitignore pattern into a regular expression over relative paths. */
-function toRegExp(pattern: string): RegExp {
-  const anchored = pattern.startsWith("/") || pattern.slice(0, -1).includes("/");
-  const body = pattern.replace(/^\//, "");
-  let re = "";
-  for (let i = 0; i < body.length; i++) {
-    const ch = body[i];
-    if (ch === "*" && body[i + 1] === "*") {
-      re += body[i + 2] === "/" ? "(?:.*/)?" : ".*";
-      i += body[i + 2] === "/" ? 2 : 1;
-    } else if (ch === "*") re += "[^/]*";
-    else if (ch === "?") re += "[^/]";
-    else re += ch.replace(/[.+^${}()|[\]\\]/g, "\\$&");
-  }
-  return new RegExp(`${anchored ? "^" : "(?:^|/)"}${re}(?:/.*)?$`);
-}
+import { globToRegExp } from "../core/glob.ts";
 
 /** Returns a predicate for paths (relative, `/`-separated) that the rules ignore. */
 export function parseIgnore(text: string): (path: string, isDir: boolean) => boolean {
@@ -29,7 +13,9 @@ export function parseIgnore(text: string): (path: string, isDir: boolean) => boo
     let pattern = negate ? line.slice(1) : line;
     const dirOnly = pattern.endsWith("/");
     if (dirOnly) pattern = pattern.slice(0, -1);
-    return { negate, dirOnly, re: toRegExp(pattern) };
+    // Anchored when it starts with '/' or holds a '/' before its end, as in gitignore.
+    const anchored = pattern.startsWith("/") || pattern.includes("/");
+    return { negate, dirOnly, re: globToRegExp(pattern, { anchored, matchChildren: true }) };
   });
   return (path, isDir) => {
     let ignored = false;

@@ -48,6 +48,8 @@ export interface CheckedPackage {
   entries: number;
   /** Total unpacked size. */
   unpackedBytes: number;
+  /** The text of task.toml (to point at its lines in later checks). */
+  taskToml: string;
 }
 
 /** One entry of a package, after its name was checked. */
@@ -220,12 +222,14 @@ export async function checkPackage(
   };
   const hasDir = (path: string) =>
     path === "." || byPath.get(path)?.kind === "dir" || planned.some((p) => p.path.startsWith(path + "/"));
-  const entry = byPath.get(resolve(spec.entrypoint));
-  if (!entry || entry.kind !== "file") {
-    throw new ValidationError(
-      `task.toml: entrypoint '${spec.entrypoint}' is not a file in the package`,
-      { code: "missing_entrypoint" },
-    );
+  for (const [key, path] of [["entrypoint", spec.entrypoint], ["finalize.entrypoint", spec.finalize?.entrypoint]]) {
+    if (path === undefined) continue;
+    const entry = byPath.get(resolve(path));
+    if (!entry || entry.kind !== "file") {
+      throw new ValidationError(`task.toml: ${key} '${path}' is not a file in the package`, {
+        code: "missing_entrypoint",
+      });
+    }
   }
   if (!hasDir(resolve(spec.workdir))) {
     throw new ValidationError(
@@ -239,6 +243,7 @@ export async function checkPackage(
     packageBytes: bytes.byteLength,
     entries: planned.length,
     unpackedBytes: planned.reduce((n, p) => n + p.entry.uncompressedSize, 0),
+    taskToml: source,
   };
 }
 

@@ -111,6 +111,9 @@ const MatrixAxis = z.union([
   }),
 ]);
 
+/** A `[data]` value: `NAME`, or `NAME@sha256:<hex>` (a full version or a prefix of at least 8 hex digits). */
+export const DATA_REF = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63})(?:@(sha256:[0-9a-f]{8,64}))?$/;
+
 /** The raw shape of task.toml, strict at every level. */
 export const TaskToml = z.strictObject({
   task: z.strictObject({
@@ -134,6 +137,17 @@ export const TaskToml = z.strictObject({
     timeout: Duration.optional(),
     retries: z.number().int().min(0).max(100).optional(),
     priority: z.number().int().min(0).max(100).optional(),
+  }).optional(),
+  data: z.record(
+    EnvName,
+    z.string().regex(DATA_REF, 'a data set is "NAME" or "NAME@sha256:<hex>" (at least 8 hex digits)'),
+  ).optional(),
+  outputs: z.strictObject({
+    paths: z.array(z.string().min(1)).max(100),
+  }).optional(),
+  finalize: z.strictObject({
+    entrypoint: z.string().min(1),
+    args: z.array(z.string()).optional(),
   }).optional(),
 });
 
@@ -279,6 +293,43 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
       );
     }
   }
+  const dataSets: TaskSpec["data"] = {};
+  const envNames = new Map<string, string>();
+  for (const [key, ref] of Object.entries(toml.data ?? {})) {
+    const env = key.toUpperCase();
+    if (envNames.has(env)) {
+      fail(
+        `keys 'data.${envNames.get(env)}' and 'data.${key}' both name PARALLELIC_DATA_${env}`,
+        lineOf(source, ["data", key]),
+      );
+    }
+    envNames.set(env, key);
+    const [, name, version] = DATA_REF.exec(ref)!;
+    dataSets[key] = { name, version: version ?? null };
+  }
+  const outputs = (toml.outputs?.paths ?? []).map((pattern, i) => {
+    const normal = normalizeRelative(pattern);
+    if (normal === null || normal === "." || pattern.split(/[\\/]/).includes("..")) {
+      fail(
+        `key 'outputs.paths' = ${describe(pattern)} (item ${i + 1}) leaves the workdir`,
+        lineOf(source, ["outputs", "paths"]),
+        "path_escapes_root",
+      );
+    }
+    return normal;
+  });
+  let finalize: TaskSpec["finalize"] = null;
+  if (toml.finalize) {
+    const entry = normalizeRelative(toml.finalize.entrypoint);
+    if (entry === null || entry === ".") {
+      fail(
+        `key 'finalize.entrypoint' = ${describe(toml.finalize.entrypoint)} leaves the task root`,
+        lineOf(source, ["finalize", "entrypoint"]),
+        "path_escapes_root",
+      );
+    }
+    finalize = { entrypoint: entry, args: toml.finalize.args ?? [] };
+  }
   return {
     name: toml.task.name ?? defaultName,
     entrypoint,
@@ -294,6 +345,9 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
     timeoutMs: toml.limits?.timeout ?? null,
     retries: toml.limits?.retries ?? 0,
     priority: toml.limits?.priority ?? 50,
+    data: dataSets,
+    outputs,
+    finalize,
   };
 }
 

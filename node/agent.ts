@@ -218,6 +218,8 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       startedAt,
       endedAt: clock.now(),
       error: null,
+      outputBytes: 0,
+      logBytes: 0,
       ...fields,
     });
     let dir: string | undefined;
