@@ -7,7 +7,7 @@
  */
 import * as zip from "@zip.js/zip.js";
 import { dirname, join } from "node:path";
-import { TooLargeError, ValidationError } from "./errors.ts";
+import { tooLarge, ValidationError } from "./errors.ts";
 import type { Digest, TaskSpec } from "./schema.ts";
 import { normalizeRelative, parseTaskToml } from "./task_toml.ts";
 
@@ -80,10 +80,7 @@ const S_IFLNK = 0o120000;
  */
 async function plan(bytes: Uint8Array, limits: PackageLimits): Promise<PlannedEntry[]> {
   if (bytes.byteLength > limits.maxPackageBytes) {
-    throw new TooLargeError(
-      `Cannot accept package as its size ${bytes.byteLength} bytes exceeds the limit of ${limits.maxPackageBytes} bytes`,
-      { code: "package_too_large" },
-    );
+    throw tooLarge("accept package", bytes.byteLength, limits.maxPackageBytes, "package_too_large");
   }
   let entries: zip.Entry[];
   try {

@@ -8,6 +8,8 @@
  *
  * @module
  */
+import { dirname, join } from "node:path";
+import { checkDataPath } from "./data_manifest.ts";
 import { ValidationError } from "./errors.ts";
 
 const BLOCK = 512;
@@ -40,6 +42,8 @@ export interface TarEntry {
   size: number;
   /** Permission bits. */
   mode: number;
+  /** Modification time, seconds since the epoch. */
+  mtimeSec: number;
   /** Target of a symlink or hard link. */
   linkTarget: string;
   /**
@@ -300,6 +304,7 @@ export async function* readTar(stream: ReadableStream<Uint8Array>): AsyncGenerat
       const path = pax.path ?? longName ?? (prefix ? `${prefix}/${name}` : name);
       const linkTarget = pax.linkpath ?? longLink ?? cString(block.subarray(157, 257));
       if (pax.size !== undefined) size = Number(pax.size);
+      const mtimeSec = pax.mtime !== undefined ? Math.floor(Number(pax.mtime)) : parseNumber(block.subarray(136, 148));
       pax = {};
       longName = null;
       longLink = null;
@@ -312,8 +317,7 @@ export async function* readTar(stream: ReadableStream<Uint8Array>): AsyncGenerat
           const part = await src.some(Math.min(left, 256 * 1024));
           if (part === null) return controller.error(truncated(src.offset));
           left -= part.length;
-          // Copy: the consumer may keep the chunk while the source buffer moves on.
-          controller.enqueue(part.slice());
+          controller.enqueue(part);
         },
       }, { highWaterMark: 0 });
       yield {
@@ -321,6 +325,7 @@ export async function* readTar(stream: ReadableStream<Uint8Array>): AsyncGenerat
         type,
         size: type === "file" ? size : 0,
         mode: parseNumber(block.subarray(100, 108)),
+        mtimeSec,
         linkTarget,
         body,
       };
@@ -331,4 +336,32 @@ export async function* readTar(stream: ReadableStream<Uint8Array>): AsyncGenerat
     await src.cancel(e).catch(() => {});
     throw e;
   }
+}
+
+/**
+ * Writes the regular files of a tar stream under `dir` (created as needed),
+ * checking that every path stays inside it; folders, links and anything else
+ * are skipped. Returns how many files and bytes were written.
+ *
+ * @throws {ValidationError} When an entry's path leaves `dir`.
+ */
+export async function extractTar(
+  stream: ReadableStream<Uint8Array>,
+  dir: string,
+  what = "archive",
+): Promise<{ files: number; bytes: number }> {
+  let files = 0;
+  let bytes = 0;
+  await Deno.mkdir(dir, { recursive: true });
+  for await (const entry of readTar(stream)) {
+    if (entry.type !== "file") continue;
+    const path = join(dir, checkDataPath(entry.path, what));
+    await Deno.mkdir(dirname(path), { recursive: true });
+    const file = await Deno.open(path, { write: true, create: true, truncate: true });
+    await entry.body.pipeTo(file.writable);
+    await Deno.chmod(path, (entry.mode & 0o111) ? 0o755 : 0o644);
+    files++;
+    bytes += entry.size;
+  }
+  return { files, bytes };
 }

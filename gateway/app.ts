@@ -10,9 +10,10 @@
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { instanceKey, taskKey, TASKS } from "../actors/keys.ts";
+import type { DataActor } from "../actors/data.ts";
 import type { WorkspaceActor } from "../actors/workspace.ts";
 import { type Bus, errorBody, unwrap } from "../core/bus.ts";
-import { AuthError, NotFoundError, TooLargeError, ValidationError } from "../core/errors.ts";
+import { AuthError, NotFoundError, ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { checkPackage, DEFAULT_PACKAGE_LIMITS, type PackageLimits } from "../core/package.ts";
 import {
@@ -29,6 +30,7 @@ import {
 } from "../core/schema.ts";
 import { matrixParams } from "../core/task_toml.ts";
 import { authenticate, type Role, type TokenRecord } from "./auth.ts";
+import { packageTooLarge, readCapped, registerDataRoutes } from "./data.ts";
 import { readLog } from "./logs.ts";
 
 /** What the gateway needs. */
@@ -36,6 +38,7 @@ export interface GatewayDeps {
   bus: Bus;
   kv: Deno.Kv;
   workspace: WorkspaceActor;
+  data: DataActor;
   log: Logger;
 }
 
@@ -66,6 +69,7 @@ export function taskView(rec: TaskRecord): TaskView {
 export function instanceView(task: TaskRecord, index: number, rec: InstanceRecord | null): InstanceView {
   const last = rec?.history[rec.history.length - 1];
   const state = rec?.state ?? (task.state === "cancelled" ? "cancelled" : "queued");
+  const isFinalize = index === task.spec.instances;
   return {
     taskId: task.id,
     index,
@@ -76,7 +80,7 @@ export function instanceView(task: TaskRecord, index: number, rec: InstanceRecor
     signal: last?.signal ?? null,
     startedAt: last?.startedAt ?? null,
     endedAt: last?.endedAt ?? null,
-    params: matrixParams(task.spec, index),
+    params: isFinalize ? {} : matrixParams(task.spec, index),
     history: rec?.history ?? [],
   };
 }
@@ -92,7 +96,7 @@ function need(who: TokenRecord, role: Role, what: string): void {
 
 /** Creates the gateway's Hono app. */
 export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): Hono<Env> {
-  const { bus, kv, workspace } = deps;
+  const { bus, kv, workspace, data } = deps;
   const log = deps.log.scope({ actor: "gateway" });
   const limits = options.limits ?? DEFAULT_PACKAGE_LIMITS;
   const app = new Hono<Env>();
@@ -128,6 +132,8 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   };
 
   const parseIndex = (task: TaskRecord, raw: string) => {
+    // The [finalize] run is the extra instance numbered `instances`.
+    if (raw === "finalize" && task.spec.finalize) return task.spec.instances;
     const index = Number(raw);
     if (!Number.isInteger(index) || index < 0 || index >= task.spec.instances) {
       throw new NotFoundError(
@@ -144,12 +150,8 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     const who = c.get("who");
     need(who, "submitter", "submit a task");
     const declared = Number(c.req.header("content-length") ?? "0");
-    if (declared > limits.maxPackageBytes) {
-      throw new TooLargeError(
-        `Cannot accept package as its size ${declared} bytes exceeds the limit of ${limits.maxPackageBytes} bytes`,
-        { code: "package_too_large" },
-      );
-    }
+    const tooLarge = packageTooLarge(limits.maxPackageBytes);
+    if (declared > limits.maxPackageBytes) throw tooLarge(declared);
     const type = c.req.header("content-type") ?? "";
     let bytes: Uint8Array;
     let name = c.req.query("name") ?? "";
@@ -164,7 +166,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
       bytes = new Uint8Array(await file.arrayBuffer());
       name ||= file.name;
     } else if (type === "" || type.startsWith("application/zip") || type.startsWith("application/octet-stream")) {
-      bytes = new Uint8Array(await c.req.arrayBuffer());
+      bytes = await readCapped(c.req.raw.body, limits.maxPackageBytes, tooLarge);
     } else {
       throw new ValidationError(
         `Cannot accept upload of type '${type}': send application/zip, or multipart/form-data with field 'package'`,
@@ -173,15 +175,19 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     }
     name = name.replace(/\.zip$/i, "").replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64) || "task";
     const checked = await checkPackage(bytes, name, limits);
-    await workspace.putPackage(checked.digest, bytes);
-    const reply = unwrap(
-      await bus.request(taskSubmit, {
-        digest: checked.digest,
-        packageBytes: checked.packageBytes,
-        spec: checked.spec,
-        owner: who.user,
-      }),
-    );
+    // Data sets are pinned to versions, and the package stored, so that neither goes away before the task exists.
+    const reply = await workspace.withPackage(checked.digest, async () => {
+      await workspace.putPackage(checked.digest, bytes);
+      return await data.submitWith(checked.spec, checked.taskToml, async (spec) =>
+        unwrap(
+          await bus.request(taskSubmit, {
+            digest: checked.digest,
+            packageBytes: checked.packageBytes,
+            spec,
+            owner: who.user,
+          }),
+        ));
+    });
     return c.json({ id: reply.id, state: reply.state, instances: reply.instances }, 201);
   });
 
@@ -254,6 +260,8 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     const reply = unwrap(await bus.request(nodesList, {}));
     return c.json({ nodes: reply.nodes });
   });
+
+  registerDataRoutes(app, { data, workspace, limits, need, getTask });
 
   for (const verb of ["drain", "resume"] as const) {
     app.post(`/api/v1/nodes/:name/${verb}`, async (c) => {

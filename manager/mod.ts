@@ -7,6 +7,7 @@
  */
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { join, resolve } from "node:path";
+import { createDataActor } from "../actors/data.ts";
 import { createNodeActor } from "../actors/node.ts";
 import { createTaskActor } from "../actors/task.ts";
 import { createWorkspaceActor } from "../actors/workspace.ts";
@@ -47,6 +48,10 @@ export interface ManagerOptions {
   token?: string;
   /** Package limits. */
   limits?: PackageLimits;
+  /** Largest data set version accepted, in bytes. @default {256 GiB} */
+  maxDataSetBytes?: number;
+  /** Data-set cache of the local node, in bytes. @default {10 GiB} */
+  cacheBytes?: number;
   /** JetStream replicas. @default {1} */
   replicas?: number;
   /** Logger. */
@@ -103,7 +108,11 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     cleanups.push(() => kv.close());
     const bus = createBus(nc, log);
     const abort = new AbortController();
-    const workspace = await createWorkspaceActor({ nc, log }, { replicas: options.replicas });
+    const workspace = await createWorkspaceActor({ nc, kv, log }, { replicas: options.replicas });
+    const data = await createDataActor({ nc, kv, clock, log }, {
+      replicas: options.replicas,
+      maxDataSetBytes: options.maxDataSetBytes,
+    });
     const nodeActor = createNodeActor({ bus, kv, clock, log }, {
       signal: abort.signal,
       heartbeatMs: options.heartbeatMs,
@@ -123,7 +132,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     });
     const tokenFile = join(dataDir, "admin-token");
     const admin = await ensureAdminToken(kv, tokenFile, options.token ?? Deno.env.get("PARALLELIC_TOKEN"));
-    const app = createGateway({ bus, kv, workspace, log }, { limits: options.limits });
+    const app = createGateway({ bus, kv, workspace, data, log }, { limits: options.limits });
     const server = Deno.serve({
       port: options.port ?? 8080,
       hostname: options.host ?? "127.0.0.1",
@@ -138,6 +147,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
         natsUrl,
         name: "local",
         slots: options.slots,
+        cacheBytes: options.cacheBytes,
         workDir: join(dataDir, "node"),
         log,
         clock,
