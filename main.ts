@@ -5,9 +5,11 @@
  * @module
  */
 import { join } from "node:path";
-import { intFlag, parseArgs } from "./cli/args.ts";
+import { intFlag, parseArgs, sizeFlag } from "./cli/args.ts";
 import { Client, defaultDataDir, resolveSettings, usage } from "./cli/client.ts";
 import { cancel, login, nodes, showLogs, showStatus, submit } from "./cli/commands.ts";
+import { dataLs, dataPut, dataRm, results, rmTask } from "./cli/data.ts";
+import { DEFAULT_PACKAGE_LIMITS } from "./core/package.ts";
 import { createLogger, type LogLevel } from "./core/log.ts";
 import { startManager } from "./manager/mod.ts";
 import { startNode } from "./node/agent.ts";
@@ -17,14 +19,21 @@ const HELP = `parallelic: run many instances of a task over many nodes
 Server:
   parallelic manager [--data-dir DIR] [--port 8080] [--host 127.0.0.1] [--nats URL]
                      [--nats-port 4222] [--local-node|--no-local-node] [--slots N]
-                     [--lease-ms 5000] [--heartbeat-ms 1000]
+                     [--lease-ms 5000] [--heartbeat-ms 1000] [--max-package-size 1GiB]
+                     [--max-data-size 256GiB] [--cache-size 10GiB]
   parallelic node --nats nats://HOST:4222 [--slots N] [--name NAME] [--work-dir DIR] [--label k=v]
+                  [--cache-size 10GiB]
 
 Client (--manager URL, --token T; or PARALLELIC_MANAGER, PARALLELIC_TOKEN, or 'parallelic login'):
   parallelic submit PATH|FILE.zip [--wait|--no-wait]
   parallelic status [ID] [--json]
-  parallelic logs ID [--instance N] [--follow]
+  parallelic logs ID [--instance N | --finalize] [--follow]
+  parallelic results ID [-o DIR|FILE.zip] [--instance N | --finalize]
   parallelic cancel ID
+  parallelic rm ID                       delete a finished task, its outputs and logs
+  parallelic data put NAME PATH          upload a file or folder as a new version of data set NAME
+  parallelic data ls [NAME] [--json]
+  parallelic data rm NAME[@VERSION]
   parallelic nodes [ls | drain NAME | resume NAME]
   parallelic login --manager URL --token TOKEN
 `;
@@ -77,7 +86,11 @@ async function run(argv: string[]): Promise<number> {
         slots: "string",
         "lease-ms": "string",
         "heartbeat-ms": "string",
+        "max-package-size": "string",
+        "max-data-size": "string",
+        "cache-size": "string",
       });
+      const maxPackageBytes = sizeFlag(p, "max-package-size") ?? DEFAULT_PACKAGE_LIMITS.maxPackageBytes;
       const log = logger(p.flags);
       const dataDir = (p.flags["data-dir"] as string) ?? defaultDataDir();
       const manager = await startManager({
@@ -91,6 +104,13 @@ async function run(argv: string[]): Promise<number> {
         slots: intFlag(p, "slots"),
         leaseMs: intFlag(p, "lease-ms"),
         heartbeatMs: intFlag(p, "heartbeat-ms"),
+        limits: {
+          ...DEFAULT_PACKAGE_LIMITS,
+          maxPackageBytes,
+          maxUnpackedBytes: Math.max(DEFAULT_PACKAGE_LIMITS.maxUnpackedBytes, 4 * maxPackageBytes),
+        },
+        maxDataSetBytes: sizeFlag(p, "max-data-size"),
+        cacheBytes: sizeFlag(p, "cache-size"),
         log,
       });
       console.error(`
@@ -115,6 +135,7 @@ Parallelic manager ready
         name: "string",
         "work-dir": "string",
         label: "list",
+        "cache-size": "string",
       });
       const natsUrl = (p.flags.nats as string) ?? usage("Usage: parallelic node --nats nats://HOST:4222");
       const name = p.flags.name as string | undefined;
@@ -124,6 +145,7 @@ Parallelic manager ready
         slots: intFlag(p, "slots"),
         workDir: (p.flags["work-dir"] as string) ?? join(defaultDataDir(), `node-${name ?? Deno.pid}`),
         labels: parseLabels(p.flags.label),
+        cacheBytes: sizeFlag(p, "cache-size"),
         log: logger(p.flags),
       });
       await waitForSignal();
@@ -135,8 +157,19 @@ Parallelic manager ready
     case "logs":
     case "cancel":
     case "nodes":
-    case "login": {
-      const p = parseArgs(rest, { ...CLIENT, wait: "boolean", instance: "string", follow: "boolean" });
+    case "login":
+    case "results":
+    case "rm":
+    case "data": {
+      const p = parseArgs(rest, {
+        ...CLIENT,
+        wait: "boolean",
+        instance: "string",
+        follow: "boolean",
+        finalize: "boolean",
+        o: "string",
+        output: "string",
+      });
       const client = new Client(await resolveSettings(p.flags as { manager?: string; token?: string }));
       const json = p.flags.json === true;
       const id = p._[0];
@@ -149,10 +182,25 @@ Parallelic manager ready
         case "logs":
           return await showLogs(
             client,
-            need("ID [--instance N] [--follow]"),
-            intFlag(p, "instance", 0)!,
+            need("ID [--instance N | --finalize] [--follow]"),
+            p.flags.finalize === true ? "finalize" : intFlag(p, "instance", 0)!,
             p.flags.follow === true,
           );
+        case "results":
+          return await results(client, need("ID [-o DIR|FILE.zip] [--instance N | --finalize]"), {
+            output: (p.flags.o ?? p.flags.output) as string | undefined,
+            instance: intFlag(p, "instance"),
+            finalize: p.flags.finalize === true,
+          });
+        case "rm":
+          return await rmTask(client, need("ID"));
+        case "data": {
+          const [verb, arg, path] = p._;
+          if (verb === "put" && arg && path) return await dataPut(client, arg, path);
+          if (verb === "ls") return await dataLs(client, arg, json);
+          if (verb === "rm" && arg) return await dataRm(client, arg);
+          return usage("Usage: parallelic data put NAME PATH | data ls [NAME] | data rm NAME[@VERSION]");
+        }
         case "cancel":
           return await cancel(client, need("ID"));
         case "nodes":

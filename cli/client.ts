@@ -5,10 +5,17 @@
  *
  * @module
  */
+import { once } from "node:events";
+import http from "node:http";
+import https from "node:https";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { parse } from "smol-toml";
 import { AuthError, UnavailableError, ValidationError } from "../core/errors.ts";
 import { errorFromBody } from "../core/bus.ts";
+
+/** Size of the HTTP chunks an upload is sent in. */
+const UPLOAD_CHUNK_BYTES = 1024 * 1024;
 
 /** Where the CLI keeps its settings. */
 export function configFile(): string {
@@ -75,13 +82,82 @@ export class Client {
     try {
       res = await fetch(`${this.settings.manager}${path}`, { ...init, headers });
     } catch (e) {
-      throw new UnavailableError(
-        `Cannot reach the manager at ${this.settings.manager} (${
-          (e as Error).message
-        }): is it running? Set --manager or PARALLELIC_MANAGER`,
-        { cause: e },
-      );
+      throw this.unreachable(e);
     }
+    return await this.check(res);
+  }
+
+  /**
+   * Sends a streamed body (chunked), with backpressure, in HTTP chunks of
+   * about 1 MiB. It goes through node:http(s) rather than fetch: when the
+   * server reads more slowly than the client sends (it stores as it
+   * reads), a Deno server stalls for milliseconds per HTTP chunk, and fetch
+   * cuts the body into small chunks, so a 200 MiB upload took 20-40 s
+   * instead of 1-2 s here.
+   */
+  async upload(
+    path: string,
+    init: { method?: string; headers?: Record<string, string>; body: ReadableStream<Uint8Array> },
+  ): Promise<Response> {
+    const url = new URL(`${this.settings.manager}${path}`);
+    const headers: Record<string, string> = { ...init.headers };
+    if (this.settings.token) headers.authorization = `Bearer ${this.settings.token}`;
+    const res = await new Promise<Response>((resolve, reject) => {
+      let answered = false;
+      const req = (url.protocol === "https:" ? https : http).request(
+        url,
+        { method: init.method ?? "POST", headers },
+        (incoming) => {
+          answered = true;
+          const h = new Headers();
+          for (const [k, v] of Object.entries(incoming.headers)) if (v !== undefined) h.set(k, String(v));
+          resolve(
+            new Response(Readable.toWeb(incoming) as ReadableStream<Uint8Array>, {
+              status: incoming.statusCode,
+              headers: h,
+            }),
+          );
+        },
+      );
+      req.on("error", (e) => answered || reject(this.unreachable(e)));
+      (async () => {
+        let parts: Uint8Array[] = [];
+        let size = 0;
+        const send = async () => {
+          const joined = new Uint8Array(size);
+          let at = 0;
+          for (const p of parts) joined.set(p, at), at += p.byteLength;
+          parts = [];
+          size = 0;
+          if (!req.write(joined)) await once(req, "drain");
+        };
+        for await (const chunk of init.body) {
+          if (answered) break;
+          parts.push(chunk);
+          size += chunk.byteLength;
+          if (size >= UPLOAD_CHUNK_BYTES) await send();
+        }
+        if (size > 0 && !answered) await send();
+        req.end();
+      })().catch((e) => {
+        req.destroy();
+        if (!answered) reject(e);
+      });
+    });
+    return await this.check(res);
+  }
+
+  private unreachable(e: unknown): UnavailableError {
+    return new UnavailableError(
+      `Cannot reach the manager at ${this.settings.manager} (${
+        (e as Error).message
+      }): is it running? Set --manager or PARALLELIC_MANAGER`,
+      { cause: e },
+    );
+  }
+
+  /** Returns `res` when it is a success; throws the API's error as the matching error class. */
+  private async check(res: Response): Promise<Response> {
     if (res.ok) return res;
     const text = await res.text();
     let body: { error?: { code: string; message: string } } = {};
@@ -107,6 +183,15 @@ export class Client {
   /** GETs JSON. */
   async json<T>(path: string, init?: RequestInit): Promise<T> {
     return await (await this.fetch(path, init)).json() as T;
+  }
+}
+
+/** The manager's size limits (null from a manager that does not say). */
+export async function limits(client: Client): Promise<{ maxPackageBytes: number; maxDataSetBytes: number } | null> {
+  try {
+    return await client.json("/api/v1/limits");
+  } catch {
+    return null;
   }
 }
 

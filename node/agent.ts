@@ -266,7 +266,8 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       try {
         instanceIo = await prepareInstanceIo(io, ref, run, dir);
       } catch (e) {
-        return report(result({ error: `node ${name} could not prepare its data: ${(e as Error).message}` }));
+        // Not worded "node …": that would read as a lost node, which uses up no retry.
+        return report(result({ error: `could not prepare data and outputs on ${name}: ${(e as Error).message}` }));
       }
       if (job.killed) return report(result({ error: job.killed }));
       const env: Record<string, string> = { ...baseEnv, ...run.env, ...instanceIo.env };
@@ -328,7 +329,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         try {
           outputBytes = await instanceIo.storeOutputs();
         } catch (e) {
-          error ??= `node ${name} could not store its outputs: ${(e as Error).message}`;
+          error ??= `could not store outputs from ${name}: ${(e as Error).message}`;
         }
       }
       report(result({

@@ -159,12 +159,14 @@ export async function createDataCache(options: DataCacheOptions): Promise<DataCa
         await Deno.copyFile(join(tmp, first.get(f.sha256)!.path), target);
       }
       await Deno.mkdir(tmp, { recursive: true });
-      await lockTree(tmp, log);
+      // Renamed first (an immutable folder cannot be moved), locked, then marked done.
       await Deno.rename(tmp, final);
+      await lockTree(final, log);
       await Deno.writeTextFile(`${final}.json`, JSON.stringify({ name, version: entry.version, bytes }));
     } catch (e) {
       total -= bytes;
       await removeTree(tmp);
+      await removeTree(final);
       throw e;
     }
     fetches++;
