@@ -104,7 +104,9 @@ export async function fetchWorkspace(
   await Promise.all(Array.from({ length: Math.min(concurrency, instances) }, async () => {
     for (let i = next++; i < instances; i = next++) {
       const read = await bucket.read(outputObject(taskId, i));
-      if (read) files += (await extractTar(read.body, join(dir, String(i)), `outputs of instance ${i}`)).files;
+      if (!read) continue;
+      const got = await extractTar(read.body, join(dir, String(i)), `outputs of instance ${i}`);
+      files += got.files;
     }
   }));
   return files;

@@ -11,6 +11,7 @@ import { createLogger, type Logger, type LogLevel } from "../core/log.ts";
 import { type NatsServer, startNatsServer } from "../core/nats_server.ts";
 import { type Manager, type ManagerOptions, startManager } from "../manager/mod.ts";
 import type { TaskView } from "../core/schema.ts";
+import { removeTree } from "../node/readonly.ts";
 
 zip.configure({ useWebWorkers: false });
 
@@ -23,10 +24,10 @@ export function testLogger(): Logger {
   return level ? createLogger({ level }) : createLogger({ level: "error", write: () => {} });
 }
 
-/** A temporary folder removed by `await using`. */
+/** A temporary folder removed by `await using` (read-only data views in it included). */
 export async function tempDir(prefix = "parallelic-test-"): Promise<{ path: string } & AsyncDisposable> {
   const path = await Deno.makeTempDir({ prefix });
-  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }).catch(() => {}) };
+  return { path, [Symbol.asyncDispose]: () => removeTree(path) };
 }
 
 /** A nats-server with JetStream in a temp folder, and a connection to it. */
@@ -106,7 +107,7 @@ export async function startTestManager(options: Partial<ManagerOptions> = {}): P
     },
     async [Symbol.asyncDispose]() {
       await manager.stop();
-      if (!options.dataDir) await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+      if (!options.dataDir) await removeTree(dataDir);
     },
   };
 }
