@@ -38,14 +38,20 @@ function task(id: string, digest: string, state: TaskRecord["state"], toml: stri
   };
 }
 
+async function setup(nats: Awaited<ReturnType<typeof startTestNats>>) {
+  const kv = await Deno.openKv(join(nats.dir, "state.kv"));
+  const ws = await createWorkspaceActor({ nc: nats.nc, kv, log: testLogger() });
+  const bucket = await openBucket(nats.nc, WORKSPACE_BUCKET);
+  return { kv, ws, bucket, [Symbol.dispose]: () => kv.close() };
+}
+
 Deno.test({
   name: "workspace actor streams a task's outputs as zip and tar, whole or one part at the root",
   ...opts,
   async fn() {
     await using nats = await startTestNats();
-    const kv = await Deno.openKv(join(nats.dir, "state.kv"));
-    const ws = await createWorkspaceActor({ nc: nats.nc, kv, log: testLogger() });
-    const bucket = await openBucket(nats.nc, WORKSPACE_BUCKET);
+    using t = await setup(nats);
+    const { kv, ws, bucket } = t;
     const rec = task(
       "t000000000000aaaa",
       `sha256-${"a".repeat(64)}`,
@@ -78,7 +84,6 @@ entrypoint = "m.sh"
     assert.deepEqual(await names(ws.tar(rec, { instance: 0 })), ["r.txt", "d/e.txt"]);
     assert.deepEqual(await names(ws.tar(rec, { instance: 1 })), []);
     assert.deepEqual(await names(ws.tar({ ...rec, outputBytes: 0 })), [], "no outputs recorded: no lookups");
-    kv.close();
   },
 });
 
@@ -87,9 +92,8 @@ Deno.test({
   ...opts,
   async fn() {
     await using nats = await startTestNats();
-    const kv = await Deno.openKv(join(nats.dir, "state.kv"));
-    const ws = await createWorkspaceActor({ nc: nats.nc, kv, log: testLogger() });
-    const bucket = await openBucket(nats.nc, WORKSPACE_BUCKET);
+    using t = await setup(nats);
+    const { kv, ws, bucket } = t;
     const digest = `sha256-${"b".repeat(64)}` as const;
     await ws.putPackage(digest, new Uint8Array([1, 2, 3]));
     const toml = `[task]\nentrypoint = "r.sh"\ninstances = 2\n`;
@@ -121,6 +125,5 @@ Deno.test({
     await ws.deleteTask({ ...b, state: "cancelled" });
     assert.equal(await ws.getPackage(digest), null, "the last task's package goes with it");
     assert.equal((await ws.storage()).workspaces < storage.workspaces, true);
-    kv.close();
   },
 });

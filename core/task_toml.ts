@@ -238,22 +238,20 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
     fail(`key '${key}' = ${describe(value)}: ${issue.message}`, lineOf(source, issue.path));
   }
   const toml = parsed.data;
-  const entrypoint = normalizeRelative(toml.task.entrypoint);
-  if (entrypoint === null || entrypoint === ".") {
-    fail(
-      `key 'task.entrypoint' = ${describe(toml.task.entrypoint)} leaves the task root`,
-      lineOf(source, ["task", "entrypoint"]),
-      "path_escapes_root",
-    );
-  }
-  const workdir = normalizeRelative(toml.task.workdir ?? ".");
-  if (workdir === null) {
-    fail(
-      `key 'task.workdir' = ${describe(toml.task.workdir)} leaves the task root`,
-      lineOf(source, ["task", "workdir"]),
-      "path_escapes_root",
-    );
-  }
+  /** The normalized path at `key`, which must stay inside the task root (and name more than it, unless `root`). */
+  const inside = (key: string[], value: string, root = false): string => {
+    const normal = normalizeRelative(value);
+    if (normal === null || (normal === "." && !root)) {
+      fail(
+        `key '${key.join(".")}' = ${describe(value)} leaves the task root`,
+        lineOf(source, key),
+        "path_escapes_root",
+      );
+    }
+    return normal;
+  };
+  const entrypoint = inside(["task", "entrypoint"], toml.task.entrypoint);
+  const workdir = inside(["task", "workdir"], toml.task.workdir ?? ".", true);
   const matrix = Object.entries(toml.task.matrix ?? {}).map(([name, axis]) => {
     if (Array.isArray(axis)) return { name, values: axis as ParamValue[] };
     const step = axis.step ?? 1;
@@ -318,18 +316,9 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
     }
     return normal;
   });
-  let finalize: TaskSpec["finalize"] = null;
-  if (toml.finalize) {
-    const entry = normalizeRelative(toml.finalize.entrypoint);
-    if (entry === null || entry === ".") {
-      fail(
-        `key 'finalize.entrypoint' = ${describe(toml.finalize.entrypoint)} leaves the task root`,
-        lineOf(source, ["finalize", "entrypoint"]),
-        "path_escapes_root",
-      );
-    }
-    finalize = { entrypoint: entry, args: toml.finalize.args ?? [] };
-  }
+  const finalize: TaskSpec["finalize"] = toml.finalize
+    ? { entrypoint: inside(["finalize", "entrypoint"], toml.finalize.entrypoint), args: toml.finalize.args ?? [] }
+    : null;
   return {
     name: toml.task.name ?? defaultName,
     entrypoint,

@@ -20,12 +20,11 @@ import {
 } from "../core/schema.ts";
 import {
   makeZip,
-  ROOT,
+  runCli,
   startNodeProcess,
   startTestManager,
   submitZip,
   tempDir,
-  TEST_TOKEN,
   type TestManager,
   waitUntil,
 } from "./harness.ts";
@@ -33,16 +32,7 @@ import {
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const BIG_BYTES = 200 * 2 ** 20;
 
-async function cli(tm: TestManager, ...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", join(ROOT, "main.ts"), ...args],
-    env: { PARALLELIC_MANAGER: tm.manager.url, PARALLELIC_TOKEN: TEST_TOKEN },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const d = new TextDecoder();
-  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
-}
+const cli = runCli;
 
 /** Writes `bytes` of real (not sparse) data, 1 MiB at a time, each MiB different. */
 async function writeBigFile(path: string, bytes: number) {

@@ -201,3 +201,15 @@ export function submitZip(tm: TestManager, bytes: Uint8Array, name = "test"): Pr
     body: bytes as Uint8Array<ArrayBuffer>,
   });
 }
+
+/** Runs the CLI (`main.ts`) against a test manager; returns its exit code and output. */
+export async function runCli(tm: TestManager, ...args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", join(ROOT, "main.ts"), ...args],
+    env: { PARALLELIC_MANAGER: tm.manager.url, PARALLELIC_TOKEN: TEST_TOKEN },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const d = new TextDecoder();
+  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+}
