@@ -51,7 +51,7 @@ Deno.test({
   async fn() {
     await using nats = await startTestNats();
     using t = await setup(nats);
-    const { kv, ws, bucket } = t;
+    const { ws, bucket } = t;
     const rec = task(
       "t000000000000aaaa",
       `sha256-${"a".repeat(64)}`,

@@ -5,17 +5,11 @@
  *
  * @module
  */
-import { once } from "node:events";
-import http from "node:http";
-import https from "node:https";
 import { join } from "node:path";
-import { Readable } from "node:stream";
 import { parse } from "smol-toml";
 import { AuthError, UnavailableError, ValidationError } from "../core/errors.ts";
 import { errorFromBody } from "../core/bus.ts";
-
-/** Size of the HTTP chunks an upload is sent in. */
-const UPLOAD_CHUNK_BYTES = 1024 * 1024;
+import { streamUpload } from "./upload.ts";
 
 /** Where the CLI keeps its settings. */
 export function configFile(): string {
@@ -87,63 +81,25 @@ export class Client {
     return await this.check(res);
   }
 
-  /**
-   * Sends a streamed body (chunked), with backpressure, in HTTP chunks of
-   * about 1 MiB. It goes through node:http(s) rather than fetch: when the
-   * server reads more slowly than the client sends (it stores as it
-   * reads), a Deno server stalls for milliseconds per HTTP chunk, and fetch
-   * cuts the body into small chunks, so a 200 MiB upload took 20-40 s
-   * instead of 1-2 s here.
-   */
+  /** Streams a large body (see `upload.ts`); throws the API's error as the matching error class. */
   async upload(
     path: string,
     init: { method?: string; headers?: Record<string, string>; body: ReadableStream<Uint8Array> },
   ): Promise<Response> {
-    const url = new URL(`${this.settings.manager}${path}`);
     const headers: Record<string, string> = { ...init.headers };
     if (this.settings.token) headers.authorization = `Bearer ${this.settings.token}`;
-    const res = await new Promise<Response>((resolve, reject) => {
-      let answered = false;
-      const req = (url.protocol === "https:" ? https : http).request(
-        url,
-        { method: init.method ?? "POST", headers },
-        (incoming) => {
-          answered = true;
-          const h = new Headers();
-          for (const [k, v] of Object.entries(incoming.headers)) if (v !== undefined) h.set(k, String(v));
-          resolve(
-            new Response(Readable.toWeb(incoming) as ReadableStream<Uint8Array>, {
-              status: incoming.statusCode,
-              headers: h,
-            }),
-          );
-        },
-      );
-      req.on("error", (e) => answered || reject(this.unreachable(e)));
-      (async () => {
-        let parts: Uint8Array[] = [];
-        let size = 0;
-        const send = async () => {
-          const joined = new Uint8Array(size);
-          let at = 0;
-          for (const p of parts) joined.set(p, at), at += p.byteLength;
-          parts = [];
-          size = 0;
-          if (!req.write(joined)) await once(req, "drain");
-        };
-        for await (const chunk of init.body) {
-          if (answered) break;
-          parts.push(chunk);
-          size += chunk.byteLength;
-          if (size >= UPLOAD_CHUNK_BYTES) await send();
-        }
-        if (size > 0 && !answered) await send();
-        req.end();
-      })().catch((e) => {
-        req.destroy();
-        if (!answered) reject(e);
+    let res: Response;
+    try {
+      res = await streamUpload({
+        url: new URL(`${this.settings.manager}${path}`),
+        method: init.method ?? "POST",
+        headers,
+        body: init.body,
       });
-    });
+    } catch (e) {
+      // A file that changed while being read is the user's to hear about, not a network problem.
+      throw e instanceof ValidationError ? e : this.unreachable(e);
+    }
     return await this.check(res);
   }
 

@@ -5,7 +5,7 @@
  * (1 MiB chunks, one in flight). Reads do not use its `get()`, which pushes
  * every chunk as fast as the server sends them whatever the reader's pace:
  * {@linkcode Bucket.read} pulls a few chunks at a time through an ordered
- * consumer, only when its reader wants more, and checks the SHA-256 digest
+ * consumer, a batch ahead of its reader and no more, and checks the SHA-256 digest
  * at the end. SHA-256 runs natively (node:crypto) for the whole process.
  *
  * @module
@@ -20,7 +20,7 @@ setSha256Backend("native");
 
 /** Chunk size of stored objects (the server's max_payload caps it). */
 export const CHUNK_BYTES = 1024 * 1024;
-/** Chunks a reader asks for at once: at most this many are held in memory. */
+/** Chunks a reader asks for at once; at most twice this many are held in memory. */
 const READ_BATCH = 8;
 
 /** A stored object's content, as a stream. */
@@ -148,7 +148,8 @@ export async function openBucket(nc: NatsConnection, name: string, options: Open
           }
         },
         cancel: done,
-      }, { highWaterMark: 0 }),
+        // One batch queued while the next is fetched: at most two batches in memory.
+      }, new ByteLengthQueuingStrategy({ highWaterMark: READ_BATCH * CHUNK_BYTES })),
     };
   };
 
