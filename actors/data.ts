@@ -279,6 +279,10 @@ export async function createDataActor(deps: DataActorDeps, options: DataActorOpt
       });
     } catch (e) {
       await Promise.all([...upload.tmp].map((t) => bucket.delete(t).catch(() => false)));
+      // Content stored before the failure is no longer pinned once this upload is over: collect it.
+      if (newBytes > 0) {
+        queueMicrotask(() => void sweep().catch((e) => log.warn("data:sweep-failed", { error: String(e) })));
+      }
       throw e;
     } finally {
       uploads.delete(upload);

@@ -35,6 +35,7 @@ import {
 import { copyTree, createPackageCache } from "./cache.ts";
 import { createDataCache } from "./data_cache.ts";
 import { type InstanceIo, prepareInstanceIo } from "./instance_io.ts";
+import { removeTree } from "./readonly.ts";
 
 /** The version nodes report. */
 export const VERSION = "0.1.0";
@@ -138,7 +139,8 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   };
   const packagesDir = join(options.workDir, "packages");
   const runsDir = join(options.workDir, "runs");
-  await Deno.remove(runsDir, { recursive: true }).catch(() => {});
+  // A run cut short may have left a read-only finalize workspace behind.
+  await removeTree(runsDir);
   await Deno.mkdir(packagesDir, { recursive: true });
   await Deno.mkdir(runsDir, { recursive: true });
   const cache = createPackageCache(packagesDir, openStore);
