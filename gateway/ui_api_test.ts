@@ -166,7 +166,7 @@ Deno.test({
     const root = await gw.app.request("/");
     assert.equal(root.status, 302);
     assert.equal(root.headers.get("location"), "/tasks");
-    for (const path of ["/signin", "/submit", "/tasks", "/tasks/t0000000000000000", "/nodes"]) {
+    for (const path of ["/signin", "/submit", "/tasks", "/tasks/t0000000000000000", "/nodes", "/data"]) {
       const res = await gw.app.request(path);
       assert.equal(res.status, 200, path);
       assert.match(res.headers.get("content-security-policy")!, /default-src 'self'/);
