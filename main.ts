@@ -19,6 +19,8 @@ import {
 } from "./cli/security_flags.ts";
 import { cancel, explain, login, nodes, showLogs, showStatus, submit } from "./cli/commands.ts";
 import { audit, nodesSecurity, tokens, users } from "./cli/security_commands.ts";
+import { dataLs, dataPut, dataRm, results, rmTask } from "./cli/data.ts";
+import { DEFAULT_PACKAGE_LIMITS } from "./core/package.ts";
 import { createLogger, type LogLevel } from "./core/log.ts";
 import { startManager } from "./manager/mod.ts";
 import { startNode } from "./node/agent.ts";
@@ -29,20 +31,26 @@ Server (every flag also comes from --config FILE ([manager] / [node] tables) or 
   parallelic manager [--data-dir DIR] [--port 8080] [--host 127.0.0.1] [--nats URL]
                      [--nats-port 4222] [--local-node|--no-local-node] [--slots N]
                      [--lease-ms 5000] [--heartbeat-ms 1000] [--grace 30s] [--replicas 1]
+                     [--max-package-size 1GiB] [--max-data-size 256GiB] [--cache-size 10GiB]
                      [--tls-cert F --tls-key F] [--nats-tls-cert F --nats-tls-key F]
                      [--max-body-bytes N] [--rate-limit N] [--rate-burst N] [--audit-retention-days N]
   parallelic node --nats nats://HOST:4222 [--slots N] [--name NAME] [--work-dir DIR] [--label k=v]
                   [--join-token-file F | PARALLELIC_JOIN_TOKEN=... | --join-token T] [--run-as USER]
-                  [--grace 30s] [--metrics-port N]
+                  [--grace 30s] [--metrics-port N] [--cache-size 10GiB]
   both:           [--nats-ca F] [--nats-cert F --nats-key F]
                   [--nats-seed-file F | --nats-user U --nats-password-file F]  (external NATS)
 
 Client (--manager URL, --token T; or PARALLELIC_MANAGER, PARALLELIC_TOKEN, or 'parallelic login'):
   parallelic submit PATH|FILE.zip [--wait|--no-wait]
   parallelic status [ID] [--json]
-  parallelic logs ID [--instance N] [--follow]
+  parallelic logs ID [--instance N | --finalize] [--follow]
+  parallelic results ID [-o DIR|FILE.zip] [--instance N | --finalize]
   parallelic cancel ID
   parallelic explain ID [--instance N]      why it waits (or what happened)
+  parallelic rm ID                       delete a finished task, its outputs and logs
+  parallelic data put NAME PATH          upload a file or folder as a new version of data set NAME
+  parallelic data ls [NAME] [--json]
+  parallelic data rm NAME[@VERSION]
   parallelic nodes [ls | drain NAME | resume NAME]
   parallelic login --manager URL --token TOKEN
   parallelic config show [manager|node] [--config FILE]   the effective configuration and where each value came from
@@ -106,6 +114,7 @@ async function run(argv: string[]): Promise<number> {
       const p = { _: [], flags: v } as unknown as Parsed;
       const log = logger(v);
       const retentionDays = v["audit-retention-days"] as number | undefined;
+      const maxPackageBytes = (v["max-package-size"] as number | undefined) ?? DEFAULT_PACKAGE_LIMITS.maxPackageBytes;
       const manager = await startManager({
         dataDir: (v["data-dir"] as string | undefined) ?? defaultDataDir(),
         port: (v.port as number | undefined) ?? 8080,
@@ -125,6 +134,13 @@ async function run(argv: string[]): Promise<number> {
         gatewayTls: certPair(p, "tls-cert", "tls-key"),
         gateway: gatewayLimits(p),
         auditRetentionMs: retentionDays === undefined ? undefined : retentionDays * 24 * 3600 * 1000,
+        limits: {
+          ...DEFAULT_PACKAGE_LIMITS,
+          maxPackageBytes,
+          maxUnpackedBytes: Math.max(DEFAULT_PACKAGE_LIMITS.maxUnpackedBytes, 4 * maxPackageBytes),
+        },
+        maxDataSetBytes: v["max-data-size"] as number | undefined,
+        cacheBytes: v["cache-size"] as number | undefined,
         log,
       });
       console.error(`
@@ -167,6 +183,7 @@ Parallelic manager ready
         tls: natsTls(p),
         runAs: v["run-as"] as string | undefined,
         log: logger(v),
+        cacheBytes: v["cache-size"] as number | undefined,
         noop,
       });
       await waitForSignal();
@@ -192,7 +209,10 @@ Parallelic manager ready
     case "login":
     case "users":
     case "tokens":
-    case "audit": {
+    case "audit":
+    case "results":
+    case "rm":
+    case "data": {
       const p = parseArgs(rest, {
         ...CLIENT,
         wait: "boolean",
@@ -204,6 +224,9 @@ Parallelic manager ready
         role: "string",
         limit: "string",
         rotate: "boolean",
+        finalize: "boolean",
+        o: "string",
+        output: "string",
         ...NATS_CLIENT_FLAGS,
       });
       const client = new Client(
@@ -220,10 +243,25 @@ Parallelic manager ready
         case "logs":
           return await showLogs(
             client,
-            need("ID [--instance N] [--follow]"),
-            intFlag(p, "instance", 0)!,
+            need("ID [--instance N | --finalize] [--follow]"),
+            p.flags.finalize === true ? "finalize" : intFlag(p, "instance", 0)!,
             p.flags.follow === true,
           );
+        case "results":
+          return await results(client, need("ID [-o DIR|FILE.zip] [--instance N | --finalize]"), {
+            output: (p.flags.o ?? p.flags.output) as string | undefined,
+            instance: intFlag(p, "instance"),
+            finalize: p.flags.finalize === true,
+          });
+        case "rm":
+          return await rmTask(client, need("ID"));
+        case "data": {
+          const [verb, arg, path] = p._;
+          if (verb === "put" && arg && path) return await dataPut(client, arg, path);
+          if (verb === "ls") return await dataLs(client, arg, json);
+          if (verb === "rm" && arg) return await dataRm(client, arg);
+          return usage("Usage: parallelic data put NAME PATH | data ls [NAME] | data rm NAME[@VERSION]");
+        }
         case "cancel":
           return await cancel(client, need("ID"));
         case "explain":

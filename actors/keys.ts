@@ -128,3 +128,15 @@ export const AUDIT: Deno.KvKey = ["audit"];
 export const natsNodeKey = (name: string): Deno.KvKey => ["natsnode", name];
 /** Prefix of every joined node's nkey. */
 export const NATS_NODES: Deno.KvKey = ["natsnode"];
+/** `["data", name, version]` → DataVersionRecord */
+export const dataVersionKey = (name: string, version: string): Deno.KvKey => ["data", name, version];
+/** Prefix of a data set's versions. */
+export const dataVersionsOf = (name: string): Deno.KvKey => ["data", name];
+/** Prefix of every data set version. */
+export const DATA_VERSIONS: Deno.KvKey = ["data"];
+/** `["data-bytes", name]` → number: bytes of distinct content across a data set's versions. */
+export const dataBytesKey = (name: string): Deno.KvKey => ["data-bytes", name];
+/** `["data-use", version, taskId]` → DataUseRecord */
+export const dataUseKey = (version: string, taskId: string): Deno.KvKey => ["data-use", version, taskId];
+/** Prefix of the tasks that use a data set version. */
+export const dataUsesOf = (version: string): Deno.KvKey => ["data-use", version];

@@ -14,6 +14,10 @@
  *   batches and are acknowledged once stored;
  * - per-state counts live in the task record: status reads never scan.
  *
+ * `[finalize]` runs as one extra instance, numbered `instances`, queued once
+ * every instance succeeded; it is not in the counts (the task record's
+ * `finalize` holds its state) and the task stays `running` until it ends.
+ *
  * Exactly-once recording: an assignment is stored before it is sent; a
  * result is accepted only for the attempt and node the manager assigned
  * (fencing by attempt number), and acknowledged only once stored, so a node
@@ -157,6 +161,13 @@ interface NodeSeat {
 const isLoss = (h: Attempt) => h.exitCode === null && h.signal === null && (h.error?.startsWith("node ") ?? false);
 
 const emptyCounts = (): Counts => ({ queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 });
+
+/** Is this instance the task's `[finalize]` run (the extra instance numbered `instances`)? */
+const isFinalize = (task: TaskRecord, index: number) => index === task.spec.instances;
+
+/** How an attempt ended, in a few words. */
+const howItEnded = (h: Attempt | undefined) =>
+  h?.signal ? `killed by ${h.signal}` : h?.exitCode != null ? `exit code ${h.exitCode}` : (h?.error ?? "no result");
 
 /** Does the node offer what the task asks, ignoring what is in use? */
 export function nodeCanEverFit(node: NodeRecord, spec: TaskRecord["spec"]): boolean {
@@ -492,6 +503,11 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
       seat.usedSlots += spec.cpus;
       seat.usedMemory += spec.memoryBytes;
       seat.usedGpus += spec.gpus;
+      if (isFinalize(live.rec, rec.index)) live.rec.finalize = "running";
+      else {
+        live.rec.counts.queued--;
+        live.rec.counts.running++;
+      }
       if (span) {
         span.open++;
         dirtyRuns.get(live.rec.id)?.push(rec) ?? dirtyRuns.set(live.rec.id, [rec]);
@@ -529,8 +545,6 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     if (span) markSpan(span);
     if (items.length > 0) {
       dirtyTasks.add(live);
-      live.rec.counts.queued -= items.length;
-      live.rec.counts.running += items.length;
       ownerRunning(live.rec.owner, items.length);
       usageByOwner.set(live.rec.owner, { value: usageOf(live.rec.owner, now) + items.length, at: now });
       if (live.rec.state === "queued") {
@@ -575,7 +589,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
       seat.usedMemory -= spec.memoryBytes;
       seat.usedGpus -= spec.gpus;
     }
-    live.rec.counts.running--;
+    if (!isFinalize(live.rec, rec.index)) live.rec.counts.running--;
     ownerRunning(live.rec.owner, -1);
     return rec.history[rec.history.length - 1];
   }
@@ -586,21 +600,48 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     rec.node = null;
     rec.notBefore = delayMs > 0 ? clock.now() + delayMs : null;
     live.retry.push(rec);
-    live.rec.counts.queued++;
+    if (isFinalize(live.rec, rec.index)) live.rec.finalize = "queued";
+    else live.rec.counts.queued++;
     markInstance(live, rec);
   }
 
   function end(live: Live, rec: InstanceRecord, state: State) {
     rec.state = state;
-    live.rec.counts[state as "succeeded" | "failed" | "cancelled"]++;
     markInstance(live, rec);
+    if (isFinalize(live.rec, rec.index)) {
+      live.rec.finalize = state;
+      const why = state === "succeeded"
+        ? null
+        : `finalize ${state}: ${howItEnded(rec.history[rec.history.length - 1])}`;
+      return finishTask(live, state, why);
+    }
+    live.rec.counts[state as "succeeded" | "failed" | "cancelled"]++;
     maybeFinish(live);
+  }
+
+  /** Queues the `[finalize]` run: the extra instance numbered `instances`. */
+  function startFinalize(live: Live) {
+    const rec: InstanceRecord = {
+      index: live.rec.spec.instances,
+      state: "queued",
+      attempt: 0,
+      node: null,
+      notBefore: null,
+      history: [],
+    };
+    live.retry.push(rec);
+    live.rec.finalize = "queued";
+    markInstance(live, rec);
+    log.info("task:finalize-queued", { taskId: live.rec.id });
+    kick();
   }
 
   function maybeFinish(live: Live) {
     const c = live.rec.counts;
     if (c.queued > 0 || c.running > 0 || live.rec.nextIndex < live.rec.spec.instances) return;
+    if (live.rec.finalize === "queued" || live.rec.finalize === "running") return;
     const state: State = c.failed > 0 ? "failed" : c.cancelled > 0 ? "cancelled" : "succeeded";
+    if (state === "succeeded" && live.rec.spec.finalize && !live.rec.finalize) return startFinalize(live);
     finishTask(live, state, state === "failed" ? `${c.failed} of ${live.rec.spec.instances} instances failed` : null);
   }
 
@@ -634,6 +675,11 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     entry.signal = r.signal;
     entry.error = r.error;
     const rec = flight.rec;
+    // Each attempt's outputs replace the instance's earlier ones in the workspace.
+    const before = rec.history.findLast((h) => h !== entry && h.outputBytes !== undefined)?.outputBytes ?? 0;
+    entry.outputBytes = r.outputBytes;
+    live.rec.outputBytes = (live.rec.outputBytes ?? 0) + r.outputBytes - before;
+    live.rec.logBytes = (live.rec.logBytes ?? 0) + r.logBytes;
     if (r.exitCode === 0 && r.error === null) {
       endedTotal.inc({ outcome: "succeeded" });
       end(live, rec, "succeeded");
@@ -680,6 +726,9 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
       startedAt: null,
       endedAt: null,
       reason: null,
+      finalize: null,
+      outputBytes: 0,
+      logBytes: 0,
     };
     // Stored by the next cycle's commit, together with its first placements: one Deno KV write
     // less before the first instance starts. The answer waits for that commit (which also
@@ -808,6 +857,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
       markInstance(live, rec);
     }
     live.retry = [];
+    if (live.rec.finalize === "queued" || live.rec.finalize === "running") live.rec.finalize = "cancelled";
     const c = live.rec.counts;
     c.cancelled = live.rec.spec.instances - c.succeeded - c.failed;
     c.queued = 0;
@@ -890,9 +940,10 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
 
   function liveOf(rec: TaskRecord): Live {
     const { entrypoint, workdir, args, instances, matrix, env, cpus, timeoutMs } = rec.spec;
+    const { data = {}, outputs = [], finalize = null } = rec.spec;
     return {
       rec,
-      run: { entrypoint, workdir, args, instances, matrix, env, cpus, timeoutMs },
+      run: { entrypoint, workdir, args, instances, matrix, env, cpus, timeoutMs, data, outputs, finalize },
       retry: [],
       flights: new Map(),
     };
@@ -909,9 +960,14 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
       const seen = new Set<number>();
       for await (const ie of kv.list<InstanceRecord>({ prefix: instancesOf(rec.id) })) {
         const inst = ie.value;
-        seen.add(inst.index);
-        maxIndex = Math.max(maxIndex, inst.index);
-        counts[inst.state]++;
+        if (isFinalize(rec, inst.index)) {
+          // The finalize run is not counted; its own record says where it is.
+          rec.finalize = inst.state;
+        } else {
+          seen.add(inst.index);
+          maxIndex = Math.max(maxIndex, inst.index);
+          counts[inst.state]++;
+        }
         if (inst.state === "queued") live.retry.push(inst);
         if (inst.state === "running") {
           const last = inst.history[inst.history.length - 1];
@@ -949,7 +1005,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
       counts.queued += rec.spec.instances - next;
       rec.counts = counts;
       tasks.set(rec.id, live);
-      ownerRunning(rec.owner, counts.running);
+      ownerRunning(rec.owner, live.flights.size);
       dirtyTasks.add(live);
     }
   }

@@ -51,20 +51,35 @@ function nodeRecord(name: string, slots = 2): NodeRecord {
 /** A fake compute node on the real bus: records assignments, answers with results. */
 function fakeNode(bus: Bus, name: string) {
   const received: Array<{ taskId: string; index: number; attempt: number }> = [];
+  const runs: Assignment["tasks"][number]["run"][] = [];
   const kills: Kill[] = [];
   bus.subscribe(nodeAssign(name), (msg: Assignment) => {
-    for (const t of msg.tasks) for (const i of t.items) received.push({ taskId: t.taskId, ...i });
+    for (const t of msg.tasks) for (const i of t.items) received.push({ taskId: t.taskId, ...i }), runs.push(t.run);
   });
   bus.subscribe(nodeKill(name), (k) => void kills.push(k));
   return {
     received,
+    runs,
     kills,
-    async finish(items: Array<{ taskId: string; index: number; attempt: number }>, exitCode = 0, from = name) {
+    async finish(
+      items: Array<{ taskId: string; index: number; attempt: number }>,
+      exitCode = 0,
+      from = name,
+      extra: { outputBytes?: number; logBytes?: number } = {},
+    ) {
       const now = Date.now();
       return unwrap(
         await bus.request(taskResults(from), {
           node: from,
-          results: items.map((i) => ({ ...i, exitCode, signal: null, startedAt: now, endedAt: now, error: null })),
+          results: items.map((i) => ({
+            ...i,
+            exitCode,
+            signal: null,
+            startedAt: now,
+            endedAt: now,
+            error: null,
+            ...extra,
+          })),
         }),
       );
     },
@@ -275,6 +290,107 @@ Deno.test({
       "the rebuilt spans were deleted",
     );
     second.abort();
+    await actor.stopped;
+    kv.close();
+  },
+});
+
+async function taskWhen(kv: Deno.Kv, id: string, ok: (r: TaskRecord) => boolean, what: string) {
+  return await waitUntil(
+    async () => {
+      const r = (await kv.get<TaskRecord>(taskKey(id))).value!;
+      return ok(r) ? r : null;
+    },
+    5000,
+    what,
+  );
+}
+
+Deno.test({
+  name:
+    "task actor runs [finalize] as one extra instance once all succeeded, holding the task running, across a restart",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using nats = await startTestNats();
+    const { kv } = await setup(nats);
+    const bus = createBus(nats.nc, testLogger());
+    const node = fakeNode(bus, "n1");
+    bus.serve(nodesList, () => ({ ok: true as const, nodes: [nodeRecord("n1", 4)] }));
+    const first = new AbortController();
+    let actor = startActor(bus, kv, first);
+    await actor.ready;
+    const task = await submit(
+      bus,
+      `[task]\nentrypoint = "run.sh"\ninstances = 3\n[finalize]\nentrypoint = "merge.sh"\n`,
+    );
+    await waitUntil(() => node.received.length === 3, 5000, "three instances");
+    await node.finish(node.received, 0, "n1", { outputBytes: 100, logBytes: 10 });
+    await waitUntil(() => node.received.length === 4, 5000, "the finalize run");
+    assert.deepEqual(node.received[3], { taskId: task.id, index: 3, attempt: 0 });
+    assert.deepEqual(node.runs[3].finalize, { entrypoint: "merge.sh", args: [] });
+    const running = await taskWhen(kv, task.id, (r) => r.finalize === "running", "finalize running");
+    assert.equal(running.state, "running", "the task waits for finalize");
+    assert.deepEqual(running.counts, { queued: 0, running: 0, succeeded: 3, failed: 0, cancelled: 0 });
+
+    first.abort();
+    await actor.stopped;
+    const second = new AbortController();
+    actor = startActor(bus, kv, second);
+    await actor.ready;
+    bus.publish(nodeHeartbeat("n1"), { name: "n1", sentAt: Date.now(), usedSlots: 1, holding: [node.received[3]] });
+    assert.equal((await node.finish([node.received[3]], 0, "n1", { outputBytes: 50, logBytes: 5 })).accepted, 1);
+    const done = await taskWhen(kv, task.id, (r) => r.state === "succeeded", "task succeeded");
+    assert.equal(done.finalize, "succeeded");
+    assert.equal(done.counts.succeeded, 3, "finalize is not counted as an instance");
+    assert.equal(done.outputBytes, 350);
+    assert.equal(done.logBytes, 35);
+    assert.equal(node.received.length, 4, "finalize ran once");
+    second.abort();
+    await actor.stopped;
+    kv.close();
+  },
+});
+
+Deno.test({
+  name:
+    "a failing [finalize] fails the task; a failed instance means no finalize; retried outputs replace earlier ones",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using nats = await startTestNats();
+    const { kv } = await setup(nats);
+    const bus = createBus(nats.nc, testLogger());
+    const abort = new AbortController();
+    const actor = startActor(bus, kv, abort);
+    await actor.ready;
+    const node = fakeNode(bus, "n1");
+    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 1) });
+    const toml = `[task]\nentrypoint = "run.sh"\n[limits]\nretries = 1\n[finalize]\nentrypoint = "merge.sh"\n`;
+
+    const a = await submit(bus, toml);
+    await waitUntil(() => node.received.length === 1, 5000, "instance of a");
+    await node.finish([node.received[0]], 1, "n1", { outputBytes: 100 });
+    await waitUntil(() => node.received.length === 2, 5000, "retry of a");
+    await node.finish([node.received[1]], 0, "n1", { outputBytes: 30 });
+    await waitUntil(() => node.received.length === 3, 5000, "finalize of a");
+    assert.equal(node.received[2].index, 1);
+    await node.finish([node.received[2]], 2);
+    await waitUntil(() => node.received.length === 4, 5000, "finalize retried");
+    await node.finish([node.received[3]], 2);
+    const failed = await taskWhen(kv, a.id, (r) => r.state === "failed", "a failed");
+    assert.equal(failed.finalize, "failed");
+    assert.match(failed.reason ?? "", /finalize failed: exit code 2/);
+    assert.equal(failed.outputBytes, 30, "the retry's outputs replaced the first attempt's");
+
+    const b = await submit(bus, `[task]\nentrypoint = "run.sh"\n[finalize]\nentrypoint = "merge.sh"\n`);
+    await waitUntil(() => node.received.length === 5, 5000, "instance of b");
+    await node.finish([node.received[4]], 9);
+    const bFailed = await taskWhen(kv, b.id, (r) => r.state === "failed", "b failed");
+    assert.equal(bFailed.finalize, null, "no finalize after a failed instance");
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(node.received.length, 5);
+    abort.abort();
     await actor.stopped;
     kv.close();
   },

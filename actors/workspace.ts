@@ -1,7 +1,10 @@
 /**
- * The workspace actor: owns what lives in JetStream. It creates the package
- * bucket (packages stored once per SHA-256 digest) and the log stream, and
- * stores and reads packages for the gateway and nodes.
+ * The workspace actor: owns what lives in JetStream for tasks. It creates
+ * the package bucket (packages stored once per SHA-256 digest), the
+ * workspace bucket (one tar of outputs per instance, and one of finalize's)
+ * and the log stream; it stores and reads packages, streams a task's
+ * workspace out as a zip or a tar, and deletes a finished task with
+ * everything it holds.
  *
  * @module
  */
@@ -9,12 +12,32 @@ import { jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstre
 import { type ObjectStore, Objm } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { retryJetStream } from "../core/jetstream_retry.ts";
+import * as zip from "@zip.js/zip.js";
+import { ConflictError } from "../core/errors.ts";
+import { createKeyedLock } from "../core/lock.ts";
 import type { Logger } from "../core/log.ts";
-import { type Digest, LOG_STREAM, PACKAGE_BUCKET } from "../core/schema.ts";
+import { type Bucket, openBucket } from "../core/objects.ts";
+import {
+  DATA_BUCKET,
+  type Digest,
+  FINAL_STATES,
+  LOG_STREAM,
+  logSubjectsOfTask,
+  outputObject,
+  PACKAGE_BUCKET,
+  type StorageView,
+  type TaskRecord,
+  WORKSPACE_BUCKET,
+} from "../core/schema.ts";
+import { readTar, type TarSource, tarStream } from "../core/tar.ts";
+import { dataUseKey, instancesOf, spansOf, taskKey, TASKS, writeBatched } from "./keys.ts";
+
+zip.configure({ useWebWorkers: false });
 
 /** What the workspace actor needs. */
 export interface WorkspaceActorDeps {
   nc: NatsConnection;
+  kv: Deno.Kv;
   log: Logger;
 }
 
@@ -26,6 +49,14 @@ export interface WorkspaceActorOptions {
   maxLogBytes?: number;
 }
 
+/** Which outputs of a task's workspace to read. */
+export interface WorkspaceSelection {
+  /** Only this instance's outputs, at the root of the archive. */
+  instance?: number;
+  /** Only finalize's outputs, at the root of the archive. */
+  finalize?: boolean;
+}
+
 /** The workspace actor. */
 export interface WorkspaceActor {
   /** Stores a package under its digest; returns false when it was already there. */
@@ -34,6 +65,30 @@ export interface WorkspaceActor {
   getPackage(digest: Digest): Promise<Uint8Array | null>;
   /** Bytes held by the package bucket. */
   packageBytes(): Promise<number>;
+  /**
+   * Runs `fn` while no task deletion can drop package `digest` (store the
+   * package and create its task inside).
+   */
+  withPackage<T>(digest: Digest, fn: () => Promise<T>): Promise<T>;
+  /**
+   * A task's outputs as file sources: every instance's under `<index>/` and
+   * finalize's under `finalize/`, or one of them at the root.
+   */
+  outputs(task: TaskRecord, selection?: WorkspaceSelection): AsyncGenerator<TarSource>;
+  /** A task's outputs as a zip stream (built as it is read, never whole in memory). */
+  zip(task: TaskRecord, selection?: WorkspaceSelection): ReadableStream<Uint8Array>;
+  /** A task's outputs as a tar stream. */
+  tar(task: TaskRecord, selection?: WorkspaceSelection): ReadableStream<Uint8Array>;
+  /**
+   * Deletes a finished task: its outputs, its logs (purged by subject), its
+   * instance records (in batches), its record, and its package when no other
+   * task uses it. Returns the bytes freed in the object store and log stream.
+   *
+   * @throws {ConflictError} When the task has not ended.
+   */
+  deleteTask(task: TaskRecord): Promise<{ freedBytes: number }>;
+  /** Bytes each store holds. */
+  storage(): Promise<StorageView>;
 }
 
 /** Ensures the buckets and streams Parallelic uses exist; returns the package bucket. */
@@ -68,35 +123,149 @@ export async function ensureStorage(
   return await new Objm(nc).create(PACKAGE_BUCKET, { replicas, storage: StorageType.File });
 }
 
+/** How many object deletions run at once when a task is deleted. */
+const DELETE_CONCURRENCY = 16;
+
 /** Creates the workspace actor (creating its buckets and streams). */
 export async function createWorkspaceActor(
   deps: WorkspaceActorDeps,
   options: WorkspaceActorOptions = {},
 ): Promise<WorkspaceActor> {
+  const { nc, kv } = deps;
   const log = deps.log.scope({ actor: "workspace" });
-  const packages = await ensureStorage(deps.nc, options, log);
-  // Digests known to be stored (packages are never deleted): a resubmitted package needs no lookup.
-  const stored = new Set<string>();
-  const remember = (digest: string) => {
-    if (stored.size >= 10_000) stored.clear();
-    stored.add(digest);
-  };
+  const packages = await ensureStorage(nc, options, log);
+  const outputs: Bucket = await openBucket(nc, WORKSPACE_BUCKET, { create: true, replicas: options.replicas });
+  const jsm = await jetstreamManager(nc);
+  const locks = createKeyedLock();
+
+  /** The objects a selection reads, each with the folder its files go in. */
+  function selected(task: TaskRecord, selection: WorkspaceSelection): Array<[string, string]> {
+    if (selection.instance !== undefined) return [[outputObject(task.id, selection.instance), ""]];
+    if (selection.finalize) return [[outputObject(task.id, "finalize"), ""]];
+    // A task that stored no outputs needs no lookups.
+    if ((task.outputBytes ?? 0) === 0) return [];
+    const all: Array<[string, string]> = [];
+    for (let i = 0; i < task.spec.instances; i++) all.push([outputObject(task.id, i), `${i}/`]);
+    if (task.spec.finalize) all.push([outputObject(task.id, "finalize"), "finalize/"]);
+    return all;
+  }
+
+  async function* sources(task: TaskRecord, selection: WorkspaceSelection = {}): AsyncGenerator<TarSource> {
+    for (const [object, prefix] of selected(task, selection)) {
+      const read = await outputs.read(object);
+      if (!read) continue;
+      for await (const entry of readTar(read.body)) {
+        if (entry.type !== "file") continue;
+        yield {
+          path: prefix + entry.path,
+          size: entry.size,
+          mode: entry.mode,
+          mtimeSec: entry.mtimeSec,
+          open: () => entry.body,
+        };
+      }
+    }
+  }
+
+  function zipOf(task: TaskRecord, selection: WorkspaceSelection = {}): ReadableStream<Uint8Array> {
+    const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+    const writer = new zip.ZipWriter(writable, { level: 0, keepOrder: true });
+    (async () => {
+      try {
+        for await (const source of sources(task, selection)) {
+          await writer.add(source.path, await source.open(), {
+            level: 0,
+            zip64: source.size >= 0xffffffff,
+            lastModDate: new Date((source.mtimeSec ?? 0) * 1000),
+          });
+        }
+        await writer.close();
+      } catch (e) {
+        log.warn("workspace:zip-failed", { taskId: task.id, error: String(e) });
+        await writable.abort(e).catch(() => {});
+      }
+    })();
+    return readable;
+  }
+
+  /** Runs `fn` on each item, `limit` at a time. */
+  async function eachLimited<T>(items: Iterable<T>, limit: number, fn: (item: T) => Promise<void>) {
+    const it = items[Symbol.iterator]();
+    const worker = async () => {
+      for (let next = it.next(); !next.done; next = it.next()) await fn(next.value);
+    };
+    await Promise.all(Array.from({ length: limit }, worker));
+  }
+
+  async function deleteTask(task: TaskRecord): Promise<{ freedBytes: number }> {
+    if (!FINAL_STATES.has(task.state)) {
+      throw new ConflictError(
+        `Cannot delete task '${task.id}' as it is ${task.state}: cancel it first (parallelic cancel ${task.id})`,
+        { code: "task_not_finished" },
+      );
+    }
+    let freedBytes = 0;
+    // Outputs: every instance is looked up only when the task stored some.
+    const names = selected(task, {}).map(([name]) => name);
+    await eachLimited(names, DELETE_CONCURRENCY, async (name) => {
+      const info = await outputs.info(name);
+      if (info && (await outputs.delete(name))) freedBytes += info.size;
+    });
+    const logs = await jsm.streams.purge(LOG_STREAM, { filter: logSubjectsOfTask(task.id) });
+    freedBytes += task.logBytes ?? 0;
+    const keys: Array<{ key: Deno.KvKey; value: null }> = [];
+    for await (const e of kv.list({ prefix: instancesOf(task.id) })) keys.push({ key: e.key, value: null });
+    // Assignment spans are gone once their instances ended; one left by a manager killed mid-commit goes too.
+    for await (const e of kv.list({ prefix: spansOf(task.id) })) keys.push({ key: e.key, value: null });
+    for (const { version } of Object.values(task.spec.data ?? {})) {
+      if (version) keys.push({ key: dataUseKey(version, task.id), value: null });
+    }
+    keys.push({ key: taskKey(task.id), value: null });
+    await writeBatched(kv, keys);
+    // The package goes when no other task uses it (checked under its lock, so a submit cannot slip in).
+    await locks.run(`package/${task.digest}`, async () => {
+      for await (const e of kv.list<TaskRecord>({ prefix: TASKS })) if (e.value.digest === task.digest) return;
+      const info = await packages.info(task.digest);
+      if (info && !info.deleted) {
+        await packages.delete(task.digest);
+        freedBytes += info.size;
+      }
+    });
+    log.info("workspace:task-deleted", {
+      taskId: task.id,
+      objects: names.length,
+      logMessages: logs.purged,
+      records: keys.length,
+      freedBytes,
+    });
+    return { freedBytes };
+  }
+
   return {
     async putPackage(digest, bytes) {
-      if (stored.has(digest)) return false;
       const info = await packages.info(digest);
-      if (info && !info.deleted && info.size === bytes.byteLength) {
-        remember(digest);
-        return false;
-      }
+      if (info && !info.deleted && info.size === bytes.byteLength) return false;
       await packages.putBlob({ name: digest }, bytes);
-      remember(digest);
       log.info("workspace:package-stored", { digest, bytes: bytes.byteLength });
       return true;
     },
     getPackage: (digest) => packages.getBlob(digest),
     async packageBytes() {
       return (await packages.status()).size;
+    },
+    withPackage: (digest, fn) => locks.run(`package/${digest}`, fn),
+    outputs: sources,
+    zip: zipOf,
+    tar: (task, selection) => tarStream(sources(task, selection)),
+    deleteTask,
+    async storage() {
+      const [pkg, data, ws, logs] = await Promise.all([
+        packages.status().then((s) => s.size),
+        new Objm(nc).open(DATA_BUCKET).then((b) => b.status()).then((s) => s.size).catch(() => 0),
+        outputs.bytes(),
+        jsm.streams.info(LOG_STREAM).then((i) => i.state.bytes),
+      ]);
+      return { packages: pkg, data, workspaces: ws, logs };
     },
   };
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import { ValidationError } from "../core/errors.ts";
+import { parseBytes } from "../core/task_toml.ts";
 
 /** How each flag is read. */
 export type FlagSpec = Record<string, "string" | "boolean" | "list">;
@@ -80,4 +81,15 @@ export function intFlag(parsed: Parsed, name: string, fallback?: number): number
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0) throw new ValidationError(`Flag '--${name}' must be a whole number: got '${v}'`);
   return n;
+}
+
+/** Reads a size flag (`10GiB`, `500MB`, `1048576`) in bytes. */
+export function sizeFlag(parsed: Parsed, name: string): number | undefined {
+  const v = parsed.flags[name];
+  if (v === undefined) return undefined;
+  try {
+    return parseBytes(String(v));
+  } catch {
+    throw new ValidationError(`Flag '--${name}' must be a size such as 10GiB or 500MB: got '${v}'`);
+  }
 }

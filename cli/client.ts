@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { parse } from "smol-toml";
 import { AuthError, UnavailableError, ValidationError } from "../core/errors.ts";
 import { errorFromBody } from "../core/bus.ts";
+import { streamUpload } from "./upload.ts";
 
 /** Where the CLI keeps its settings. */
 export function configFile(): string {
@@ -85,13 +86,44 @@ export class Client {
       }
       res = await fetch(`${this.settings.manager}${path}`, { ...init, headers, client: this.#http });
     } catch (e) {
-      throw new UnavailableError(
-        `Cannot reach the manager at ${this.settings.manager} (${
-          (e as Error).message
-        }): is it running? Set --manager or PARALLELIC_MANAGER`,
-        { cause: e },
-      );
+      throw this.unreachable(e);
     }
+    return await this.check(res);
+  }
+
+  /** Streams a large body (see `upload.ts`); throws the API's error as the matching error class. */
+  async upload(
+    path: string,
+    init: { method?: string; headers?: Record<string, string>; body: ReadableStream<Uint8Array> },
+  ): Promise<Response> {
+    const headers: Record<string, string> = { ...init.headers };
+    if (this.settings.token) headers.authorization = `Bearer ${this.settings.token}`;
+    let res: Response;
+    try {
+      res = await streamUpload({
+        url: new URL(`${this.settings.manager}${path}`),
+        method: init.method ?? "POST",
+        headers,
+        body: init.body,
+      });
+    } catch (e) {
+      // A file that changed while being read is the user's to hear about, not a network problem.
+      throw e instanceof ValidationError ? e : this.unreachable(e);
+    }
+    return await this.check(res);
+  }
+
+  private unreachable(e: unknown): UnavailableError {
+    return new UnavailableError(
+      `Cannot reach the manager at ${this.settings.manager} (${
+        (e as Error).message
+      }): is it running? Set --manager or PARALLELIC_MANAGER`,
+      { cause: e },
+    );
+  }
+
+  /** Returns `res` when it is a success; throws the API's error as the matching error class. */
+  private async check(res: Response): Promise<Response> {
     if (res.ok) return res;
     const text = await res.text();
     let body: { error?: { code: string; message: string } } = {};
@@ -117,6 +149,15 @@ export class Client {
   /** GETs JSON. */
   async json<T>(path: string, init?: RequestInit): Promise<T> {
     return await (await this.fetch(path, init)).json() as T;
+  }
+}
+
+/** The manager's size limits (null from a manager that does not say). */
+export async function limits(client: Client): Promise<{ maxPackageBytes: number; maxDataSetBytes: number } | null> {
+  try {
+    return await client.json("/api/v1/limits");
+  } catch {
+    return null;
   }
 }
 

@@ -6,7 +6,7 @@
 import { basename, join } from "node:path";
 import { zipFolder } from "../core/package.ts";
 import type { InstanceView, NodeRecord, SubmitView, TaskView } from "../core/schema.ts";
-import { type Client, saveSettings, usage } from "./client.ts";
+import { type Client, limits, saveSettings, usage } from "./client.ts";
 import { parseIgnore } from "./ignore.ts";
 
 const encoder = new TextEncoder();
@@ -29,7 +29,8 @@ export function bar(done: number, total: number, width = 30): string {
   return `[${"#".repeat(filled)}${".".repeat(width - filled)}]`;
 }
 
-function status(line: string) {
+/** Redraws the progress line on stderr (only in a terminal). */
+export function status(line: string) {
   if (isTty()) Deno.stderr.writeSync(encoder.encode(`\r\x1b[2K${line}`));
 }
 
@@ -62,11 +63,7 @@ async function upload(client: Client, path: string, bytes: Uint8Array): Promise<
       status(`Uploading ${bar(sent, bytes.byteLength)} ${formatBytes(sent)} / ${formatBytes(bytes.byteLength)}`);
     },
   });
-  return await client.fetch(path, {
-    method: "POST",
-    headers: { "content-type": "application/zip" },
-    body,
-  });
+  return await client.upload(path, { method: "POST", headers: { "content-type": "application/zip" }, body });
 }
 
 /** Prints a one-line summary of counts. */
@@ -94,6 +91,10 @@ export async function waitFor(client: Client, id: string, show = true): Promise<
 export async function submit(client: Client, path: string, wait: boolean): Promise<number> {
   const { bytes, name } = await loadPackage(path);
   console.error(`Package ${name}: ${formatBytes(bytes.byteLength)}`);
+  const limit = (await limits(client))?.maxPackageBytes;
+  if (limit !== undefined && bytes.byteLength > limit) {
+    usage(`Cannot accept package as its size ${bytes.byteLength} bytes exceeds the limit of ${limit} bytes`);
+  }
   const res = await upload(client, `/api/v1/tasks?name=${encodeURIComponent(name)}`, bytes);
   const created = await res.json() as SubmitView;
   console.log(created.id);
@@ -169,12 +170,22 @@ export async function showStatus(client: Client, id: string | undefined, json: b
     ["Submitted", `${age(t.createdAt)} ago`],
     ["Duration", dur],
     ["Package", `${t.digest.slice(0, 19)}… (${formatBytes(t.packageBytes)})`],
+    ...(t.spec.finalize
+      ? [["Finalize", `${t.spec.finalize.entrypoint}: ${t.finalize ?? "waits for every instance"}`]]
+      : []),
+    ...Object.entries(t.spec.data ?? {}).map(([k, d]) => [`Data ${k}`, `${d.name}@${d.version}`]),
+    ["Space", `outputs ${formatBytes(t.outputBytes ?? 0)}, logs ${formatBytes(t.logBytes ?? 0)}`],
   ]));
   return 0;
 }
 
 /** `parallelic logs ID [--instance N] [--follow]` */
-export async function showLogs(client: Client, id: string, instance: number, follow: boolean): Promise<number> {
+export async function showLogs(
+  client: Client,
+  id: string,
+  instance: number | "finalize",
+  follow: boolean,
+): Promise<number> {
   const res = await client.fetch(`/api/v1/tasks/${id}/instances/${instance}/logs${follow ? "?follow=1" : ""}`);
   await res.body?.pipeTo(Deno.stdout.writable, { preventClose: true });
   return 0;

@@ -9,11 +9,11 @@
  */
 import { parse, TomlError } from "smol-toml";
 import { ValidationError } from "../core/errors.ts";
-import { parseDurationMs } from "../core/task_toml.ts";
+import { parseBytes, parseDurationMs } from "../core/task_toml.ts";
 import { type FlagSpec, parseArgs } from "./args.ts";
 
 /** How a setting's text becomes a value. */
-export type SettingType = "string" | "int" | "boolean" | "duration" | "list";
+export type SettingType = "string" | "int" | "boolean" | "duration" | "size" | "list";
 
 /** One setting. */
 export interface Setting {
@@ -54,6 +54,9 @@ export const MANAGER_SETTINGS: Settings = {
   "heartbeat-ms": { type: "int", help: "node heartbeat interval (1000)" },
   grace: { type: "duration", help: "on stop, how long the local node's instances may finish (30s)" },
   replicas: { type: "int", help: "JetStream replicas of buckets and streams (1; 3 on a NATS cluster)" },
+  "max-package-size": { type: "size", help: "largest package (1GiB)" },
+  "max-data-size": { type: "size", help: "largest data set version (256GiB)" },
+  "cache-size": { type: "size", help: "the local node's data cache (10GiB)" },
   "tls-cert": { type: "string", help: "gateway TLS certificate (PEM)" },
   "tls-key": { type: "string", help: "gateway TLS key (PEM)" },
   "nats-tls-cert": { type: "string", help: "embedded NATS server's TLS certificate" },
@@ -74,6 +77,7 @@ export const NODE_SETTINGS: Settings = {
   label: { type: "list", help: "placement labels, KEY=VALUE" },
   grace: { type: "duration", help: "on SIGTERM, how long running instances may finish (30s)" },
   "metrics-port": { type: "int", help: "serve node metrics on 127.0.0.1:PORT" },
+  "cache-size": { type: "size", help: "data set cache, least recently used first out (10GiB)" },
   "join-token": { type: "string", help: "the manager's join token (prefer PARALLELIC_JOIN_TOKEN)", secret: true },
   "join-token-file": { type: "string", help: "file holding the join token" },
   "run-as": { type: "string", help: "run instances as this OS user (node started as root)" },
@@ -112,6 +116,12 @@ function convert(key: string, setting: Setting, raw: unknown, where: string) {
     case "duration":
       try {
         return parseDurationMs(raw as string | number);
+      } catch (e) {
+        return bad((e as Error).message);
+      }
+    case "size":
+      try {
+        return parseBytes(typeof raw === "number" ? raw : String(raw));
       } catch (e) {
         return bad((e as Error).message);
       }

@@ -103,3 +103,13 @@ export type ParallelicError =
   | TooLargeError
   | RateLimitError
   | UnavailableError;
+
+/**
+ * The error for an upload over a size limit, naming both:
+ * "Cannot accept package as its size 5000 bytes exceeds the limit of 1000 bytes".
+ * A `partial` size is what had arrived when the upload was cut off.
+ */
+export function tooLarge(what: string, size: number, limit: number, code: string, partial = false): TooLargeError {
+  const sized = partial ? `size (at least ${size} bytes so far)` : `size ${size} bytes`;
+  return new TooLargeError(`Cannot ${what} as its ${sized} exceeds the limit of ${limit} bytes`, { code });
+}

@@ -21,7 +21,7 @@
  */
 import { createUser, fromPublic, fromSeed } from "@nats-io/nkeys";
 import { ValidationError } from "./errors.ts";
-import { PACKAGE_BUCKET } from "./schema.ts";
+import { DATA_BUCKET, PACKAGE_BUCKET, WORKSPACE_BUCKET } from "./schema.ts";
 
 /** Subjects a user may publish to and subscribe to. */
 export interface Permissions {
@@ -62,7 +62,28 @@ export function packageReadPermissions(bucket = PACKAGE_BUCKET): string[] {
     `$JS.API.STREAM.INFO.${stream}`,
     `$JS.API.STREAM.MSG.GET.${stream}`,
     `$JS.API.CONSUMER.CREATE.${stream}.*.$O.${bucket}.C.*`,
+    // Reads pull a few chunks at a time through an ordered pull consumer (core/objects.ts).
+    `$JS.API.CONSUMER.MSG.NEXT.${stream}.>`,
+    `$JS.API.CONSUMER.DELETE.${stream}.>`,
     `$JS.FC.${stream}.>`,
+  ];
+}
+
+/**
+ * What writing a task's outputs into the workspace bucket takes: the object
+ * store's own subjects and the JetStream calls of a put (which replaces and
+ * purges an earlier attempt's object). A node can therefore overwrite any
+ * task's outputs (see SECURITY.md).
+ */
+export function workspaceWritePermissions(bucket = WORKSPACE_BUCKET): string[] {
+  const stream = `OBJ_${bucket}`;
+  return [
+    `$JS.API.STREAM.INFO.${stream}`,
+    `$JS.API.STREAM.MSG.GET.${stream}`,
+    `$JS.API.DIRECT.GET.${stream}.>`,
+    `$JS.API.STREAM.PURGE.${stream}`,
+    `$O.${bucket}.C.*`,
+    `$O.${bucket}.M.*`,
   ];
 }
 
@@ -80,6 +101,8 @@ export function nodePermissions(name: string): Permissions {
       `parallelic.node.${name}.left`,
       `parallelic.log.*.*.${name}`,
       ...packageReadPermissions(),
+      ...packageReadPermissions(DATA_BUCKET).slice(1),
+      ...workspaceWritePermissions(),
     ],
     subscribe: [`parallelic.node.${name}.>`, `${nodeInboxPrefix(name)}.>`],
   };

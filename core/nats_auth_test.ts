@@ -30,7 +30,12 @@ Deno.test("renderAuthorization() writes a configuration nats-server accepts", as
 
 Deno.test("nodePermissions() names only the node's own subjects", () => {
   const p = nodePermissions("n1");
-  assert.ok(p.publish.every((s) => s.includes(".n1.") || s.endsWith(".n1") || s.startsWith("$JS")), String(p.publish));
+  assert.ok(
+    p.publish.every((s) =>
+      s.includes(".n1.") || s.endsWith(".n1") || s.startsWith("$JS") || s.startsWith("$O.parallelic-workspaces.")
+    ),
+    String(p.publish),
+  );
   assert.deepEqual(p.subscribe, ["parallelic.node.n1.>", "_INBOX_n1.>"]);
   assert.ok(!p.publish.some((s) => s === ">" || s.startsWith("parallelic.task.")));
 });

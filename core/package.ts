@@ -7,7 +7,7 @@
  */
 import * as zip from "@zip.js/zip.js";
 import { dirname, join } from "node:path";
-import { TooLargeError, ValidationError } from "./errors.ts";
+import { tooLarge, ValidationError } from "./errors.ts";
 import type { Digest, TaskSpec } from "./schema.ts";
 import { normalizeRelative, parseTaskToml } from "./task_toml.ts";
 
@@ -48,6 +48,8 @@ export interface CheckedPackage {
   entries: number;
   /** Total unpacked size. */
   unpackedBytes: number;
+  /** The text of task.toml (to point at its lines in later checks). */
+  taskToml: string;
 }
 
 /** One entry of a package, after its name was checked. */
@@ -123,10 +125,7 @@ export function countEntries(bytes: Uint8Array, max: number): number | null {
  */
 async function plan(bytes: Uint8Array, limits: PackageLimits): Promise<PlannedEntry[]> {
   if (bytes.byteLength > limits.maxPackageBytes) {
-    throw new TooLargeError(
-      `Cannot accept package as its size ${bytes.byteLength} bytes exceeds the limit of ${limits.maxPackageBytes} bytes`,
-      { code: "package_too_large" },
-    );
+    throw tooLarge("accept package", bytes.byteLength, limits.maxPackageBytes, "package_too_large");
   }
   const tooMany = (n: number | string): never =>
     invalid(`it has ${n} entries, more than the limit of ${limits.maxEntries}`, "too_many_entries");
@@ -373,12 +372,14 @@ export async function checkPackage(
   };
   const hasDir = (path: string) =>
     path === "." || byPath.get(path)?.kind === "dir" || planned.some((p) => p.path.startsWith(path + "/"));
-  const entry = byPath.get(resolve(spec.entrypoint));
-  if (!entry || entry.kind !== "file") {
-    throw new ValidationError(
-      `task.toml: entrypoint '${spec.entrypoint}' is not a file in the package`,
-      { code: "missing_entrypoint" },
-    );
+  for (const [key, path] of [["entrypoint", spec.entrypoint], ["finalize.entrypoint", spec.finalize?.entrypoint]]) {
+    if (path === undefined) continue;
+    const entry = byPath.get(resolve(path));
+    if (!entry || entry.kind !== "file") {
+      throw new ValidationError(`task.toml: ${key} '${path}' is not a file in the package`, {
+        code: "missing_entrypoint",
+      });
+    }
   }
   if (!hasDir(resolve(spec.workdir))) {
     throw new ValidationError(
@@ -392,6 +393,7 @@ export async function checkPackage(
     packageBytes: bytes.byteLength,
     entries: planned.length,
     unpackedBytes: planned.reduce((n, p) => n + p.entry.uncompressedSize, 0),
+    taskToml: source,
   };
 }
 

@@ -33,6 +33,19 @@ export const Digest = z.string().regex(/^sha256-[0-9a-f]{64}$/, "not a sha256 di
 /** A package digest. */
 export type Digest = z.infer<typeof Digest>;
 
+/** A data set name. */
+export const DataSetName = z.string().regex(
+  /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/,
+  "a data set name is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+);
+/** A data set name. */
+export type DataSetName = z.infer<typeof DataSetName>;
+
+/** A data set version: `sha256:` and the 64 hex digits of its canonical manifest's SHA-256. */
+export const DataVersion = z.string().regex(/^sha256:[0-9a-f]{64}$/, "not a data set version (sha256:<64 hex>)");
+/** A data set version. */
+export type DataVersion = z.infer<typeof DataVersion>;
+
 /** The states a task or an instance can be in. */
 export const State = z.enum(["queued", "running", "succeeded", "failed", "cancelled"]);
 /** A task or instance state. */
@@ -79,6 +92,16 @@ export const TaskSpec = z.object({
   timeoutMs: z.number().int().positive().nullable(),
   retries: z.number().int().nonnegative(),
   priority: z.number().int().min(0).max(100),
+  /**
+   * `[data]`: the key (which names `PARALLELIC_DATA_<KEY>`) → a data set and
+   * its version. task.toml may leave the version out or give a prefix; the
+   * gateway pins it to a full version at submit.
+   */
+  data: z.record(z.string(), z.object({ name: DataSetName, version: z.string().nullable() })).default({}),
+  /** `[outputs] paths`: globs relative to the workdir, collected besides `PARALLELIC_OUTPUT`. */
+  outputs: z.array(z.string()).default([]),
+  /** `[finalize]`: runs once, as the extra instance numbered `instances`, after every instance succeeded. */
+  finalize: z.object({ entrypoint: z.string(), args: z.array(z.string()) }).nullable().default(null),
 });
 /** A checked task specification. */
 export type TaskSpec = z.infer<typeof TaskSpec>;
@@ -93,6 +116,9 @@ export const RunSpec = TaskSpec.pick({
   env: true,
   cpus: true,
   timeoutMs: true,
+  data: true,
+  outputs: true,
+  finalize: true,
 });
 /** What a node needs to run instances of a task. */
 export type RunSpec = z.infer<typeof RunSpec>;
@@ -121,6 +147,8 @@ export const Attempt = z.object({
   signal: z.string().nullable(),
   /** Why the attempt ended without an exit code (node lost, spawn failed, …). */
   error: z.string().nullable(),
+  /** Bytes of outputs the attempt stored in the task's workspace. */
+  outputBytes: z.number().int().nonnegative().optional(),
 });
 /** One attempt of an instance. */
 export type Attempt = z.infer<typeof Attempt>;
@@ -142,6 +170,12 @@ export const TaskRecord = z.object({
   endedAt: z.number().nullable(),
   /** Why the task failed or was cancelled, when it was. */
   reason: z.string().nullable(),
+  /** State of the `[finalize]` run: null until every instance succeeded (or when there is none). */
+  finalize: State.nullable().default(null),
+  /** Bytes of outputs in the task's workspace (the last stored attempt of each instance). */
+  outputBytes: z.number().int().nonnegative().default(0),
+  /** Bytes of logs the task's attempts wrote. */
+  logBytes: z.number().int().nonnegative().default(0),
 });
 /** A task record. */
 export type TaskRecord = z.infer<typeof TaskRecord>;
@@ -216,6 +250,28 @@ export const NodeRecord = NodeCapacity.extend({
 });
 /** A node record. */
 export type NodeRecord = z.infer<typeof NodeRecord>;
+
+/** `["data", name, version]`: one version of a data set (its manifest is in {@linkcode DATA_BUCKET}). */
+export const DataVersionRecord = z.object({
+  name: DataSetName,
+  version: DataVersion,
+  files: z.number().int().nonnegative(),
+  /** Total size of its files. */
+  bytes: z.number().int().nonnegative(),
+  /** Bytes this upload added to the store (content not stored before). */
+  newBytes: z.number().int().nonnegative(),
+  createdAt: z.number(),
+  /** Last time this content was put; the newest version is the one put last. */
+  putAt: z.number(),
+  owner: z.string(),
+});
+/** A data set version record. */
+export type DataVersionRecord = z.infer<typeof DataVersionRecord>;
+
+/** `["data-use", version, taskId]`: a task uses a data set version (deleting it is refused while the task lives). */
+export const DataUseRecord = z.object({ taskId: TaskId, name: DataSetName, key: z.string() });
+/** A data use record. */
+export type DataUseRecord = z.infer<typeof DataUseRecord>;
 
 // ---------------------------------------------------------------------------
 // Messages and their subjects
@@ -480,6 +536,10 @@ export const Result = InstanceRef.extend({
   endedAt: z.number(),
   /** Set when the node could not run the instance (fetch, unpack or spawn failed) or timed out. */
   error: z.string().nullable(),
+  /** Bytes of outputs stored in the workspace (stored before the result is sent). */
+  outputBytes: z.number().int().nonnegative().default(0),
+  /** Bytes of stdout and stderr published to the log stream. */
+  logBytes: z.number().int().nonnegative().default(0),
 });
 /** An instance result. */
 export type Result = z.infer<typeof Result>;
@@ -530,6 +590,20 @@ export const logSubjectsOfTask = (taskId: string) => `parallelic.log.${taskId}.>
 export const LOG_STREAM = "PARALLELIC_LOGS";
 /** The object-store bucket that keeps packages, named by digest. */
 export const PACKAGE_BUCKET = "parallelic-packages";
+/**
+ * The object-store bucket that keeps data sets: each distinct file content
+ * once (`blob/<sha256 hex>`), and each version's manifest
+ * (`manifest/<sha256 hex>`); uploads land in `tmp/<uuid>` first.
+ */
+export const DATA_BUCKET = "parallelic-data";
+/** Object name of a data file's content. */
+export const dataBlobObject = (hex: string) => `blob/${hex}`;
+/** Object name of a data set version's manifest. */
+export const dataManifestObject = (version: DataVersion) => `manifest/${version.slice("sha256:".length)}`;
+/** The object-store bucket that keeps task workspaces: one tar of outputs per instance, and finalize's. */
+export const WORKSPACE_BUCKET = "parallelic-workspaces";
+/** Object name of the outputs of instance `index` (or of finalize) of a task. */
+export const outputObject = (taskId: string, index: number | "finalize") => `${taskId}/${index}`;
 
 // ---------------------------------------------------------------------------
 // API views
@@ -557,6 +631,26 @@ export const InstanceView = z.object({
 });
 /** An instance as the API shows it. */
 export type InstanceView = z.infer<typeof InstanceView>;
+
+/** `GET /api/v1/data`: a data set and what it holds. */
+export const DataSetView = z.object({
+  name: DataSetName,
+  versions: z.array(DataVersionRecord),
+  /** Bytes of distinct content across its versions. */
+  bytes: z.number().int().nonnegative(),
+});
+/** A data set as the API shows it. */
+export type DataSetView = z.infer<typeof DataSetView>;
+
+/** `GET /api/v1/storage`: bytes each store holds. */
+export const StorageView = z.object({
+  packages: z.number().int().nonnegative(),
+  data: z.number().int().nonnegative(),
+  workspaces: z.number().int().nonnegative(),
+  logs: z.number().int().nonnegative(),
+});
+/** Storage use as the API shows it. */
+export type StorageView = z.infer<typeof StorageView>;
 
 /** `POST /api/v1/tasks` answer. */
 export const SubmitView = z.object({ id: TaskId, state: State, instances: z.number().int() });

@@ -116,6 +116,9 @@ const MatrixAxis = z.union([
   }),
 ]);
 
+/** A `[data]` value: `NAME`, or `NAME@sha256:<hex>` (a full version or a prefix of at least 8 hex digits). */
+export const DATA_REF = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63})(?:@(sha256:[0-9a-f]{8,64}))?$/;
+
 /** The raw shape of task.toml, strict at every level. */
 export const TaskToml = z.strictObject({
   task: z.strictObject({
@@ -139,6 +142,17 @@ export const TaskToml = z.strictObject({
     timeout: Duration.optional(),
     retries: z.number().int().min(0).max(100).optional(),
     priority: z.number().int().min(0).max(100).optional(),
+  }).optional(),
+  data: z.record(
+    EnvName,
+    z.string().regex(DATA_REF, 'a data set is "NAME" or "NAME@sha256:<hex>" (at least 8 hex digits)'),
+  ).optional(),
+  outputs: z.strictObject({
+    paths: z.array(z.string().min(1)).max(100),
+  }).optional(),
+  finalize: z.strictObject({
+    entrypoint: z.string().min(1),
+    args: z.array(z.string()).optional(),
   }).optional(),
 });
 
@@ -229,22 +243,20 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
     fail(`key '${key}' = ${describe(value)}: ${issue.message}`, lineOf(source, issue.path));
   }
   const toml = parsed.data;
-  const entrypoint = normalizeRelative(toml.task.entrypoint);
-  if (entrypoint === null || entrypoint === ".") {
-    fail(
-      `key 'task.entrypoint' = ${describe(toml.task.entrypoint)} leaves the task root`,
-      lineOf(source, ["task", "entrypoint"]),
-      "path_escapes_root",
-    );
-  }
-  const workdir = normalizeRelative(toml.task.workdir ?? ".");
-  if (workdir === null) {
-    fail(
-      `key 'task.workdir' = ${describe(toml.task.workdir)} leaves the task root`,
-      lineOf(source, ["task", "workdir"]),
-      "path_escapes_root",
-    );
-  }
+  /** The normalized path at `key`, which must stay inside the task root (and name more than it, unless `root`). */
+  const inside = (key: string[], value: string, root = false): string => {
+    const normal = normalizeRelative(value);
+    if (normal === null || (normal === "." && !root)) {
+      fail(
+        `key '${key.join(".")}' = ${describe(value)} leaves the task root`,
+        lineOf(source, key),
+        "path_escapes_root",
+      );
+    }
+    return normal;
+  };
+  const entrypoint = inside(["task", "entrypoint"], toml.task.entrypoint);
+  const workdir = inside(["task", "workdir"], toml.task.workdir ?? ".", true);
   const matrix = Object.entries(toml.task.matrix ?? {}).map(([name, axis]) => {
     if (Array.isArray(axis)) return { name, values: axis as ParamValue[] };
     const step = axis.step ?? 1;
@@ -284,6 +296,34 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
       );
     }
   }
+  const dataSets: TaskSpec["data"] = {};
+  const envNames = new Map<string, string>();
+  for (const [key, ref] of Object.entries(toml.data ?? {})) {
+    const env = key.toUpperCase();
+    if (envNames.has(env)) {
+      fail(
+        `keys 'data.${envNames.get(env)}' and 'data.${key}' both name PARALLELIC_DATA_${env}`,
+        lineOf(source, ["data", key]),
+      );
+    }
+    envNames.set(env, key);
+    const [, name, version] = DATA_REF.exec(ref)!;
+    dataSets[key] = { name, version: version ?? null };
+  }
+  const outputs = (toml.outputs?.paths ?? []).map((pattern, i) => {
+    const normal = normalizeRelative(pattern);
+    if (normal === null || normal === "." || pattern.split(/[\\/]/).includes("..")) {
+      fail(
+        `key 'outputs.paths' = ${describe(pattern)} (item ${i + 1}) leaves the workdir`,
+        lineOf(source, ["outputs", "paths"]),
+        "path_escapes_root",
+      );
+    }
+    return normal;
+  });
+  const finalize: TaskSpec["finalize"] = toml.finalize
+    ? { entrypoint: inside(["finalize", "entrypoint"], toml.finalize.entrypoint), args: toml.finalize.args ?? [] }
+    : null;
   const spec = {
     name: toml.task.name ?? defaultName,
     entrypoint,
@@ -299,6 +339,9 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
     timeoutMs: toml.limits?.timeout ?? null,
     retries: toml.limits?.retries ?? 0,
     priority: toml.limits?.priority ?? 50,
+    data: dataSets,
+    outputs,
+    finalize,
   };
   // The last word: whatever passed the checks above must be a valid TaskSpec.
   const checked = TaskSpec.safeParse(spec);

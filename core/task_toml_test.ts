@@ -106,3 +106,49 @@ Deno.test("size, duration and path helpers", () => {
   assert.equal(normalizeRelative("."), ".");
   assert.equal(lineOf("[task]\nx = 1\n[env]\nA = 'b'\n", ["env", "A"]), 4);
 });
+
+Deno.test("parseTaskToml() reads [data], [outputs] and [finalize]", () => {
+  const hex = "ab12cd34".repeat(8);
+  const spec = parseTaskToml(`[task]
+entrypoint = "run.sh"
+[data]
+textures = "textures"
+model = "model@sha256:${hex}"
+short = "weights@sha256:ab12cd34"
+[outputs]
+paths = ["out/**", "./logs/*.txt"]
+[finalize]
+entrypoint = "bin/merge.sh"
+args = ["--all"]
+`);
+  assert.deepEqual(spec.data, {
+    textures: { name: "textures", version: null },
+    model: { name: "model", version: `sha256:${hex}` },
+    short: { name: "weights", version: "sha256:ab12cd34" },
+  });
+  assert.deepEqual(spec.outputs, ["out/**", "logs/*.txt"]);
+  assert.deepEqual(spec.finalize, { entrypoint: "bin/merge.sh", args: ["--all"] });
+  const none = parseTaskToml(`[task]\nentrypoint = "run.sh"\n`);
+  assert.deepEqual([none.data, none.outputs, none.finalize], [{}, [], null]);
+});
+
+Deno.test("parseTaskToml() refuses bad [data], [outputs] and [finalize] entries with their line", () => {
+  rejects(
+    `[task]\nentrypoint = "r.sh"\n[data]\nmodel = "model@v1"\n`,
+    /line 4: key 'data.model' = "model@v1": a data set is/,
+  );
+  rejects(`[task]\nentrypoint = "r.sh"\n[data]\n"bad-key" = "model"\n`, /line 4: key 'data.bad-key'/);
+  rejects(
+    `[task]\nentrypoint = "r.sh"\n[data]\nmodel = "a"\nMODEL = "b"\n`,
+    /line 5: .*both name PARALLELIC_DATA_MODEL/,
+  );
+  rejects(
+    `[task]\nentrypoint = "r.sh"\n[outputs]\npaths = ["../up/*"]\n`,
+    /line 4: key 'outputs.paths' = "..\/up\/\*" \(item 1\) leaves the workdir/,
+  );
+  rejects(`[task]\nentrypoint = "r.sh"\n[outputs]\npaths = ["x"]\nglob = "x"\n`, /line 5: unknown key .outputs.glob./);
+  rejects(
+    `[task]\nentrypoint = "r.sh"\n[finalize]\nentrypoint = "/bin/sh"\n`,
+    /line 4: key 'finalize.entrypoint' = "\/bin\/sh" leaves the task root/,
+  );
+});

@@ -10,6 +10,7 @@
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { taskKey, TASKS } from "../actors/keys.ts";
+import type { DataActor } from "../actors/data.ts";
 import type { WorkspaceActor } from "../actors/workspace.ts";
 import { type AuditLog, createAuditLog } from "../core/audit.ts";
 import { type Bus, errorBody, unwrap } from "../core/bus.ts";
@@ -35,6 +36,7 @@ import type { NatsUsers } from "../manager/nats_users.ts";
 import { instanceState, loadTask, readInstanceRecord, readInstanceRecords } from "./access.ts";
 import { requireRole, type TokenRecord } from "./auth.ts";
 import { clientAddress, createGuard, type GuardOptions } from "./guard.ts";
+import { registerDataRoutes } from "./data.ts";
 import { readLog } from "./logs.ts";
 import { openApiDocument } from "./openapi.ts";
 import { addSecurityRoutes, createGatewayStats } from "./security_routes.ts";
@@ -46,6 +48,7 @@ export interface GatewayDeps {
   bus: Bus;
   kv: Deno.Kv;
   workspace: WorkspaceActor;
+  data: DataActor;
   log: Logger;
   /** The manager's metrics registry, served at `GET /metrics`. @default {a private registry} */
   metrics?: Metrics;
@@ -94,6 +97,7 @@ export function taskView(rec: TaskRecord): TaskView {
 export function instanceView(task: TaskRecord, index: number, rec: InstanceRecord | null): InstanceView {
   const last = rec?.history[rec.history.length - 1];
   const state = instanceState(task, rec);
+  const isFinalize = index === task.spec.instances;
   return {
     taskId: task.id,
     index,
@@ -104,14 +108,14 @@ export function instanceView(task: TaskRecord, index: number, rec: InstanceRecor
     signal: last?.signal ?? null,
     startedAt: last?.startedAt ?? null,
     endedAt: last?.endedAt ?? null,
-    params: matrixParams(task.spec, index),
+    params: isFinalize ? {} : matrixParams(task.spec, index),
     history: rec?.history ?? [],
   };
 }
 
 /** Creates the gateway's Hono app. */
 export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): Hono<Env> {
-  const { bus, kv, workspace } = deps;
+  const { bus, kv, workspace, data } = deps;
   const log = deps.log.scope({ actor: "gateway" });
   const limits = options.limits ?? DEFAULT_PACKAGE_LIMITS;
   const audit = deps.audit ?? createAuditLog(kv, deps.log);
@@ -177,6 +181,8 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   const getTask = (id: string, who: TokenRecord) => loadTask(kv, id, who);
 
   const parseIndex = (task: TaskRecord, raw: string) => {
+    // The [finalize] run is the extra instance numbered `instances`.
+    if (raw === "finalize" && task.spec.finalize) return task.spec.instances;
     const index = Number(raw);
     if (!Number.isInteger(index) || index < 0 || index >= task.spec.instances) {
       throw new NotFoundError(
@@ -198,15 +204,19 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     const { bytes, name } = await readUpload(c, limits);
     uploadBytes.inc({}, bytes.byteLength);
     const checked = await checkPackage(bytes, name, limits);
-    await workspace.putPackage(checked.digest, bytes);
-    const reply = unwrap(
-      await bus.request(taskSubmit, {
-        digest: checked.digest,
-        packageBytes: checked.packageBytes,
-        spec: checked.spec,
-        owner: who.user,
-      }),
-    );
+    // Data sets are pinned to versions, and the package stored, so that neither goes away before the task exists.
+    const reply = await workspace.withPackage(checked.digest, async () => {
+      await workspace.putPackage(checked.digest, bytes);
+      return await data.submitWith(checked.spec, checked.taskToml, async (spec) =>
+        unwrap(
+          await bus.request(taskSubmit, {
+            digest: checked.digest,
+            packageBytes: checked.packageBytes,
+            spec,
+            owner: who.user,
+          }),
+        ));
+    });
     await audit.record({
       action: "task.submit",
       user: who.user,
@@ -307,6 +317,8 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     const reply = unwrap(await bus.request(nodesList, {}));
     return c.json({ nodes: reply.nodes });
   });
+
+  registerDataRoutes(app, { data, workspace, limits, audit, getTask });
 
   for (const verb of ["drain", "resume"] as const) {
     app.post(`/api/v1/nodes/:name/${verb}`, async (c) => {

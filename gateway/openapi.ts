@@ -8,7 +8,7 @@
 import { z } from "zod";
 import { AuditEntry } from "../core/audit.ts";
 import { Role } from "./auth.ts";
-import { ErrorBody, InstanceView, NodeRecord, State, SubmitView, TaskView } from "../core/schema.ts";
+import { DataSetView, ErrorBody, InstanceView, NodeRecord, State, SubmitView, TaskView } from "../core/schema.ts";
 
 /** One API operation. */
 export interface Operation {
@@ -22,7 +22,7 @@ export interface Operation {
   /** Request body media types and their schemas (binary bodies as `format: binary`). */
   body?: Record<string, z.ZodType | "binary">;
   /** The success status and the schema (or media type) of its body. */
-  response: { status: number; schema: z.ZodType | "text" | "event-stream" };
+  response: { status: number; schema: z.ZodType | "text" | "event-stream" | "binary" };
   /** False for the routes that need no token. */
   auth?: boolean;
 }
@@ -247,6 +247,80 @@ export const OPERATIONS: Operation[] = [
   },
   {
     method: "get",
+    path: "/api/v1/limits",
+    operationId: "limits",
+    summary: "Upload size limits",
+    response: { status: 200, schema: z.object({}).passthrough() },
+  },
+  {
+    method: "get",
+    path: "/api/v1/storage",
+    operationId: "storage",
+    summary: "Bytes held in each store",
+    response: { status: 200, schema: z.object({}).passthrough() },
+  },
+  {
+    method: "get",
+    path: "/api/v1/data",
+    operationId: "listDataSets",
+    summary: "Data sets and their versions",
+    response: { status: 200, schema: z.object({ datasets: z.array(DataSetView) }) },
+  },
+  {
+    method: "get",
+    path: "/api/v1/data/:name",
+    operationId: "getDataSet",
+    summary: "A data set and its versions",
+    response: { status: 200, schema: DataSetView },
+  },
+  {
+    method: "post",
+    path: "/api/v1/data/:name",
+    operationId: "putDataSet",
+    summary: "Upload a new version: a tar stream, or one file with ?file=NAME",
+    query: { file: z.string() },
+    body: { "application/x-tar": "binary", "application/octet-stream": "binary" },
+    response: { status: 201, schema: z.object({}).passthrough() },
+  },
+  {
+    method: "delete",
+    path: "/api/v1/data/:name",
+    operationId: "deleteDataSet",
+    summary: "Delete every version not in use",
+    response: { status: 200, schema: z.object({}).passthrough() },
+  },
+  {
+    method: "delete",
+    path: "/api/v1/data/:name/:version",
+    operationId: "deleteDataVersion",
+    summary: "Delete a version (409 while a queued or running task uses it)",
+    response: { status: 200, schema: z.object({}).passthrough() },
+  },
+  {
+    method: "get",
+    path: "/api/v1/tasks/:id/workspace.zip",
+    operationId: "workspaceZip",
+    summary: "The task's outputs as a zip, streamed (?instance=N or ?finalize=1 for one)",
+    query: { instance: z.number().int(), finalize: z.enum(["1", "0"]) },
+    response: { status: 200, schema: "binary" },
+  },
+  {
+    method: "get",
+    path: "/api/v1/tasks/:id/workspace.tar",
+    operationId: "workspaceTar",
+    summary: "The task's outputs as a tar, streamed",
+    query: { instance: z.number().int(), finalize: z.enum(["1", "0"]) },
+    response: { status: 200, schema: "binary" },
+  },
+  {
+    method: "delete",
+    path: "/api/v1/tasks/:id",
+    operationId: "deleteTask",
+    summary: "Delete a finished task, its outputs, logs and records",
+    response: { status: 200, schema: z.object({ id: z.string(), deleted: z.literal(true), freedBytes: z.number() }) },
+  },
+  {
+    method: "get",
     path: "/api/v1/events",
     operationId: "events",
     summary: "Live task and node events (Server-Sent Events)",
@@ -279,6 +353,8 @@ export function openApiDocument(operations: Operation[] = OPERATIONS): Record<st
       ? { "text/plain": { schema: { type: "string" } } }
       : schema === "event-stream"
       ? { "text/event-stream": { schema: { type: "string" } } }
+      : schema === "binary"
+      ? { "application/octet-stream": { schema: { type: "string", format: "binary" } } }
       : { "application/json": { schema: json(schema) } };
     paths[path] ??= {};
     paths[path][op.method] = {

@@ -5,7 +5,13 @@ import { createGateway } from "./app.ts";
 import { OPERATIONS } from "./openapi.ts";
 
 Deno.test("every API route of the gateway is described in the OpenAPI document", () => {
-  const app = createGateway({ bus: {} as never, kv: {} as never, workspace: {} as never, log: createLogger() });
+  const app = createGateway({
+    bus: {} as never,
+    kv: {} as never,
+    workspace: {} as never,
+    data: {} as never,
+    log: createLogger(),
+  });
   const documented = new Set(OPERATIONS.map((o) => `${o.method.toUpperCase()} ${o.path}`));
   const routes = app.routes
     .filter((r) => r.method !== "ALL" && (r.path.startsWith("/api/") || r.path === "/healthz" || r.path === "/metrics"))

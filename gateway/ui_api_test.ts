@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createTaskActor } from "../actors/task.ts";
+import { createDataActor } from "../actors/data.ts";
 import { createWorkspaceActor } from "../actors/workspace.ts";
 import { createBus } from "../core/bus.ts";
 import { systemClock } from "../core/clock.ts";
@@ -27,8 +28,9 @@ async function startGateway() {
   await actor.ready;
   await addToken(kv, "admin-token", "admin", "admin");
   await addToken(kv, "bob-token", "bob", "submitter");
-  const workspace = await createWorkspaceActor({ nc: nats.nc, log });
-  const app = createGateway({ bus, kv, workspace, log }, { signal: abort.signal });
+  const workspace = await createWorkspaceActor({ nc: nats.nc, kv, log });
+  const data = await createDataActor({ nc: nats.nc, kv, clock: systemClock, log });
+  const app = createGateway({ bus, kv, workspace, data, log }, { signal: abort.signal });
   return {
     app,
     async submit(toml: string, headers = ADMIN) {
@@ -164,7 +166,7 @@ Deno.test({
     const root = await gw.app.request("/");
     assert.equal(root.status, 302);
     assert.equal(root.headers.get("location"), "/tasks");
-    for (const path of ["/signin", "/submit", "/tasks", "/tasks/t0000000000000000", "/nodes"]) {
+    for (const path of ["/signin", "/submit", "/tasks", "/tasks/t0000000000000000", "/nodes", "/data"]) {
       const res = await gw.app.request(path);
       assert.equal(res.status, 200, path);
       assert.match(res.headers.get("content-security-policy")!, /default-src 'self'/);

@@ -7,6 +7,7 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { join, resolve } from "node:path";
+import { createDataActor } from "../actors/data.ts";
 import { createNodeActor } from "../actors/node.ts";
 import { createTaskActor } from "../actors/task.ts";
 import { createWorkspaceActor } from "../actors/workspace.ts";
@@ -54,6 +55,10 @@ export interface ManagerOptions {
   token?: string;
   /** Package limits. */
   limits?: PackageLimits;
+  /** Largest data set version accepted, in bytes. @default {256 GiB} */
+  maxDataSetBytes?: number;
+  /** Data-set cache of the local node, in bytes. @default {10 GiB} */
+  cacheBytes?: number;
   /** JetStream replicas. @default {1} */
   replicas?: number;
   /** The join token nodes use (else `DIR/join-token`, made at first start). Embedded NATS only. */
@@ -168,7 +173,11 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     const metrics = new Metrics();
     const audit = createAuditLog(kv, log, { retentionMs: options.auditRetentionMs });
     const abort = new AbortController();
-    const workspace = await createWorkspaceActor({ nc, log }, { replicas: options.replicas });
+    const workspace = await createWorkspaceActor({ nc, kv, log }, { replicas: options.replicas });
+    const data = await createDataActor({ nc, kv, clock, log }, {
+      replicas: options.replicas,
+      maxDataSetBytes: options.maxDataSetBytes,
+    });
     const nodeActor = createNodeActor({ bus, kv, clock, log, metrics }, {
       signal: abort.signal,
       heartbeatMs: options.heartbeatMs,
@@ -190,7 +199,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     const tokenFile = join(dataDir, "admin-token");
     const admin = await ensureAdminToken(kv, tokenFile, options.token ?? Deno.env.get("PARALLELIC_TOKEN"));
     const gatewayAbort = new AbortController();
-    const app = createGateway({ bus, kv, workspace, log, metrics, audit, users }, {
+    const app = createGateway({ bus, kv, workspace, data, log, metrics, audit, users }, {
       ...options.gateway,
       limits: options.limits,
       signal: gatewayAbort.signal,
@@ -214,6 +223,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
         natsUrl,
         name: "local",
         slots: options.slots,
+        cacheBytes: options.cacheBytes,
         workDir: join(dataDir, "node"),
         graceMs: options.graceMs,
         credentials: users ? await users.inProcessNode("local") : natsCredentials,

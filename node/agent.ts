@@ -1,7 +1,8 @@
 /**
  * The compute node: joins a manager over NATS, runs the instances assigned
- * to it (bounded by its slots), streams their logs into the log stream and
- * reports their results in acknowledged batches.
+ * to it (bounded by its slots), streams their logs into the log stream,
+ * gives them the data sets they name and stores their outputs (see
+ * `instance_io.ts`), and reports their results in acknowledged batches.
  *
  * @module
  */
@@ -11,6 +12,7 @@ import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { createBus, unwrap } from "../core/bus.ts";
+import { type Bucket, openBucket } from "../core/objects.ts";
 import { type Clock, nextTurn, systemClock, type TimerId } from "../core/clock.ts";
 import { ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
@@ -19,6 +21,7 @@ import type { NatsCredentials, NatsTls } from "../core/nats_connect.ts";
 import { matrixParams } from "../core/task_toml.ts";
 import {
   type Assignment,
+  DATA_BUCKET,
   type InstanceRef,
   logSubject,
   nodeAssign,
@@ -33,11 +36,15 @@ import {
   type Result,
   type RunSpec,
   taskResults,
+  WORKSPACE_BUCKET,
 } from "../core/schema.ts";
 import { copyTree, createPackageCache } from "./cache.ts";
 import { processTree, signalAll } from "./process_tree.ts";
 import { connectNode } from "./join.ts";
 import { asUser, checkReachable, handOver, resolveRunAs, userEnv } from "./run_as.ts";
+import { createDataCache } from "./data_cache.ts";
+import { type InstanceIo, prepareInstanceIo } from "./instance_io.ts";
+import { removeTree } from "./readonly.ts";
 
 /** The version nodes report. */
 export const VERSION = "0.1.0";
@@ -58,6 +65,8 @@ export interface NodeOptions {
   memoryBytes?: number;
   /** GPUs offered. @default {counted with nvidia-smi, 0 without} */
   gpus?: number;
+  /** Most bytes of data sets kept in the node's cache (`--cache-size`). @default {10 GiB} */
+  cacheBytes?: number;
   /** Kill grace: SIGTERM, then SIGKILL after this long. @default {1000} */
   killGraceMs?: number;
   /**
@@ -96,7 +105,14 @@ export interface ComputeNode {
   /** Resolves once the node registered with a manager. */
   readonly registered: Promise<void>;
   /** Counters for tests and metrics. */
-  stats(): { started: number; finished: number; packageFetches: number; running: number; queued: number };
+  stats(): {
+    started: number;
+    finished: number;
+    packageFetches: number;
+    dataFetches: number;
+    running: number;
+    queued: number;
+  };
   /**
    * Stops gracefully: takes nothing new, lets running instances finish for up
    * to `graceMs` (default: the node's `graceMs` option), kills the rest, and
@@ -200,7 +216,8 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   };
   const packagesDir = join(options.workDir, "packages");
   const runsDir = join(options.workDir, "runs");
-  await Deno.remove(runsDir, { recursive: true }).catch(() => {});
+  // A run cut short may have left a read-only finalize workspace behind.
+  await removeTree(runsDir);
   await Deno.mkdir(packagesDir, { recursive: true });
   await Deno.mkdir(runsDir, { recursive: true });
   // The package cache is the node's alone; instances get copies. Runs may be passed through, not listed.
@@ -208,6 +225,25 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   await Deno.chmod(runsDir, 0o711);
   if (runAs) await checkReachable(runAs, runsDir);
   const cache = createPackageCache(packagesDir, openStore);
+  const buckets = new Map<string, Promise<Bucket>>();
+  const bucket = (bucketName: string) => {
+    let opened = buckets.get(bucketName);
+    if (!opened) {
+      buckets.set(bucketName, opened = openBucket(nc, bucketName));
+      opened.catch(() => buckets.delete(bucketName));
+    }
+    return opened;
+  };
+  const io = {
+    data: await createDataCache({
+      dir: join(options.workDir, "data"),
+      capBytes: options.cacheBytes ?? 10 * 2 ** 30,
+      bucket: () => bucket(DATA_BUCKET),
+      log,
+    }),
+    workspace: () => bucket(WORKSPACE_BUCKET),
+    log,
+  };
 
   const queue: Job[] = [];
   const running = new Map<string, Job>();
@@ -292,7 +328,6 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         const root = await cache.root(job.digest as `sha256-${string}`, job.run.entrypoint);
         try {
           await copyTree(root, dir);
-          if (runAs) await handOver(runAs, dir);
         } catch (e) {
           await removeDir(dir);
           throw e;
@@ -354,14 +389,25 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       startedAt,
       endedAt: clock.now(),
       error: null,
+      outputBytes: 0,
+      logBytes: 0,
       ...fields,
     });
     if (options.noop) return report(result({ exitCode: 0 }));
     let dir: string | undefined;
+    let instanceIo: InstanceIo | undefined;
     try {
       dir = await stage(job);
       if (job.killed) return report(result({ error: job.killed }));
-      const env: Record<string, string> = { ...baseEnv, ...run.env };
+      try {
+        instanceIo = await prepareInstanceIo(io, ref, run, dir);
+      } catch (e) {
+        // Not worded "node …": that would read as a lost node, which uses up no retry.
+        return report(result({ error: `could not prepare data and outputs on ${name}: ${(e as Error).message}` }));
+      }
+      if (job.killed) return report(result({ error: job.killed }));
+      if (runAs) await handOver(runAs, dir);
+      const env: Record<string, string> = { ...baseEnv, ...run.env, ...instanceIo.env };
       env.PARALLELIC_TASK_ID = ref.taskId;
       env.PARALLELIC_INSTANCE = String(ref.index);
       env.PARALLELIC_INSTANCES = String(run.instances);
@@ -374,8 +420,8 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       let child: Deno.ChildProcess;
       try {
         const start = runAs
-          ? asUser(runAs, join(dir, run.entrypoint), run.args)
-          : { command: join(dir, run.entrypoint), args: run.args };
+          ? asUser(runAs, join(dir, instanceIo.entrypoint), instanceIo.args)
+          : { command: join(dir, instanceIo.entrypoint), args: instanceIo.args };
         child = await spawnRetrying(
           new Deno.Command(start.command, {
             args: start.args,
@@ -388,7 +434,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
           }),
         );
       } catch (e) {
-        return report(result({ error: `cannot start '${run.entrypoint}': ${(e as Error).message}` }));
+        return report(result({ error: `cannot start '${instanceIo.entrypoint}': ${(e as Error).message}` }));
       }
       job.child = child;
       started++;
@@ -399,9 +445,11 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       }
       const publishes: Promise<unknown>[] = [];
       let chunkNo = 0;
+      let logBytes = 0;
       const pipe = async (stream: ReadableStream<Uint8Array>, which: "stdout" | "stderr") => {
         const subject = logSubject(ref.taskId, ref.index, name);
         for await (const chunk of stream) {
+          logBytes += chunk.byteLength;
           const h = headers();
           h.set("Parallelic-Attempt", String(ref.attempt));
           h.set("Parallelic-Stream", which);
@@ -418,14 +466,27 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       const [status] = await Promise.all([child.status, pipe(child.stdout, "stdout"), pipe(child.stderr, "stderr")]);
       if (timeout !== undefined) clock.clearTimeout(timeout);
       await Promise.all(publishes);
+      // Outputs are stored before the result is sent: a result means its outputs are in the workspace.
+      let outputBytes = 0;
+      let error = job.killed ?? null;
+      if (!stopping && !job.killed?.startsWith("stale")) {
+        try {
+          outputBytes = await instanceIo.storeOutputs();
+        } catch (e) {
+          error ??= `could not store outputs from ${name}: ${(e as Error).message}`;
+        }
+      }
       report(result({
         exitCode: status.signal ? null : status.code,
         signal: status.signal ?? null,
-        error: job.killed ?? null,
+        error,
+        outputBytes,
+        logBytes,
       }));
     } catch (e) {
       report(result({ error: `node ${name} could not run it: ${(e as Error).message}` }));
     } finally {
+      await instanceIo?.cleanup();
       // The slot is free once the result is reported: the copy goes meanwhile.
       if (dir) void removeDir(dir);
     }
@@ -548,7 +609,14 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   return {
     name,
     registered,
-    stats: () => ({ started, finished, packageFetches: cache.fetches, running: running.size, queued: queue.length }),
+    stats: () => ({
+      started,
+      finished,
+      packageFetches: cache.fetches,
+      dataFetches: io.data.fetches,
+      running: running.size,
+      queued: queue.length,
+    }),
     async stop(graceMs = options.graceMs ?? 30_000) {
       if (stopping) return;
       stopping = true;

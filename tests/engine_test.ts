@@ -8,17 +8,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { Objm } from "@nats-io/obj";
 import type { InstanceView, NodeRecord, TaskView } from "../core/schema.ts";
 import { PACKAGE_BUCKET } from "../core/schema.ts";
-import {
-  makeZip,
-  ROOT,
-  runCli,
-  startNodeProcess,
-  startTestManager,
-  submitZip,
-  tempDir,
-  TEST_TOKEN,
-  waitUntil,
-} from "./harness.ts";
+import { makeZip, ROOT, runCli, startNodeProcess, startTestManager, submitZip, tempDir, waitUntil } from "./harness.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -218,8 +208,7 @@ Deno.test({
   ...opts,
   async fn() {
     await using tm = await startTestManager({ localNode: true, slots: 2 });
-    const cli = (...args: string[]) =>
-      runCli({ PARALLELIC_MANAGER: tm.manager.url, PARALLELIC_TOKEN: TEST_TOKEN }, ...args);
+    const cli = (...args: string[]) => runCli(tm, ...args);
     const ok = await cli("submit", join(ROOT, "examples/hello"), "--wait");
     assert.equal(ok.code, 0, ok.stderr);
     const id = ok.stdout.trim();

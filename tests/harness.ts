@@ -13,6 +13,7 @@ import { freePort, type NatsServer, startNatsServer } from "../core/nats_server.
 import { jetstreamManager } from "@nats-io/jetstream";
 import { type Manager, type ManagerOptions, startManager } from "../manager/mod.ts";
 import type { TaskView } from "../core/schema.ts";
+import { removeTree } from "../node/readonly.ts";
 
 zip.configure({ useWebWorkers: false });
 
@@ -25,10 +26,10 @@ export function testLogger(): Logger {
   return level ? createLogger({ level }) : createLogger({ level: "error", write: () => {} });
 }
 
-/** A temporary folder removed by `await using`. */
+/** A temporary folder removed by `await using` (read-only data views in it included). */
 export async function tempDir(prefix = "parallelic-test-"): Promise<{ path: string } & AsyncDisposable> {
   const path = await Deno.makeTempDir({ prefix });
-  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }).catch(() => {}) };
+  return { path, [Symbol.asyncDispose]: () => removeTree(path) };
 }
 
 /** A nats-server with JetStream in a temp folder, and a connection to it. */
@@ -122,7 +123,7 @@ export async function startTestManager(options: Partial<ManagerOptions> = {}): P
     async [Symbol.asyncDispose]() {
       joinTokens.delete(manager.natsUrl);
       await manager.stop();
-      if (!options.dataDir) await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+      if (!options.dataDir) await removeTree(dataDir);
     },
   };
 }
@@ -229,9 +230,13 @@ export async function makeZip(files: Record<string, ZipFile>): Promise<Uint8Arra
 
 /** Runs `main.ts` with `args` and `env` (the CLI); returns its exit code and output. */
 export async function runCli(
-  env: Record<string, string>,
+  target: Record<string, string> | TestManager,
   ...args: string[]
 ): Promise<{ code: number; stdout: string; stderr: string }> {
+  // A test manager, or the environment to run with.
+  const env = "manager" in target && typeof target.manager === "object"
+    ? { PARALLELIC_MANAGER: (target as TestManager).manager.url, PARALLELIC_TOKEN: TEST_TOKEN }
+    : target as Record<string, string>;
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", join(ROOT, "main.ts"), ...args],
     env,

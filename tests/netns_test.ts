@@ -204,14 +204,17 @@ Deno.test({
         headers: { "content-type": "application/zip" },
         body: zip as Uint8Array<ArrayBuffer>,
       })).json();
-      await waitUntil(
+      let last: TaskView | undefined;
+      await (waitUntil(
         async () => {
-          const t = await (await api(`/api/v1/tasks/${again.id}`)).json() as TaskView;
-          return t.state === "succeeded";
+          last = await (await api(`/api/v1/tasks/${again.id}`)).json() as TaskView;
+          return last.state === "succeeded";
         },
         120_000,
         "the second task",
-      );
+      )).catch((e) => {
+        throw new Error(`${e.message}: ${JSON.stringify(last?.counts)}`);
+      });
       const second = (await (await api(`/api/v1/tasks/${again.id}/instances`)).json()).instances as InstanceView[];
       assert.ok(second.some((i) => i.node === "b"), "the rejoined node took work again");
     } catch (e) {

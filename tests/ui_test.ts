@@ -203,6 +203,92 @@ Deno.test({
         await shoot(page, "submit-error");
       });
 
+      await t.step(
+        "a task no node can place says why it is queued; cancelled, it is deleted from its page",
+        async () => {
+          const zip = await makeZip({
+            "task.toml": `[task]\nname = "gpu"\nentrypoint = "run.sh"\ninstances = 2\n[resources]\ngpus = 1\n`,
+            "run.sh": "#!/bin/sh\n",
+          });
+          const res = await submitZip(tm, zip, "gpu");
+          assert.equal(res.status, 201);
+          const { id } = await res.json();
+          await page.goto(`${base}/tasks/${id}`);
+          await page.locator("#task-state.s-queued").waitFor();
+          assert.equal(await page.locator("#download").isHidden(), true, "nothing to download while queued");
+          assert.equal(await page.locator("#delete").isHidden(), true, "a queued task cannot be deleted");
+          const why = page.getByRole("button", { name: "Why is this queued?" });
+          await why.click();
+          await page.locator("#explain-text").getByText(/^Task \(queued\): .*no node has gpus >= 1/).waitFor();
+          await page.getByLabel("Instance number").fill("1");
+          await page.getByRole("button", { name: "Open" }).click();
+          await page.locator("#instance-facts .badge.s-queued").waitFor();
+          await why.click();
+          await page.locator("#explain-text").getByText(/^Instance 1 \(queued\): .*no node has gpus >= 1/).waitFor();
+          await shoot(page, "task-queued");
+          await page.getByRole("button", { name: "Cancel task" }).click();
+          await page.locator("#task-state.s-cancelled").waitFor();
+          await why.waitFor({ state: "hidden" });
+          await page.getByRole("button", { name: "Delete task" }).click();
+          await page.waitForURL(`${base}/tasks`);
+          assert.equal((await tm.api(`/api/v1/tasks/${id}`)).status, 404);
+        },
+      );
+
+      let outputsId = "";
+      let version = "";
+      await t.step("a data set put through the API is on the Data page, with the task that uses it", async () => {
+        const put = await tm.api("/api/v1/data/corpus?file=a.txt", {
+          method: "POST",
+          headers: { "content-type": "application/octet-stream" },
+          body: new TextEncoder().encode("alpha\n"),
+        });
+        assert.equal(put.status, 201);
+        version = (await put.json()).version;
+        const zip = await makeZip({
+          "task.toml": `[task]\nname = "outputs"\nentrypoint = "run.sh"\ninstances = 3\n[data]\ncorpus = "corpus"\n`,
+          "run.sh":
+            `#!/bin/sh\ncat "$PARALLELIC_DATA_CORPUS/a.txt" > "$PARALLELIC_OUTPUT/out-$PARALLELIC_INSTANCE.txt"\n`,
+        });
+        const res = await submitZip(tm, zip, "outputs");
+        assert.equal(res.status, 201);
+        outputsId = (await res.json()).id;
+        assert.equal((await tm.waitForTask(outputsId, 30_000)).state, "succeeded");
+        await page.getByRole("link", { name: "Data" }).click();
+        await page.waitForURL(`${base}/data`);
+        const row = page.locator(`#datasets tr[data-name="corpus"]`);
+        await row.waitFor();
+        const text = await row.innerText();
+        assert.match(text, new RegExp(version.slice(0, 15)));
+        assert.match(text, /1 file, 6 B/);
+        assert.equal(await row.getByRole("link", { name: "outputs" }).getAttribute("href"), `/tasks/${outputsId}`);
+        await shoot(page, "data");
+      });
+
+      await t.step("the outputs of a finished task download as a zip, the token never in a URL", async () => {
+        await page.goto(`${base}/tasks/${outputsId}`);
+        await page.locator("#task-state.s-succeeded").waitFor();
+        const [download] = await Promise.all([
+          page.waitForEvent("download"),
+          page.getByRole("button", { name: "Download outputs (zip)" }).click(),
+        ]);
+        assert.equal(download.suggestedFilename(), `${outputsId}.zip`);
+        assert.match(download.url(), /^blob:/);
+        const bytes = await Deno.readFile((await download.path())!);
+        assert.ok(bytes.length > 0);
+        assert.equal(new TextDecoder().decode(bytes.subarray(0, 2)), "PK", "a zip");
+        assert.match(new TextDecoder().decode(bytes), /out-2\.txt/, "holds the outputs");
+        await page.locator("#download-status").getByText(/^downloaded \d/).waitFor();
+      });
+
+      await t.step("Delete in the task list removes a finished task", async () => {
+        const row = rowOf(watcher, outputsId);
+        await row.locator(".badge.s-succeeded").waitFor();
+        await row.getByRole("button", { name: `Delete task outputs (${outputsId})` }).click();
+        await row.waitFor({ state: "detached" });
+        assert.equal((await tm.api(`/api/v1/tasks/${outputsId}`)).status, 404);
+      });
+
       await t.step("a 10,000-instance task draws its grid; cancelling colours every cell", async () => {
         const zip = await makeZip({
           "task.toml": `[task]\nname = "wide"\nentrypoint = "run.sh"\ninstances = 10000\n` +

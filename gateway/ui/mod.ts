@@ -1,6 +1,6 @@
 /**
- * The web UI: pages at `/signin`, `/submit`, `/tasks`, `/tasks/{id}` and
- * `/nodes`, their scripts and style under `/ui/`, and the API routes they need
+ * The web UI: pages at `/signin`, `/submit`, `/tasks`, `/tasks/{id}`,
+ * `/nodes` and `/data`, their scripts and style under `/ui/`, and the API routes they need
  * (see `gateway/ui_api.ts`). Same origin and same tokens as the API.
  *
  * The browser scripts are plain JavaScript modules, served as they are (no
@@ -17,6 +17,7 @@ import { addUiApi, type UiApiOptions } from "../ui_api.ts";
 import { type PageName, renderPage } from "./pages.ts";
 import appCss from "./static/app.css" with { type: "text" };
 import commonJs from "./static/common.js" with { type: "text" };
+import dataJs from "./static/data.js" with { type: "text" };
 import gridJs from "./static/grid.js" with { type: "text" };
 import nodesJs from "./static/nodes.js" with { type: "text" };
 import signinJs from "./static/signin.js" with { type: "text" };
@@ -30,6 +31,7 @@ const JS = "text/javascript; charset=utf-8";
 const ASSETS: Record<string, { type: string; body: string }> = {
   "app.css": { type: "text/css; charset=utf-8", body: appCss },
   "common.js": { type: JS, body: commonJs },
+  "data.js": { type: JS, body: dataJs },
   "grid.js": { type: JS, body: gridJs },
   "nodes.js": { type: JS, body: nodesJs },
   "signin.js": { type: JS, body: signinJs },
@@ -68,6 +70,7 @@ export function addUiRoutes(app: Hono<GatewayEnv>, deps: GatewayDeps, options: U
   app.get("/tasks", page("tasks"));
   app.get("/tasks/:id", page("task"));
   app.get("/nodes", page("nodes"));
+  app.get("/data", page("data"));
 
   const etags = new Map<string, Promise<string>>();
   app.get("/ui/*", async (c) => {

@@ -13,7 +13,7 @@ import { State } from "../../core/schema.ts";
 type Html = HtmlEscapedString | Promise<HtmlEscapedString>;
 
 /** The pages, by the path they are served at. */
-export type PageName = "signin" | "submit" | "tasks" | "task" | "nodes";
+export type PageName = "signin" | "submit" | "tasks" | "task" | "nodes" | "data";
 
 const ICON = "data:image/svg+xml," +
   encodeURIComponent(
@@ -25,6 +25,7 @@ const NAV: Array<{ href: string; label: string; pages: PageName[] }> = [
   { href: "/tasks", label: "Tasks", pages: ["tasks", "task"] },
   { href: "/submit", label: "Submit", pages: ["submit"] },
   { href: "/nodes", label: "Nodes", pages: ["nodes"] },
+  { href: "/data", label: "Data", pages: ["data"] },
 ];
 
 function layout(page: PageName, title: string, main: Html): Html {
@@ -174,8 +175,15 @@ function task(id: string): Html {
             <span id="live" class="live" role="status">connecting…</span></p>
         </div>
         <div class="actions">
-          <button id="cancel" type="button" class="danger" hidden>Cancel task</button>
-          <p id="cancel-error" class="error" role="alert"></p>
+          <div class="action-row">
+            <button id="explain" type="button" hidden>Why is this queued?</button>
+            <button id="download" type="button" hidden>Download outputs (zip)</button>
+            <button id="cancel" type="button" class="danger" hidden>Cancel task</button>
+            <button id="delete" type="button" class="danger" hidden>Delete task</button>
+          </div>
+          <p id="explain-text" class="note" role="status"></p>
+          <p id="download-status" class="muted small" role="status"></p>
+          <p id="action-error" class="error" role="alert"></p>
         </div>
       </div>
       <p id="load-error" class="error" role="alert" data-page-error></p>
@@ -273,6 +281,35 @@ function nodes(): Html {
   );
 }
 
+function data(): Html {
+  return layout(
+    "data",
+    "Data",
+    html`
+      <div class="page-head">
+        <h1>Data sets</h1>
+        <div class="toolbar"><button id="reload" type="button" class="small">Reload</button></div>
+      </div>
+      <p class="muted">Named, versioned, read-only inputs that tasks name in <code>[data]</code>. Upload one with
+        <code>parallelic data put NAME FOLDER</code>.</p>
+      <p id="list-error" class="error" role="alert" data-page-error></p>
+      <table id="datasets" class="grid-table">
+        <caption class="sr-only">Data sets and their versions</caption>
+        <thead>
+          <tr>
+            <th scope="col">Data set</th>
+            <th scope="col">Versions</th>
+            <th scope="col">Size</th>
+            <th scope="col">Used by</th>
+          </tr>
+        </thead>
+        <tbody></tbody>
+      </table>
+      <p id="empty" class="muted" hidden>No data set yet.</p>
+    `,
+  );
+}
+
 /** Renders a page. */
 export function renderPage(page: PageName, params: { taskId?: string } = {}): Html {
   switch (page) {
@@ -286,5 +323,7 @@ export function renderPage(page: PageName, params: { taskId?: string } = {}): Ht
       return task(params.taskId ?? "");
     case "nodes":
       return nodes();
+    case "data":
+      return data();
   }
 }

@@ -302,3 +302,40 @@ export function specFacts(spec) {
     ...(env.length ? [["Environment", env.join(", ")]] : []),
   ];
 }
+
+/** May `who` delete this task? Only finished ones, by submitters (their own: the API checks) and admins. */
+export function mayDelete(who, task) {
+  return FINAL.has(task.state) && may(who, "submitter");
+}
+
+/**
+ * Asks, then deletes a finished task (`DELETE /api/v1/tasks/{id}`): its
+ * outputs, logs and record. Resolves true once deleted, false when the user
+ * said no; throws the API's error.
+ */
+export async function deleteTask(task) {
+  if (!confirm(`Delete task ${task.name} (${task.id})? Its outputs and logs are removed for good.`)) return false;
+  await api(`/api/v1/tasks/${task.id}`, { method: "DELETE" });
+  return true;
+}
+
+/**
+ * Downloads what `path` answers as a file: fetched with the token in a header,
+ * then saved from an object URL (the token never goes in a URL). Resolves to
+ * the byte count.
+ */
+export async function download(path, fallbackName) {
+  const res = await api(path);
+  const name = /filename="([^"]+)"/.exec(res.headers.get("content-disposition") ?? "")?.[1] ?? fallbackName;
+  const blob = await res.blob();
+  const url = URL.createObjectURL(blob);
+  try {
+    const a = h("a", { href: url, download: name, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+  } finally {
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  }
+  return blob.size;
+}

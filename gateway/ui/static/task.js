@@ -1,11 +1,14 @@
 /**
  * Task: counts, timing, specification, the instance grid, and one instance's
- * details and live log. Kept live by the task's event stream.
+ * details and live log. Kept live by the task's event stream. Asks the
+ * scheduler why it waits, downloads its outputs, cancels and deletes it.
  */
 import {
   api,
   apiJson,
   badge,
+  deleteTask,
+  download,
   everySecond,
   fillFacts,
   FINAL,
@@ -14,6 +17,7 @@ import {
   h,
   liveEvents,
   may,
+  mayDelete,
   pageAbort,
   progressBar,
   reportError,
@@ -33,6 +37,8 @@ const MAX_LOG_CHARS = 2_000_000;
 let task = null;
 let grid = null;
 let shownIndex = null;
+/** State of the instance shown, once read. */
+let shownState = null;
 let logAbort = null;
 let statesLoading = null;
 
@@ -48,7 +54,19 @@ function renderTask() {
   $("reason").hidden = !task.reason;
   $("reason").textContent = task.reason ?? "";
   $("cancel").hidden = FINAL.has(task.state) || !may(who, "submitter");
+  $("delete").hidden = !mayDelete(who, task);
+  $("download").hidden = !FINAL.has(task.state);
+  renderExplain();
   renderTiming();
+}
+
+/** What "Why is this queued?" asks about: the instance shown while it is queued, else the task. */
+const explainTarget = () => shownIndex !== null && shownState === "queued" ? shownIndex : null;
+
+function renderExplain() {
+  const queued = task.state === "queued" || explainTarget() !== null;
+  $("explain").hidden = !queued;
+  if (!queued) $("explain-text").textContent = "";
 }
 
 function renderTiming() {
@@ -129,6 +147,8 @@ async function openInstance(index) {
     return;
   }
   shownIndex = index;
+  shownState = null;
+  $("explain-text").textContent = "";
   history.replaceState(null, "", `#i=${index}`);
   grid.select(index);
   $("instance").hidden = false;
@@ -149,6 +169,8 @@ async function refreshInstance(restartLog = false) {
     return;
   }
   if (index !== shownIndex) return;
+  shownState = inst.state;
+  renderExplain();
   const last = inst.history.at(-1);
   const params = Object.entries(inst.params);
   fillFacts($("instance-facts"), [
@@ -222,18 +244,47 @@ $("open-instance").addEventListener("submit", (e) => {
   void openInstance(Number($("instance-number").value));
 });
 
-$("cancel").addEventListener("click", async () => {
+/** Runs a button's action, with the button disabled meanwhile and any error shown beside it. */
+function onAction(id, action) {
+  const button = $(id);
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    $("action-error").textContent = "";
+    try {
+      await action();
+    } catch (e) {
+      $("action-error").textContent = e.message;
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+onAction("cancel", async () => {
   if (!confirm(`Cancel task ${task.name} (${task.id})? Its running instances are stopped.`)) return;
-  const button = $("cancel");
-  button.disabled = true;
-  $("cancel-error").textContent = "";
+  await api(`/api/v1/tasks/${taskId}/cancel`, { method: "POST" });
+});
+
+onAction("explain", async () => {
+  const index = explainTarget();
+  const reply = await apiJson(`/api/v1/tasks/${taskId}/explain${index === null ? "" : `?instance=${index}`}`);
+  const what = reply.index === null ? "Task" : `Instance ${reply.index}`;
+  $("explain-text").textContent = `${what} (${reply.state}): ${reply.explanation}`;
+});
+
+onAction("download", async () => {
+  $("download-status").textContent = "downloading…";
   try {
-    await api(`/api/v1/tasks/${taskId}/cancel`, { method: "POST" });
+    const bytes = await download(`/api/v1/tasks/${taskId}/workspace.zip`, `${taskId}.zip`);
+    $("download-status").textContent = `downloaded ${formatBytes(bytes)}`;
   } catch (e) {
-    $("cancel-error").textContent = e.message;
-  } finally {
-    button.disabled = false;
+    $("download-status").textContent = "";
+    throw e;
   }
+});
+
+onAction("delete", async () => {
+  if (await deleteTask(task)) location.assign("/tasks");
 });
 
 let loaded = false;

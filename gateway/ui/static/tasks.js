@@ -1,14 +1,16 @@
-/** Tasks: a live list, newest first, with progress, filter by state, and cancel. */
+/** Tasks: a live list, newest first, with progress, filter by state, cancel and delete. */
 import {
   api,
   apiJson,
   badge,
+  deleteTask,
   everySecond,
   FINAL,
   formatAge,
   h,
   liveEvents,
   may,
+  mayDelete,
   progressBar,
   reportError,
   runTime,
@@ -24,6 +26,8 @@ const LIMIT = 200;
 
 /** The tasks shown, by id: the last known view of each. */
 const shown = new Map();
+/** Tasks deleted from this page: a late event must not bring them back. */
+const deleted = new Set();
 let loaded = false;
 let pending = [];
 
@@ -64,6 +68,36 @@ function cancelButton(task) {
     },
   }, "Cancel");
   return h("div", {}, button, error);
+}
+
+function deleteButton(task) {
+  if (!mayDelete(who, task)) return null;
+  const error = h("span", { class: "error", role: "alert" });
+  const button = h("button", {
+    type: "button",
+    class: "danger small",
+    "aria-label": `Delete task ${task.name} (${task.id})`,
+    onclick: async () => {
+      button.disabled = true;
+      error.textContent = "";
+      try {
+        if (await deleteTask(task)) forget(task.id);
+        else button.disabled = false;
+      } catch (e) {
+        error.textContent = e.message;
+        button.disabled = false;
+      }
+    },
+  }, "Delete");
+  return h("div", {}, button, error);
+}
+
+/** Takes a task off the list (it was deleted). */
+function forget(id) {
+  shown.delete(id);
+  deleted.add(id);
+  tbody.querySelector(`tr[data-id="${id}"]`)?.remove();
+  empty.hidden = shown.size > 0;
 }
 
 function row(task) {
@@ -109,14 +143,14 @@ function render(task, prev = null, flash = false) {
   cell("age").textContent = formatAge(task.createdAt);
   cell("duration").textContent = runTime(task.startedAt, task.endedAt);
   if (!prev || FINAL.has(prev.state) !== FINAL.has(task.state)) {
-    cell("actions").replaceChildren(cancelButton(task) ?? "");
+    cell("actions").replaceChildren(cancelButton(task) ?? deleteButton(task) ?? "");
   }
   empty.hidden = shown.size > 0;
 }
 
 function apply(event) {
   const prev = shown.get(event.taskId);
-  if (prev && !newer(prev, event)) return;
+  if (deleted.has(event.taskId) || (prev && !newer(prev, event))) return;
   if (!prev && filter.value && event.state !== filter.value) return;
   const task = { ...prev, ...event, id: event.taskId };
   shown.set(task.id, task);

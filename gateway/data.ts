@@ -1,0 +1,167 @@
+/**
+ * Routes for shared data sets, task workspaces, deleting tasks, storage use
+ * and limits. Uploads and downloads stream: nothing is held whole in memory.
+ *
+ * @module
+ */
+import type { Hono } from "hono";
+import type { DataActor } from "../actors/data.ts";
+import type { WorkspaceActor, WorkspaceSelection } from "../actors/workspace.ts";
+import { NotFoundError, tooLarge, ValidationError } from "../core/errors.ts";
+import type { PackageLimits } from "../core/package.ts";
+import type { TaskRecord } from "../core/schema.ts";
+import type { AuditLog } from "../core/audit.ts";
+import { requireRole, type TokenRecord } from "./auth.ts";
+import { clientAddress } from "./guard.ts";
+
+/** What the data routes need from the gateway. */
+export interface DataRoutesDeps {
+  data: DataActor;
+  workspace: WorkspaceActor;
+  limits: PackageLimits;
+  /** Records deletions. */
+  audit: AuditLog;
+  /** The task `id` as the caller may see it. @throws {NotFoundError} */
+  getTask(id: string, who: TokenRecord): Promise<TaskRecord>;
+}
+
+type Env = { Variables: { who: TokenRecord } };
+
+/** The header in which a client declares the bytes of file content it uploads. */
+export const UPLOAD_BYTES_HEADER = "parallelic-upload-bytes";
+
+/**
+ * Reads a request body into memory, refusing it (before reading further) as
+ * soon as it is larger than `limit`.
+ */
+export async function readCapped(
+  body: ReadableStream<Uint8Array> | null,
+  limit: number,
+  tooLarge: (size: number, partial: boolean) => Error,
+) {
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  if (body) {
+    for await (const chunk of body) {
+      size += chunk.byteLength;
+      if (size > limit) throw tooLarge(size, true);
+      parts.push(chunk);
+    }
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) out.set(p, at), at += p.byteLength;
+  return out;
+}
+
+function selection(task: TaskRecord, query: (k: string) => string | undefined): WorkspaceSelection {
+  const instance = query("instance");
+  const finalize = ["1", "true", "yes"].includes(query("finalize") ?? "");
+  if (finalize) {
+    if (!task.spec.finalize) {
+      throw new NotFoundError(`Task '${task.id}' has no [finalize] step`, { code: "no_finalize" });
+    }
+    return { finalize: true };
+  }
+  if (instance === undefined) return {};
+  const index = Number(instance);
+  if (!Number.isInteger(index) || index < 0 || index >= task.spec.instances) {
+    throw new NotFoundError(
+      `Task '${task.id}' has no instance '${instance}': it has instances 0 to ${task.spec.instances - 1}`,
+      { code: "instance_not_found" },
+    );
+  }
+  return { instance: index };
+}
+
+/** Adds the data, workspace and storage routes to `app`. */
+export function registerDataRoutes(app: Hono<Env>, deps: DataRoutesDeps): void {
+  const { data, workspace, audit, getTask } = deps;
+
+  app.get(
+    "/api/v1/limits",
+    (c) => c.json({ maxPackageBytes: deps.limits.maxPackageBytes, maxDataSetBytes: data.maxDataSetBytes }),
+  );
+
+  app.get("/api/v1/storage", async (c) => c.json(await workspace.storage()));
+
+  app.get("/api/v1/data", async (c) => c.json({ datasets: await data.list() }));
+
+  app.get("/api/v1/data/:name", async (c) => c.json(await data.get(c.req.param("name"))));
+
+  app.post("/api/v1/data/:name", async (c) => {
+    const who = c.get("who");
+    requireRole(who, "submitter", "upload a data set");
+    const type = c.req.header("content-type") ?? "";
+    const file = c.req.query("file");
+    const isTar = type.startsWith("application/x-tar") || type.startsWith("application/tar");
+    if (!isTar && !file) {
+      throw new ValidationError(
+        `Cannot accept data set upload of type '${type}': send a tar (application/x-tar), or one file with ?file=NAME`,
+        { code: "unsupported_media_type" },
+      );
+    }
+    const declaredHeader = c.req.header(UPLOAD_BYTES_HEADER) ?? (isTar ? undefined : c.req.header("content-length"));
+    const declaredBytes = declaredHeader === undefined ? undefined : Number(declaredHeader);
+    if (declaredBytes !== undefined && !(Number.isInteger(declaredBytes) && declaredBytes >= 0)) {
+      throw new ValidationError(`Header '${UPLOAD_BYTES_HEADER}' must be a byte count: got '${declaredHeader}'`);
+    }
+    const body = c.req.raw.body;
+    if (!body) {
+      throw new ValidationError("Cannot accept data set upload as the request has no body", { code: "empty_body" });
+    }
+    const { record, created } = await data.put(c.req.param("name"), body, {
+      format: isTar ? { kind: "tar" } : { kind: "file", path: file! },
+      owner: who.user,
+      declaredBytes,
+    });
+    return c.json({ ...record, created }, created ? 201 : 200);
+  });
+
+  const remove = (who: TokenRecord, name: string, version?: string) => {
+    requireRole(who, "submitter", "delete a data set");
+    return data.remove(name, version, { user: who.user, admin: who.role === "admin" });
+  };
+
+  app.delete("/api/v1/data/:name", async (c) => c.json(await remove(c.get("who"), c.req.param("name"))));
+
+  app.delete(
+    "/api/v1/data/:name/:version",
+    async (c) => c.json(await remove(c.get("who"), c.req.param("name"), c.req.param("version"))),
+  );
+
+  for (const format of ["zip", "tar"] as const) {
+    app.get(`/api/v1/tasks/:id/workspace.${format}`, async (c) => {
+      const task = await getTask(c.req.param("id"), c.get("who"));
+      const pick = selection(task, (k) => c.req.query(k));
+      const suffix = pick.finalize ? "-finalize" : pick.instance !== undefined ? `-${pick.instance}` : "";
+      const stream = format === "zip" ? workspace.zip(task, pick) : workspace.tar(task, pick);
+      return new Response(stream, {
+        headers: {
+          "content-type": format === "zip" ? "application/zip" : "application/x-tar",
+          "content-disposition": `attachment; filename="${task.id}${suffix}.${format}"`,
+          "cache-control": "no-store",
+        },
+      });
+    });
+  }
+
+  app.delete("/api/v1/tasks/:id", async (c) => {
+    const who = c.get("who");
+    requireRole(who, "submitter", "delete a task");
+    const task = await getTask(c.req.param("id"), who);
+    const { freedBytes } = await workspace.deleteTask(task);
+    await audit.record({
+      action: "task.delete",
+      user: who.user,
+      address: clientAddress(c),
+      target: task.id,
+      detail: `${freedBytes} bytes freed`,
+    });
+    return c.json({ id: task.id, deleted: true, freedBytes });
+  });
+}
+
+/** The error for a package over the size limit. */
+export const packageTooLarge = (limit: number) => (size: number, partial = false) =>
+  tooLarge("accept package", size, limit, "package_too_large", partial);

@@ -1,0 +1,105 @@
+/**
+ * What an instance reads and writes beyond its copy of the task root: a
+ * read-only view of each data set its task names (`PARALLELIC_DATA_<KEY>`),
+ * an output folder (`PARALLELIC_OUTPUT`) stored in the task's workspace when
+ * it ends, and, for the `[finalize]` run, the whole workspace read-only
+ * (`PARALLELIC_WORKSPACE`).
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { Logger } from "../core/log.ts";
+import type { Bucket } from "../core/objects.ts";
+import type { DataVersion, InstanceRef, RunSpec } from "../core/schema.ts";
+import type { DataCache, DataLease } from "./data_cache.ts";
+import { lockTree, removeTree } from "./readonly.ts";
+import { collectOutputs, fetchWorkspace, storeOutputs } from "./outputs.ts";
+
+/** What {@linkcode prepareInstanceIo} needs from the node. */
+export interface InstanceIoContext {
+  data: DataCache;
+  /** Opens the workspace bucket. */
+  workspace: () => Promise<Bucket>;
+  log: Logger;
+}
+
+/** An instance's data views, output folder and (for finalize) workspace. */
+export interface InstanceIo {
+  /** True for the `[finalize]` run. */
+  finalize: boolean;
+  /** What to run, relative to the task root. */
+  entrypoint: string;
+  /** Its arguments. */
+  args: string[];
+  /** Variables to add to the instance's environment. */
+  env: Record<string, string>;
+  /** Stores the outputs in the task's workspace; returns the bytes stored. */
+  storeOutputs(): Promise<number>;
+  /** Releases the data views and removes the output and workspace folders. */
+  cleanup(): Promise<void>;
+}
+
+/**
+ * Prepares the instance running in `dir` (its copy of the task root):
+ * fetches (once per node) the data sets it names, makes its output folder,
+ * and for finalize fetches the workspace. Call `cleanup()` in every case.
+ */
+export async function prepareInstanceIo(
+  ctx: InstanceIoContext,
+  ref: InstanceRef,
+  run: RunSpec,
+  dir: string,
+): Promise<InstanceIo> {
+  const finalize = run.finalize !== null && ref.index === run.instances;
+  const env: Record<string, string> = {};
+  const leases: DataLease[] = [];
+  const outputDir = `${dir}.out`;
+  const workspaceDir = `${dir}.ws`;
+  const cleanup = async () => {
+    for (const lease of leases.splice(0)) lease.release();
+    await Deno.remove(outputDir, { recursive: true }).catch(() => {});
+    if (finalize) await removeTree(workspaceDir);
+  };
+  try {
+    const acquired = await Promise.allSettled(
+      Object.entries(run.data).map(async ([key, { name, version }]) => {
+        const lease = await ctx.data.acquire(name, version as DataVersion);
+        leases.push(lease);
+        env[`PARALLELIC_DATA_${key.toUpperCase()}`] = lease.path;
+      }),
+    );
+    const failed = acquired.find((r) => r.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    await Deno.mkdir(outputDir, { recursive: true });
+    env.PARALLELIC_OUTPUT = outputDir;
+    if (finalize) {
+      const files = await fetchWorkspace(await ctx.workspace(), ref.taskId, run.instances, workspaceDir);
+      await lockTree(workspaceDir, ctx.log);
+      env.PARALLELIC_WORKSPACE = workspaceDir;
+      env.PARALLELIC_FINALIZE = "1";
+      ctx.log.info("node:workspace-fetched", { taskId: ref.taskId, files });
+      // The copy of the task root is private to this run: make sure finalize's entrypoint can run.
+      await Deno.chmod(join(dir, run.finalize!.entrypoint), 0o755);
+    }
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+  return {
+    finalize,
+    entrypoint: finalize ? run.finalize!.entrypoint : run.entrypoint,
+    args: finalize ? run.finalize!.args : run.args,
+    env,
+    async storeOutputs() {
+      const sources = await collectOutputs(outputDir, join(dir, run.workdir), run.outputs);
+      return await storeOutputs(
+        await ctx.workspace(),
+        ref.taskId,
+        finalize ? "finalize" : ref.index,
+        ref.attempt,
+        sources,
+      );
+    },
+    cleanup,
+  };
+}
