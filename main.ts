@@ -164,7 +164,9 @@ Parallelic manager ready
       return 0;
     }
     case "node": {
-      const { values: v } = await resolveConfig(rest, "node", NODE_SETTINGS);
+      // Hidden, for benchmarks only (bench/dispatch.ts): instances end at once with exit 0, nothing runs.
+      const noop = rest.includes("--bench-noop");
+      const { values: v } = await resolveConfig(rest.filter((a) => a !== "--bench-noop"), "node", NODE_SETTINGS);
       const p = { _: [], flags: v } as unknown as Parsed;
       const natsUrl = (v.nats as string | undefined) ?? usage("Usage: parallelic node --nats nats://HOST:4222");
       const name = v.name as string | undefined;
@@ -182,6 +184,7 @@ Parallelic manager ready
         runAs: v["run-as"] as string | undefined,
         log: logger(v),
         cacheBytes: v["cache-size"] as number | undefined,
+        noop,
       });
       await waitForSignal();
       await node.stop();

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { AssignSpan, InstanceRecord } from "../core/schema.ts";
 
 /** `["task", id]` → TaskRecord */
 export const taskKey = (id: string): Deno.KvKey => ["task", id];
@@ -12,12 +13,68 @@ export const TASKS: Deno.KvKey = ["task"];
 export const instanceKey = (taskId: string, index: number): Deno.KvKey => ["instance", taskId, index];
 /** Prefix of a task's instances. */
 export const instancesOf = (taskId: string): Deno.KvKey => ["instance", taskId];
+/** `["span", taskId, from]` → AssignSpan */
+export const spanKey = (taskId: string, from: number): Deno.KvKey => ["span", taskId, from];
+/** Prefix of a task's assignment spans. */
+export const spansOf = (taskId: string): Deno.KvKey => ["span", taskId];
 /** `["node", name]` → NodeRecord */
 export const nodeKey = (name: string): Deno.KvKey => ["node", name];
 /** Prefix of every node. */
 export const NODES: Deno.KvKey = ["node"];
 /** `["token", sha256hex]` → TokenRecord */
 export const tokenKey = (hash: string): Deno.KvKey => ["token", hash];
+
+/** The record of an instance that runs its first attempt under `span` (it has no record of its own yet). */
+export function spanInstance(span: AssignSpan, index: number): InstanceRecord {
+  return {
+    index,
+    state: "running",
+    attempt: 0,
+    node: span.node,
+    notBefore: null,
+    history: [{
+      attempt: 0,
+      node: span.node,
+      assignedAt: span.assignedAt,
+      startedAt: null,
+      endedAt: null,
+      exitCode: null,
+      signal: null,
+      error: null,
+    }],
+  };
+}
+
+/**
+ * Reads what Deno KV holds of instances `from` to `to - 1` of a task: each
+ * one's own record or, while its first attempt runs, the one its span stands
+ * for. Instances never dispatched are absent.
+ */
+export async function readInstances(
+  kv: Deno.Kv,
+  taskId: string,
+  from: number,
+  to: number,
+): Promise<Map<number, InstanceRecord>> {
+  const records = new Map<number, InstanceRecord>();
+  const spans: AssignSpan[] = [];
+  // Spans never overlap: the one that starts last before `from`, then those that start inside.
+  for await (
+    const e of kv.list<AssignSpan>({ prefix: spansOf(taskId), end: spanKey(taskId, from) }, { reverse: true, limit: 1 })
+  ) {
+    spans.push(e.value);
+  }
+  for await (const e of kv.list<AssignSpan>({ start: spanKey(taskId, from), end: spanKey(taskId, to) })) {
+    spans.push(e.value);
+  }
+  for (const span of spans) {
+    for (let i = Math.max(from, span.from); i < Math.min(to, span.to); i++) records.set(i, spanInstance(span, i));
+  }
+  for await (const e of kv.list<InstanceRecord>({ start: instanceKey(taskId, from), end: instanceKey(taskId, to) })) {
+    records.set(e.value.index, e.value);
+  }
+  return records;
+}
 
 /** Deno KV allows 1000 mutations per atomic; stay well below, and below its 800 KiB size cap. */
 export const MAX_MUTATIONS_PER_ATOMIC = 500;
@@ -26,22 +83,22 @@ export const MAX_BYTES_PER_ATOMIC = 512 * 1024;
 
 /**
  * Writes `entries` in as few atomics as the limits allow, in order (so the
- * last entries land last: put the task records there).
+ * last entries land last: put the task records there). Every value is
+ * serialized before the first commit is awaited, so callers may change their
+ * objects as soon as this returns a promise: no copy is needed.
  */
 export async function writeBatched(
   kv: Deno.Kv,
-  entries: Array<{ key: Deno.KvKey; value: unknown | null }>,
+  entries: Iterable<{ key: Deno.KvKey; value: unknown | null }>,
 ): Promise<number> {
+  const ops: Deno.AtomicOperation[] = [];
   let op = kv.atomic();
   let count = 0;
   let bytes = 0;
-  let commits = 0;
   for (const { key, value } of entries) {
     const size = value === null ? 0 : JSON.stringify(value).length + 64;
     if (count > 0 && (count >= MAX_MUTATIONS_PER_ATOMIC || bytes + size > MAX_BYTES_PER_ATOMIC)) {
-      const res = await op.commit();
-      if (!res.ok) throw new Error("Deno KV atomic commit failed");
-      commits++;
+      ops.push(op);
       op = kv.atomic();
       count = 0;
       bytes = 0;
@@ -51,12 +108,12 @@ export async function writeBatched(
     count++;
     bytes += size;
   }
-  if (count > 0) {
+  if (count > 0) ops.push(op);
+  for (const op of ops) {
     const res = await op.commit();
     if (!res.ok) throw new Error("Deno KV atomic commit failed");
-    commits++;
   }
-  return commits;
+  return ops.length;
 }
 
 /** `["user", name]` → UserRecord (gateway/auth.ts) */

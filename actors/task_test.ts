@@ -5,6 +5,7 @@ import { systemClock } from "../core/clock.ts";
 import { parseTaskToml } from "../core/task_toml.ts";
 import {
   type Assignment,
+  type AssignSpan,
   type InstanceRecord,
   type Kill,
   nodeAssign,
@@ -23,7 +24,7 @@ import {
   taskSubmit,
 } from "../core/schema.ts";
 import { startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
-import { instanceKey, taskKey } from "./keys.ts";
+import { instanceKey, readInstances, spansOf, taskKey } from "./keys.ts";
 import { createTaskActor, type TaskActor, type TaskActorOptions } from "./task.ts";
 
 const DIGEST = `sha256-${"a".repeat(64)}`;
@@ -135,7 +136,17 @@ Deno.test({
       const batch = node.received.slice(finished);
       // 2 slots with a prefetch of 1x at first (4 held); for short instances the
       // prefetch grows, up to 64x the slots.
-      if (finished === 0) assert.equal(batch.length, 4);
+      if (finished === 0) {
+        assert.equal(batch.length, 4);
+        // First attempts are stored as one span per node and cycle, not one record each.
+        const spans = await Array.fromAsync(kv.list<AssignSpan>({ prefix: spansOf(task.id) }));
+        assert.deepEqual(spans.map((e) => [e.value.from, e.value.to, e.value.node]), [[0, 4, "n1"]]);
+        assert.equal((await kv.get(instanceKey(task.id, 2))).value, null);
+        const running = await readInstances(kv, task.id, 2, 6);
+        assert.deepEqual([...running.keys()], [2, 3], "instances 4 and 5 were never dispatched");
+        assert.equal(running.get(3)?.state, "running");
+        assert.equal(running.get(3)?.node, "n1");
+      }
       assert.ok(batch.length <= 2 * 65, `batch of ${batch.length}`);
       batches++;
       finished += batch.length;
@@ -153,6 +164,8 @@ Deno.test({
     assert.equal(inst.state, "succeeded");
     assert.equal(inst.history.length, 1);
     assert.ok(actor.stats().commits < 200 * 2, `commits ${actor.stats().commits} should be batched`);
+    assert.deepEqual(await Array.fromAsync(kv.list({ prefix: spansOf(task.id) })), [], "spans are gone once all ended");
+    assert.equal((await readInstances(kv, task.id, 0, 200)).size, 200);
     abort.abort();
     await actor.stopped;
     kv.close();
@@ -255,7 +268,7 @@ Deno.test({
     const second = new AbortController();
     actor = startActor(bus, kv, second);
     await actor.ready;
-    // The node still runs what the first actor gave it; heartbeats say so.
+    // The node still runs what the first actor gave it (stored as a span); heartbeats say so.
     bus.publish(nodeHeartbeat("n1"), { name: "n1", sentAt: Date.now(), usedSlots: 2, holding: node.received });
     assert.equal((await node.finish(node.received.slice(0, 4))).accepted, 4, "attempts in flight survive");
     let finished = 4;
@@ -271,6 +284,11 @@ Deno.test({
     });
     assert.equal(rec.counts.succeeded, 10);
     assert.equal(new Set(node.received.map((r) => r.index)).size, 10, "no instance started twice");
+    assert.deepEqual(
+      await Array.fromAsync(kv.list({ prefix: spansOf(task.id) })),
+      [],
+      "the rebuilt spans were deleted",
+    );
     second.abort();
     await actor.stopped;
     kv.close();
@@ -498,8 +516,9 @@ Deno.test({
     await waitUntil(() => events.at(-1)?.state === "succeeded", 5000, "the final progress event");
     const elapsedMs = Date.now() - startedAt;
     assert.ok(events.every((e) => e.taskId === task.id && e.owner === "alice" && e.instances === 60));
-    assert.equal(events[0].state, "queued");
-    assert.deepEqual(events[0].changed, []);
+    // The first event comes with the commit that stored the task together with its first placements.
+    assert.equal(events[0].state, "running");
+    assert.deepEqual(events[0].changed, [[0, "running"], [1, "running"], [2, "running"], [3, "running"]]);
     assert.deepEqual(events.at(-1)!.counts, { queued: 0, running: 0, succeeded: 60, failed: 0, cancelled: 0 });
     // 15 commits or more happened; the throttle lets at most one event per progressMs through.
     assert.ok(actor.stats().commits > 15, `commits ${actor.stats().commits}`);
@@ -508,6 +527,60 @@ Deno.test({
     for (const e of events) for (const [index, state] of e.changed!) last.set(index, state);
     assert.equal(last.size, 60);
     assert.ok([...last.values()].every((s) => s === "succeeded"));
+    abort.abort();
+    await actor.stopped;
+    kv.close();
+  },
+});
+
+Deno.test({
+  name: "an instance its node could not run is requeued without using up a retry, but not forever",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using nats = await startTestNats();
+    const { kv } = await setup(nats);
+    const bus = createBus(nats.nc, testLogger());
+    const abort = new AbortController();
+    const actor = startActor(bus, kv, abort);
+    await actor.ready;
+    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 1) });
+    const received: Array<{ taskId: string; index: number; attempt: number }> = [];
+    bus.subscribe(nodeAssign("n1"), (msg: Assignment) => {
+      for (const t of msg.tasks) for (const i of t.items) received.push({ taskId: t.taskId, ...i });
+    });
+    const task = await submit(bus, `[task]\nentrypoint = "run.sh"\n`);
+    // The node keeps failing to run it (say it cannot fetch the package): node trouble, not the instance's.
+    for (let n = 1; n <= 6; n++) {
+      await waitUntil(() => received.length === n, 5000, `attempt ${n - 1}`);
+      const now = Date.now();
+      const item = received[n - 1];
+      unwrap(
+        await bus.request(taskResults("n1"), {
+          node: "n1",
+          results: [{
+            ...item,
+            exitCode: null,
+            signal: null,
+            startedAt: now,
+            endedAt: now,
+            error: "node n1 could not run it: timeout",
+            outputBytes: 0,
+            logBytes: 0,
+          }],
+        }),
+      );
+    }
+    const rec = await waitUntil(
+      async () => {
+        const r = (await kv.get<TaskRecord>(taskKey(task.id))).value!;
+        return r.state === "failed" ? r : null;
+      },
+      5000,
+      "the task to fail",
+    );
+    assert.equal(rec.spec.retries, 0);
+    assert.equal(received.length, 6, "requeued 5 times although retries = 0, then given up");
     abort.abort();
     await actor.stopped;
     kv.close();

@@ -23,6 +23,7 @@ import { StorageType } from "@nats-io/jetstream";
 import { Objm } from "@nats-io/obj";
 import { connect } from "@nats-io/transport-node";
 import { join, resolve } from "node:path";
+import { startNatsServer } from "../core/nats_server.ts";
 import { parseArgs } from "../cli/args.ts";
 import { Client } from "../cli/client.ts";
 import { dataSources } from "../cli/data.ts";
@@ -111,13 +112,16 @@ export async function runDataPath(sizeBytes: number): Promise<DataPathResult> {
     const file = join(setDir, "big.bin");
     await writeFile(file, sizeBytes);
 
+    // A nats-server of the benchmark's own, without users, so that the plain object-store baseline runs on it too.
+    const natsServer = await startNatsServer({ storeDir: join(tmp, "nats"), port: 0 });
+    stops.push(() => natsServer.stop());
+    const natsUrl = natsServer.url;
     const manager = spawn(
-      ["manager", `--data-dir=${join(tmp, "manager")}`, "--port=0", "--nats-port=0", "--no-local-node"],
+      ["manager", `--data-dir=${join(tmp, "manager")}`, "--port=0", `--nats=${natsUrl}`, "--no-local-node"],
       { PARALLELIC_TOKEN: TOKEN },
     );
     stops.push(manager.stop);
     const url = (await manager.waitFor(/gateway:\s+(http:\/\/\S+)/, "the manager"))[1];
-    const natsUrl = (await manager.waitFor(/nats:\s+(nats:\/\/\S+)/, "the manager's NATS URL"))[1];
     const node = spawn([
       "node",
       `--nats=${natsUrl}`,

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
 
 /** A timer handle. */
 export type TimerId = ReturnType<typeof setTimeout>;
@@ -24,6 +25,16 @@ export const systemClock: Clock = {
   setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (id) => clearTimeout(id),
 };
+
+/**
+ * Runs `fn` on the next turn of the event loop, once the I/O that is ready
+ * now has been handled (so that messages which arrived together are handled
+ * together). Not a timer: `setTimeout(fn, 0)` waits 1-2 ms in Deno, this
+ * about 20 µs.
+ */
+export function nextTurn(fn: () => void): void {
+  setImmediate(fn);
+}
 
 /** A clock that moves only when told to: for tests. */
 export class ManualClock implements Clock {

@@ -53,6 +53,8 @@ export function natsConnectionOptions(options: ConnectNatsOptions): ConnectionOp
       ? { maxReconnectAttempts: -1, reconnectTimeWait: 250 }
       : { reconnect: false, maxReconnectAttempts: 0 }),
     waitOnFirstConnect: options.waitOnFirstConnect ?? false,
+    // No stack captured per request (a node makes one per results batch): the bus names the subject on failure.
+    noAsyncTraces: true,
     // Also bounds each reconnect's handshake (nats.js waits 20 s by default).
     timeout: 5000,
   };

@@ -180,7 +180,11 @@ export const TaskRecord = z.object({
 /** A task record. */
 export type TaskRecord = z.infer<typeof TaskRecord>;
 
-/** `["instance", taskId, index]`: written only once an instance was dispatched. */
+/**
+ * `["instance", taskId, index]`: written when an instance ends or is requeued,
+ * and when a retry is dispatched; a first attempt runs under its
+ * {@linkcode AssignSpan} until then.
+ */
 export const InstanceRecord = z.object({
   index: z.number().int().nonnegative(),
   state: State,
@@ -192,6 +196,21 @@ export const InstanceRecord = z.object({
 });
 /** An instance record. */
 export type InstanceRecord = z.infer<typeof InstanceRecord>;
+
+/**
+ * `["span", taskId, from]`: instances `from` to `to - 1`, sent for their first
+ * attempt to one node in one placement cycle. It stands for their instance
+ * records while they run (one write per batch instead of one per instance),
+ * and is deleted once each of them has a record of its own.
+ */
+export const AssignSpan = z.object({
+  from: z.number().int().nonnegative(),
+  to: z.number().int().positive(),
+  node: z.string(),
+  assignedAt: z.number(),
+});
+/** An assignment span. */
+export type AssignSpan = z.infer<typeof AssignSpan>;
 
 /** What a node offers. */
 export const NodeCapacity = z.object({

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { instanceKey, taskKey } from "../actors/keys.ts";
+import { readInstances, taskKey } from "../actors/keys.ts";
 import { NotFoundError } from "../core/errors.ts";
 import type { InstanceRecord, State, TaskRecord } from "../core/schema.ts";
 import type { TokenRecord } from "./auth.ts";
@@ -14,18 +14,21 @@ export function instanceState(task: TaskRecord, rec: InstanceRecord | null): Sta
   return rec?.state ?? (task.state === "cancelled" ? "cancelled" : "queued");
 }
 
-/** Reads the records of instances `from` to `to - 1` (only dispatched instances have one). */
-export async function readInstanceRecords(
+/**
+ * Reads the records of instances `from` to `to - 1`: each one's own, or, while
+ * its first attempt runs, the one its assignment span stands for (see
+ * `readInstances` in actors/keys.ts). Instances never dispatched have none.
+ */
+export const readInstanceRecords: (
   kv: Deno.Kv,
   taskId: string,
   from: number,
   to: number,
-): Promise<Map<number, InstanceRecord>> {
-  const records = new Map<number, InstanceRecord>();
-  for await (const e of kv.list<InstanceRecord>({ start: instanceKey(taskId, from), end: instanceKey(taskId, to) })) {
-    records.set(e.value.index, e.value);
-  }
-  return records;
+) => Promise<Map<number, InstanceRecord>> = readInstances;
+
+/** Reads the record of one instance (see {@linkcode readInstanceRecords}), or null. */
+export async function readInstanceRecord(kv: Deno.Kv, taskId: string, index: number): Promise<InstanceRecord | null> {
+  return (await readInstances(kv, taskId, index, index + 1)).get(index) ?? null;
 }
 
 /**

@@ -9,7 +9,7 @@
  */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { instanceKey, taskKey, TASKS } from "../actors/keys.ts";
+import { taskKey, TASKS } from "../actors/keys.ts";
 import type { DataActor } from "../actors/data.ts";
 import type { WorkspaceActor } from "../actors/workspace.ts";
 import { type AuditLog, createAuditLog } from "../core/audit.ts";
@@ -33,7 +33,7 @@ import {
 } from "../core/schema.ts";
 import { matrixParams } from "../core/task_toml.ts";
 import type { NatsUsers } from "../manager/nats_users.ts";
-import { instanceState, loadTask, readInstanceRecords } from "./access.ts";
+import { instanceState, loadTask, readInstanceRecord, readInstanceRecords } from "./access.ts";
 import { requireRole, type TokenRecord } from "./auth.ts";
 import { clientAddress, createGuard, type GuardOptions } from "./guard.ts";
 import { registerDataRoutes } from "./data.ts";
@@ -268,7 +268,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   app.get("/api/v1/tasks/:id/instances/:index", async (c) => {
     const task = await getTask(c.req.param("id"), c.get("who"));
     const index = parseIndex(task, c.req.param("index"));
-    const rec = (await kv.get<InstanceRecord>(instanceKey(task.id, index))).value;
+    const rec = await readInstanceRecord(kv, task.id, index);
     return c.json(instanceView(task, index, rec));
   });
 
@@ -279,14 +279,14 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     const ended = async () => {
       const t = (await kv.get<TaskRecord>(taskKey(task.id))).value;
       if (!t || FINAL_STATES.has(t.state)) return true;
-      const rec = (await kv.get<InstanceRecord>(instanceKey(task.id, index))).value;
+      const rec = await readInstanceRecord(kv, task.id, index);
       return rec !== null && FINAL_STATES.has(rec.state);
     };
     // Show only what the nodes that ran an attempt of this instance wrote under their own names.
     let ran = new Set<string>();
     const accept = async (node: string, attempt: number) => {
       if (ran.has(`${node}/${attempt}`)) return true;
-      const rec = (await kv.get<InstanceRecord>(instanceKey(task.id, index))).value;
+      const rec = await readInstanceRecord(kv, task.id, index);
       ran = new Set(rec?.history.map((h) => `${h.node}/${h.attempt}`));
       return ran.has(`${node}/${attempt}`);
     };

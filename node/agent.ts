@@ -13,7 +13,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { createBus, unwrap } from "../core/bus.ts";
 import { type Bucket, openBucket } from "../core/objects.ts";
-import { type Clock, systemClock, type TimerId } from "../core/clock.ts";
+import { type Clock, nextTurn, systemClock, type TimerId } from "../core/clock.ts";
 import { ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { Metrics } from "../core/metrics.ts";
@@ -90,6 +90,12 @@ export interface NodeOptions {
   tls?: NatsTls;
   /** Run instances as this OS user (the node must run as root; see `node/run_as.ts`). */
   runAs?: string;
+  /**
+   * Benchmarks only: report every instance as exited 0 at once, without
+   * fetching, copying or spawning anything (`bench/dispatch.ts` measures the
+   * manager, NATS and Deno KV alone with it). @default {false}
+   */
+  noop?: boolean;
 }
 
 /** A running compute node. */
@@ -122,7 +128,8 @@ interface Job {
   run: RunSpec;
   child?: Deno.ChildProcess;
   killed?: string;
-  dir?: string;
+  /** Its private copy of the task root, made ahead of its turn (see `stage`). */
+  staged?: Promise<string>;
 }
 
 const PASS_ENV = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL"];
@@ -247,7 +254,9 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   let finished = 0;
   let heartbeatMs = 1000;
   let heartbeatTimer: TimerId | undefined;
+  /** A retry of unacknowledged results is due then. */
   let flushTimer: TimerId | undefined;
+  let flushQueued = false;
   let stopping = false;
 
   let baseEnv: Record<string, string> = {};
@@ -267,18 +276,24 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     unacked.set(keyOf(result), result);
     pendingResults.push(result);
     finished++;
-    if (flushTimer === undefined) flushTimer = clock.setTimeout(flush, 0);
+    // Unless a retry is due: then these wait for it.
+    if (!flushQueued && flushTimer === undefined) {
+      flushQueued = true;
+      nextTurn(flush);
+    }
   };
 
   /**
-   * Sends pending results. At most two batches are in flight: results that end
-   * meanwhile wait for one to be acknowledged and travel together (batching
-   * under load, no delay when idle).
+   * Sends pending results. One batch at a time is in flight: results that end
+   * meanwhile wait for it to be acknowledged and travel together (Nagle's
+   * rule: batching under load, no delay when idle). Two in flight cost the
+   * manager and nats-server a fifth more CPU per instance in `bench/fanout.ts`.
    */
   let resultRequests = 0;
   function flush(): void {
+    flushQueued = false;
     flushTimer = undefined;
-    while (pendingResults.length > 0 && resultRequests < 2) {
+    while (pendingResults.length > 0 && resultRequests < 1) {
       const batch = pendingResults.splice(0, 500);
       resultRequests++;
       bus.request(taskResults(name), { node: name, results: batch }, { timeoutMs: 10_000 }).then(unwrap).then(
@@ -301,6 +316,35 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   // -------------------------------------------------------------------------
   // Running instances
 
+  /**
+   * Makes a job's private copy of the task root (fetching the package once).
+   * It runs ahead of the job's turn, while others run, so that a freed slot
+   * spawns at once.
+   */
+  const stage = (job: Job): Promise<string> => {
+    if (!job.staged) {
+      const dir = join(runsDir, `${job.ref.taskId}.${job.ref.index}.${job.ref.attempt}`);
+      job.staged = (async () => {
+        const root = await cache.root(job.digest as `sha256-${string}`, job.run.entrypoint);
+        try {
+          await copyTree(root, dir);
+          if (runAs) await handOver(runAs, dir);
+        } catch (e) {
+          await removeDir(dir);
+          throw e;
+        }
+        return dir;
+      })();
+      job.staged.catch(() => {}); // Reported when the job runs; a dropped job's failure does not matter.
+    }
+    return job.staged;
+  };
+
+  const removeDir = (dir: string) => Deno.remove(dir, { recursive: true }).catch(() => {});
+
+  /** Forgets a job that will not run: removes its staged copy. */
+  const drop = (job: Job) => void job.staged?.then(removeDir, () => {});
+
   const pump = () => {
     while (!stopping && queue.length > 0 && usedSlots + Math.min(queue[0].run.cpus, slots) <= slots) {
       const job = queue.shift()!;
@@ -312,6 +356,8 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         pump();
       });
     }
+    // The next ones (one per slot) get their copies while these run.
+    if (!options.noop && !stopping) { for (let i = 0; i < Math.min(queue.length, slots); i++) stage(queue[i]); }
   };
 
   /** Stops an instance's process tree: SIGTERM now, SIGKILL after the grace period. */
@@ -348,13 +394,12 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       logBytes: 0,
       ...fields,
     });
+    if (options.noop) return report(result({ exitCode: 0 }));
     let dir: string | undefined;
     let instanceIo: InstanceIo | undefined;
     try {
-      const root = await cache.root(job.digest as `sha256-${string}`, run.entrypoint);
+      dir = await stage(job);
       if (job.killed) return report(result({ error: job.killed }));
-      dir = join(runsDir, `${ref.taskId}.${ref.index}.${ref.attempt}`);
-      await copyTree(root, dir);
       try {
         instanceIo = await prepareInstanceIo(io, ref, run, dir);
       } catch (e) {
@@ -362,6 +407,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         return report(result({ error: `could not prepare data and outputs on ${name}: ${(e as Error).message}` }));
       }
       if (job.killed) return report(result({ error: job.killed }));
+      // The outputs folder is new: hand it over too.
       if (runAs) await handOver(runAs, dir);
       const env: Record<string, string> = { ...baseEnv, ...run.env, ...instanceIo.env };
       env.PARALLELIC_TASK_ID = ref.taskId;
@@ -427,7 +473,8 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       let error = job.killed ?? null;
       if (!stopping && !job.killed?.startsWith("stale")) {
         try {
-          outputBytes = await instanceIo.storeOutputs();
+          // Retried through a NATS restart or a stream leader election, like log chunks.
+          outputBytes = await publishRetrying(() => instanceIo!.storeOutputs());
         } catch (e) {
           error ??= `could not store outputs from ${name}: ${(e as Error).message}`;
         }
@@ -440,10 +487,12 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         logBytes,
       }));
     } catch (e) {
+      // Worded "node …": the node's trouble (NATS, the package), requeued without using up a retry, a few times.
       report(result({ error: `node ${name} could not run it: ${(e as Error).message}` }));
     } finally {
       await instanceIo?.cleanup();
-      if (dir) await Deno.remove(dir, { recursive: true }).catch(() => {});
+      // The slot is free once the result is reported: the copy goes meanwhile.
+      if (dir) void removeDir(dir);
     }
   }
 
@@ -467,7 +516,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         k.taskId === ref.taskId && (k.index === undefined || k.index === ref.index) &&
         (k.attempt === undefined || k.attempt === ref.attempt)
       );
-    for (let i = queue.length - 1; i >= 0; i--) if (matches(queue[i].ref)) queue.splice(i, 1);
+    for (let i = queue.length - 1; i >= 0; i--) if (matches(queue[i].ref)) drop(queue.splice(i, 1)[0]);
     for (const job of running.values()) if (matches(job.ref)) killJob(job, msg.reason);
     // A stale result nobody will accept need not be resent.
     for (const [k, r] of unacked) if (matches(r)) unacked.delete(k);
@@ -580,7 +629,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         bus.publish(nodeLeaving(name), { name });
       } catch { /* not connected */ }
       // What never started goes back to the manager with the rest, at "left".
-      queue.length = 0;
+      queue.splice(0).forEach(drop);
       const graceEnd = Date.now() + graceMs;
       while (running.size > 0 && Date.now() < graceEnd) await sleep(20);
       if (running.size > 0) log.warn("node:grace-over", { killing: running.size });

@@ -128,39 +128,26 @@ export async function startTestManager(options: Partial<ManagerOptions> = {}): P
   };
 }
 
-/** A compute node running as its own process (`deno run main.ts node`). */
-export interface NodeProcess extends AsyncDisposable {
-  name: string;
+/** A `deno run -A main.ts ...` child process, its output collected. */
+export interface MainProcess extends AsyncDisposable {
   child: Deno.ChildProcess;
-  /** Output so far. */
+  /** Output (stdout and stderr) so far. */
   output(): string;
+  /** Sends `signal` (unless it exited) and waits until it has exited. */
   kill(signal?: Deno.Signal): Promise<void>;
 }
 
 /**
- * Starts `main.ts node` as a child process. It gets the join token of the
- * test manager at `natsUrl` in `PARALLELIC_JOIN_TOKEN` unless `env` sets it.
+ * Starts `deno run -A [denoFlags] main.ts ARGS` as a child process (a node,
+ * or a manager of its own for benchmarks).
  */
-export function startNodeProcess(
-  natsUrl: string,
-  name: string,
-  workDir: string,
-  extra: string[] = [],
-  env: Record<string, string> = {},
-): NodeProcess {
-  const joinToken = joinTokens.get(natsUrl);
+export function startMainProcess(
+  args: string[],
+  options: { denoFlags?: string[]; env?: Record<string, string> } = {},
+): MainProcess {
   const child = new Deno.Command(Deno.execPath(), {
-    env: { ...(joinToken ? { PARALLELIC_JOIN_TOKEN: joinToken } : {}), ...env },
-    args: [
-      "run",
-      "-A",
-      join(ROOT, "main.ts"),
-      "node",
-      `--nats=${natsUrl}`,
-      `--name=${name}`,
-      `--work-dir=${workDir}`,
-      ...extra,
-    ],
+    args: ["run", "-A", ...options.denoFlags ?? [], join(ROOT, "main.ts"), ...args],
+    env: options.env,
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
@@ -183,7 +170,33 @@ export function startNodeProcess(
     done = true;
     await drained;
   };
-  return { name, child, output: () => out, kill, [Symbol.asyncDispose]: () => kill("SIGKILL") };
+  return { child, output: () => out, kill, [Symbol.asyncDispose]: () => kill("SIGKILL") };
+}
+
+/** A compute node running as its own process (`deno run main.ts node`). */
+export interface NodeProcess extends MainProcess {
+  name: string;
+}
+
+/**
+ * Starts `main.ts node` as a child process. It gets the join token of the
+ * test manager at `natsUrl` in `PARALLELIC_JOIN_TOKEN` unless `env` sets it;
+ * `denoFlags` go to `deno run` (say, `--cpu-prof`).
+ */
+export function startNodeProcess(
+  natsUrl: string,
+  name: string,
+  workDir: string,
+  extra: string[] = [],
+  env: Record<string, string> = {},
+  denoFlags: string[] = [],
+): NodeProcess {
+  const joinToken = joinTokens.get(natsUrl);
+  const process = startMainProcess(
+    ["node", `--nats=${natsUrl}`, `--name=${name}`, `--work-dir=${workDir}`, ...extra],
+    { denoFlags, env: { ...(joinToken ? { PARALLELIC_JOIN_TOKEN: joinToken } : {}), ...env } },
+  );
+  return { name, ...process };
 }
 
 /** Waits until `fn` returns a truthy value. */

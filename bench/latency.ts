@@ -1,0 +1,119 @@
+/**
+ * Latency benchmark: one instance of `true` on an idle cluster (a manager
+ * and one node of one slot), submit → running → done, over 200 runs; beside
+ * the floor measured in the same run: one NATS request/reply plus one spawn
+ * of the same `true` with piped output, as the node spawns it.
+ *
+ * "Done" is the task's `parallelic.task.<id>.done` event, received on NATS;
+ * the steps between come from the instance's `startedAt` and `endedAt`
+ * (node clock, whole ms, so each step is ±1 ms).
+ *
+ *   deno run -A bench/latency.ts [--runs 200] [--no-record]
+ *
+ * Target (issue 7): p50 within 5 ms of the floor.
+ *
+ * @module
+ */
+import { connect } from "@nats-io/transport-node";
+import { join } from "node:path";
+import type { InstanceView } from "../core/schema.ts";
+import { type Benchmark, epochMs, fmt, intArg, percentile, runBenchmark, table } from "./_util.ts";
+import { startCluster, truePackage } from "./cluster.ts";
+
+/** Times one NATS request/reply and one spawn of `bin` (piped output, read to the end), `runs` times. */
+async function measureFloor(natsUrl: string, bin: string, runs: number) {
+  const server = await connect({ servers: natsUrl });
+  const client = await connect({ servers: natsUrl });
+  server.subscribe("bench.floor", { callback: (_e, m) => void m.respond(m.data) });
+  await server.flush();
+  const payload = new TextEncoder().encode("{}");
+  const nats: number[] = [];
+  const spawn: number[] = [];
+  const total: number[] = [];
+  try {
+    for (let i = 0; i < runs; i++) {
+      const t0 = performance.now();
+      await client.request("bench.floor", payload, { timeout: 5000 });
+      const t1 = performance.now();
+      const child = new Deno.Command(bin, { stdin: "null", stdout: "piped", stderr: "piped" }).spawn();
+      await Promise.all([
+        child.status,
+        child.stdout.pipeTo(new WritableStream()),
+        child.stderr.pipeTo(new WritableStream()),
+      ]);
+      const t2 = performance.now();
+      nats.push(t1 - t0);
+      spawn.push(t2 - t1);
+      total.push(t2 - t0);
+    }
+  } finally {
+    await client.close();
+    await server.close();
+  }
+  return { nats, spawn, total };
+}
+
+/** The latency benchmark. */
+export const latency: Benchmark = {
+  name: "latency",
+  summary: "one instance of `true` on an idle cluster: submit → running → done, p50/p99 over 200 runs",
+  flags: { runs: "string" },
+  tiny: ["--runs", "5"],
+  async run(ctx) {
+    const runs = intArg(ctx.args, "runs", 200);
+    await using cluster = await startCluster(ctx);
+    await cluster.addNodes(1, { slots: 1 });
+    const zip = await truePackage(ctx.dir, 1);
+    // One run first, so that the node has the package cached (a fresh package is a different benchmark).
+    await cluster.done((await cluster.submit(zip)).id);
+
+    const accepted: number[] = [];
+    const toStart: number[] = [];
+    const ran: number[] = [];
+    const toDone: number[] = [];
+    const done: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const t0 = epochMs();
+      const { id } = await cluster.submit(zip);
+      const t1 = epochMs();
+      const event = await cluster.done(id, 30_000);
+      const t2 = epochMs();
+      if (event.state !== "succeeded") throw new Error(`Task ${id} ended ${event.state}`);
+      const inst = await cluster.json<InstanceView>(`/api/v1/tasks/${id}/instances/0`);
+      accepted.push(t1 - t0);
+      done.push(t2 - t0);
+      if (inst.startedAt === null || inst.endedAt === null) throw new Error(`Instance 0 of ${id} has no times`);
+      toStart.push(inst.startedAt - t0);
+      ran.push(inst.endedAt - inst.startedAt);
+      toDone.push(t2 - inst.endedAt);
+    }
+    const bin = join(ctx.dir, "true");
+    await Deno.copyFile("/usr/bin/true", bin);
+    const f = await measureFloor(cluster.natsUrl, bin, runs);
+
+    const row = (what: string, v: number[]) => [what, fmt(percentile(v, 50), 2), fmt(percentile(v, 99), 2)];
+    const p50 = percentile(done, 50);
+    const floor50 = percentile(f.total, 50);
+    return {
+      command: `--runs ${runs}`,
+      text: [
+        `Latency: one instance of \`true\`, ${runs} runs: submit → done p50 **${fmt(p50, 2)} ms**, ` +
+        `p99 ${fmt(percentile(done, 99), 2)} ms; floor (NATS request/reply + spawn) p50 ${fmt(floor50, 2)} ms: ` +
+        `${fmt(p50 - floor50, 2)} ms above it (target <= 5 ms: ${p50 - floor50 <= 5 ? "met" : "missed"}).`,
+        "",
+        table(["step", "p50 ms", "p99 ms"], [
+          row("submit → answered (upload, package check, task stored)", accepted),
+          row("submit → instance started on the node (task stored with its placement, sent)", toStart),
+          row("started → ended (copy of the task root, spawn, exit, output closed)", ran),
+          row("ended → done event received (result sent, stored, task finished)", toDone),
+          row("**submit → done event received**", done),
+          row("floor: NATS request/reply", f.nats),
+          row("floor: spawn `true`, piped output read to the end", f.spawn),
+          row("floor: both", f.total),
+        ]),
+      ].join("\n"),
+    };
+  },
+};
+
+if (import.meta.main) await runBenchmark(latency, Deno.args);
