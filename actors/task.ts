@@ -683,6 +683,13 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     if (r.exitCode === 0 && r.error === null) {
       endedTotal.inc({ outcome: "succeeded" });
       end(live, rec, "succeeded");
+    } else if (isLoss(entry)) {
+      // The node could not run it (NATS unreachable, package fetch failed): not the instance's
+      // fault, so no retry is used up, but a node that keeps failing it cannot loop forever.
+      const lost = rec.history.filter(isLoss).length;
+      endedTotal.inc({ outcome: lost > maxLostRequeues ? "failed" : "requeued" });
+      if (lost > maxLostRequeues) end(live, rec, "failed");
+      else requeue(live, rec, Math.min(60_000, retryBackoffMs * 2 ** (lost - 1)));
     } else {
       const failures = rec.history.filter((h) => !isLoss(h)).length;
       if (failures <= live.rec.spec.retries) {

@@ -532,3 +532,57 @@ Deno.test({
     kv.close();
   },
 });
+
+Deno.test({
+  name: "an instance its node could not run is requeued without using up a retry, but not forever",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using nats = await startTestNats();
+    const { kv } = await setup(nats);
+    const bus = createBus(nats.nc, testLogger());
+    const abort = new AbortController();
+    const actor = startActor(bus, kv, abort);
+    await actor.ready;
+    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 1) });
+    const received: Array<{ taskId: string; index: number; attempt: number }> = [];
+    bus.subscribe(nodeAssign("n1"), (msg: Assignment) => {
+      for (const t of msg.tasks) for (const i of t.items) received.push({ taskId: t.taskId, ...i });
+    });
+    const task = await submit(bus, `[task]\nentrypoint = "run.sh"\n`);
+    // The node keeps failing to run it (say it cannot fetch the package): node trouble, not the instance's.
+    for (let n = 1; n <= 6; n++) {
+      await waitUntil(() => received.length === n, 5000, `attempt ${n - 1}`);
+      const now = Date.now();
+      const item = received[n - 1];
+      unwrap(
+        await bus.request(taskResults("n1"), {
+          node: "n1",
+          results: [{
+            ...item,
+            exitCode: null,
+            signal: null,
+            startedAt: now,
+            endedAt: now,
+            error: "node n1 could not run it: timeout",
+            outputBytes: 0,
+            logBytes: 0,
+          }],
+        }),
+      );
+    }
+    const rec = await waitUntil(
+      async () => {
+        const r = (await kv.get<TaskRecord>(taskKey(task.id))).value!;
+        return r.state === "failed" ? r : null;
+      },
+      5000,
+      "the task to fail",
+    );
+    assert.equal(rec.spec.retries, 0);
+    assert.equal(received.length, 6, "requeued 5 times although retries = 0, then given up");
+    abort.abort();
+    await actor.stopped;
+    kv.close();
+  },
+});

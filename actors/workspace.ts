@@ -134,6 +134,12 @@ export async function createWorkspaceActor(
   const { nc, kv } = deps;
   const log = deps.log.scope({ actor: "workspace" });
   const packages = await ensureStorage(nc, options, log);
+  // Digests known to be stored (forgotten when a task's deletion removes one): a resubmitted package needs no lookup.
+  const stored = new Set<string>();
+  const remember = (digest: string) => {
+    if (stored.size >= 10_000) stored.clear();
+    stored.add(digest);
+  };
   const outputs: Bucket = await openBucket(nc, WORKSPACE_BUCKET, { create: true, replicas: options.replicas });
   const jsm = await jetstreamManager(nc);
   const locks = createKeyedLock();
@@ -228,6 +234,7 @@ export async function createWorkspaceActor(
       const info = await packages.info(task.digest);
       if (info && !info.deleted) {
         await packages.delete(task.digest);
+        stored.delete(task.digest);
         freedBytes += info.size;
       }
     });
@@ -243,9 +250,14 @@ export async function createWorkspaceActor(
 
   return {
     async putPackage(digest, bytes) {
+      if (stored.has(digest)) return false;
       const info = await packages.info(digest);
-      if (info && !info.deleted && info.size === bytes.byteLength) return false;
+      if (info && !info.deleted && info.size === bytes.byteLength) {
+        remember(digest);
+        return false;
+      }
       await packages.putBlob({ name: digest }, bytes);
+      remember(digest);
       log.info("workspace:package-stored", { digest, bytes: bytes.byteLength });
       return true;
     },

@@ -18,7 +18,13 @@ import { createLogger } from "../core/log.ts";
 import { startNatsServer } from "../core/nats_server.ts";
 import { zipFolder } from "../core/package.ts";
 import { type NodeRecord, type SubmitView, type TaskDone, taskDoneAll } from "../core/schema.ts";
-import { type MainProcess, type NodeProcess, startMainProcess, startNodeProcess } from "../tests/harness.ts";
+import {
+  type MainProcess,
+  type NodeProcess,
+  startMainProcess,
+  startNodeProcess,
+  startTestCluster,
+} from "../tests/harness.ts";
 import { type BenchContext, type ProcStats, procStats, sleep } from "./_util.ts";
 
 /** The admin token of benchmark managers. */
@@ -28,6 +34,11 @@ const TOKEN = "parallelic-bench-token";
 export interface ClusterOptions {
   /** Extra manager flags (`--heartbeat-ms 1000`, …). */
   managerArgs?: string[];
+  /**
+   * NATS servers: 1 (default), or a NATS cluster of this many with clustered
+   * JetStream, whose buckets and streams the manager replicates on each.
+   */
+  natsServers?: number;
 }
 
 /** Options of {@linkcode BenchCluster.addNodes}. */
@@ -78,13 +89,16 @@ export interface BenchCluster extends AsyncDisposable {
 export async function startCluster(ctx: BenchContext, options: ClusterOptions = {}): Promise<BenchCluster> {
   const dataDir = join(ctx.dir, "manager");
   const profile = (who: string) => ctx.profileDir ? ["--cpu-prof", `--cpu-prof-dir=${join(ctx.profileDir, who)}`] : [];
-  const natsServer = await startNatsServer({ storeDir: join(ctx.dir, "nats"), port: 0 });
-  const natsUrl = natsServer.url;
+  const clustered = (options.natsServers ?? 1) > 1 ? await startTestCluster(options.natsServers) : null;
+  const natsServer = clustered?.servers[0] ?? await startNatsServer({ storeDir: join(ctx.dir, "nats"), port: 0 });
+  const natsUrl = clustered?.urls ?? natsServer.url;
+  const stopNats = () => clustered ? clustered[Symbol.asyncDispose]() : natsServer.stop();
   const manager: MainProcess = startMainProcess([
     "manager",
     `--data-dir=${dataDir}`,
     "--port=0",
     `--nats=${natsUrl}`,
+    ...clustered ? [`--replicas=${clustered.servers.length}`] : [],
     "--no-local-node",
     "--log-level=warn",
     // Benchmarks measure the engine, not the per-token rate limit of the API.
@@ -102,7 +116,7 @@ export async function startCluster(ctx: BenchContext, options: ClusterOptions = 
       const exited = await Promise.race([manager.child.status.then(() => true), sleep(50).then(() => false)]);
       if (exited || Date.now() > deadline) throw new Error(`The manager did not start:\n${out}`);
     }
-    nc = await connect({ servers: natsUrl });
+    nc = await connect({ servers: natsUrl.split(",") });
     const bus = createBus(nc, createLogger({ level: "error" }));
     const doneEvents = new Map<string, TaskDone>();
     const waiters = new Map<string, (d: TaskDone) => void>();
@@ -130,7 +144,7 @@ export async function startCluster(ctx: BenchContext, options: ClusterOptions = 
       await Promise.all(nodes.map((n) => n.kill("SIGTERM")));
       await manager.kill("SIGTERM");
       await nc?.close().catch(() => {});
-      await natsServer.stop();
+      await stopNats();
     };
     return {
       url,
@@ -195,7 +209,19 @@ export async function startCluster(ctx: BenchContext, options: ClusterOptions = 
         return nodes.slice(first);
       },
       managerStats: () => procStats(manager.child.pid),
-      natsStats: () => procStats(natsServer.pid).catch(() => null),
+      async natsStats() {
+        // Summed over every server of a NATS cluster.
+        const all = await Promise.all(
+          (clustered?.servers ?? [natsServer]).map((n) => procStats(n.pid).catch(() => null)),
+        );
+        const live = all.filter((x): x is ProcStats => x !== null);
+        if (live.length === 0) return null;
+        return live.reduce((a, b) => ({
+          ...a,
+          cpuSeconds: a.cpuSeconds + b.cpuSeconds,
+          rssBytes: a.rssBytes + b.rssBytes,
+        }));
+      },
       stop,
       [Symbol.asyncDispose]: stop,
     };
@@ -203,7 +229,7 @@ export async function startCluster(ctx: BenchContext, options: ClusterOptions = 
     await Promise.all(nodes.map((n) => n.kill("SIGKILL")));
     await manager.kill("SIGKILL");
     await nc?.close().catch(() => {});
-    await natsServer.stop();
+    await stopNats();
     throw e;
   }
 }

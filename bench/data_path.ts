@@ -23,10 +23,10 @@ import { StorageType } from "@nats-io/jetstream";
 import { Objm } from "@nats-io/obj";
 import { connect } from "@nats-io/transport-node";
 import { join, resolve } from "node:path";
+import { startNatsServer } from "../core/nats_server.ts";
 import { parseArgs } from "../cli/args.ts";
 import { Client } from "../cli/client.ts";
 import { dataSources } from "../cli/data.ts";
-import { startNatsServer } from "../core/nats_server.ts";
 import { CHUNK_BYTES } from "../core/objects.ts";
 import { tarStream } from "../core/tar.ts";
 import { removeTree } from "../node/readonly.ts";
@@ -112,11 +112,10 @@ export async function runDataPath(sizeBytes: number): Promise<DataPathResult> {
     const file = join(setDir, "big.bin");
     await writeFile(file, sizeBytes);
 
-    // A nats-server of its own, without users: the embedded one's nkey users would not let this
-    // benchmark use the object store directly, nor a node join without the join token.
-    const nats = await startNatsServer({ storeDir: join(tmp, "nats"), port: 0 });
-    stops.push(nats.stop);
-    const natsUrl = nats.url;
+    // A nats-server of the benchmark's own, without users, so that the plain object-store baseline runs on it too.
+    const natsServer = await startNatsServer({ storeDir: join(tmp, "nats"), port: 0 });
+    stops.push(() => natsServer.stop());
+    const natsUrl = natsServer.url;
     const manager = spawn(
       ["manager", `--data-dir=${join(tmp, "manager")}`, "--port=0", `--nats=${natsUrl}`, "--no-local-node"],
       { PARALLELIC_TOKEN: TOKEN },

@@ -10,7 +10,11 @@
  * (Parallelic: manager, nats-server, nodes and the instances), which the
  * load of others changes far less than wall times.
  *
- *   deno run -A bench/fanout.ts [--instances 10000] [--rounds 3] [--no-gnu-parallel] [--node-dir /dev/shm] [--no-record]
+ *   deno run -A bench/fanout.ts [--instances 10000] [--rounds 3] [--no-gnu-parallel] [--node-dir /dev/shm]
+ *                               [--nats-servers 3] [--no-record]
+ *
+ * `--nats-servers 3` runs the engine on a 3-server NATS cluster with every
+ * bucket and stream replicated 3 times (issue 9), instead of one server.
  *
  * Targets (issues 3 and 7): Parallelic within 1.5x of xargs, and at least 4x
  * faster than GNU parallel.
@@ -63,7 +67,13 @@ const sum = (cpu: Record<string, number>) => Object.values(cpu).reduce((a, b) =>
 export const fanout: Benchmark = {
   name: "fanout",
   summary: "10,000 instances of `true` on 2 nodes x 1 slot vs xargs -P2 and GNU parallel -j2",
-  flags: { instances: "string", rounds: "string", "gnu-parallel": "boolean", "node-dir": "string" },
+  flags: {
+    instances: "string",
+    rounds: "string",
+    "gnu-parallel": "boolean",
+    "node-dir": "string",
+    "nats-servers": "string",
+  },
   tiny: ["--instances", "20", "--rounds", "1"],
   async run(ctx) {
     const instances = intArg(ctx.args, "instances", 10_000);
@@ -74,7 +84,8 @@ export const fanout: Benchmark = {
     await using _removed = {
       [Symbol.asyncDispose]: async () => void (workDir && await Deno.remove(workDir, { recursive: true })),
     };
-    await using cluster = await startCluster(ctx);
+    const natsServers = Math.max(1, intArg(ctx.args, "nats-servers", 1));
+    await using cluster = await startCluster(ctx, { natsServers });
     await cluster.addNodes(2, { slots: 1, workDir });
     // The package holds a copy of `true`, and the other tools run that same binary.
     const zip = await truePackage(ctx.dir, instances);
@@ -120,7 +131,10 @@ export const fanout: Benchmark = {
         : "GNU parallel was not run (--no-gnu-parallel, or not installed: apt-get install parallel)."),
       "",
       table(["tool", "wall s (median)", "range", "ms/instance", "CPU ms/instance", "vs xargs"], [
-        row("parallelic (2 nodes x 1 slot)", parallelic),
+        row(
+          `parallelic (2 nodes x 1 slot${natsServers > 1 ? `, ${natsServers} NATS servers, R${natsServers}` : ""})`,
+          parallelic,
+        ),
         row("xargs -P2", xargs),
         ...withParallel ? [row("GNU parallel -j2", gnuParallel)] : [],
       ]),

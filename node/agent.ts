@@ -328,6 +328,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         const root = await cache.root(job.digest as `sha256-${string}`, job.run.entrypoint);
         try {
           await copyTree(root, dir);
+          if (runAs) await handOver(runAs, dir);
         } catch (e) {
           await removeDir(dir);
           throw e;
@@ -406,6 +407,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         return report(result({ error: `could not prepare data and outputs on ${name}: ${(e as Error).message}` }));
       }
       if (job.killed) return report(result({ error: job.killed }));
+      // The outputs folder is new: hand it over too.
       if (runAs) await handOver(runAs, dir);
       const env: Record<string, string> = { ...baseEnv, ...run.env, ...instanceIo.env };
       env.PARALLELIC_TASK_ID = ref.taskId;
@@ -471,7 +473,8 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       let error = job.killed ?? null;
       if (!stopping && !job.killed?.startsWith("stale")) {
         try {
-          outputBytes = await instanceIo.storeOutputs();
+          // Retried through a NATS restart or a stream leader election, like log chunks.
+          outputBytes = await publishRetrying(() => instanceIo!.storeOutputs());
         } catch (e) {
           error ??= `could not store outputs from ${name}: ${(e as Error).message}`;
         }
@@ -484,6 +487,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         logBytes,
       }));
     } catch (e) {
+      // Worded "node …": the node's trouble (NATS, the package), requeued without using up a retry, a few times.
       report(result({ error: `node ${name} could not run it: ${(e as Error).message}` }));
     } finally {
       await instanceIo?.cleanup();

@@ -227,7 +227,11 @@ Deno.test({
     await killed.kill("SIGKILL");
     await waitUntil(() => tm.manager.nats !== killed, 20_000, "nats-server restarted");
     const task = await tm.waitForTask(id, 60_000);
-    assert.equal(task.state, "succeeded");
+    assert.equal(
+      task.state,
+      "succeeded",
+      JSON.stringify((await instances(tm.api, id)).filter((i) => i.state !== "succeeded").map((i) => i.history)),
+    );
     assertOneResultEach(await instances(tm.api, id), 12);
     const log = await (await tm.api(`/api/v1/tasks/${id}/instances/11/logs`)).text();
     assert.match(log, /done 11/, "logs after the restart are kept");
