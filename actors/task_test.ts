@@ -86,6 +86,28 @@ function fakeNode(bus: Bus, name: string) {
   };
 }
 
+/** A task actor on a real nats-server and Deno KV, stopped and cleaned up by `await using`. */
+async function actorEnv(options: Partial<TaskActorOptions> = {}) {
+  const nats = await startTestNats();
+  const kv = await Deno.openKv(join(nats.dir, "state.kv"));
+  const bus = createBus(nats.nc, testLogger());
+  const abort = new AbortController();
+  const actor = startActor(bus, kv, abort, 10, options);
+  await actor.ready;
+  return {
+    nats,
+    kv,
+    bus,
+    actor,
+    async [Symbol.asyncDispose]() {
+      abort.abort();
+      await actor.stopped;
+      kv.close();
+      await nats[Symbol.asyncDispose]();
+    },
+  };
+}
+
 async function setup(t: { dir: string }, options: { retryBackoffMs?: number } = {}) {
   const kv = await Deno.openKv(join(t.dir, "state.kv"));
   return { kv, ...options };
@@ -117,12 +139,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    await using nats = await startTestNats();
-    const { kv } = await setup(nats);
-    const bus = createBus(nats.nc, testLogger());
-    const abort = new AbortController();
-    const actor = startActor(bus, kv, abort);
-    await actor.ready;
+    await using env = await actorEnv();
+    const { kv, bus, actor } = env;
     const node = fakeNode(bus, "n1");
     const done: string[] = [];
     bus.subscribe(taskDoneAll, (d) => void done.push(d.state));
@@ -166,9 +184,6 @@ Deno.test({
     assert.ok(actor.stats().commits < 200 * 2, `commits ${actor.stats().commits} should be batched`);
     assert.deepEqual(await Array.fromAsync(kv.list({ prefix: spansOf(task.id) })), [], "spans are gone once all ended");
     assert.equal((await readInstances(kv, task.id, 0, 200)).size, 200);
-    abort.abort();
-    await actor.stopped;
-    kv.close();
   },
 });
 
@@ -177,12 +192,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    await using nats = await startTestNats();
-    const { kv } = await setup(nats);
-    const bus = createBus(nats.nc, testLogger());
-    const abort = new AbortController();
-    const actor = startActor(bus, kv, abort);
-    await actor.ready;
+    await using env = await actorEnv();
+    const { kv, bus } = env;
     const node = fakeNode(bus, "n1");
     bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 1) });
     const task = await submit(bus, `[task]\nentrypoint = "run.sh"\ninstances = 1\n[limits]\nretries = 1\n`);
@@ -204,9 +215,6 @@ Deno.test({
     assert.match(rec.reason ?? "", /1 of 1 instances failed/);
     const inst = (await kv.get<InstanceRecord>(instanceKey(task.id, 0))).value!;
     assert.deepEqual(inst.history.map((h) => h.exitCode), [3, 4]);
-    abort.abort();
-    await actor.stopped;
-    kv.close();
   },
 });
 
@@ -215,12 +223,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    await using nats = await startTestNats();
-    const { kv } = await setup(nats);
-    const bus = createBus(nats.nc, testLogger());
-    const abort = new AbortController();
-    const actor = startActor(bus, kv, abort);
-    await actor.ready;
+    await using env = await actorEnv();
+    const { kv, bus } = env;
     const a = fakeNode(bus, "a");
     const b = fakeNode(bus, "b");
     bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("a", 1) });
@@ -241,9 +245,6 @@ Deno.test({
     const inst = (await kv.get<InstanceRecord>(instanceKey(task.id, b.received[1].index))).value!;
     assert.deepEqual(inst.history.map((h) => h.node), ["a", "b"]);
     assert.match(inst.history[0].error ?? "", /node a lost/);
-    abort.abort();
-    await actor.stopped;
-    kv.close();
   },
 });
 
@@ -358,12 +359,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    await using nats = await startTestNats();
-    const { kv } = await setup(nats);
-    const bus = createBus(nats.nc, testLogger());
-    const abort = new AbortController();
-    const actor = startActor(bus, kv, abort);
-    await actor.ready;
+    await using env = await actorEnv();
+    const { kv, bus } = env;
     const node = fakeNode(bus, "n1");
     bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 1) });
     const toml = `[task]\nentrypoint = "run.sh"\n[limits]\nretries = 1\n[finalize]\nentrypoint = "merge.sh"\n`;
@@ -390,9 +387,6 @@ Deno.test({
     assert.equal(bFailed.finalize, null, "no finalize after a failed instance");
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(node.received.length, 5);
-    abort.abort();
-    await actor.stopped;
-    kv.close();
   },
 });
 
@@ -401,12 +395,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    await using nats = await startTestNats();
-    const { kv } = await setup(nats);
-    const bus = createBus(nats.nc, testLogger());
-    const abort = new AbortController();
-    const actor = startActor(bus, kv, abort);
-    await actor.ready;
+    await using env = await actorEnv();
+    const { nats, bus } = env;
     const a = fakeNode(bus, "a");
     const b = fakeNode(bus, "b");
     bus.publish(nodesEvent, { kind: "joined", node: { ...nodeRecord("a", 2), labels: { zone: "a" } } });
@@ -435,9 +425,6 @@ Deno.test({
     await waitUntil(() => b.received.length === 5, 5000, "plain instances on b");
     assert.equal(a.received.length, 0, "a draining node takes nothing new");
     assert.ok(b.received.slice(3).every((r) => r.taskId === plain.id));
-    abort.abort();
-    await actor.stopped;
-    kv.close();
   },
 });
 
@@ -446,12 +433,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    await using nats = await startTestNats();
-    const { kv } = await setup(nats);
-    const bus = createBus(nats.nc, testLogger());
-    const abort = new AbortController();
-    const actor = startActor(bus, kv, abort);
-    await actor.ready;
+    await using env = await actorEnv();
+    const { kv, bus } = env;
     const node = fakeNode(bus, "n");
     const spec = (toml: string) => parseTaskToml(toml);
     const submitAs = async (owner: string, toml: string) =>
@@ -480,9 +463,6 @@ Deno.test({
       order.lastIndexOf("B") < 30,
       `bob's 10 are dispatched among the first 30, not after alice's 1000: ${order.slice(0, 40)}`,
     );
-    abort.abort();
-    await actor.stopped;
-    kv.close();
   },
 });
 
@@ -491,14 +471,10 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    await using nats = await startTestNats();
-    const { kv } = await setup(nats);
-    const bus = createBus(nats.nc, testLogger());
-    const abort = new AbortController();
     const progressMs = 200;
     // Small batches (no deeper prefetch for short instances), so that there are many commits to throttle.
-    const actor = startActor(bus, kv, abort, 10, { progressMs, maxPrefetchFactor: 1 });
-    await actor.ready;
+    await using env = await actorEnv({ progressMs, maxPrefetchFactor: 1 });
+    const { bus, actor } = env;
     const node = fakeNode(bus, "n1");
     const events: TaskProgress[] = [];
     bus.subscribe(taskProgressAll, (e) => void events.push(e));
@@ -527,9 +503,6 @@ Deno.test({
     for (const e of events) for (const [index, state] of e.changed!) last.set(index, state);
     assert.equal(last.size, 60);
     assert.ok([...last.values()].every((s) => s === "succeeded"));
-    abort.abort();
-    await actor.stopped;
-    kv.close();
   },
 });
 
@@ -538,12 +511,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    await using nats = await startTestNats();
-    const { kv } = await setup(nats);
-    const bus = createBus(nats.nc, testLogger());
-    const abort = new AbortController();
-    const actor = startActor(bus, kv, abort);
-    await actor.ready;
+    await using env = await actorEnv();
+    const { kv, bus } = env;
     bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 1) });
     const received: Array<{ taskId: string; index: number; attempt: number }> = [];
     bus.subscribe(nodeAssign("n1"), (msg: Assignment) => {
@@ -581,8 +550,5 @@ Deno.test({
     );
     assert.equal(rec.spec.retries, 0);
     assert.equal(received.length, 6, "requeued 5 times although retries = 0, then given up");
-    abort.abort();
-    await actor.stopped;
-    kv.close();
   },
 });
