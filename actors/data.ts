@@ -29,6 +29,7 @@ import {
 } from "../core/data_manifest.ts";
 import { AuthError, ConflictError, NotFoundError, tooLarge, ValidationError } from "../core/errors.ts";
 import { createKeyedLock } from "../core/lock.ts";
+import { retryJetStream } from "../core/jetstream_retry.ts";
 import type { Logger } from "../core/log.ts";
 import { type Bucket, digestHex, openBucket } from "../core/objects.ts";
 import {
@@ -149,7 +150,11 @@ export async function createDataActor(deps: DataActorDeps, options: DataActorOpt
   const { kv, clock } = deps;
   const log = deps.log.scope({ actor: "data" });
   const maxDataSetBytes = options.maxDataSetBytes ?? 256 * 2 ** 30;
-  const bucket: Bucket = await openBucket(deps.nc, DATA_BUCKET, { create: true, replicas: options.replicas });
+  // Retried while a NATS cluster is still forming (too few peers for a replicated bucket).
+  const bucket: Bucket = await retryJetStream(
+    () => openBucket(deps.nc, DATA_BUCKET, { create: true, replicas: options.replicas }),
+    120_000,
+  );
   const locks = createKeyedLock();
   const CATALOG = "catalog";
   const uploads = new Set<Upload>();

@@ -114,13 +114,24 @@ export async function ensureStorage(
     // Logs are read with direct gets, which any replica answers.
     allow_direct: true,
   };
-  try {
-    await jsm.streams.info(LOG_STREAM);
-    await jsm.streams.update(LOG_STREAM, { max_bytes: config.max_bytes, allow_direct: true });
-  } catch {
-    await jsm.streams.add(config);
-  }
-  return await new Objm(nc).create(PACKAGE_BUCKET, { replicas, storage: StorageType.File });
+  const waiting = (e: Error) => log?.warn("workspace:waiting-for-jetstream", { error: e.message });
+  await retryJetStream(
+    async () => {
+      try {
+        await jsm.streams.info(LOG_STREAM);
+        await jsm.streams.update(LOG_STREAM, { max_bytes: config.max_bytes, allow_direct: true });
+      } catch {
+        await jsm.streams.add(config);
+      }
+    },
+    120_000,
+    waiting,
+  );
+  return await retryJetStream(
+    () => new Objm(nc).create(PACKAGE_BUCKET, { replicas, storage: StorageType.File }),
+    120_000,
+    waiting,
+  );
 }
 
 /** How many object deletions run at once when a task is deleted. */
@@ -140,7 +151,10 @@ export async function createWorkspaceActor(
     if (stored.size >= 10_000) stored.clear();
     stored.add(digest);
   };
-  const outputs: Bucket = await openBucket(nc, WORKSPACE_BUCKET, { create: true, replicas: options.replicas });
+  const outputs: Bucket = await retryJetStream(
+    () => openBucket(nc, WORKSPACE_BUCKET, { create: true, replicas: options.replicas }),
+    120_000,
+  );
   const jsm = await jetstreamManager(nc);
   const locks = createKeyedLock();
 

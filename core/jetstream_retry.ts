@@ -10,7 +10,8 @@ import { UnavailableError } from "./errors.ts";
 /**
  * Retries a JetStream API call that timed out: while a clustered stream
  * elects a new leader (a NATS server was lost), its API does not answer for
- * a few seconds.
+ * a few seconds; and while a cluster forms, it has too few peers to place
+ * replicated streams.
  */
 export async function retryJetStream<T>(
   fn: () => Promise<T>,
@@ -23,7 +24,9 @@ export async function retryJetStream<T>(
       return await fn();
     } catch (e) {
       const name = (e as Error).name ?? "";
-      if (Date.now() > deadline || !/Timeout|NoResponders|Request/i.test(`${name} ${(e as Error).message}`)) {
+      // A cluster still forming has a leader but not yet the peers an R3 stream needs.
+      const transient = /Timeout|NoResponders|Request|no suitable peers|insufficient resources/i;
+      if (Date.now() > deadline || !transient.test(`${name} ${(e as Error).message}`)) {
         throw new UnavailableError(`JetStream did not answer: ${(e as Error).message}`, { cause: e });
       }
       onRetry?.(e as Error);

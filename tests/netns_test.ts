@@ -199,10 +199,14 @@ Deno.test({
       // b rejoins and takes work again; its late reports changed nothing.
       await waitUntil(async () => (await nodes()).find((n) => n.name === "b")?.state === "ready", 60_000, "b back");
       assert.deepEqual(await list(), instances, "late reports of the cut-off node were ignored");
+      const small = await makeZip({
+        "task.toml": `[task]\nentrypoint = "run.sh"\ninstances = 40\n`,
+        "run.sh": `#!/bin/sh\nsleep 0.5\necho "again $PARALLELIC_INSTANCE"\n`,
+      });
       const again = await (await api("/api/v1/tasks", {
         method: "POST",
         headers: { "content-type": "application/zip" },
-        body: zip as Uint8Array<ArrayBuffer>,
+        body: small as Uint8Array<ArrayBuffer>,
       })).json();
       let last: TaskView | undefined;
       await (waitUntil(
