@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { freePort } from "../core/nats_server.ts";
 import type { InstanceView, TaskView } from "../core/schema.ts";
-import { makeZip, ROOT, startNodeProcess, tempDir, TEST_TOKEN, waitUntil } from "./harness.ts";
+import { makeZip, managerProcess, startNodeProcess, tempDir, waitUntil } from "./harness.ts";
 
 Deno.test({
   name: "a manager restored from a backup taken mid-run completes the task",
@@ -17,95 +17,49 @@ Deno.test({
     await using work = await tempDir();
     const dataDir = join(work.path, "data");
     const backup = join(work.path, "backup");
-    const port = freePort();
     const natsPort = freePort();
-    const start = () =>
-      new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          join(ROOT, "main.ts"),
-          "manager",
-          `--data-dir=${dataDir}`,
-          `--port=${port}`,
-          `--nats-port=${natsPort}`,
-          "--no-local-node",
-          "--heartbeat-ms=200",
-          "--lease-ms=3000",
-          "--log-level=warn",
-        ],
-        env: { PARALLELIC_TOKEN: TEST_TOKEN },
-        stdout: "null",
-        stderr: "null",
-      }).spawn();
-    const api = (path: string, init: RequestInit = {}) =>
-      fetch(`http://127.0.0.1:${port}${path}`, {
-        ...init,
-        headers: { ...init.headers, authorization: `Bearer ${TEST_TOKEN}` },
-      });
-    const up = () => waitUntil(() => api("/healthz").then((r) => r.ok, () => false), 30_000, "manager up");
-    const stop = async (m: Deno.ChildProcess) => {
-      m.kill("SIGTERM");
-      assert.equal((await m.status).code, 0);
-    };
+    await using manager = managerProcess(dataDir, [`--nats-port=${natsPort}`, "--heartbeat-ms=200", "--lease-ms=3000"]);
+    const api = manager.api;
+    const stop = async () => assert.equal((await manager.stop("SIGTERM"))?.code, 0);
     const task = async (id: string) => await (await api(`/api/v1/tasks/${id}`)).json() as TaskView;
-    let manager = start();
-    await up();
+    await manager.start();
     await using _node = startNodeProcess(`nats://127.0.0.1:${natsPort}`, "a", join(work.path, "a"), [
       "--slots=2",
       `--join-token-file=${join(dataDir, "join-token")}`,
     ]);
-    try {
-      await waitUntil(async () => (await (await api("/api/v1/nodes")).json()).nodes.length === 1, 20_000, "node");
-      const zip = await makeZip({
-        "task.toml": `[task]\nentrypoint = "run.sh"\ninstances = 16\n`,
-        "run.sh": `#!/bin/sh\nsleep 0.4\necho "out $PARALLELIC_INSTANCE"\n`,
-      });
-      const { id } = await (await api("/api/v1/tasks", {
-        method: "POST",
-        headers: { "content-type": "application/zip" },
-        body: zip as Uint8Array<ArrayBuffer>,
-      })).json();
-      await waitUntil(async () => (await task(id)).counts.succeeded >= 4, 30_000, "some progress");
-      // Back up: stop the manager, copy its data dir, start it again.
-      await stop(manager);
-      await new Deno.Command("cp", { args: ["-a", dataDir, backup] }).output();
-      const atBackup = (await Deno.readDir(backup)[Symbol.asyncIterator]().next()).done === false;
-      assert.ok(atBackup, "the backup holds files");
-      manager = start();
-      await up();
-      // Right after the restart the manager's state is the backup's, plus results nodes held meanwhile.
-      const backedUp = (await task(id)).counts.succeeded;
-      await waitUntil(async () => (await task(id)).counts.succeeded >= backedUp + 4, 60_000, "more progress");
-      // Restore: stop, replace the data dir with the backup, start.
-      await stop(manager);
-      await Deno.remove(dataDir, { recursive: true });
-      await new Deno.Command("cp", { args: ["-a", backup, dataDir] }).output();
-      manager = start();
-      await up();
-      const restored = await task(id);
-      assert.ok(
-        restored.counts.succeeded <= backedUp,
-        `the restored state is the backup's (${restored.counts.succeeded})`,
-      );
-      const done = await waitUntil(
-        async () => {
-          const t = await task(id);
-          return ["succeeded", "failed", "cancelled"].includes(t.state) ? t : null;
-        },
-        90_000,
-        "the task to end",
-      );
-      assert.equal(done.state, "succeeded");
-      const { instances } = await (await api(`/api/v1/tasks/${id}/instances`)).json() as { instances: InstanceView[] };
-      for (const i of instances) {
-        assert.equal(i.state, "succeeded");
-        assert.equal(i.history.filter((h) => h.exitCode !== null).length, 1, `instance ${i.index}: one result`);
-      }
-      assert.match(await (await api(`/api/v1/tasks/${id}/instances/15/logs`)).text(), /out 15/);
-    } finally {
-      manager.kill("SIGTERM");
-      await manager.status;
+    await waitUntil(async () => (await (await api("/api/v1/nodes")).json()).nodes.length === 1, 20_000, "node");
+    const zip = await makeZip({
+      "task.toml": `[task]\nentrypoint = "run.sh"\ninstances = 16\n`,
+      "run.sh": `#!/bin/sh\nsleep 0.4\necho "out $PARALLELIC_INSTANCE"\n`,
+    });
+    const id = await manager.submit(zip);
+    await waitUntil(async () => (await task(id)).counts.succeeded >= 4, 30_000, "some progress");
+    // Back up: stop the manager, copy its data dir, start it again.
+    await stop();
+    await new Deno.Command("cp", { args: ["-a", dataDir, backup] }).output();
+    const atBackup = (await Deno.readDir(backup)[Symbol.asyncIterator]().next()).done === false;
+    assert.ok(atBackup, "the backup holds files");
+    await manager.start();
+    // Right after the restart the manager's state is the backup's, plus results nodes held meanwhile.
+    const backedUp = (await task(id)).counts.succeeded;
+    await waitUntil(async () => (await task(id)).counts.succeeded >= backedUp + 4, 60_000, "more progress");
+    // Restore: stop, replace the data dir with the backup, start.
+    await stop();
+    await Deno.remove(dataDir, { recursive: true });
+    await new Deno.Command("cp", { args: ["-a", backup, dataDir] }).output();
+    await manager.start();
+    const restored = await task(id);
+    assert.ok(
+      restored.counts.succeeded <= backedUp,
+      `the restored state is the backup's (${restored.counts.succeeded})`,
+    );
+    const done = await manager.waitForTask(id, 90_000);
+    assert.equal(done.state, "succeeded");
+    const { instances } = await (await api(`/api/v1/tasks/${id}/instances`)).json() as { instances: InstanceView[] };
+    for (const i of instances) {
+      assert.equal(i.state, "succeeded");
+      assert.equal(i.history.filter((h) => h.exitCode !== null).length, 1, `instance ${i.index}: one result`);
     }
+    assert.match(await (await api(`/api/v1/tasks/${id}/instances/15/logs`)).text(), /out 15/);
   },
 });

@@ -5,17 +5,15 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { freePort } from "../core/nats_server.ts";
-import type { InstanceView, NodeRecord, TaskView } from "../core/schema.ts";
+import type { InstanceView, NodeRecord } from "../core/schema.ts";
 import {
   makeZip,
-  ROOT,
+  managerProcess,
   startNodeProcess,
   startTestManager,
   startTestNats,
   submitZip,
   tempDir,
-  TEST_TOKEN,
   waitUntil,
 } from "./harness.ts";
 
@@ -138,76 +136,36 @@ Deno.test({
   async fn() {
     await using nats = await startTestNats();
     await using work = await tempDir();
-    const port = freePort();
-    const dataDir = join(work.path, "manager");
-    const startManagerProcess = () =>
-      new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          join(ROOT, "main.ts"),
-          "manager",
-          `--data-dir=${dataDir}`,
-          `--port=${port}`,
-          `--nats=${nats.server.url}`,
-          "--no-local-node",
-          "--lease-ms=3000",
-          "--heartbeat-ms=200",
-          "--log-level=warn",
-        ],
-        env: { PARALLELIC_TOKEN: TEST_TOKEN },
-        stdout: "null",
-        stderr: "null",
-      }).spawn();
-    const api: Api = (path, init = {}) =>
-      fetch(`http://127.0.0.1:${port}${path}`, {
-        ...init,
-        headers: { ...init.headers, authorization: `Bearer ${TEST_TOKEN}` },
-      });
-    let manager = startManagerProcess();
+    await using manager = managerProcess(join(work.path, "manager"), [
+      `--nats=${nats.server.url}`,
+      "--lease-ms=3000",
+      "--heartbeat-ms=200",
+    ]);
+    const api = manager.api;
+    await manager.start();
     await using _a = startNodeProcess(nats.server.url, "a", join(work.path, "a"), ["--slots=2"]);
     await using _b = startNodeProcess(nats.server.url, "b", join(work.path, "b"), ["--slots=2"]);
-    try {
-      await waitUntil(() => api("/healthz").then((r) => r.ok, () => false), 20_000, "manager up");
-      await nodesReady(api, ["a", "b"]);
-      const starts = join(work.path, "starts");
-      const zip = await sleepyTask(12, starts, 1.5);
-      const res = await api("/api/v1/tasks", {
-        method: "POST",
-        headers: { "content-type": "application/zip" },
-        body: zip as Uint8Array<ArrayBuffer>,
-      });
-      const { id } = await res.json();
-      await waitUntil(async () => (await instances(api, id)).filter((i) => i.state === "running").length >= 4);
-      manager.kill("SIGKILL");
-      await manager.status;
-      await new Promise((r) => setTimeout(r, 1000));
-      manager = startManagerProcess();
-      await waitUntil(() => api("/healthz").then((r) => r.ok, () => false), 20_000, "manager up again");
-      const task = await waitUntil(
-        async () => {
-          const t = await (await api(`/api/v1/tasks/${id}`)).json() as TaskView;
-          return ["succeeded", "failed", "cancelled"].includes(t.state) ? t : null;
-        },
-        60_000,
-        "task end",
-      );
-      assert.equal(task.state, "succeeded");
-      const list = await instances(api, id);
-      assertOneResultEach(list, 12);
-      for (const i of list) {
-        // An assignment stored but not yet sent when the manager died is requeued (it never started).
-        for (const h of i.history.slice(0, -1)) {
-          assert.match(h.error ?? "", /no longer held it/, `instance ${i.index}: ${JSON.stringify(i.history)}`);
-        }
+    await nodesReady(api, ["a", "b"]);
+    const starts = join(work.path, "starts");
+    const zip = await sleepyTask(12, starts, 1.5);
+    const id = await manager.submit(zip);
+    await waitUntil(async () => (await instances(api, id)).filter((i) => i.state === "running").length >= 4);
+    await manager.stop("SIGKILL");
+    await new Promise((r) => setTimeout(r, 1000));
+    await manager.start();
+    const task = await manager.waitForTask(id);
+    assert.equal(task.state, "succeeded");
+    const list = await instances(api, id);
+    assertOneResultEach(list, 12);
+    for (const i of list) {
+      // An assignment stored but not yet sent when the manager died is requeued (it never started).
+      for (const h of i.history.slice(0, -1)) {
+        assert.match(h.error ?? "", /no longer held it/, `instance ${i.index}: ${JSON.stringify(i.history)}`);
       }
-      const lines = (await Deno.readTextFile(starts)).trim().split("\n");
-      assert.equal(lines.length, 12, `each instance started exactly once:\n${lines.join("\n")}`);
-      assert.equal(new Set(lines.map((l) => l.split(" ")[0])).size, 12);
-    } finally {
-      manager.kill("SIGTERM");
-      await manager.status;
     }
+    const lines = (await Deno.readTextFile(starts)).trim().split("\n");
+    assert.equal(lines.length, 12, `each instance started exactly once:\n${lines.join("\n")}`);
+    assert.equal(new Set(lines.map((l) => l.split(" ")[0])).size, 12);
   },
 });
 

@@ -5,17 +5,15 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { freePort } from "../core/nats_server.ts";
-import type { InstanceView, NodeRecord, TaskView } from "../core/schema.ts";
+import type { InstanceView, NodeRecord } from "../core/schema.ts";
 import {
   makeZip,
-  ROOT,
+  managerProcess,
   startNodeProcess,
   startTestManager,
   startTestNats,
   submitZip,
   tempDir,
-  TEST_TOKEN,
   waitUntil,
 } from "./harness.ts";
 
@@ -105,65 +103,26 @@ Deno.test({
   async fn() {
     await using nats = await startTestNats();
     await using work = await tempDir();
-    const port = freePort();
-    const spawnManager = () =>
-      new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          join(ROOT, "main.ts"),
-          "manager",
-          `--data-dir=${join(work.path, "m")}`,
-          `--port=${port}`,
-          `--nats=${nats.server.url}`,
-          "--no-local-node",
-          "--heartbeat-ms=200",
-          "--lease-ms=3000",
-          "--log-level=warn",
-        ],
-        env: { PARALLELIC_TOKEN: TEST_TOKEN },
-        stdout: "null",
-        stderr: "null",
-      }).spawn();
-    const api: Api = (path, init = {}) =>
-      fetch(`http://127.0.0.1:${port}${path}`, {
-        ...init,
-        headers: { ...init.headers, authorization: `Bearer ${TEST_TOKEN}` },
-      });
-    let manager = spawnManager();
+    await using manager = managerProcess(join(work.path, "m"), [
+      `--nats=${nats.server.url}`,
+      "--heartbeat-ms=200",
+      "--lease-ms=3000",
+    ]);
+    const api = manager.api;
+    await manager.start();
     await using _a = startNodeProcess(nats.server.url, "a", join(work.path, "a"), ["--slots=2"]);
-    try {
-      await waitUntil(() => api("/healthz").then((r) => r.ok, () => false), 20_000, "manager up");
-      await waitUntil(async () => (await nodeState(api, "a")) === "ready");
-      const zip = await sleepy(6, 1);
-      const { id } = await (await api("/api/v1/tasks", {
-        method: "POST",
-        headers: { "content-type": "application/zip" },
-        body: zip as Uint8Array<ArrayBuffer>,
-      })).json();
-      await waitUntil(async () => (await instances(api, id)).some((i) => i.state === "running"));
-      const t0 = Date.now();
-      manager.kill("SIGTERM");
-      assert.equal((await manager.status).code, 0, "clean exit");
-      assert.ok(Date.now() - t0 < 10_000);
-      manager = spawnManager();
-      await waitUntil(() => api("/healthz").then((r) => r.ok, () => false), 20_000, "manager up again");
-      const task = await waitUntil(
-        async () => {
-          const t = await (await api(`/api/v1/tasks/${id}`)).json() as TaskView;
-          return ["succeeded", "failed", "cancelled"].includes(t.state) ? t : null;
-        },
-        60_000,
-        "task end",
-      );
-      assert.equal(task.state, "succeeded");
-      for (const i of await instances(api, id)) {
-        assert.equal(i.state, "succeeded");
-        assert.equal(i.history.length, 1, `instance ${i.index} ran once`);
-      }
-    } finally {
-      manager.kill("SIGTERM");
-      await manager.status;
+    await waitUntil(async () => (await nodeState(api, "a")) === "ready");
+    const id = await manager.submit(await sleepy(6, 1));
+    await waitUntil(async () => (await instances(api, id)).some((i) => i.state === "running"));
+    const t0 = Date.now();
+    assert.equal((await manager.stop("SIGTERM"))?.code, 0, "clean exit");
+    assert.ok(Date.now() - t0 < 10_000);
+    await manager.start();
+    const task = await manager.waitForTask(id);
+    assert.equal(task.state, "succeeded");
+    for (const i of await instances(api, id)) {
+      assert.equal(i.state, "succeeded");
+      assert.equal(i.history.length, 1, `instance ${i.index} ran once`);
     }
   },
 });
