@@ -207,10 +207,7 @@ Deno.test({
     assert.equal(node.received[1].attempt, 1);
     assert.equal((await node.finish([first])).ignored, 1, "late report of attempt 0 ignored");
     await node.finish([node.received[1]], 4);
-    const rec = await waitUntil(async () => {
-      const r = (await kv.get<TaskRecord>(taskKey(task.id))).value!;
-      return r.state === "failed" ? r : null;
-    });
+    const rec = await taskWhen(kv, task.id, (r) => r.state === "failed", "the task failed");
     assert.equal(rec.counts.failed, 1);
     assert.match(rec.reason ?? "", /1 of 1 instances failed/);
     const inst = (await kv.get<InstanceRecord>(instanceKey(task.id, 0))).value!;
@@ -279,10 +276,7 @@ Deno.test({
       finished += batch.length;
       await node.finish(batch);
     }
-    const rec = await waitUntil(async () => {
-      const r = (await kv.get<TaskRecord>(taskKey(task.id))).value!;
-      return r.state === "succeeded" ? r : null;
-    });
+    const rec = await taskWhen(kv, task.id, (r) => r.state === "succeeded", "the task succeeded");
     assert.equal(rec.counts.succeeded, 10);
     assert.equal(new Set(node.received.map((r) => r.index)).size, 10, "no instance started twice");
     assert.deepEqual(
@@ -540,14 +534,7 @@ Deno.test({
         }),
       );
     }
-    const rec = await waitUntil(
-      async () => {
-        const r = (await kv.get<TaskRecord>(taskKey(task.id))).value!;
-        return r.state === "failed" ? r : null;
-      },
-      5000,
-      "the task to fail",
-    );
+    const rec = await taskWhen(kv, task.id, (r) => r.state === "failed", "the task to fail");
     assert.equal(rec.spec.retries, 0);
     assert.equal(received.length, 6, "requeued 5 times although retries = 0, then given up");
   },
