@@ -203,6 +203,8 @@ Deno.test({
         "task.toml": `[task]\nentrypoint = "run.sh"\ninstances = 40\n`,
         "run.sh": `#!/bin/sh\nsleep 0.5\necho "again $PARALLELIC_INSTANCE"\n`,
       });
+      // With the other node drained, the work can only go to the one that rejoined.
+      assert.equal((await api("/api/v1/nodes/a/drain", { method: "POST" })).status, 200);
       const again = await (await api("/api/v1/tasks", {
         method: "POST",
         headers: { "content-type": "application/zip" },
