@@ -38,10 +38,12 @@ import {
   taskResults,
   WORKSPACE_BUCKET,
 } from "../core/schema.ts";
-import { copyTree, createPackageCache } from "./cache.ts";
-import { processTree, signalAll } from "./process_tree.ts";
+import { createPackageCache } from "./cache.ts";
+import { loadLibc } from "./libc.ts";
+import { createRunDirs, type RunDir } from "./run_dirs.ts";
+import { createSpawner, type InstanceProcess } from "./spawn.ts";
 import { connectNode } from "./join.ts";
-import { asUser, checkReachable, handOver, resolveRunAs, userEnv } from "./run_as.ts";
+import { asUser, checkReachable, resolveRunAs, userEnv } from "./run_as.ts";
 import { createDataCache } from "./data_cache.ts";
 import { type InstanceIo, prepareInstanceIo } from "./instance_io.ts";
 import { removeTree } from "./readonly.ts";
@@ -126,31 +128,15 @@ interface Job {
   ref: InstanceRef;
   digest: string;
   run: RunSpec;
-  child?: Deno.ChildProcess;
+  proc?: InstanceProcess;
   killed?: string;
-  /** Its private copy of the task root, made ahead of its turn (see `stage`). */
-  staged?: Promise<string>;
+  /** Its run dir (private copy of the task root), made ahead of its turn (see `stage`). */
+  staged?: Promise<RunDir>;
 }
 
 const PASS_ENV = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL"];
 
 const keyOf = (r: InstanceRef) => `${r.taskId}/${r.index}/${r.attempt}`;
-
-/**
- * Spawns, retrying "Text file busy": an executable just copied can still be
- * open for writing in a process forked meanwhile by another spawn (until it
- * execs), and exec then fails with ETXTBSY for a moment.
- */
-export async function spawnRetrying(command: Deno.Command, tries = 6): Promise<Deno.ChildProcess> {
-  for (let i = 0;; i++) {
-    try {
-      return command.spawn();
-    } catch (e) {
-      if (i + 1 >= tries || !/Text file busy|os error 26/.test(String((e as Error).message))) throw e;
-      await new Promise((r) => setTimeout(r, 2 ** i));
-    }
-  }
-}
 
 /**
  * Retries a JetStream publish for up to `totalMs` (a NATS server restarting,
@@ -225,6 +211,10 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   await Deno.chmod(runsDir, 0o711);
   if (runAs) await checkReachable(runAs, runsDir);
   const cache = createPackageCache(packagesDir, openStore);
+  const libc = loadLibc();
+  const spawner = createSpawner({ libc, clock });
+  const runDirs = createRunDirs({ dir: runsDir, libc, runAs, spare: 2 * slots + 2, log });
+  log.debug("node:spawner", { kind: spawner.kind });
   const buckets = new Map<string, Promise<Bucket>>();
   const bucket = (bucketName: string) => {
     let opened = buckets.get(bucketName);
@@ -317,33 +307,19 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   // Running instances
 
   /**
-   * Makes a job's private copy of the task root (fetching the package once).
-   * It runs ahead of the job's turn, while others run, so that a freed slot
-   * spawns at once.
+   * Gets a job's run dir (fetching the package once). It runs ahead of the
+   * job's turn, while others run, so that a freed slot spawns at once.
    */
-  const stage = (job: Job): Promise<string> => {
+  const stage = (job: Job): Promise<RunDir> => {
     if (!job.staged) {
-      const dir = join(runsDir, `${job.ref.taskId}.${job.ref.index}.${job.ref.attempt}`);
-      job.staged = (async () => {
-        const root = await cache.root(job.digest as `sha256-${string}`, job.run.entrypoint);
-        try {
-          await copyTree(root, dir);
-          if (runAs) await handOver(runAs, dir);
-        } catch (e) {
-          await removeDir(dir);
-          throw e;
-        }
-        return dir;
-      })();
+      job.staged = cache.root(job.digest as `sha256-${string}`, job.run.entrypoint).then((root) => runDirs.take(root));
       job.staged.catch(() => {}); // Reported when the job runs; a dropped job's failure does not matter.
     }
     return job.staged;
   };
 
-  const removeDir = (dir: string) => Deno.remove(dir, { recursive: true }).catch(() => {});
-
-  /** Forgets a job that will not run: removes its staged copy. */
-  const drop = (job: Job) => void job.staged?.then(removeDir, () => {});
+  /** Forgets a job that will not run: its run dir, untouched, goes back. */
+  const drop = (job: Job) => void job.staged?.then((runDir) => runDirs.release(runDir, true), () => {});
 
   const pump = () => {
     while (!stopping && queue.length > 0 && usedSlots + Math.min(queue[0].run.cpus, slots) <= slots) {
@@ -362,22 +338,15 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
 
   /** Stops an instance's process tree: SIGTERM now, SIGKILL after the grace period. */
   const killJob = (job: Job, why: string) => {
-    if (job.killed || !job.child) {
+    if (job.killed || !job.proc) {
       job.killed ??= why;
       return;
     }
     job.killed = why;
-    const tree = processTree(job.child.pid);
-    signalAll(tree, "SIGTERM");
-    const t = clock.setTimeout(() => {
-      // Whatever the tree is now, and whatever it was (orphans re-parent away from it).
-      signalAll([...new Set([...processTree(job.child!.pid), ...tree])], "SIGKILL");
-    }, killGraceMs);
-    job.child.status.finally(() => {
-      // The main process ended: kill what it left behind right away.
-      if (job.killed) signalAll(tree.slice(1), "SIGKILL");
-      clock.clearTimeout(t);
-    });
+    const proc = job.proc;
+    proc.kill("SIGTERM");
+    const t = clock.setTimeout(() => proc.kill("SIGKILL"), killGraceMs);
+    void proc.ended.finally(() => clock.clearTimeout(t));
   };
 
   async function runJob(job: Job): Promise<void> {
@@ -395,20 +364,21 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       ...fields,
     });
     if (options.noop) return report(result({ exitCode: 0 }));
-    let dir: string | undefined;
+    let runDir: RunDir | undefined;
+    let reusable = false;
     let instanceIo: InstanceIo | undefined;
     try {
-      dir = await stage(job);
+      runDir = await stage(job);
+      reusable = true;
       if (job.killed) return report(result({ error: job.killed }));
+      const dir = runDir.dir;
       try {
-        instanceIo = await prepareInstanceIo(io, ref, run, dir);
+        instanceIo = await prepareInstanceIo(io, ref, run, dir, runDir.outputDir);
       } catch (e) {
         // Not worded "node …": that would read as a lost node, which uses up no retry.
         return report(result({ error: `could not prepare data and outputs on ${name}: ${(e as Error).message}` }));
       }
       if (job.killed) return report(result({ error: job.killed }));
-      // The outputs folder is new: hand it over too.
-      if (runAs) await handOver(runAs, dir);
       const env: Record<string, string> = { ...baseEnv, ...run.env, ...instanceIo.env };
       env.PARALLELIC_TASK_ID = ref.taskId;
       env.PARALLELIC_INSTANCE = String(ref.index);
@@ -419,55 +389,50 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       for (const [k, v] of Object.entries(matrixParams(run, ref.index))) {
         env[`PARALLELIC_PARAM_${k.toUpperCase()}`] = String(v);
       }
-      let child: Deno.ChildProcess;
+      const publishes: Promise<unknown>[] = [];
+      let chunkNo = 0;
+      let logBytes = 0;
+      const subject = logSubject(ref.taskId, ref.index, name);
+      const onOutput = async (chunk: Uint8Array, which: "stdout" | "stderr") => {
+        logBytes += chunk.byteLength;
+        const h = headers();
+        h.set("Parallelic-Attempt", String(ref.attempt));
+        h.set("Parallelic-Stream", which);
+        // The message id lets JetStream drop a duplicate when a retried publish had landed.
+        const msgID = `${ref.taskId}.${ref.index}.${ref.attempt}.${chunkNo++}`;
+        publishes.push(
+          publishRetrying(() => js.publish(subject, chunk, { headers: h, msgID })).catch((e) => {
+            log.warn("node:log-publish-failed", { taskId: ref.taskId, index: ref.index, error: String(e) });
+          }),
+        );
+        if (publishes.length > 64) await Promise.all(publishes.splice(0));
+      };
+      reusable = false;
       try {
         const start = runAs
           ? asUser(runAs, join(dir, instanceIo.entrypoint), instanceIo.args)
           : { command: join(dir, instanceIo.entrypoint), args: instanceIo.args };
-        child = await spawnRetrying(
-          new Deno.Command(start.command, {
-            args: start.args,
-            cwd: join(dir, run.workdir),
-            env,
-            clearEnv: true,
-            stdin: "null",
-            stdout: "piped",
-            stderr: "piped",
-          }),
-        );
+        job.proc = await spawner.start({
+          ...start,
+          cwd: join(dir, run.workdir),
+          env,
+          stdoutPath: runDir.stdoutPath,
+          stderrPath: runDir.stderrPath,
+          onOutput,
+        });
       } catch (e) {
         return report(result({ error: `cannot start '${instanceIo.entrypoint}': ${(e as Error).message}` }));
       }
-      job.child = child;
       started++;
       if (job.killed) killJob(job, job.killed);
       let timeout: TimerId | undefined;
       if (run.timeoutMs !== null) {
         timeout = clock.setTimeout(() => killJob(job, `timed out after ${run.timeoutMs} ms`), run.timeoutMs);
       }
-      const publishes: Promise<unknown>[] = [];
-      let chunkNo = 0;
-      let logBytes = 0;
-      const pipe = async (stream: ReadableStream<Uint8Array>, which: "stdout" | "stderr") => {
-        const subject = logSubject(ref.taskId, ref.index, name);
-        for await (const chunk of stream) {
-          logBytes += chunk.byteLength;
-          const h = headers();
-          h.set("Parallelic-Attempt", String(ref.attempt));
-          h.set("Parallelic-Stream", which);
-          // The message id lets JetStream drop a duplicate when a retried publish had landed.
-          const msgID = `${ref.taskId}.${ref.index}.${ref.attempt}.${chunkNo++}`;
-          publishes.push(
-            publishRetrying(() => js.publish(subject, chunk, { headers: h, msgID })).catch((e) => {
-              log.warn("node:log-publish-failed", { taskId: ref.taskId, index: ref.index, error: String(e) });
-            }),
-          );
-          if (publishes.length > 64) await Promise.all(publishes.splice(0));
-        }
-      };
-      const [status] = await Promise.all([child.status, pipe(child.stdout, "stdout"), pipe(child.stderr, "stderr")]);
+      const status = await job.proc.ended;
       if (timeout !== undefined) clock.clearTimeout(timeout);
       await Promise.all(publishes);
+      reusable = !job.killed && !status.leftovers && !instanceIo.finalize;
       // Outputs are stored before the result is sent: a result means its outputs are in the workspace.
       let outputBytes = 0;
       let error = job.killed ?? null;
@@ -480,8 +445,8 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         }
       }
       report(result({
-        exitCode: status.signal ? null : status.code,
-        signal: status.signal ?? null,
+        exitCode: status.code,
+        signal: status.signal,
         error,
         outputBytes,
         logBytes,
@@ -491,8 +456,8 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       report(result({ error: `node ${name} could not run it: ${(e as Error).message}` }));
     } finally {
       await instanceIo?.cleanup();
-      // The slot is free once the result is reported: the copy goes meanwhile.
-      if (dir) void removeDir(dir);
+      // Kept for another instance when untouched, else removed (meanwhile: the result is reported already).
+      if (runDir) runDirs.release(runDir, reusable);
     }
   }
 

@@ -97,15 +97,25 @@ export async function planTree(
 
 const plans = new Map<string, Promise<TreePlan>>();
 
-/** Copies a folder tree (files keep their mode; symlinks stay symlinks). The tree's listing is cached. */
-export async function copyTree(src: string, dst: string): Promise<void> {
+/** The listing of the folder tree `src`, made once (package roots do not change once unpacked). */
+export function cachedPlan(src: string): Promise<TreePlan> {
   let plan = plans.get(src);
   if (!plan) {
     plans.set(src, plan = planTree(src));
     plan.catch(() => plans.delete(src));
   }
-  const { dirs, files, links, bytes } = await plan;
-  if (bytes <= SMALL_TREE.bytes && dirs.length + files.length + links.length <= SMALL_TREE.entries) {
+  return plan;
+}
+
+/** True when a tree is small enough to be copied (and checked) with synchronous calls. */
+export const isSmallTree = (plan: TreePlan): boolean =>
+  plan.bytes <= SMALL_TREE.bytes && plan.dirs.length + plan.files.length + plan.links.length <= SMALL_TREE.entries;
+
+/** Copies a folder tree (files keep their mode; symlinks stay symlinks). The tree's listing is cached. */
+export async function copyTree(src: string, dst: string): Promise<void> {
+  const plan = await cachedPlan(src);
+  const { dirs, files, links } = plan;
+  if (isSmallTree(plan)) {
     Deno.mkdirSync(dst, { recursive: true });
     for (const d of dirs) Deno.mkdirSync(join(dst, d));
     for (const f of files) Deno.copyFileSync(join(src, f), join(dst, f));

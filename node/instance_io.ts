@@ -35,29 +35,29 @@ export interface InstanceIo {
   env: Record<string, string>;
   /** Stores the outputs in the task's workspace; returns the bytes stored. */
   storeOutputs(): Promise<number>;
-  /** Releases the data views and removes the output and workspace folders. */
+  /** Releases the data views and removes the finalize workspace folder. */
   cleanup(): Promise<void>;
 }
 
 /**
- * Prepares the instance running in `dir` (its copy of the task root):
- * fetches (once per node) the data sets it names, makes its output folder,
- * and for finalize fetches the workspace. Call `cleanup()` in every case.
+ * Prepares the instance running in `dir` (its copy of the task root), with
+ * `outputDir` (an empty folder) for its outputs: fetches (once per node) the
+ * data sets it names, and for finalize fetches the workspace. Call
+ * `cleanup()` in every case.
  */
 export async function prepareInstanceIo(
   ctx: InstanceIoContext,
   ref: InstanceRef,
   run: RunSpec,
   dir: string,
+  outputDir: string,
 ): Promise<InstanceIo> {
   const finalize = run.finalize !== null && ref.index === run.instances;
   const env: Record<string, string> = {};
   const leases: DataLease[] = [];
-  const outputDir = `${dir}.out`;
   const workspaceDir = `${dir}.ws`;
   const cleanup = async () => {
     for (const lease of leases.splice(0)) lease.release();
-    await Deno.remove(outputDir, { recursive: true }).catch(() => {});
     if (finalize) await removeTree(workspaceDir);
   };
   try {
@@ -70,7 +70,6 @@ export async function prepareInstanceIo(
     );
     const failed = acquired.find((r) => r.status === "rejected");
     if (failed) throw (failed as PromiseRejectedResult).reason;
-    await Deno.mkdir(outputDir, { recursive: true });
     env.PARALLELIC_OUTPUT = outputDir;
     if (finalize) {
       const files = await fetchWorkspace(await ctx.workspace(), ref.taskId, run.instances, workspaceDir);

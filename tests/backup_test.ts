@@ -54,8 +54,8 @@ Deno.test({
       `the restored state is the backup's (${restored.counts.succeeded})`,
     );
     const done = await manager.waitForTask(id, 90_000);
-    assert.equal(done.state, "succeeded");
     const { instances } = await (await api(`/api/v1/tasks/${id}/instances`)).json() as { instances: InstanceView[] };
+    assert.equal(done.state, "succeeded", JSON.stringify(instances.filter((i) => i.state !== "succeeded")));
     for (const i of instances) {
       assert.equal(i.state, "succeeded");
       assert.equal(i.history.filter((h) => h.exitCode !== null).length, 1, `instance ${i.index}: one result`);

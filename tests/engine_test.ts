@@ -230,3 +230,36 @@ Deno.test({
     assert.match(unknown.stderr, /Unknown flag '--wiat'/);
   },
 });
+
+Deno.test({
+  name: "every instance starts from a pristine task root: a copy an instance changed is never handed on",
+  ...opts,
+  async fn() {
+    await using tm = await startTestManager({ localNode: true, slots: 1 });
+    // Instances that change their root (odd ones) and instances that only read it (even ones), on one slot.
+    const zip = await makeZip({
+      "task.toml": `[task]\nentrypoint = "run.sh"\ninstances = 40\n`,
+      "run.sh": `#!/bin/sh
+echo "lines=$(wc -l < counter.txt) root=$PARALLELIC_TASK_ROOT"
+if [ $((PARALLELIC_INSTANCE % 2)) = 1 ]; then echo more >> counter.txt; touch new-file; fi
+`,
+      "counter.txt": "first\n",
+    });
+    const res = await submitZip(tm, zip);
+    assert.equal(res.status, 201, await res.clone().text());
+    const { id } = await res.json();
+    assert.equal((await tm.waitForTask(id)).state, "succeeded");
+    const roots = new Set<string>();
+    for (let i = 0; i < 40; i++) {
+      const log = await (await tm.api(`/api/v1/tasks/${id}/instances/${i}/logs`)).text();
+      const m = log.match(/lines=\s*(\d+) root=(\S+)/);
+      assert.ok(m, `instance ${i} printed: ${log}`);
+      assert.equal(m[1], "1", `instance ${i} saw a changed counter.txt`);
+      roots.add(m[2]);
+    }
+    // Copies left untouched were reused (where the node can check them: posix_spawn, Linux with glibc).
+    if (Deno.build.os === "linux" && Deno.env.get("PARALLELIC_SPAWNER") !== "deno") {
+      assert.ok(roots.size < 30, `${roots.size} copies for 40 instances`);
+    }
+  },
+});

@@ -1,0 +1,167 @@
+/**
+ * Starting an instance's process and following its output, two ways with
+ * one face: through {@linkcode Libc} (`posix_spawn`, output into files that
+ * are read as they grow, the instance in a process group of its own), or
+ * through `Deno.Command` with piped output where the C library cannot be
+ * loaded.
+ *
+ * @module
+ */
+import type { Clock, TimerId } from "../core/clock.ts";
+import type { ExitStatus, Libc, SpawnRequest } from "./libc.ts";
+import { processTree, signalAll } from "./process_tree.ts";
+
+export type { ExitStatus } from "./libc.ts";
+
+/** Which of the two output streams a chunk came from. */
+export type OutputStream = "stdout" | "stderr";
+
+/** How to start an instance's process (the output files are used by C library spawns only). */
+export interface ProcessRequest extends SpawnRequest {
+  /** Called with each chunk of output, in order per stream; awaited before the next is read. */
+  onOutput: (chunk: Uint8Array, stream: OutputStream) => void | Promise<void>;
+}
+
+/** A started instance process. */
+export interface InstanceProcess {
+  readonly pid: number;
+  /**
+   * Resolves when the main process has ended and its output has been read
+   * to the end. Processes it left behind are killed then; `leftovers` says
+   * whether there were any.
+   */
+  readonly ended: Promise<ExitStatus & { leftovers: boolean }>;
+  /** Sends `signal` to the process, its process group and every descendant found. */
+  kill(signal: Deno.Signal): void;
+}
+
+/** Options of {@linkcode createSpawner}. */
+export interface SpawnerOptions {
+  /** The C library, or null to use `Deno.Command`. */
+  libc: Libc | null;
+  clock: Clock;
+  /** How often the output files of a running instance are read (C library spawns). */
+  outputPollMs?: number;
+}
+
+/** Starts instance processes. */
+export interface Spawner {
+  /** "posix_spawn" or "Deno.Command". */
+  readonly kind: string;
+  /**
+   * Starts a process, retrying a moment later when its executable is still
+   * busy ("Text file busy": a copy of it just written can be open in a
+   * process forked meanwhile, until that one execs).
+   */
+  start(request: ProcessRequest): Promise<InstanceProcess>;
+}
+
+const CHUNK_BYTES = 64 * 1024;
+
+const retryBusy = async <T>(fn: () => Promise<T> | T, tries = 6): Promise<T> => {
+  for (let i = 0;; i++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (i + 1 >= tries || !/Text file busy|os error 26/.test(String((e as Error).message))) throw e;
+      await new Promise((r) => setTimeout(r, 2 ** i));
+    }
+  }
+};
+
+/** Creates a spawner: through the C library when given one, else through `Deno.Command`. */
+export function createSpawner(options: SpawnerOptions): Spawner {
+  const { libc, clock } = options;
+  const pollMs = options.outputPollMs ?? 100;
+
+  if (!libc) {
+    return {
+      kind: "Deno.Command",
+      async start(request) {
+        const child = await retryBusy(() =>
+          new Deno.Command(request.command, {
+            args: request.args,
+            cwd: request.cwd,
+            env: request.env,
+            clearEnv: true,
+            stdin: "null",
+            stdout: "piped",
+            stderr: "piped",
+          }).spawn()
+        );
+        const pipe = async (stream: ReadableStream<Uint8Array>, which: OutputStream) => {
+          for await (const chunk of stream) await request.onOutput(chunk, which);
+        };
+        const ended = Promise.all([child.status, pipe(child.stdout, "stdout"), pipe(child.stderr, "stderr")]).then((
+          [status],
+        ) => ({ code: status.signal ? null : status.code, signal: status.signal ?? null, leftovers: false }));
+        return {
+          pid: child.pid,
+          ended,
+          kill(signal) {
+            signalAll(processTree(child.pid), signal);
+          },
+        };
+      },
+    };
+  }
+
+  /** Reads what the output files hold beyond what was read, in chunks. */
+  const readNew = async (path: string, offset: number, which: OutputStream, request: ProcessRequest) => {
+    let size: number;
+    try {
+      size = Deno.statSync(path).size;
+    } catch {
+      return offset;
+    }
+    if (size <= offset) return offset;
+    using file = Deno.openSync(path, { read: true });
+    file.seekSync(offset, Deno.SeekMode.Start);
+    while (offset < size) {
+      const buf = new Uint8Array(Math.min(CHUNK_BYTES, size - offset));
+      const n = file.readSync(buf);
+      if (!n) break;
+      offset += n;
+      await request.onOutput(n === buf.length ? buf : buf.subarray(0, n), which);
+    }
+    return offset;
+  };
+
+  return {
+    kind: "posix_spawn",
+    async start(request) {
+      const pid = await retryBusy(() => libc.spawn(request));
+      const exited = libc.wait(pid);
+      const follow = async () => {
+        let done = false;
+        void exited.then(() => done = true);
+        let out = 0;
+        let err = 0;
+        for (;;) {
+          const last = done;
+          out = await readNew(request.stdoutPath, out, "stdout", request);
+          err = await readNew(request.stderrPath, err, "stderr", request);
+          if (last) return;
+          let timer: TimerId | undefined;
+          await Promise.race([exited, new Promise<void>((r) => timer = clock.setTimeout(() => r(), pollMs))]);
+          clock.clearTimeout(timer!);
+        }
+      };
+      const ended = Promise.all([exited, follow()]).then(([status]) => {
+        // What the instance left in its process group goes with it.
+        const leftovers = libc.killGroup(pid, 0);
+        if (leftovers) libc.killGroup(pid, "SIGKILL");
+        return { ...status, leftovers };
+      });
+      return {
+        pid,
+        ended,
+        kill(signal) {
+          libc.killGroup(pid, signal);
+          // Descendants that left the group (setsid, setpgid) are found through /proc while the main process lives.
+          signalAll(processTree(pid), signal);
+        },
+      };
+    },
+  };
+}
