@@ -72,6 +72,11 @@ export interface NodeOptions {
   /** Kill grace: SIGTERM, then SIGKILL after this long. @default {1000} */
   killGraceMs?: number;
   /**
+   * Least time between two result batches while other instances run or wait
+   * (the last result of a burst, and a lone one, go at once). @default {4}
+   */
+  resultIntervalMs?: number;
+  /**
    * On stop, how long running instances may go on before they are killed and
    * handed back to the manager (`--grace`). @default {30000}
    */
@@ -178,6 +183,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   const log = options.log.scope({ node: name });
   const slots = options.slots ?? navigator.hardwareConcurrency;
   const killGraceMs = options.killGraceMs ?? 1000;
+  const resultIntervalMs = options.resultIntervalMs ?? 4;
   const runAs = options.runAs ? resolveRunAs(options.runAs) : null;
   const ownConnection = !options.nc;
   const nc = options.nc ?? await connectNode({
@@ -280,10 +286,22 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
    * manager and nats-server a fifth more CPU per instance in `bench/fanout.ts`.
    */
   let resultRequests = 0;
+  let lastSentAt = -Infinity;
   function flush(): void {
     flushQueued = false;
     flushTimer = undefined;
+    // While more instances run, batches go out at most every resultIntervalMs (the last one of a burst, and
+    // a lone result on an idle node, go at once).
+    const waitMs = lastSentAt + resultIntervalMs - clock.now();
+    if (
+      waitMs > 0 && pendingResults.length > 0 && resultRequests < 1 && !stopping &&
+      (running.size > 1 || queue.length > 0)
+    ) {
+      flushTimer = clock.setTimeout(flush, waitMs);
+      return;
+    }
     while (pendingResults.length > 0 && resultRequests < 1) {
+      lastSentAt = clock.now();
       const batch = pendingResults.splice(0, 500);
       resultRequests++;
       bus.request(taskResults(name), { node: name, results: batch }, { timeoutMs: 10_000 }).then(unwrap).then(

@@ -15,6 +15,15 @@ import type { DataCache, DataLease } from "./data_cache.ts";
 import { lockTree, removeTree } from "./readonly.ts";
 import { collectOutputs, fetchWorkspace, storeOutputs } from "./outputs.ts";
 
+const isEmptyDir = (dir: string) => {
+  try {
+    for (const _ of Deno.readDirSync(dir)) return false;
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 /** What {@linkcode prepareInstanceIo} needs from the node. */
 export interface InstanceIoContext {
   data: DataCache;
@@ -90,6 +99,8 @@ export async function prepareInstanceIo(
     args: finalize ? run.finalize!.args : run.args,
     env,
     async storeOutputs() {
+      // The usual case, answered without a walk: a first attempt with no globs that left no output.
+      if (ref.attempt === 0 && run.outputs.length === 0 && isEmptyDir(outputDir)) return 0;
       const sources = await collectOutputs(outputDir, join(dir, run.workdir), run.outputs);
       return await storeOutputs(
         await ctx.workspace(),

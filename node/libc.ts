@@ -157,6 +157,17 @@ const cString = (s: string): Uint8Array => {
   return bytes;
 };
 
+/** C strings of paths checked again and again (run dirs are reused), encoded once. */
+const pathCache = new Map<string, Uint8Array>();
+const cPath = (path: string): Uint8Array => {
+  let c = pathCache.get(path);
+  if (!c) {
+    if (pathCache.size >= 4096) pathCache.clear();
+    pathCache.set(path, c = cString(path));
+  }
+  return c;
+};
+
 let loaded: Libc | null | undefined;
 
 /** Loads the C library once; null where it is not glibc 2.34+ on Linux, or FFI is not allowed. */
@@ -182,21 +193,26 @@ export function loadLibc(): Libc | null {
   c.posix_spawnattr_setsigmask(attr, noSignals);
   c.posix_spawnattr_setsigdefault(attr, allSignals);
   const devNull = cString("/dev/null");
+  // statx is called synchronously: one result buffer serves every call.
+  const statxBuf = new Uint8Array(256);
+  const statxView = new DataView(statxBuf.buffer);
 
   loaded = {
     async spawn(request) {
-      const strings = [request.command, ...request.args, ...Object.entries(request.env).map(([k, v]) => `${k}=${v}`)];
-      const argc = 1 + request.args.length;
-      // All strings in one buffer, and the two NULL-terminated pointer arrays in another.
-      const encoded = strings.map((s) => encoder.encode(s));
-      const bytes = new Uint8Array(Math.max(128, encoded.reduce((n, e) => n + e.length + 1, 0)));
+      const strings = [request.command, ...request.args];
+      const argc = strings.length;
+      for (const k in request.env) strings.push(`${k}=${request.env[k]}`);
+      // All strings in one buffer (UTF-8 takes at most 3 bytes per UTF-16 unit), and the two NULL-terminated
+      // pointer arrays in another.
+      let size = 0;
+      for (const s of strings) size += s.length * 3 + 1;
+      const bytes = new Uint8Array(Math.max(128, size));
       const pointers = new BigUint64Array(Math.max(16, strings.length + 2));
       const base = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes)));
       let offset = 0;
-      encoded.forEach((e, i) => {
-        bytes.set(e, offset);
+      strings.forEach((s, i) => {
         pointers[i < argc ? i : i + 1] = base + BigInt(offset);
-        offset += e.length + 1;
+        offset += encoder.encodeInto(s, bytes.subarray(offset)).written + 1;
       });
       pointers[argc] = 0n;
       pointers[strings.length + 1] = 0n;
@@ -204,7 +220,7 @@ export function loadLibc(): Libc | null {
       const envp = Deno.UnsafePointer.offset(argv!, (argc + 1) * 8);
       const actions = new Uint8Array(1024);
       const pid = new Int32Array(32);
-      const path = cString(request.command);
+      const path = bytes; // The command is the first string.
       c.posix_spawn_file_actions_init(actions);
       try {
         c.posix_spawn_file_actions_addopen(actions, 0, devNull, 0, 0);
@@ -247,9 +263,8 @@ export function loadLibc(): Libc | null {
     },
 
     stamp(path) {
-      const buf = new Uint8Array(256);
-      if (c.statx(AT_FDCWD, cString(path), AT_SYMLINK_NOFOLLOW, STATX_BASIC, buf) !== 0) return null;
-      const v = new DataView(buf.buffer);
+      if (c.statx(AT_FDCWD, cPath(path), AT_SYMLINK_NOFOLLOW, STATX_BASIC, statxBuf) !== 0) return null;
+      const v = statxView;
       return {
         nlink: v.getUint32(16, true),
         uid: v.getUint32(20, true),
@@ -267,7 +282,7 @@ export function loadLibc(): Libc | null {
       times[1] = BigInt(UTIME_OMIT);
       times[2] = sec;
       times[3] = BigInt(ns);
-      if (c.utimensat(AT_FDCWD, cString(path), new Uint8Array(times.buffer), AT_SYMLINK_NOFOLLOW) !== 0) {
+      if (c.utimensat(AT_FDCWD, cPath(path), new Uint8Array(times.buffer), AT_SYMLINK_NOFOLLOW) !== 0) {
         throw new Error(`Cannot set the modification time of '${path}'`);
       }
     },

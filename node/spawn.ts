@@ -108,12 +108,7 @@ export function createSpawner(options: SpawnerOptions): Spawner {
 
   /** Reads what the output files hold beyond what was read, in chunks. */
   const readNew = async (path: string, offset: number, which: OutputStream, request: ProcessRequest) => {
-    let size: number;
-    try {
-      size = Deno.statSync(path).size;
-    } catch {
-      return offset;
-    }
+    const size = Number(libc.stamp(path)?.size ?? 0);
     if (size <= offset) return offset;
     using file = Deno.openSync(path, { read: true });
     file.seekSync(offset, Deno.SeekMode.Start);
