@@ -5,7 +5,7 @@
  * @module
  */
 import { join } from "node:path";
-import { intFlag, parseArgs, type Parsed } from "./cli/args.ts";
+import { intFlag, parseArgs } from "./cli/args.ts";
 import { Client, defaultDataDir, resolveSettings, usage } from "./cli/client.ts";
 import { MANAGER_SETTINGS, NODE_SETTINGS, resolveConfig, showConfig } from "./cli/config.ts";
 import { doctor, printChecks } from "./cli/doctor.ts";
@@ -111,7 +111,6 @@ async function run(argv: string[]): Promise<number> {
   switch (command) {
     case "manager": {
       const { values: v } = await resolveConfig(rest, "manager", MANAGER_SETTINGS);
-      const p = { _: [], flags: v } as unknown as Parsed;
       const log = logger(v);
       const retentionDays = v["audit-retention-days"] as number | undefined;
       const maxPackageBytes = (v["max-package-size"] as number | undefined) ?? DEFAULT_PACKAGE_LIMITS.maxPackageBytes;
@@ -128,11 +127,11 @@ async function run(argv: string[]): Promise<number> {
         heartbeatMs: v["heartbeat-ms"] as number | undefined,
         graceMs: v.grace as number | undefined,
         replicas: v.replicas as number | undefined,
-        natsCredentials: await natsCredentials(p),
-        natsTls: natsTls(p),
-        natsServerTls: certPair(p, "nats-tls-cert", "nats-tls-key"),
-        gatewayTls: certPair(p, "tls-cert", "tls-key"),
-        gateway: gatewayLimits(p),
+        natsCredentials: await natsCredentials(v),
+        natsTls: natsTls(v),
+        natsServerTls: certPair(v, "nats-tls-cert", "nats-tls-key"),
+        gatewayTls: certPair(v, "tls-cert", "tls-key"),
+        gateway: gatewayLimits(v),
         auditRetentionMs: retentionDays === undefined ? undefined : retentionDays * 24 * 3600 * 1000,
         limits: {
           ...DEFAULT_PACKAGE_LIMITS,
@@ -167,7 +166,6 @@ Parallelic manager ready
       // Hidden, for benchmarks only (bench/dispatch.ts): instances end at once with exit 0, nothing runs.
       const noop = rest.includes("--bench-noop");
       const { values: v } = await resolveConfig(rest.filter((a) => a !== "--bench-noop"), "node", NODE_SETTINGS);
-      const p = { _: [], flags: v } as unknown as Parsed;
       const natsUrl = (v.nats as string | undefined) ?? usage("Usage: parallelic node --nats nats://HOST:4222");
       const name = v.name as string | undefined;
       const node = await startNode({
@@ -178,9 +176,9 @@ Parallelic manager ready
         labels: parseLabels(v.label),
         graceMs: v.grace as number | undefined,
         metricsPort: v["metrics-port"] as number | undefined,
-        joinToken: await joinToken(p),
-        credentials: await natsCredentials(p),
-        tls: natsTls(p),
+        joinToken: await joinToken(v),
+        credentials: await natsCredentials(v),
+        tls: natsTls(v),
         runAs: v["run-as"] as string | undefined,
         log: logger(v),
         cacheBytes: v["cache-size"] as number | undefined,
@@ -277,8 +275,8 @@ Parallelic manager ready
               natsUrl: (p.flags.nats as string) ?? "nats://127.0.0.1:4222",
               dataDir: (p.flags["data-dir"] as string) ?? defaultDataDir(),
               workDir: p.flags["work-dir"] as string | undefined,
-              natsCredentials: await natsCredentials(p),
-              natsTls: natsTls(p),
+              natsCredentials: await natsCredentials(p.flags),
+              natsTls: natsTls(p.flags),
             }),
           );
         case "users":

@@ -160,7 +160,9 @@ interface NodeSeat {
 }
 
 /** An attempt that ended because its node was lost or forgot it: it does not use up a retry. */
-const isLoss = (h: Attempt) => h.exitCode === null && h.signal === null && (h.error?.startsWith("node ") ?? false);
+const isLoss = (h: Attempt) =>
+  // Records stored before `lost` existed said so by an error worded "node …".
+  h.lost ?? (h.exitCode === null && h.signal === null && (h.error?.startsWith("node ") ?? false));
 
 const emptyCounts = (): Counts => ({ queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 });
 
@@ -676,6 +678,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     entry.exitCode = r.exitCode;
     entry.signal = r.signal;
     entry.error = r.error;
+    if (r.lost) entry.lost = true;
     const rec = flight.rec;
     // Each attempt's outputs replace the instance's earlier ones in the workspace.
     const before = rec.history.findLast((h) => h !== entry && h.outputBytes !== undefined)?.outputBytes ?? 0;
@@ -709,6 +712,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   function requeueFlight(flight: Flight, why: string) {
     const entry = land(flight);
     entry.error = why;
+    entry.lost = true;
     entry.endedAt = clock.now();
     endedTotal.inc({ outcome: "requeued" });
     const lost = flight.rec.history.filter(isLoss).length;

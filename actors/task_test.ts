@@ -528,6 +528,7 @@ Deno.test({
             startedAt: now,
             endedAt: now,
             error: "node n1 could not run it: timeout",
+            lost: true,
             outputBytes: 0,
             logBytes: 0,
           }],

@@ -7,8 +7,7 @@
  *
  * @module
  */
-import type { Parsed } from "./args.ts";
-import { intFlag } from "./args.ts";
+import { ValidationError } from "../core/errors.ts";
 import { usage } from "./client.ts";
 import type { NatsCredentials, NatsTls } from "../core/nats_connect.ts";
 
@@ -41,7 +40,20 @@ export const NODE_SECURITY_FLAGS = {
   "run-as": "string",
 } as const;
 
-const str = (p: Parsed, name: string) => p.flags[name] as string | undefined;
+/**
+ * Flag values by name: a resolved configuration's `values` (manager, node),
+ * or parsed flags (`parallelic doctor`).
+ */
+export type FlagValues = Readonly<Record<string, unknown>>;
+
+const str = (p: FlagValues, name: string) => p[name] as string | undefined;
+const int = (p: FlagValues, name: string): number | undefined => {
+  const v = p[name];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new ValidationError(`Flag '--${name}' must be a whole number: got '${v}'`);
+  return n;
+};
 const env = (name: string) => Deno.env.get(name) || undefined;
 
 async function readSecret(file: string, what: string): Promise<string> {
@@ -56,7 +68,7 @@ async function readSecret(file: string, what: string): Promise<string> {
  * NATS credentials from `--nats-seed-file` (or `PARALLELIC_NATS_SEED`), or
  * `--nats-user` with `--nats-password-file` (or `PARALLELIC_NATS_PASSWORD`).
  */
-export async function natsCredentials(p: Parsed): Promise<NatsCredentials | undefined> {
+export async function natsCredentials(p: FlagValues): Promise<NatsCredentials | undefined> {
   const seedFile = str(p, "nats-seed-file");
   const seed = seedFile ? await readSecret(seedFile, "the NATS seed") : env("PARALLELIC_NATS_SEED");
   if (seed) return { seed };
@@ -69,14 +81,14 @@ export async function natsCredentials(p: Parsed): Promise<NatsCredentials | unde
 }
 
 /** TLS towards NATS from `--nats-ca`, `--nats-cert`, `--nats-key`. */
-export function natsTls(p: Parsed): NatsTls | undefined {
+export function natsTls(p: FlagValues): NatsTls | undefined {
   const tls = { caFile: str(p, "nats-ca"), certFile: str(p, "nats-cert"), keyFile: str(p, "nats-key") };
   if (!!tls.certFile !== !!tls.keyFile) usage("--nats-cert and --nats-key go together");
   return Object.values(tls).some(Boolean) ? tls : undefined;
 }
 
 /** A certificate and key pair from two flags (both or neither). */
-export function certPair(p: Parsed, cert: string, key: string): { certFile: string; keyFile: string } | undefined {
+export function certPair(p: FlagValues, cert: string, key: string): { certFile: string; keyFile: string } | undefined {
   const certFile = str(p, cert);
   const keyFile = str(p, key);
   if (!!certFile !== !!keyFile) usage(`--${cert} and --${key} go together`);
@@ -84,19 +96,19 @@ export function certPair(p: Parsed, cert: string, key: string): { certFile: stri
 }
 
 /** The join token: `--join-token-file`, `PARALLELIC_JOIN_TOKEN`, or `--join-token`. */
-export async function joinToken(p: Parsed): Promise<string | undefined> {
+export async function joinToken(p: FlagValues): Promise<string | undefined> {
   const file = str(p, "join-token-file");
   if (file) return await readSecret(file, "the join token");
   return env("PARALLELIC_JOIN_TOKEN") ?? str(p, "join-token");
 }
 
 /** Gateway limits from `--max-body-bytes`, `--rate-limit`, `--rate-burst`. */
-export function gatewayLimits(p: Parsed): { maxBodyBytes?: number; rate?: { perSecond: number; burst: number } } {
-  const perSecond = intFlag(p, "rate-limit");
-  const burst = intFlag(p, "rate-burst");
+export function gatewayLimits(p: FlagValues): { maxBodyBytes?: number; rate?: { perSecond: number; burst: number } } {
+  const perSecond = int(p, "rate-limit");
+  const burst = int(p, "rate-burst");
   if (perSecond === 0) usage("--rate-limit must be at least 1 request per second");
   return {
-    maxBodyBytes: intFlag(p, "max-body-bytes"),
+    maxBodyBytes: int(p, "max-body-bytes"),
     rate: perSecond || burst
       ? { perSecond: perSecond ?? 100, burst: burst || Math.max(1, (perSecond ?? 100) * 4) }
       : undefined,

@@ -147,6 +147,11 @@ export const Attempt = z.object({
   signal: z.string().nullable(),
   /** Why the attempt ended without an exit code (node lost, spawn failed, …). */
   error: z.string().nullable(),
+  /**
+   * True when the attempt ended through its node's trouble (node lost or left, NATS or the package unreachable),
+   * not the instance's: requeued without using up a retry. Absent in records stored before this field.
+   */
+  lost: z.boolean().optional(),
   /** Bytes of outputs the attempt stored in the task's workspace. */
   outputBytes: z.number().int().nonnegative().optional(),
 });
@@ -536,6 +541,11 @@ export const Result = InstanceRef.extend({
   endedAt: z.number(),
   /** Set when the node could not run the instance (fetch, unpack or spawn failed) or timed out. */
   error: z.string().nullable(),
+  /**
+   * True when the node could not run it for reasons of its own (NATS, the package cache), not the instance's:
+   * requeued elsewhere without using up a retry (a few times at most).
+   */
+  lost: z.boolean().default(false),
   /** Bytes of outputs stored in the workspace (stored before the result is sent). */
   outputBytes: z.number().int().nonnegative().default(0),
   /** Bytes of stdout and stderr published to the log stream. */

@@ -377,6 +377,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       startedAt,
       endedAt: clock.now(),
       error: null,
+      lost: false,
       outputBytes: 0,
       logBytes: 0,
       ...fields,
@@ -393,7 +394,6 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       try {
         instanceIo = await prepareInstanceIo(io, ref, run, dir, runDir.outputDir);
       } catch (e) {
-        // Not worded "node …": that would read as a lost node, which uses up no retry.
         return report(result({ error: `could not prepare data and outputs on ${name}: ${(e as Error).message}` }));
       }
       if (job.killed) return report(result({ error: job.killed }));
@@ -470,8 +470,8 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         logBytes,
       }));
     } catch (e) {
-      // Worded "node …": the node's trouble (NATS, the package), requeued without using up a retry, a few times.
-      report(result({ error: `node ${name} could not run it: ${(e as Error).message}` }));
+      // The node's trouble (NATS, the package): requeued without using up a retry, a few times.
+      report(result({ error: `node ${name} could not run it: ${(e as Error).message}`, lost: true }));
     } finally {
       await instanceIo?.cleanup();
       // Kept for another instance when untouched, else removed (meanwhile: the result is reported already).
