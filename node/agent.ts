@@ -242,6 +242,8 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   };
 
   const queue: Job[] = [];
+  /** Keys of the jobs in `queue`. */
+  const queued = new Set<string>();
   const running = new Map<string, Job>();
   const unacked = new Map<string, Result>();
   const pendingResults: Result[] = [];
@@ -342,6 +344,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   const pump = () => {
     while (!stopping && queue.length > 0 && usedSlots + Math.min(queue[0].run.cpus, slots) <= slots) {
       const job = queue.shift()!;
+      queued.delete(keyOf(job.ref));
       usedSlots += Math.min(job.run.cpus, slots);
       running.set(keyOf(job.ref), job);
       void runJob(job).finally(() => {
@@ -356,6 +359,8 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
 
   /** Stops an instance's process tree: SIGTERM now, SIGKILL after the grace period. */
   const killJob = (job: Job, why: string) => {
+    // Its main process ended already: its exit stands (what it left behind is killed anyway).
+    if (job.proc?.done) return;
     if (job.killed || !job.proc) {
       job.killed ??= why;
       return;
@@ -445,7 +450,9 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       if (job.killed) killJob(job, job.killed);
       let timeout: TimerId | undefined;
       if (run.timeoutMs !== null) {
-        timeout = clock.setTimeout(() => killJob(job, `timed out after ${run.timeoutMs} ms`), run.timeoutMs);
+        const timer = clock.setTimeout(() => killJob(job, `timed out after ${run.timeoutMs} ms`), run.timeoutMs);
+        timeout = timer;
+        void job.proc.exited.then(() => clock.clearTimeout(timer));
       }
       const status = await job.proc.ended;
       if (timeout !== undefined) clock.clearTimeout(timeout);
@@ -486,7 +493,10 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     for (const t of msg.tasks) {
       for (const item of t.items) {
         const ref = { taskId: t.taskId, index: item.index, attempt: item.attempt };
-        if (running.has(keyOf(ref)) || unacked.has(keyOf(ref))) continue;
+        const key = keyOf(ref);
+        // An assignment sent again (a manager restarted from a backup, a reconcile) is held once.
+        if (running.has(key) || unacked.has(key) || queued.has(key)) continue;
+        queued.add(key);
         queue.push({ ref, digest: t.digest, run: t.run });
       }
     }
@@ -499,7 +509,12 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         k.taskId === ref.taskId && (k.index === undefined || k.index === ref.index) &&
         (k.attempt === undefined || k.attempt === ref.attempt)
       );
-    for (let i = queue.length - 1; i >= 0; i--) if (matches(queue[i].ref)) drop(queue.splice(i, 1)[0]);
+    for (let i = queue.length - 1; i >= 0; i--) {
+      if (!matches(queue[i].ref)) continue;
+      const [job] = queue.splice(i, 1);
+      queued.delete(keyOf(job.ref));
+      drop(job);
+    }
     for (const job of running.values()) if (matches(job.ref)) killJob(job, msg.reason);
     // A stale result nobody will accept need not be resent.
     for (const [k, r] of unacked) if (matches(r)) unacked.delete(k);
@@ -613,6 +628,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       } catch { /* not connected */ }
       // What never started goes back to the manager with the rest, at "left".
       queue.splice(0).forEach(drop);
+      queued.clear();
       const graceEnd = Date.now() + graceMs;
       while (running.size > 0 && Date.now() < graceEnd) await sleep(20);
       if (running.size > 0) log.warn("node:grace-over", { killing: running.size });

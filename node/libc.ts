@@ -1,8 +1,9 @@
 /**
  * The few C library calls the node makes through Deno's FFI (Linux, glibc
  * 2.34 or later): `posix_spawn` with the instance's output going straight into
- * files and the instance in a process group of its own, `waitpid` on a
- * thread of Deno's pool, `kill` of a process group, and `statx`/`utimensat`
+ * files and the instance in a process group of its own, `waitid` when
+ * SIGCHLD arrives (no thread waits per process), `kill` of a process group,
+ * and `statx`/`utimensat`
  * with nanoseconds for telling whether an instance left its copy of the task
  * root untouched.
  *
@@ -38,6 +39,9 @@ export interface SpawnRequest {
 export interface FileStamp {
   ino: bigint;
   mode: number;
+  /** The status change time: set by the kernel on every change, never by a process. */
+  ctimeSec: bigint;
+  ctimeNs: number;
   uid: number;
   gid: number;
   nlink: number;
@@ -56,8 +60,14 @@ export interface Libc {
    * @throws {Deno.errors.NotFound | Error} With the C library's reason, as `Deno.Command` words it.
    */
   spawn(request: SpawnRequest): Promise<number>;
-  /** Waits (on a thread of the pool) until the process `pid` ends, and reaps it. */
-  wait(pid: number): Promise<ExitStatus>;
+  /**
+   * Resolves when the child `pid` has ended. It is not reaped: until
+   * {@linkcode Libc.reap}, its pid (and so its process group's id) cannot be
+   * given to another process, so signals sent meanwhile reach only its group.
+   */
+  exited(pid: number): Promise<ExitStatus>;
+  /** Reaps an ended child (after {@linkcode Libc.exited} resolved). */
+  reap(pid: number): void;
   /** Sends `signal` to every process of group `pgid`; false when there is none. */
   killGroup(pgid: number, signal: Deno.Signal | 0): boolean;
   /** Metadata of `path` itself (symlinks are not followed), with nanoseconds; null when it is gone. */
@@ -121,6 +131,17 @@ const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 const STATX_BASIC = 0x7ff;
 const UTIME_OMIT = (1 << 30) - 2;
+const P_PID = 1;
+const WNOHANG = 1;
+const WEXITED = 4;
+const WNOWAIT = 0x01000000;
+const CLD_EXITED = 1;
+/**
+ * Children waited for on a thread each (a blocking `waitid`); more are
+ * watched through SIGCHLD, which costs the node about 40 µs more per process
+ * but no thread (Deno's pool has 32, which file operations need too).
+ */
+const THREAD_WAITS = 16;
 
 const SYMBOLS = {
   posix_spawnp: {
@@ -138,7 +159,9 @@ const SYMBOLS = {
   posix_spawn_file_actions_addopen: { parameters: ["buffer", "i32", "buffer", "i32", "u32"], result: "i32" },
   posix_spawn_file_actions_addchdir_np: { parameters: ["buffer", "buffer"], result: "i32" },
   posix_spawn_file_actions_addclosefrom_np: { parameters: ["buffer", "i32"], result: "i32" },
-  waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32", nonblocking: true },
+  waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  waitid: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
+  waitid_blocking: { name: "waitid", parameters: ["i32", "i32", "buffer", "i32"], result: "i32", nonblocking: true },
   kill: { parameters: ["i32", "i32"], result: "i32" },
   statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
   utimensat: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
@@ -193,6 +216,31 @@ export function loadLibc(): Libc | null {
   c.posix_spawnattr_setsigmask(attr, noSignals);
   c.posix_spawnattr_setsigdefault(attr, allSignals);
   const devNull = cString("/dev/null");
+  /** How an ended child ended, from its siginfo_t: si_code at 8, si_status at 24. */
+  const decodeInfo = (v: DataView): ExitStatus => {
+    const status = v.getInt32(24, true);
+    return v.getInt32(8, true) === CLD_EXITED
+      ? { code: status, signal: null }
+      : { code: null, signal: SIGNALS[status] ?? "SIGKILL" };
+  };
+  let threadWaits = 0;
+  // Children beyond THREAD_WAITS (see exited()), checked with waitid(WNOHANG | WNOWAIT) on every SIGCHLD.
+  const watched = new Map<number, (status: ExitStatus) => void>();
+  const info = new Uint8Array(128); // siginfo_t
+  const infoView = new DataView(info.buffer);
+  const waitStatus = new Int32Array(32);
+  let pollTimer: ReturnType<typeof setInterval> | undefined;
+  const checkChildren = () => {
+    for (const [pid, resolve] of watched) {
+      info.fill(0);
+      const r = c.waitid(P_PID, pid, info, WEXITED | WNOHANG | WNOWAIT);
+      // si_pid (offset 16) stays 0 while the child runs; -1 is ECHILD (someone else reaped it: status lost).
+      if (r === 0 && infoView.getInt32(16, true) !== pid) continue;
+      watched.delete(pid);
+      resolve(r === 0 ? decodeInfo(infoView) : { code: null, signal: null });
+    }
+    if (watched.size === 0 && pollTimer !== undefined) Deno.unrefTimer(pollTimer);
+  };
   // statx is called synchronously: one result buffer serves every call.
   const statxBuf = new Uint8Array(256);
   const statxView = new DataView(statxBuf.buffer);
@@ -228,7 +276,8 @@ export function loadLibc(): Libc | null {
         c.posix_spawn_file_actions_addopen(actions, 2, cString(request.stderrPath), O_WRONLY_CREAT_TRUNC, 0o600);
         c.posix_spawn_file_actions_addchdir_np(actions, cString(request.cwd));
         c.posix_spawn_file_actions_addclosefrom_np(actions, 3);
-        // The p variant looks a bare command name (setpriv) up in the node's PATH, like Deno.Command.
+        // Commands are absolute paths (the entrypoint, setpriv); the p variant would look a bare name up in the
+        // node's PATH, never in the instance's.
         const errno = await c.posix_spawnp(pid, path, actions, attr, argv, envp);
         if (errno !== 0) {
           const message = ERRORS[errno] ?? `os error ${errno}`;
@@ -242,20 +291,31 @@ export function loadLibc(): Libc | null {
       }
     },
 
-    async wait(pid) {
-      const status = new Int32Array(32);
-      for (;;) {
-        const r = await c.waitpid(pid, status, 0);
-        if (r === pid) break;
-        if (r === -1) {
-          // EINTR, or ECHILD when someone else reaped it: the status is then lost.
-          if (c.kill(pid, 0) === 0) continue;
-          return { code: null, signal: null };
-        }
+    exited(pid) {
+      if (threadWaits < THREAD_WAITS) {
+        // A thread of Deno's pool waits for it (the pool has 32; the rest are watched through SIGCHLD).
+        threadWaits++;
+        const buf = new Uint8Array(128);
+        return c.waitid_blocking(P_PID, pid, buf, WEXITED | WNOWAIT).then((r) => {
+          threadWaits--;
+          return r === 0 ? decodeInfo(new DataView(buf.buffer)) : { code: null, signal: null };
+        });
       }
-      const s = status[0];
-      if ((s & 0x7f) === 0) return { code: (s >> 8) & 0xff, signal: null };
-      return { code: null, signal: SIGNALS[s & 0x7f] ?? "SIGKILL" };
+      return new Promise<ExitStatus>((resolve) => {
+        if (pollTimer === undefined) {
+          Deno.addSignalListener("SIGCHLD", checkChildren);
+          // Signals can coalesce or come before a pid is watched: a slow poll too. It keeps the event loop
+          // alive only while children are watched.
+          pollTimer = setInterval(checkChildren, 100);
+        }
+        if (watched.size === 0) Deno.refTimer(pollTimer!);
+        watched.set(pid, resolve);
+        checkChildren(); // It may have ended already.
+      });
+    },
+
+    reap(pid) {
+      c.waitpid(pid, waitStatus, WNOHANG);
     },
 
     killGroup(pgid, signal) {
@@ -271,6 +331,8 @@ export function loadLibc(): Libc | null {
         gid: v.getUint32(24, true),
         mode: v.getUint16(28, true),
         ino: v.getBigUint64(32, true),
+        ctimeSec: v.getBigInt64(96, true),
+        ctimeNs: v.getUint32(104, true),
         size: v.getBigUint64(40, true),
         mtimeSec: v.getBigInt64(112, true),
         mtimeNs: v.getUint32(120, true),

@@ -16,6 +16,8 @@ import { ValidationError } from "../core/errors.ts";
 /** The user instances run as. */
 export interface RunAs {
   user: string;
+  /** Absolute path of setpriv (never looked up in an instance's PATH). */
+  setpriv: string;
   uid: number;
   gid: number;
   home: string;
@@ -46,13 +48,25 @@ export function resolveRunAs(user: string): RunAs {
       code: "run_as_root",
     });
   }
-  return { user: fields[0], uid, gid: Number(fields[3]), home: fields[5], shell: fields[6] };
+  const setpriv = ["/usr/bin/setpriv", "/bin/setpriv", "/usr/sbin/setpriv", "/sbin/setpriv"].find((p) => {
+    try {
+      return Deno.statSync(p).isFile;
+    } catch {
+      return false;
+    }
+  });
+  if (!setpriv) {
+    throw new ValidationError(`Cannot run instances as '${user}' as setpriv (util-linux) is not installed`, {
+      code: "run_as_failed",
+    });
+  }
+  return { user: fields[0], setpriv, uid, gid: Number(fields[3]), home: fields[5], shell: fields[6] };
 }
 
 /** The command line that starts `command args` as the user. */
 export function asUser(runAs: RunAs, command: string, args: string[]): { command: string; args: string[] } {
   return {
-    command: "setpriv",
+    command: runAs.setpriv,
     args: [`--reuid=${runAs.uid}`, `--regid=${runAs.gid}`, "--init-groups", "--", command, ...args],
   };
 }

@@ -77,7 +77,8 @@ interface Kept {
 
 const sameStamp = (a: FileStamp, b: FileStamp | null) =>
   b !== null && a.ino === b.ino && a.mode === b.mode && a.uid === b.uid && a.gid === b.gid &&
-  a.nlink === b.nlink && a.size === b.size && a.mtimeSec === b.mtimeSec && a.mtimeNs === b.mtimeNs;
+  a.nlink === b.nlink && a.size === b.size && a.mtimeSec === b.mtimeSec && a.mtimeNs === b.mtimeNs &&
+  a.ctimeSec === b.ctimeSec && a.ctimeNs === b.ctimeNs;
 
 /** Creates the run dirs of a node, under `options.dir`. */
 export function createRunDirs(options: RunDirsOptions): RunDirs {
@@ -105,11 +106,15 @@ export function createRunDirs(options: RunDirsOptions): RunDirs {
     // Children before their folders: setting a file's time does not change its folder's, but creating one does.
     const entries = [...plan.files, ...plan.links.map(([path]) => path), ...plan.dirs.toReversed(), ""];
     const stamps: Array<[string, FileStamp]> = [];
-    entries.forEach((rel, i) => {
-      const path = rel ? join(dir, rel) : dir;
-      const original = libc.stamp(rel ? join(root, rel) : root);
-      libc.setMtime(path, original?.mtimeSec ?? 0n, SENTINEL_NS - i);
-    });
+    try {
+      entries.forEach((rel, i) => {
+        const path = rel ? join(dir, rel) : dir;
+        const original = libc.stamp(rel ? join(root, rel) : root);
+        libc.setMtime(path, original?.mtimeSec ?? 0n, SENTINEL_NS - i);
+      });
+    } catch {
+      return null; // Not checkable (a file system without nanosecond times?): used once, never kept.
+    }
     for (const rel of entries) {
       const path = rel ? join(dir, rel) : dir;
       const stamp = libc.stamp(path);
@@ -134,10 +139,19 @@ export function createRunDirs(options: RunDirsOptions): RunDirs {
 
   return {
     async take(root) {
-      const kept = spare.get(root)?.pop();
+      const list = spare.get(root);
+      const kept = list?.pop();
+      if (list?.length === 0) spare.delete(root);
       if (kept) {
         spareCount--;
         counts.reused++;
+        // New output files for each instance: a process that escaped the last one's process group (setsid) may
+        // still hold the old ones open, and must not write into this instance's log.
+        for (const path of [kept.runDir.stdoutPath, kept.runDir.stderrPath]) {
+          try {
+            Deno.removeSync(path);
+          } catch { /* none written */ }
+        }
         inUse.set(kept.runDir.dir, kept);
         return { ...kept.runDir, reused: true };
       }

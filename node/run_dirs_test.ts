@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createLogger } from "../core/log.ts";
+import { systemClock } from "../core/clock.ts";
 import { loadLibc } from "./libc.ts";
+import { createSpawner } from "./spawn.ts";
 import { createRunDirs, type RunDirs } from "./run_dirs.ts";
 
 const libc = loadLibc();
@@ -65,6 +67,12 @@ if (libc) {
       await Deno.rename(join(d, "tmp"), join(d, "sub", "data.txt"));
     }],
     ["an output left in the output folder", (_d, out) => Deno.writeTextFile(join(out, "left.txt"), "")],
+    ["a file changed and its modification time set back to what it was", async (d) => {
+      const path = join(d, "sub", "data.txt");
+      const before = libc!.stamp(path)!;
+      await Deno.writeTextFile(path, "3 2 1\n");
+      libc!.setMtime(path, before.mtimeSec, before.mtimeNs);
+    }],
   ];
   for (const [what, change] of changes) {
     Deno.test(`run dirs: a copy is removed, not reused, after ${what}`, async () => {
@@ -84,6 +92,39 @@ if (libc) {
       await Deno.remove(work, { recursive: true });
     });
   }
+
+  Deno.test("run dirs: output of a process that escaped an earlier instance never reaches the next one", async () => {
+    const { root, work, dirs } = await setUp();
+    const spawner = createSpawner({ libc, clock: systemClock, outputPollMs: 20 });
+    const decoder = new TextDecoder();
+    const mark = join(work, "escaped"); // Outside the copy: a new file inside would make it changed.
+    const run = async (script: string) => {
+      const runDir = await dirs.take(root);
+      const out: string[] = [];
+      const proc = await spawner.start({
+        command: "/bin/sh",
+        args: ["-c", script],
+        cwd: runDir.dir,
+        env: { PATH: "/usr/bin:/bin", MARK: mark },
+        stdoutPath: runDir.stdoutPath,
+        stderrPath: runDir.stderrPath,
+        onOutput: (c) => void out.push(decoder.decode(c)),
+      });
+      const status = await proc.ended;
+      dirs.release(runDir, !status.leftovers);
+      return { runDir, out: out.join("") };
+    };
+    // It leaves its process group (setsid) before the main process ends, so it is no leftover, and the copy is kept.
+    const first = await run(
+      `setsid sh -c 'touch "$MARK"; sleep 0.4; echo late-from-first' & while [ ! -e "$MARK" ]; do sleep 0.01; done; echo first`,
+    );
+    const second = await run("sleep 0.8; echo second");
+    assert.equal(second.runDir.dir, first.runDir.dir, "the copy was reused");
+    assert.equal(second.out, "second\n");
+    assert.equal(first.out, "first\n");
+    await Deno.remove(root, { recursive: true });
+    await Deno.remove(work, { recursive: true });
+  });
 
   Deno.test("run dirs: not reusable (killed, leftovers) means removed; spare copies are capped", async () => {
     const { root, work, dirs } = await setUp(1);

@@ -25,13 +25,21 @@ export interface ProcessRequest extends SpawnRequest {
 /** A started instance process. */
 export interface InstanceProcess {
   readonly pid: number;
+  /** Resolves when the main process has ended (its output may still be being read). */
+  readonly exited: Promise<ExitStatus>;
+  /** True once `exited` has resolved. */
+  readonly done: boolean;
   /**
    * Resolves when the main process has ended and its output has been read
    * to the end. Processes it left behind are killed then; `leftovers` says
    * whether there were any.
    */
   readonly ended: Promise<ExitStatus & { leftovers: boolean }>;
-  /** Sends `signal` to the process, its process group and every descendant found. */
+  /**
+   * Sends `signal` to the process, its process group and every descendant
+   * found; after the main process has ended, what the first kill found and
+   * is still alive gets SIGKILL. Does nothing once it ended.
+   */
   kill(signal: Deno.Signal): void;
 }
 
@@ -92,14 +100,29 @@ export function createSpawner(options: SpawnerOptions): Spawner {
         const pipe = async (stream: ReadableStream<Uint8Array>, which: OutputStream) => {
           for await (const chunk of stream) await request.onOutput(chunk, which);
         };
-        const ended = Promise.all([child.status, pipe(child.stdout, "stdout"), pipe(child.stderr, "stderr")]).then((
+        let done = false;
+        const known = new Set<number>();
+        const exited = child.status.then((status) => {
+          done = true;
+          // What a kill found, and outlived the main process (orphans re-parent away from its tree), goes now.
+          known.delete(child.pid);
+          if (known.size) signalAll([...known], "SIGKILL");
+          return { code: status.signal ? null : status.code, signal: status.signal ?? null };
+        });
+        const ended = Promise.all([exited, pipe(child.stdout, "stdout"), pipe(child.stderr, "stderr")]).then((
           [status],
-        ) => ({ code: status.signal ? null : status.code, signal: status.signal ?? null, leftovers: false }));
+        ) => ({ ...status, leftovers: false }));
         return {
           pid: child.pid,
+          exited,
+          get done() {
+            return done;
+          },
           ended,
           kill(signal) {
-            signalAll(processTree(child.pid), signal);
+            if (done) return;
+            for (const pid of processTree(child.pid)) known.add(pid);
+            signalAll([...known], signal);
           },
         };
       },
@@ -126,7 +149,13 @@ export function createSpawner(options: SpawnerOptions): Spawner {
     kind: "posix_spawn",
     async start(request) {
       const pid = await retryBusy(() => libc.spawn(request));
-      const exited = libc.wait(pid);
+      let done = false;
+      let reaped = false;
+      const known = new Set<number>();
+      const exited = libc.exited(pid).then((status) => {
+        done = true;
+        return status;
+      });
       const follow = async () => {
         let done = false;
         void exited.then(() => done = true);
@@ -143,18 +172,29 @@ export function createSpawner(options: SpawnerOptions): Spawner {
         }
       };
       const ended = Promise.all([exited, follow()]).then(([status]) => {
-        // What the instance left in its process group goes with it.
+        // Reaped only now: until here its pid, the group's id, could not be reused, so kills reached only its group.
+        libc.reap(pid);
+        reaped = true;
+        // What the instance left in its process group goes with it, and what a kill found outside the group.
         const leftovers = libc.killGroup(pid, 0);
         if (leftovers) libc.killGroup(pid, "SIGKILL");
+        known.delete(pid);
+        if (known.size) signalAll([...known], "SIGKILL");
         return { ...status, leftovers };
       });
       return {
         pid,
+        exited,
+        get done() {
+          return done;
+        },
         ended,
         kill(signal) {
+          if (reaped) return;
           libc.killGroup(pid, signal);
           // Descendants that left the group (setsid, setpgid) are found through /proc while the main process lives.
-          signalAll(processTree(pid), signal);
+          if (!done) { for (const p of processTree(pid)) known.add(p); }
+          signalAll([...known], signal);
         },
       };
     },

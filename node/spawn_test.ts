@@ -94,6 +94,46 @@ if (libc) {
     await Deno.remove(marker);
   });
 
+  Deno.test("posix_spawn: 48 processes at once tie up no threads (file operations go on meanwhile)", async () => {
+    const dir = await Deno.makeTempDir({ prefix: "parallelic-spawn-" });
+    const procs = await Promise.all(Array.from({ length: 48 }, (_, i) =>
+      spawner.start({
+        command: "/bin/sleep",
+        args: ["1"],
+        cwd: dir,
+        env: {},
+        stdoutPath: join(dir, `${i}.out`),
+        stderrPath: join(dir, `${i}.err`),
+        onOutput: () => {},
+      })));
+    // Deno's blocking pool has 32 threads: were each process waited for on one, this would queue behind them.
+    const t0 = performance.now();
+    await Deno.writeTextFile(join(dir, "probe"), "x");
+    await Deno.readTextFile(join(dir, "probe"));
+    assert.ok(performance.now() - t0 < 500, `file operations waited ${performance.now() - t0} ms`);
+    const statuses = await Promise.all(procs.map((p) => p.ended));
+    assert.ok(statuses.every((s) => s.code === 0));
+    await Deno.remove(dir, { recursive: true });
+  });
+
+  Deno.test("posix_spawn: kill() after the main process ended does nothing, and says it ended", async () => {
+    const dir = await Deno.makeTempDir({ prefix: "parallelic-spawn-" });
+    const proc = await spawner.start({
+      command: "/bin/true",
+      args: [],
+      cwd: dir,
+      env: {},
+      stdoutPath: join(dir, "stdout"),
+      stderrPath: join(dir, "stderr"),
+      onOutput: () => {},
+    });
+    assert.deepEqual(await proc.exited, { code: 0, signal: null });
+    assert.equal(proc.done, true);
+    await proc.ended;
+    proc.kill("SIGKILL"); // Its pid may belong to another process by now: nothing is sent.
+    await Deno.remove(dir, { recursive: true });
+  });
+
   Deno.test("posix_spawn: a missing executable is refused with the reason", async () => {
     await assert.rejects(
       spawner.start({
