@@ -89,13 +89,13 @@ export const MAX_BYTES_PER_ATOMIC = 512 * 1024;
  */
 export async function writeBatched(
   kv: Deno.Kv,
-  entries: Iterable<{ key: Deno.KvKey; value: unknown | null }>,
+  entries: Iterable<{ key: Deno.KvKey; value: unknown | null; expireIn?: number }>,
 ): Promise<number> {
   const ops: Deno.AtomicOperation[] = [];
   let op = kv.atomic();
   let count = 0;
   let bytes = 0;
-  for (const { key, value } of entries) {
+  for (const { key, value, expireIn } of entries) {
     const size = value === null ? 0 : JSON.stringify(value).length + 64;
     if (count > 0 && (count >= MAX_MUTATIONS_PER_ATOMIC || bytes + size > MAX_BYTES_PER_ATOMIC)) {
       ops.push(op);
@@ -104,7 +104,7 @@ export async function writeBatched(
       bytes = 0;
     }
     if (value === null) op.delete(key);
-    else op.set(key, value);
+    else op.set(key, value, expireIn === undefined ? undefined : { expireIn });
     count++;
     bytes += size;
   }

@@ -59,6 +59,7 @@ import {
   taskResultsAll,
   taskSubmit,
 } from "../core/schema.ts";
+import type { AuditLog } from "../core/audit.ts";
 import { instanceKey, instancesOf, spanInstance, spanKey, spansOf, taskKey, TASKS, writeBatched } from "./keys.ts";
 
 /** What the task actor needs. */
@@ -69,6 +70,8 @@ export interface TaskActorDeps {
   log: Logger;
   /** Where counters go. @default {a private registry} */
   metrics?: Metrics;
+  /** The audit log: a submit that names its address is audited in the same commit as its task. */
+  audit?: Pick<AuditLog, "mutation">;
 }
 
 /** Options of {@linkcode createTaskActor}. */
@@ -238,6 +241,8 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   let dirtyRuns = new Map<string, InstanceRecord[]>();
   let dirtyTasks = new Set<Live | TaskRecord>();
   let afterCommit: Array<() => void> = [];
+  /** Audit entries of submits, stored with their tasks. */
+  let dirtyAudit: Array<{ key: Deno.KvKey; value: unknown; expireIn: number }> = [];
   let cycling = false;
   let lastCommitAt = -Infinity;
   let again = false;
@@ -306,7 +311,10 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   }
 
   async function commit(): Promise<void> {
-    if (dirtyInstances.size === 0 && dirtySpans.size === 0 && dirtyTasks.size === 0 && afterCommit.length === 0) {
+    if (
+      dirtyInstances.size === 0 && dirtySpans.size === 0 && dirtyTasks.size === 0 && afterCommit.length === 0 &&
+      dirtyAudit.length === 0
+    ) {
       return;
     }
     const instances = dirtyInstances;
@@ -314,16 +322,16 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     const runs = dirtyRuns;
     const touched = dirtyTasks;
     const actions = afterCommit;
+    const audits = dirtyAudit;
+    dirtyAudit = [];
     dirtyInstances = new Map();
     dirtySpans = new Map();
     dirtyRuns = new Map();
     dirtyTasks = new Set();
     afterCommit = [];
     // In this order: instance records before the spans they replace, task records last.
-    const entries: Array<{ key: Deno.KvKey; value: unknown }> = [...instances.values()].map((e) => ({
-      key: e.key,
-      value: e.rec,
-    }));
+    const entries: Array<{ key: Deno.KvKey; value: unknown; expireIn?: number }> = [...audits];
+    for (const e of instances.values()) entries.push({ key: e.key, value: e.rec });
     entries.push(...spans.values());
     for (const t of touched) {
       const rec = "rec" in t ? t.rec : t;
@@ -749,6 +757,15 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     const live = liveOf(rec);
     tasks.set(rec.id, live);
     dirtyTasks.add(live);
+    if (deps.audit && req.address !== undefined) {
+      dirtyAudit.push(deps.audit.mutation({
+        action: "task.submit",
+        user: req.owner,
+        address: req.address,
+        target: rec.id,
+        detail: `${rec.name}, ${rec.spec.instances} instances, ${rec.digest.slice(0, 19)}…`,
+      }));
+    }
     const stored = new Promise<void>((resolve) => afterCommit.push(resolve));
     kick();
     await stored;

@@ -46,15 +46,22 @@ export const AuditEntry = z.object({
 /** An audited event. */
 export type AuditEntry = z.infer<typeof AuditEntry>;
 
+/** An event to audit: the time is filled in. */
+export type AuditInput = Omit<AuditEntry, "at" | "target" | "detail"> & Partial<Pick<AuditEntry, "target" | "detail">>;
+
 /** How long audit entries are kept by default: 90 days. */
 export const DEFAULT_AUDIT_RETENTION_MS = 90 * 24 * 3600 * 1000;
 
 /** Writes audit entries to Deno KV and the log. */
 export interface AuditLog {
   /** Records an event (time filled in). Never throws: a failed write is logged. */
-  record(
-    entry: Omit<AuditEntry, "at" | "target" | "detail"> & Partial<Pick<AuditEntry, "target" | "detail">>,
-  ): Promise<void>;
+  record(entry: AuditInput): Promise<void>;
+  /**
+   * Logs an event and returns its Deno KV write, for a caller that commits it
+   * together with what it audits (the task actor stores a submitted task and
+   * its audit entry in one atomic).
+   */
+  mutation(entry: AuditInput): { key: Deno.KvKey; value: AuditEntry; expireIn: number };
   /** Newest first, at most `limit`, older than `beforeMs` when given. */
   list(options?: { limit?: number; beforeMs?: number }): Promise<AuditEntry[]>;
 }
@@ -68,16 +75,21 @@ export function createAuditLog(
   const retentionMs = options.retentionMs ?? DEFAULT_AUDIT_RETENTION_MS;
   const now = options.now ?? Date.now;
   const alog = log.scope({ actor: "audit" });
+  const mutation = (e: AuditInput) => {
+    const value: AuditEntry = { at: now(), target: null, detail: null, ...e };
+    alog.info("audit", value);
+    return { key: auditKey(value.at, crypto.randomUUID().slice(0, 8)), value, expireIn: retentionMs };
+  };
   return {
     async record(e) {
-      const entry: AuditEntry = { at: now(), target: null, detail: null, ...e };
-      alog.info("audit", entry);
+      const { key, value, expireIn } = mutation(e);
       try {
-        await kv.set(auditKey(entry.at, crypto.randomUUID().slice(0, 8)), entry, { expireIn: retentionMs });
+        await kv.set(key, value, { expireIn });
       } catch (err) {
-        alog.error("audit:write-failed", { error: String(err), ...entry });
+        alog.error("audit:write-failed", { error: String(err), ...value });
       }
     },
+    mutation,
     async list({ limit = 100, beforeMs } = {}) {
       const out: AuditEntry[] = [];
       const selector = beforeMs === undefined ? { prefix: AUDIT } : { prefix: AUDIT, end: [...AUDIT, beforeMs] };

@@ -328,6 +328,8 @@ export const SubmitRequest = z.object({
   packageBytes: z.number().int().nonnegative(),
   spec: TaskSpec,
   owner: z.string(),
+  /** Where the submit came from: the task actor stores the audit entry with the task. */
+  address: z.string().optional(),
 });
 /** A submit request. */
 export type SubmitRequest = z.infer<typeof SubmitRequest>;

@@ -214,15 +214,10 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
             packageBytes: checked.packageBytes,
             spec,
             owner: who.user,
+            // The task actor stores the audit entry in the same commit as the task.
+            address: clientAddress(c),
           }),
         ));
-    });
-    await audit.record({
-      action: "task.submit",
-      user: who.user,
-      address: clientAddress(c),
-      target: reply.id,
-      detail: `${checked.spec.name}, ${reply.instances} instances, ${checked.digest.slice(0, 19)}…`,
     });
     return c.json({ id: reply.id, state: reply.state, instances: reply.instances }, 201);
   });

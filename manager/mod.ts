@@ -184,7 +184,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
       leaseMs: options.leaseMs,
     });
     await nodeActor.ready;
-    const taskActor = createTaskActor({ bus, kv, clock, log, metrics }, {
+    const taskActor = createTaskActor({ bus, kv, clock, log, metrics, audit }, {
       signal: abort.signal,
       retryBackoffMs: options.retryBackoffMs,
       orphanGraceMs: Math.max(3 * (options.heartbeatMs ?? 1000), 2000),
