@@ -156,7 +156,11 @@ Deno.test({
       const api = (path: string, init: RequestInit = {}) =>
         fetch(`${base}${path}`, { ...init, headers: { ...init.headers, authorization: `Bearer ${TEST_TOKEN}` } });
       await waitUntil(() => fetch(`${base}/healthz`).then((r) => r.ok, () => false), 60_000, "the manager");
-      const nodes = async () => (await (await api("/api/v1/nodes")).json() as { nodes: NodeRecord[] }).nodes;
+      // While a NATS server is down the API may answer 503 ("try again"): that reads as no nodes yet.
+      const nodes = async () => {
+        const res = await api("/api/v1/nodes");
+        return res.ok ? (await res.json() as { nodes: NodeRecord[] }).nodes : (await res.body?.cancel(), []);
+      };
       await waitUntil(async () => (await nodes()).filter((n) => n.state === "ready").length === 2, 30_000, "nodes");
 
       const zip = await makeZip({
