@@ -65,6 +65,8 @@ export interface RunDirsOptions {
 
 /** Nanosecond values of the modification times given to a copy's entries (entry i gets SENTINEL_NS - i). */
 const SENTINEL_NS = 987_654_321;
+/** Nanoseconds of the output folder's modification time while it is known to be empty. */
+const OUT_SENTINEL_NS = 123_456_789;
 
 interface Kept {
   root: string;
@@ -73,6 +75,8 @@ interface Kept {
   stamps: Array<[string, FileStamp]> | null;
   /** The output folder's stamp (only its mode and owner count: its contents are checked to be empty). */
   outStamp: FileStamp | null;
+  /** Stamps of the output files when the copy was kept: a change means a process of the last instance lives on. */
+  logStamps?: Array<FileStamp | null>;
 }
 
 const sameStamp = (a: FileStamp, b: FileStamp | null) =>
@@ -124,37 +128,56 @@ export function createRunDirs(options: RunDirsOptions): RunDirs {
     return stamps;
   };
 
+  const logStamps = (
+    kept: Kept,
+  ) => [libc?.stamp(kept.runDir.stdoutPath) ?? null, libc?.stamp(kept.runDir.stderrPath) ?? null];
+  const sameLogs = (kept: Kept) =>
+    logStamps(kept).every((now, i) => {
+      const then = kept.logStamps?.[i] ?? null;
+      return now === null ? then === null : sameStamp(now, then);
+    });
+
   const untouched = (kept: Kept): boolean => {
     if (!libc || !kept.stamps) return false;
     for (const [path, stamp] of kept.stamps) if (!sameStamp(stamp, libc.stamp(path))) return false;
     const out = libc.stamp(kept.runDir.outputDir);
     if (!out || !kept.outStamp || out.mode !== kept.outStamp.mode || out.uid !== kept.outStamp.uid) return false;
+    // Unchanged since it was last seen empty: nothing was created in it. Else it must be empty now.
+    if (sameStamp(out, kept.outStamp)) return true;
     try {
       for (const _ of Deno.readDirSync(kept.runDir.outputDir)) return false;
     } catch {
       return false;
     }
+    // Its time set again to one no write makes, so that the next instance's first output changes it.
+    try {
+      libc.setMtime(kept.runDir.outputDir, 0n, OUT_SENTINEL_NS);
+    } catch {
+      return false;
+    }
+    kept.outStamp = libc.stamp(kept.runDir.outputDir);
     return true;
   };
 
   return {
     async take(root) {
       const list = spare.get(root);
-      const kept = list?.pop();
-      if (list?.length === 0) spare.delete(root);
-      if (kept) {
+      for (let kept = list?.pop(); kept; kept = list?.pop()) {
         spareCount--;
-        counts.reused++;
-        // New output files for each instance: a process that escaped the last one's process group (setsid) may
-        // still hold the old ones open, and must not write into this instance's log.
-        for (const path of [kept.runDir.stdoutPath, kept.runDir.stderrPath]) {
-          try {
-            Deno.removeSync(path);
-          } catch { /* none written */ }
+        // Checked again: a process of the last instance that left its group (setsid) may have written into the
+        // copy or its output files since. (Output files are reused, truncated: new ones would cost ext4 as much
+        // as a copy.)
+        if (!untouched(kept) || !sameLogs(kept)) {
+          log.debug("node:run-dir-changed", { dir: kept.runDir.dir, after: "release" });
+          remove(kept.runDir);
+          continue;
         }
+        if (list?.length === 0) spare.delete(root);
+        counts.reused++;
         inUse.set(kept.runDir.dir, kept);
         return { ...kept.runDir, reused: true };
       }
+      if (list?.length === 0) spare.delete(root);
       const dir = join(options.dir, `c${++serial}`);
       const runDir: RunDir = {
         dir,
@@ -171,8 +194,13 @@ export function createRunDirs(options: RunDirsOptions): RunDirs {
           await Deno.chown(runDir.outputDir, runAs.uid, runAs.gid);
         }
         const stamps = await stampCopy(root, dir);
+        let outStamp: FileStamp | null = null;
+        if (stamps && libc) {
+          libc.setMtime(runDir.outputDir, 0n, OUT_SENTINEL_NS);
+          outStamp = libc.stamp(runDir.outputDir);
+        }
         counts.made++;
-        inUse.set(dir, { root, runDir, stamps, outStamp: libc?.stamp(runDir.outputDir) ?? null });
+        inUse.set(dir, { root, runDir, stamps, outStamp });
         return runDir;
       } catch (e) {
         remove(runDir);
@@ -196,6 +224,7 @@ export function createRunDirs(options: RunDirsOptions): RunDirs {
         if (other[1].length === 0) spare.delete(other[0]);
         spareCount--;
       }
+      kept.logStamps = logStamps(kept);
       const list = spare.get(kept.root);
       if (list) list.push(kept);
       else spare.set(kept.root, [kept]);

@@ -93,7 +93,7 @@ if (libc) {
     });
   }
 
-  Deno.test("run dirs: output of a process that escaped an earlier instance never reaches the next one", async () => {
+  Deno.test("run dirs: a copy whose escaped process wrote after its instance ended is not handed on", async () => {
     const { root, work, dirs } = await setUp();
     const spawner = createSpawner({ libc, clock: systemClock, outputPollMs: 20 });
     const decoder = new TextDecoder();
@@ -112,16 +112,51 @@ if (libc) {
       });
       const status = await proc.ended;
       dirs.release(runDir, !status.leftovers);
-      return { runDir, out: out.join("") };
+      return { runDir, out: out.join(""), leftovers: status.leftovers };
     };
-    // It leaves its process group (setsid) before the main process ends, so it is no leftover, and the copy is kept.
+    // It leaves its process group (setsid) before the main process ends: no leftover, so the copy is kept...
     const first = await run(
-      `setsid sh -c 'touch "$MARK"; sleep 0.4; echo late-from-first' & while [ ! -e "$MARK" ]; do sleep 0.01; done; echo first`,
+      `setsid sh -c 'touch "$MARK"; sleep 0.2; echo late-from-first; echo x > late.txt' & ` +
+        `while [ ! -e "$MARK" ]; do sleep 0.01; done; echo first`,
     );
-    const second = await run("sleep 0.8; echo second");
-    assert.equal(second.runDir.dir, first.runDir.dir, "the copy was reused");
-    assert.equal(second.out, "second\n");
+    assert.equal(first.leftovers, false);
     assert.equal(first.out, "first\n");
+    // ...but it writes into its output file and its folder later: the next instance gets a new copy.
+    await new Promise((r) => setTimeout(r, 600));
+    const second = await run("echo second; ls");
+    assert.notEqual(second.runDir.dir, first.runDir.dir);
+    assert.equal(second.runDir.reused, false);
+    assert.doesNotMatch(second.out, /late/);
+    await Deno.remove(root, { recursive: true });
+    await Deno.remove(work, { recursive: true });
+  });
+
+  Deno.test("run dirs: an output left right after a run that left the output folder empty is noticed", async () => {
+    const { root, work, dirs } = await setUp();
+    const a = await dirs.take(root);
+    await Deno.writeTextFile(join(a.outputDir, "stored-and-removed.txt"), "");
+    await Deno.remove(join(a.outputDir, "stored-and-removed.txt"));
+    dirs.release(a, true);
+    const b = await dirs.take(root);
+    assert.equal(b.dir, a.dir);
+    // At once, within the clock tick of the check above: the folder's time must still change.
+    await Deno.writeTextFile(join(b.outputDir, "left.txt"), "");
+    dirs.release(b, true);
+    const c = await dirs.take(root);
+    assert.notEqual(c.dir, a.dir);
+    assert.deepEqual([...Deno.readDirSync(c.outputDir)], []);
+    await Deno.remove(root, { recursive: true });
+    await Deno.remove(work, { recursive: true });
+  });
+
+  Deno.test("run dirs: a kept copy changed before it is taken again is removed, not handed on", async () => {
+    const { root, work, dirs } = await setUp();
+    const a = await dirs.take(root);
+    dirs.release(a, true);
+    await Deno.writeTextFile(join(a.dir, "task.toml"), "changed after its instance ended\n");
+    const b = await dirs.take(root);
+    assert.notEqual(b.dir, a.dir);
+    assert.equal(await Deno.readTextFile(join(b.dir, "task.toml")), "entrypoint = 'run.sh'\n");
     await Deno.remove(root, { recursive: true });
     await Deno.remove(work, { recursive: true });
   });
