@@ -50,7 +50,11 @@ if (import.meta.main) {
   const ways: Array<[string, (slot: number) => Promise<void>]> = [
     ["Deno.Command, piped output read to the end", async () => {
       const child = new Deno.Command("/usr/bin/true", { stdin: "null", stdout: "piped", stderr: "piped" }).spawn();
-      await Promise.all([child.status, child.stdout.pipeTo(new WritableStream()), child.stderr.pipeTo(new WritableStream())]);
+      await Promise.all([
+        child.status,
+        child.stdout.pipeTo(new WritableStream()),
+        child.stderr.pipeTo(new WritableStream()),
+      ]);
     }],
     ["Deno.Command, no output", async () => {
       await new Deno.Command("/usr/bin/true", { stdin: "null", stdout: "null", stderr: "null" }).spawn().status;
