@@ -367,12 +367,40 @@ function linkTarget(path: string, target: string): string | null {
  * @param bytes The zip.
  * @param defaultName Task name when task.toml gives none.
  * @throws {ValidationError} Naming the entry or the task.toml key at fault.
+ * The same bytes under the same name and limits are checked once: the
+ * result of the last 64 packages that passed is kept by digest (resubmitting
+ * a package is the common case, and its check a pure function of those).
+ *
  * @throws {TooLargeError} When the zip is larger than `limits.maxPackageBytes`.
  */
 export async function checkPackage(
   bytes: Uint8Array,
   defaultName = "task",
   limits: PackageLimits = DEFAULT_PACKAGE_LIMITS,
+): Promise<CheckedPackage> {
+  if (bytes.byteLength > limits.maxPackageBytes) {
+    throw tooLarge("accept package", bytes.byteLength, limits.maxPackageBytes, "package_too_large");
+  }
+  const digest = await sha256Digest(bytes);
+  let memo = checked.get(limits);
+  if (!memo) checked.set(limits, memo = new Map());
+  const key = `${digest}\0${defaultName}`;
+  const hit = memo.get(key);
+  if (hit) return structuredClone(hit);
+  const result = await checkPackageBytes(bytes, defaultName, limits, digest);
+  if (memo.size >= 64) memo.delete(memo.keys().next().value!);
+  memo.set(key, result);
+  return structuredClone(result);
+}
+
+/** Packages that passed, per limits object, by digest and default name (see {@linkcode checkPackage}). */
+const checked = new WeakMap<PackageLimits, Map<string, CheckedPackage>>();
+
+async function checkPackageBytes(
+  bytes: Uint8Array,
+  defaultName: string,
+  limits: PackageLimits,
+  digest: Digest,
 ): Promise<CheckedPackage> {
   const planned = await plan(bytes, limits);
   const byPath = new Map(planned.map((p) => [p.path, p]));
@@ -418,7 +446,7 @@ export async function checkPackage(
     );
   }
   return {
-    digest: await sha256Digest(bytes),
+    digest,
     spec,
     packageBytes: bytes.byteLength,
     entries: planned.length,

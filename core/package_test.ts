@@ -105,3 +105,16 @@ Deno.test("countEntries() stops reading a directory of a million entries right a
   assert.equal(countEntries(bytes, 2_000_000), 1_000_000);
   await rejects(bytes, /it has 100001 entries, more than the limit of 100000/, "too_many_entries");
 });
+
+Deno.test("checkPackage: the same bytes are checked once; callers get their own copies; the name still counts", async () => {
+  const zip = await makeZip({ "task.toml": `[task]\nentrypoint = "run.sh"\n`, "run.sh": "#!/bin/sh\n" });
+  const limits = { ...DEFAULT_PACKAGE_LIMITS };
+  const first = await checkPackage(zip, "one", limits);
+  first.spec.instances = 99; // A caller changing its result must not change the next one's.
+  const again = await checkPackage(zip, "one", limits);
+  assert.equal(again.spec.instances, 1);
+  assert.equal(again.digest, first.digest);
+  assert.equal((await checkPackage(zip, "two", limits)).spec.name, "two");
+  // A broken package is never remembered as good, and a good one does not hide a smaller limit.
+  await assert.rejects(checkPackage(zip, "one", { ...limits, maxPackageBytes: 10 }), TooLargeError);
+});
