@@ -81,23 +81,39 @@ export const MAX_MUTATIONS_PER_ATOMIC = 500;
 /** Bytes of values per atomic we aim to stay under. */
 export const MAX_BYTES_PER_ATOMIC = 512 * 1024;
 
+/** One write of {@linkcode writeBatched}. */
+export interface BatchedWrite {
+  key: Deno.KvKey;
+  /** The value, or null to delete. */
+  value: unknown | null;
+  expireIn?: number;
+  /** Lands in the same atomic as the entry after it (an audit entry and what it audits). */
+  withNext?: boolean;
+}
+
 /**
  * Writes `entries` in as few atomics as the limits allow, in order (so the
  * last entries land last: put the task records there). Every value is
  * serialized before the first commit is awaited, so callers may change their
  * objects as soon as this returns a promise: no copy is needed.
  */
-export async function writeBatched(
-  kv: Deno.Kv,
-  entries: Iterable<{ key: Deno.KvKey; value: unknown | null; expireIn?: number }>,
-): Promise<number> {
+export async function writeBatched(kv: Deno.Kv, entries: Iterable<BatchedWrite>): Promise<number> {
   const ops: Deno.AtomicOperation[] = [];
   let op = kv.atomic();
   let count = 0;
   let bytes = 0;
-  for (const { key, value, expireIn } of entries) {
-    const size = value === null ? 0 : JSON.stringify(value).length + 64;
-    if (count > 0 && (count >= MAX_MUTATIONS_PER_ATOMIC || bytes + size > MAX_BYTES_PER_ATOMIC)) {
+  const list = [...entries];
+  const sizeOf = (e: BatchedWrite | undefined) => !e || e.value === null ? 0 : JSON.stringify(e.value).length + 64;
+  for (let i = 0; i < list.length; i++) {
+    const { key, value, expireIn, withNext } = list[i];
+    const size = sizeOf(list[i]);
+    // An entry bound to the next one starts a new atomic unless both fit.
+    const need = withNext ? 2 : 1;
+    const needBytes = withNext ? size + sizeOf(list[i + 1]) : size;
+    const joined = i > 0 && list[i - 1].withNext;
+    if (
+      !joined && count > 0 && (count + need > MAX_MUTATIONS_PER_ATOMIC || bytes + needBytes > MAX_BYTES_PER_ATOMIC)
+    ) {
       ops.push(op);
       op = kv.atomic();
       count = 0;

@@ -60,7 +60,17 @@ import {
   taskSubmit,
 } from "../core/schema.ts";
 import type { AuditLog } from "../core/audit.ts";
-import { instanceKey, instancesOf, spanInstance, spanKey, spansOf, taskKey, TASKS, writeBatched } from "./keys.ts";
+import {
+  type BatchedWrite,
+  instanceKey,
+  instancesOf,
+  spanInstance,
+  spanKey,
+  spansOf,
+  taskKey,
+  TASKS,
+  writeBatched,
+} from "./keys.ts";
 
 /** What the task actor needs. */
 export interface TaskActorDeps {
@@ -242,7 +252,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   let dirtyTasks = new Set<Live | TaskRecord>();
   let afterCommit: Array<() => void> = [];
   /** Audit entries of submits, stored with their tasks. */
-  let dirtyAudit: Array<{ key: Deno.KvKey; value: unknown; expireIn: number }> = [];
+  let dirtyAudit = new Map<string, { key: Deno.KvKey; value: unknown; expireIn: number }>();
   let cycling = false;
   let lastCommitAt = -Infinity;
   let again = false;
@@ -305,6 +315,8 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
       } while (again || dirtyInstances.size > 0 || dirtySpans.size > 0 || dirtyTasks.size > 0);
     } catch (e) {
       log.error("task:commit-failed", { error: String((e as Error)?.stack ?? e) });
+      // Kept for the next commit (see commit()): try again shortly.
+      if (!signal.aborted) clock.setTimeout(kick, 250);
     } finally {
       cycling = false;
     }
@@ -313,7 +325,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   async function commit(): Promise<void> {
     if (
       dirtyInstances.size === 0 && dirtySpans.size === 0 && dirtyTasks.size === 0 && afterCommit.length === 0 &&
-      dirtyAudit.length === 0
+      dirtyAudit.size === 0
     ) {
       return;
     }
@@ -323,22 +335,36 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     const touched = dirtyTasks;
     const actions = afterCommit;
     const audits = dirtyAudit;
-    dirtyAudit = [];
+    dirtyAudit = new Map();
     dirtyInstances = new Map();
     dirtySpans = new Map();
     dirtyRuns = new Map();
     dirtyTasks = new Set();
     afterCommit = [];
     // In this order: instance records before the spans they replace, task records last.
-    const entries: Array<{ key: Deno.KvKey; value: unknown; expireIn?: number }> = [...audits];
+    const entries: BatchedWrite[] = [];
     for (const e of instances.values()) entries.push({ key: e.key, value: e.rec });
     entries.push(...spans.values());
     for (const t of touched) {
       const rec = "rec" in t ? t.rec : t;
+      // A submitted task's audit entry lands in the same atomic as the task.
+      const audit = audits.get(rec.id);
+      if (audit) entries.push({ ...audit, withNext: true });
       entries.push({ key: taskKey(rec.id), value: rec });
     }
-    // writeBatched serializes every value before it awaits: no copies needed.
-    stats.commits += await writeBatched(kv, entries);
+    try {
+      // writeBatched serializes every value before it awaits: no copies needed.
+      stats.commits += await writeBatched(kv, entries);
+    } catch (e) {
+      // Nothing is dropped: what this commit carried waits for the next one (newer changes win), answers too.
+      for (const [k, v] of instances) if (!dirtyInstances.has(k)) dirtyInstances.set(k, v);
+      for (const [k, v] of spans) if (!dirtySpans.has(k)) dirtySpans.set(k, v);
+      for (const [k, v] of runs) dirtyRuns.set(k, [...v, ...dirtyRuns.get(k) ?? []]);
+      for (const t of touched) dirtyTasks.add(t);
+      for (const [k, v] of audits) if (!dirtyAudit.has(k)) dirtyAudit.set(k, v);
+      afterCommit.unshift(...actions);
+      throw e;
+    }
     const changes = runs;
     for (const { key, rec } of instances.values()) {
       const id = key[1] as string;
@@ -686,7 +712,8 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     entry.exitCode = r.exitCode;
     entry.signal = r.signal;
     entry.error = r.error;
-    if (r.lost) entry.lost = true;
+    // Said by the node when it knows; an older node leaves it out (then the error's wording decides, see isLoss).
+    if (r.lost !== undefined) entry.lost = r.lost;
     const rec = flight.rec;
     // Each attempt's outputs replace the instance's earlier ones in the workspace.
     const before = rec.history.findLast((h) => h !== entry && h.outputBytes !== undefined)?.outputBytes ?? 0;
@@ -758,13 +785,16 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     tasks.set(rec.id, live);
     dirtyTasks.add(live);
     if (deps.audit && req.address !== undefined) {
-      dirtyAudit.push(deps.audit.mutation({
-        action: "task.submit",
-        user: req.owner,
-        address: req.address,
-        target: rec.id,
-        detail: `${rec.name}, ${rec.spec.instances} instances, ${rec.digest.slice(0, 19)}…`,
-      }));
+      dirtyAudit.set(
+        rec.id,
+        deps.audit.mutation({
+          action: "task.submit",
+          user: req.owner,
+          address: req.address,
+          target: rec.id,
+          detail: `${rec.name}, ${rec.spec.instances} instances, ${rec.digest.slice(0, 19)}…`,
+        }),
+      );
     }
     const stored = new Promise<void>((resolve) => afterCommit.push(resolve));
     kick();

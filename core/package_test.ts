@@ -118,3 +118,18 @@ Deno.test("checkPackage: the same bytes are checked once; callers get their own 
   // A broken package is never remembered as good, and a good one does not hide a smaller limit.
   await assert.rejects(checkPackage(zip, "one", { ...limits, maxPackageBytes: 10 }), TooLargeError);
 });
+
+Deno.test("checkPackage refuses a zip whose local header disagrees with its central directory (as unpacking would)", async () => {
+  const zip = await makeZip({ "task.toml": `[task]\nentrypoint = "run.sh"\n`, "run.sh": "#!/bin/sh\n" });
+  const view = new DataView(zip.buffer, zip.byteOffset, zip.byteLength);
+  // Each local header starts with PK\x03\x04: say "stored" (offset 8) where the central directory says "deflated".
+  let changed = 0;
+  for (let at = 0; at + 30 < zip.byteLength; at++) {
+    if (view.getUint32(at, true) === 0x04034b50 && view.getUint16(at + 8, true) === 8) {
+      view.setUint16(at + 8, 0, true);
+      changed++;
+    }
+  }
+  assert.ok(changed > 0, "the zip has deflated entries");
+  await assert.rejects(checkPackage(zip, "ambiguous"), ValidationError);
+});

@@ -547,7 +547,7 @@ export const Result = InstanceRef.extend({
    * True when the node could not run it for reasons of its own (NATS, the package cache), not the instance's:
    * requeued elsewhere without using up a retry (a few times at most).
    */
-  lost: z.boolean().default(false),
+  lost: z.boolean().optional(),
   /** Bytes of outputs stored in the workspace (stored before the result is sent). */
   outputBytes: z.number().int().nonnegative().default(0),
   /** Bytes of stdout and stderr published to the log stream. */
