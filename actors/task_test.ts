@@ -540,3 +540,36 @@ Deno.test({
     assert.equal(received.length, 6, "requeued 5 times although retries = 0, then given up");
   },
 });
+
+Deno.test({
+  name: "a node's word on 'lost' decides; a result without it (an older node) is read by its wording",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using env = await actorEnv();
+    const { kv, bus } = env;
+    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 2) });
+    const received: Array<{ taskId: string; index: number; attempt: number }> = [];
+    bus.subscribe(nodeAssign("n1"), (msg: Assignment) => {
+      for (const t of msg.tasks) for (const i of t.items) received.push({ taskId: t.taskId, ...i });
+    });
+    const task = await submit(bus, `[task]\nentrypoint = "run.sh"\ninstances = 2\n`);
+    await waitUntil(() => received.length === 2, 5000, "both instances");
+    const now = Date.now();
+    const ended = { exitCode: null, signal: null, startedAt: now, endedAt: now, outputBytes: 0, logBytes: 0 };
+    const error = "node n1 could not run it: disk full";
+    const byIndex = (i: number) => received.find((r) => r.index === i)!;
+    unwrap(
+      await bus.request(taskResults("n1"), {
+        node: "n1",
+        results: [{ ...byIndex(0), ...ended, error, lost: false }, { ...byIndex(1), ...ended, error }],
+      }),
+    );
+    // Instance 1 (no 'lost', worded "node …") is requeued without using a retry; instance 0 (lost: false) failed.
+    await waitUntil(() => received.length === 3, 5000, "instance 1 again");
+    assert.deepEqual({ index: received[2].index, attempt: received[2].attempt }, { index: 1, attempt: 1 });
+    const zero = (await kv.get<InstanceRecord>(instanceKey(task.id, 0))).value!;
+    assert.equal(zero.state, "failed");
+    assert.equal(zero.history[0].lost, false);
+  },
+});

@@ -13,16 +13,7 @@ import type { Bucket } from "../core/objects.ts";
 import type { DataVersion, InstanceRef, RunSpec } from "../core/schema.ts";
 import type { DataCache, DataLease } from "./data_cache.ts";
 import { lockTree, removeTree } from "./readonly.ts";
-import { collectOutputs, fetchWorkspace, storeOutputs } from "./outputs.ts";
-
-const isEmptyDir = (dir: string) => {
-  try {
-    for (const _ of Deno.readDirSync(dir)) return false;
-    return true;
-  } catch {
-    return false;
-  }
-};
+import { collectOutputs, fetchWorkspace, isEmptyDir, storeOutputs } from "./outputs.ts";
 
 /** What {@linkcode prepareInstanceIo} needs from the node. */
 export interface InstanceIoContext {

@@ -12,6 +12,16 @@ import type { Bucket } from "../core/objects.ts";
 import { outputObject } from "../core/schema.ts";
 import { extractTar, type TarSource, tarStream } from "../core/tar.ts";
 
+/** True when `dir` is a folder with nothing in it (false when it is missing or unreadable). */
+export function isEmptyDir(dir: string): boolean {
+  try {
+    for (const _ of Deno.readDirSync(dir)) return false;
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Lists the regular files under `dir` (symlinks are not followed), as paths relative to it. */
 async function* walk(dir: string, rel = ""): AsyncGenerator<{ rel: string; abs: string }> {
   const items: Deno.DirEntry[] = [];

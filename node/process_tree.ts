@@ -37,3 +37,23 @@ export function signalAll(pids: number[], signal: Deno.Signal): void {
     } catch { /* gone */ }
   }
 }
+
+/**
+ * The kills of one process: each signals the tree found now (while its main
+ * process lives) and every process found before; `finish()`, once the main
+ * process has ended, gives SIGKILL to what earlier kills found beside it
+ * (orphans re-parent away from its tree, so they are found no more).
+ */
+export function treeKills(pid: number): { signal(signal: Deno.Signal, alive: boolean): void; finish(): void } {
+  const known = new Set<number>();
+  return {
+    signal(signal, alive) {
+      if (alive) { for (const p of processTree(pid)) known.add(p); }
+      signalAll([...known], signal);
+    },
+    finish() {
+      known.delete(pid);
+      if (known.size) signalAll([...known], "SIGKILL");
+    },
+  };
+}

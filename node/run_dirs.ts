@@ -22,6 +22,7 @@ import { join } from "node:path";
 import type { Logger } from "../core/log.ts";
 import { cachedPlan, copyTree, isSmallTree } from "./cache.ts";
 import type { FileStamp, Libc } from "./libc.ts";
+import { isEmptyDir } from "./outputs.ts";
 import { handOver, type RunAs } from "./run_as.ts";
 
 /** Where one instance runs. */
@@ -144,11 +145,7 @@ export function createRunDirs(options: RunDirsOptions): RunDirs {
     if (!out || !kept.outStamp || out.mode !== kept.outStamp.mode || out.uid !== kept.outStamp.uid) return false;
     // Unchanged since it was last seen empty: nothing was created in it. Else it must be empty now.
     if (sameStamp(out, kept.outStamp)) return true;
-    try {
-      for (const _ of Deno.readDirSync(kept.runDir.outputDir)) return false;
-    } catch {
-      return false;
-    }
+    if (!isEmptyDir(kept.runDir.outputDir)) return false;
     // Its time set again to one no write makes, so that the next instance's first output changes it.
     try {
       libc.setMtime(kept.runDir.outputDir, 0n, OUT_SENTINEL_NS);

@@ -9,7 +9,7 @@
  */
 import type { Clock, TimerId } from "../core/clock.ts";
 import type { ExitStatus, Libc, SpawnRequest } from "./libc.ts";
-import { processTree, signalAll } from "./process_tree.ts";
+import { treeKills } from "./process_tree.ts";
 
 export type { ExitStatus } from "./libc.ts";
 
@@ -101,12 +101,10 @@ export function createSpawner(options: SpawnerOptions): Spawner {
           for await (const chunk of stream) await request.onOutput(chunk, which);
         };
         let done = false;
-        const known = new Set<number>();
+        const kills = treeKills(child.pid);
         const exited = child.status.then((status) => {
           done = true;
-          // What a kill found, and outlived the main process (orphans re-parent away from its tree), goes now.
-          known.delete(child.pid);
-          if (known.size) signalAll([...known], "SIGKILL");
+          kills.finish();
           return { code: status.signal ? null : status.code, signal: status.signal ?? null };
         });
         const ended = Promise.all([exited, pipe(child.stdout, "stdout"), pipe(child.stderr, "stderr")]).then((
@@ -120,9 +118,7 @@ export function createSpawner(options: SpawnerOptions): Spawner {
           },
           ended,
           kill(signal) {
-            if (done) return;
-            for (const pid of processTree(child.pid)) known.add(pid);
-            signalAll([...known], signal);
+            if (!done) kills.signal(signal, true);
           },
         };
       },
@@ -161,7 +157,7 @@ export function createSpawner(options: SpawnerOptions): Spawner {
       const pid = await retryBusy(() => libc.spawn(request));
       let done = false;
       let reaped = false;
-      const known = new Set<number>();
+      const kills = treeKills(pid);
       const exited = libc.exited(pid).then((status) => {
         done = true;
         return status;
@@ -190,8 +186,7 @@ export function createSpawner(options: SpawnerOptions): Spawner {
         // What the instance left in its process group goes with it, and what a kill found outside the group.
         const leftovers = libc.killGroup(pid, 0);
         if (leftovers) libc.killGroup(pid, "SIGKILL");
-        known.delete(pid);
-        if (known.size) signalAll([...known], "SIGKILL");
+        kills.finish();
         return { ...status, leftovers };
       });
       return {
@@ -205,8 +200,7 @@ export function createSpawner(options: SpawnerOptions): Spawner {
           if (reaped) return;
           libc.killGroup(pid, signal);
           // Descendants that left the group (setsid, setpgid) are found through /proc while the main process lives.
-          if (!done) { for (const p of processTree(pid)) known.add(p); }
-          signalAll([...known], signal);
+          kills.signal(signal, !done);
         },
       };
     },

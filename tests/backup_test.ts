@@ -6,8 +6,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { freePort } from "../core/nats_server.ts";
-import type { InstanceView, TaskView } from "../core/schema.ts";
-import { makeZip, managerProcess, startNodeProcess, tempDir, waitUntil } from "./harness.ts";
+import type { TaskView } from "../core/schema.ts";
+import { listInstances, makeZip, managerProcess, startNodeProcess, tempDir, waitUntil } from "./harness.ts";
 
 Deno.test({
   name: "a manager restored from a backup taken mid-run completes the task",
@@ -54,7 +54,7 @@ Deno.test({
       `the restored state is the backup's (${restored.counts.succeeded})`,
     );
     const done = await manager.waitForTask(id, 90_000);
-    const { instances } = await (await api(`/api/v1/tasks/${id}/instances`)).json() as { instances: InstanceView[] };
+    const instances = await listInstances(api, id);
     assert.equal(done.state, "succeeded", JSON.stringify(instances.filter((i) => i.state !== "succeeded")));
     for (const i of instances) {
       assert.equal(i.state, "succeeded");

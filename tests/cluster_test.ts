@@ -7,9 +7,10 @@ import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { LOG_STREAM, PACKAGE_BUCKET } from "../core/schema.ts";
-import type { InstanceView, NodeRecord } from "../core/schema.ts";
 import {
+  listInstances,
   makeZip,
+  nodesReady,
   startNodeProcess,
   startTestCluster,
   startTestManager,
@@ -32,14 +33,7 @@ Deno.test({
       [...cluster.urls.split(",").slice(k), ...cluster.urls.split(",").slice(0, k)].join(",");
     await using _a = startNodeProcess(rotated(0), "a", join(work.path, "a"), ["--slots=3"]);
     await using _b = startNodeProcess(rotated(2), "b", join(work.path, "b"), ["--slots=3"]);
-    await waitUntil(
-      async () => {
-        const { nodes } = await (await tm.api("/api/v1/nodes")).json() as { nodes: NodeRecord[] };
-        return nodes.filter((n) => n.state === "ready").length === 2;
-      },
-      20_000,
-      "two nodes",
-    );
+    await nodesReady(tm.api, ["a", "b"]);
     const nc = await connect({ servers: cluster.urls.split(",") });
     try {
       const jsm = await jetstreamManager(nc);
@@ -57,7 +51,7 @@ Deno.test({
     await cluster.servers[2].kill("SIGKILL");
     const task = await tm.waitForTask(id, 90_000);
     assert.equal(task.state, "succeeded");
-    const { instances } = await (await tm.api(`/api/v1/tasks/${id}/instances`)).json() as { instances: InstanceView[] };
+    const instances = await listInstances(tm.api, id);
     for (const i of instances) {
       assert.equal(i.state, "succeeded");
       assert.equal(i.history.filter((h) => h.exitCode === 0).length, 1, `instance ${i.index}: one result`);

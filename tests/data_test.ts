@@ -9,23 +9,16 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { dataBytesKey, instancesOf } from "../actors/keys.ts";
 import { DEFAULT_PACKAGE_LIMITS } from "../core/package.ts";
 import { openBucket } from "../core/objects.ts";
+import { DATA_BUCKET, type DataSetView, LOG_STREAM, type TaskView, WORKSPACE_BUCKET } from "../core/schema.ts";
 import {
-  DATA_BUCKET,
-  type DataSetView,
-  LOG_STREAM,
-  type NodeRecord,
-  type TaskView,
-  WORKSPACE_BUCKET,
-} from "../core/schema.ts";
-import {
+  listInstances,
   makeZip,
+  nodesReady,
   runCli,
   startNodeProcess,
   startTestManager,
   submitZip,
   tempDir,
-  type TestManager,
-  waitUntil,
 } from "./harness.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -54,17 +47,6 @@ async function zipEntries(bytes: Uint8Array): Promise<Map<string, string>> {
   }
   await reader.close();
   return out;
-}
-
-async function nodesReady(tm: TestManager, n: number) {
-  await waitUntil(
-    async () => {
-      const { nodes } = await (await tm.api("/api/v1/nodes")).json() as { nodes: NodeRecord[] };
-      return nodes.filter((x) => x.state === "ready").length >= n;
-    },
-    20_000,
-    `${n} nodes`,
-  );
 }
 
 const fetchedLines = (output: string) => output.split("\n").filter((l) => l.includes("node:data-fetched"));
@@ -98,7 +80,7 @@ Deno.test({
 
     await using a = startNodeProcess(tm.manager.natsUrl, "node-a", join(work.path, "a"), ["--slots=2"]);
     await using b = startNodeProcess(tm.manager.natsUrl, "node-b", join(work.path, "b"), ["--slots=2"]);
-    await nodesReady(tm, 2);
+    await nodesReady(tm.api, 2);
     const pkg = await makeZip({
       "task.toml": `[task]
 entrypoint = "run.sh"
@@ -142,9 +124,7 @@ test "$(cat "$PARALLELIC_DATA_TEX/a.txt")" = alpha
     assert.ok(task.outputBytes > 0);
 
     // Each node fetched the data set exactly once, for all of its instances (and finalize).
-    const { instances } = await (await tm.api(`/api/v1/tasks/${id}/instances`)).json() as {
-      instances: Array<{ node: string }>;
-    };
+    const instances = await listInstances(tm.api, id);
     assert.deepEqual([...new Set(instances.map((i) => i.node))].sort(), ["node-a", "node-b"], "both nodes ran some");
     await a.kill();
     await b.kill();

@@ -6,22 +6,22 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Objm } from "@nats-io/obj";
-import type { InstanceView, NodeRecord, TaskView } from "../core/schema.ts";
+import type { InstanceView, TaskView } from "../core/schema.ts";
 import { PACKAGE_BUCKET } from "../core/schema.ts";
-import { makeZip, ROOT, runCli, startNodeProcess, startTestManager, submitZip, tempDir, waitUntil } from "./harness.ts";
+import {
+  listInstances,
+  makeZip,
+  nodesReady,
+  ROOT,
+  runCli,
+  startNodeProcess,
+  startTestManager,
+  submitZip,
+  tempDir,
+  waitUntil,
+} from "./harness.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
-
-async function nodesReady(api: (p: string) => Promise<Response>, n: number) {
-  return await waitUntil(
-    async () => {
-      const { nodes } = await (await api("/api/v1/nodes")).json() as { nodes: NodeRecord[] };
-      return nodes.filter((x) => x.state === "ready").length >= n ? nodes : null;
-    },
-    20_000,
-    `${n} nodes`,
-  );
-}
 
 async function packageCount(tm: { connectNats(): Promise<NatsConnection> }): Promise<number> {
   const nc = await tm.connectNats();
@@ -57,9 +57,7 @@ Deno.test({
     const task = await tm.waitForTask(created.id);
     assert.equal(task.state, "succeeded");
     assert.deepEqual(task.counts, { queued: 0, running: 0, succeeded: 16, failed: 0, cancelled: 0 });
-    const { instances } = await (await tm.api(`/api/v1/tasks/${created.id}/instances`)).json() as {
-      instances: InstanceView[];
-    };
+    const instances = await listInstances(tm.api, created.id);
     const byNode = new Map<string, number>();
     for (const i of instances) byNode.set(i.node!, (byNode.get(i.node!) ?? 0) + 1);
     assert.deepEqual([...byNode.keys()].sort(), ["node-a", "node-b"], "both nodes ran some instances");

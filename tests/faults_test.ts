@@ -5,10 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { InstanceView, NodeRecord } from "../core/schema.ts";
+import type { InstanceView } from "../core/schema.ts";
 import {
+  listInstances,
+  listNodes,
   makeZip,
   managerProcess,
+  nodesReady,
   startNodeProcess,
   startTestManager,
   startTestNats,
@@ -19,8 +22,6 @@ import {
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
-type Api = (path: string, init?: RequestInit) => Promise<Response>;
-
 /** A task whose instances record each start in `startsFile`, then sleep. */
 function sleepyTask(instances: number, startsFile: string, seconds: number, extra = "") {
   return makeZip({
@@ -28,10 +29,6 @@ function sleepyTask(instances: number, startsFile: string, seconds: number, extr
     "run.sh":
       `#!/bin/sh\necho "$PARALLELIC_INSTANCE $PARALLELIC_ATTEMPT $PARALLELIC_NODE" >> "$STARTS"\nsleep ${seconds}\necho "done $PARALLELIC_INSTANCE"\n`,
   });
-}
-
-async function instances(api: Api, id: string): Promise<InstanceView[]> {
-  return (await (await api(`/api/v1/tasks/${id}/instances`)).json()).instances;
 }
 
 /** Every instance succeeded once: earlier attempts, if any, ended only because their node was lost. */
@@ -50,17 +47,6 @@ function assertOneResultEach(list: InstanceView[], total: number) {
   }
 }
 
-async function nodesReady(api: Api, names: string[]) {
-  await waitUntil(
-    async () => {
-      const { nodes } = await (await api("/api/v1/nodes")).json() as { nodes: NodeRecord[] };
-      return names.every((n) => nodes.some((x) => x.name === n && x.state === "ready"));
-    },
-    20_000,
-    `nodes ${names.join(", ")} ready`,
-  );
-}
-
 Deno.test({
   name: "a node killed mid-run: its instances are requeued after its lease and finish elsewhere",
   ...opts,
@@ -74,12 +60,12 @@ Deno.test({
       const starts = join(work.path, "starts");
       const { id } = await (await submitZip(tm, await sleepyTask(8, starts, 1.5))).json();
       await waitUntil(async () =>
-        (await instances(tm.api, id)).some((i) => i.node === "victim" && i.state === "running")
+        (await listInstances(tm.api, id)).some((i) => i.node === "victim" && i.state === "running")
       );
       await a.kill("SIGKILL");
       const task = await tm.waitForTask(id, 60_000);
       assert.equal(task.state, "succeeded");
-      const list = await instances(tm.api, id);
+      const list = await listInstances(tm.api, id);
       assertOneResultEach(list, 8);
       const moved = list.filter((i) => i.history.length > 1);
       assert.ok(moved.length > 0, "some instances moved off the killed node");
@@ -89,8 +75,7 @@ Deno.test({
         assert.equal(i.node, "survivor");
         assert.equal(i.attempt, 1);
       }
-      const { nodes } = await (await tm.api("/api/v1/nodes")).json() as { nodes: NodeRecord[] };
-      assert.equal(nodes.find((n) => n.name === "victim")?.state, "lost");
+      assert.equal((await listNodes(tm.api)).find((n) => n.name === "victim")?.state, "lost");
     } finally {
       await a.kill("SIGKILL");
     }
@@ -109,23 +94,23 @@ Deno.test({
     const starts = join(work.path, "starts");
     const { id } = await (await submitZip(tm, await sleepyTask(8, starts, 1))).json();
     await waitUntil(async () =>
-      (await instances(tm.api, id)).some((i) => i.node === "frozen" && i.state === "running")
+      (await listInstances(tm.api, id)).some((i) => i.node === "frozen" && i.state === "running")
     );
     frozen.child.kill("SIGSTOP");
     const task = await tm.waitForTask(id, 60_000);
     frozen.child.kill("SIGCONT");
     assert.equal(task.state, "succeeded");
-    const before = await instances(tm.api, id);
+    const before = await listInstances(tm.api, id);
     assertOneResultEach(before, 8);
     assert.ok(before.some((i) => i.history[0].node === "frozen" && i.history.length === 2), "work moved off");
     // Thawed, the node reports its old attempts: they are fenced off.
     await nodesReady(tm.api, ["frozen"]);
     await new Promise((r) => setTimeout(r, 1500));
-    assert.deepEqual(await instances(tm.api, id), before, "late reports changed nothing");
+    assert.deepEqual(await listInstances(tm.api, id), before, "late reports changed nothing");
     // It rejoined and takes work again.
     const again = await (await submitZip(tm, await sleepyTask(8, join(work.path, "starts2"), 0.3))).json();
     assert.equal((await tm.waitForTask(again.id, 60_000)).state, "succeeded");
-    const nodesUsed = new Set((await instances(tm.api, again.id)).map((i) => i.node));
+    const nodesUsed = new Set((await listInstances(tm.api, again.id)).map((i) => i.node));
     assert.ok(nodesUsed.has("frozen"), `the rejoined node took work: ${[...nodesUsed]}`);
   },
 });
@@ -149,13 +134,13 @@ Deno.test({
     const starts = join(work.path, "starts");
     const zip = await sleepyTask(12, starts, 1.5);
     const id = await manager.submit(zip);
-    await waitUntil(async () => (await instances(api, id)).filter((i) => i.state === "running").length >= 4);
+    await waitUntil(async () => (await listInstances(api, id)).filter((i) => i.state === "running").length >= 4);
     await manager.stop("SIGKILL");
     await new Promise((r) => setTimeout(r, 1000));
     await manager.start();
     const task = await manager.waitForTask(id);
     assert.equal(task.state, "succeeded");
-    const list = await instances(api, id);
+    const list = await listInstances(api, id);
     assertOneResultEach(list, 12);
     for (const i of list) {
       // An assignment stored but not yet sent when the manager died is requeued (it never started).
@@ -180,7 +165,7 @@ Deno.test({
     await nodesReady(tm.api, ["a", "b"]);
     const starts = join(work.path, "starts");
     const { id } = await (await submitZip(tm, await sleepyTask(12, starts, 1))).json();
-    await waitUntil(async () => (await instances(tm.api, id)).filter((i) => i.state === "running").length >= 4);
+    await waitUntil(async () => (await listInstances(tm.api, id)).filter((i) => i.state === "running").length >= 4);
     const killed = tm.manager.nats!;
     await killed.kill("SIGKILL");
     await waitUntil(() => tm.manager.nats !== killed, 20_000, "nats-server restarted");
@@ -188,9 +173,9 @@ Deno.test({
     assert.equal(
       task.state,
       "succeeded",
-      JSON.stringify((await instances(tm.api, id)).filter((i) => i.state !== "succeeded").map((i) => i.history)),
+      JSON.stringify((await listInstances(tm.api, id)).filter((i) => i.state !== "succeeded").map((i) => i.history)),
     );
-    assertOneResultEach(await instances(tm.api, id), 12);
+    assertOneResultEach(await listInstances(tm.api, id), 12);
     const log = await (await tm.api(`/api/v1/tasks/${id}/instances/11/logs`)).text();
     assert.match(log, /done 11/, "logs after the restart are kept");
   },
@@ -209,7 +194,7 @@ Deno.test({
     const { id } = await (await submitZip(tm, zip)).json();
     const task = await tm.waitForTask(id, 60_000);
     assert.equal(task.state, "failed");
-    const [inst] = await instances(tm.api, id);
+    const [inst] = await listInstances(tm.api, id);
     assert.equal(inst.state, "failed");
     assert.equal(inst.history.length, 3, "first attempt and two retries");
     for (const h of inst.history) {

@@ -12,7 +12,7 @@ import { createLogger, type Logger, type LogLevel } from "../core/log.ts";
 import { freePort, type NatsServer, startNatsServer } from "../core/nats_server.ts";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { type Manager, type ManagerOptions, startManager } from "../manager/mod.ts";
-import type { TaskView } from "../core/schema.ts";
+import type { InstanceView, NodeRecord, TaskView } from "../core/schema.ts";
 import { removeTree } from "../node/readonly.ts";
 
 zip.configure({ useWebWorkers: false });
@@ -212,6 +212,40 @@ export async function waitUntil<T>(
     if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** A call of the gateway's API (`TestManager.api`, `ManagerProcess.api`). */
+export type Api = (path: string, init?: RequestInit) => Promise<Response>;
+
+/** The manager's nodes; none while the API answers an error (during a NATS failover it answers 503 "try again"). */
+export async function listNodes(api: Api): Promise<NodeRecord[]> {
+  const res = await api("/api/v1/nodes");
+  if (!res.ok) {
+    await res.body?.cancel();
+    return [];
+  }
+  return (await res.json() as { nodes: NodeRecord[] }).nodes;
+}
+
+/** A task's instances, through the API. */
+export async function listInstances(api: Api, taskId: string): Promise<InstanceView[]> {
+  return (await (await api(`/api/v1/tasks/${taskId}/instances`)).json() as { instances: InstanceView[] }).instances;
+}
+
+/** Waits until `want` nodes (a count, or these names) are ready; returns the node list then. */
+export async function nodesReady(api: Api, want: number | string[], timeoutMs = 20_000): Promise<NodeRecord[]> {
+  const ready = (nodes: NodeRecord[]) =>
+    typeof want === "number"
+      ? nodes.filter((n) => n.state === "ready").length >= want
+      : want.every((name) => nodes.some((n) => n.name === name && n.state === "ready"));
+  return await waitUntil(
+    async () => {
+      const nodes = await listNodes(api);
+      return ready(nodes) ? nodes : null;
+    },
+    timeoutMs,
+    typeof want === "number" ? `${want} nodes ready` : `nodes ${want.join(", ")} ready`,
+  );
 }
 
 /** A file in a zip made by {@linkcode makeZip}. */

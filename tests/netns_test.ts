@@ -8,8 +8,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { InstanceView, NodeRecord, TaskView } from "../core/schema.ts";
-import { makeZip, ROOT, tempDir, TEST_TOKEN, waitUntil } from "./harness.ts";
+import type { TaskView } from "../core/schema.ts";
+import { listInstances, listNodes, makeZip, ROOT, tempDir, TEST_TOKEN, waitUntil } from "./harness.ts";
 
 const isRoot = Deno.uid?.() === 0;
 const hasIp = await new Deno.Command("ip", { args: ["-V"], stdout: "null", stderr: "null" }).output()
@@ -157,10 +157,7 @@ Deno.test({
         fetch(`${base}${path}`, { ...init, headers: { ...init.headers, authorization: `Bearer ${TEST_TOKEN}` } });
       await waitUntil(() => fetch(`${base}/healthz`).then((r) => r.ok, () => false), 60_000, "the manager");
       // While a NATS server is down the API may answer 503 ("try again"): that reads as no nodes yet.
-      const nodes = async () => {
-        const res = await api("/api/v1/nodes");
-        return res.ok ? (await res.json() as { nodes: NodeRecord[] }).nodes : (await res.body?.cancel(), []);
-      };
+      const nodes = () => listNodes(api);
       await waitUntil(async () => (await nodes()).filter((n) => n.state === "ready").length === 2, 30_000, "nodes");
 
       const zip = await makeZip({
@@ -191,8 +188,7 @@ Deno.test({
         "the task to end",
       );
       assert.equal(done.state, "succeeded");
-      const list = async () =>
-        (await (await api(`/api/v1/tasks/${id}/instances`)).json() as { instances: InstanceView[] }).instances;
+      const list = () => listInstances(api, id);
       const instances = await list();
       for (const i of instances) {
         assert.equal(i.state, "succeeded");
@@ -236,7 +232,7 @@ Deno.test({
       )).catch((e) => {
         throw new Error(`${e.message}: ${JSON.stringify(last?.counts)}`);
       });
-      const second = (await (await api(`/api/v1/tasks/${again.id}/instances`)).json()).instances as InstanceView[];
+      const second = await listInstances(api, again.id);
       assert.ok(second.some((i) => i.node === "b"), "the rejoined node took work again");
     } catch (e) {
       for (const [ns, text] of net.output) console.error(`--- ${ns}\n${text}`);

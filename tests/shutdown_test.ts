@@ -5,8 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { InstanceView, NodeRecord } from "../core/schema.ts";
 import {
+  type Api,
+  listInstances,
+  listNodes,
   makeZip,
   managerProcess,
   startNodeProcess,
@@ -25,15 +27,8 @@ const sleepy = (n: number, seconds: number) =>
     "run.sh": `#!/bin/sh\nsleep ${seconds}\necho "done $PARALLELIC_INSTANCE on $PARALLELIC_NODE"\n`,
   });
 
-type Api = (path: string, init?: RequestInit) => Promise<Response>;
-
-async function instances(api: Api, id: string): Promise<InstanceView[]> {
-  return (await (await api(`/api/v1/tasks/${id}/instances`)).json()).instances;
-}
-
 async function nodeState(api: Api, name: string) {
-  const { nodes } = await (await api("/api/v1/nodes")).json() as { nodes: NodeRecord[] };
-  return nodes.find((n) => n.name === name)?.state;
+  return (await listNodes(api)).find((n) => n.name === name)?.state;
 }
 
 Deno.test({
@@ -49,7 +44,7 @@ Deno.test({
     );
     const { id } = await (await submitZip(tm, await sleepy(8, 1))).json();
     await waitUntil(async () =>
-      (await instances(tm.api, id)).filter((i) => i.node === "leaving" && i.state === "running").length >= 2
+      (await listInstances(tm.api, id)).filter((i) => i.node === "leaving" && i.state === "running").length >= 2
     );
     const t0 = Date.now();
     await leaving.kill("SIGTERM");
@@ -58,7 +53,7 @@ Deno.test({
     assert.equal(await nodeState(tm.api, "leaving"), "left");
     const task = await tm.waitForTask(id, 30_000);
     assert.equal(task.state, "succeeded");
-    const list = await instances(tm.api, id);
+    const list = await listInstances(tm.api, id);
     const finishedThere = list.filter((i) => i.history.length === 1 && i.node === "leaving");
     assert.ok(finishedThere.length >= 2, "what ran on the leaving node finished there");
     for (const i of list) {
@@ -81,12 +76,12 @@ Deno.test({
     );
     const { id } = await (await submitZip(tm, await sleepy(8, 2))).json();
     await waitUntil(async () =>
-      (await instances(tm.api, id)).filter((i) => i.node === "quick" && i.state === "running").length >= 1
+      (await listInstances(tm.api, id)).filter((i) => i.node === "quick" && i.state === "running").length >= 1
     );
     await leaving.kill("SIGTERM");
     const task = await tm.waitForTask(id, 30_000);
     assert.equal(task.state, "succeeded", "done long before a 60 s lease would have expired");
-    const moved = (await instances(tm.api, id)).filter((i) => i.history.length > 1);
+    const moved = (await listInstances(tm.api, id)).filter((i) => i.history.length > 1);
     assert.ok(moved.length >= 1);
     for (const i of moved) {
       assert.equal(i.history[0].node, "quick");
@@ -113,14 +108,14 @@ Deno.test({
     await using _a = startNodeProcess(nats.server.url, "a", join(work.path, "a"), ["--slots=2"]);
     await waitUntil(async () => (await nodeState(api, "a")) === "ready");
     const id = await manager.submit(await sleepy(6, 1));
-    await waitUntil(async () => (await instances(api, id)).some((i) => i.state === "running"));
+    await waitUntil(async () => (await listInstances(api, id)).some((i) => i.state === "running"));
     const t0 = Date.now();
     assert.equal((await manager.stop("SIGTERM"))?.code, 0, "clean exit");
     assert.ok(Date.now() - t0 < 10_000);
     await manager.start();
     const task = await manager.waitForTask(id);
     assert.equal(task.state, "succeeded");
-    for (const i of await instances(api, id)) {
+    for (const i of await listInstances(api, id)) {
       assert.equal(i.state, "succeeded");
       assert.equal(i.history.length, 1, `instance ${i.index} ran once`);
     }
