@@ -75,6 +75,8 @@ function logger(flags: Record<string, unknown>) {
   return createLogger({
     level: (flags["log-level"] as LogLevel) ?? "info",
     format: flags["log-format"] === "json" ? "json" : "text",
+    // Step timestamps for latency work (bench/latency.ts --trace); unset, steps cost nothing.
+    traceFile: Deno.env.get("PARALLELIC_TRACE") || undefined,
   });
 }
 

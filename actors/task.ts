@@ -354,7 +354,9 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     }
     try {
       // writeBatched serializes every value before it awaits: no copies needed.
+      log.step("task.commit");
       stats.commits += await writeBatched(kv, entries);
+      log.step("task.committed");
     } catch (e) {
       // Nothing is dropped: what this commit carried waits for the next one (newer changes win), answers too.
       for (const [k, v] of instances) if (!dirtyInstances.has(k)) dirtyInstances.set(k, v);
@@ -370,16 +372,17 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
       const id = key[1] as string;
       changes.get(id)?.push(rec) ?? changes.set(id, [rec]);
     }
-    for (const t of touched) {
-      const rec = "rec" in t ? t.rec : t;
-      noteProgress(rec, changes.get(rec.id) ?? []);
-    }
+    // Assignments and done events first: they are on the way of an instance's start and a task's end.
     for (const action of actions) {
       try {
         action();
       } catch (e) {
         log.warn("task:after-commit-failed", { error: String(e) });
       }
+    }
+    for (const t of touched) {
+      const rec = "rec" in t ? t.rec : t;
+      noteProgress(rec, changes.get(rec.id) ?? []);
     }
   }
 
@@ -513,7 +516,10 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
       }
     }
     for (const [name, msg] of outgoing) {
-      afterCommit.push(() => bus.publish(nodeAssign(name), msg));
+      afterCommit.push(() => {
+        log.step("task.assign");
+        bus.publish(nodeAssign(name), msg);
+      });
     }
     armRetryTimer();
   }
@@ -691,7 +697,10 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     tasks.delete(live.rec.id);
     dirtyTasks.add(live);
     const done = { taskId: live.rec.id, state, counts: { ...live.rec.counts } };
-    afterCommit.push(() => bus.publish(taskDone(live.rec.id), done));
+    afterCommit.push(() => {
+      log.step("task.done");
+      bus.publish(taskDone(live.rec.id), done);
+    });
     log.info("task:done", { taskId: live.rec.id, state, counts: live.rec.counts });
   }
 
@@ -759,6 +768,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   // Messages
 
   bus.serve(taskSubmit, async (req) => {
+    log.step("task.submit");
     const now = clock.now();
     const rec: TaskRecord = {
       id: newTaskId(now),
@@ -933,6 +943,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   }, { signal });
 
   bus.serve(taskResultsAll, async (batch) => {
+    log.step("task.results");
     let accepted = 0;
     let ignored = 0;
     for (const r of batch.results) {

@@ -129,6 +129,9 @@ function startActor(
 }
 
 async function submit(bus: Bus, toml: string) {
+  // The submit is answered in-process and could overtake the node events this test just published over NATS:
+  // a flush's answer comes after the server has delivered them back (one connection keeps its order).
+  await bus.nc.flush();
   return unwrap(
     await bus.request(taskSubmit, { digest: DIGEST, packageBytes: 1, spec: parseTaskToml(toml), owner: "alice" }),
   );

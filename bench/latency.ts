@@ -16,6 +16,7 @@
  */
 import { connect } from "@nats-io/transport-node";
 import { join } from "node:path";
+import { createLogger } from "../core/log.ts";
 import type { InstanceView } from "../core/schema.ts";
 import { type Benchmark, epochMs, fmt, intArg, percentile, runBenchmark, table } from "./_util.ts";
 import { startCluster, truePackage } from "./cluster.ts";
@@ -53,14 +54,50 @@ async function measureFloor(natsUrl: string, bin: string, runs: number) {
   return { nats, spawn, total };
 }
 
+/**
+ * Turns step lines (`<epoch ms> <pid> <step>`, see Logger.step) into a table:
+ * each step's p50 time after its run's `client.submit`, in order, up to
+ * `client.done`. A step seen twice in a run (two commits) is numbered.
+ */
+export function stepTable(text: string): string {
+  const lines = text.trim().split("\n").map((l) => l.split(" ")).map(([t, _pid, step]) => ({ t: Number(t), step }))
+    .sort((a, b) => a.t - b.t);
+  const at = new Map<string, number[]>();
+  let start: number | null = null;
+  let seen = new Map<string, number>();
+  for (const { t, step } of lines) {
+    if (step === "client.submit") {
+      start = t;
+      seen = new Map();
+    }
+    if (start === null) continue;
+    const n = (seen.get(step) ?? 0) + 1;
+    seen.set(step, n);
+    const name = n === 1 ? step : `${step} #${n}`;
+    at.get(name)?.push(t - start) ?? at.set(name, [t - start]);
+  }
+  const done = percentile(at.get("client.done") ?? [Infinity], 50);
+  const rows = [...at].map(([step, v]) => ({ step, p50: percentile(v, 50) }))
+    .filter((r) => r.p50 <= done).sort((a, b) => a.p50 - b.p50);
+  return table(
+    ["step", "p50 ms after submit", "ms since the step before"],
+    rows.map((r, i) => [r.step, fmt(r.p50, 3), fmt(r.p50 - (rows[i - 1]?.p50 ?? 0), 3)]),
+  );
+}
+
 /** The latency benchmark. */
 export const latency: Benchmark = {
   name: "latency",
   summary: "one instance of `true` on an idle cluster: submit → running → done, p50/p99 over 200 runs",
-  flags: { runs: "string" },
+  flags: { runs: "string", trace: "boolean" },
   tiny: ["--runs", "5"],
   async run(ctx) {
     const runs = intArg(ctx.args, "runs", 200);
+    // --trace: every process notes the steps of each run in one file (see Logger.step); tracing costs
+    // a few hundredths of a millisecond per step, so traced runs are a little slower.
+    const traceFile = ctx.args.flags.trace === true ? join(ctx.dir, "steps.log") : undefined;
+    if (traceFile) Deno.env.set("PARALLELIC_TRACE", traceFile);
+    const client = createLogger({ level: "error", traceFile });
     await using cluster = await startCluster(ctx);
     await cluster.addNodes(1, { slots: 1 });
     const zip = await truePackage(ctx.dir, 1);
@@ -73,10 +110,13 @@ export const latency: Benchmark = {
     const toDone: number[] = [];
     const done: number[] = [];
     for (let i = 0; i < runs; i++) {
+      client.step("client.submit");
       const t0 = epochMs();
       const { id } = await cluster.submit(zip);
+      client.step("client.answered");
       const t1 = epochMs();
       const event = await cluster.done(id, 30_000);
+      client.step("client.done");
       const t2 = epochMs();
       if (event.state !== "succeeded") throw new Error(`Task ${id} ended ${event.state}`);
       const inst = await cluster.json<InstanceView>(`/api/v1/tasks/${id}/instances/0`);
@@ -94,8 +134,9 @@ export const latency: Benchmark = {
     const row = (what: string, v: number[]) => [what, fmt(percentile(v, 50), 2), fmt(percentile(v, 99), 2)];
     const p50 = percentile(done, 50);
     const floor50 = percentile(f.total, 50);
+    const steps = traceFile ? stepTable(await Deno.readTextFile(traceFile)) : null;
     return {
-      command: `--runs ${runs}`,
+      command: `--runs ${runs}${traceFile ? " --trace" : ""}`,
       text: [
         `Latency: one instance of \`true\`, ${runs} runs: submit → done p50 **${fmt(p50, 2)} ms**, ` +
         `p99 ${fmt(percentile(done, 99), 2)} ms; floor (NATS request/reply + spawn) p50 ${fmt(floor50, 2)} ms: ` +
@@ -111,6 +152,9 @@ export const latency: Benchmark = {
           row("floor: spawn `true`, piped output read to the end", f.spawn),
           row("floor: both", f.total),
         ]),
+        ...steps
+          ? ["", "Where a run's time goes (steps noted by manager, node and client; p50 over the runs):", "", steps]
+          : [],
       ].join("\n"),
     };
   },

@@ -6,11 +6,19 @@
  * JetStream consumer delivered (its reply subject starts with `$JS.`): no
  * Parallelic subject is ever fed by a stream, so such a message is a replay.
  *
+ * A request on an exact subject that the same bus serves (the gateway asking
+ * the task actor in the manager's process) is answered in-process, with the
+ * same JSON copy, schema checks and timeout as over NATS, but without the two
+ * trips through nats-server. Everything between processes goes over NATS.
+ * Such a request can overtake what the same bus published just before (over
+ * NATS); nothing in Parallelic needs a request ordered after a publish.
+ *
  * @module
  */
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { z } from "zod";
 import { AuthError, ConflictError, NotFoundError, TooLargeError, UnavailableError, ValidationError } from "./errors.ts";
+import type { TimerId } from "./clock.ts";
 import type { Logger } from "./log.ts";
 import type { ErrorBody, RequestSubject, Subject } from "./schema.ts";
 
@@ -96,39 +104,48 @@ export function unwrap<T extends { ok: boolean }>(
 /** Creates a {@linkcode Bus} on a NATS connection. */
 export function createBus(nc: NatsConnection, log: Logger): Bus {
   let rejected = 0;
-  const reject = (msg: Msg, reason: string): undefined => {
+  const reject = (subject: string, reason: string): undefined => {
     rejected++;
-    log.warn("bus:rejected", { subject: msg.subject, reason, rejected });
+    log.warn("bus:rejected", { subject, reason, rejected });
     return undefined;
+  };
+  /** Parses and checks a message's JSON; undefined (logged, counted) when it fails. */
+  const check = <S extends z.ZodType>(
+    schema: S,
+    subjectName: string,
+    data: Uint8Array | string,
+    binding?: { pattern: string; field?: string },
+  ): z.output<S> | undefined => {
+    let json: unknown;
+    try {
+      json = JSON.parse(typeof data === "string" ? data : decoder.decode(data));
+    } catch {
+      return reject(subjectName, "not JSON");
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      return reject(subjectName, `${issue.path.join(".") || "message"}: ${issue.message}`);
+    }
+    if (binding?.field) {
+      const token = subjectName.split(".")[binding.pattern.split(".").indexOf("*")];
+      const claimed = (parsed.data as Record<string, unknown>)[binding.field];
+      if (claimed !== token) {
+        return reject(
+          subjectName,
+          `${binding.field} '${String(claimed)}' does not match the sender's subject token '${token}'`,
+        );
+      }
+    }
+    return parsed.data;
   };
   const decode = <S extends z.ZodType>(
     schema: S,
     msg: Msg,
     binding?: { pattern: string; field?: string },
   ): z.output<S> | undefined => {
-    if (msg.reply?.startsWith("$JS.")) return reject(msg, "delivered by a JetStream consumer");
-    let json: unknown;
-    try {
-      json = JSON.parse(decoder.decode(msg.data));
-    } catch {
-      return reject(msg, "not JSON");
-    }
-    const parsed = schema.safeParse(json);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      return reject(msg, `${issue.path.join(".") || "message"}: ${issue.message}`);
-    }
-    if (binding?.field) {
-      const token = msg.subject.split(".")[binding.pattern.split(".").indexOf("*")];
-      const claimed = (parsed.data as Record<string, unknown>)[binding.field];
-      if (claimed !== token) {
-        return reject(
-          msg,
-          `${binding.field} '${String(claimed)}' does not match the sender's subject token '${token}'`,
-        );
-      }
-    }
-    return parsed.data;
+    if (msg.reply?.startsWith("$JS.")) return reject(msg.subject, "delivered by a JetStream consumer");
+    return check(schema, msg.subject, msg.data, binding);
   };
   const bindingOf = (subject: { subject: string; sender?: string }) =>
     subject.sender ? { pattern: subject.subject, field: subject.sender } : undefined;
@@ -136,6 +153,14 @@ export function createBus(nc: NatsConnection, log: Logger): Bus {
     if (!signal) return;
     if (signal.aborted) sub.unsubscribe();
     else signal.addEventListener("abort", () => sub.unsubscribe(), { once: true });
+  };
+  /** Exact subjects this bus serves, answered in-process when this bus also sends the request. */
+  const local = new Map<string, (json: string) => Promise<unknown>>();
+  const replyOf = <T>(subject: { subject: string }, reply: T | undefined): T => {
+    if (reply === undefined) {
+      throw new UnavailableError(`Reply on '${subject.subject}' failed its schema`, { code: "invalid_reply" });
+    }
+    return reply;
   };
   const bus: Bus = {
     nc,
@@ -165,57 +190,83 @@ export function createBus(nc: NatsConnection, log: Logger): Bus {
       return sub;
     },
     serve(subject, handler, options = {}) {
+      /** The reply to a message (undefined: it failed its schema); never rejects. */
+      const answer = (message: z.output<typeof subject.schema> | undefined, subjectName: string): Promise<unknown> => {
+        if (message === undefined) {
+          return Promise.resolve({
+            ok: false,
+            error: {
+              code: "invalid_message",
+              message: `Message on ${subjectName} failed its schema`,
+              name: "ValidationError",
+            },
+          });
+        }
+        return Promise.resolve().then(() => handler(message, subjectName)).then((reply) => subject.reply.parse(reply))
+          .catch((e) => {
+            if (!(e instanceof Error) || !("code" in e)) {
+              log.error("bus:handler-failed", { subject: subjectName, error: String((e as Error)?.stack ?? e) });
+            }
+            return { ok: false, error: errorBody(e) };
+          });
+      };
       const sub = nc.subscribe(subject.subject, {
         queue: options.queue,
         callback: (err, msg) => {
           if (err) return;
           const message = decode(subject.schema, msg, bindingOf(subject));
-          const respond = (reply: unknown) => {
+          void answer(message, msg.subject).then((reply) => {
             if (msg.reply && !msg.reply.startsWith("$JS.")) msg.respond(encoder.encode(JSON.stringify(reply)));
-          };
-          if (message === undefined) {
-            respond({
-              ok: false,
-              error: {
-                code: "invalid_message",
-                message: `Message on ${msg.subject} failed its schema`,
-                name: "ValidationError",
-              },
-            });
-            return;
-          }
-          Promise.resolve().then(() => handler(message, msg.subject)).then(
-            (reply) => respond(subject.reply.parse(reply)),
-            (e) => {
-              if (!(e instanceof Error) || !("code" in e)) {
-                log.error("bus:handler-failed", { subject: msg.subject, error: String((e as Error)?.stack ?? e) });
-              }
-              respond({ ok: false, error: errorBody(e) });
-            },
-          );
+          });
         },
       });
+      // Requests on this exact subject from this same bus are answered in-process (see request()).
+      if (!/[*>]/.test(subject.subject) && !options.queue && !local.has(subject.subject)) {
+        const serveLocal = (json: string) => answer(check(subject.schema, subject.subject, json), subject.subject);
+        local.set(subject.subject, serveLocal);
+        const forget = () => {
+          if (local.get(subject.subject) === serveLocal) local.delete(subject.subject);
+        };
+        options.signal?.addEventListener("abort", forget, { once: true });
+        void sub.closed.then(forget, forget);
+      }
       stopOn(sub, options.signal);
       return sub;
     },
     async request(subject, message, options = {}) {
       const data = subject.schema.parse(message);
+      const timeoutMs = options.timeoutMs ?? 10_000;
+      const serveLocal = local.get(subject.subject);
+      if (serveLocal) {
+        // Served by this process: no trip through nats-server (about 0.4 ms each way on a busy machine), but the
+        // same JSON copy, the same schema checks at both edges and the same timeout as over NATS.
+        let timer: TimerId | undefined;
+        const timedOut = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error("TIMEOUT")), timeoutMs);
+        });
+        let json: string;
+        try {
+          json = JSON.stringify(await Promise.race([serveLocal(JSON.stringify(data)), timedOut]));
+        } catch (e) {
+          throw new UnavailableError(
+            `Cannot reach '${subject.subject}' as ${(e as Error).message}: is the manager running?`,
+            { cause: e, code: "no_responder" },
+          );
+        } finally {
+          clearTimeout(timer);
+        }
+        return replyOf(subject, check(subject.reply, subject.subject, json));
+      }
       let msg: Msg;
       try {
-        msg = await nc.request(subject.subject, encoder.encode(JSON.stringify(data)), {
-          timeout: options.timeoutMs ?? 10_000,
-        });
+        msg = await nc.request(subject.subject, encoder.encode(JSON.stringify(data)), { timeout: timeoutMs });
       } catch (e) {
         throw new UnavailableError(
           `Cannot reach '${subject.subject}' as ${(e as Error).message}: is the manager running?`,
           { cause: e, code: "no_responder" },
         );
       }
-      const reply = decode(subject.reply, msg);
-      if (reply === undefined) {
-        throw new UnavailableError(`Reply on '${subject.subject}' failed its schema`, { code: "invalid_reply" });
-      }
-      return reply;
+      return replyOf(subject, decode(subject.reply, msg));
     },
   };
   return bus;

@@ -51,3 +51,38 @@ Deno.test({
     assert.deepEqual(cancels, ["t0000000000000000"]);
   },
 });
+
+Deno.test({
+  name: "bus answers a request it serves itself in-process, with the same checks and timeout; others go over NATS",
+  ...opts,
+  async fn() {
+    await using nats = await startTestNats();
+    const bus = createBus(nats.nc, testLogger());
+    // Another bus (another actor's, another process's) asks over NATS.
+    const other = createBus(nats.nc, testLogger());
+    const stop = new AbortController();
+    const seen: string[] = [];
+    let reply: unknown = { ok: true, state: "cancelled" };
+    let hang = false;
+    const sub = bus.serve(taskCancel, (req) => {
+      seen.push(req.taskId);
+      return hang ? new Promise<never>(() => {}) : reply as { ok: true; state: "cancelled" };
+    }, { signal: stop.signal });
+    await nats.nc.flush();
+    const req: CancelRequest = { taskId: "t0000000000000001", by: "admin" };
+    assert.equal(unwrap(await bus.request(taskCancel, req)).state, "cancelled");
+    assert.equal(sub.getReceived(), 0, "answered without NATS");
+    assert.equal(unwrap(await other.request(taskCancel, req)).state, "cancelled");
+    assert.equal(sub.getReceived(), 1, "another bus's request comes over NATS");
+    // The handler gets a copy checked against the schema, and its reply is checked too.
+    await assert.rejects(bus.request(taskCancel, { taskId: "bad", by: "admin" } as CancelRequest), /not a task id/);
+    reply = { ok: true, state: "no-such-state" };
+    await assert.rejects(async () => unwrap(await bus.request(taskCancel, req)), /state/);
+    hang = true;
+    await assert.rejects(bus.request(taskCancel, req, { timeoutMs: 50 }), /Cannot reach 'parallelic.task.cancel'/);
+    // Once stopped, nothing in-process answers: the request goes to NATS, where no one serves it.
+    stop.abort();
+    await assert.rejects(bus.request(taskCancel, req, { timeoutMs: 500 }), /Cannot reach/);
+    assert.equal(seen.length, 4);
+  },
+});

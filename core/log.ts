@@ -28,6 +28,12 @@ export interface Logger {
   warn(event: string, fields?: LogFields): void;
   /** Logs at `error` level. */
   error(event: string, fields?: LogFields): void;
+  /**
+   * Notes that this process reached `step` (of a submit, a run, a result)
+   * now: a line `<epoch ms> <pid> <step>` in the trace file, when the logger
+   * has one (see {@linkcode LoggerOptions.traceFile}); otherwise nothing.
+   */
+  step(step: string): void;
   /** Returns a child logger whose lines all carry `fields`. */
   scope(fields: LogFields): Logger;
 }
@@ -40,6 +46,12 @@ export interface LoggerOptions {
   format?: "json" | "text";
   /** Where lines go. @default {console.error} */
   write?: (line: string) => void;
+  /**
+   * File that {@linkcode Logger.step} appends to (`PARALLELIC_TRACE`, for
+   * latency work: `bench/latency.ts --trace`). The processes of a cluster on
+   * one machine can share it: each line is one append, and their clocks agree.
+   */
+  traceFile?: string;
 }
 
 /**
@@ -54,6 +66,7 @@ export interface LoggerOptions {
 export function createLogger(
   options: LoggerOptions = {},
   base: LogFields = {},
+  inheritedStep?: (step: string) => void,
 ): Logger {
   const min = LEVELS[options.level ?? "info"];
   const format = options.format ?? "text";
@@ -77,12 +90,27 @@ export function createLogger(
       `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${event}${rest ? " " + rest : ""}`,
     );
   };
+  // A scope shares its parent's trace file (one handle per process).
+  const step = inheritedStep ?? (options.traceFile === undefined ? () => {} : stepWriter(options.traceFile));
+  const scoped = (fields: LogFields): Logger => createLogger({ ...options, traceFile: undefined }, fields, step);
   return {
     debug: (e, f) => emit("debug", e, f),
     info: (e, f) => emit("info", e, f),
     warn: (e, f) => emit("warn", e, f),
     error: (e, f) => emit("error", e, f),
-    scope: (fields) => createLogger(options, { ...base, ...fields }),
+    step,
+    scope: (fields) => scoped({ ...base, ...fields }),
+  };
+}
+
+/** Appends `<epoch ms> <pid> <step>` lines to `path`, opened at the first step. */
+function stepWriter(path: string): (step: string) => void {
+  let file: Deno.FsFile | undefined;
+  const encoder = new TextEncoder();
+  return (step) => {
+    file ??= Deno.openSync(path, { append: true, create: true });
+    // One write per line in append mode: lines of several processes never interleave.
+    file.writeSync(encoder.encode(`${(performance.timeOrigin + performance.now()).toFixed(3)} ${Deno.pid} ${step}\n`));
   };
 }
 

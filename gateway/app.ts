@@ -34,7 +34,7 @@ import {
 import { matrixParams } from "../core/task_toml.ts";
 import type { NatsUsers } from "../manager/nats_users.ts";
 import { instanceState, loadTask, readInstanceRecord, readInstanceRecords } from "./access.ts";
-import { requireRole, type TokenRecord } from "./auth.ts";
+import { createTokenCache, requireRole, type TokenRecord } from "./auth.ts";
 import { clientAddress, createGuard, type GuardOptions } from "./guard.ts";
 import { registerDataRoutes } from "./data.ts";
 import { readLog } from "./logs.ts";
@@ -138,6 +138,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   );
 
   app.use("*", async (c, next) => {
+    log.step("gateway.request");
     await next();
     requests.inc({ code: `${Math.floor(c.res.status / 100)}xx` });
   });
@@ -169,7 +170,9 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   app.get("/healthz", (c) => c.json({ ok: true }));
 
   // Every API route: body cap, token, rate per token, least role by method (see gateway/guard.ts).
-  const guarded = createGuard({ kv, audit, log: deps.log }, guard);
+  // Shared with the user routes, which clear it when users or tokens change.
+  const tokens = createTokenCache(kv);
+  const guarded = createGuard({ tokens, audit, log: deps.log }, guard);
   app.use("/api/*", guarded);
   app.use("/metrics", guarded);
 
@@ -202,8 +205,10 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     const who = c.get("who");
     requireRole(who, "submitter", "submit a task");
     const { bytes, name } = await readUpload(c, limits);
+    log.step("gateway.read");
     uploadBytes.inc({}, bytes.byteLength);
     const checked = await checkPackage(bytes, name, limits);
+    log.step("gateway.checked");
     // Data sets are pinned to versions, and the package stored, so that neither goes away before the task exists.
     const reply = await workspace.withPackage(checked.digest, async () => {
       await workspace.putPackage(checked.digest, bytes);
@@ -219,6 +224,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
           }),
         ));
     });
+    log.step("gateway.answered");
     return c.json({ id: reply.id, state: reply.state, instances: reply.instances }, 201);
   });
 
@@ -331,7 +337,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   }
 
   addUiRoutes(app, deps, { limits, signal: options.signal });
-  addSecurityRoutes(app, { kv, bus, audit, users: deps.users ?? null, stats });
+  addSecurityRoutes(app, { kv, bus, audit, tokens, users: deps.users ?? null, stats });
 
   return app;
 }

@@ -14,7 +14,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import type { AuditLog } from "../core/audit.ts";
 import { AuthError, RateLimitError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
-import { authenticate, bearerToken, requireRole, tokenHash, type TokenRecord } from "./auth.ts";
+import { bearerToken, requireRole, type TokenCache, tokenHash, type TokenRecord } from "./auth.ts";
 import { createRateLimiter, limitBody, type RateLimitOptions } from "./limits.ts";
 
 /** Options of {@linkcode createGuard}. */
@@ -35,10 +35,10 @@ export function clientAddress(c: Context): string {
 
 /** Creates the `/api/*` middleware; it sets `who` on the context. */
 export function createGuard(
-  deps: { kv: Deno.Kv; audit: AuditLog; log: Logger },
+  deps: { tokens: TokenCache; audit: AuditLog; log: Logger },
   options: GuardOptions,
 ): MiddlewareHandler<{ Variables: { who: TokenRecord } }> {
-  const { kv, audit } = deps;
+  const { tokens, audit } = deps;
   const log = deps.log.scope({ actor: "gateway" });
   const perToken = createRateLimiter(options.rate);
   const perAddress = createRateLimiter(options.failureRate);
@@ -52,7 +52,7 @@ export function createGuard(
     const address = clientAddress(c);
     let who: TokenRecord;
     try {
-      who = await authenticate(kv, c.req.header("authorization"));
+      who = await tokens.authenticate(c.req.header("authorization"));
     } catch (e) {
       if (!(e instanceof AuthError)) throw e;
       const d = perAddress.take(address);
@@ -68,6 +68,7 @@ export function createGuard(
       });
       throw e;
     }
+    log.step("gateway.authenticated");
     const d = perToken.take(`${who.user}\u0000${who.createdAt}`);
     if (!d.ok) limited(d.retryAfterMs, `for user '${who.user}'`);
     const read = c.req.method === "GET" || c.req.method === "HEAD";

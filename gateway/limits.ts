@@ -87,6 +87,9 @@ export function limitBody(request: Request, maxBytes: number): Request {
   const declared = request.headers.get("content-length");
   if (declared !== null && Number(declared) > maxBytes) throw tooLarge(`its size ${declared} bytes exceeds`);
   if (!request.body) return request;
+  // A declared length within the limit is all the server lets through (Deno.serve ends the body there), so the
+  // body needs no counting stream (which cost about 0.3 ms per request); a chunked body is counted as it comes.
+  if (declared !== null && /^\d+$/.test(declared) && !request.headers.has("transfer-encoding")) return request;
   let seen = 0;
   const counted = request.body.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({

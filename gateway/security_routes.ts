@@ -10,7 +10,16 @@ import type { AuditLog } from "../core/audit.ts";
 import type { Bus } from "../core/bus.ts";
 import { NotFoundError, ValidationError } from "../core/errors.ts";
 import type { NatsUsers } from "../manager/nats_users.ts";
-import { addUser, listUsers, removeUser, requireRole, Role, rotateToken, type TokenRecord } from "./auth.ts";
+import {
+  addUser,
+  listUsers,
+  removeUser,
+  requireRole,
+  Role,
+  rotateToken,
+  type TokenCache,
+  type TokenRecord,
+} from "./auth.ts";
 import { clientAddress } from "./guard.ts";
 
 /** Counters of what the gateway refused, by kind. */
@@ -56,6 +65,8 @@ export interface SecurityRouteDeps {
   kv: Deno.Kv;
   bus: Bus;
   audit: AuditLog;
+  /** The guard's token cache: cleared whenever users or tokens change. */
+  tokens: TokenCache;
   /** The embedded NATS server's users (null with an external server: no join token). */
   users: NatsUsers | null;
   stats: GatewayStats;
@@ -111,6 +122,7 @@ export function addSecurityRoutes(app: Hono<{ Variables: { who: TokenRecord } }>
     const by = admin(c, "add a user");
     const { name, role } = await readJson(c, NewUser);
     const token = await addUser(kv, name, role);
+    deps.tokens.clear();
     await audit.record({ action: "user.add", ...by, target: name, detail: `role ${role}` });
     return c.json({ name, role, token }, 201);
   });
@@ -119,6 +131,7 @@ export function addSecurityRoutes(app: Hono<{ Variables: { who: TokenRecord } }>
     const by = admin(c, "remove a user");
     const name = c.req.param("name");
     await removeUser(kv, name);
+    deps.tokens.clear();
     await audit.record({ action: "user.remove", ...by, target: name });
     return c.json({ name, removed: true });
   });
@@ -127,6 +140,7 @@ export function addSecurityRoutes(app: Hono<{ Variables: { who: TokenRecord } }>
     const by = admin(c, "rotate a token");
     const name = c.req.param("name");
     const token = await rotateToken(kv, name);
+    deps.tokens.clear();
     await audit.record({ action: "token.rotate", ...by, target: name });
     return c.json({ name, token });
   });

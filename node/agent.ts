@@ -306,6 +306,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       lastSentAt = clock.now();
       const batch = pendingResults.splice(0, 500);
       resultRequests++;
+      log.step("node.result");
       bus.request(taskResults(name), { node: name, results: batch }, { timeoutMs: 10_000 }).then(unwrap).then(
         () => {
           resultRequests--;
@@ -435,6 +436,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         const start = runAs
           ? asUser(runAs, join(dir, instanceIo.entrypoint), instanceIo.args)
           : { command: join(dir, instanceIo.entrypoint), args: instanceIo.args };
+        log.step("node.spawn");
         job.proc = await spawner.start({
           ...start,
           cwd: join(dir, run.workdir),
@@ -455,6 +457,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         void job.proc.exited.then(() => clock.clearTimeout(timer));
       }
       const status = await job.proc.ended;
+      log.step("node.ended");
       if (timeout !== undefined) clock.clearTimeout(timeout);
       await Promise.all(publishes);
       reusable = !job.killed && !status.leftovers && !instanceIo.finalize;
@@ -490,6 +493,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   // Messages
 
   bus.subscribe(nodeAssign(name), (msg: Assignment) => {
+    log.step("node.assign");
     for (const t of msg.tasks) {
       for (const item of t.items) {
         const ref = { taskId: t.taskId, index: item.index, attempt: item.attempt };
