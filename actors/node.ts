@@ -175,6 +175,9 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
     await persist(rec);
     log.info(req.drain ? "node:draining" : "node:resumed", { node: rec.name });
     emit("updated", rec);
+    // The caller may submit the moment it hears back (and is answered in-process when it is the gateway): the
+    // event must have reached the task actor first. A flush's answer comes after the server delivered it.
+    await bus.nc.flush();
     return { ok: true as const, node: plain(rec) };
   }, { signal });
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Bus, createBus, unwrap } from "../core/bus.ts";
+import { type AuditEntry, createAuditLog } from "../core/audit.ts";
 import { systemClock } from "../core/clock.ts";
 import { parseTaskToml } from "../core/task_toml.ts";
 import {
@@ -23,8 +24,8 @@ import {
   taskResults,
   taskSubmit,
 } from "../core/schema.ts";
-import { startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
-import { instanceKey, readInstances, spansOf, taskKey } from "./keys.ts";
+import { kvWith, startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
+import { AUDIT, instanceKey, readInstances, spansOf, taskKey } from "./keys.ts";
 import { createTaskActor, type TaskActor, type TaskActorOptions } from "./task.ts";
 
 const DIGEST = `sha256-${"a".repeat(64)}`;
@@ -574,5 +575,81 @@ Deno.test({
     const zero = (await kv.get<InstanceRecord>(instanceKey(task.id, 0))).value!;
     assert.equal(zero.state, "failed");
     assert.equal(zero.history[0].lost, false);
+  },
+});
+
+/** The real Deno KV `kv`, except that an atomic's commit throws while `fail()` says so (a full disk, say). */
+const failingCommits = (kv: Deno.Kv, fail: () => boolean) =>
+  kvWith(kv, {
+    atomic() {
+      const op = kv.atomic();
+      if (fail()) op.commit = () => Promise.reject(new Error("database or disk is full"));
+      return op;
+    },
+  });
+
+Deno.test({
+  name: "a failed Deno KV commit loses nothing: the submit with its audit entry, then results, land with the retry",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using nats = await startTestNats();
+    const kv = await Deno.openKv(join(nats.dir, "state.kv"));
+    let failing = 0;
+    const bus = createBus(nats.nc, testLogger());
+    const abort = new AbortController();
+    const log = testLogger();
+    const actor = createTaskActor({
+      bus,
+      kv: failingCommits(kv, () => failing > 0 && failing-- > 0),
+      clock: systemClock,
+      log,
+      audit: createAuditLog(kv, log),
+    }, { signal: abort.signal, retryBackoffMs: 10, orphanGraceMs: 60_000 });
+    await actor.ready;
+    try {
+      const node = fakeNode(bus, "n1");
+      const done: string[] = [];
+      bus.subscribe(taskDoneAll, (d) => void done.push(d.state));
+      bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 2) });
+      await bus.nc.flush();
+      failing = 1;
+      const startedAt = Date.now();
+      const task = unwrap(
+        await bus.request(taskSubmit, {
+          digest: DIGEST,
+          packageBytes: 1,
+          spec: parseTaskToml(`[task]\nentrypoint = "run.sh"\ninstances = 2\n`),
+          owner: "alice",
+          address: "192.0.2.7",
+        }),
+      );
+      // Answered only once stored: by the retry, 250 ms after the failed commit.
+      assert.ok(Date.now() - startedAt >= 200, `answered after ${Date.now() - startedAt} ms`);
+      assert.equal(failing, 0, "the first commit failed");
+      assert.equal((await kv.get<TaskRecord>(taskKey(task.id))).value?.id, task.id);
+      const audits = await Array.fromAsync(kv.list<AuditEntry>({ prefix: AUDIT }));
+      assert.deepEqual(
+        audits.map((e) => [e.value.action, e.value.target, e.value.address]),
+        [["task.submit", task.id, "192.0.2.7"]],
+        "the audit entry came with the task",
+      );
+      // The first results' commit fails too: the node's acknowledgement waits for the retry.
+      await waitUntil(() => node.received.length === 2, 5000, "both instances assigned");
+      failing = 1;
+      const ack = await node.finish(node.received);
+      assert.equal(ack.accepted, 2);
+      assert.equal(failing, 0, "the results' first commit failed");
+      await waitUntil(() => done.length === 1, 5000, "the task done");
+      const rec = (await kv.get<TaskRecord>(taskKey(task.id))).value!;
+      assert.equal(rec.state, "succeeded");
+      assert.equal(rec.counts.succeeded, 2);
+      const instances = await readInstances(kv, task.id, 0, 2);
+      assert.deepEqual([...instances.values()].map((i) => i.state), ["succeeded", "succeeded"]);
+    } finally {
+      abort.abort();
+      await actor.stopped;
+      kv.close();
+    }
   },
 });

@@ -96,10 +96,19 @@ export const latency: Benchmark = {
     // --trace: every process notes the steps of each run in one file (see Logger.step); tracing costs
     // a few hundredths of a millisecond per step, so traced runs are a little slower.
     const traceFile = ctx.args.flags.trace === true ? join(ctx.dir, "steps.log") : undefined;
-    if (traceFile) Deno.env.set("PARALLELIC_TRACE", traceFile);
     const client = createLogger({ level: "error", traceFile });
-    await using cluster = await startCluster(ctx);
-    await cluster.addNodes(1, { slots: 1 });
+    // The processes started meanwhile inherit PARALLELIC_TRACE; nothing else run from this process does.
+    const traced = async <T>(start: () => Promise<T>): Promise<T> => {
+      if (!traceFile) return await start();
+      Deno.env.set("PARALLELIC_TRACE", traceFile);
+      try {
+        return await start();
+      } finally {
+        Deno.env.delete("PARALLELIC_TRACE");
+      }
+    };
+    await using cluster = await traced(() => startCluster(ctx));
+    await traced(() => cluster.addNodes(1, { slots: 1 }));
     const zip = await truePackage(ctx.dir, 1);
     // One run first, so that the node has the package cached (a fresh package is a different benchmark).
     await cluster.done((await cluster.submit(zip)).id);

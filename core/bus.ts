@@ -10,8 +10,9 @@
  * the task actor in the manager's process) is answered in-process, with the
  * same JSON copy, schema checks and timeout as over NATS, but without the two
  * trips through nats-server. Everything between processes goes over NATS.
- * Such a request can overtake what the same bus published just before (over
- * NATS); nothing in Parallelic needs a request ordered after a publish.
+ * Its answer can overtake what the handler published before answering (over
+ * NATS): a handler whose events must reach this process's subscribers before
+ * its caller hears back flushes first (`nodesDrain` does).
  *
  * @module
  */
@@ -62,6 +63,25 @@ export interface Bus {
     message: z.input<Q>,
     options?: { timeoutMs?: number },
   ): Promise<z.output<R>>;
+}
+
+/**
+ * Words the first problem zod found: `path: message`. Of a union (the two
+ * shapes of a reply), the branch the value came closest to.
+ */
+export function describeIssue(error: z.ZodError, what = "message"): string {
+  let issues: z.core.$ZodIssue[] = error.issues;
+  let prefix: PropertyKey[] = [];
+  for (;;) {
+    const issue = issues[0];
+    if (issue?.code === "invalid_union" && issue.errors.some((b) => b.length > 0)) {
+      prefix = [...prefix, ...issue.path];
+      issues = issue.errors.filter((b) => b.length > 0).sort((a, b) => a.length - b.length)[0];
+      continue;
+    }
+    const path = [...prefix, ...(issue?.path ?? [])].map(String).join(".");
+    return `${path || what}: ${issue?.message ?? "invalid"}`;
+  }
 }
 
 /** Turns an error into the body a reply or the API carries. */
@@ -123,10 +143,7 @@ export function createBus(nc: NatsConnection, log: Logger): Bus {
       return reject(subjectName, "not JSON");
     }
     const parsed = schema.safeParse(json);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      return reject(subjectName, `${issue.path.join(".") || "message"}: ${issue.message}`);
-    }
+    if (!parsed.success) return reject(subjectName, describeIssue(parsed.error));
     if (binding?.field) {
       const token = subjectName.split(".")[binding.pattern.split(".").indexOf("*")];
       const claimed = (parsed.data as Record<string, unknown>)[binding.field];
@@ -202,13 +219,25 @@ export function createBus(nc: NatsConnection, log: Logger): Bus {
             },
           });
         }
-        return Promise.resolve().then(() => handler(message, subjectName)).then((reply) => subject.reply.parse(reply))
-          .catch((e) => {
-            if (!(e instanceof Error) || !("code" in e)) {
-              log.error("bus:handler-failed", { subject: subjectName, error: String((e as Error)?.stack ?? e) });
-            }
-            return { ok: false, error: errorBody(e) };
-          });
+        return Promise.resolve().then(() => handler(message, subjectName)).then((reply) => {
+          const parsed = subject.reply.safeParse(reply);
+          if (parsed.success) return parsed.data;
+          const why = describeIssue(parsed.error, "reply");
+          log.error("bus:reply-invalid", { subject: subjectName, reason: why });
+          return {
+            ok: false,
+            error: {
+              code: "invalid_reply",
+              message: `Reply on ${subjectName} failed its schema: ${why}`,
+              name: "UnavailableError",
+            },
+          };
+        }, (e) => {
+          if (!(e instanceof Error) || !("code" in e)) {
+            log.error("bus:handler-failed", { subject: subjectName, error: String((e as Error)?.stack ?? e) });
+          }
+          return { ok: false, error: errorBody(e) };
+        });
       };
       const sub = nc.subscribe(subject.subject, {
         queue: options.queue,
@@ -222,10 +251,12 @@ export function createBus(nc: NatsConnection, log: Logger): Bus {
       });
       // Requests on this exact subject from this same bus are answered in-process (see request()).
       if (!/[*>]/.test(subject.subject) && !options.queue && !local.has(subject.subject)) {
-        const serveLocal = (json: string) => answer(check(subject.schema, subject.subject, json), subject.subject);
+        const serveLocal = (json: string) =>
+          answer(check(subject.schema, subject.subject, json, bindingOf(subject)), subject.subject);
         local.set(subject.subject, serveLocal);
         const forget = () => {
           if (local.get(subject.subject) === serveLocal) local.delete(subject.subject);
+          options.signal?.removeEventListener("abort", forget);
         };
         options.signal?.addEventListener("abort", forget, { once: true });
         void sub.closed.then(forget, forget);
@@ -242,16 +273,20 @@ export function createBus(nc: NatsConnection, log: Logger): Bus {
         // same JSON copy, the same schema checks at both edges and the same timeout as over NATS.
         let timer: TimerId | undefined;
         const timedOut = new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error("TIMEOUT")), timeoutMs);
+          timer = setTimeout(
+            () =>
+              reject(
+                new UnavailableError(
+                  `No answer on '${subject.subject}' within ${timeoutMs} ms (its handler runs in this process)`,
+                  { code: "timeout" },
+                ),
+              ),
+            timeoutMs,
+          );
         });
         let json: string;
         try {
           json = JSON.stringify(await Promise.race([serveLocal(JSON.stringify(data)), timedOut]));
-        } catch (e) {
-          throw new UnavailableError(
-            `Cannot reach '${subject.subject}' as ${(e as Error).message}: is the manager running?`,
-            { cause: e, code: "no_responder" },
-          );
         } finally {
           clearTimeout(timer);
         }

@@ -77,12 +77,20 @@ Deno.test({
     // The handler gets a copy checked against the schema, and its reply is checked too.
     await assert.rejects(bus.request(taskCancel, { taskId: "bad", by: "admin" } as CancelRequest), /not a task id/);
     reply = { ok: true, state: "no-such-state" };
-    await assert.rejects(async () => unwrap(await bus.request(taskCancel, req)), /state/);
+    for (const b of [bus, other]) {
+      const bad = await b.request(taskCancel, req);
+      assert.equal(bad.ok, false);
+      assert.equal(!bad.ok && bad.error.code, "invalid_reply");
+      assert.match(!bad.ok ? bad.error.message : "", /^Reply on parallelic\.task\.cancel failed its schema: state: /);
+    }
     hang = true;
-    await assert.rejects(bus.request(taskCancel, req, { timeoutMs: 50 }), /Cannot reach 'parallelic.task.cancel'/);
+    await assert.rejects(
+      bus.request(taskCancel, req, { timeoutMs: 50 }),
+      /No answer on 'parallelic.task.cancel' within 50 ms/,
+    );
     // Once stopped, nothing in-process answers: the request goes to NATS, where no one serves it.
     stop.abort();
     await assert.rejects(bus.request(taskCancel, req, { timeoutMs: 500 }), /Cannot reach/);
-    assert.equal(seen.length, 4);
+    assert.equal(seen.length, 5);
   },
 });

@@ -133,3 +133,47 @@ Deno.test("checkPackage refuses a zip whose local header disagrees with its cent
   assert.ok(changed > 0, "the zip has deflated entries");
   await assert.rejects(checkPackage(zip, "ambiguous"), ValidationError);
 });
+
+// zip.js reads by the central directory and refuses only a local header whose method differs ("ambiguous"); the
+// check's fast path reads only clean entries. Whatever the field, both must come to the same verdict and bytes.
+Deno.test("checkPackage and unpackPackage agree on a task.toml whose local header disagrees in any one field", async () => {
+  await using dir = await tempDir();
+  const toml = `[task]\nentrypoint = "run.sh"\ninstances = 3\n`;
+  const original = await makeZip({ "task.toml": toml, "run.sh": "#!/bin/sh\n" });
+  // task.toml's local header: PK\x03\x04, then its name at offset 30.
+  const view0 = new DataView(original.buffer, original.byteOffset, original.byteLength);
+  let header = -1;
+  for (let at = 0; at + 30 < original.byteLength && header < 0; at++) {
+    if (
+      view0.getUint32(at, true) === 0x04034b50 &&
+      new TextDecoder().decode(original.subarray(at + 30, at + 30 + view0.getUint16(at + 26, true))) === "task.toml"
+    ) header = at;
+  }
+  assert.ok(header >= 0, "found task.toml's local header");
+  const cases: Record<string, (v: DataView) => void> = {
+    "data descriptor flag": (v) => v.setUint16(header + 6, v.getUint16(header + 6, true) | 0x08, true),
+    "method": (v) => v.setUint16(header + 8, v.getUint16(header + 8, true) === 8 ? 0 : 8, true),
+    "crc": (v) => v.setUint32(header + 14, v.getUint32(header + 14, true) ^ 1, true),
+    "compressed size": (v) => v.setUint32(header + 18, v.getUint32(header + 18, true) + 1, true),
+    "uncompressed size": (v) => v.setUint32(header + 22, v.getUint32(header + 22, true) + 1, true),
+  };
+  for (const [field, corrupt] of Object.entries(cases)) {
+    const zip = original.slice();
+    corrupt(new DataView(zip.buffer));
+    const checked = await checkPackage(zip, field).then((c) => c, (e: Error) => e);
+    const out = join(dir.path, field.replaceAll(" ", "-"));
+    const unpacked = await unpackPackage(zip, out, null).then(() => true, (e: Error) => e);
+    // The fast path of the check never accepts what unpacking refuses, nor reads other bytes than it writes.
+    assert.equal(
+      checked instanceof Error,
+      unpacked instanceof Error,
+      `${field}: check ${checked instanceof Error ? `refused (${checked.message})` : "accepted"}, unpack ${
+        unpacked instanceof Error ? `refused (${unpacked.message})` : "accepted"
+      }`,
+    );
+    if (!(checked instanceof Error)) {
+      assert.equal(await Deno.readTextFile(join(out, "task.toml")), toml, field);
+      assert.equal(checked.spec.instances, 3, field);
+    }
+  }
+});

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { ManualClock } from "../core/clock.ts";
+import { kvWith } from "../tests/harness.ts";
 import { addToken, addUser, createTokenCache, rotateToken } from "./auth.ts";
 
 const withKv = async (fn: (kv: Deno.Kv) => Promise<void>) => {
@@ -53,5 +54,31 @@ Deno.test("createTokenCache() keeps at most maxEntries tokens", async () => {
     await rotateToken(kv, "c");
     await assert.rejects(tokens.authenticate(bearer(a)), /Invalid token/);
     assert.equal((await tokens.authenticate(bearer(c))).user, "c", "the newest is still remembered");
+  });
+});
+
+Deno.test("createTokenCache() does not keep what a lookup read while the cache was being cleared", async () => {
+  await withKv(async (kv) => {
+    // Deno KV whose next get waits until released: the clear() lands while the lookup reads.
+    let release: (() => void) | undefined;
+    const slow = kvWith(kv, {
+      get: (async (key: Deno.KvKey) => {
+        await new Promise<void>((r) => release = r);
+        return await kv.get(key);
+      }) as Deno.Kv["get"],
+    });
+    const tokens = createTokenCache(slow, { ttlMs: 60_000, clock: new ManualClock(0) });
+    const old = await addUser(kv, "alice", "submitter");
+    const lookup = tokens.authenticate(bearer(old));
+    await new Promise((r) => setTimeout(r, 10));
+    tokens.clear();
+    // Read before the rotation below, answered after the clear.
+    release!();
+    assert.equal((await lookup).user, "alice");
+    await rotateToken(kv, "alice");
+    const next = tokens.authenticate(bearer(old));
+    await new Promise((r) => setTimeout(r, 10));
+    release!();
+    await assert.rejects(next, /Invalid token/, "read again, not taken from the cache");
   });
 });

@@ -208,3 +208,46 @@ Deno.test({
     assert.equal(new TextDecoder().decode(out.stdout).trim(), "", "no process of the tree survives");
   },
 });
+
+Deno.test({
+  name: "an assignment sent again (a resend, a restored backup) is held once: each instance starts once",
+  ...opts,
+  async fn() {
+    await using tm = await startTestManager({ localNode: true, slots: 1 });
+    await using work = await tempDir();
+    const nc = await tm.connectNats();
+    try {
+      // Every assignment the manager sends to the local node, as sent.
+      const sent: Uint8Array[] = [];
+      nc.subscribe("parallelic.node.local.assign", { callback: (_e, m) => void sent.push(m.data.slice()) });
+      await nc.flush();
+      const starts = join(work.path, "starts");
+      // One slot: while instance 0 runs, the next ones wait in the node's queue (prefetched).
+      const res = await submitZip(tm, await sleepyTask(3, starts, 0.4));
+      const id = (await res.json()).id;
+      await waitUntil(
+        async () => {
+          try {
+            return (await Deno.readTextFile(starts)).trim().split("\n").length >= 1;
+          } catch {
+            return false;
+          }
+        },
+        10_000,
+        "the first instance to start",
+      );
+      assert.ok(sent.length >= 1);
+      // Sent again while the first runs and the next waits in the queue.
+      for (const data of sent) nc.publish("parallelic.node.local.assign", data);
+      await nc.flush();
+      assert.equal((await tm.waitForTask(id)).state, "succeeded");
+      // Give a repeated run time to show up before counting.
+      await new Promise((r) => setTimeout(r, 500));
+      const lines = (await Deno.readTextFile(starts)).trim().split("\n");
+      assert.deepEqual(lines.map((l) => l.split(" ")[0]).sort(), ["0", "1", "2"], `starts:\n${lines.join("\n")}`);
+      assertOneResultEach(await listInstances(tm.api, id), 3);
+    } finally {
+      await nc.close();
+    }
+  },
+});

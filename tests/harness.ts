@@ -32,6 +32,21 @@ export async function tempDir(prefix = "parallelic-test-"): Promise<{ path: stri
   return { path, [Symbol.asyncDispose]: () => removeTree(path) };
 }
 
+/**
+ * The real Deno KV `kv` with some methods replaced, to inject a fault or
+ * watch what is written; everything else is the real thing.
+ */
+export function kvWith(kv: Deno.Kv, overrides: { atomic?: () => Deno.AtomicOperation; get?: Deno.Kv["get"] }): Deno.Kv {
+  return new Proxy(kv, {
+    get(target, prop) {
+      const own = (overrides as Record<PropertyKey, unknown>)[prop];
+      if (own !== undefined) return own;
+      const value = Reflect.get(target, prop);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
 /** A nats-server with JetStream in a temp folder, and a connection to it. */
 export interface TestNats extends AsyncDisposable {
   server: NatsServer;

@@ -1,0 +1,49 @@
+import assert from "node:assert/strict";
+import { kvWith, tempDir } from "../tests/harness.ts";
+import { type BatchedWrite, MAX_MUTATIONS_PER_ATOMIC, writeBatched } from "./keys.ts";
+
+/** The real Deno KV `kv`, noting the keys each atomic sets. */
+const recordingAtomics = (kv: Deno.Kv, atomics: string[][]) =>
+  kvWith(kv, {
+    atomic() {
+      const op = kv.atomic();
+      const keys: string[] = [];
+      atomics.push(keys);
+      const set = op.set.bind(op);
+      op.set = (key, value, options) => {
+        keys.push(key.join("/"));
+        return set(key, value, options);
+      };
+      return op;
+    },
+  });
+
+Deno.test("writeBatched() splits at the atomic's limit, and never between an entry bound to the next and that one", async () => {
+  await using dir = await tempDir();
+  const kv = await Deno.openKv(`${dir.path}/state.kv`);
+  try {
+    const atomics: string[][] = [];
+    const fillers: BatchedWrite[] = Array.from(
+      { length: MAX_MUTATIONS_PER_ATOMIC - 1 },
+      (_, i) => ({ key: ["instance", "t", i], value: { i } }),
+    );
+    // One slot is left in the first atomic: the audit entry must not take it without its task.
+    const entries: BatchedWrite[] = [
+      ...fillers,
+      { key: ["audit", 1, "a"], value: { action: "task.submit" }, withNext: true },
+      { key: ["task", "t"], value: { id: "t" } },
+    ];
+    assert.equal(await writeBatched(recordingAtomics(kv, atomics), entries), 2);
+    const committed = atomics.filter((a) => a.length > 0);
+    assert.equal(committed[0].length, MAX_MUTATIONS_PER_ATOMIC - 1);
+    assert.deepEqual(committed[1], ["audit/1/a", "task/t"]);
+    assert.deepEqual((await kv.get(["task", "t"])).value, { id: "t" });
+    assert.deepEqual((await kv.get(["instance", "t", 0])).value, { i: 0 });
+    // Without the binding, the first atomic is filled to its limit.
+    atomics.length = 0;
+    await writeBatched(recordingAtomics(kv, atomics), entries.map(({ key, value }) => ({ key, value })));
+    assert.equal(atomics.filter((a) => a.length > 0)[0].length, MAX_MUTATIONS_PER_ATOMIC);
+  } finally {
+    kv.close();
+  }
+});
