@@ -27,5 +27,11 @@ for (const bench of BENCHMARKS) {
       return;
     }
     assert.match(stdout, /\n\| --- \|/, `no table in:\n${stdout}`);
+    if (bench.name === "latency") {
+      // Its smoke run is traced: the gateway, the task actor, the node and the client each noted their steps.
+      for (const step of ["gateway.checked", "task.submit", "task.committed #2", "node.spawn", "node.result"]) {
+        assert.match(stdout, new RegExp(`\\| ${step.replace(".", "\\.")} +\\|`), `step ${step} in:\n${stdout}`);
+      }
+    }
   });
 }

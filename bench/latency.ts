@@ -90,7 +90,8 @@ export const latency: Benchmark = {
   name: "latency",
   summary: "one instance of `true` on an idle cluster: submit → running → done, p50/p99 over 200 runs",
   flags: { runs: "string", trace: "boolean" },
-  tiny: ["--runs", "5"],
+  // Traced, so that the smoke run also proves every step is still noted where it happens.
+  tiny: ["--runs", "5", "--trace"],
   async run(ctx) {
     const runs = intArg(ctx.args, "runs", 200);
     // --trace: every process notes the steps of each run in one file (see Logger.step); tracing costs
