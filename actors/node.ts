@@ -177,7 +177,8 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
     emit("updated", rec);
     // The caller may submit the moment it hears back (and is answered in-process when it is the gateway): the
     // event must have reached the task actor first. A flush's answer comes after the server delivered it.
-    await bus.nc.flush();
+    // Disconnected, the event waits in the client's buffer and the drain (stored) stands: answer anyway.
+    await bus.nc.flush().catch(() => {});
     return { ok: true as const, node: plain(rec) };
   }, { signal });
 

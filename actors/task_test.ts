@@ -637,8 +637,13 @@ Deno.test({
       // The first results' commit fails too: the node's acknowledgement waits for the retry.
       await waitUntil(() => node.received.length === 2, 5000, "both instances assigned");
       failing = 1;
+      const finishedAt = Date.now();
       const ack = await node.finish(node.received);
       assert.equal(ack.accepted, 2);
+      assert.ok(
+        Date.now() - finishedAt >= 200,
+        `acknowledged after ${Date.now() - finishedAt} ms, not before the retry`,
+      );
       assert.equal(failing, 0, "the results' first commit failed");
       await waitUntil(() => done.length === 1, 5000, "the task done");
       const rec = (await kv.get<TaskRecord>(taskKey(task.id))).value!;

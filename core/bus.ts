@@ -67,16 +67,21 @@ export interface Bus {
 
 /**
  * Words the first problem zod found: `path: message`. Of a union (the two
- * shapes of a reply), the branch the value came closest to.
+ * shapes of a reply), the branch the value meant: not one whose literal
+ * (`ok: true` or `ok: false`) it contradicts, then the one with fewest problems.
  */
 export function describeIssue(error: z.ZodError, what = "message"): string {
   let issues: z.core.$ZodIssue[] = error.issues;
   let prefix: PropertyKey[] = [];
+  const missesLiteral = (branch: z.core.$ZodIssue[]) =>
+    branch.some((i) => i.code === "invalid_value" && i.values?.length === 1);
+  const rank = (branch: z.core.$ZodIssue[]) => (missesLiteral(branch) ? 1_000_000 : 0) + branch.length;
   for (;;) {
     const issue = issues[0];
-    if (issue?.code === "invalid_union" && issue.errors.some((b) => b.length > 0)) {
+    const branches = issue?.code === "invalid_union" ? (issue.errors ?? []).filter((b) => b.length > 0) : [];
+    if (branches.length > 0) {
       prefix = [...prefix, ...issue.path];
-      issues = issue.errors.filter((b) => b.length > 0).sort((a, b) => a.length - b.length)[0];
+      issues = branches.sort((a, b) => rank(a) - rank(b))[0];
       continue;
     }
     const path = [...prefix, ...(issue?.path ?? [])].map(String).join(".");
@@ -228,7 +233,7 @@ export function createBus(nc: NatsConnection, log: Logger): Bus {
             ok: false,
             error: {
               code: "invalid_reply",
-              message: `Reply on ${subjectName} failed its schema: ${why}`,
+              message: `Reply on '${subjectName}' failed its schema: ${why}`,
               name: "UnavailableError",
             },
           };
@@ -237,7 +242,7 @@ export function createBus(nc: NatsConnection, log: Logger): Bus {
             log.error("bus:handler-failed", { subject: subjectName, error: String((e as Error)?.stack ?? e) });
           }
           return { ok: false, error: errorBody(e) };
-        });
+        }).catch((e) => ({ ok: false, error: errorBody(e) }));
       };
       const sub = nc.subscribe(subject.subject, {
         queue: options.queue,
@@ -250,7 +255,7 @@ export function createBus(nc: NatsConnection, log: Logger): Bus {
         },
       });
       // Requests on this exact subject from this same bus are answered in-process (see request()).
-      if (!/[*>]/.test(subject.subject) && !options.queue && !local.has(subject.subject)) {
+      if (!/[*>]/.test(subject.subject) && !options.queue && !local.has(subject.subject) && !options.signal?.aborted) {
         const serveLocal = (json: string) =>
           answer(check(subject.schema, subject.subject, json, bindingOf(subject)), subject.subject);
         local.set(subject.subject, serveLocal);

@@ -1,8 +1,15 @@
 import assert from "node:assert/strict";
 import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
-import { createBus, unwrap } from "./bus.ts";
-import { type CancelRequest, type Heartbeat, nodeHeartbeat, nodeHeartbeatAll, taskCancel } from "./schema.ts";
+import { createBus, describeIssue, unwrap } from "./bus.ts";
+import {
+  type CancelRequest,
+  type Heartbeat,
+  nodeHeartbeat,
+  nodeHeartbeatAll,
+  taskCancel,
+  taskSubmit,
+} from "./schema.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const hb = (name: string): Heartbeat => ({ name, sentAt: 1, usedSlots: 0, holding: [] });
@@ -81,7 +88,7 @@ Deno.test({
       const bad = await b.request(taskCancel, req);
       assert.equal(bad.ok, false);
       assert.equal(!bad.ok && bad.error.code, "invalid_reply");
-      assert.match(!bad.ok ? bad.error.message : "", /^Reply on parallelic\.task\.cancel failed its schema: state: /);
+      assert.match(!bad.ok ? bad.error.message : "", /^Reply on 'parallelic\.task\.cancel' failed its schema: state: /);
     }
     hang = true;
     await assert.rejects(
@@ -93,4 +100,23 @@ Deno.test({
     await assert.rejects(bus.request(taskCancel, req, { timeoutMs: 500 }), /Cannot reach/);
     assert.equal(seen.length, 5);
   },
+});
+
+Deno.test("describeIssue() names the problem in the branch of a reply the value meant", () => {
+  const reply = taskCancel.reply;
+  const word = (value: unknown) => {
+    const parsed = reply.safeParse(value);
+    assert.equal(parsed.success, false);
+    return describeIssue(parsed.error!, "reply");
+  };
+  // `ok: true` with a bad field: that field, not "ok should be false".
+  assert.match(word({ ok: true, state: 7 }), /^state: /);
+  assert.match(word({ ok: true }), /^state: /);
+  // More wrong fields than the other branch has problems: still the branch whose `ok` the value says.
+  const submit = taskSubmit.reply.safeParse({ ok: true, id: 5, state: 7, instances: "x" });
+  assert.match(describeIssue(submit.error!, "reply"), /^id: /);
+  // `ok: false` without its error: the error.
+  assert.match(word({ ok: false }), /^error: /);
+  assert.match(word({ ok: false, error: { code: "x" } }), /^error\.message: /);
+  assert.match(word("no object"), /^reply: /);
 });

@@ -103,14 +103,31 @@ export function createLogger(
   };
 }
 
-/** Appends `<epoch ms> <pid> <step>` lines to `path`, opened at the first step. */
+/**
+ * Appends `<epoch ms> <pid> <step>` lines to `path`, opened at the first
+ * step. Tracing never breaks what it traces: a file that cannot be opened or
+ * written is reported once on stderr, and steps are dropped from then on.
+ */
 function stepWriter(path: string): (step: string) => void {
-  let file: Deno.FsFile | undefined;
+  let file: Deno.FsFile | null | undefined;
   const encoder = new TextEncoder();
   return (step) => {
-    file ??= Deno.openSync(path, { append: true, create: true });
-    // One write per line in append mode: lines of several processes never interleave.
-    file.writeSync(encoder.encode(`${(performance.timeOrigin + performance.now()).toFixed(3)} ${Deno.pid} ${step}\n`));
+    if (file === null) return;
+    try {
+      file ??= Deno.openSync(path, { append: true, create: true });
+      // One write per line in append mode: lines of several processes never interleave.
+      file.writeSync(
+        encoder.encode(`${(performance.timeOrigin + performance.now()).toFixed(3)} ${Deno.pid} ${step}\n`),
+      );
+    } catch (e) {
+      try {
+        file?.close();
+      } catch { /* already unusable */ }
+      file = null;
+      console.error(
+        `Cannot write trace steps to '${path}' (PARALLELIC_TRACE) as ${(e as Error).message}: tracing is off`,
+      );
+    }
   };
 }
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { makeZip, tempDir } from "../tests/harness.ts";
+import { rawZip } from "../tests/raw_zip.ts";
 import { TooLargeError, ValidationError } from "./errors.ts";
 import { checkPackage, countEntries, DEFAULT_PACKAGE_LIMITS, unpackPackage, zipFolder } from "./package.ts";
 
@@ -134,25 +135,25 @@ Deno.test("checkPackage refuses a zip whose local header disagrees with its cent
   await assert.rejects(checkPackage(zip, "ambiguous"), ValidationError);
 });
 
-// zip.js reads by the central directory and refuses only a local header whose method differs ("ambiguous"); the
-// check's fast path reads only clean entries. Whatever the field, both must come to the same verdict and bytes.
+// The check's fast path reads an entry only when its local header agrees with the central directory; else zip.js
+// decides, as it does at unpack. Whatever field disagrees, both must come to the same verdict and the same bytes.
 Deno.test("checkPackage and unpackPackage agree on a task.toml whose local header disagrees in any one field", async () => {
   await using dir = await tempDir();
   const toml = `[task]\nentrypoint = "run.sh"\ninstances = 3\n`;
-  const original = await makeZip({ "task.toml": toml, "run.sh": "#!/bin/sh\n" });
-  // task.toml's local header: PK\x03\x04, then its name at offset 30.
+  // Written without data descriptors, with CRC and sizes in the local headers: what the fast path reads.
+  const original = await rawZip([
+    { name: "task.toml", data: toml, deflate: true },
+    { name: "run.sh", data: "#!/bin/sh\n", mode: 0o100755 },
+  ]);
+  const header = 0; // task.toml's local header comes first.
   const view0 = new DataView(original.buffer, original.byteOffset, original.byteLength);
-  let header = -1;
-  for (let at = 0; at + 30 < original.byteLength && header < 0; at++) {
-    if (
-      view0.getUint32(at, true) === 0x04034b50 &&
-      new TextDecoder().decode(original.subarray(at + 30, at + 30 + view0.getUint16(at + 26, true))) === "task.toml"
-    ) header = at;
-  }
-  assert.ok(header >= 0, "found task.toml's local header");
+  assert.equal(view0.getUint32(header, true), 0x04034b50);
+  assert.equal(view0.getUint16(header + 6, true) & 0x08, 0, "no data descriptor");
+  assert.notEqual(view0.getUint32(header + 14, true), 0, "the CRC is in the local header");
+  assert.equal((await checkPackage(original, "clean")).spec.instances, 3);
   const cases: Record<string, (v: DataView) => void> = {
     "data descriptor flag": (v) => v.setUint16(header + 6, v.getUint16(header + 6, true) | 0x08, true),
-    "method": (v) => v.setUint16(header + 8, v.getUint16(header + 8, true) === 8 ? 0 : 8, true),
+    "method": (v) => v.setUint16(header + 8, 0, true),
     "crc": (v) => v.setUint32(header + 14, v.getUint32(header + 14, true) ^ 1, true),
     "compressed size": (v) => v.setUint32(header + 18, v.getUint32(header + 18, true) + 1, true),
     "uncompressed size": (v) => v.setUint32(header + 22, v.getUint32(header + 22, true) + 1, true),
