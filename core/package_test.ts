@@ -3,7 +3,14 @@ import { join } from "node:path";
 import { makeZip, tempDir } from "../tests/harness.ts";
 import { rawZip } from "../tests/raw_zip.ts";
 import { TooLargeError, ValidationError } from "./errors.ts";
-import { checkPackage, countEntries, DEFAULT_PACKAGE_LIMITS, unpackPackage, zipFolder } from "./package.ts";
+import {
+  checkPackage,
+  countEntries,
+  DEFAULT_PACKAGE_LIMITS,
+  sha256Digest,
+  unpackPackage,
+  zipFolder,
+} from "./package.ts";
 
 const TOML = `[task]\nentrypoint = "run.sh"\ninstances = 2\n`;
 
@@ -176,5 +183,20 @@ Deno.test("checkPackage and unpackPackage agree on a task.toml whose local heade
       assert.equal(await Deno.readTextFile(join(out, "task.toml")), toml, field);
       assert.equal(checked.spec.instances, 3, field);
     }
+  }
+});
+
+Deno.test("sha256Digest() gives the same digest below and above its 1 MiB switch (node:crypto, crypto.subtle)", async () => {
+  const { createHash } = await import("node:crypto");
+  for (const size of [0, 1024 * 1024, 1024 * 1024 + 1, 3 * 1024 * 1024 + 7]) {
+    const bytes = new Uint8Array(size);
+    for (let i = 0; i < size; i += 65536) crypto.getRandomValues(bytes.subarray(i, Math.min(size, i + 65536)));
+    // A view into a larger buffer: only its own bytes count.
+    const padded = new Uint8Array(size + 32);
+    padded.set(bytes, 16);
+    const view = padded.subarray(16, 16 + size);
+    const expected = `sha256-${createHash("sha256").update(bytes).digest("hex")}`;
+    assert.equal(await sha256Digest(bytes), expected, `${size} bytes`);
+    assert.equal(await sha256Digest(view), expected, `${size} bytes in a larger buffer`);
   }
 });

@@ -324,3 +324,46 @@ Deno.test({
     assert.match(status.stdout, /Space\s+outputs \d/);
   },
 });
+
+Deno.test({
+  name: "a retry that leaves no outputs replaces what its failed attempt left; a first attempt without any stores none",
+  ...opts,
+  async fn() {
+    await using tm = await startTestManager({ localNode: true });
+    // Instance 0 leaves an output and fails, then succeeds leaving none; instance 1 never leaves any.
+    const zip = await makeZip({
+      "task.toml": `[task]\nentrypoint = "run.sh"\ninstances = 2\n[limits]\nretries = 1\n`,
+      "run.sh": {
+        content: `#!/bin/sh
+if [ "$PARALLELIC_INSTANCE" = 0 ] && [ "$PARALLELIC_ATTEMPT" = 0 ]; then
+  echo stale > "$PARALLELIC_OUTPUT/stale.txt"
+  exit 1
+fi
+exit 0
+`,
+        mode: 0o755,
+      },
+    });
+    const id = (await (await submitZip(tm, zip)).json()).id;
+    const task = await tm.waitForTask(id);
+    assert.equal(task.state, "succeeded");
+    const list = await listInstances(tm.api, id);
+    assert.deepEqual(list[0].history.map((h) => [h.attempt, h.exitCode]), [[0, 1], [1, 0]]);
+    assert.ok((list[0].history[0].outputBytes ?? 0) > 0, "the failed attempt stored its output");
+    assert.equal(list[0].history[1].outputBytes, 0);
+    assert.equal(list[1].history[0].outputBytes, 0);
+    const files = await zipEntries(
+      new Uint8Array(await (await tm.api(`/api/v1/tasks/${id}/workspace.zip`)).arrayBuffer()),
+    );
+    assert.deepEqual([...files.keys()], [], "the retry's (empty) outputs replaced the failed attempt's");
+    assert.equal((await (await tm.api(`/api/v1/tasks/${id}`)).json()).outputBytes, 0);
+    // Nor is the failed attempt's object kept in the bucket.
+    const nc = await tm.connectNats();
+    try {
+      const ws = await openBucket(nc, WORKSPACE_BUCKET);
+      assert.deepEqual((await ws.list()).filter((o) => o.name.startsWith(`${id}/`)).map((o) => o.name), []);
+    } finally {
+      await nc.close();
+    }
+  },
+});
