@@ -9,6 +9,10 @@ import type { AssignSpan, InstanceRecord } from "../core/schema.ts";
 export const taskKey = (id: string): Deno.KvKey => ["task", id];
 /** Prefix of every task. */
 export const TASKS: Deno.KvKey = ["task"];
+/** `["submit-key", owner, key]` → SubmitKeyRecord: which task a submit with that Idempotency-Key made. */
+export const submitKeyKey = (owner: string, key: string): Deno.KvKey => ["submit-key", owner, key];
+/** How long a submit's Idempotency-Key is remembered. */
+export const SUBMIT_KEY_TTL_MS = 24 * 60 * 60 * 1000;
 /** `["instance", taskId, index]` → InstanceRecord */
 export const instanceKey = (taskId: string, index: number): Deno.KvKey => ["instance", taskId, index];
 /** Prefix of a task's instances. */
@@ -87,7 +91,7 @@ export interface BatchedWrite {
   /** The value, or null to delete. */
   value: unknown | null;
   expireIn?: number;
-  /** Lands in the same atomic as the entry after it (an audit entry and what it audits). */
+  /** Lands in the same atomic as the entry after it (an audit entry and what it audits); chains may be longer. */
   withNext?: boolean;
 }
 
@@ -105,12 +109,16 @@ export async function writeBatched(kv: Deno.Kv, entries: Iterable<BatchedWrite>)
   const list = [...entries];
   const sizeOf = (e: BatchedWrite | undefined) => !e || e.value === null ? 0 : JSON.stringify(e.value).length + 64;
   for (let i = 0; i < list.length; i++) {
-    const { key, value, expireIn, withNext } = list[i];
+    const { key, value, expireIn } = list[i];
     const size = sizeOf(list[i]);
-    // An entry bound to the next one starts a new atomic unless both fit.
-    const need = withNext ? 2 : 1;
-    const needBytes = withNext ? size + sizeOf(list[i + 1]) : size;
     const joined = i > 0 && list[i - 1].withNext;
+    // Entries bound together (each to the next) start a new atomic unless all of them fit.
+    let need = 1;
+    let needBytes = size;
+    for (let j = i; !joined && list[j].withNext && j + 1 < list.length; j++) {
+      need++;
+      needBytes += sizeOf(list[j + 1]);
+    }
     if (
       !joined && count > 0 && (count + need > MAX_MUTATIONS_PER_ATOMIC || bytes + needBytes > MAX_BYTES_PER_ATOMIC)
     ) {

@@ -47,3 +47,27 @@ Deno.test("writeBatched() splits at the atomic's limit, and never between an ent
     kv.close();
   }
 });
+
+Deno.test("writeBatched() keeps a chain of bound entries (audit entry, submit key, task) in one atomic", async () => {
+  await using dir = await tempDir();
+  const kv = await Deno.openKv(`${dir.path}/state.kv`);
+  try {
+    const atomics: string[][] = [];
+    const fillers: BatchedWrite[] = Array.from(
+      { length: MAX_MUTATIONS_PER_ATOMIC - 2 },
+      (_, i) => ({ key: ["instance", "t", i], value: { i } }),
+    );
+    // Two slots are left: the three bound entries go to the next atomic together.
+    await writeBatched(recordingAtomics(kv, atomics), [
+      ...fillers,
+      { key: ["audit", 1, "a"], value: { action: "task.submit" }, withNext: true },
+      { key: ["submit-key", "alice", "k"], value: { taskId: "t" }, withNext: true },
+      { key: ["task", "t"], value: { id: "t" } },
+    ]);
+    const committed = atomics.filter((a) => a.length > 0);
+    assert.equal(committed[0].length, MAX_MUTATIONS_PER_ATOMIC - 2);
+    assert.deepEqual(committed[1], ["audit/1/a", "submit-key/alice/k", "task/t"]);
+  } finally {
+    kv.close();
+  }
+});

@@ -50,6 +50,9 @@ import {
   type Result,
   type RunSpec,
   type State,
+  type SubmitKeyRecord,
+  type SubmitReply,
+  type SubmitRequest,
   taskCancel,
   taskDone,
   taskExplain,
@@ -67,10 +70,15 @@ import {
   spanInstance,
   spanKey,
   spansOf,
+  SUBMIT_KEY_TTL_MS,
+  submitKeyKey,
   taskKey,
   TASKS,
   writeBatched,
 } from "./keys.ts";
+
+/** A submit's answer when it succeeds. */
+type SubmitAnswer = Extract<SubmitReply, { ok: true }>;
 
 /** What the task actor needs. */
 export interface TaskActorDeps {
@@ -251,8 +259,8 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   let dirtyRuns = new Map<string, InstanceRecord[]>();
   let dirtyTasks = new Set<Live | TaskRecord>();
   let afterCommit: Array<() => void> = [];
-  /** Audit entries of submits, stored with their tasks. */
-  let dirtyAudit = new Map<string, { key: Deno.KvKey; value: unknown; expireIn: number }>();
+  /** What lands in the same atomic as a submitted task: its audit entry, its Idempotency-Key. */
+  let dirtyBound = new Map<string, BatchedWrite[]>();
   let cycling = false;
   let lastCommitAt = -Infinity;
   let again = false;
@@ -325,7 +333,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   async function commit(): Promise<void> {
     if (
       dirtyInstances.size === 0 && dirtySpans.size === 0 && dirtyTasks.size === 0 && afterCommit.length === 0 &&
-      dirtyAudit.size === 0
+      dirtyBound.size === 0
     ) {
       return;
     }
@@ -334,8 +342,8 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     const runs = dirtyRuns;
     const touched = dirtyTasks;
     const actions = afterCommit;
-    const audits = dirtyAudit;
-    dirtyAudit = new Map();
+    const bound = dirtyBound;
+    dirtyBound = new Map();
     dirtyInstances = new Map();
     dirtySpans = new Map();
     dirtyRuns = new Map();
@@ -347,9 +355,8 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     entries.push(...spans.values());
     for (const t of touched) {
       const rec = "rec" in t ? t.rec : t;
-      // A submitted task's audit entry lands in the same atomic as the task.
-      const audit = audits.get(rec.id);
-      if (audit) entries.push({ ...audit, withNext: true });
+      // A submitted task's audit entry and Idempotency-Key land in the same atomic as the task.
+      for (const e of bound.get(rec.id) ?? []) entries.push({ ...e, withNext: true });
       entries.push({ key: taskKey(rec.id), value: rec });
     }
     try {
@@ -363,7 +370,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
       for (const [k, v] of spans) if (!dirtySpans.has(k)) dirtySpans.set(k, v);
       for (const [k, v] of runs) dirtyRuns.set(k, [...v, ...dirtyRuns.get(k) ?? []]);
       for (const t of touched) dirtyTasks.add(t);
-      for (const [k, v] of audits) if (!dirtyAudit.has(k)) dirtyAudit.set(k, v);
+      for (const [k, v] of bound) if (!dirtyBound.has(k)) dirtyBound.set(k, v);
       afterCommit.unshift(...actions);
       throw e;
     }
@@ -767,8 +774,8 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   // -------------------------------------------------------------------------
   // Messages
 
-  bus.serve(taskSubmit, async (req) => {
-    log.step("task.submit");
+  /** Creates a task; answers once it is stored. */
+  async function create(req: SubmitRequest): Promise<SubmitAnswer> {
     const now = clock.now();
     const rec: TaskRecord = {
       id: newTaskId(now),
@@ -794,24 +801,55 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     const live = liveOf(rec);
     tasks.set(rec.id, live);
     dirtyTasks.add(live);
+    const bound: BatchedWrite[] = [];
     if (deps.audit && req.address !== undefined) {
-      dirtyAudit.set(
-        rec.id,
-        deps.audit.mutation({
-          action: "task.submit",
-          user: req.owner,
-          address: req.address,
-          target: rec.id,
-          detail: `${rec.name}, ${rec.spec.instances} instances, ${rec.digest.slice(0, 19)}…`,
-        }),
-      );
+      bound.push(deps.audit.mutation({
+        action: "task.submit",
+        user: req.owner,
+        address: req.address,
+        target: rec.id,
+        detail: `${rec.name}, ${rec.spec.instances} instances, ${rec.digest.slice(0, 19)}…`,
+      }));
     }
+    if (req.key !== undefined) {
+      const value: SubmitKeyRecord = { taskId: rec.id, atMs: now };
+      bound.push({ key: submitKeyKey(req.owner, req.key), value, expireIn: SUBMIT_KEY_TTL_MS });
+    }
+    if (bound.length) dirtyBound.set(rec.id, bound);
     const stored = new Promise<void>((resolve) => afterCommit.push(resolve));
     kick();
     await stored;
     log.info("task:submitted", { taskId: rec.id, name: rec.name, instances: rec.spec.instances, owner: rec.owner });
     // The state it was accepted in: its first instances may be running already.
     return { ok: true as const, id: rec.id, state: "queued" as const, instances: rec.spec.instances };
+  }
+
+  /** Submits in flight by owner and Idempotency-Key: a repeat meanwhile waits for the first. */
+  const submitting = new Map<string, Promise<SubmitAnswer>>();
+
+  bus.serve(taskSubmit, (req) => {
+    log.step("task.submit");
+    if (req.key === undefined) return create(req);
+    const key = req.key;
+    const k = `${req.owner}\u0000${key}`;
+    const earlier = submitting.get(k);
+    if (earlier) return earlier.then((a) => ({ ...a, replayed: true }));
+    const answer = (async (): Promise<SubmitAnswer> => {
+      const known = (await kv.get<SubmitKeyRecord>(submitKeyKey(req.owner, key))).value;
+      if (known && clock.now() - known.atMs < SUBMIT_KEY_TTL_MS) {
+        const rec = tasks.get(known.taskId)?.rec ?? (await kv.get<TaskRecord>(taskKey(known.taskId))).value;
+        // A task deleted since is not answered: the submit makes a new one.
+        if (rec) {
+          return { ok: true as const, id: rec.id, state: rec.state, instances: rec.spec.instances, replayed: true };
+        }
+      }
+      return await create(req);
+    })();
+    submitting.set(k, answer);
+    // Once stored, Deno KV answers repeats; after a failure the next repeat tries afresh.
+    const done = () => void submitting.delete(k);
+    answer.then(done, done);
+    return answer;
   }, { signal });
 
   bus.serve(taskExplain, async (req) => {

@@ -15,6 +15,7 @@ import {
   type NodeRecord,
   nodesEvent,
   nodesList,
+  type SubmitKeyRecord,
   taskCancel,
   taskDoneAll,
   taskExplain,
@@ -25,7 +26,7 @@ import {
   taskSubmit,
 } from "../core/schema.ts";
 import { kvWith, startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
-import { AUDIT, instanceKey, readInstances, spansOf, taskKey } from "./keys.ts";
+import { AUDIT, instanceKey, readInstances, spansOf, SUBMIT_KEY_TTL_MS, submitKeyKey, taskKey } from "./keys.ts";
 import { createTaskActor, type TaskActor, type TaskActorOptions } from "./task.ts";
 
 const DIGEST = `sha256-${"a".repeat(64)}`;
@@ -656,5 +657,37 @@ Deno.test({
       await actor.stopped;
       kv.close();
     }
+  },
+});
+
+Deno.test({
+  name: "a submit repeated with the same Idempotency-Key answers the task the first made, at once or later",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using env = await actorEnv();
+    const { kv, bus } = env;
+    const spec = parseTaskToml(`[task]\nentrypoint = "run.sh"\ninstances = 2\n`);
+    const send = (owner: string, key?: string) =>
+      bus.request(taskSubmit, { digest: DIGEST, packageBytes: 1, spec, owner, key }).then(unwrap);
+    // Two at once (an answer lost, the client sent it again meanwhile): one task.
+    const [a, b] = await Promise.all([send("alice", "k1"), send("alice", "k1")]);
+    assert.equal(a.id, b.id);
+    assert.deepEqual([a.replayed, b.replayed], [undefined, true]);
+    // Later: answered from Deno KV, with the task's state now.
+    const c = await send("alice", "k1");
+    assert.equal(c.id, a.id);
+    assert.equal(c.replayed, true);
+    assert.equal((await kv.get<SubmitKeyRecord>(submitKeyKey("alice", "k1"))).value?.taskId, a.id);
+    // Another owner's key, another key, no key: new tasks.
+    const others = [await send("bob", "k1"), await send("alice", "k2"), await send("alice"), await send("alice")];
+    assert.equal(new Set([a.id, ...others.map((o) => o.id)]).size, 5);
+    // A key older than a day is forgotten (Deno KV may keep an expired entry a while).
+    await kv.set(submitKeyKey("alice", "old"), { taskId: a.id, atMs: Date.now() - SUBMIT_KEY_TTL_MS - 1 });
+    const fresh = await send("alice", "old");
+    assert.notEqual(fresh.id, a.id);
+    assert.equal(fresh.replayed, undefined);
+    const stored = await Array.fromAsync(kv.list<TaskRecord>({ prefix: ["task"] }));
+    assert.equal(stored.length, 6, "six tasks for eight submits");
   },
 });

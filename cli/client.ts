@@ -29,6 +29,11 @@ export interface ClientSettings {
   token: string | null;
   /** A CA certificate (PEM) to trust for an HTTPS manager with a private CA. */
   caFile?: string;
+  /**
+   * How long a read (GET, HEAD) keeps trying while the manager answers 503
+   * (NATS failing over: a server lost, a leader being elected). @default {15000}
+   */
+  retryMs?: number;
 }
 
 async function readConfig(): Promise<Record<string, unknown>> {
@@ -75,20 +80,32 @@ export class Client {
   #http: Deno.HttpClient | undefined;
   constructor(readonly settings: ClientSettings) {}
 
-  /** Sends a request; throws the API's error as the matching error class. */
+  /**
+   * Sends a request; throws the API's error as the matching error class. A
+   * read answered 503 (the manager could not reach NATS) is tried again, 0.25
+   * s later and doubling to 2 s, for up to `retryMs`; anything else is sent
+   * once (a submit may have been taken before its answer was lost).
+   */
   async fetch(path: string, init: RequestInit = {}): Promise<Response> {
     const headers = new Headers(init.headers);
     if (this.settings.token) headers.set("authorization", `Bearer ${this.settings.token}`);
-    let res: Response;
-    try {
-      if (this.settings.caFile && !this.#http) {
-        this.#http = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(this.settings.caFile)] });
+    const method = (init.method ?? "GET").toUpperCase();
+    const retrying = method === "GET" || method === "HEAD";
+    const until = Date.now() + (this.settings.retryMs ?? 15_000);
+    for (let waitMs = 250;; waitMs = Math.min(2000, waitMs * 2)) {
+      let res: Response;
+      try {
+        if (this.settings.caFile && !this.#http) {
+          this.#http = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(this.settings.caFile)] });
+        }
+        res = await fetch(`${this.settings.manager}${path}`, { ...init, headers, client: this.#http });
+      } catch (e) {
+        throw this.unreachable(e);
       }
-      res = await fetch(`${this.settings.manager}${path}`, { ...init, headers, client: this.#http });
-    } catch (e) {
-      throw this.unreachable(e);
+      if (res.status !== 503 || !retrying || Date.now() + waitMs > until) return await this.check(res);
+      await res.body?.cancel();
+      await new Promise((r) => setTimeout(r, waitMs));
     }
-    return await this.check(res);
   }
 
   /** Streams a large body (see `upload.ts`); throws the API's error as the matching error class. */

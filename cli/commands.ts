@@ -6,6 +6,7 @@
 import { basename, join } from "node:path";
 import { zipFolder } from "../core/package.ts";
 import type { InstanceView, NodeRecord, SubmitView, TaskView } from "../core/schema.ts";
+import { UnavailableError } from "../core/errors.ts";
 import { type Client, limits, saveSettings, usage } from "./client.ts";
 import { parseIgnore } from "./ignore.ts";
 
@@ -47,7 +48,12 @@ export async function loadPackage(path: string): Promise<{ bytes: Uint8Array; na
 }
 
 /** Uploads bytes with a progress bar; returns the response. */
-async function upload(client: Client, path: string, bytes: Uint8Array): Promise<Response> {
+async function upload(
+  client: Client,
+  path: string,
+  bytes: Uint8Array,
+  headers: Record<string, string> = {},
+): Promise<Response> {
   let sent = 0;
   const chunk = 256 * 1024;
   const body = new ReadableStream<Uint8Array>({
@@ -63,7 +69,34 @@ async function upload(client: Client, path: string, bytes: Uint8Array): Promise<
       status(`Uploading ${bar(sent, bytes.byteLength)} ${formatBytes(sent)} / ${formatBytes(bytes.byteLength)}`);
     },
   });
-  return await client.upload(path, { method: "POST", headers: { "content-type": "application/zip" }, body });
+  return await client.upload(path, {
+    method: "POST",
+    headers: { "content-type": "application/zip", ...headers },
+    body,
+  });
+}
+
+/**
+ * Submits a package under a new Idempotency-Key, sending it again (same
+ * key) while the manager cannot be reached or cannot reach NATS, for up to
+ * the client's `retryMs`: a repeat answers the task the first one made, so
+ * a submit whose answer was lost never makes two tasks.
+ */
+export async function submitPackage(client: Client, name: string, bytes: Uint8Array): Promise<SubmitView> {
+  const key = crypto.randomUUID();
+  const until = Date.now() + (client.settings.retryMs ?? 15_000);
+  for (let waitMs = 250;; waitMs = Math.min(2000, waitMs * 2)) {
+    try {
+      const res = await upload(client, `/api/v1/tasks?name=${encodeURIComponent(name)}`, bytes, {
+        "idempotency-key": key,
+      });
+      return await res.json() as SubmitView;
+    } catch (e) {
+      if (!(e instanceof UnavailableError) || e.code === "internal" || Date.now() + waitMs > until) throw e;
+      console.error(`${e.message}; sending it again in ${waitMs} ms (with the same key: it cannot make two tasks)`);
+      await new Promise((r) => setTimeout(r, waitMs));
+    }
+  }
 }
 
 /** Prints a one-line summary of counts. */
@@ -95,8 +128,7 @@ export async function submit(client: Client, path: string, wait: boolean): Promi
   if (limit !== undefined && bytes.byteLength > limit) {
     usage(`Cannot accept package as its size ${bytes.byteLength} bytes exceeds the limit of ${limit} bytes`);
   }
-  const res = await upload(client, `/api/v1/tasks?name=${encodeURIComponent(name)}`, bytes);
-  const created = await res.json() as SubmitView;
+  const created = await submitPackage(client, name, bytes);
   console.log(created.id);
   console.error(`Submitted task ${created.id} (${created.instances} instances)`);
   if (!wait) return 0;

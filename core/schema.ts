@@ -324,6 +324,14 @@ function replyOf<T extends z.ZodRawShape>(shape: T) {
   ]);
 }
 
+/** A client's key for a submit it may send again: 1-200 printable ASCII characters. */
+export const IdempotencyKey = z.string().regex(/^[\x21-\x7e]{1,200}$/, "1-200 printable ASCII characters, no spaces");
+
+/** `["submit-key", owner, key]`: the task a submit with that Idempotency-Key made (kept for a day). */
+export const SubmitKeyRecord = z.object({ taskId: TaskId, atMs: z.number() });
+/** A submit key record. */
+export type SubmitKeyRecord = z.infer<typeof SubmitKeyRecord>;
+
 /** Gateway → task actor: create a task from a stored package. */
 export const SubmitRequest = z.object({
   digest: Digest,
@@ -332,11 +340,22 @@ export const SubmitRequest = z.object({
   owner: z.string(),
   /** Where the submit came from: the task actor stores the audit entry with the task. */
   address: z.string().optional(),
+  /**
+   * The client's `Idempotency-Key`: a submit repeated with the same key by the
+   * same owner within a day answers the task the first one made.
+   */
+  key: IdempotencyKey.optional(),
 });
 /** A submit request. */
 export type SubmitRequest = z.infer<typeof SubmitRequest>;
 /** Reply to {@linkcode SubmitRequest}. */
-export const SubmitReply = replyOf({ id: TaskId, state: State, instances: z.number().int() });
+export const SubmitReply = replyOf({
+  id: TaskId,
+  state: State,
+  instances: z.number().int(),
+  /** True when an earlier submit with the same key made this task. */
+  replayed: z.boolean().optional(),
+});
 /** Reply to a submit. */
 export type SubmitReply = z.infer<typeof SubmitReply>;
 /** `parallelic.task.submit` */
@@ -666,7 +685,13 @@ export const StorageView = z.object({
 export type StorageView = z.infer<typeof StorageView>;
 
 /** `POST /api/v1/tasks` answer. */
-export const SubmitView = z.object({ id: TaskId, state: State, instances: z.number().int() });
+export const SubmitView = z.object({
+  id: TaskId,
+  state: State,
+  instances: z.number().int(),
+  /** True (and HTTP 200, not 201) when an earlier submit with the same Idempotency-Key made this task. */
+  replayed: z.boolean().optional(),
+});
 /** A submit answer. */
 export type SubmitView = z.infer<typeof SubmitView>;
 

@@ -20,6 +20,7 @@ import { Metrics } from "../core/metrics.ts";
 import { checkPackage, DEFAULT_PACKAGE_LIMITS, type PackageLimits } from "../core/package.ts";
 import {
   FINAL_STATES,
+  IdempotencyKey,
   type InstanceRecord,
   type InstanceView,
   nodesDrain,
@@ -111,6 +112,19 @@ export function instanceView(task: TaskRecord, index: number, rec: InstanceRecor
     params: isFinalize ? {} : matrixParams(task.spec, index),
     history: rec?.history ?? [],
   };
+}
+
+/** The `Idempotency-Key` header's value, checked; undefined when there is none. */
+function idempotencyKey(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const parsed = IdempotencyKey.safeParse(header);
+  if (!parsed.success) {
+    throw new ValidationError(
+      `Cannot use Idempotency-Key '${header.slice(0, 40)}' as it is not ${parsed.error.issues[0].message}`,
+      { code: "invalid_idempotency_key" },
+    );
+  }
+  return parsed.data;
 }
 
 /** Creates the gateway's Hono app. */
@@ -207,6 +221,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     const { bytes, name } = await readUpload(c, limits);
     log.step("gateway.read");
     uploadBytes.inc({}, bytes.byteLength);
+    const key = idempotencyKey(c.req.header("idempotency-key"));
     const checked = await checkPackage(bytes, name, limits);
     log.step("gateway.checked");
     // Data sets are pinned to versions, and the package stored, so that neither goes away before the task exists.
@@ -221,10 +236,13 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
             owner: who.user,
             // The task actor stores the audit entry in the same commit as the task.
             address: clientAddress(c),
+            key,
           }),
         ));
     });
     log.step("gateway.answered");
+    // A repeat of a submit (same Idempotency-Key) answers the task the first one made: 200, not 201.
+    if (reply.replayed) return c.json({ id: reply.id, state: reply.state, instances: reply.instances, replayed: true });
     return c.json({ id: reply.id, state: reply.state, instances: reply.instances }, 201);
   });
 

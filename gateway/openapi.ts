@@ -8,7 +8,16 @@
 import { z } from "zod";
 import { AuditEntry } from "../core/audit.ts";
 import { Role } from "./auth.ts";
-import { DataSetView, ErrorBody, InstanceView, NodeRecord, State, SubmitView, TaskView } from "../core/schema.ts";
+import {
+  DataSetView,
+  ErrorBody,
+  IdempotencyKey,
+  InstanceView,
+  NodeRecord,
+  State,
+  SubmitView,
+  TaskView,
+} from "../core/schema.ts";
 
 /** One API operation. */
 export interface Operation {
@@ -19,6 +28,8 @@ export interface Operation {
   summary: string;
   /** Query parameters and their schemas. */
   query?: Record<string, z.ZodType>;
+  /** Request headers (beyond Authorization) and their schemas. */
+  headers?: Record<string, z.ZodType>;
   /** Request body media types and their schemas (binary bodies as `format: binary`). */
   body?: Record<string, z.ZodType | "binary">;
   /** The success status and the schema (or media type) of its body. */
@@ -81,8 +92,10 @@ export const OPERATIONS: Operation[] = [
     method: "post",
     path: "/api/v1/tasks",
     operationId: "submitTask",
-    summary: "Submit a task package (a zip of the task root)",
+    summary:
+      "Submit a task package (a zip of the task root); with an Idempotency-Key, a repeat within a day answers 200 with the task the first made",
     query: { name: z.string() },
+    headers: { "Idempotency-Key": IdempotencyKey },
     body: zip,
     response: { status: 201, schema: SubmitView },
   },
@@ -347,6 +360,9 @@ export function openApiDocument(operations: Operation[] = OPERATIONS): Record<st
     }));
     for (const [name, schema] of Object.entries(op.query ?? {})) {
       params.push({ name, in: "query", required: false, schema: json(schema) as { type: string } });
+    }
+    for (const [name, schema] of Object.entries(op.headers ?? {})) {
+      params.push({ name, in: "header", required: false, schema: json(schema) as { type: string } });
     }
     const { status, schema } = op.response;
     const content = schema === "text"

@@ -261,3 +261,33 @@ if [ $((PARALLELIC_INSTANCE % 2)) = 1 ]; then echo more >> counter.txt; touch ne
     }
   },
 });
+
+Deno.test({
+  name: "POST /api/v1/tasks with an Idempotency-Key: a repeat answers 200 with the same task; a bad key is a 400",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using tm = await startTestManager({ localNode: false });
+    const zip = await makeZip({ "task.toml": `[task]\nentrypoint = "run.sh"\n`, "run.sh": "#!/bin/sh\n" });
+    const post = (key: string) =>
+      tm.api("/api/v1/tasks?name=idem", {
+        method: "POST",
+        headers: { "content-type": "application/zip", "idempotency-key": key },
+        body: zip as Uint8Array<ArrayBuffer>,
+      });
+    const first = await post("retry-me-7");
+    assert.equal(first.status, 201);
+    const made = await first.json();
+    assert.equal(made.replayed, undefined);
+    const again = await post("retry-me-7");
+    assert.equal(again.status, 200);
+    assert.deepEqual(await again.json(), { ...made, replayed: true });
+    const bad = await post("has a space");
+    assert.equal(bad.status, 400);
+    const error = (await bad.json()).error;
+    assert.equal(error.code, "invalid_idempotency_key");
+    assert.match(error.message, /^Cannot use Idempotency-Key 'has a space' as it is not 1-200 printable ASCII/);
+    const { tasks } = await (await tm.api("/api/v1/tasks")).json() as { tasks: TaskView[] };
+    assert.deepEqual(tasks.map((t) => t.id), [made.id], "one task for two submits");
+  },
+});

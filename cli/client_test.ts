@@ -1,0 +1,60 @@
+import assert from "node:assert/strict";
+import { UnavailableError } from "../core/errors.ts";
+import { Client } from "./client.ts";
+import { submitPackage } from "./commands.ts";
+
+/** A real HTTP server that answers 503 `failures` times per path, then 200; it notes every request's headers. */
+function flakyServer(failures: number) {
+  const calls = new Map<string, number>();
+  const keys: Array<string | null> = [];
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, async (req) => {
+    const key = `${req.method} ${new URL(req.url).pathname}`;
+    const n = (calls.get(key) ?? 0) + 1;
+    calls.set(key, n);
+    keys.push(req.headers.get("idempotency-key"));
+    await req.body?.cancel();
+    if (n <= failures) {
+      return Response.json({ error: { code: "unavailable", message: "NATS did not answer: timeout; try again" } }, {
+        status: 503,
+      });
+    }
+    return Response.json({ ok: true, n });
+  });
+  return { url: `http://127.0.0.1:${server.addr.port}`, calls, keys, server };
+}
+
+Deno.test("Client.fetch() tries a read again while the manager answers 503, never a write", async () => {
+  const { url, calls, server } = flakyServer(2);
+  try {
+    const client = new Client({ manager: url, token: "t", retryMs: 10_000 });
+    const res = await client.fetch("/api/v1/tasks/x/logs");
+    assert.deepEqual(await res.json(), { ok: true, n: 3 });
+    // A submit or a cancel may have been taken before its answer was lost: sent once, the error passed on.
+    await assert.rejects(client.fetch("/api/v1/tasks", { method: "POST", body: "zip" }), UnavailableError);
+    assert.equal(calls.get("POST /api/v1/tasks"), 1);
+    // A read gives up after retryMs, with the manager's own words.
+    const impatient = new Client({ manager: url, token: "t", retryMs: 100 });
+    await assert.rejects(impatient.fetch("/api/v1/nodes"), /NATS did not answer: timeout; try again/);
+    assert.equal(calls.get("GET /api/v1/nodes"), 1);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("submitPackage() sends a submit again with the same Idempotency-Key while the manager answers 503", async () => {
+  const { url, calls, keys, server } = flakyServer(2);
+  try {
+    const client = new Client({ manager: url, token: "t", retryMs: 10_000 });
+    const created = await submitPackage(client, "demo", new Uint8Array([1, 2, 3]));
+    assert.deepEqual(created, { ok: true, n: 3 });
+    assert.equal(calls.get("POST /api/v1/tasks"), 3);
+    assert.equal(keys.length, 3);
+    assert.match(keys[0] ?? "", /^[0-9a-f-]{36}$/);
+    assert.deepEqual(new Set(keys).size, 1, "the same key every time");
+    // The next submit is another task: another key.
+    await submitPackage(client, "demo", new Uint8Array([1]));
+    assert.notEqual(keys.at(-1), keys[0]);
+  } finally {
+    await server.shutdown();
+  }
+});
