@@ -126,7 +126,7 @@ export interface DataActor {
    *
    * @throws {ValidationError} Naming the task.toml key and line of an unknown data set or version.
    */
-  submitWith<T extends { id: string }>(
+  submitWith<T extends { id: string; replayed?: boolean }>(
     spec: TaskSpec,
     taskToml: string,
     submit: (pinned: TaskSpec) => Promise<T>,
@@ -393,7 +393,7 @@ export async function createDataActor(deps: DataActorDeps, options: DataActorOpt
     return { removed, freedBytes };
   }
 
-  async function submitWith<T extends { id: string }>(
+  async function submitWith<T extends { id: string; replayed?: boolean }>(
     spec: TaskSpec,
     taskToml: string,
     submit: (pinned: TaskSpec) => Promise<T>,
@@ -417,6 +417,8 @@ export async function createDataActor(deps: DataActorDeps, options: DataActorOpt
         pinned[key] = { name, version: found!.version };
       }
       const task = await submit({ ...spec, data: pinned });
+      // A repeated submit (same Idempotency-Key) answered an existing task: its data uses were written then.
+      if (task.replayed) return task;
       const op = kv.atomic();
       for (const [key, { name, version }] of Object.entries(pinned)) {
         op.set(dataUseKey(version!, task.id), { taskId: task.id, name, key } satisfies DataUseRecord);

@@ -140,6 +140,16 @@ Deno.test({
       return rec;
     });
     assert.deepEqual(pinned!.data, { latest: { name: "set", version: v2 }, old: { name: "set", version: v1 } });
+    // A repeated submit (Idempotency-Key) answered with an existing task pins nothing more for it.
+    const usesBefore = (await Array.fromAsync(t.kv.list({ prefix: ["data-use"] }))).length;
+    const replay = await t.data.submitWith(
+      parseTaskToml(toml),
+      toml,
+      () => Promise.resolve({ id: "t0000000000fffff0", replayed: true }),
+    );
+    assert.equal(replay.id, "t0000000000fffff0");
+    assert.equal((await Array.fromAsync(t.kv.list({ prefix: ["data-use"] }))).length, usesBefore);
+    assert.equal(usesBefore, 2);
 
     const bad = `[task]\nentrypoint = "r.sh"\n[data]\nx = "set"\nmissing = "nope"\n`;
     await assert.rejects(

@@ -27,7 +27,7 @@
  */
 import { type Bus, unwrap } from "../core/bus.ts";
 import { type Clock, nextTurn, type TimerId } from "../core/clock.ts";
-import { NotFoundError } from "../core/errors.ts";
+import { ConflictError, NotFoundError } from "../core/errors.ts";
 import { newTaskId } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
 import { DURATION_BUCKETS, Metrics } from "../core/metrics.ts";
@@ -812,7 +812,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
       }));
     }
     if (req.key !== undefined) {
-      const value: SubmitKeyRecord = { taskId: rec.id, atMs: now };
+      const value: SubmitKeyRecord = { taskId: rec.id, atMs: now, digest: rec.digest, name: rec.name };
       bound.push({ key: submitKeyKey(req.owner, req.key), value, expireIn: SUBMIT_KEY_TTL_MS });
     }
     if (bound.length) dirtyBound.set(rec.id, bound);
@@ -825,7 +825,17 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   }
 
   /** Submits in flight by owner and Idempotency-Key: a repeat meanwhile waits for the first. */
-  const submitting = new Map<string, Promise<SubmitAnswer>>();
+  const submitting = new Map<string, { digest: string; name: string; answer: Promise<SubmitAnswer> }>();
+
+  /** Refuses a key used for another package or name (as the IETF Idempotency-Key draft and Stripe do). */
+  const sameSubmit = (req: SubmitRequest, earlier: { digest: string; name: string }, taskId?: string) => {
+    if (earlier.digest === req.digest && earlier.name === req.spec.name) return;
+    throw new ConflictError(
+      `Cannot submit with Idempotency-Key '${req.key}' as it was used within the last day for another package or ` +
+        `name${taskId ? ` (task ${taskId})` : ""}: use a new key for a new submit`,
+      { code: "idempotency_key_reused" },
+    );
+  };
 
   bus.serve(taskSubmit, (req) => {
     log.step("task.submit");
@@ -833,19 +843,23 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     const key = req.key;
     const k = `${req.owner}\u0000${key}`;
     const earlier = submitting.get(k);
-    if (earlier) return earlier.then((a) => ({ ...a, replayed: true }));
+    if (earlier) {
+      sameSubmit(req, earlier);
+      return earlier.answer.then((a) => ({ ...a, replayed: true }));
+    }
     const answer = (async (): Promise<SubmitAnswer> => {
       const known = (await kv.get<SubmitKeyRecord>(submitKeyKey(req.owner, key))).value;
       if (known && clock.now() - known.atMs < SUBMIT_KEY_TTL_MS) {
         const rec = tasks.get(known.taskId)?.rec ?? (await kv.get<TaskRecord>(taskKey(known.taskId))).value;
         // A task deleted since is not answered: the submit makes a new one.
         if (rec) {
+          sameSubmit(req, known, rec.id);
           return { ok: true as const, id: rec.id, state: rec.state, instances: rec.spec.instances, replayed: true };
         }
       }
       return await create(req);
     })();
-    submitting.set(k, answer);
+    submitting.set(k, { digest: req.digest, name: req.spec.name, answer });
     // Once stored, Deno KV answers repeats; after a failure the next repeat tries afresh.
     const done = () => void submitting.delete(k);
     answer.then(done, done);

@@ -689,5 +689,27 @@ Deno.test({
     assert.equal(fresh.replayed, undefined);
     const stored = await Array.fromAsync(kv.list<TaskRecord>({ prefix: ["task"] }));
     assert.equal(stored.length, 6, "six tasks for eight submits");
+    // The same key with another package or name is refused, in flight or stored.
+    const other = { digest: `sha256-${"b".repeat(64)}` as typeof DIGEST, packageBytes: 1, spec, owner: "alice" };
+    const [same, reused] = await Promise.allSettled([
+      send("alice", "k3"),
+      bus.request(taskSubmit, { ...other, key: "k3" }).then(unwrap),
+    ]);
+    assert.equal(same.status, "fulfilled");
+    assert.equal(reused.status, "rejected");
+    assert.equal((reused as PromiseRejectedResult).reason.code, "idempotency_key_reused");
+    await assert.rejects(
+      bus.request(taskSubmit, { ...other, spec: { ...spec, name: "renamed" }, key: "k1" }).then(unwrap),
+      new RegExp(
+        `^ConflictError: Cannot submit with Idempotency-Key 'k1' as it was used within the last day for another package or name \\(task ${a.id}\\)`,
+      ),
+    );
+    // A task deleted since: the key makes a new one.
+    unwrap(await bus.request(taskCancel, { taskId: a.id, by: "alice" }));
+    await kv.delete(taskKey(a.id));
+    const after = await send("alice", "k1");
+    assert.notEqual(after.id, a.id);
+    assert.equal(after.replayed, undefined);
+    assert.equal((await kv.get<SubmitKeyRecord>(submitKeyKey("alice", "k1"))).value?.taskId, after.id);
   },
 });

@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { parse } from "smol-toml";
-import { AuthError, UnavailableError, ValidationError } from "../core/errors.ts";
+import { AuthError, RateLimitError, UnavailableError, ValidationError } from "../core/errors.ts";
 import { errorFromBody } from "../core/bus.ts";
 import { streamUpload } from "./upload.ts";
 
@@ -154,6 +154,11 @@ export class Client {
         `${message}. Set PARALLELIC_TOKEN, pass --token, or run 'parallelic login'`,
         { code },
       );
+    }
+    if (res.status === 429) {
+      // Not retried by the CLI: the limit is per token, and trying again at once only uses it up.
+      const retryAfterMs = Math.max(1, Number(res.headers.get("retry-after") ?? "1") || 1) * 1000;
+      throw new RateLimitError(message, { code, retryAfterMs });
     }
     const name =
       { 400: "ValidationError", 403: "AuthError", 404: "NotFoundError", 409: "ConflictError", 413: "TooLargeError" }[

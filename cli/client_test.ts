@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { UnavailableError } from "../core/errors.ts";
+import { RateLimitError, UnavailableError } from "../core/errors.ts";
 import { Client } from "./client.ts";
 import { submitPackage } from "./commands.ts";
 
@@ -54,6 +54,31 @@ Deno.test("submitPackage() sends a submit again with the same Idempotency-Key wh
     // The next submit is another task: another key.
     await submitPackage(client, "demo", new Uint8Array([1]));
     assert.notEqual(keys.at(-1), keys[0]);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("a 429 is a RateLimitError with its Retry-After, and a submit is not sent again for it", async () => {
+  const calls: string[] = [];
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, async (req) => {
+    calls.push(req.method);
+    await req.body?.cancel();
+    return Response.json({
+      error: { code: "rate_limited", message: "Too many requests for user 'a': try again in 3 s" },
+    }, {
+      status: 429,
+      headers: { "retry-after": "3" },
+    });
+  });
+  try {
+    const client = new Client({ manager: `http://127.0.0.1:${server.addr.port}`, token: "t", retryMs: 10_000 });
+    await assert.rejects(
+      submitPackage(client, "demo", new Uint8Array([1])),
+      (e) => e instanceof RateLimitError && e.retryAfterMs === 3000 && /try again in 3 s/.test(e.message),
+    );
+    await assert.rejects(client.fetch("/api/v1/tasks"), RateLimitError);
+    assert.deepEqual(calls, ["POST", "GET"]);
   } finally {
     await server.shutdown();
   }

@@ -84,7 +84,8 @@ async function upload(
  */
 export async function submitPackage(client: Client, name: string, bytes: Uint8Array): Promise<SubmitView> {
   const key = crypto.randomUUID();
-  const until = Date.now() + (client.settings.retryMs ?? 15_000);
+  // Counted from the first failure: a long upload does not use the time up.
+  let until: number | undefined;
   for (let waitMs = 250;; waitMs = Math.min(2000, waitMs * 2)) {
     try {
       const res = await upload(client, `/api/v1/tasks?name=${encodeURIComponent(name)}`, bytes, {
@@ -92,6 +93,7 @@ export async function submitPackage(client: Client, name: string, bytes: Uint8Ar
       });
       return await res.json() as SubmitView;
     } catch (e) {
+      until ??= Date.now() + (client.settings.retryMs ?? 15_000);
       if (!(e instanceof UnavailableError) || e.code === "internal" || Date.now() + waitMs > until) throw e;
       console.error(`${e.message}; sending it again in ${waitMs} ms (with the same key: it cannot make two tasks)`);
       await new Promise((r) => setTimeout(r, waitMs));

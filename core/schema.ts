@@ -327,8 +327,12 @@ function replyOf<T extends z.ZodRawShape>(shape: T) {
 /** A client's key for a submit it may send again: 1-200 printable ASCII characters. */
 export const IdempotencyKey = z.string().regex(/^[\x21-\x7e]{1,200}$/, "1-200 printable ASCII characters, no spaces");
 
-/** `["submit-key", owner, key]`: the task a submit with that Idempotency-Key made (kept for a day). */
-export const SubmitKeyRecord = z.object({ taskId: TaskId, atMs: z.number() });
+/**
+ * `["submit-key", owner, key]`: the task a submit with that Idempotency-Key
+ * made (kept for a day), and what it submitted: the same key with another
+ * package or name is refused.
+ */
+export const SubmitKeyRecord = z.object({ taskId: TaskId, atMs: z.number(), digest: z.string(), name: z.string() });
 /** A submit key record. */
 export type SubmitKeyRecord = z.infer<typeof SubmitKeyRecord>;
 

@@ -218,10 +218,11 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   app.post("/api/v1/tasks", async (c) => {
     const who = c.get("who");
     requireRole(who, "submitter", "submit a task");
+    // Checked before the upload is read: a bad key costs no upload.
+    const key = idempotencyKey(c.req.header("idempotency-key"));
     const { bytes, name } = await readUpload(c, limits);
     log.step("gateway.read");
     uploadBytes.inc({}, bytes.byteLength);
-    const key = idempotencyKey(c.req.header("idempotency-key"));
     const checked = await checkPackage(bytes, name, limits);
     log.step("gateway.checked");
     // Data sets are pinned to versions, and the package stored, so that neither goes away before the task exists.

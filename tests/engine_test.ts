@@ -287,7 +287,22 @@ Deno.test({
     const error = (await bad.json()).error;
     assert.equal(error.code, "invalid_idempotency_key");
     assert.match(error.message, /^Cannot use Idempotency-Key 'has a space' as it is not 1-200 printable ASCII/);
+    // The same key for another package: refused, naming the task it made.
+    const other = await tm.api("/api/v1/tasks?name=idem", {
+      method: "POST",
+      headers: { "content-type": "application/zip", "idempotency-key": "retry-me-7" },
+      body: await makeZip({
+        "task.toml": `[task]\nentrypoint = "run.sh"\n`,
+        "run.sh": "#!/bin/sh\necho 2\n",
+      }) as Uint8Array<
+        ArrayBuffer
+      >,
+    });
+    assert.equal(other.status, 409);
+    const reused = (await other.json()).error;
+    assert.equal(reused.code, "idempotency_key_reused");
+    assert.ok(reused.message.includes(made.id), reused.message);
     const { tasks } = await (await tm.api("/api/v1/tasks")).json() as { tasks: TaskView[] };
-    assert.deepEqual(tasks.map((t) => t.id), [made.id], "one task for two submits");
+    assert.deepEqual(tasks.map((t) => t.id), [made.id], "one task for three submits");
   },
 });
