@@ -66,7 +66,9 @@ export async function resolveSettings(
 /** Saves settings to the config file, readable only by its owner. */
 export async function saveSettings(settings: Partial<ClientSettings>): Promise<string> {
   const file = configFile();
-  const config = { ...(await readConfig()), ...settings };
+  const { caFile, ...rest } = settings;
+  // Written as read back (resolveSettings): `ca_file`.
+  const config = { ...(await readConfig()), ...rest, ...(caFile ? { ca_file: caFile } : {}) };
   await Deno.mkdir(join(file, ".."), { recursive: true });
   const text = Object.entries(config).filter(([, v]) => typeof v === "string")
     .map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join("\n") + "\n";
@@ -164,7 +166,11 @@ export class Client {
       { 400: "ValidationError", 403: "AuthError", 404: "NotFoundError", 409: "ConflictError", 413: "TooLargeError" }[
         res.status
       ];
-    if (!name) throw new UnavailableError(message, { code });
+    // 5xx: the manager (or a proxy before it) could not answer now; other 4xx: the request itself.
+    if (!name) {
+      if (res.status >= 500) throw new UnavailableError(message, { code });
+      throw new ValidationError(message, { code });
+    }
     throw errorFromBody({ code, message, name });
   }
 

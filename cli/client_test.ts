@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { RateLimitError, UnavailableError } from "../core/errors.ts";
-import { Client } from "./client.ts";
+import { RateLimitError, UnavailableError, ValidationError } from "../core/errors.ts";
+import { tempDir } from "../tests/harness.ts";
+import { Client, resolveSettings, saveSettings } from "./client.ts";
 import { submitPackage } from "./commands.ts";
 
 /** A real HTTP server that answers 503 `failures` times per path, then 200; it notes every request's headers. */
@@ -79,6 +80,39 @@ Deno.test("a 429 is a RateLimitError with its Retry-After, and a submit is not s
     );
     await assert.rejects(client.fetch("/api/v1/tasks"), RateLimitError);
     assert.deepEqual(calls, ["POST", "GET"]);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("saveSettings() keeps the CA file as resolveSettings() reads it back (ca_file)", async () => {
+  await using home = await tempDir();
+  const before = Deno.env.get("XDG_CONFIG_HOME");
+  Deno.env.set("XDG_CONFIG_HOME", home.path);
+  try {
+    await saveSettings({ manager: "https://m:8080", token: "tok", caFile: "/etc/ca.pem" });
+    const text = await Deno.readTextFile(`${home.path}/parallelic/config.toml`);
+    assert.match(text, /^ca_file = "\/etc\/ca.pem"$/m);
+    assert.doesNotMatch(text, /caFile/);
+    const settings = await resolveSettings({});
+    assert.equal(settings.caFile, Deno.env.get("PARALLELIC_CA_FILE") ?? "/etc/ca.pem");
+  } finally {
+    if (before === undefined) Deno.env.delete("XDG_CONFIG_HOME");
+    else Deno.env.set("XDG_CONFIG_HOME", before);
+  }
+});
+
+Deno.test("a 4xx the client has no class for is the request's error, not sent again", async () => {
+  let calls = 0;
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, () => {
+    calls++;
+    return Response.json({ error: { code: "method_not_allowed", message: "No such method" } }, { status: 405 });
+  });
+  try {
+    const client = new Client({ manager: `http://127.0.0.1:${server.addr.port}`, token: "t", retryMs: 10_000 });
+    await assert.rejects(submitPackage(client, "demo", new Uint8Array([1])), ValidationError);
+    await assert.rejects(client.fetch("/api/v1/tasks"), ValidationError);
+    assert.equal(calls, 2);
   } finally {
     await server.shutdown();
   }

@@ -268,7 +268,11 @@ export async function nodes(client: Client, args: string[], json: boolean): Prom
 /** `parallelic login --manager URL [--token T]`: checks and saves the settings. */
 export async function login(client: Client): Promise<number> {
   const who = await client.json<{ user: string; role: string }>("/api/v1/whoami");
-  const file = await saveSettings({ manager: client.settings.manager, token: client.settings.token ?? undefined });
+  const file = await saveSettings({
+    manager: client.settings.manager,
+    token: client.settings.token ?? undefined,
+    caFile: client.settings.caFile,
+  });
   console.log(`Signed in to ${client.settings.manager} as ${who.user} (${who.role}); saved to ${file}`);
   return 0;
 }

@@ -95,11 +95,11 @@ export function certPair(p: FlagValues, cert: string, key: string): { certFile: 
   return certFile && keyFile ? { certFile, keyFile } : undefined;
 }
 
-/** The join token: `--join-token-file`, `PARALLELIC_JOIN_TOKEN`, or `--join-token`. */
+/** The join token: `--join-token-file`, `--join-token`, or `PARALLELIC_JOIN_TOKEN` (flags win, as everywhere). */
 export async function joinToken(p: FlagValues): Promise<string | undefined> {
   const file = str(p, "join-token-file");
   if (file) return await readSecret(file, "the join token");
-  return env("PARALLELIC_JOIN_TOKEN") ?? str(p, "join-token");
+  return str(p, "join-token") ?? env("PARALLELIC_JOIN_TOKEN");
 }
 
 /** Gateway limits from `--max-body-bytes`, `--rate-limit`, `--rate-burst`. */

@@ -19,8 +19,14 @@ import { createRateLimiter, limitBody, type RateLimitOptions } from "./limits.ts
 
 /** Options of {@linkcode createGuard}. */
 export interface GuardOptions {
-  /** Largest request body, in bytes. */
+  /** Largest request body, in bytes (a data set upload's excepted). */
   maxBodyBytes: number;
+  /**
+   * Largest body of a data set upload (`POST /api/v1/data/…`), which the
+   * data actor streams to the object store and caps by its files' bytes:
+   * this bounds what tar headers and padding add. @default {maxBodyBytes}
+   */
+  maxDataBodyBytes?: number;
   /** Requests per token (sustained per second, and burst). */
   rate: Pick<RateLimitOptions, "perSecond" | "burst">;
   /** Failed authentications per address (sustained per second, and burst). */
@@ -74,7 +80,9 @@ export function createGuard(
     const read = c.req.method === "GET" || c.req.method === "HEAD";
     requireRole(who, read ? "viewer" : "submitter", `${c.req.method} ${c.req.path}`);
     try {
-      c.req.raw = limitBody(c.req.raw, options.maxBodyBytes);
+      const dataUpload = c.req.method === "POST" && c.req.path.startsWith("/api/v1/data/");
+      const cap = dataUpload ? options.maxDataBodyBytes ?? options.maxBodyBytes : options.maxBodyBytes;
+      c.req.raw = limitBody(c.req.raw, cap);
     } catch (e) {
       log.warn("gateway:body-too-large", { user: who.user, path: c.req.path });
       throw e;

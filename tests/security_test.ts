@@ -519,3 +519,30 @@ Deno.test({
     await Promise.all(conns.map((nc) => nc.close()));
   },
 });
+
+Deno.test({
+  name: "a data set upload is capped by --max-data-size (and its tar overhead), not by --max-body-bytes",
+  ...opts,
+  async fn() {
+    await using tm = await startTestManager({ gateway: { maxBodyBytes: 64 * 1024 }, maxDataSetBytes: 1024 * 1024 });
+    // Streamed without a length, as the CLI sends it: 512 KiB, over the body cap, under the data set limit.
+    const stream = (bytes: number) =>
+      new ReadableStream<Uint8Array>({
+        start(c) {
+          for (let i = 0; i < bytes / 65536; i++) c.enqueue(new Uint8Array(65536).fill(i));
+          c.close();
+        },
+      });
+    const ok = await tm.api("/api/v1/data/big?file=blob.bin", { method: "POST", body: stream(512 * 1024) });
+    assert.equal(ok.status, 201, await ok.clone().text());
+    assert.equal((await ok.json()).bytes, 512 * 1024);
+    // Over the data set limit: refused by it, naming it.
+    const over = await tm.api("/api/v1/data/big?file=blob.bin", { method: "POST", body: stream(2 * 1024 * 1024) });
+    assert.equal(over.status, 413);
+    assert.equal((await over.json()).error.code, "data_set_too_large");
+    // Everything else keeps the body cap.
+    const pkg = await tm.api("/api/v1/tasks", { method: "POST", body: stream(512 * 1024) });
+    assert.equal(pkg.status, 413);
+    assert.equal((await pkg.json()).error.code, "body_too_large");
+  },
+});
