@@ -47,15 +47,7 @@ import {
 } from "../core/schema.ts";
 import { readTar, type TarEntry } from "../core/tar.ts";
 import { lineOf } from "../core/task_toml.ts";
-import {
-  DATA_VERSIONS,
-  dataBytesKey,
-  dataUseKey,
-  dataUsesOf,
-  dataVersionKey,
-  dataVersionsOf,
-  taskKey,
-} from "./keys.ts";
+import { DATA_VERSIONS, dataBytesKey, dataUsesOf, dataVersionKey, dataVersionsOf, taskKey } from "./keys.ts";
 
 /** What the data actor needs. */
 export interface DataActorDeps {
@@ -121,12 +113,12 @@ export interface DataActor {
   ): Promise<{ removed: DataVersion[]; freedBytes: number }>;
   /**
    * Pins the data sets `spec` names to full versions (the newest when none
-   * is given), then runs `submit` and records which task uses them, all
-   * under the catalog lock, so no version goes away in between.
+   * is given), then runs `submit` under the catalog lock, so no version goes
+   * away in between; the task actor records the uses with the task itself.
    *
    * @throws {ValidationError} Naming the task.toml key and line of an unknown data set or version.
    */
-  submitWith<T extends { id: string; replayed?: boolean }>(
+  submitWith<T extends { id: string }>(
     spec: TaskSpec,
     taskToml: string,
     submit: (pinned: TaskSpec) => Promise<T>,
@@ -393,7 +385,7 @@ export async function createDataActor(deps: DataActorDeps, options: DataActorOpt
     return { removed, freedBytes };
   }
 
-  async function submitWith<T extends { id: string; replayed?: boolean }>(
+  async function submitWith<T extends { id: string }>(
     spec: TaskSpec,
     taskToml: string,
     submit: (pinned: TaskSpec) => Promise<T>,
@@ -416,15 +408,9 @@ export async function createDataActor(deps: DataActorDeps, options: DataActorOpt
         if (!found) fail(`data set '${name}' has no version ${version}`, "unknown_data_version");
         pinned[key] = { name, version: found!.version };
       }
-      const task = await submit({ ...spec, data: pinned });
-      // A repeated submit (same Idempotency-Key) answered an existing task: its data uses were written then.
-      if (task.replayed) return task;
-      const op = kv.atomic();
-      for (const [key, { name, version }] of Object.entries(pinned)) {
-        op.set(dataUseKey(version!, task.id), { taskId: task.id, name, key } satisfies DataUseRecord);
-      }
-      await op.commit();
-      return task;
+      // The task actor stores the uses of the pinned versions in the same atomic as the task (the catalog lock,
+      // held until it answers, keeps the versions from going away meanwhile).
+      return await submit({ ...spec, data: pinned });
     });
   }
 

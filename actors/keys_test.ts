@@ -1,22 +1,6 @@
 import assert from "node:assert/strict";
-import { kvWith, tempDir } from "../tests/harness.ts";
+import { recordingAtomics, tempDir } from "../tests/harness.ts";
 import { type BatchedWrite, MAX_MUTATIONS_PER_ATOMIC, writeBatched } from "./keys.ts";
-
-/** The real Deno KV `kv`, noting the keys each atomic sets. */
-const recordingAtomics = (kv: Deno.Kv, atomics: string[][]) =>
-  kvWith(kv, {
-    atomic() {
-      const op = kv.atomic();
-      const keys: string[] = [];
-      atomics.push(keys);
-      const set = op.set.bind(op);
-      op.set = (key, value, options) => {
-        keys.push(key.join("/"));
-        return set(key, value, options);
-      };
-      return op;
-    },
-  });
 
 Deno.test("writeBatched() splits at the atomic's limit, and never between an entry bound to the next and that one", async () => {
   await using dir = await tempDir();

@@ -65,6 +65,7 @@ import {
 import type { AuditLog } from "../core/audit.ts";
 import {
   type BatchedWrite,
+  dataUseKey,
   instanceKey,
   instancesOf,
   spanInstance,
@@ -810,6 +811,10 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
         target: rec.id,
         detail: `${rec.name}, ${rec.spec.instances} instances, ${rec.digest.slice(0, 19)}…`,
       }));
+    }
+    // The data set versions it was pinned to (see DataActor.submitWith): in use from the moment the task exists.
+    for (const [key, { name, version }] of Object.entries(req.spec.data ?? {})) {
+      if (version) bound.push({ key: dataUseKey(version, rec.id), value: { taskId: rec.id, name, key } });
     }
     if (req.key !== undefined) {
       const value: SubmitKeyRecord = { taskId: rec.id, atMs: now, digest: rec.digest, name: rec.name };

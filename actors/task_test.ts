@@ -25,8 +25,17 @@ import {
   taskResults,
   taskSubmit,
 } from "../core/schema.ts";
-import { kvWith, startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
-import { AUDIT, instanceKey, readInstances, spansOf, SUBMIT_KEY_TTL_MS, submitKeyKey, taskKey } from "./keys.ts";
+import { kvWith, recordingAtomics, startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
+import {
+  AUDIT,
+  dataUseKey,
+  instanceKey,
+  readInstances,
+  spansOf,
+  SUBMIT_KEY_TTL_MS,
+  submitKeyKey,
+  taskKey,
+} from "./keys.ts";
 import { createTaskActor, type TaskActor, type TaskActorOptions } from "./task.ts";
 
 const DIGEST = `sha256-${"a".repeat(64)}`;
@@ -711,5 +720,51 @@ Deno.test({
     assert.notEqual(after.id, a.id);
     assert.equal(after.replayed, undefined);
     assert.equal((await kv.get<SubmitKeyRecord>(submitKeyKey("alice", "k1"))).value?.taskId, after.id);
+  },
+});
+
+Deno.test({
+  name: "a submitted task, its audit entry, Idempotency-Key and the uses of its data set versions land in one atomic",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using nats = await startTestNats();
+    const kv = await Deno.openKv(join(nats.dir, "state.kv"));
+    const atomics: string[][] = [];
+    const watched = recordingAtomics(kv, atomics, true);
+    const bus = createBus(nats.nc, testLogger());
+    const abort = new AbortController();
+    const log = testLogger();
+    const actor = createTaskActor({ bus, kv: watched, clock: systemClock, log, audit: createAuditLog(kv, log) }, {
+      signal: abort.signal,
+      orphanGraceMs: 60_000,
+    });
+    await actor.ready;
+    try {
+      const version = `sha256:${"c".repeat(64)}`;
+      const spec = parseTaskToml(`[task]\nentrypoint = "run.sh"\n[data]\nref = "genome"\n`);
+      spec.data = { ref: { name: "genome", version } };
+      const task = unwrap(
+        await bus.request(taskSubmit, {
+          digest: DIGEST,
+          packageBytes: 1,
+          spec,
+          owner: "alice",
+          address: "x",
+          key: "k",
+        }),
+      );
+      const withTask = atomics.find((a) => a.includes("task"));
+      assert.deepEqual(withTask?.slice().sort(), ["audit", "data-use", "submit-key", "task"]);
+      assert.deepEqual((await kv.get(dataUseKey(version, task.id))).value, {
+        taskId: task.id,
+        name: "genome",
+        key: "ref",
+      });
+    } finally {
+      abort.abort();
+      await actor.stopped;
+      kv.close();
+    }
   },
 });

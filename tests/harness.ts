@@ -47,6 +47,23 @@ export function kvWith(kv: Deno.Kv, overrides: { atomic?: () => Deno.AtomicOpera
   });
 }
 
+/** The real Deno KV `kv`, noting in `atomics` the keys each atomic sets (its first part only with `head`). */
+export function recordingAtomics(kv: Deno.Kv, atomics: string[][], head = false): Deno.Kv {
+  return kvWith(kv, {
+    atomic() {
+      const op = kv.atomic();
+      const keys: string[] = [];
+      atomics.push(keys);
+      const set = op.set.bind(op);
+      op.set = (key, value, options) => {
+        keys.push(head ? String(key[0]) : key.join("/"));
+        return set(key, value, options);
+      };
+      return op;
+    },
+  });
+}
+
 /** A nats-server with JetStream in a temp folder, and a connection to it. */
 export interface TestNats extends AsyncDisposable {
   server: NatsServer;
