@@ -31,7 +31,8 @@ Server (every flag also comes from --config FILE ([manager] / [node] tables) or 
   parallelic manager [--data-dir DIR] [--port 8080] [--host 127.0.0.1] [--nats URL]
                      [--nats-port 4222] [--local-node|--no-local-node] [--slots N]
                      [--lease-ms 5000] [--heartbeat-ms 1000] [--grace 30s] [--replicas 1]
-                     [--max-package-size 1GiB] [--max-data-size 256GiB] [--cache-size 10GiB]
+                     [--max-package-size 1GiB] [--max-data-size 256GiB] [--max-data-files 1000000]
+                     [--cache-size 10GiB]
                      [--tls-cert F --tls-key F] [--nats-tls-cert F --nats-tls-key F]
                      [--max-body-bytes N] [--rate-limit N] [--rate-burst N] [--audit-retention-days N]
   parallelic node --nats nats://HOST:4222 [--slots N] [--name NAME] [--work-dir DIR] [--label k=v]
@@ -141,6 +142,7 @@ async function run(argv: string[]): Promise<number> {
           maxUnpackedBytes: Math.max(DEFAULT_PACKAGE_LIMITS.maxUnpackedBytes, 4 * maxPackageBytes),
         },
         maxDataSetBytes: v["max-data-size"] as number | undefined,
+        maxDataSetFiles: v["max-data-files"] as number | undefined,
         cacheBytes: v["cache-size"] as number | undefined,
         log,
       });

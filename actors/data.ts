@@ -27,7 +27,7 @@ import {
   parseManifest,
   versionOf,
 } from "../core/data_manifest.ts";
-import { AuthError, ConflictError, NotFoundError, tooLarge, ValidationError } from "../core/errors.ts";
+import { AuthError, ConflictError, NotFoundError, tooLarge, TooLargeError, ValidationError } from "../core/errors.ts";
 import { createKeyedLock } from "../core/lock.ts";
 import { retryJetStream } from "../core/jetstream_retry.ts";
 import type { Logger } from "../core/log.ts";
@@ -61,6 +61,12 @@ export interface DataActorDeps {
 export interface DataActorOptions {
   /** Largest data set version accepted, in bytes of file content. @default {256 GiB} */
   maxDataSetBytes?: number;
+  /**
+   * Most files in one data set version: its manifest and the upload's
+   * bookkeeping grow with them (and a tar of empty files costs nothing
+   * against `maxDataSetBytes`). @default {1,000,000}
+   */
+  maxDataSetFiles?: number;
   /** JetStream replicas of the bucket. @default {1} */
   replicas?: number;
 }
@@ -88,6 +94,8 @@ export interface PutResult {
 export interface DataActor {
   /** The largest version accepted, in bytes. */
   readonly maxDataSetBytes: number;
+  /** The most files a version may hold. */
+  readonly maxDataSetFiles: number;
   /**
    * Stores `body` as a version of data set `name`.
    *
@@ -142,6 +150,7 @@ export async function createDataActor(deps: DataActorDeps, options: DataActorOpt
   const { kv, clock } = deps;
   const log = deps.log.scope({ actor: "data" });
   const maxDataSetBytes = options.maxDataSetBytes ?? 256 * 2 ** 30;
+  const maxDataSetFiles = options.maxDataSetFiles ?? 1_000_000;
   // Retried while a NATS cluster is still forming (too few peers for a replicated bucket).
   const bucket: Bucket = await retryJetStream(
     () => openBucket(deps.nc, DATA_BUCKET, { create: true, replicas: options.replicas }),
@@ -231,6 +240,13 @@ export async function createDataActor(deps: DataActorDeps, options: DataActorOpt
           throw new ValidationError(
             `Cannot store data set '${name}' as entry '${entry.path}' is a ${entry.type}: data sets hold regular files only`,
             { code: "bad_entry_type" },
+          );
+        }
+        if (files.length >= maxDataSetFiles) {
+          throw new TooLargeError(
+            `Cannot store data set '${name}' as it holds more than ${maxDataSetFiles} files (--max-data-files): ` +
+              "pack small files into fewer, larger ones",
+            { code: "data_set_too_many_files" },
           );
         }
         const path = checkDataPath(entry.path, `data set '${name}'`);
@@ -450,6 +466,7 @@ export async function createDataActor(deps: DataActorDeps, options: DataActorOpt
 
   return {
     maxDataSetBytes,
+    maxDataSetFiles,
     put,
     list,
     get,

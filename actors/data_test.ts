@@ -19,10 +19,15 @@ const text = (path: string, content: string, mode = 0o644): TarSource => {
 };
 const tar = (...files: TarSource[]) => tarStream(files);
 
-async function setup(nats: { nc: import("@nats-io/transport-node").NatsConnection; dir: string }, max?: number) {
+async function setup(
+  nats: { nc: import("@nats-io/transport-node").NatsConnection; dir: string },
+  max?: number,
+  maxFiles?: number,
+) {
   const kv = await Deno.openKv(join(nats.dir, "state.kv"));
   const data = await createDataActor({ nc: nats.nc, kv, clock: systemClock, log: testLogger() }, {
     maxDataSetBytes: max,
+    maxDataSetFiles: maxFiles,
   });
   const bucket = await openBucket(nats.nc, DATA_BUCKET);
   const names = async (prefix: string) =>
@@ -185,5 +190,25 @@ Deno.test({
     await assert.rejects(t.data.get("set"), NotFoundError);
     assert.deepEqual(await t.names(""), []);
     await assert.rejects(t.data.remove("set"), NotFoundError);
+  },
+});
+
+Deno.test({
+  name: "data actor refuses a version of more files than maxDataSetFiles, even empty ones, and stores nothing",
+  ...opts,
+  async fn() {
+    await using nats = await startTestNats();
+    using t = await setup(nats, undefined, 3);
+    assert.equal(t.data.maxDataSetFiles, 3);
+    const files = (n: number) => Array.from({ length: n }, (_, i) => text(`f${i}`, ""));
+    await t.data.put("few", tar(...files(3)), { format: { kind: "tar" }, owner: "a" });
+    await assert.rejects(
+      t.data.put("many", tar(...files(4)), { format: { kind: "tar" }, owner: "a" }),
+      (e) =>
+        e instanceof TooLargeError && e.code === "data_set_too_many_files" &&
+        /Cannot store data set 'many' as it holds more than 3 files \(--max-data-files\)/.test(e.message),
+    );
+    assert.deepEqual((await t.data.list()).map((d) => d.name), ["few"]);
+    assert.deepEqual(await t.names("tmp/"), [], "nothing of the refused upload is left");
   },
 });

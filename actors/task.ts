@@ -27,7 +27,8 @@
  */
 import { type Bus, unwrap } from "../core/bus.ts";
 import { type Clock, nextTurn, type TimerId } from "../core/clock.ts";
-import { ConflictError, NotFoundError } from "../core/errors.ts";
+import { serialize } from "node:v8";
+import { ConflictError, NotFoundError, ValidationError } from "../core/errors.ts";
 import { newTaskId } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
 import { DURATION_BUCKETS, Metrics } from "../core/metrics.ts";
@@ -77,6 +78,12 @@ import {
   TASKS,
   writeBatched,
 } from "./keys.ts";
+
+/**
+ * Largest task record accepted, V8-serialized as Deno KV stores it (a value holds 64 KiB; the record grows a little as
+ * it runs: counts, times, a reason).
+ */
+const MAX_TASK_RECORD_BYTES = 56 * 1024;
 
 /** A submit's answer when it succeeds. */
 type SubmitAnswer = Extract<SubmitReply, { ok: true }>;
@@ -796,6 +803,15 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
       outputBytes: 0,
       logBytes: 0,
     };
+    // A Deno KV value holds at most 64 KiB: a record over it would fail every commit it is in.
+    const recordBytes = serialize(rec).byteLength;
+    if (recordBytes > MAX_TASK_RECORD_BYTES) {
+      throw new ValidationError(
+        `Cannot accept task '${rec.name}' as its record would be ${recordBytes} bytes, more than the limit of ` +
+          `${MAX_TASK_RECORD_BYTES}: make task.toml's [env], [matrix] or args smaller`,
+        { code: "task_too_large" },
+      );
+    }
     // Stored by the next cycle's commit, together with its first placements: one Deno KV write
     // less before the first instance starts. The answer waits for that commit (which also
     // sends the task's first progress event).

@@ -768,3 +768,26 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a task whose record would not fit a Deno KV value is refused, and the actor goes on storing others",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using env = await actorEnv();
+    const { kv, bus } = env;
+    const spec = parseTaskToml(`[task]\nentrypoint = "run.sh"\n`);
+    const big = { ...spec, env: { A: "x".repeat(40_000), B: "y".repeat(30_000) } };
+    await assert.rejects(
+      bus.request(taskSubmit, { digest: DIGEST, packageBytes: 1, spec: big, owner: "alice" }).then(unwrap),
+      (e) =>
+        (e as { code?: string }).code === "task_too_large" &&
+        /^Cannot accept task 'task' as its record would be \d+ bytes, more than the limit of 57344/.test(
+          (e as Error).message,
+        ),
+    );
+    const fine = unwrap(await bus.request(taskSubmit, { digest: DIGEST, packageBytes: 1, spec, owner: "alice" }));
+    assert.equal((await kv.get<TaskRecord>(taskKey(fine.id))).value?.id, fine.id);
+    assert.equal((await Array.fromAsync(kv.list({ prefix: ["task"] }))).length, 1);
+  },
+});

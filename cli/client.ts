@@ -181,7 +181,9 @@ export class Client {
 }
 
 /** The manager's size limits (null from a manager that does not say). */
-export async function limits(client: Client): Promise<{ maxPackageBytes: number; maxDataSetBytes: number } | null> {
+export async function limits(
+  client: Client,
+): Promise<{ maxPackageBytes: number; maxDataSetBytes: number; maxDataSetFiles?: number } | null> {
   try {
     return await client.json("/api/v1/limits");
   } catch {

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { basename, join } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { zipFolder } from "../core/package.ts";
 import type { InstanceView, NodeRecord, SubmitView, TaskView } from "../core/schema.ts";
 import { UnavailableError } from "../core/errors.ts";
@@ -271,7 +271,8 @@ export async function login(client: Client): Promise<number> {
   const file = await saveSettings({
     manager: client.settings.manager,
     token: client.settings.token ?? undefined,
-    caFile: client.settings.caFile,
+    // Saved as an absolute path: later commands may run from another folder.
+    caFile: client.settings.caFile ? resolve(client.settings.caFile) : undefined,
   });
   console.log(`Signed in to ${client.settings.manager} as ${who.user} (${who.role}); saved to ${file}`);
   return 0;

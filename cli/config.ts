@@ -56,6 +56,7 @@ export const MANAGER_SETTINGS: Settings = {
   replicas: { type: "int", help: "JetStream replicas of buckets and streams (1; 3 on a NATS cluster)" },
   "max-package-size": { type: "size", help: "largest package (1GiB)" },
   "max-data-size": { type: "size", help: "largest data set version (256GiB)" },
+  "max-data-files": { type: "int", help: "most files in a data set version (1000000)" },
   "cache-size": { type: "size", help: "the local node's data cache (10GiB)" },
   "tls-cert": { type: "string", help: "gateway TLS certificate (PEM)" },
   "tls-key": { type: "string", help: "gateway TLS key (PEM)" },

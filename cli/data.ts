@@ -82,9 +82,14 @@ export async function dataSources(path: string): Promise<{ sources: TarSource[];
 export async function dataPut(client: Client, name: string, path: string): Promise<number> {
   const { sources, bytes } = await dataSources(path);
   if (sources.length === 0) usage(`Cannot upload data set '${name}' as '${path}' holds no files`);
-  const limit = (await limits(client))?.maxDataSetBytes;
+  const known = await limits(client);
+  const limit = known?.maxDataSetBytes;
   if (limit !== undefined && bytes > limit) {
     usage(`Cannot store data set '${name}' as its size ${bytes} bytes exceeds the limit of ${limit} bytes`);
+  }
+  const maxFiles = known?.maxDataSetFiles;
+  if (maxFiles !== undefined && sources.length > maxFiles) {
+    usage(`Cannot store data set '${name}' as its ${sources.length} files exceed the limit of ${maxFiles} files`);
   }
   console.error(`Data set ${name}: ${sources.length} files, ${formatBytes(bytes)}`);
   const body = tarStream(sources).pipeThrough(progress("Uploading", bytes + sources.length * 1024));

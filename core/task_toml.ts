@@ -14,6 +14,8 @@ import { type ParamValue, TaskSpec } from "./schema.ts";
 export const MAX_TASK_TOML_BYTES = 64 * 1024;
 /** Most instances one task may have. */
 export const MAX_INSTANCES = 1_000_000;
+/** Most data sets one task may name in `[data]`. */
+export const MAX_DATA_SETS = 64;
 
 const SIZE_UNITS: Record<string, number> = {
   "": 1,
@@ -146,7 +148,7 @@ export const TaskToml = z.strictObject({
   data: z.record(
     EnvName,
     z.string().regex(DATA_REF, 'a data set is "NAME" or "NAME@sha256:<hex>" (at least 8 hex digits)'),
-  ).optional(),
+  ).refine((sets) => Object.keys(sets).length <= MAX_DATA_SETS, `at most ${MAX_DATA_SETS} data sets`).optional(),
   outputs: z.strictObject({
     paths: z.array(z.string().min(1)).max(100),
   }).optional(),

@@ -152,3 +152,10 @@ Deno.test("parseTaskToml() refuses bad [data], [outputs] and [finalize] entries 
     /line 4: key 'finalize.entrypoint' = "\/bin\/sh" leaves the task root/,
   );
 });
+
+Deno.test("parseTaskToml() refuses more than 64 data sets, naming the table and its line", () => {
+  const sets = Array.from({ length: 65 }, (_, i) => `k${i} = "d"`).join("\n");
+  rejects(`[task]\nentrypoint = "run.sh"\n[data]\n${sets}\n`, /line 3: key 'data' .*at most 64 data sets/);
+  const ok = Array.from({ length: 64 }, (_, i) => `k${i} = "d"`).join("\n");
+  assert.equal(Object.keys(parseTaskToml(`[task]\nentrypoint = "run.sh"\n[data]\n${ok}\n`).data).length, 64);
+});

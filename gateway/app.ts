@@ -136,9 +136,9 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   const guard: GuardOptions = {
     maxBodyBytes: options.maxBodyBytes ??
       Math.max(DEFAULT_GUARD_OPTIONS.maxBodyBytes, limits.maxPackageBytes + 2 ** 20),
-    // A data set's files may be up to --max-data-size; its tar adds at most 1 KiB per file (a header and padding):
-    // an eighth more covers files of 8 KiB on average.
-    maxDataBodyBytes: options.maxDataBodyBytes ?? data.maxDataSetBytes + Math.ceil(data.maxDataSetBytes / 8) + 2 ** 20,
+    // A data set's files may be up to --max-data-size in all, and --max-data-files in number; its tar adds at most
+    // 8 KiB per file (a header, a PAX record for a long path, padding).
+    maxDataBodyBytes: options.maxDataBodyBytes ?? data.maxDataSetBytes + data.maxDataSetFiles * 8192 + 2 ** 20,
     rate: options.rate ?? DEFAULT_GUARD_OPTIONS.rate,
     failureRate: options.failureRate ?? DEFAULT_GUARD_OPTIONS.failureRate,
   };

@@ -80,7 +80,12 @@ export function registerDataRoutes(app: Hono<Env>, deps: DataRoutesDeps): void {
 
   app.get(
     "/api/v1/limits",
-    (c) => c.json({ maxPackageBytes: deps.limits.maxPackageBytes, maxDataSetBytes: data.maxDataSetBytes }),
+    (c) =>
+      c.json({
+        maxPackageBytes: deps.limits.maxPackageBytes,
+        maxDataSetBytes: data.maxDataSetBytes,
+        maxDataSetFiles: data.maxDataSetFiles,
+      }),
   );
 
   app.get("/api/v1/storage", async (c) => c.json(await workspace.storage()));

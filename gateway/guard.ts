@@ -23,8 +23,9 @@ export interface GuardOptions {
   maxBodyBytes: number;
   /**
    * Largest body of a data set upload (`POST /api/v1/data/…`), which the
-   * data actor streams to the object store and caps by its files' bytes:
-   * this bounds what tar headers and padding add. @default {maxBodyBytes}
+   * data actor streams to the object store and caps by its files' bytes
+   * and number: this bounds what tar headers and padding add.
+   * @default {maxBodyBytes}
    */
   maxDataBodyBytes?: number;
   /** Requests per token (sustained per second, and burst). */
@@ -82,7 +83,7 @@ export function createGuard(
     try {
       const dataUpload = c.req.method === "POST" && c.req.path.startsWith("/api/v1/data/");
       const cap = dataUpload ? options.maxDataBodyBytes ?? options.maxBodyBytes : options.maxBodyBytes;
-      c.req.raw = limitBody(c.req.raw, cap);
+      c.req.raw = limitBody(c.req.raw, cap, dataUpload ? "--max-data-size and --max-data-files" : "--max-body-bytes");
     } catch (e) {
       log.warn("gateway:body-too-large", { user: who.user, path: c.req.path });
       throw e;

@@ -79,9 +79,9 @@ export function createRateLimiter(options: RateLimitOptions): RateLimiter {
  *
  * @throws {TooLargeError} When the declared length is over the limit.
  */
-export function limitBody(request: Request, maxBytes: number): Request {
+export function limitBody(request: Request, maxBytes: number, setBy = "--max-body-bytes"): Request {
   const tooLarge = (why: string) =>
-    new TooLargeError(`Cannot accept request body as ${why} the limit of ${maxBytes} bytes (--max-body-bytes)`, {
+    new TooLargeError(`Cannot accept request body as ${why} the limit of ${maxBytes} bytes (set by ${setBy})`, {
       code: "body_too_large",
     });
   const declared = request.headers.get("content-length");

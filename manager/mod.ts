@@ -57,6 +57,8 @@ export interface ManagerOptions {
   limits?: PackageLimits;
   /** Largest data set version accepted, in bytes. @default {256 GiB} */
   maxDataSetBytes?: number;
+  /** Most files in a data set version. @default {1,000,000} */
+  maxDataSetFiles?: number;
   /** Data-set cache of the local node, in bytes. @default {10 GiB} */
   cacheBytes?: number;
   /** JetStream replicas. @default {1} */
@@ -177,6 +179,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     const data = await createDataActor({ nc, kv, clock, log }, {
       replicas: options.replicas,
       maxDataSetBytes: options.maxDataSetBytes,
+      maxDataSetFiles: options.maxDataSetFiles,
     });
     const nodeActor = createNodeActor({ bus, kv, clock, log, metrics }, {
       signal: abort.signal,
