@@ -85,6 +85,16 @@ import {
  */
 const MAX_TASK_RECORD_BYTES = 56 * 1024;
 
+/**
+ * Longest error text kept per attempt. An instance's record holds every attempt (up to 100 retries and a few requeues
+ * of lost nodes) and must fit a Deno KV value (64 KiB) whatever the nodes report; a longer text is cut, ending in "…".
+ */
+export const MAX_ATTEMPT_ERROR_CHARS = 160;
+
+/** An attempt's error text, cut to {@linkcode MAX_ATTEMPT_ERROR_CHARS}. */
+export const clipError = (text: string | null): string | null =>
+  text === null || text.length <= MAX_ATTEMPT_ERROR_CHARS ? text : `${text.slice(0, MAX_ATTEMPT_ERROR_CHARS - 1)}…`;
+
 /** A submit's answer when it succeeds. */
 type SubmitAnswer = Extract<SubmitReply, { ok: true }>;
 
@@ -735,7 +745,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     entry.endedAt = r.endedAt;
     entry.exitCode = r.exitCode;
     entry.signal = r.signal;
-    entry.error = r.error;
+    entry.error = clipError(r.error);
     // Said by the node when it knows; an older node leaves it out (then the error's wording decides, see isLoss).
     if (r.lost !== undefined) entry.lost = r.lost;
     const rec = flight.rec;
@@ -770,7 +780,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   /** Sends instances held by a node that is gone (or forgot them) back to the queue. */
   function requeueFlight(flight: Flight, why: string) {
     const entry = land(flight);
-    entry.error = why;
+    entry.error = clipError(why);
     entry.lost = true;
     entry.endedAt = clock.now();
     endedTotal.inc({ outcome: "requeued" });

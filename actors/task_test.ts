@@ -7,6 +7,7 @@ import { parseTaskToml } from "../core/task_toml.ts";
 import {
   type Assignment,
   type AssignSpan,
+  type Attempt,
   type InstanceRecord,
   type Kill,
   nodeAssign,
@@ -36,7 +37,8 @@ import {
   submitKeyKey,
   taskKey,
 } from "./keys.ts";
-import { createTaskActor, type TaskActor, type TaskActorOptions } from "./task.ts";
+import { clipError, createTaskActor, MAX_ATTEMPT_ERROR_CHARS, type TaskActor, type TaskActorOptions } from "./task.ts";
+import { serialize } from "node:v8";
 
 const DIGEST = `sha256-${"a".repeat(64)}`;
 
@@ -789,5 +791,61 @@ Deno.test({
     const fine = unwrap(await bus.request(taskSubmit, { digest: DIGEST, packageBytes: 1, spec, owner: "alice" }));
     assert.equal((await kv.get<TaskRecord>(taskKey(fine.id))).value?.id, fine.id);
     assert.equal((await Array.fromAsync(kv.list({ prefix: ["task"] }))).length, 1);
+  },
+});
+
+Deno.test({
+  name: "an attempt's error text is cut so that an instance's record with every attempt fits a Deno KV value",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // The worst case: 100 retries, 5 lost-node requeues and the first try, a 63-character node name, and errors of
+    // two-byte characters (V8 stores them at two bytes each).
+    const attempt = (n: number): Attempt => ({
+      attempt: n,
+      node: "n".repeat(63),
+      assignedAt: Date.now(),
+      startedAt: Date.now(),
+      endedAt: Date.now(),
+      exitCode: 255,
+      signal: "SIGKILL",
+      error: clipError("日".repeat(5000)),
+      lost: false,
+      outputBytes: 2 ** 40,
+    });
+    const worst: InstanceRecord = {
+      index: 999_999,
+      state: "failed",
+      attempt: 105,
+      node: "n".repeat(63),
+      notBefore: Date.now(),
+      history: Array.from({ length: 106 }, (_, n) => attempt(n)),
+    };
+    assert.ok(serialize(worst).byteLength < 64 * 1024, `${serialize(worst).byteLength} bytes`);
+    // What a node reports is cut when stored.
+    await using env = await actorEnv();
+    const { kv, bus } = env;
+    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 1) });
+    const node = fakeNode(bus, "n1");
+    const task = await submit(bus, `[task]\nentrypoint = "run.sh"\n`);
+    await waitUntil(() => node.received.length === 1, 5000, "the assignment");
+    const now = Date.now();
+    unwrap(
+      await bus.request(taskResults("n1"), {
+        node: "n1",
+        results: [{
+          ...node.received[0],
+          exitCode: 1,
+          signal: null,
+          startedAt: now,
+          endedAt: now,
+          error: `could not store outputs from n1: ${"x".repeat(5000)}`,
+        }],
+      }),
+    );
+    await waitUntil(async () => (await kv.get<InstanceRecord>(instanceKey(task.id, 0))).value?.state === "failed");
+    const error = (await kv.get<InstanceRecord>(instanceKey(task.id, 0))).value!.history[0].error!;
+    assert.equal(error.length, MAX_ATTEMPT_ERROR_CHARS);
+    assert.match(error, /^could not store outputs from n1: x+…$/);
   },
 });
