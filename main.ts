@@ -41,7 +41,8 @@ Server (every flag also comes from --config FILE ([manager] / [node] tables) or 
   both:           [--nats-ca F] [--nats-cert F --nats-key F]
                   [--nats-seed-file F | --nats-user U --nats-password-file F]  (external NATS)
 
-Client (--manager URL, --token T; or PARALLELIC_MANAGER, PARALLELIC_TOKEN, or 'parallelic login'):
+Client (--manager URL, --token T, --ca-file F; or PARALLELIC_MANAGER, PARALLELIC_TOKEN, PARALLELIC_CA_FILE, or
+'parallelic login'):
   parallelic submit PATH|FILE.zip [--wait|--no-wait]
   parallelic status [ID] [--json]
   parallelic logs ID [--instance N | --finalize] [--follow]
@@ -53,7 +54,7 @@ Client (--manager URL, --token T; or PARALLELIC_MANAGER, PARALLELIC_TOKEN, or 'p
   parallelic data ls [NAME] [--json]
   parallelic data rm NAME[@VERSION]
   parallelic nodes [ls | drain NAME | resume NAME]
-  parallelic login --manager URL --token TOKEN
+  parallelic login --manager URL --token TOKEN [--ca-file F]   saved for later commands
   parallelic config show [manager|node] [--config FILE]   the effective configuration and where each value came from
   parallelic doctor [--nats URL] [--data-dir DIR] [--work-dir DIR]   checks the set-up, says what to fix
 

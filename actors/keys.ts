@@ -107,17 +107,18 @@ export async function writeBatched(kv: Deno.Kv, entries: Iterable<BatchedWrite>)
   let count = 0;
   let bytes = 0;
   const list = [...entries];
-  const sizeOf = (e: BatchedWrite | undefined) => !e || e.value === null ? 0 : JSON.stringify(e.value).length + 64;
+  // Sized once each (a chain of bound entries is looked ahead from its first).
+  const sizes = list.map((e) => e.value === null ? 0 : JSON.stringify(e.value).length + 64);
   for (let i = 0; i < list.length; i++) {
     const { key, value, expireIn } = list[i];
-    const size = sizeOf(list[i]);
+    const size = sizes[i];
     const joined = i > 0 && list[i - 1].withNext;
     // Entries bound together (each to the next) start a new atomic unless all of them fit.
     let need = 1;
     let needBytes = size;
     for (let j = i; !joined && list[j].withNext && j + 1 < list.length; j++) {
       need++;
-      needBytes += sizeOf(list[j + 1]);
+      needBytes += sizes[j + 1];
     }
     if (
       !joined && count > 0 && (count + need > MAX_MUTATIONS_PER_ATOMIC || bytes + needBytes > MAX_BYTES_PER_ATOMIC)

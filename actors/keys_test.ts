@@ -1,57 +1,45 @@
 import assert from "node:assert/strict";
-import { recordingAtomics, tempDir } from "../tests/harness.ts";
+import { recordingAtomics, tempKv } from "../tests/harness.ts";
 import { type BatchedWrite, MAX_MUTATIONS_PER_ATOMIC, writeBatched } from "./keys.ts";
 
+/** `n` instance records, to fill an atomic up to where a test wants it. */
+const fillers = (n: number): BatchedWrite[] =>
+  Array.from({ length: n }, (_, i) => ({ key: ["instance", "t", i], value: { i } }));
+
 Deno.test("writeBatched() splits at the atomic's limit, and never between an entry bound to the next and that one", async () => {
-  await using dir = await tempDir();
-  const kv = await Deno.openKv(`${dir.path}/state.kv`);
-  try {
-    const atomics: string[][] = [];
-    const fillers: BatchedWrite[] = Array.from(
-      { length: MAX_MUTATIONS_PER_ATOMIC - 1 },
-      (_, i) => ({ key: ["instance", "t", i], value: { i } }),
-    );
-    // One slot is left in the first atomic: the audit entry must not take it without its task.
-    const entries: BatchedWrite[] = [
-      ...fillers,
-      { key: ["audit", 1, "a"], value: { action: "task.submit" }, withNext: true },
-      { key: ["task", "t"], value: { id: "t" } },
-    ];
-    assert.equal(await writeBatched(recordingAtomics(kv, atomics), entries), 2);
-    const committed = atomics.filter((a) => a.length > 0);
-    assert.equal(committed[0].length, MAX_MUTATIONS_PER_ATOMIC - 1);
-    assert.deepEqual(committed[1], ["audit/1/a", "task/t"]);
-    assert.deepEqual((await kv.get(["task", "t"])).value, { id: "t" });
-    assert.deepEqual((await kv.get(["instance", "t", 0])).value, { i: 0 });
-    // Without the binding, the first atomic is filled to its limit.
-    atomics.length = 0;
-    await writeBatched(recordingAtomics(kv, atomics), entries.map(({ key, value }) => ({ key, value })));
-    assert.equal(atomics.filter((a) => a.length > 0)[0].length, MAX_MUTATIONS_PER_ATOMIC);
-  } finally {
-    kv.close();
-  }
+  await using temp = await tempKv();
+  const { kv } = temp;
+  const atomics: string[][] = [];
+  // One slot is left in the first atomic: the audit entry must not take it without its task.
+  const entries: BatchedWrite[] = [
+    ...fillers(MAX_MUTATIONS_PER_ATOMIC - 1),
+    { key: ["audit", 1, "a"], value: { action: "task.submit" }, withNext: true },
+    { key: ["task", "t"], value: { id: "t" } },
+  ];
+  assert.equal(await writeBatched(recordingAtomics(kv, atomics), entries), 2);
+  const committed = atomics.filter((a) => a.length > 0);
+  assert.equal(committed[0].length, MAX_MUTATIONS_PER_ATOMIC - 1);
+  assert.deepEqual(committed[1], ["audit/1/a", "task/t"]);
+  assert.deepEqual((await kv.get(["task", "t"])).value, { id: "t" });
+  assert.deepEqual((await kv.get(["instance", "t", 0])).value, { i: 0 });
+  // Without the binding, the first atomic is filled to its limit.
+  atomics.length = 0;
+  await writeBatched(recordingAtomics(kv, atomics), entries.map(({ key, value }) => ({ key, value })));
+  assert.equal(atomics.filter((a) => a.length > 0)[0].length, MAX_MUTATIONS_PER_ATOMIC);
 });
 
 Deno.test("writeBatched() keeps a chain of bound entries (audit entry, submit key, task) in one atomic", async () => {
-  await using dir = await tempDir();
-  const kv = await Deno.openKv(`${dir.path}/state.kv`);
-  try {
-    const atomics: string[][] = [];
-    const fillers: BatchedWrite[] = Array.from(
-      { length: MAX_MUTATIONS_PER_ATOMIC - 2 },
-      (_, i) => ({ key: ["instance", "t", i], value: { i } }),
-    );
-    // Two slots are left: the three bound entries go to the next atomic together.
-    await writeBatched(recordingAtomics(kv, atomics), [
-      ...fillers,
-      { key: ["audit", 1, "a"], value: { action: "task.submit" }, withNext: true },
-      { key: ["submit-key", "alice", "k"], value: { taskId: "t" }, withNext: true },
-      { key: ["task", "t"], value: { id: "t" } },
-    ]);
-    const committed = atomics.filter((a) => a.length > 0);
-    assert.equal(committed[0].length, MAX_MUTATIONS_PER_ATOMIC - 2);
-    assert.deepEqual(committed[1], ["audit/1/a", "submit-key/alice/k", "task/t"]);
-  } finally {
-    kv.close();
-  }
+  await using temp = await tempKv();
+  const { kv } = temp;
+  const atomics: string[][] = [];
+  // Two slots are left: the three bound entries go to the next atomic together.
+  await writeBatched(recordingAtomics(kv, atomics), [
+    ...fillers(MAX_MUTATIONS_PER_ATOMIC - 2),
+    { key: ["audit", 1, "a"], value: { action: "task.submit" }, withNext: true },
+    { key: ["submit-key", "alice", "k"], value: { taskId: "t" }, withNext: true },
+    { key: ["task", "t"], value: { id: "t" } },
+  ]);
+  const committed = atomics.filter((a) => a.length > 0);
+  assert.equal(committed[0].length, MAX_MUTATIONS_PER_ATOMIC - 2);
+  assert.deepEqual(committed[1], ["audit/1/a", "submit-key/alice/k", "task/t"]);
 });

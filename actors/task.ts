@@ -37,6 +37,7 @@ import {
   type AssignSpan,
   type Attempt,
   type Counts,
+  type DataUseRecord,
   FINAL_STATES,
   type Heartbeat,
   type InstanceRecord,
@@ -840,7 +841,9 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     }
     // The data set versions it was pinned to (see DataActor.submitWith): in use from the moment the task exists.
     for (const [key, { name, version }] of Object.entries(req.spec.data ?? {})) {
-      if (version) bound.push({ key: dataUseKey(version, rec.id), value: { taskId: rec.id, name, key } });
+      if (version) {
+        bound.push({ key: dataUseKey(version, rec.id), value: { taskId: rec.id, name, key } satisfies DataUseRecord });
+      }
     }
     if (req.key !== undefined) {
       const value: SubmitKeyRecord = { taskId: rec.id, atMs: now, digest: rec.digest, name: rec.name };

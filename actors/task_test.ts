@@ -40,6 +40,7 @@ import {
 import { clipError, createTaskActor, MAX_ATTEMPT_ERROR_CHARS, type TaskActor, type TaskActorOptions } from "./task.ts";
 import { serialize } from "node:v8";
 
+const opts = { sanitizeOps: false, sanitizeResources: false };
 const DIGEST = `sha256-${"a".repeat(64)}`;
 
 function nodeRecord(name: string, slots = 2): NodeRecord {
@@ -99,13 +100,26 @@ function fakeNode(bus: Bus, name: string) {
   };
 }
 
-/** A task actor on a real nats-server and Deno KV, stopped and cleaned up by `await using`. */
-async function actorEnv(options: Partial<TaskActorOptions> = {}) {
+/**
+ * A task actor on a real nats-server and Deno KV, stopped and cleaned up by `await using`. `wrapKv` puts something
+ * between the actor and Deno KV (a fault, a recorder); `audit` gives it an audit log.
+ */
+async function actorEnv(
+  options: Partial<TaskActorOptions> = {},
+  env: { wrapKv?: (kv: Deno.Kv) => Deno.Kv; audit?: boolean } = {},
+) {
   const nats = await startTestNats();
   const kv = await Deno.openKv(join(nats.dir, "state.kv"));
   const bus = createBus(nats.nc, testLogger());
   const abort = new AbortController();
-  const actor = startActor(bus, kv, abort, 10, options);
+  const log = testLogger();
+  const actor = createTaskActor({
+    bus,
+    kv: env.wrapKv?.(kv) ?? kv,
+    clock: systemClock,
+    log,
+    audit: env.audit ? createAuditLog(kv, log) : undefined,
+  }, { signal: abort.signal, retryBackoffMs: 10, orphanGraceMs: 60_000, ...options });
   await actor.ready;
   return {
     nats,
@@ -152,8 +166,7 @@ async function submit(bus: Bus, toml: string) {
 
 Deno.test({
   name: "task actor dispatches in batches, records results in few commits and ends the task",
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...opts,
   async fn() {
     await using env = await actorEnv();
     const { kv, bus, actor } = env;
@@ -205,8 +218,7 @@ Deno.test({
 
 Deno.test({
   name: "task actor fences stale attempts and foreign nodes, retries failures with attempt + 1",
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...opts,
   async fn() {
     await using env = await actorEnv();
     const { kv, bus } = env;
@@ -233,8 +245,7 @@ Deno.test({
 
 Deno.test({
   name: "task actor requeues a lost node's instances elsewhere and cancels with kill orders",
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...opts,
   async fn() {
     await using env = await actorEnv();
     const { kv, bus } = env;
@@ -263,8 +274,7 @@ Deno.test({
 
 Deno.test({
   name: "a restarted task actor rebuilds its state from Deno KV and accepts results of attempts in flight",
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...opts,
   async fn() {
     await using nats = await startTestNats();
     const { kv } = await setup(nats);
@@ -320,8 +330,7 @@ async function taskWhen(kv: Deno.Kv, id: string, ok: (r: TaskRecord) => boolean,
 Deno.test({
   name:
     "task actor runs [finalize] as one extra instance once all succeeded, holding the task running, across a restart",
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...opts,
   async fn() {
     await using nats = await startTestNats();
     const { kv } = await setup(nats);
@@ -366,8 +375,7 @@ Deno.test({
 Deno.test({
   name:
     "a failing [finalize] fails the task; a failed instance means no finalize; retried outputs replace earlier ones",
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...opts,
   async fn() {
     await using env = await actorEnv();
     const { kv, bus } = env;
@@ -402,8 +410,7 @@ Deno.test({
 
 Deno.test({
   name: "task actor places by labels, memory and gpus, explains what does not fit, and skips draining nodes",
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...opts,
   async fn() {
     await using env = await actorEnv();
     const { nats, bus } = env;
@@ -440,8 +447,7 @@ Deno.test({
 
 Deno.test({
   name: "task actor serves higher priority first and shares equal priority fairly between users",
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...opts,
   async fn() {
     await using env = await actorEnv();
     const { kv, bus } = env;
@@ -478,8 +484,7 @@ Deno.test({
 
 Deno.test({
   name: "task actor publishes throttled progress events whose changes add up to every instance's final state",
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...opts,
   async fn() {
     const progressMs = 200;
     // Small batches (no deeper prefetch for short instances), so that there are many commits to throttle.
@@ -518,8 +523,7 @@ Deno.test({
 
 Deno.test({
   name: "an instance its node could not run is requeued without using up a retry, but not forever",
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...opts,
   async fn() {
     await using env = await actorEnv();
     const { kv, bus } = env;
@@ -559,8 +563,7 @@ Deno.test({
 
 Deno.test({
   name: "a node's word on 'lost' decides; a result without it (an older node) is read by its wording",
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...opts,
   async fn() {
     await using env = await actorEnv();
     const { kv, bus } = env;
@@ -602,79 +605,63 @@ const failingCommits = (kv: Deno.Kv, fail: () => boolean) =>
 
 Deno.test({
   name: "a failed Deno KV commit loses nothing: the submit with its audit entry, then results, land with the retry",
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...opts,
   async fn() {
-    await using nats = await startTestNats();
-    const kv = await Deno.openKv(join(nats.dir, "state.kv"));
     let failing = 0;
-    const bus = createBus(nats.nc, testLogger());
-    const abort = new AbortController();
-    const log = testLogger();
-    const actor = createTaskActor({
-      bus,
-      kv: failingCommits(kv, () => failing > 0 && failing-- > 0),
-      clock: systemClock,
-      log,
-      audit: createAuditLog(kv, log),
-    }, { signal: abort.signal, retryBackoffMs: 10, orphanGraceMs: 60_000 });
-    await actor.ready;
-    try {
-      const node = fakeNode(bus, "n1");
-      const done: string[] = [];
-      bus.subscribe(taskDoneAll, (d) => void done.push(d.state));
-      bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 2) });
-      await bus.nc.flush();
-      failing = 1;
-      const startedAt = Date.now();
-      const task = unwrap(
-        await bus.request(taskSubmit, {
-          digest: DIGEST,
-          packageBytes: 1,
-          spec: parseTaskToml(`[task]\nentrypoint = "run.sh"\ninstances = 2\n`),
-          owner: "alice",
-          address: "192.0.2.7",
-        }),
-      );
-      // Answered only once stored: by the retry, 250 ms after the failed commit.
-      assert.ok(Date.now() - startedAt >= 200, `answered after ${Date.now() - startedAt} ms`);
-      assert.equal(failing, 0, "the first commit failed");
-      assert.equal((await kv.get<TaskRecord>(taskKey(task.id))).value?.id, task.id);
-      const audits = await Array.fromAsync(kv.list<AuditEntry>({ prefix: AUDIT }));
-      assert.deepEqual(
-        audits.map((e) => [e.value.action, e.value.target, e.value.address]),
-        [["task.submit", task.id, "192.0.2.7"]],
-        "the audit entry came with the task",
-      );
-      // The first results' commit fails too: the node's acknowledgement waits for the retry.
-      await waitUntil(() => node.received.length === 2, 5000, "both instances assigned");
-      failing = 1;
-      const finishedAt = Date.now();
-      const ack = await node.finish(node.received);
-      assert.equal(ack.accepted, 2);
-      assert.ok(
-        Date.now() - finishedAt >= 200,
-        `acknowledged after ${Date.now() - finishedAt} ms, not before the retry`,
-      );
-      assert.equal(failing, 0, "the results' first commit failed");
-      await waitUntil(() => done.length === 1, 5000, "the task done");
-      const rec = (await kv.get<TaskRecord>(taskKey(task.id))).value!;
-      assert.equal(rec.state, "succeeded");
-      assert.equal(rec.counts.succeeded, 2);
-      const instances = await readInstances(kv, task.id, 0, 2);
-      assert.deepEqual([...instances.values()].map((i) => i.state), ["succeeded", "succeeded"]);
-    } finally {
-      abort.abort();
-      await actor.stopped;
-      kv.close();
-    }
+    await using env = await actorEnv({}, {
+      wrapKv: (kv) => failingCommits(kv, () => failing > 0 && failing-- > 0),
+      audit: true,
+    });
+    const { kv, bus } = env;
+    const node = fakeNode(bus, "n1");
+    const done: string[] = [];
+    bus.subscribe(taskDoneAll, (d) => void done.push(d.state));
+    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 2) });
+    await bus.nc.flush();
+    failing = 1;
+    const startedAt = Date.now();
+    const task = unwrap(
+      await bus.request(taskSubmit, {
+        digest: DIGEST,
+        packageBytes: 1,
+        spec: parseTaskToml(`[task]\nentrypoint = "run.sh"\ninstances = 2\n`),
+        owner: "alice",
+        address: "192.0.2.7",
+      }),
+    );
+    // Answered only once stored: by the retry, 250 ms after the failed commit.
+    assert.ok(Date.now() - startedAt >= 200, `answered after ${Date.now() - startedAt} ms`);
+    assert.equal(failing, 0, "the first commit failed");
+    assert.equal((await kv.get<TaskRecord>(taskKey(task.id))).value?.id, task.id);
+    const audits = await Array.fromAsync(kv.list<AuditEntry>({ prefix: AUDIT }));
+    assert.deepEqual(
+      audits.map((e) => [e.value.action, e.value.target, e.value.address]),
+      [["task.submit", task.id, "192.0.2.7"]],
+      "the audit entry came with the task",
+    );
+    // The first results' commit fails too: the node's acknowledgement waits for the retry.
+    await waitUntil(() => node.received.length === 2, 5000, "both instances assigned");
+    failing = 1;
+    const finishedAt = Date.now();
+    const ack = await node.finish(node.received);
+    assert.equal(ack.accepted, 2);
+    assert.ok(
+      Date.now() - finishedAt >= 200,
+      `acknowledged after ${Date.now() - finishedAt} ms, not before the retry`,
+    );
+    assert.equal(failing, 0, "the results' first commit failed");
+    await waitUntil(() => done.length === 1, 5000, "the task done");
+    const rec = (await kv.get<TaskRecord>(taskKey(task.id))).value!;
+    assert.equal(rec.state, "succeeded");
+    assert.equal(rec.counts.succeeded, 2);
+    const instances = await readInstances(kv, task.id, 0, 2);
+    assert.deepEqual([...instances.values()].map((i) => i.state), ["succeeded", "succeeded"]);
   },
 });
 
 Deno.test({
   name: "a submit repeated with the same Idempotency-Key answers the task the first made, at once or later",
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...opts,
   async fn() {
     await using env = await actorEnv();
     const { kv, bus } = env;
@@ -727,54 +714,37 @@ Deno.test({
 
 Deno.test({
   name: "a submitted task, its audit entry, Idempotency-Key and the uses of its data set versions land in one atomic",
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...opts,
   async fn() {
-    await using nats = await startTestNats();
-    const kv = await Deno.openKv(join(nats.dir, "state.kv"));
     const atomics: string[][] = [];
-    const watched = recordingAtomics(kv, atomics, true);
-    const bus = createBus(nats.nc, testLogger());
-    const abort = new AbortController();
-    const log = testLogger();
-    const actor = createTaskActor({ bus, kv: watched, clock: systemClock, log, audit: createAuditLog(kv, log) }, {
-      signal: abort.signal,
-      orphanGraceMs: 60_000,
+    await using env = await actorEnv({}, { wrapKv: (kv) => recordingAtomics(kv, atomics, true), audit: true });
+    const { kv, bus } = env;
+    const version = `sha256:${"c".repeat(64)}`;
+    const spec = parseTaskToml(`[task]\nentrypoint = "run.sh"\n[data]\nref = "genome"\n`);
+    spec.data = { ref: { name: "genome", version } };
+    const task = unwrap(
+      await bus.request(taskSubmit, {
+        digest: DIGEST,
+        packageBytes: 1,
+        spec,
+        owner: "alice",
+        address: "x",
+        key: "k",
+      }),
+    );
+    const withTask = atomics.find((a) => a.includes("task"));
+    assert.deepEqual(withTask?.slice().sort(), ["audit", "data-use", "submit-key", "task"]);
+    assert.deepEqual((await kv.get(dataUseKey(version, task.id))).value, {
+      taskId: task.id,
+      name: "genome",
+      key: "ref",
     });
-    await actor.ready;
-    try {
-      const version = `sha256:${"c".repeat(64)}`;
-      const spec = parseTaskToml(`[task]\nentrypoint = "run.sh"\n[data]\nref = "genome"\n`);
-      spec.data = { ref: { name: "genome", version } };
-      const task = unwrap(
-        await bus.request(taskSubmit, {
-          digest: DIGEST,
-          packageBytes: 1,
-          spec,
-          owner: "alice",
-          address: "x",
-          key: "k",
-        }),
-      );
-      const withTask = atomics.find((a) => a.includes("task"));
-      assert.deepEqual(withTask?.slice().sort(), ["audit", "data-use", "submit-key", "task"]);
-      assert.deepEqual((await kv.get(dataUseKey(version, task.id))).value, {
-        taskId: task.id,
-        name: "genome",
-        key: "ref",
-      });
-    } finally {
-      abort.abort();
-      await actor.stopped;
-      kv.close();
-    }
   },
 });
 
 Deno.test({
   name: "a task whose record would not fit a Deno KV value is refused, and the actor goes on storing others",
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...opts,
   async fn() {
     await using env = await actorEnv();
     const { kv, bus } = env;
@@ -796,8 +766,7 @@ Deno.test({
 
 Deno.test({
   name: "an attempt's error text is cut so that an instance's record with every attempt fits a Deno KV value",
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...opts,
   async fn() {
     // The worst case: 100 retries, 5 lost-node requeues and the first try, a 63-character node name, and errors of
     // two-byte characters (V8 stores them at two bytes each).

@@ -39,6 +39,8 @@ export interface ClusterOptions {
    * JetStream, whose buckets and streams the manager replicates on each.
    */
   natsServers?: number;
+  /** Extra environment of the manager and the nodes it starts (`PARALLELIC_TRACE`, …). */
+  env?: Record<string, string>;
 }
 
 /** Options of {@linkcode BenchCluster.addNodes}. */
@@ -104,7 +106,7 @@ export async function startCluster(ctx: BenchContext, options: ClusterOptions = 
     // Benchmarks measure the engine, not the per-token rate limit of the API.
     "--rate-limit=1000000",
     ...options.managerArgs ?? [],
-  ], { denoFlags: profile("manager"), env: { PARALLELIC_TOKEN: TOKEN } });
+  ], { denoFlags: profile("manager"), env: { ...options.env, PARALLELIC_TOKEN: TOKEN } });
   const nodes: NodeProcess[] = [];
   let nc: NatsConnection | undefined;
   try {
@@ -194,7 +196,7 @@ export async function startCluster(ctx: BenchContext, options: ClusterOptions = 
                 "--log-level=warn",
                 ...opts.noop ? ["--bench-noop"] : [],
               ],
-              {},
+              options.env ?? {},
               profile("nodes"),
             ));
           }

@@ -59,7 +59,7 @@ async function measureFloor(natsUrl: string, bin: string, runs: number) {
  * each step's p50 time after its run's `client.submit`, in order, up to
  * `client.done`. A step seen twice in a run (two commits) is numbered.
  */
-export function stepTable(text: string): string {
+function stepTable(text: string): string {
   const lines = text.trim().split("\n").map((l) => l.split(" ")).map(([t, _pid, step]) => ({ t: Number(t), step }))
     .sort((a, b) => a.t - b.t);
   const at = new Map<string, number[]>();
@@ -74,7 +74,9 @@ export function stepTable(text: string): string {
     const n = (seen.get(step) ?? 0) + 1;
     seen.set(step, n);
     const name = n === 1 ? step : `${step} #${n}`;
-    at.get(name)?.push(t - start) ?? at.set(name, [t - start]);
+    const list = at.get(name);
+    if (list) list.push(t - start);
+    else at.set(name, [t - start]);
   }
   const done = percentile(at.get("client.done") ?? [Infinity], 50);
   const rows = [...at].map(([step, v]) => ({ step, p50: percentile(v, 50) }))
@@ -98,18 +100,8 @@ export const latency: Benchmark = {
     // a few hundredths of a millisecond per step, so traced runs are a little slower.
     const traceFile = ctx.args.flags.trace === true ? join(ctx.dir, "steps.log") : undefined;
     const client = createLogger({ level: "error", traceFile });
-    // The processes started meanwhile inherit PARALLELIC_TRACE; nothing else run from this process does.
-    const traced = async <T>(start: () => Promise<T>): Promise<T> => {
-      if (!traceFile) return await start();
-      Deno.env.set("PARALLELIC_TRACE", traceFile);
-      try {
-        return await start();
-      } finally {
-        Deno.env.delete("PARALLELIC_TRACE");
-      }
-    };
-    await using cluster = await traced(() => startCluster(ctx));
-    await traced(() => cluster.addNodes(1, { slots: 1 }));
+    await using cluster = await startCluster(ctx, { env: traceFile ? { PARALLELIC_TRACE: traceFile } : undefined });
+    await cluster.addNodes(1, { slots: 1 });
     const zip = await truePackage(ctx.dir, 1);
     // One run first, so that the node has the package cached (a fresh package is a different benchmark).
     await cluster.done((await cluster.submit(zip)).id);

@@ -213,36 +213,23 @@ export function createBus(nc: NatsConnection, log: Logger): Bus {
     },
     serve(subject, handler, options = {}) {
       /** The reply to a message (undefined: it failed its schema); never rejects. */
-      const answer = (message: z.output<typeof subject.schema> | undefined, subjectName: string): Promise<unknown> => {
-        if (message === undefined) {
-          return Promise.resolve({
-            ok: false,
-            error: {
-              code: "invalid_message",
-              message: `Message on ${subjectName} failed its schema`,
-              name: "ValidationError",
-            },
-          });
-        }
-        return Promise.resolve().then(() => handler(message, subjectName)).then((reply) => {
-          const parsed = subject.reply.safeParse(reply);
+      const answer = async (message: z.output<typeof subject.schema> | undefined, subjectName: string) => {
+        try {
+          if (message === undefined) {
+            throw new ValidationError(`Message on ${subjectName} failed its schema`, { code: "invalid_message" });
+          }
+          // In a later microtask, as a NATS delivery would be: the requester's code runs on first.
+          const parsed = subject.reply.safeParse(await Promise.resolve().then(() => handler(message, subjectName)));
           if (parsed.success) return parsed.data;
           const why = describeIssue(parsed.error, "reply");
           log.error("bus:reply-invalid", { subject: subjectName, reason: why });
-          return {
-            ok: false,
-            error: {
-              code: "invalid_reply",
-              message: `Reply on '${subjectName}' failed its schema: ${why}`,
-              name: "UnavailableError",
-            },
-          };
-        }, (e) => {
+          throw new UnavailableError(`Reply on '${subjectName}' failed its schema: ${why}`, { code: "invalid_reply" });
+        } catch (e) {
           if (!(e instanceof Error) || !("code" in e)) {
             log.error("bus:handler-failed", { subject: subjectName, error: String((e as Error)?.stack ?? e) });
           }
           return { ok: false, error: errorBody(e) };
-        }).catch((e) => ({ ok: false, error: errorBody(e) }));
+        }
       };
       const sub = nc.subscribe(subject.subject, {
         queue: options.queue,

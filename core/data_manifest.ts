@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
+import { sha256Hex } from "./ids.ts";
 import { ValidationError } from "./errors.ts";
 import type { DataVersion } from "./schema.ts";
 
@@ -70,7 +70,7 @@ export function manifestText(files: readonly ManifestFile[]): string {
 
 /** The version id of a manifest text: `sha256:<hex>`. */
 export function versionOf(text: string): DataVersion {
-  return `sha256:${createHash("sha256").update(text).digest("hex")}`;
+  return `sha256:${sha256Hex(text)}`;
 }
 
 /**

@@ -23,7 +23,7 @@ export function randomToken(bytes = 32): string {
   return btoa(String.fromCharCode(...raw)).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }
 
-/** Hex SHA-256 of a string (node:crypto: on the calling thread, no thread-pool round trip per request). */
-export function sha256Hex(text: string): Promise<string> {
-  return Promise.resolve(createHash("sha256").update(text).digest("hex"));
+/** Hex SHA-256 (node:crypto: on the calling thread, no thread-pool round trip; for small inputs). */
+export function sha256Hex(data: string | Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
 }

@@ -37,7 +37,7 @@ import type { NatsUsers } from "../manager/nats_users.ts";
 import { instanceState, loadTask, readInstanceRecord, readInstanceRecords } from "./access.ts";
 import { createTokenCache, requireRole, type TokenRecord } from "./auth.ts";
 import { clientAddress, createGuard, type GuardOptions } from "./guard.ts";
-import { registerDataRoutes } from "./data.ts";
+import { DATA_SET_PATH, registerDataRoutes } from "./data.ts";
 import { readLog } from "./logs.ts";
 import { openApiDocument } from "./openapi.ts";
 import { addSecurityRoutes, createGatewayStats } from "./security_routes.ts";
@@ -136,9 +136,14 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   const guard: GuardOptions = {
     maxBodyBytes: options.maxBodyBytes ??
       Math.max(DEFAULT_GUARD_OPTIONS.maxBodyBytes, limits.maxPackageBytes + 2 ** 20),
-    // A data set's files may be up to --max-data-size in all, and --max-data-files in number; its tar adds at most
-    // 8 KiB per file (a header, a PAX record for a long path, padding).
-    maxDataBodyBytes: options.maxDataBodyBytes ?? data.maxDataSetBytes + data.maxDataSetFiles * 8192 + 2 ** 20,
+    bodyCaps: options.bodyCaps ?? [{
+      method: "POST",
+      pathPrefix: DATA_SET_PATH,
+      // A data set's files may be up to --max-data-size in all, and --max-data-files in number; its tar adds at most
+      // 8 KiB per file (a header, a PAX record for a long path, padding).
+      maxBytes: data.maxDataSetBytes + data.maxDataSetFiles * 8192 + 2 ** 20,
+      setBy: "--max-data-size and --max-data-files",
+    }],
     rate: options.rate ?? DEFAULT_GUARD_OPTIONS.rate,
     failureRate: options.failureRate ?? DEFAULT_GUARD_OPTIONS.failureRate,
   };

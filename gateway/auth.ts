@@ -82,7 +82,7 @@ async function setToken(
   expectNew: boolean,
   now: number,
 ): Promise<UserRecord> {
-  const hash = await tokenHash(token);
+  const hash = tokenHash(token);
   for (;;) {
     const entry = await kv.get<UserRecord>(userKey(name));
     if (entry.value && expectNew) {
@@ -163,7 +163,7 @@ export async function listUsers(kv: Deno.Kv): Promise<UserView[]> {
 
 /** Stores a token's hash for `user` without a user record (kept for callers of the first version). */
 export async function addToken(kv: Deno.Kv, token: string, user: string, role: Role, now = Date.now()): Promise<void> {
-  await kv.set(tokenKey(await tokenHash(token)), { user, role, createdAt: now } satisfies TokenRecord);
+  await kv.set(tokenKey(tokenHash(token)), { user, role, createdAt: now } satisfies TokenRecord);
 }
 
 /** The bearer token of an `Authorization` header, if there is one. */
@@ -215,7 +215,7 @@ export function createTokenCache(kv: Deno.Kv, options: TokenCacheOptions = {}): 
       if (!token) {
         throw new AuthError("Missing token: send 'Authorization: Bearer <token>'", { code: "unauthorized" });
       }
-      const hash = await tokenHash(token);
+      const hash = tokenHash(token);
       const now = clock.now();
       const hit = found.get(hash);
       if (hit && hit.untilMs > now) return hit.who;
@@ -258,7 +258,7 @@ export async function ensureAdminToken(
   const admin = (await kv.get<UserRecord>(userKey("admin"))).value;
   try {
     const token = (await Deno.readTextFile(tokenFile)).trim();
-    const known = (await kv.get<TokenRecord>(tokenKey(await tokenHash(token)))).value;
+    const known = (await kv.get<TokenRecord>(tokenKey(tokenHash(token)))).value;
     if (known?.user === "admin") {
       if (!admin) await setToken(kv, "admin", "admin", token, false, now);
       return { token, source: "file" };

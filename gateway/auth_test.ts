@@ -1,17 +1,11 @@
 import assert from "node:assert/strict";
 import { ManualClock } from "../core/clock.ts";
-import { kvWith } from "../tests/harness.ts";
+import { kvWith, tempKv } from "../tests/harness.ts";
 import { addToken, addUser, createTokenCache, rotateToken } from "./auth.ts";
 
 const withKv = async (fn: (kv: Deno.Kv) => Promise<void>) => {
-  const dir = await Deno.makeTempDir();
-  const kv = await Deno.openKv(`${dir}/state.kv`);
-  try {
-    await fn(kv);
-  } finally {
-    kv.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using temp = await tempKv();
+  await fn(temp.kv);
 };
 const bearer = (token: string) => `Bearer ${token}`;
 

@@ -14,6 +14,8 @@ import type { AuditLog } from "../core/audit.ts";
 import { requireRole, type TokenRecord } from "./auth.ts";
 import { clientAddress } from "./guard.ts";
 
+/** Where data sets are uploaded (`POST` + the name): the gateway gives these bodies a limit of their own. */
+export const DATA_SET_PATH = "/api/v1/data/";
 /** What the data routes need from the gateway. */
 export interface DataRoutesDeps {
   data: DataActor;
@@ -94,7 +96,7 @@ export function registerDataRoutes(app: Hono<Env>, deps: DataRoutesDeps): void {
 
   app.get("/api/v1/data/:name", async (c) => c.json(await data.get(c.req.param("name"))));
 
-  app.post("/api/v1/data/:name", async (c) => {
+  app.post(`${DATA_SET_PATH}:name`, async (c) => {
     const who = c.get("who");
     requireRole(who, "submitter", "upload a data set");
     const type = c.req.header("content-type") ?? "";

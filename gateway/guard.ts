@@ -17,17 +17,21 @@ import type { Logger } from "../core/log.ts";
 import { bearerToken, requireRole, type TokenCache, tokenHash, type TokenRecord } from "./auth.ts";
 import { createRateLimiter, limitBody, type RateLimitOptions } from "./limits.ts";
 
+/** A body limit of its own for the routes one method and path prefix name. */
+export interface BodyCap {
+  method: string;
+  pathPrefix: string;
+  maxBytes: number;
+  /** What sets it, for the 413's message (`--max-data-size`). */
+  setBy: string;
+}
+
 /** Options of {@linkcode createGuard}. */
 export interface GuardOptions {
-  /** Largest request body, in bytes (a data set upload's excepted). */
+  /** Largest request body, in bytes (but where `bodyCaps` say otherwise). */
   maxBodyBytes: number;
-  /**
-   * Largest body of a data set upload (`POST /api/v1/data/…`), which the
-   * data actor streams to the object store and caps by its files' bytes
-   * and number: this bounds what tar headers and padding add.
-   * @default {maxBodyBytes}
-   */
-  maxDataBodyBytes?: number;
+  /** Routes whose bodies have a limit of their own (data set uploads, capped by the data actor as they stream). */
+  bodyCaps?: BodyCap[];
   /** Requests per token (sustained per second, and burst). */
   rate: Pick<RateLimitOptions, "perSecond" | "burst">;
   /** Failed authentications per address (sustained per second, and burst). */
@@ -71,7 +75,7 @@ export function createGuard(
         address,
         target: `${c.req.method} ${c.req.path}`,
         // A prefix of the hash tells repeated attempts apart without keeping anything usable.
-        detail: token ? `unknown token ${(await tokenHash(token)).slice(0, 12)}…` : "no token",
+        detail: token ? `unknown token ${tokenHash(token).slice(0, 12)}…` : "no token",
       });
       throw e;
     }
@@ -81,9 +85,8 @@ export function createGuard(
     const read = c.req.method === "GET" || c.req.method === "HEAD";
     requireRole(who, read ? "viewer" : "submitter", `${c.req.method} ${c.req.path}`);
     try {
-      const dataUpload = c.req.method === "POST" && c.req.path.startsWith("/api/v1/data/");
-      const cap = dataUpload ? options.maxDataBodyBytes ?? options.maxBodyBytes : options.maxBodyBytes;
-      c.req.raw = limitBody(c.req.raw, cap, dataUpload ? "--max-data-size and --max-data-files" : "--max-body-bytes");
+      const own = options.bodyCaps?.find((b) => b.method === c.req.method && c.req.path.startsWith(b.pathPrefix));
+      c.req.raw = limitBody(c.req.raw, own?.maxBytes ?? options.maxBodyBytes, own?.setBy);
     } catch (e) {
       log.warn("gateway:body-too-large", { user: who.user, path: c.req.path });
       throw e;

@@ -41,7 +41,7 @@ import {
 import { createPackageCache } from "./cache.ts";
 import { loadLibc } from "./libc.ts";
 import { createRunDirs, type RunDir } from "./run_dirs.ts";
-import { createSpawner, type InstanceProcess } from "./spawn.ts";
+import { createSpawner, type InstanceProcess, type OutputStream } from "./spawn.ts";
 import { connectNode } from "./join.ts";
 import { asUser, checkReachable, resolveRunAs, userEnv } from "./run_as.ts";
 import { createDataCache } from "./data_cache.ts";
@@ -417,7 +417,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       let chunkNo = 0;
       let logBytes = 0;
       const subject = logSubject(ref.taskId, ref.index, name);
-      const onOutput = async (chunk: Uint8Array, which: "stdout" | "stderr") => {
+      const onOutput = async (chunk: Uint8Array, which: OutputStream) => {
         logBytes += chunk.byteLength;
         const h = headers();
         h.set("Parallelic-Attempt", String(ref.attempt));
@@ -450,12 +450,10 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       }
       started++;
       if (job.killed) killJob(job, job.killed);
-      let timeout: TimerId | undefined;
-      if (run.timeoutMs !== null) {
-        const timer = clock.setTimeout(() => killJob(job, `timed out after ${run.timeoutMs} ms`), run.timeoutMs);
-        timeout = timer;
-        void job.proc.exited.then(() => clock.clearTimeout(timer));
-      }
+      // A timer that fires after the main process ended kills nothing (killJob: proc.done).
+      const timeout = run.timeoutMs === null
+        ? undefined
+        : clock.setTimeout(() => killJob(job, `timed out after ${run.timeoutMs} ms`), run.timeoutMs);
       const status = await job.proc.ended;
       log.step("node.ended");
       if (timeout !== undefined) clock.clearTimeout(timeout);

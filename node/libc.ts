@@ -272,9 +272,10 @@ export function loadLibc(): Libc | null {
       c.posix_spawn_file_actions_init(actions);
       try {
         c.posix_spawn_file_actions_addopen(actions, 0, devNull, 0, 0);
-        c.posix_spawn_file_actions_addopen(actions, 1, cString(request.stdoutPath), O_WRONLY_CREAT_TRUNC, 0o600);
-        c.posix_spawn_file_actions_addopen(actions, 2, cString(request.stderrPath), O_WRONLY_CREAT_TRUNC, 0o600);
-        c.posix_spawn_file_actions_addchdir_np(actions, cString(request.cwd));
+        // Reused run dirs give the same paths again: encoded once (glibc copies them into the actions).
+        c.posix_spawn_file_actions_addopen(actions, 1, cPath(request.stdoutPath), O_WRONLY_CREAT_TRUNC, 0o600);
+        c.posix_spawn_file_actions_addopen(actions, 2, cPath(request.stderrPath), O_WRONLY_CREAT_TRUNC, 0o600);
+        c.posix_spawn_file_actions_addchdir_np(actions, cPath(request.cwd));
         c.posix_spawn_file_actions_addclosefrom_np(actions, 3);
         // Commands are absolute paths (the entrypoint, setpriv); the p variant would look a bare name up in the
         // node's PATH, never in the instance's.

@@ -1,13 +1,14 @@
 /**
- * Killing an instance's whole process tree. Instances are not started in a
- * session of their own (`detached` makes Deno fork instead of spawn, which
- * costs 1.5 ms per process here), so the tree is found through /proc.
+ * Killing an instance's whole process tree, found through /proc: all of it
+ * for the `Deno.Command` spawner (a detached child would cost 1.5 ms more per
+ * process), and the descendants that left the instance's process group for
+ * the `posix_spawn` one.
  *
  * @module
  */
 
 /** Returns `pid` and all its descendants, found through /proc (parents first). */
-export function processTree(pid: number): number[] {
+function processTree(pid: number): number[] {
   const children = new Map<number, number[]>();
   try {
     for (const entry of Deno.readDirSync("/proc")) {
@@ -30,7 +31,7 @@ export function processTree(pid: number): number[] {
 }
 
 /** Sends `signal` to every process in `pids`, ignoring those already gone. */
-export function signalAll(pids: number[], signal: Deno.Signal): void {
+function signalAll(pids: number[], signal: Deno.Signal): void {
   for (const pid of pids) {
     try {
       Deno.kill(pid, signal);

@@ -24,7 +24,6 @@ export interface ProcessRequest extends SpawnRequest {
 
 /** A started instance process. */
 export interface InstanceProcess {
-  readonly pid: number;
   /** Resolves when the main process has ended (its output may still be being read). */
   readonly exited: Promise<ExitStatus>;
   /** True once `exited` has resolved. */
@@ -111,7 +110,6 @@ export function createSpawner(options: SpawnerOptions): Spawner {
           [status],
         ) => ({ ...status, leftovers: false }));
         return {
-          pid: child.pid,
           exited,
           get done() {
             return done;
@@ -190,7 +188,6 @@ export function createSpawner(options: SpawnerOptions): Spawner {
         return { ...status, leftovers };
       });
       return {
-        pid,
         exited,
         get done() {
           return done;

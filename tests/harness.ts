@@ -32,6 +32,19 @@ export async function tempDir(prefix = "parallelic-test-"): Promise<{ path: stri
   return { path, [Symbol.asyncDispose]: () => removeTree(path) };
 }
 
+/** A Deno KV in a temp folder, closed and removed by `await using`. */
+export async function tempKv(): Promise<{ kv: Deno.Kv } & AsyncDisposable> {
+  const dir = await tempDir("parallelic-kv-");
+  const kv = await Deno.openKv(join(dir.path, "state.kv"));
+  return {
+    kv,
+    async [Symbol.asyncDispose]() {
+      kv.close();
+      await dir[Symbol.asyncDispose]();
+    },
+  };
+}
+
 /**
  * The real Deno KV `kv` with some methods replaced, to inject a fault or
  * watch what is written; everything else is the real thing.
