@@ -76,8 +76,13 @@ export function parseArgs(argv: string[], spec: FlagSpec): Parsed {
 
 /** Reads an integer flag. */
 export function intFlag(parsed: Parsed, name: string, fallback?: number): number | undefined {
-  const v = parsed.flags[name];
-  if (v === undefined) return fallback;
+  return intValue(parsed.flags, name) ?? fallback;
+}
+
+/** Reads flag `name` of `flags` (parsed, or a resolved configuration's values) as a whole number. */
+export function intValue(flags: Readonly<Record<string, unknown>>, name: string): number | undefined {
+  const v = flags[name];
+  if (v === undefined) return undefined;
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0) throw new ValidationError(`Flag '--${name}' must be a whole number: got '${v}'`);
   return n;

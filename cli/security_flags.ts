@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { ValidationError } from "../core/errors.ts";
+import { intValue } from "./args.ts";
 import { usage } from "./client.ts";
 import type { NatsCredentials, NatsTls } from "../core/nats_connect.ts";
 
@@ -47,13 +47,7 @@ export const NODE_SECURITY_FLAGS = {
 export type FlagValues = Readonly<Record<string, unknown>>;
 
 const str = (p: FlagValues, name: string) => p[name] as string | undefined;
-const int = (p: FlagValues, name: string): number | undefined => {
-  const v = p[name];
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new ValidationError(`Flag '--${name}' must be a whole number: got '${v}'`);
-  return n;
-};
+const int = intValue;
 const env = (name: string) => Deno.env.get(name) || undefined;
 
 async function readSecret(file: string, what: string): Promise<string> {

@@ -70,6 +70,14 @@ function userName(name: string): string {
   return parsed.data;
 }
 
+/** Options of the functions that change users and tokens. */
+export interface UserChangeOptions {
+  /** The time of the change. @default {Date.now()} */
+  now?: number;
+  /** A cache of token lookups, cleared once the change is stored (the gateway's guard passes its own). */
+  tokens?: TokenCache;
+}
+
 /**
  * Sets `name`'s token to `token` (creating the user with `role` when new),
  * dropping the hash of the token they had. `expectNew` refuses an existing user.
@@ -80,7 +88,7 @@ async function setToken(
   role: Role | undefined,
   token: string,
   expectNew: boolean,
-  now: number,
+  { now = Date.now(), tokens }: UserChangeOptions = {},
 ): Promise<UserRecord> {
   const hash = tokenHash(token);
   for (;;) {
@@ -103,7 +111,10 @@ async function setToken(
     const op = kv.atomic().check(entry).set(userKey(name), rec)
       .set(tokenKey(hash), { user: name, role: rec.role, createdAt: now } satisfies TokenRecord);
     if (entry.value && entry.value.tokenHash !== hash) op.delete(tokenKey(entry.value.tokenHash));
-    if ((await op.commit()).ok) return rec;
+    if ((await op.commit()).ok) {
+      tokens?.clear();
+      return rec;
+    }
   }
 }
 
@@ -113,9 +124,9 @@ async function setToken(
  * @throws {ConflictError} When the user exists.
  * @throws {ValidationError} When the name is not a valid user name.
  */
-export async function addUser(kv: Deno.Kv, name: string, role: Role, now = Date.now()): Promise<string> {
+export async function addUser(kv: Deno.Kv, name: string, role: Role, options?: UserChangeOptions): Promise<string> {
   const token = randomToken();
-  await setToken(kv, userName(name), role, token, true, now);
+  await setToken(kv, userName(name), role, token, true, options);
   return token;
 }
 
@@ -124,9 +135,9 @@ export async function addUser(kv: Deno.Kv, name: string, role: Role, now = Date.
  *
  * @throws {NotFoundError} When there is no such user.
  */
-export async function rotateToken(kv: Deno.Kv, name: string, now = Date.now()): Promise<string> {
+export async function rotateToken(kv: Deno.Kv, name: string, options?: UserChangeOptions): Promise<string> {
   const token = randomToken();
-  await setToken(kv, userName(name), undefined, token, false, now);
+  await setToken(kv, userName(name), undefined, token, false, options);
   return token;
 }
 
@@ -136,7 +147,7 @@ export async function rotateToken(kv: Deno.Kv, name: string, now = Date.now()): 
  * @throws {NotFoundError} When there is no such user.
  * @throws {ConflictError} When it is the last admin.
  */
-export async function removeUser(kv: Deno.Kv, name: string): Promise<void> {
+export async function removeUser(kv: Deno.Kv, name: string, options: UserChangeOptions = {}): Promise<void> {
   const entry = await kv.get<UserRecord>(userKey(name));
   if (!entry.value) {
     throw new NotFoundError(`Cannot remove user '${name}' as it does not exist`, { code: "user_not_found" });
@@ -149,6 +160,7 @@ export async function removeUser(kv: Deno.Kv, name: string): Promise<void> {
   }
   const res = await kv.atomic().check(entry).delete(userKey(name)).delete(tokenKey(entry.value.tokenHash)).commit();
   if (!res.ok) throw new ConflictError(`Cannot remove user '${name}' as it changed meanwhile: try again`);
+  options.tokens?.clear();
 }
 
 /** Every user, by name. */
@@ -252,7 +264,7 @@ export async function ensureAdminToken(
 ): Promise<{ token: string | null; source: "env" | "file" | "generated" | "rotated" }> {
   const now = Date.now();
   if (envToken) {
-    await setToken(kv, "admin", "admin", envToken, false, now);
+    await setToken(kv, "admin", "admin", envToken, false, { now });
     return { token: envToken, source: "env" };
   }
   const admin = (await kv.get<UserRecord>(userKey("admin"))).value;
@@ -260,14 +272,14 @@ export async function ensureAdminToken(
     const token = (await Deno.readTextFile(tokenFile)).trim();
     const known = (await kv.get<TokenRecord>(tokenKey(tokenHash(token)))).value;
     if (known?.user === "admin") {
-      if (!admin) await setToken(kv, "admin", "admin", token, false, now);
+      if (!admin) await setToken(kv, "admin", "admin", token, false, { now });
       return { token, source: "file" };
     }
   } catch { /* first start */ }
   // The admin's token was rotated through the API since the file was written: keep it.
   if (admin) return { token: null, source: "rotated" };
   const token = randomToken();
-  await setToken(kv, "admin", "admin", token, false, now);
+  await setToken(kv, "admin", "admin", token, false, { now });
   await Deno.writeTextFile(tokenFile, token + "\n", { mode: 0o600 });
   await Deno.chmod(tokenFile, 0o600);
   return { token, source: "generated" };

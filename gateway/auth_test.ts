@@ -23,8 +23,7 @@ Deno.test("createTokenCache() trusts a found token for ttlMs, until cleared, and
     // The new token was unknown before it was read; it works at once.
     assert.equal((await tokens.authenticate(bearer(fresh))).role, "submitter");
     // Through the API the routes clear the cache: the old token is dead at once.
-    const newest = await rotateToken(kv, "alice");
-    tokens.clear();
+    const newest = await rotateToken(kv, "alice", { tokens });
     await assert.rejects(tokens.authenticate(bearer(fresh)), /Invalid token/);
     assert.equal((await tokens.authenticate(bearer(newest))).user, "alice");
     await assert.rejects(tokens.authenticate(undefined), /Missing token/);

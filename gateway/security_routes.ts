@@ -121,8 +121,7 @@ export function addSecurityRoutes(app: Hono<{ Variables: { who: TokenRecord } }>
   app.post("/api/v1/users", async (c) => {
     const by = admin(c, "add a user");
     const { name, role } = await readJson(c, NewUser);
-    const token = await addUser(kv, name, role);
-    deps.tokens.clear();
+    const token = await addUser(kv, name, role, { tokens: deps.tokens });
     await audit.record({ action: "user.add", ...by, target: name, detail: `role ${role}` });
     return c.json({ name, role, token }, 201);
   });
@@ -130,8 +129,7 @@ export function addSecurityRoutes(app: Hono<{ Variables: { who: TokenRecord } }>
   app.delete("/api/v1/users/:name", async (c) => {
     const by = admin(c, "remove a user");
     const name = c.req.param("name");
-    await removeUser(kv, name);
-    deps.tokens.clear();
+    await removeUser(kv, name, { tokens: deps.tokens });
     await audit.record({ action: "user.remove", ...by, target: name });
     return c.json({ name, removed: true });
   });
@@ -139,8 +137,7 @@ export function addSecurityRoutes(app: Hono<{ Variables: { who: TokenRecord } }>
   app.post("/api/v1/users/:name/token", async (c) => {
     const by = admin(c, "rotate a token");
     const name = c.req.param("name");
-    const token = await rotateToken(kv, name);
-    deps.tokens.clear();
+    const token = await rotateToken(kv, name, { tokens: deps.tokens });
     await audit.record({ action: "token.rotate", ...by, target: name });
     return c.json({ name, token });
   });
