@@ -186,6 +186,11 @@ interface Live {
   flights: Map<number, Flight>;
   /** The span fresh instances were last added to (extended while the same cycle sends more to that node). */
   lastSpan?: Span;
+  /**
+   * What lands in the same atomic as the task's first commit: its submit's audit entry, Idempotency-Key and data set
+   * uses. Dropped once stored; kept through a failed commit.
+   */
+  bound?: BatchedWrite[];
 }
 
 /** A node as the scheduler sees it. */
@@ -278,8 +283,6 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   let dirtyRuns = new Map<string, InstanceRecord[]>();
   let dirtyTasks = new Set<Live | TaskRecord>();
   let afterCommit: Array<() => void> = [];
-  /** What lands in the same atomic as a submitted task: its audit entry, its Idempotency-Key. */
-  let dirtyBound = new Map<string, BatchedWrite[]>();
   let cycling = false;
   let lastCommitAt = -Infinity;
   let again = false;
@@ -351,8 +354,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
 
   async function commit(): Promise<void> {
     if (
-      dirtyInstances.size === 0 && dirtySpans.size === 0 && dirtyTasks.size === 0 && afterCommit.length === 0 &&
-      dirtyBound.size === 0
+      dirtyInstances.size === 0 && dirtySpans.size === 0 && dirtyTasks.size === 0 && afterCommit.length === 0
     ) {
       return;
     }
@@ -361,8 +363,6 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     const runs = dirtyRuns;
     const touched = dirtyTasks;
     const actions = afterCommit;
-    const bound = dirtyBound;
-    dirtyBound = new Map();
     dirtyInstances = new Map();
     dirtySpans = new Map();
     dirtyRuns = new Map();
@@ -373,9 +373,9 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     for (const e of instances.values()) entries.push({ key: e.key, value: e.rec });
     entries.push(...spans.values());
     for (const t of touched) {
-      const rec = "rec" in t ? t.rec : t;
-      // A submitted task's audit entry and Idempotency-Key land in the same atomic as the task.
-      for (const e of bound.get(rec.id) ?? []) entries.push({ ...e, withNext: true });
+      const [rec, bound] = "rec" in t ? [t.rec, t.bound] : [t, undefined];
+      // A submitted task's audit entry, Idempotency-Key and data set uses land in the same atomic as the task.
+      for (const e of bound ?? []) entries.push({ ...e, withNext: true });
       entries.push({ key: taskKey(rec.id), value: rec });
     }
     try {
@@ -389,10 +389,10 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
       for (const [k, v] of spans) if (!dirtySpans.has(k)) dirtySpans.set(k, v);
       for (const [k, v] of runs) dirtyRuns.set(k, [...v, ...dirtyRuns.get(k) ?? []]);
       for (const t of touched) dirtyTasks.add(t);
-      for (const [k, v] of bound) if (!dirtyBound.has(k)) dirtyBound.set(k, v);
       afterCommit.unshift(...actions);
       throw e;
     }
+    for (const t of touched) if ("rec" in t) t.bound = undefined;
     const changes = runs;
     for (const { key, rec } of instances.values()) {
       const id = key[1] as string;
@@ -849,7 +849,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
       const value: SubmitKeyRecord = { taskId: rec.id, atMs: now, digest: rec.digest, name: rec.name };
       bound.push({ key: submitKeyKey(req.owner, req.key), value, expireIn: SUBMIT_KEY_TTL_MS });
     }
-    if (bound.length) dirtyBound.set(rec.id, bound);
+    if (bound.length) live.bound = bound;
     const stored = new Promise<void>((resolve) => afterCommit.push(resolve));
     kick();
     await stored;
