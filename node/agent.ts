@@ -241,9 +241,8 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     log,
   };
 
-  const queue: Job[] = [];
-  /** Keys of the jobs in `queue`. */
-  const queued = new Set<string>();
+  /** Jobs waiting for a slot, by key, in the order they came (a Map keeps it). */
+  const queue = new Map<string, Job>();
   const running = new Map<string, Job>();
   const unacked = new Map<string, Result>();
   const pendingResults: Result[] = [];
@@ -297,7 +296,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     const waitMs = lastSentAt + resultIntervalMs - clock.now();
     if (
       waitMs > 0 && pendingResults.length > 0 && resultRequests < 1 && !stopping &&
-      (running.size > 1 || queue.length > 0)
+      (running.size > 1 || queue.size > 0)
     ) {
       flushTimer = clock.setTimeout(flush, waitMs);
       return;
@@ -343,9 +342,9 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   const drop = (job: Job) => void job.staged?.then((runDir) => runDirs.release(runDir, true), () => {});
 
   const pump = () => {
-    while (!stopping && queue.length > 0 && usedSlots + Math.min(queue[0].run.cpus, slots) <= slots) {
-      const job = queue.shift()!;
-      queued.delete(keyOf(job.ref));
+    for (const [key, job] of queue) {
+      if (stopping || usedSlots + Math.min(job.run.cpus, slots) > slots) break;
+      queue.delete(key);
       usedSlots += Math.min(job.run.cpus, slots);
       running.set(keyOf(job.ref), job);
       void runJob(job).finally(() => {
@@ -355,7 +354,13 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       });
     }
     // The next ones (one per slot) get their copies while these run.
-    if (!options.noop && !stopping) { for (let i = 0; i < Math.min(queue.length, slots); i++) stage(queue[i]); }
+    if (!options.noop && !stopping) {
+      let n = 0;
+      for (const job of queue.values()) {
+        if (n++ >= slots) break;
+        stage(job);
+      }
+    }
   };
 
   /** Stops an instance's process tree: SIGTERM now, SIGKILL after the grace period. */
@@ -497,9 +502,8 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         const ref = { taskId: t.taskId, index: item.index, attempt: item.attempt };
         const key = keyOf(ref);
         // An assignment sent again (a manager restarted from a backup, a reconcile) is held once.
-        if (running.has(key) || unacked.has(key) || queued.has(key)) continue;
-        queued.add(key);
-        queue.push({ ref, digest: t.digest, run: t.run });
+        if (running.has(key) || unacked.has(key) || queue.has(key)) continue;
+        queue.set(key, { ref, digest: t.digest, run: t.run });
       }
     }
     pump();
@@ -511,10 +515,9 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         k.taskId === ref.taskId && (k.index === undefined || k.index === ref.index) &&
         (k.attempt === undefined || k.attempt === ref.attempt)
       );
-    for (let i = queue.length - 1; i >= 0; i--) {
-      if (!matches(queue[i].ref)) continue;
-      const [job] = queue.splice(i, 1);
-      queued.delete(keyOf(job.ref));
+    for (const [key, job] of queue) {
+      if (!matches(job.ref)) continue;
+      queue.delete(key);
       drop(job);
     }
     for (const job of running.values()) if (matches(job.ref)) killJob(job, msg.reason);
@@ -523,7 +526,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   }, { signal });
 
   const holding = (): InstanceRef[] => [
-    ...queue.map((j) => j.ref),
+    ...[...queue.values()].map((j) => j.ref),
     ...[...running.values()].map((j) => j.ref),
     ...[...unacked.values()].map(({ taskId, index, attempt }) => ({ taskId, index, attempt })),
   ];
@@ -583,7 +586,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   const metrics = new Metrics();
   metrics.gauge("parallelic_node_instances", "Instances this node holds, by state.", (g) => {
     g.set(running.size, { state: "running" });
-    g.set(queue.length, { state: "queued" });
+    g.set(queue.size, { state: "queued" });
     g.set(unacked.size, { state: "unreported" });
   });
   metrics.gauge("parallelic_node_instances_started", "Instances this node started.", (g) => g.set(started));
@@ -619,7 +622,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       packageFetches: cache.fetches,
       dataFetches: io.data.fetches,
       running: running.size,
-      queued: queue.length,
+      queued: queue.size,
     }),
     async stop(graceMs = options.graceMs ?? 30_000) {
       if (stopping) return;
@@ -629,8 +632,8 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         bus.publish(nodeLeaving(name), { name });
       } catch { /* not connected */ }
       // What never started goes back to the manager with the rest, at "left".
-      queue.splice(0).forEach(drop);
-      queued.clear();
+      queue.forEach(drop);
+      queue.clear();
       const graceEnd = Date.now() + graceMs;
       while (running.size > 0 && Date.now() < graceEnd) await sleep(20);
       if (running.size > 0) log.warn("node:grace-over", { killing: running.size });
