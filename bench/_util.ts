@@ -1,7 +1,7 @@
 /**
  * Helpers shared by the benchmarks: timing, percentiles, tables, what the
  * machine is and how loaded, /proc readings of a process, and how a
- * benchmark runs alone or in the suite and records itself in BENCHMARKS.md.
+ * benchmark runs alone or in the suite and records itself in bench/results/runs.md.
  *
  * @module
  */
@@ -10,6 +10,8 @@ import { type FlagSpec, parseArgs, type Parsed } from "../cli/args.ts";
 
 /** The repository root. */
 export const ROOT = join(import.meta.dirname!, "..");
+/** Where runs are recorded, oldest first (BENCHMARKS.md holds the current figures). */
+export const RUNS_FILE = join(ROOT, "bench", "results", "runs.md");
 
 /** Runs `fn` and returns its wall time in seconds. */
 export async function time(fn: () => Promise<unknown>): Promise<number> {
@@ -57,14 +59,14 @@ export async function machine(): Promise<string> {
   return `${navigator.hardwareConcurrency} cores (${cpu}), ${mem} GiB, Deno ${Deno.version.deno}, ${Deno.build.os}`;
 }
 
-/** The commit the code is at (`-dirty` when it has uncommitted changes, BENCHMARKS.md aside). */
+/** The commit the code is at (`-dirty` when it has uncommitted changes, recorded runs aside). */
 export async function commit(): Promise<string> {
   const git = async (...args: string[]) =>
     new TextDecoder().decode((await new Deno.Command("git", { args, cwd: ROOT, stderr: "null" }).output()).stdout)
       .trim();
   try {
     const head = await git("rev-parse", "--short", "HEAD");
-    const changed = await git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!BENCHMARKS.md");
+    const changed = await git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results");
     return head + (changed ? "-dirty" : "");
   } catch {
     return "unknown";
@@ -181,7 +183,7 @@ export function intListArg(args: Parsed, name: string, fallback: number[]): numb
 
 /**
  * Runs one benchmark: checks the load, makes a temp folder, prints its table
- * and, unless `--no-record`, appends it to BENCHMARKS.md with the date, the
+ * and, unless `--no-record`, appends it to bench/results/runs.md with the date, the
  * machine, the load and the command.
  */
 export async function runBenchmark(bench: Benchmark, argv: string[]): Promise<BenchReport | null> {
@@ -217,17 +219,16 @@ export async function runBenchmark(bench: Benchmark, argv: string[]): Promise<Be
 }
 
 /**
- * Appends a section to BENCHMARKS.md (date, machine, command, and the text),
+ * Appends a section to {@linkcode RUNS_FILE} (date, machine, command, and the text),
  * then formats the file with `deno fmt` so that `deno fmt --check` stays green.
  */
 export async function appendBenchmark(name: string, command: string, text: string, machineLine: string) {
-  const file = join(ROOT, "BENCHMARKS.md");
+  const file = RUNS_FILE;
   let doc = "";
   try {
     doc = await Deno.readTextFile(file);
   } catch {
-    doc = "# Benchmarks\n\nEvery figure below comes from the command written next to it.\n\n" +
-      "## Runs\n\nAppended by `deno task bench` (or one benchmark alone), oldest first.\n";
+    doc = "# Benchmark runs\n\nAppended by `deno task bench` (or one benchmark alone), oldest first.\n";
   }
   doc += `\n### ${name} — ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC\n\n` +
     `Machine: ${machineLine}\n\nCommand: \`${command}\`\n\n${text}\n`;

@@ -15,7 +15,7 @@
  *   deno run -A bench/data_path.ts [--size-mib 1024] [--record]
  *
  * `--record` appends the figures, with the command, the date, the commit and
- * the load average, under "Runs" in BENCHMARKS.md.
+ * the load average, in bench/results/runs.md.
  *
  * @module
  */
@@ -31,6 +31,7 @@ import { CHUNK_BYTES } from "../core/objects.ts";
 import { tarStream } from "../core/tar.ts";
 import { removeTree } from "../node/readonly.ts";
 import { makeZip } from "../tests/harness.ts";
+import { RUNS_FILE } from "./_util.ts";
 
 const ROOT = resolve(import.meta.dirname!, "..");
 const TOKEN = "bench-data-path-token";
@@ -236,9 +237,8 @@ if (import.meta.main) {
       table,
       "",
     ].join("\n");
-    const file = join(ROOT, "BENCHMARKS.md");
-    let text = await Deno.readTextFile(file).catch(() => "# Benchmarks\n\n## Runs\n");
-    if (!text.includes("## Runs")) text += "\n## Runs\n";
+    const file = RUNS_FILE;
+    const text = await Deno.readTextFile(file).catch(() => "# Benchmark runs\n");
     await Deno.writeTextFile(file, `${text.trimEnd()}\n\n${entry}`);
     console.log(`Recorded in ${file}`);
   }

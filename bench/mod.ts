@@ -1,6 +1,6 @@
 /**
  * The benchmark suite (issue 7): runs every benchmark in turn; each prints
- * its table and appends it to BENCHMARKS.md with the date, the machine, the
+ * its table and appends it to bench/results/runs.md with the date, the machine, the
  * load and the command that reproduces it.
  *
  *   deno task bench [--only fanout,latency] [--tiny] [--no-record] [--profile DIR] [--wait-quiet 1.0]

@@ -170,8 +170,8 @@ export function isUserPublicKey(key: string): boolean {
 
 /**
  * The `authorization` block of an external nats-server for a manager and one
- * node `gpu-1`, with user names and passwords (set your own): the README
- * shows it, and a test keeps the two the same.
+ * node `gpu-1`, with user names and passwords (set your own):
+ * docs/operations.md shows it, and a test keeps the two the same.
  */
 export function externalNatsExample(): string {
   return renderAuthorization([
