@@ -8,7 +8,7 @@
  *
  *   deno run -A bench/backlog.ts [--levels 1000,10000,100000,1000000] [--task-size 1000] [--big 1000000] [--reads 20] [--no-record]
  *
- * Targets (issue 7): status reads under 50 ms and the manager under 1 GiB
+ * Targets (BENCHMARKS.md): status reads under 50 ms and the manager under 1 GiB
  * resident at 1,000,000 queued instances; cost linear or better in stored
  * size, flat for status reads.
  *

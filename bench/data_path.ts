@@ -1,5 +1,5 @@
 /**
- * Data-path memory benchmark (issue 4): a data set of one large file (1 GiB
+ * Data-path memory benchmark: a data set of one large file (1 GiB
  * by default) is uploaded the way `parallelic data put` does it, then one
  * node fetches it for a task. It reports
  *

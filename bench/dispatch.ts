@@ -6,7 +6,7 @@
  *
  *   deno run -A bench/dispatch.ts [--instances 100000] [--nodes 2] [--slots 8] [--raw-ops 20000] [--no-record]
  *
- * Target (issue 7): at least 20,000 instances/s.
+ * Target (BENCHMARKS.md): at least 20,000 instances/s.
  *
  * @module
  */

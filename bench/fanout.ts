@@ -14,9 +14,9 @@
  *                               [--nats-servers 3] [--no-record]
  *
  * `--nats-servers 3` runs the engine on a 3-server NATS cluster with every
- * bucket and stream replicated 3 times (issue 9), instead of one server.
+ * bucket and stream replicated 3 times, instead of one server.
  *
- * Targets (issues 3 and 7): Parallelic within 1.5x of xargs, and at least 4x
+ * Targets (BENCHMARKS.md): Parallelic within 1.5x of xargs, and at least 4x
  * faster than GNU parallel.
  *
  * @module

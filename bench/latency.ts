@@ -10,7 +10,7 @@
  *
  *   deno run -A bench/latency.ts [--runs 200] [--no-record]
  *
- * Target (issue 7): p50 within 5 ms of the floor.
+ * Target (BENCHMARKS.md): p50 within 5 ms of the floor.
  *
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * The benchmark suite (issue 7): runs every benchmark in turn; each prints
+ * The benchmark suite: runs every benchmark in turn; each prints
  * its table and appends it to bench/results/runs.md with the date, the machine, the
  * load and the command that reproduces it.
  *
@@ -31,8 +31,7 @@ export async function dataPathUnavailable(): Promise<string | null> {
 }
 
 /**
- * Data path (issue 7, item 6): `bench/data_path.ts` comes with data sets
- * (issue 4) and records itself (`--record`); the suite runs it as it is, or
+ * Data path: `bench/data_path.ts` comes with data sets and records itself (`--record`); the suite runs it as it is, or
  * says why it cannot.
  */
 export const dataPath: Benchmark = {
