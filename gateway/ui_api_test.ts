@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createTaskActor } from "../actors/task.ts";
+import { createTaskActor } from "../actors/task/mod.ts";
 import { createDataActor } from "../actors/data.ts";
 import { createWorkspaceActor } from "../actors/workspace.ts";
 import { createBus } from "../core/bus.ts";

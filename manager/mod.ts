@@ -9,7 +9,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { join, resolve } from "node:path";
 import { createDataActor } from "../actors/data.ts";
 import { createNodeActor } from "../actors/node.ts";
-import { createTaskActor } from "../actors/task.ts";
+import { createTaskActor } from "../actors/task/mod.ts";
 import { createWorkspaceActor } from "../actors/workspace.ts";
 import { createAuditLog } from "../core/audit.ts";
 import { createBus } from "../core/bus.ts";

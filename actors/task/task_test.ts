@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type Bus, createBus, unwrap } from "../core/bus.ts";
-import { type AuditEntry, createAuditLog } from "../core/audit.ts";
-import { systemClock } from "../core/clock.ts";
-import { parseTaskToml } from "../core/task_toml.ts";
+import { type Bus, createBus, unwrap } from "../../core/bus.ts";
+import { type AuditEntry, createAuditLog } from "../../core/audit.ts";
+import { systemClock } from "../../core/clock.ts";
+import { parseTaskToml } from "../../core/task_toml.ts";
 import {
   type Assignment,
   type AssignSpan,
@@ -25,8 +25,8 @@ import {
   type TaskRecord,
   taskResults,
   taskSubmit,
-} from "../core/schema.ts";
-import { kvWith, recordingAtomics, startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
+} from "../../core/schema.ts";
+import { kvWith, recordingAtomics, startTestNats, testLogger, waitUntil } from "../../tests/harness.ts";
 import {
   AUDIT,
   dataUseKey,
@@ -36,8 +36,8 @@ import {
   SUBMIT_KEY_TTL_MS,
   submitKeyKey,
   taskKey,
-} from "./keys.ts";
-import { clipError, createTaskActor, MAX_ATTEMPT_ERROR_CHARS, type TaskActor, type TaskActorOptions } from "./task.ts";
+} from "../keys.ts";
+import { clipError, createTaskActor, MAX_ATTEMPT_ERROR_CHARS, type TaskActor, type TaskActorOptions } from "./mod.ts";
 import { serialize } from "node:v8";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };

@@ -25,13 +25,13 @@
  *
  * @module
  */
-import { type Bus, unwrap } from "../core/bus.ts";
-import { type Clock, nextTurn, type TimerId } from "../core/clock.ts";
+import { type Bus, unwrap } from "../../core/bus.ts";
+import { type Clock, nextTurn, type TimerId } from "../../core/clock.ts";
 import { serialize } from "node:v8";
-import { ConflictError, NotFoundError, ValidationError } from "../core/errors.ts";
-import { newTaskId } from "../core/ids.ts";
-import type { Logger } from "../core/log.ts";
-import { DURATION_BUCKETS, Metrics } from "../core/metrics.ts";
+import { ConflictError, NotFoundError, ValidationError } from "../../core/errors.ts";
+import { newTaskId } from "../../core/ids.ts";
+import type { Logger } from "../../core/log.ts";
+import { DURATION_BUCKETS, Metrics } from "../../core/metrics.ts";
 import {
   type Assignment,
   type AssignSpan,
@@ -63,8 +63,8 @@ import {
   type TaskRecord,
   taskResultsAll,
   taskSubmit,
-} from "../core/schema.ts";
-import type { AuditLog } from "../core/audit.ts";
+} from "../../core/schema.ts";
+import type { AuditLog } from "../../core/audit.ts";
 import {
   type BatchedWrite,
   dataUseKey,
@@ -78,7 +78,7 @@ import {
   taskKey,
   TASKS,
   writeBatched,
-} from "./keys.ts";
+} from "../keys.ts";
 
 /**
  * Largest task record accepted, V8-serialized as Deno KV stores it (a value holds 64 KiB; the record grows a little as
