@@ -1,0 +1,106 @@
+/**
+ * Why a task or instance is where it is, in words: where an instance runs,
+ * how long it backs off, or why queued instances are not placed.
+ *
+ * @module
+ */
+import { NotFoundError } from "../../core/errors.ts";
+import { type InstanceRecord, taskExplain, type TaskRecord } from "../../core/schema.ts";
+import { instanceKey, taskKey } from "../keys.ts";
+import { better, nodeCanEverFit, prefetchOf } from "./placement.ts";
+import { fairShare, type Live, type NodeSeat, type TaskState } from "./state.ts";
+
+/** Serves explain requests. */
+export function serveExplain(s: TaskState): void {
+  const { kv, clock } = s;
+  s.bus.serve(taskExplain, async (req) => {
+    const live = s.tasks.get(req.taskId);
+    if (!live) {
+      const stored = (await kv.get<TaskRecord>(taskKey(req.taskId))).value;
+      if (!stored) throw new NotFoundError(`Task '${req.taskId}' does not exist`, { code: "task_not_found" });
+      return {
+        ok: true as const,
+        state: stored.state,
+        explanation: `The task ended ${stored.state}${stored.reason ? `: ${stored.reason}` : "."}`,
+      };
+    }
+    if (req.index !== undefined) {
+      const flight = live.flights.get(req.index);
+      if (flight) {
+        return {
+          ok: true as const,
+          state: "running" as const,
+          explanation: `Instance ${req.index} runs on node ${flight.node} (attempt ${flight.rec.attempt}).`,
+        };
+      }
+      const retry = live.retry.find((r) => r.index === req.index);
+      if (retry?.notBefore && retry.notBefore > clock.now()) {
+        return {
+          ok: true as const,
+          state: "queued" as const,
+          explanation: `Instance ${req.index} waits to retry (attempt ${retry.attempt}) until ${
+            new Date(retry.notBefore).toISOString()
+          }, backing off after a failure.`,
+        };
+      }
+      if (!retry && req.index < live.rec.nextIndex) {
+        const rec = (await kv.get<InstanceRecord>(instanceKey(live.rec.id, req.index))).value;
+        if (rec) {
+          return { ok: true as const, state: rec.state, explanation: `Instance ${req.index} ended ${rec.state}.` };
+        }
+      }
+    }
+    return { ok: true as const, state: live.rec.state, explanation: explainQueue(s, live) };
+  }, { signal: s.signal });
+}
+
+/** Says, in words, why a task's queued instances are not placed. */
+export function explainQueue(s: TaskState, live: Live): string {
+  const spec = live.rec.spec;
+  const queued = live.rec.counts.queued;
+  if (queued === 0) return `All ${live.rec.counts.running} unfinished instances are running.`;
+  const all = [...s.nodes.values()];
+  if (all.length === 0) return "No node has joined: start one with 'deno task node --nats=nats://HOST:4222'.";
+  const ready = all.filter((n) => n.rec.state === "ready");
+  const list = (fn: (n: NodeSeat) => string, seats = ready) => seats.map((n) => `${n.rec.name}: ${fn(n)}`).join(", ");
+  if (ready.length === 0) return `No node is ready (nodes: ${list((n) => n.rec.state, all)}).`;
+  const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+  const checks: Array<[boolean, string]> = [
+    [
+      ready.some((n) => n.rec.slots >= spec.cpus),
+      `no node has slots >= ${spec.cpus} (nodes: ${list((n) => String(n.rec.slots))})`,
+    ],
+    [
+      ready.some((n) => n.rec.memoryBytes >= spec.memoryBytes),
+      `no node has memory >= ${gib(spec.memoryBytes)} (nodes: ${list((n) => gib(n.rec.memoryBytes))})`,
+    ],
+    [
+      ready.some((n) => n.rec.gpus >= spec.gpus),
+      `no node has gpus >= ${spec.gpus} (nodes: ${list((n) => String(n.rec.gpus))})`,
+    ],
+    [
+      ready.some((n) => Object.entries(spec.labels).every(([k, v]) => n.rec.labels[k] === v)),
+      `no node has labels ${Object.entries(spec.labels).map(([k, v]) => `${k}=${v}`).join(",")} (nodes: ${
+        list((n) => Object.entries(n.rec.labels).map(([k, v]) => `${k}=${v}`).join(",") || "none")
+      })`,
+    ],
+  ];
+  const failed = checks.filter(([ok]) => !ok).map(([, why]) => why);
+  if (failed.length > 0) return `${queued} instances cannot be placed: ${failed.join("; ")}.`;
+  const fitting = ready.filter((n) => nodeCanEverFit(n.rec, spec));
+  if (fitting.length === 0) {
+    return `${queued} instances cannot be placed: no single node meets every requirement (cpus ${spec.cpus}, memory ${
+      gib(spec.memoryBytes)
+    }, gpus ${spec.gpus}, labels ${JSON.stringify(spec.labels)}).`;
+  }
+  const ahead = [...s.tasks.values()].filter((t) =>
+    t !== live && t.rec.counts.queued > 0 && !better(live, t, fairShare(s))
+  )
+    .reduce((n, t) => n + t.rec.counts.queued, 0);
+  const waiting = live.retry.filter((r) => (r.notBefore ?? 0) > s.clock.now()).length;
+  return `${queued} instances wait for free slots on the ${fitting.length} nodes that fit (${
+    list((n) => `${n.usedSlots}/${n.rec.slots * (1 + prefetchOf(n, s.settings))} held`, fitting)
+  })${ahead ? `; ${ahead} instances of tasks with higher or equal priority are ahead` : ""}${
+    waiting ? `; ${waiting} wait for a retry backoff` : ""
+  }.`;
+}

@@ -1,0 +1,318 @@
+/**
+ * An attempt's life: taken off its task for a node, landed when its result
+ * comes (or its node is lost or forgot it), then retried, requeued or ended;
+ * a task ends when its last instance (and its `[finalize]` run) did.
+ *
+ * @module
+ */
+import {
+  type Heartbeat,
+  type InstanceRecord,
+  type Kill,
+  nodeAssign,
+  nodeKill,
+  type Result,
+  type State,
+  taskDone,
+} from "../../core/schema.ts";
+import { spanKey } from "../keys.ts";
+import { fitsNow, type Item, occupySeat, plan, vacateSeat } from "./placement.ts";
+import { decideRetry } from "./retry_policy.ts";
+import {
+  clipError,
+  fairShare,
+  type Flight,
+  howItEnded,
+  isFinalize,
+  type Live,
+  markInstance,
+  markSpan,
+  type NodeSeat,
+  ownerRunning,
+  type Span,
+  type TaskState,
+  usageOf,
+} from "./state.ts";
+
+/** Places what can be placed and queues the assignments to be sent once the commit stored them. */
+export function place(s: TaskState): void {
+  const now = s.clock.now();
+  const outgoing = plan(
+    s.tasks.values(),
+    s.nodes.values(),
+    now,
+    s.settings,
+    fairShare(s),
+    (live, seat, count) => takeInstances(s, live, seat, count, now),
+  );
+  for (const [name, msg] of outgoing) {
+    s.pending.afterCommit.push(() => {
+      s.log.step("task.assign");
+      s.bus.publish(nodeAssign(name), msg);
+    });
+  }
+}
+
+/** Takes up to `count` instances of a task for a node: retries due first, then first attempts from the cursor. */
+export function takeInstances(s: TaskState, live: Live, seat: NodeSeat, count: number, now: number): Item[] {
+  const spec = live.rec.spec;
+  const items: Item[] = [];
+  const assign = (rec: InstanceRecord, span?: Span) => {
+    rec.state = "running";
+    rec.node = seat.rec.name;
+    rec.notBefore = null;
+    rec.history.push({
+      attempt: rec.attempt,
+      node: seat.rec.name,
+      assignedAt: now,
+      startedAt: null,
+      endedAt: null,
+      exitCode: null,
+      signal: null,
+      error: null,
+    });
+    const flight: Flight = { live, rec, node: seat.rec.name, assignedAt: now, span };
+    live.flights.set(rec.index, flight);
+    occupySeat(seat, flight);
+    if (isFinalize(live.rec, rec.index)) live.rec.finalize = "running";
+    else {
+      live.rec.counts.queued--;
+      live.rec.counts.running++;
+    }
+    if (span) {
+      span.open++;
+      s.pending.runs.get(live.rec.id)?.push(rec) ?? s.pending.runs.set(live.rec.id, [rec]);
+    } else markInstance(s, live, rec);
+    items.push({ index: rec.index, attempt: rec.attempt });
+  };
+  for (let i = 0; i < live.retry.length && items.length < count;) {
+    const rec = live.retry[i];
+    if ((rec.notBefore ?? 0) <= now && fitsNow(seat, live, s.settings)) {
+      live.retry.splice(i, 1);
+      assign(rec);
+    } else i++;
+  }
+  // First attempts, from the cursor: one span per node and cycle stands for their records.
+  let span: Span | undefined;
+  while (items.length < count && live.rec.nextIndex < spec.instances && fitsNow(seat, live, s.settings)) {
+    if (!span) {
+      const from = live.rec.nextIndex;
+      const last = live.lastSpan;
+      span = last && last.value.to === from && last.value.node === seat.rec.name && last.value.assignedAt === now
+        ? last
+        : {
+          key: spanKey(live.rec.id, from),
+          value: { from, to: from, node: seat.rec.name, assignedAt: now },
+          open: 0,
+        };
+      live.lastSpan = span;
+    }
+    span.value.to = live.rec.nextIndex + 1;
+    assign(
+      { index: live.rec.nextIndex++, state: "queued", attempt: 0, node: null, notBefore: null, history: [] },
+      span,
+    );
+  }
+  if (span) markSpan(s, span);
+  if (items.length > 0) {
+    s.pending.tasks.add(live);
+    ownerRunning(s, live.rec.owner, items.length);
+    s.usageByOwner.set(live.rec.owner, { value: usageOf(s, live.rec.owner, now) + items.length, at: now });
+    if (live.rec.state === "queued") {
+      live.rec.state = "running";
+      live.rec.startedAt = now;
+    }
+    s.stats.dispatched += items.length;
+    s.meters.dispatchedTotal.inc({}, items.length);
+  }
+  return items;
+}
+
+/** Removes a flight from its node and task; returns its history entry. */
+export function land(s: TaskState, flight: Flight) {
+  const { live, rec, span } = flight;
+  live.flights.delete(rec.index);
+  // Every caller writes the instance's own record next: the span no longer stands for it.
+  if (span && --span.open === 0) markSpan(s, span);
+  vacateSeat(s.nodes.get(flight.node), flight);
+  if (!isFinalize(live.rec, rec.index)) live.rec.counts.running--;
+  ownerRunning(s, live.rec.owner, -1);
+  return rec.history[rec.history.length - 1];
+}
+
+function requeue(s: TaskState, live: Live, rec: InstanceRecord, delayMs: number) {
+  rec.state = "queued";
+  rec.attempt++;
+  rec.node = null;
+  rec.notBefore = delayMs > 0 ? s.clock.now() + delayMs : null;
+  live.retry.push(rec);
+  if (isFinalize(live.rec, rec.index)) live.rec.finalize = "queued";
+  else live.rec.counts.queued++;
+  markInstance(s, live, rec);
+}
+
+function end(s: TaskState, live: Live, rec: InstanceRecord, state: State) {
+  rec.state = state;
+  markInstance(s, live, rec);
+  if (isFinalize(live.rec, rec.index)) {
+    live.rec.finalize = state;
+    const why = state === "succeeded" ? null : `finalize ${state}: ${howItEnded(rec.history[rec.history.length - 1])}`;
+    return finishTask(s, live, state, why);
+  }
+  live.rec.counts[state as "succeeded" | "failed" | "cancelled"]++;
+  maybeFinish(s, live);
+}
+
+/** Queues the `[finalize]` run: the extra instance numbered `instances`. */
+function startFinalize(s: TaskState, live: Live) {
+  const rec: InstanceRecord = {
+    index: live.rec.spec.instances,
+    state: "queued",
+    attempt: 0,
+    node: null,
+    notBefore: null,
+    history: [],
+  };
+  live.retry.push(rec);
+  live.rec.finalize = "queued";
+  markInstance(s, live, rec);
+  s.log.info("task:finalize-queued", { taskId: live.rec.id });
+  s.kick();
+}
+
+/** Ends the task once nothing of it is queued or running (first queueing its `[finalize]` run, if it has one). */
+export function maybeFinish(s: TaskState, live: Live) {
+  const c = live.rec.counts;
+  if (c.queued > 0 || c.running > 0 || live.rec.nextIndex < live.rec.spec.instances) return;
+  if (live.rec.finalize === "queued" || live.rec.finalize === "running") return;
+  const state: State = c.failed > 0 ? "failed" : c.cancelled > 0 ? "cancelled" : "succeeded";
+  if (state === "succeeded" && live.rec.spec.finalize && !live.rec.finalize) return startFinalize(s, live);
+  finishTask(s, live, state, state === "failed" ? `${c.failed} of ${live.rec.spec.instances} instances failed` : null);
+}
+
+/** Ends a task: it leaves memory, and its done event goes out once stored. */
+export function finishTask(s: TaskState, live: Live, state: State, reason: string | null) {
+  s.meters.tasksFinished.inc({ state });
+  live.rec.state = state;
+  live.rec.endedAt = s.clock.now();
+  live.rec.reason = reason;
+  s.tasks.delete(live.rec.id);
+  s.pending.tasks.add(live);
+  const done = { taskId: live.rec.id, state, counts: { ...live.rec.counts } };
+  s.pending.afterCommit.push(() => {
+    s.log.step("task.done");
+    s.bus.publish(taskDone(live.rec.id), done);
+  });
+  s.log.info("task:done", { taskId: live.rec.id, state, counts: live.rec.counts });
+}
+
+/** Records one result; returns false when it is stale (fenced) and ignored. */
+export function accept(s: TaskState, node: string, r: Result): boolean {
+  const live = s.tasks.get(r.taskId);
+  const flight = live?.flights.get(r.index);
+  if (!live || !flight || flight.rec.attempt !== r.attempt || flight.node !== node) return false;
+  const entry = land(s, flight);
+  const seat = s.nodes.get(node);
+  if (r.startedAt !== null) s.meters.duration.observe((r.endedAt - r.startedAt) / 1000);
+  if (seat && r.startedAt !== null) {
+    const ms = r.endedAt - r.startedAt;
+    seat.avgRunMs = seat.avgRunMs === null ? ms : seat.avgRunMs * 0.9 + ms * 0.1;
+  }
+  entry.startedAt = r.startedAt;
+  entry.endedAt = r.endedAt;
+  entry.exitCode = r.exitCode;
+  entry.signal = r.signal;
+  entry.error = clipError(r.error);
+  // Said by the node when it knows; an older node leaves it out (then the error's wording decides, see isLoss).
+  if (r.lost !== undefined) entry.lost = r.lost;
+  const rec = flight.rec;
+  // Each attempt's outputs replace the instance's earlier ones in the workspace.
+  const before = rec.history.findLast((h) => h !== entry && h.outputBytes !== undefined)?.outputBytes ?? 0;
+  entry.outputBytes = r.outputBytes;
+  live.rec.outputBytes = (live.rec.outputBytes ?? 0) + r.outputBytes - before;
+  live.rec.logBytes = (live.rec.logBytes ?? 0) + r.logBytes;
+  if (r.exitCode === 0 && r.error === null) {
+    s.meters.endedTotal.inc({ outcome: "succeeded" });
+    end(s, live, rec, "succeeded");
+    return true;
+  }
+  const next = decideRetry(rec.history, { ...s.settings, retries: live.rec.spec.retries });
+  const outcome = { fail: "failed", retry: "retried", requeue: "requeued" }[next.action];
+  s.meters.endedTotal.inc({ outcome });
+  if (next.action === "fail") end(s, live, rec, "failed");
+  else requeue(s, live, rec, next.afterMs);
+  return true;
+}
+
+/** Sends instances held by a node that is gone (or forgot them) back to the queue. */
+export function requeueFlight(s: TaskState, flight: Flight, why: string) {
+  const entry = land(s, flight);
+  entry.error = clipError(why);
+  entry.lost = true;
+  entry.endedAt = s.clock.now();
+  s.meters.endedTotal.inc({ outcome: "requeued" });
+  const next = decideRetry(flight.rec.history, { ...s.settings, retries: flight.live.rec.spec.retries }, {
+    nodeGone: true,
+  });
+  if (next.action === "fail") end(s, flight.live, flight.rec, "failed");
+  else requeue(s, flight.live, flight.rec, next.afterMs);
+}
+
+/** Cancels a live task: what runs is killed (after the commit), what waits is cancelled. */
+export function cancelTask(s: TaskState, live: Live, by: string): void {
+  const now = s.clock.now();
+  const kills = new Map<string, Kill["items"]>();
+  for (const flight of [...live.flights.values()]) {
+    const entry = land(s, flight);
+    entry.error = `cancelled by ${by}`;
+    entry.endedAt = now;
+    flight.rec.state = "cancelled";
+    markInstance(s, live, flight.rec);
+    if (!kills.has(flight.node)) kills.set(flight.node, [{ taskId: live.rec.id }]);
+  }
+  for (const rec of live.retry) {
+    rec.state = "cancelled";
+    markInstance(s, live, rec);
+  }
+  live.retry = [];
+  if (live.rec.finalize === "queued" || live.rec.finalize === "running") live.rec.finalize = "cancelled";
+  const c = live.rec.counts;
+  c.cancelled = live.rec.spec.instances - c.succeeded - c.failed;
+  c.queued = 0;
+  c.running = 0;
+  finishTask(s, live, "cancelled", `cancelled by ${by}`);
+  for (const [node, items] of kills) {
+    s.pending.afterCommit.push(() => s.bus.publish(nodeKill(node), { items, reason: `task cancelled by ${by}` }));
+  }
+}
+
+/**
+ * Compares what a node says it holds with what the manager dispatched to it:
+ * requeues what it should hold but does not (a lost assignment message),
+ * and kills what it holds but should not (a stale attempt).
+ */
+export function reconcile(s: TaskState, hb: Heartbeat) {
+  const seat = s.nodes.get(hb.name);
+  if (!seat) return;
+  const now = s.clock.now();
+  const held = new Set(hb.holding.map((h) => `${h.taskId}/${h.index}/${h.attempt}`));
+  let orphans = 0;
+  for (const f of [...seat.flights]) {
+    if (
+      !held.has(`${f.live.rec.id}/${f.rec.index}/${f.rec.attempt}`) && now - f.assignedAt > s.settings.orphanGraceMs
+    ) {
+      requeueFlight(s, f, `node ${hb.name} no longer held it`);
+      orphans++;
+    }
+  }
+  const stale: Kill["items"] = [];
+  for (const h of hb.holding) {
+    const f = s.tasks.get(h.taskId)?.flights.get(h.index);
+    if (!f || f.rec.attempt !== h.attempt || f.node !== hb.name) stale.push(h);
+  }
+  if (stale.length) s.bus.publish(nodeKill(hb.name), { items: stale, reason: "stale attempt" });
+  if (orphans) {
+    s.log.warn("task:orphans-requeued", { node: hb.name, instances: orphans });
+    s.kick();
+  }
+}

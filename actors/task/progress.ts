@@ -1,0 +1,83 @@
+/**
+ * Progress events: after a commit, at most one per task per `progressMs`
+ * (the final one goes out at once), naming the instances that changed.
+ *
+ * @module
+ */
+import type { TimerId } from "../../core/clock.ts";
+import {
+  FINAL_STATES,
+  type InstanceRecord,
+  MAX_PROGRESS_CHANGES,
+  type State,
+  type TaskProgress,
+  taskProgress,
+  type TaskRecord,
+} from "../../core/schema.ts";
+import type { TaskState } from "./state.ts";
+
+/** The progress events of {@linkcode createProgress}. */
+export interface Progress {
+  /** Notes what a commit stored for a task, and publishes it now or when the task's throttle allows. */
+  note(rec: TaskRecord, changes: InstanceRecord[]): void;
+  /** Stops the timers of events waiting for their throttle. */
+  stop(): void;
+}
+
+/** Creates the progress events of the task actor. */
+export function createProgress(s: TaskState): Progress {
+  const { clock, signal } = s;
+  const progress = new Map<string, {
+    lastAt: number;
+    timer?: TimerId;
+    event?: Omit<TaskProgress, "changed">;
+    changed: Map<number, State> | null;
+  }>();
+
+  function note(rec: TaskRecord, changes: InstanceRecord[]): void {
+    if (signal.aborted) return;
+    let p = progress.get(rec.id);
+    if (!p) progress.set(rec.id, p = { lastAt: -Infinity, changed: new Map() });
+    for (const inst of changes) {
+      if (p.changed && p.changed.size >= MAX_PROGRESS_CHANGES && !p.changed.has(inst.index)) p.changed = null;
+      p.changed?.set(inst.index, inst.state);
+    }
+    const { id: taskId, name, owner, state, createdAt, startedAt, endedAt, reason } = rec;
+    p.event = {
+      taskId,
+      name,
+      owner,
+      state,
+      counts: { ...rec.counts },
+      instances: rec.spec.instances,
+      createdAt,
+      startedAt,
+      endedAt,
+      reason,
+    };
+    const waitMs = p.lastAt + s.settings.progressMs - clock.now();
+    if (FINAL_STATES.has(state) || waitMs <= 0) send(taskId);
+    else p.timer ??= clock.setTimeout(() => send(taskId), waitMs);
+  }
+
+  function send(taskId: string): void {
+    const p = progress.get(taskId);
+    if (!p?.event) return;
+    if (p.timer !== undefined) clock.clearTimeout(p.timer);
+    const event: TaskProgress = { ...p.event, changed: p.changed ? [...p.changed] : null };
+    if (FINAL_STATES.has(event.state)) progress.delete(taskId);
+    else Object.assign(p, { lastAt: clock.now(), timer: undefined, event: undefined, changed: new Map() });
+    try {
+      s.bus.publish(taskProgress(taskId), event);
+    } catch (e) {
+      s.log.warn("task:progress-not-sent", { taskId, error: String(e) });
+    }
+  }
+
+  return {
+    note,
+    stop() {
+      for (const p of progress.values()) if (p.timer !== undefined) clock.clearTimeout(p.timer);
+    },
+  };
+}
