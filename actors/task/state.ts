@@ -18,6 +18,7 @@ import type {
   NodeRecord,
   RunSpec,
   SubmitReply,
+  SubmitRequest,
   TaskRecord,
 } from "../../core/schema.ts";
 import { type BatchedWrite, instanceKey } from "../keys.ts";
@@ -293,5 +294,31 @@ export function liveOf(rec: TaskRecord): Live {
     run: { entrypoint, workdir, args, instances, matrix, env, cpus, timeoutMs, data, outputs, finalize },
     retry: [],
     flights: new Map(),
+  };
+}
+
+/** A new task's record: queued, nothing placed yet. */
+export function newTaskRecord(
+  req: Pick<SubmitRequest, "owner" | "digest" | "packageBytes" | "spec">,
+  id: string,
+  now: number,
+): TaskRecord {
+  return {
+    id,
+    name: req.spec.name,
+    owner: req.owner,
+    digest: req.digest,
+    packageBytes: req.packageBytes,
+    spec: req.spec,
+    state: "queued",
+    counts: { ...emptyCounts(), queued: req.spec.instances },
+    nextIndex: 0,
+    createdAt: now,
+    startedAt: null,
+    endedAt: null,
+    reason: null,
+    finalize: null,
+    outputBytes: 0,
+    logBytes: 0,
   };
 }

@@ -16,7 +16,7 @@ import {
   taskSubmit,
 } from "../../core/schema.ts";
 import { type BatchedWrite, dataUseKey, SUBMIT_KEY_TTL_MS, submitKeyKey, taskKey } from "../keys.ts";
-import { emptyCounts, liveOf, type SubmitAnswer, type TaskState } from "./state.ts";
+import { liveOf, newTaskRecord, type SubmitAnswer, type TaskState } from "./state.ts";
 
 /**
  * Largest task record accepted, V8-serialized as Deno KV stores it (a value holds 64 KiB; the record grows a little as
@@ -27,24 +27,7 @@ const MAX_TASK_RECORD_BYTES = 56 * 1024;
 /** Creates a task; answers once it is stored. */
 async function create(s: TaskState, req: SubmitRequest): Promise<SubmitAnswer> {
   const now = s.clock.now();
-  const rec: TaskRecord = {
-    id: newTaskId(now),
-    name: req.spec.name,
-    owner: req.owner,
-    digest: req.digest,
-    packageBytes: req.packageBytes,
-    spec: req.spec,
-    state: "queued",
-    counts: { ...emptyCounts(), queued: req.spec.instances },
-    nextIndex: 0,
-    createdAt: now,
-    startedAt: null,
-    endedAt: null,
-    reason: null,
-    finalize: null,
-    outputBytes: 0,
-    logBytes: 0,
-  };
+  const rec = newTaskRecord(req, newTaskId(now), now);
   // A Deno KV value holds at most 64 KiB: a record over it would fail every commit it is in.
   const recordBytes = serialize(rec).byteLength;
   if (recordBytes > MAX_TASK_RECORD_BYTES) {

@@ -5,16 +5,10 @@ import { type AuditEntry, createAuditLog } from "../../core/audit.ts";
 import { systemClock } from "../../core/clock.ts";
 import { parseTaskToml } from "../../core/task_toml.ts";
 import {
-  type Assignment,
   type AssignSpan,
   type Attempt,
   type InstanceRecord,
-  type Kill,
-  nodeAssign,
   nodeHeartbeat,
-  nodeKill,
-  type NodeRecord,
-  nodesEvent,
   nodesList,
   type SubmitKeyRecord,
   taskCancel,
@@ -23,7 +17,6 @@ import {
   type TaskProgress,
   taskProgressAll,
   type TaskRecord,
-  taskResults,
   taskSubmit,
 } from "../../core/schema.ts";
 import { kvWith, recordingAtomics, startTestNats, testLogger, waitUntil } from "../../tests/harness.ts";
@@ -39,67 +32,9 @@ import {
 } from "../keys.ts";
 import { clipError, createTaskActor, MAX_ATTEMPT_ERROR_CHARS, type TaskActor, type TaskActorOptions } from "./mod.ts";
 import { serialize } from "node:v8";
+import { DIGEST, fakeNode, nodeRecord } from "./test_kit.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
-const DIGEST = `sha256-${"a".repeat(64)}`;
-
-function nodeRecord(name: string, slots = 2): NodeRecord {
-  return {
-    name,
-    slots,
-    cpus: slots,
-    memoryBytes: 2 ** 30,
-    gpus: 0,
-    labels: {},
-    state: "ready",
-    drain: false,
-    version: "test",
-    hostname: "test",
-    joinedAt: 0,
-    lastSeenAt: 0,
-    usedSlots: 0,
-    holding: 0,
-  };
-}
-
-/** A fake compute node on the real bus: records assignments, answers with results. */
-function fakeNode(bus: Bus, name: string) {
-  const received: Array<{ taskId: string; index: number; attempt: number }> = [];
-  const runs: Assignment["tasks"][number]["run"][] = [];
-  const kills: Kill[] = [];
-  bus.subscribe(nodeAssign(name), (msg: Assignment) => {
-    for (const t of msg.tasks) for (const i of t.items) received.push({ taskId: t.taskId, ...i }), runs.push(t.run);
-  });
-  bus.subscribe(nodeKill(name), (k) => void kills.push(k));
-  return {
-    received,
-    runs,
-    kills,
-    async finish(
-      items: Array<{ taskId: string; index: number; attempt: number }>,
-      exitCode = 0,
-      from = name,
-      extra: { outputBytes?: number; logBytes?: number } = {},
-    ) {
-      const now = Date.now();
-      return unwrap(
-        await bus.request(taskResults(from), {
-          node: from,
-          results: items.map((i) => ({
-            ...i,
-            exitCode,
-            signal: null,
-            startedAt: now,
-            endedAt: now,
-            error: null,
-            ...extra,
-          })),
-        }),
-      );
-    },
-  };
-}
-
 /**
  * A task actor on a real nats-server and Deno KV, stopped and cleaned up by `await using`. `wrapKv` puts something
  * between the actor and Deno KV (a fault, a recorder); `audit` gives it an audit log.
@@ -170,17 +105,16 @@ Deno.test({
   async fn() {
     await using env = await actorEnv();
     const { kv, bus, actor } = env;
-    const node = fakeNode(bus, "n1");
+    const node = fakeNode(bus, "n1", 2);
     const done: string[] = [];
     bus.subscribe(taskDoneAll, (d) => void done.push(d.state));
-    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 2) });
     const task = await submit(bus, `[task]\nentrypoint = "run.sh"\ninstances = 200\n`);
     assert.equal(task.instances, 200);
     let finished = 0;
     let batches = 0;
     while (finished < 200) {
-      await waitUntil(() => node.received.length > finished, 5000, "an assignment");
-      const batch = node.received.slice(finished);
+      await waitUntil(() => node.assigned.length > finished, 5000, "an assignment");
+      const batch = node.assigned.slice(finished);
       // 2 slots with a prefetch of 1x at first (4 held); for short instances the
       // prefetch grows, up to 64x the slots.
       if (finished === 0) {
@@ -197,7 +131,7 @@ Deno.test({
       assert.ok(batch.length <= 2 * 65, `batch of ${batch.length}`);
       batches++;
       finished += batch.length;
-      const ack = await node.finish(batch);
+      const ack = await node.report(batch);
       assert.equal(ack.accepted, batch.length);
     }
     await waitUntil(() => done.length === 1, 5000, "task done");
@@ -205,7 +139,7 @@ Deno.test({
     const rec = (await kv.get<TaskRecord>(taskKey(task.id))).value!;
     assert.equal(rec.state, "succeeded");
     assert.equal(rec.counts.succeeded, 200);
-    assert.equal(new Set(node.received.map((r) => r.index)).size, 200, "each instance dispatched once");
+    assert.equal(new Set(node.assigned.map((r) => r.index)).size, 200, "each instance dispatched once");
     assert.ok(batches < 50, `short instances get a deeper prefetch: ${batches} round trips for 200`);
     const inst = (await kv.get<InstanceRecord>(instanceKey(task.id, 17))).value!;
     assert.equal(inst.state, "succeeded");
@@ -222,19 +156,18 @@ Deno.test({
   async fn() {
     await using env = await actorEnv();
     const { kv, bus } = env;
-    const node = fakeNode(bus, "n1");
-    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 1) });
+    const node = fakeNode(bus, "n1", 1);
     const task = await submit(bus, `[task]\nentrypoint = "run.sh"\ninstances = 1\n[limits]\nretries = 1\n`);
-    await waitUntil(() => node.received.length === 1);
-    const first = node.received[0];
+    await waitUntil(() => node.assigned.length === 1);
+    const first = node.assigned[0];
     assert.equal(first.attempt, 0);
-    assert.equal((await node.finish([{ ...first, attempt: 5 }])).ignored, 1, "wrong attempt ignored");
-    assert.equal((await node.finish([first], 0, "intruder")).ignored, 1, "wrong node ignored");
-    assert.equal((await node.finish([first], 3)).accepted, 1);
-    await waitUntil(() => node.received.length === 2, 5000, "the retry");
-    assert.equal(node.received[1].attempt, 1);
-    assert.equal((await node.finish([first])).ignored, 1, "late report of attempt 0 ignored");
-    await node.finish([node.received[1]], 4);
+    assert.equal((await node.report([{ ...first, attempt: 5 }])).ignored, 1, "wrong attempt ignored");
+    assert.equal((await node.report([first], {}, "intruder")).ignored, 1, "wrong node ignored");
+    assert.equal((await node.report([first], { exitCode: 3 })).accepted, 1);
+    await waitUntil(() => node.assigned.length === 2, 5000, "the retry");
+    assert.equal(node.assigned[1].attempt, 1);
+    assert.equal((await node.report([first])).ignored, 1, "late report of attempt 0 ignored");
+    await node.report([node.assigned[1]], { exitCode: 4 });
     const rec = await taskWhen(kv, task.id, (r) => r.state === "failed", "the task failed");
     assert.equal(rec.counts.failed, 1);
     assert.match(rec.reason ?? "", /1 of 1 instances failed/);
@@ -249,24 +182,23 @@ Deno.test({
   async fn() {
     await using env = await actorEnv();
     const { kv, bus } = env;
-    const a = fakeNode(bus, "a");
+    const a = fakeNode(bus, "a", 1);
     const b = fakeNode(bus, "b");
-    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("a", 1) });
     const task = await submit(bus, `[task]\nentrypoint = "run.sh"\ninstances = 2\n`);
-    await waitUntil(() => a.received.length === 2, 5000, "both on a");
-    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("b", 1) });
-    bus.publish(nodesEvent, { kind: "lost", node: { ...nodeRecord("a", 1), state: "lost" } });
-    await waitUntil(() => b.received.length === 2, 5000, "requeued on b");
-    assert.deepEqual(b.received.map((r) => r.attempt), [1, 1]);
-    assert.equal((await a.finish(a.received)).ignored, 2, "the lost node's late results are ignored");
-    await b.finish([b.received[0]]);
+    await waitUntil(() => a.assigned.length === 2, 5000, "both on a");
+    b.join(1);
+    a.join(1, { state: "lost" }, "lost");
+    await waitUntil(() => b.assigned.length === 2, 5000, "requeued on b");
+    assert.deepEqual(b.assigned.map((r) => r.attempt), [1, 1]);
+    assert.equal((await a.report(a.assigned)).ignored, 2, "the lost node's late results are ignored");
+    await b.report([b.assigned[0]]);
     const cancelled = unwrap(await bus.request(taskCancel, { taskId: task.id, by: "alice" }));
     assert.equal(cancelled.state, "cancelled");
     await waitUntil(() => b.kills.length === 1, 5000, "kill order");
     assert.equal(b.kills[0].items[0].taskId, task.id);
     const rec = (await kv.get<TaskRecord>(taskKey(task.id))).value!;
     assert.deepEqual(rec.counts, { queued: 0, running: 0, succeeded: 1, failed: 0, cancelled: 1 });
-    const inst = (await kv.get<InstanceRecord>(instanceKey(task.id, b.received[1].index))).value!;
+    const inst = (await kv.get<InstanceRecord>(instanceKey(task.id, b.assigned[1].index))).value!;
     assert.deepEqual(inst.history.map((h) => h.node), ["a", "b"]);
     assert.match(inst.history[0].error ?? "", /node a lost/);
   },
@@ -286,25 +218,25 @@ Deno.test({
     let actor = startActor(bus, kv, first);
     await actor.ready;
     const task = await submit(bus, `[task]\nentrypoint = "run.sh"\ninstances = 10\n`);
-    await waitUntil(() => node.received.length === 4, 5000, "first batch");
+    await waitUntil(() => node.assigned.length === 4, 5000, "first batch");
     first.abort();
     await actor.stopped;
     const second = new AbortController();
     actor = startActor(bus, kv, second);
     await actor.ready;
     // The node still runs what the first actor gave it (stored as a span); heartbeats say so.
-    bus.publish(nodeHeartbeat("n1"), { name: "n1", sentAt: Date.now(), usedSlots: 2, holding: node.received });
-    assert.equal((await node.finish(node.received.slice(0, 4))).accepted, 4, "attempts in flight survive");
+    bus.publish(nodeHeartbeat("n1"), { name: "n1", sentAt: Date.now(), usedSlots: 2, holding: node.assigned });
+    assert.equal((await node.report(node.assigned.slice(0, 4))).accepted, 4, "attempts in flight survive");
     let finished = 4;
     while (finished < 10) {
-      await waitUntil(() => node.received.length > finished, 5000, "more work");
-      const batch = node.received.slice(finished);
+      await waitUntil(() => node.assigned.length > finished, 5000, "more work");
+      const batch = node.assigned.slice(finished);
       finished += batch.length;
-      await node.finish(batch);
+      await node.report(batch);
     }
     const rec = await taskWhen(kv, task.id, (r) => r.state === "succeeded", "the task succeeded");
     assert.equal(rec.counts.succeeded, 10);
-    assert.equal(new Set(node.received.map((r) => r.index)).size, 10, "no instance started twice");
+    assert.equal(new Set(node.assigned.map((r) => r.index)).size, 10, "no instance started twice");
     assert.deepEqual(
       await Array.fromAsync(kv.list({ prefix: spansOf(task.id) })),
       [],
@@ -344,10 +276,10 @@ Deno.test({
       bus,
       `[task]\nentrypoint = "run.sh"\ninstances = 3\n[finalize]\nentrypoint = "merge.sh"\n`,
     );
-    await waitUntil(() => node.received.length === 3, 5000, "three instances");
-    await node.finish(node.received, 0, "n1", { outputBytes: 100, logBytes: 10 });
-    await waitUntil(() => node.received.length === 4, 5000, "the finalize run");
-    assert.deepEqual(node.received[3], { taskId: task.id, index: 3, attempt: 0 });
+    await waitUntil(() => node.assigned.length === 3, 5000, "three instances");
+    await node.report(node.assigned, { outputBytes: 100, logBytes: 10 });
+    await waitUntil(() => node.assigned.length === 4, 5000, "the finalize run");
+    assert.deepEqual(node.assigned[3], { taskId: task.id, index: 3, attempt: 0 });
     assert.deepEqual(node.runs[3].finalize, { entrypoint: "merge.sh", args: [] });
     const running = await taskWhen(kv, task.id, (r) => r.finalize === "running", "finalize running");
     assert.equal(running.state, "running", "the task waits for finalize");
@@ -358,14 +290,14 @@ Deno.test({
     const second = new AbortController();
     actor = startActor(bus, kv, second);
     await actor.ready;
-    bus.publish(nodeHeartbeat("n1"), { name: "n1", sentAt: Date.now(), usedSlots: 1, holding: [node.received[3]] });
-    assert.equal((await node.finish([node.received[3]], 0, "n1", { outputBytes: 50, logBytes: 5 })).accepted, 1);
+    bus.publish(nodeHeartbeat("n1"), { name: "n1", sentAt: Date.now(), usedSlots: 1, holding: [node.assigned[3]] });
+    assert.equal((await node.report([node.assigned[3]], { outputBytes: 50, logBytes: 5 })).accepted, 1);
     const done = await taskWhen(kv, task.id, (r) => r.state === "succeeded", "task succeeded");
     assert.equal(done.finalize, "succeeded");
     assert.equal(done.counts.succeeded, 3, "finalize is not counted as an instance");
     assert.equal(done.outputBytes, 350);
     assert.equal(done.logBytes, 35);
-    assert.equal(node.received.length, 4, "finalize ran once");
+    assert.equal(node.assigned.length, 4, "finalize ran once");
     second.abort();
     await actor.stopped;
     kv.close();
@@ -379,32 +311,31 @@ Deno.test({
   async fn() {
     await using env = await actorEnv();
     const { kv, bus } = env;
-    const node = fakeNode(bus, "n1");
-    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 1) });
+    const node = fakeNode(bus, "n1", 1);
     const toml = `[task]\nentrypoint = "run.sh"\n[limits]\nretries = 1\n[finalize]\nentrypoint = "merge.sh"\n`;
 
     const a = await submit(bus, toml);
-    await waitUntil(() => node.received.length === 1, 5000, "instance of a");
-    await node.finish([node.received[0]], 1, "n1", { outputBytes: 100 });
-    await waitUntil(() => node.received.length === 2, 5000, "retry of a");
-    await node.finish([node.received[1]], 0, "n1", { outputBytes: 30 });
-    await waitUntil(() => node.received.length === 3, 5000, "finalize of a");
-    assert.equal(node.received[2].index, 1);
-    await node.finish([node.received[2]], 2);
-    await waitUntil(() => node.received.length === 4, 5000, "finalize retried");
-    await node.finish([node.received[3]], 2);
+    await waitUntil(() => node.assigned.length === 1, 5000, "instance of a");
+    await node.report([node.assigned[0]], { exitCode: 1, outputBytes: 100 });
+    await waitUntil(() => node.assigned.length === 2, 5000, "retry of a");
+    await node.report([node.assigned[1]], { outputBytes: 30 });
+    await waitUntil(() => node.assigned.length === 3, 5000, "finalize of a");
+    assert.equal(node.assigned[2].index, 1);
+    await node.report([node.assigned[2]], { exitCode: 2 });
+    await waitUntil(() => node.assigned.length === 4, 5000, "finalize retried");
+    await node.report([node.assigned[3]], { exitCode: 2 });
     const failed = await taskWhen(kv, a.id, (r) => r.state === "failed", "a failed");
     assert.equal(failed.finalize, "failed");
     assert.match(failed.reason ?? "", /finalize failed: exit code 2/);
     assert.equal(failed.outputBytes, 30, "the retry's outputs replaced the first attempt's");
 
     const b = await submit(bus, `[task]\nentrypoint = "run.sh"\n[finalize]\nentrypoint = "merge.sh"\n`);
-    await waitUntil(() => node.received.length === 5, 5000, "instance of b");
-    await node.finish([node.received[4]], 9);
+    await waitUntil(() => node.assigned.length === 5, 5000, "instance of b");
+    await node.report([node.assigned[4]], { exitCode: 9 });
     const bFailed = await taskWhen(kv, b.id, (r) => r.state === "failed", "b failed");
     assert.equal(bFailed.finalize, null, "no finalize after a failed instance");
     await new Promise((r) => setTimeout(r, 100));
-    assert.equal(node.received.length, 5);
+    assert.equal(node.assigned.length, 5);
   },
 });
 
@@ -414,14 +345,12 @@ Deno.test({
   async fn() {
     await using env = await actorEnv();
     const { nats, bus } = env;
-    const a = fakeNode(bus, "a");
-    const b = fakeNode(bus, "b");
-    bus.publish(nodesEvent, { kind: "joined", node: { ...nodeRecord("a", 2), labels: { zone: "a" } } });
-    bus.publish(nodesEvent, { kind: "joined", node: { ...nodeRecord("b", 2), labels: { zone: "b" } } });
+    const a = fakeNode(bus, "a", 2, { labels: { zone: "a" } });
+    const b = fakeNode(bus, "b", 2, { labels: { zone: "b" } });
     await nats.nc.flush();
     const zoned = await submit(bus, `[task]\nentrypoint = "r"\ninstances = 3\n[placement]\nlabels = { zone = "b" }\n`);
-    await waitUntil(() => b.received.length === 3, 5000, "zone b instances");
-    assert.equal(a.received.length, 0, "nothing placed on a node without the label");
+    await waitUntil(() => b.assigned.length === 3, 5000, "zone b instances");
+    assert.equal(a.assigned.length, 0, "nothing placed on a node without the label");
 
     const gpu = await submit(bus, `[task]\nentrypoint = "r"\n[resources]\ngpus = 1\n`);
     const why = unwrap(await bus.request(taskExplain, { taskId: gpu.id }));
@@ -435,13 +364,13 @@ Deno.test({
     const running = unwrap(await bus.request(taskExplain, { taskId: zoned.id, index: 1 }));
     assert.match(running.explanation, /Instance 1 runs on node b \(attempt 0\)/);
 
-    await b.finish(b.received);
-    bus.publish(nodesEvent, { kind: "updated", node: { ...nodeRecord("a", 2), state: "draining", drain: true } });
+    await b.report(b.assigned);
+    a.join(2, { state: "draining", drain: true }, "updated");
     await nats.nc.flush();
     const plain = await submit(bus, `[task]\nentrypoint = "r"\ninstances = 2\n`);
-    await waitUntil(() => b.received.length === 5, 5000, "plain instances on b");
-    assert.equal(a.received.length, 0, "a draining node takes nothing new");
-    assert.ok(b.received.slice(3).every((r) => r.taskId === plain.id));
+    await waitUntil(() => b.assigned.length === 5, 5000, "plain instances on b");
+    assert.equal(a.assigned.length, 0, "a draining node takes nothing new");
+    assert.ok(b.assigned.slice(3).every((r) => r.taskId === plain.id));
   },
 });
 
@@ -459,21 +388,21 @@ Deno.test({
     const bulk = await submitAs("alice", `[task]\nentrypoint = "r"\ninstances = 1000\n`);
     const small = await submitAs("bob", `[task]\nentrypoint = "r"\ninstances = 10\n`);
     const urgent = await submitAs("carol", `[task]\nentrypoint = "r"\ninstances = 2\n[limits]\npriority = 90\n`);
-    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n", 2) });
-    await waitUntil(() => node.received.length >= 4, 5000, "first batch");
-    const first = node.received.slice(0, 4);
+    node.join(2);
+    await waitUntil(() => node.assigned.length >= 4, 5000, "first batch");
+    const first = node.assigned.slice(0, 4);
     assert.deepEqual(first.slice(0, 2).map((r) => r.taskId), [urgent.id, urgent.id], "priority 90 goes first");
     let finished = 0;
     // Run until bob's small task is done; alice's bulk must not have starved it.
     for (let round = 0; round < 100; round++) {
-      await waitUntil(() => node.received.length > finished, 5000, "work");
-      const batch = node.received.slice(finished);
+      await waitUntil(() => node.assigned.length > finished, 5000, "work");
+      const batch = node.assigned.slice(finished);
       finished += batch.length;
-      await node.finish(batch);
+      await node.report(batch);
       const rec = (await kv.get<TaskRecord>(taskKey(small.id))).value!;
       if (rec.state === "succeeded") break;
     }
-    const order = node.received.map((r) => r.taskId === bulk.id ? "A" : r.taskId === small.id ? "B" : "U").join("");
+    const order = node.assigned.map((r) => r.taskId === bulk.id ? "A" : r.taskId === small.id ? "B" : "U").join("");
     assert.equal(order.split("B").length - 1, 10);
     assert.ok(
       order.lastIndexOf("B") < 30,
@@ -490,18 +419,17 @@ Deno.test({
     // Small batches (no deeper prefetch for short instances), so that there are many commits to throttle.
     await using env = await actorEnv({ progressMs, maxPrefetchFactor: 1 });
     const { bus, actor } = env;
-    const node = fakeNode(bus, "n1");
+    const node = fakeNode(bus, "n1", 2);
     const events: TaskProgress[] = [];
     bus.subscribe(taskProgressAll, (e) => void events.push(e));
-    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 2) });
     const startedAt = Date.now();
     const task = await submit(bus, `[task]\nentrypoint = "run.sh"\ninstances = 60\n`);
     let finished = 0;
     while (finished < 60) {
-      await waitUntil(() => node.received.length > finished, 5000, "an assignment");
-      const batch = node.received.slice(finished);
+      await waitUntil(() => node.assigned.length > finished, 5000, "an assignment");
+      const batch = node.assigned.slice(finished);
       finished += batch.length;
-      await node.finish(batch);
+      await node.report(batch);
       await new Promise((r) => setTimeout(r, 20));
     }
     await waitUntil(() => events.at(-1)?.state === "succeeded", 5000, "the final progress event");
@@ -527,37 +455,23 @@ Deno.test({
   async fn() {
     await using env = await actorEnv();
     const { kv, bus } = env;
-    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 1) });
-    const received: Array<{ taskId: string; index: number; attempt: number }> = [];
-    bus.subscribe(nodeAssign("n1"), (msg: Assignment) => {
-      for (const t of msg.tasks) for (const i of t.items) received.push({ taskId: t.taskId, ...i });
-    });
+    const node = fakeNode(bus, "n1", 1);
     const task = await submit(bus, `[task]\nentrypoint = "run.sh"\n`);
     // The node keeps failing to run it (say it cannot fetch the package): node trouble, not the instance's.
     for (let n = 1; n <= 6; n++) {
-      await waitUntil(() => received.length === n, 5000, `attempt ${n - 1}`);
-      const now = Date.now();
-      const item = received[n - 1];
-      unwrap(
-        await bus.request(taskResults("n1"), {
-          node: "n1",
-          results: [{
-            ...item,
-            exitCode: null,
-            signal: null,
-            startedAt: now,
-            endedAt: now,
-            error: "node n1 could not run it: timeout",
-            lost: true,
-            outputBytes: 0,
-            logBytes: 0,
-          }],
-        }),
-      );
+      await waitUntil(() => node.assigned.length === n, 5000, `attempt ${n - 1}`);
+      const lost = {
+        exitCode: null,
+        error: "node n1 could not run it: timeout",
+        lost: true,
+        outputBytes: 0,
+        logBytes: 0,
+      };
+      await node.report([node.assigned[n - 1]], lost);
     }
     const rec = await taskWhen(kv, task.id, (r) => r.state === "failed", "the task to fail");
     assert.equal(rec.spec.retries, 0);
-    assert.equal(received.length, 6, "requeued 5 times although retries = 0, then given up");
+    assert.equal(node.assigned.length, 6, "requeued 5 times although retries = 0, then given up");
   },
 });
 
@@ -567,26 +481,16 @@ Deno.test({
   async fn() {
     await using env = await actorEnv();
     const { kv, bus } = env;
-    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 2) });
-    const received: Array<{ taskId: string; index: number; attempt: number }> = [];
-    bus.subscribe(nodeAssign("n1"), (msg: Assignment) => {
-      for (const t of msg.tasks) for (const i of t.items) received.push({ taskId: t.taskId, ...i });
-    });
+    const node = fakeNode(bus, "n1", 2);
     const task = await submit(bus, `[task]\nentrypoint = "run.sh"\ninstances = 2\n`);
-    await waitUntil(() => received.length === 2, 5000, "both instances");
-    const now = Date.now();
-    const ended = { exitCode: null, signal: null, startedAt: now, endedAt: now, outputBytes: 0, logBytes: 0 };
-    const error = "node n1 could not run it: disk full";
-    const byIndex = (i: number) => received.find((r) => r.index === i)!;
-    unwrap(
-      await bus.request(taskResults("n1"), {
-        node: "n1",
-        results: [{ ...byIndex(0), ...ended, error, lost: false }, { ...byIndex(1), ...ended, error }],
-      }),
-    );
+    await waitUntil(() => node.assigned.length === 2, 5000, "both instances");
+    const ended = { exitCode: null, outputBytes: 0, logBytes: 0, error: "node n1 could not run it: disk full" };
+    const byIndex = (i: number) => node.assigned.find((r) => r.index === i)!;
+    await node.report([byIndex(0)], { ...ended, lost: false });
+    await node.report([byIndex(1)], ended);
     // Instance 1 (no 'lost', worded "node …") is requeued without using a retry; instance 0 (lost: false) failed.
-    await waitUntil(() => received.length === 3, 5000, "instance 1 again");
-    assert.deepEqual({ index: received[2].index, attempt: received[2].attempt }, { index: 1, attempt: 1 });
+    await waitUntil(() => node.assigned.length === 3, 5000, "instance 1 again");
+    assert.deepEqual({ index: node.assigned[2].index, attempt: node.assigned[2].attempt }, { index: 1, attempt: 1 });
     const zero = (await kv.get<InstanceRecord>(instanceKey(task.id, 0))).value!;
     assert.equal(zero.state, "failed");
     assert.equal(zero.history[0].lost, false);
@@ -613,10 +517,9 @@ Deno.test({
       audit: true,
     });
     const { kv, bus } = env;
-    const node = fakeNode(bus, "n1");
+    const node = fakeNode(bus, "n1", 2);
     const done: string[] = [];
     bus.subscribe(taskDoneAll, (d) => void done.push(d.state));
-    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 2) });
     await bus.nc.flush();
     failing = 1;
     const startedAt = Date.now();
@@ -640,10 +543,10 @@ Deno.test({
       "the audit entry came with the task",
     );
     // The first results' commit fails too: the node's acknowledgement waits for the retry.
-    await waitUntil(() => node.received.length === 2, 5000, "both instances assigned");
+    await waitUntil(() => node.assigned.length === 2, 5000, "both instances assigned");
     failing = 1;
     const finishedAt = Date.now();
-    const ack = await node.finish(node.received);
+    const ack = await node.report(node.assigned);
     assert.equal(ack.accepted, 2);
     assert.ok(
       Date.now() - finishedAt >= 200,
@@ -794,24 +697,13 @@ Deno.test({
     // What a node reports is cut when stored.
     await using env = await actorEnv();
     const { kv, bus } = env;
-    bus.publish(nodesEvent, { kind: "joined", node: nodeRecord("n1", 1) });
-    const node = fakeNode(bus, "n1");
+    const node = fakeNode(bus, "n1", 1);
     const task = await submit(bus, `[task]\nentrypoint = "run.sh"\n`);
-    await waitUntil(() => node.received.length === 1, 5000, "the assignment");
-    const now = Date.now();
-    unwrap(
-      await bus.request(taskResults("n1"), {
-        node: "n1",
-        results: [{
-          ...node.received[0],
-          exitCode: 1,
-          signal: null,
-          startedAt: now,
-          endedAt: now,
-          error: `could not store outputs from n1: ${"x".repeat(5000)}`,
-        }],
-      }),
-    );
+    await waitUntil(() => node.assigned.length === 1, 5000, "the assignment");
+    await node.report([node.assigned[0]], {
+      exitCode: 1,
+      error: `could not store outputs from n1: ${"x".repeat(5000)}`,
+    });
     await waitUntil(async () => (await kv.get<InstanceRecord>(instanceKey(task.id, 0))).value?.state === "failed");
     const error = (await kv.get<InstanceRecord>(instanceKey(task.id, 0))).value!.history[0].error!;
     assert.equal(error.length, MAX_ATTEMPT_ERROR_CHARS);

@@ -1,0 +1,141 @@
+import assert from "node:assert/strict";
+import type { Assignment, NodeRecord } from "../../core/schema.ts";
+import { parseTaskToml } from "../../core/task_toml.ts";
+import {
+  better,
+  type FairShare,
+  fitsNow,
+  freeSlots,
+  nodeCanEverFit,
+  occupySeat,
+  plan,
+  prefetchOf,
+  type Take,
+  vacateSeat,
+} from "./placement.ts";
+import { type Flight, type Live, liveOf, newTaskRecord, type NodeSeat } from "./state.ts";
+import { DIGEST, nodeRecord } from "./test_kit.ts";
+
+const prefetch = { prefetchFactor: 1, prefetchLeadMs: 25, maxPrefetchFactor: 64 };
+const noShare: FairShare = { running: () => 0, usage: () => 0 };
+
+function task(id: string, toml: string, owner = "alice"): Live {
+  const spec = parseTaskToml(`[task]\nentrypoint = "run.sh"\n${toml}`);
+  return liveOf(newTaskRecord({ owner, digest: DIGEST, packageBytes: 1, spec }, id, 0));
+}
+
+function seat(name: string, slots: number, more: Partial<NodeRecord> = {}): NodeSeat {
+  return {
+    rec: nodeRecord(name, slots, more),
+    usedSlots: 0,
+    usedMemory: 0,
+    usedGpus: 0,
+    flights: new Set(),
+    avgRunMs: null,
+  };
+}
+
+/** Takes first attempts from the cursor and books them, as the actor does (without records or spans). */
+const take: Take = (live, s, count) => {
+  const items = [];
+  while (items.length < count && live.rec.nextIndex < live.rec.spec.instances && fitsNow(s, live, prefetch)) {
+    const index = live.rec.nextIndex++;
+    const flight: Flight = {
+      live,
+      rec: { index, state: "running", attempt: 0, node: s.rec.name, notBefore: null, history: [] },
+      node: s.rec.name,
+      assignedAt: 0,
+    };
+    occupySeat(s, flight);
+    items.push({ index, attempt: 0 });
+  }
+  return items;
+};
+
+const indexes = (a: Assignment | undefined) => a?.tasks.flatMap((t) => t.items.map((i) => `${t.taskId}:${i.index}`));
+
+Deno.test("a node fits a task when it offers its cpus, memory, gpus and labels", () => {
+  const spec =
+    task("t", `[resources]\ncpus = 2\ngpus = 1\nmemory = "512MiB"\n[placement.labels]\nzone = "a"\n`).rec.spec;
+  const node = seat("n", 4, { gpus: 1, labels: { zone: "a" } }).rec;
+  assert.equal(nodeCanEverFit(node, spec), true);
+  assert.equal(nodeCanEverFit({ ...node, labels: { zone: "b" } }, spec), false);
+  assert.equal(nodeCanEverFit({ ...node, gpus: 0 }, spec), false);
+  assert.equal(nodeCanEverFit({ ...node, slots: 1 }, spec), false);
+  assert.equal(nodeCanEverFit({ ...node, memoryBytes: 1 }, spec), false);
+});
+
+Deno.test("prefetch grows for short instances, up to its cap, and a node not ready has no free slots", () => {
+  const s = seat("n", 2);
+  assert.equal(prefetchOf(s, prefetch), 1);
+  assert.equal(freeSlots(s, prefetch), 4);
+  s.avgRunMs = 0.5;
+  assert.equal(prefetchOf(s, prefetch), 50);
+  s.avgRunMs = 0.01;
+  assert.equal(prefetchOf(s, prefetch), 64);
+  s.avgRunMs = 1000;
+  assert.equal(prefetchOf(s, prefetch), 1);
+  assert.equal(freeSlots({ ...s, rec: { ...s.rec, state: "draining" } }, prefetch), 0);
+});
+
+Deno.test("a seat is booked and freed by the flights it holds, once", () => {
+  const s = seat("n", 4);
+  const live = task("t", `[resources]\ncpus = 2\n`);
+  const flight: Flight = {
+    live,
+    rec: { index: 0, state: "running", attempt: 0, node: "n", notBefore: null, history: [] },
+    node: "n",
+    assignedAt: 0,
+  };
+  occupySeat(s, flight);
+  assert.deepEqual([s.usedSlots, s.usedMemory, s.flights.size], [2, live.rec.spec.memoryBytes, 1]);
+  vacateSeat(s, flight);
+  vacateSeat(s, flight);
+  vacateSeat(undefined, flight);
+  assert.deepEqual([s.usedSlots, s.usedMemory, s.flights.size], [0, 0, 0]);
+});
+
+Deno.test("placement fills the least used node first, with the slots plus prefetch each holds", () => {
+  const a = seat("a", 2);
+  const b = seat("b", 2);
+  occupySeat(a, {
+    live: task("x", ""),
+    rec: { index: 0, state: "running", attempt: 0, node: "a", notBefore: null, history: [] },
+    node: "a",
+    assignedAt: 0,
+  });
+  const t = task("t", `instances = 100\n`);
+  const out = plan([t], [a, b], 0, prefetch, noShare, take);
+  assert.deepEqual(indexes(out.get("b")), ["t:0", "t:1", "t:2", "t:3"]);
+  assert.deepEqual(indexes(out.get("a")), ["t:4", "t:5", "t:6"]);
+  assert.equal(t.rec.nextIndex, 7);
+  assert.equal(plan([t], [a, b], 0, prefetch, noShare, take).size, 0, "the nodes are full");
+});
+
+Deno.test("higher priority goes first; equal priority interleaves owners a node's slots at a time", () => {
+  const low = task("t1", `instances = 10\n[limits]\npriority = 10\n`, "alice");
+  const high = task("t2", `instances = 10\n[limits]\npriority = 90\n`, "bob");
+  const out = plan([low, high], [seat("n", 2)], 0, prefetch, noShare, take);
+  assert.deepEqual(indexes(out.get("n")), ["t2:0", "t2:1", "t2:2", "t2:3"]);
+
+  const running = new Map<string, number>();
+  const share: FairShare = { running: (o) => running.get(o) ?? 0, usage: () => 0 };
+  const fair: Take = (live, s, count) => {
+    const items = take(live, s, count);
+    running.set(live.rec.owner, (running.get(live.rec.owner) ?? 0) + items.length);
+    return items;
+  };
+  const alice = task("t1", `instances = 10\n`, "alice");
+  const bob = task("t2", `instances = 10\n`, "bob");
+  const shared = plan([alice, bob], [seat("n", 2)], 0, prefetch, share, fair);
+  assert.deepEqual(indexes(shared.get("n")), ["t1:0", "t1:1", "t2:0", "t2:1"]);
+});
+
+Deno.test("between owners with as many running, less recent usage wins, then the older task", () => {
+  const a = task("t1", "", "alice");
+  const b = task("t2", "", "bob");
+  assert.equal(better(a, b, { running: () => 0, usage: (o) => (o === "alice" ? 5 : 1) }), false);
+  assert.equal(better(a, b, { running: (o) => (o === "alice" ? 0 : 3), usage: () => 9 }), true);
+  assert.equal(better(a, b, noShare), true);
+  assert.equal(better(b, a, noShare), false);
+});
