@@ -1,0 +1,80 @@
+/**
+ * The node's local queue: instances assigned and waiting for a slot, in the
+ * order they came, and those running. A freed slot starts the next one at
+ * once; the next ones (one per slot) get their run dirs while others run.
+ *
+ * @module
+ */
+import type { InstanceRef, RunSpec } from "../core/schema.ts";
+import type { InstanceProcess } from "./spawn.ts";
+import type { RunDir } from "./run_dirs.ts";
+
+/** One instance the node holds. */
+export interface Job {
+  ref: InstanceRef;
+  digest: string;
+  run: RunSpec;
+  proc?: InstanceProcess;
+  killed?: string;
+  /** Its run dir (private copy of the task root), made ahead of its turn (see `stage`). */
+  staged?: Promise<RunDir>;
+}
+
+/** An attempt's key: task, index and attempt. */
+export const keyOf = (r: InstanceRef): string => `${r.taskId}/${r.index}/${r.attempt}`;
+
+/** What the queue needs. */
+export interface JobQueueDeps {
+  /** How many instances (of 1 cpu) run at once. */
+  slots: number;
+  /** Runs a job; resolves when it ended and its result is reported. */
+  run(job: Job): Promise<void>;
+  /** Gets a job's run dir ready ahead of its turn; null when nothing is staged (noop nodes). */
+  stage: ((job: Job) => void) | null;
+  /** True once the node stops: nothing new starts. */
+  stopping(): boolean;
+}
+
+/** The queue of {@linkcode createJobQueue}. */
+export interface JobQueue {
+  /** Jobs waiting for a slot, by key, in the order they came (a Map keeps it). */
+  readonly waiting: Map<string, Job>;
+  /** Jobs running, by key. */
+  readonly running: Map<string, Job>;
+  /** Slots in use. */
+  usedSlots(): number;
+  /** Starts what fits in the free slots, and stages the next ones. */
+  pump(): void;
+}
+
+/** Creates the node's local queue. */
+export function createJobQueue(deps: JobQueueDeps): JobQueue {
+  const { slots } = deps;
+  const waiting = new Map<string, Job>();
+  const running = new Map<string, Job>();
+  let usedSlots = 0;
+
+  const pump = () => {
+    for (const [key, job] of waiting) {
+      if (deps.stopping() || usedSlots + Math.min(job.run.cpus, slots) > slots) break;
+      waiting.delete(key);
+      usedSlots += Math.min(job.run.cpus, slots);
+      running.set(keyOf(job.ref), job);
+      void deps.run(job).finally(() => {
+        usedSlots -= Math.min(job.run.cpus, slots);
+        running.delete(keyOf(job.ref));
+        pump();
+      });
+    }
+    // The next ones (one per slot) get their copies while these run.
+    if (deps.stage && !deps.stopping()) {
+      let n = 0;
+      for (const job of waiting.values()) {
+        if (n++ >= slots) break;
+        deps.stage(job);
+      }
+    }
+  };
+
+  return { waiting, running, usedSlots: () => usedSlots, pump };
+}

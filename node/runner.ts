@@ -1,0 +1,228 @@
+/**
+ * Runs one instance: its run dir (a private copy of the task root, made
+ * ahead), its data and outputs (see `instance_io.ts`), its environment, its
+ * process (as another user with `--run-as`), its log stream, its timeout and
+ * kill; then stores its outputs and reports its result.
+ *
+ * @module
+ */
+import type { JetStreamClient } from "@nats-io/jetstream";
+import { headers } from "@nats-io/transport-node";
+import { join } from "node:path";
+import type { Clock } from "../core/clock.ts";
+import type { Logger } from "../core/log.ts";
+import { matrixParams } from "../core/task_toml.ts";
+import { logSubject, type Result } from "../core/schema.ts";
+import type { PackageCache } from "./cache.ts";
+import { type InstanceIo, type InstanceIoContext, prepareInstanceIo } from "./instance_io.ts";
+import type { Job } from "./queue.ts";
+import type { RunDir, RunDirs } from "./run_dirs.ts";
+import { asUser, type RunAs, userEnv } from "./run_as.ts";
+import type { OutputStream, Spawner } from "./spawn.ts";
+
+const PASS_ENV = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL"];
+
+/**
+ * Retries a JetStream publish for up to `totalMs` (a NATS server restarting,
+ * a stream electing a leader), backing off.
+ */
+export async function publishRetrying<T>(fn: () => Promise<T>, totalMs = 30_000): Promise<T> {
+  const deadline = Date.now() + totalMs;
+  for (let delay = 100;; delay = Math.min(delay * 2, 2000)) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (Date.now() + delay > deadline) throw e;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
+
+/** What the runner needs. */
+export interface RunnerDeps {
+  /** The node's name. */
+  name: string;
+  clock: Clock;
+  log: Logger;
+  js: JetStreamClient;
+  /** Data sets and the workspace (see `instance_io.ts`). */
+  io: InstanceIoContext;
+  cache: PackageCache;
+  runDirs: RunDirs;
+  spawner: Spawner;
+  runAs: RunAs | null;
+  /** Kill grace: SIGTERM, then SIGKILL after this long. */
+  killGraceMs: number;
+  /** Benchmarks only: report exit 0 at once (see `NodeOptions.noop`). */
+  noop: boolean;
+  /** True once the node stops: outputs are not stored then. */
+  stopping(): boolean;
+  /** Sends a result to the manager. */
+  report(result: Result): void;
+}
+
+/** The runner of {@linkcode createRunner}. */
+export interface Runner {
+  /** Runs a job to its end and reports its result. */
+  run(job: Job): Promise<void>;
+  /** Gets a job's run dir (fetching the package once), ahead of its turn, so that a freed slot spawns at once. */
+  stage(job: Job): Promise<RunDir>;
+  /** Forgets a job that will not run: its run dir, untouched, goes back. */
+  drop(job: Job): void;
+  /** Stops an instance's process tree: SIGTERM now, SIGKILL after the grace period. */
+  kill(job: Job, why: string): void;
+  /** Instances started so far. */
+  started(): number;
+}
+
+/** Creates the node's instance runner. */
+export function createRunner(deps: RunnerDeps): Runner {
+  const { name, clock, log, js, io, cache, runDirs, spawner, runAs, killGraceMs, report } = deps;
+  let started = 0;
+  let baseEnv: Record<string, string> = {};
+  for (const k of PASS_ENV) {
+    const v = Deno.env.get(k);
+    if (v !== undefined) baseEnv[k] = v;
+  }
+  if (runAs) baseEnv = userEnv(runAs, baseEnv);
+
+  const stage = (job: Job): Promise<RunDir> => {
+    if (!job.staged) {
+      job.staged = cache.root(job.digest as `sha256-${string}`, job.run.entrypoint).then((root) => runDirs.take(root));
+      job.staged.catch(() => {}); // Reported when the job runs; a dropped job's failure does not matter.
+    }
+    return job.staged;
+  };
+
+  const drop = (job: Job) => void job.staged?.then((runDir) => runDirs.release(runDir, true), () => {});
+
+  const killJob = (job: Job, why: string) => {
+    // Its main process ended already: its exit stands (what it left behind is killed anyway).
+    if (job.proc?.done) return;
+    if (job.killed || !job.proc) {
+      job.killed ??= why;
+      return;
+    }
+    job.killed = why;
+    const proc = job.proc;
+    proc.kill("SIGTERM");
+    const t = clock.setTimeout(() => proc.kill("SIGKILL"), killGraceMs);
+    void proc.ended.finally(() => clock.clearTimeout(t));
+  };
+
+  async function runJob(job: Job): Promise<void> {
+    const { ref, run } = job;
+    const startedAt = clock.now();
+    const result = (fields: Partial<Result>): Result => ({
+      ...ref,
+      exitCode: null,
+      signal: null,
+      startedAt,
+      endedAt: clock.now(),
+      error: null,
+      lost: false,
+      outputBytes: 0,
+      logBytes: 0,
+      ...fields,
+    });
+    if (deps.noop) return report(result({ exitCode: 0 }));
+    let runDir: RunDir | undefined;
+    let reusable = false;
+    let instanceIo: InstanceIo | undefined;
+    try {
+      runDir = await stage(job);
+      reusable = true;
+      if (job.killed) return report(result({ error: job.killed }));
+      const dir = runDir.dir;
+      try {
+        instanceIo = await prepareInstanceIo(io, ref, run, dir, runDir.outputDir);
+      } catch (e) {
+        return report(result({ error: `could not prepare data and outputs on ${name}: ${(e as Error).message}` }));
+      }
+      if (job.killed) return report(result({ error: job.killed }));
+      const env: Record<string, string> = { ...baseEnv, ...run.env, ...instanceIo.env };
+      env.PARALLELIC_TASK_ID = ref.taskId;
+      env.PARALLELIC_INSTANCE = String(ref.index);
+      env.PARALLELIC_INSTANCES = String(run.instances);
+      env.PARALLELIC_ATTEMPT = String(ref.attempt);
+      env.PARALLELIC_NODE = name;
+      env.PARALLELIC_TASK_ROOT = dir;
+      for (const [k, v] of Object.entries(matrixParams(run, ref.index))) {
+        env[`PARALLELIC_PARAM_${k.toUpperCase()}`] = String(v);
+      }
+      const publishes: Promise<unknown>[] = [];
+      let chunkNo = 0;
+      let logBytes = 0;
+      const subject = logSubject(ref.taskId, ref.index, name);
+      const onOutput = async (chunk: Uint8Array, which: OutputStream) => {
+        logBytes += chunk.byteLength;
+        const h = headers();
+        h.set("Parallelic-Attempt", String(ref.attempt));
+        h.set("Parallelic-Stream", which);
+        // The message id lets JetStream drop a duplicate when a retried publish had landed.
+        const msgID = `${ref.taskId}.${ref.index}.${ref.attempt}.${chunkNo++}`;
+        publishes.push(
+          publishRetrying(() => js.publish(subject, chunk, { headers: h, msgID })).catch((e) => {
+            log.warn("node:log-publish-failed", { taskId: ref.taskId, index: ref.index, error: String(e) });
+          }),
+        );
+        if (publishes.length > 64) await Promise.all(publishes.splice(0));
+      };
+      reusable = false;
+      try {
+        const start = runAs
+          ? asUser(runAs, join(dir, instanceIo.entrypoint), instanceIo.args)
+          : { command: join(dir, instanceIo.entrypoint), args: instanceIo.args };
+        log.step("node.spawn");
+        job.proc = await spawner.start({
+          ...start,
+          cwd: join(dir, run.workdir),
+          env,
+          stdoutPath: runDir.stdoutPath,
+          stderrPath: runDir.stderrPath,
+          onOutput,
+        });
+      } catch (e) {
+        return report(result({ error: `cannot start '${instanceIo.entrypoint}': ${(e as Error).message}` }));
+      }
+      started++;
+      if (job.killed) killJob(job, job.killed);
+      // A timer that fires after the main process ended kills nothing (killJob: proc.done).
+      const timeout = run.timeoutMs === null
+        ? undefined
+        : clock.setTimeout(() => killJob(job, `timed out after ${run.timeoutMs} ms`), run.timeoutMs);
+      const status = await job.proc.ended;
+      log.step("node.ended");
+      if (timeout !== undefined) clock.clearTimeout(timeout);
+      await Promise.all(publishes);
+      reusable = !job.killed && !status.leftovers && !instanceIo.finalize;
+      // Outputs are stored before the result is sent: a result means its outputs are in the workspace.
+      let outputBytes = 0;
+      let error = job.killed ?? null;
+      if (!deps.stopping() && !job.killed?.startsWith("stale")) {
+        try {
+          // Retried through a NATS restart or a stream leader election, like log chunks.
+          outputBytes = await publishRetrying(() => instanceIo!.storeOutputs());
+        } catch (e) {
+          error ??= `could not store outputs from ${name}: ${(e as Error).message}`;
+        }
+      }
+      report(result({
+        exitCode: status.code,
+        signal: status.signal,
+        error,
+        outputBytes,
+        logBytes,
+      }));
+    } catch (e) {
+      // The node's trouble (NATS, the package): requeued without using up a retry, a few times.
+      report(result({ error: `node ${name} could not run it: ${(e as Error).message}`, lost: true }));
+    } finally {
+      await instanceIo?.cleanup();
+      // Kept for another instance when untouched, else removed (meanwhile: the result is reported already).
+      if (runDir) runDirs.release(runDir, reusable);
+    }
+  }
+
+  return { run: runJob, stage, drop, kill: killJob, started: () => started };
+}
