@@ -16,7 +16,7 @@ export interface Job {
   run: RunSpec;
   proc?: InstanceProcess;
   killed?: string;
-  /** Its run dir (private copy of the task root), made ahead of its turn (see `stage`). */
+  /** Its run dir (private copy of the task root), made ahead of its turn (see `Runner.stage`). */
   staged?: Promise<RunDir>;
 }
 

@@ -12,7 +12,7 @@ export const MAX_BACKOFF_MS = 60_000;
 
 /** The limits a decision follows. */
 export interface RetryLimits {
-  /** Attempts that may fail (by the instance's own fault) before the instance fails: task.toml's `retries`. */
+  /** How many times an attempt that failed by the instance's own fault is retried: task.toml's `retries`. */
   retries: number;
   /** Most times an instance is requeued because of its node's trouble. */
   maxLostRequeues: number;
