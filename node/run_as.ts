@@ -22,6 +22,12 @@ export interface RunAs {
   gid: number;
   home: string;
   shell: string;
+  /** No supplementary groups (a uid of `--run-as-range`, which has no account); else the user's own. */
+  clearGroups?: boolean;
+  /** The folder, private to this user, that holds its run dirs (else the node's runs folder). */
+  dir?: string;
+  /** Its own TMPDIR. */
+  tmpDir?: string;
 }
 
 const decoder = new TextDecoder();
@@ -32,11 +38,7 @@ const decoder = new TextDecoder();
  * @throws {ValidationError} When the node is not root, or there is no such user, or it is root.
  */
 export function resolveRunAs(user: string): RunAs {
-  if (Deno.uid() !== 0) {
-    throw new ValidationError(`Cannot run instances as '${user}' as the node is not running as root`, {
-      code: "run_as_needs_root",
-    });
-  }
+  requireRoot(`run instances as '${user}'`);
   const out = new Deno.Command("getent", { args: ["passwd", user], stdout: "piped", stderr: "null" }).outputSync();
   const fields = decoder.decode(out.stdout).trim().split(":");
   if (!out.success || fields.length < 7) {
@@ -48,6 +50,31 @@ export function resolveRunAs(user: string): RunAs {
       code: "run_as_root",
     });
   }
+  const setpriv = findSetpriv(`run instances as '${user}'`);
+  return { user: fields[0], setpriv, uid, gid: Number(fields[3]), home: fields[5], shell: fields[6] };
+}
+
+/**
+ * Checks that the node runs as root, which switching users needs.
+ *
+ * @throws {ValidationError} Saying what could not be done (`what`) and how to fix it.
+ */
+export function requireRoot(what: string, uid = Deno.uid()): void {
+  if (uid !== 0) {
+    throw new ValidationError(
+      `Cannot ${what} as the node is not running as root (uid ${uid}): start the node as root, ` +
+        `it switches each instance to the other user itself`,
+      { code: "run_as_needs_root" },
+    );
+  }
+}
+
+/**
+ * The absolute path of setpriv (util-linux).
+ *
+ * @throws {ValidationError} When it is not installed.
+ */
+export function findSetpriv(what: string): string {
   const setpriv = ["/usr/bin/setpriv", "/bin/setpriv", "/usr/sbin/setpriv", "/sbin/setpriv"].find((p) => {
     try {
       return Deno.statSync(p).isFile;
@@ -56,24 +83,39 @@ export function resolveRunAs(user: string): RunAs {
     }
   });
   if (!setpriv) {
-    throw new ValidationError(`Cannot run instances as '${user}' as setpriv (util-linux) is not installed`, {
+    throw new ValidationError(`Cannot ${what} as setpriv is not installed: install util-linux`, {
       code: "run_as_failed",
     });
   }
-  return { user: fields[0], setpriv, uid, gid: Number(fields[3]), home: fields[5], shell: fields[6] };
+  return setpriv;
 }
 
 /** The command line that starts `command args` as the user. */
 export function asUser(runAs: RunAs, command: string, args: string[]): { command: string; args: string[] } {
   return {
     command: runAs.setpriv,
-    args: [`--reuid=${runAs.uid}`, `--regid=${runAs.gid}`, "--init-groups", "--", command, ...args],
+    args: [
+      `--reuid=${runAs.uid}`,
+      `--regid=${runAs.gid}`,
+      runAs.clearGroups ? "--clear-groups" : "--init-groups",
+      "--",
+      command,
+      ...args,
+    ],
   };
 }
 
 /** The environment an instance of the user starts with (before the task's own variables). */
 export function userEnv(runAs: RunAs, base: Record<string, string>): Record<string, string> {
-  return { ...base, HOME: runAs.home, USER: runAs.user, LOGNAME: runAs.user, SHELL: runAs.shell };
+  const env: Record<string, string> = {
+    ...base,
+    HOME: runAs.home,
+    USER: runAs.user,
+    LOGNAME: runAs.user,
+    SHELL: runAs.shell,
+  };
+  if (runAs.tmpDir) env.TMPDIR = runAs.tmpDir;
+  return env;
 }
 
 /**
@@ -92,6 +134,12 @@ export async function handOver(runAs: RunAs, dir: string): Promise<void> {
     }
   };
   await walk(dir);
+  await Deno.chown(dir, runAs.uid, runAs.gid);
+  await Deno.chmod(dir, 0o700);
+}
+
+/** Makes an empty folder `dir` the user's own, private to them. */
+export async function giveDir(runAs: RunAs, dir: string): Promise<void> {
   await Deno.chown(dir, runAs.uid, runAs.gid);
   await Deno.chmod(dir, 0o700);
 }

@@ -23,7 +23,7 @@ import type { Logger } from "../core/log.ts";
 import { cachedPlan, copyTree, isSmallTree } from "./cache.ts";
 import type { FileStamp, Libc } from "./libc.ts";
 import { isEmptyDir } from "./outputs.ts";
-import { handOver, type RunAs } from "./run_as.ts";
+import { giveDir, handOver, type RunAs } from "./run_as.ts";
 
 /** Where one instance runs. */
 export interface RunDir {
@@ -40,8 +40,13 @@ export interface RunDir {
 
 /** Hands out run dirs, keeping untouched ones for reuse. */
 export interface RunDirs {
-  /** A run dir holding a pristine copy of `root`: a kept one, or a new copy. */
-  take(root: string): Promise<RunDir>;
+  /**
+   * A run dir holding a pristine copy of `root`: a kept one, or a new copy.
+   * With `owner` (default: the `runAs` option), it is made in the owner's
+   * folder (`RunAs.dir`, else the runs folder) and given to them; kept
+   * copies go only to the same owner.
+   */
+  take(root: string, owner?: RunAs | null): Promise<RunDir>;
   /**
    * Takes a run dir back once nothing of its instance runs any more. With
    * `reusable` (the instance ended by itself and left no process behind), a
@@ -49,6 +54,8 @@ export interface RunDirs {
    * it is removed.
    */
   release(runDir: RunDir, reusable: boolean): void;
+  /** Removes the kept copies in `dir` (an owner's folder about to be removed). */
+  forget(dir: string): void;
   /** Copies made and copies reused so far. */
   readonly counts: { made: number; reused: number };
 }
@@ -71,6 +78,8 @@ const OUT_SENTINEL_NS = 123_456_789;
 
 interface Kept {
   root: string;
+  /** What a copy is kept under: its owner's folder and its root. */
+  key: string;
   runDir: RunDir;
   /** Each entry's path and stamp, for the check; null when the copy is not checked (so never kept). */
   stamps: Array<[string, FileStamp]> | null;
@@ -157,8 +166,10 @@ export function createRunDirs(options: RunDirsOptions): RunDirs {
   };
 
   return {
-    async take(root) {
-      const list = spare.get(root);
+    async take(root, owner = runAs) {
+      const parent = owner?.dir ?? options.dir;
+      const key = `${parent}\n${root}`;
+      const list = spare.get(key);
       for (let kept = list?.pop(); kept; kept = list?.pop()) {
         spareCount--;
         // Checked again: a process of the last instance that left its group (setsid) may have written into the
@@ -169,13 +180,13 @@ export function createRunDirs(options: RunDirsOptions): RunDirs {
           remove(kept.runDir);
           continue;
         }
-        if (list?.length === 0) spare.delete(root);
+        if (list?.length === 0) spare.delete(key);
         counts.reused++;
         inUse.set(kept.runDir.dir, kept);
         return { ...kept.runDir, reused: true };
       }
-      if (list?.length === 0) spare.delete(root);
-      const dir = join(options.dir, `c${++serial}`);
+      if (list?.length === 0) spare.delete(key);
+      const dir = join(parent, `c${++serial}`);
       const runDir: RunDir = {
         dir,
         outputDir: `${dir}.out`,
@@ -186,9 +197,9 @@ export function createRunDirs(options: RunDirsOptions): RunDirs {
       try {
         await copyTree(root, dir);
         await Deno.mkdir(runDir.outputDir);
-        if (runAs) {
-          await handOver(runAs, dir);
-          await Deno.chown(runDir.outputDir, runAs.uid, runAs.gid);
+        if (owner) {
+          await handOver(owner, dir);
+          await giveDir(owner, runDir.outputDir);
         }
         const stamps = await stampCopy(root, dir);
         let outStamp: FileStamp | null = null;
@@ -197,7 +208,7 @@ export function createRunDirs(options: RunDirsOptions): RunDirs {
           outStamp = libc.stamp(runDir.outputDir);
         }
         counts.made++;
-        inUse.set(dir, { root, runDir, stamps, outStamp });
+        inUse.set(dir, { root, key, runDir, stamps, outStamp });
         return runDir;
       } catch (e) {
         remove(runDir);
@@ -215,17 +226,26 @@ export function createRunDirs(options: RunDirsOptions): RunDirs {
       }
       if (spareCount >= options.spare) {
         // Full: a spare of another package makes room (packages of finished tasks go first), else this one goes.
-        const other = [...spare].find(([root, list]) => root !== kept.root && list.length > 0);
+        const other = [...spare].find(([key, list]) => key !== kept.key && list.length > 0);
         if (!other) return remove(runDir);
         remove(other[1].shift()!.runDir);
         if (other[1].length === 0) spare.delete(other[0]);
         spareCount--;
       }
       kept.logStamps = logStamps(kept);
-      const list = spare.get(kept.root);
+      const list = spare.get(kept.key);
       if (list) list.push(kept);
-      else spare.set(kept.root, [kept]);
+      else spare.set(kept.key, [kept]);
       spareCount++;
+    },
+
+    forget(dir) {
+      for (const [key, list] of spare) {
+        if (!key.startsWith(`${dir}\n`)) continue;
+        spare.delete(key);
+        spareCount -= list.length;
+        for (const kept of list) remove(kept.runDir);
+      }
     },
 
     counts,
