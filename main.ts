@@ -36,8 +36,9 @@ Server (every flag also comes from --config FILE ([manager] / [node] tables) or 
                      [--tls-cert F --tls-key F] [--nats-tls-cert F --nats-tls-key F]
                      [--max-body-bytes N] [--rate-limit N] [--rate-burst N] [--audit-retention-days N]
   parallelic node --nats nats://HOST:4222 [--slots N] [--name NAME] [--work-dir DIR] [--label k=v]
-                  [--join-token-file F | PARALLELIC_JOIN_TOKEN=... | --join-token T] [--run-as USER]
-                  [--grace 30s] [--metrics-port N] [--cache-size 10GiB]
+                  [--join-token-file F | PARALLELIC_JOIN_TOKEN=... | --join-token T]
+                  [--run-as USER | --run-as-range 20000-29999] [--grace 30s] [--metrics-port N]
+                  [--cache-size 10GiB]
   both:           [--nats-ca F] [--nats-cert F --nats-key F]
                   [--nats-seed-file F | --nats-user U --nats-password-file F]  (external NATS)
 
@@ -185,6 +186,7 @@ Parallelic manager ready
         credentials: await natsCredentials(v),
         tls: natsTls(v),
         runAs: v["run-as"] as string | undefined,
+        runAsRange: v["run-as-range"] as string | undefined,
         log: logger(v),
         cacheBytes: v["cache-size"] as number | undefined,
         noop,

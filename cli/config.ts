@@ -82,6 +82,7 @@ export const NODE_SETTINGS: Settings = {
   "join-token": { type: "string", help: "the manager's join token (prefer PARALLELIC_JOIN_TOKEN)", secret: true },
   "join-token-file": { type: "string", help: "file holding the join token" },
   "run-as": { type: "string", help: "run instances as this OS user (node started as root)" },
+  "run-as-range": { type: "string", help: "a uid of its own per task from FIRST-LAST, e.g. 20000-29999 (root)" },
 };
 
 /** Where a value came from. */

@@ -38,6 +38,7 @@ export const NODE_SECURITY_FLAGS = {
   "join-token": "string",
   "join-token-file": "string",
   "run-as": "string",
+  "run-as-range": "string",
 } as const;
 
 /**

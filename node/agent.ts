@@ -42,6 +42,7 @@ import { createRunDirs } from "./run_dirs.ts";
 import { createSpawner } from "./spawn.ts";
 import { connectNode } from "./join.ts";
 import { checkReachable, resolveRunAs, type RunAs } from "./run_as.ts";
+import { createTaskUsers, probeUser, type ResolvedRange, resolveRunAsRange } from "./task_users.ts";
 import { createDataCache } from "./data_cache.ts";
 import { removeTree } from "./readonly.ts";
 import { createJobQueue, keyOf } from "./queue.ts";
@@ -99,6 +100,11 @@ export interface NodeOptions {
   /** Run instances as this OS user (the node must run as root; see `node/run_as.ts`). */
   runAs?: string;
   /**
+   * Run each task's instances as a uid of its own from this range
+   * (`20000-29999`; the node must run as root; see `node/task_users.ts`).
+   */
+  runAsRange?: string;
+  /**
    * Benchmarks only: report every instance as exited 0 at once, without
    * fetching, copying or spawning anything (`bench/dispatch.ts` measures the
    * manager, NATS and Deno KV alone with it). @default {false}
@@ -153,6 +159,9 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   const log = options.log.scope({ node: name });
   const slots = options.slots ?? navigator.hardwareConcurrency;
   const killGraceMs = options.killGraceMs ?? 1000;
+  const range = options.runAsRange === undefined
+    ? null
+    : resolveRunAsRange(options.runAsRange, { runAs: options.runAs });
   const runAs = options.runAs ? resolveRunAs(options.runAs) : null;
   const ownConnection = !options.nc;
   const nc = options.nc ?? await connectNode({
@@ -169,7 +178,19 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   const js = jetstream(nc);
   const abort = new AbortController();
   const signal = abort.signal;
-  const { cache, spawner, runDirs, io } = await prepareWorkDir(options, nc, js, slots, runAs, clock, log);
+  const { cache, spawner, runDirs, io, taskUsers } = await prepareWorkDir(
+    options,
+    nc,
+    js,
+    slots,
+    {
+      runAs,
+      range,
+      onFree: () => queue.pump(),
+    },
+    clock,
+    log,
+  );
 
   let stopping = false;
   const isStopping = () => stopping;
@@ -192,6 +213,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     runDirs,
     spawner,
     runAs,
+    taskUsers,
     killGraceMs,
     noop: options.noop ?? false,
     stopping: isStopping,
@@ -316,6 +338,8 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       }
       const killEnd = Date.now() + killGraceMs + 2000;
       while (running.size > 0 && Date.now() < killEnd) await sleep(20);
+      // Task uids given back: what runs as them killed, their folders removed.
+      await taskUsers?.settled();
       // Every result must be acknowledged before the manager hears that we left.
       results.flushNow();
       const ackEnd = Date.now() + 5000;
@@ -340,18 +364,19 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
 }
 
 /**
- * Makes the node's work dir ready (the package cache, instance run dirs, the data cache) and opens the buckets
- * instances read and write.
+ * Makes the node's work dir ready (the package cache, instance run dirs, the data cache, the uids of
+ * `--run-as-range`) and opens the buckets instances read and write.
  */
 async function prepareWorkDir(
   options: NodeOptions,
   nc: NatsConnection,
   js: JetStreamClient,
   slots: number,
-  runAs: RunAs | null,
+  users: { runAs: RunAs | null; range: ResolvedRange | null; onFree: () => void },
   clock: Clock,
   log: Logger,
 ) {
+  const { runAs, range } = users;
   let store: Promise<ObjectStore> | undefined;
   const openStore = () => {
     store ??= new Objm(js).open(PACKAGE_BUCKET);
@@ -368,10 +393,19 @@ async function prepareWorkDir(
   await Deno.chmod(packagesDir, 0o700);
   await Deno.chmod(runsDir, 0o711);
   if (runAs) await checkReachable(runAs, runsDir);
+  if (range) await checkReachable(probeUser(range), runsDir);
   const cache = createPackageCache(packagesDir, openStore);
   const libc = loadLibc();
   const spawner = createSpawner({ libc, clock });
   const runDirs = createRunDirs({ dir: runsDir, libc, runAs, spare: 2 * slots + 2, log });
+  const taskUsers = range && createTaskUsers({
+    range,
+    runsDir,
+    onReturn: (user) => runDirs.forget(user.dir!),
+    onFree: users.onFree,
+    log,
+  });
+  await taskUsers?.sweep();
   log.debug("node:spawner", { kind: spawner.kind });
   const buckets = new Map<string, Promise<Bucket>>();
   const bucket = (bucketName: string) => {
@@ -392,8 +426,10 @@ async function prepareWorkDir(
     workspace: () => bucket(WORKSPACE_BUCKET),
     log,
   };
+  // Instances reach the data set versions they are given; they may not list what others use.
+  await Deno.chmod(join(options.workDir, "data"), 0o711);
 
-  return { cache, spawner, runDirs, io };
+  return { cache, spawner, runDirs, io, taskUsers };
 }
 
 /** The node's own metrics. */

@@ -8,6 +8,7 @@
 import type { InstanceRef, RunSpec } from "../core/schema.ts";
 import type { InstanceProcess } from "./spawn.ts";
 import type { RunDir } from "./run_dirs.ts";
+import type { RunAs } from "./run_as.ts";
 
 /** One instance the node holds. */
 export interface Job {
@@ -18,6 +19,8 @@ export interface Job {
   killed?: string;
   /** Its run dir (private copy of the task root), made ahead of its turn (see `Runner.stage`). */
   staged?: Promise<RunDir>;
+  /** The user it runs as (`--run-as`, or its task's uid of `--run-as-range`, held while it is staged). */
+  user?: RunAs | null;
 }
 
 /** An attempt's key: task, index and attempt. */
@@ -29,8 +32,12 @@ export interface JobQueueDeps {
   slots: number;
   /** Runs a job; resolves when it ended and its result is reported. */
   run(job: Job): Promise<void>;
-  /** Gets a job's run dir ready ahead of its turn; null when nothing is staged (noop nodes). */
-  stage: ((job: Job) => void) | null;
+  /**
+   * Starts getting a job's run dir ready, ahead of its turn; false while the
+   * job must wait (for a uid of `--run-as-range`). Null when nothing is
+   * staged (noop nodes).
+   */
+  stage: ((job: Job) => boolean) | null;
   /** True once the node stops: nothing new starts. */
   stopping(): boolean;
 }
@@ -57,6 +64,8 @@ export function createJobQueue(deps: JobQueueDeps): JobQueue {
   const pump = () => {
     for (const [key, job] of waiting) {
       if (deps.stopping() || usedSlots + Math.min(job.run.cpus, slots) > slots) break;
+      // Its task waits for a uid (the range is lent out); other tasks' jobs may go meanwhile.
+      if (deps.stage && !deps.stage(job)) continue;
       waiting.delete(key);
       usedSlots += Math.min(job.run.cpus, slots);
       running.set(keyOf(job.ref), job);

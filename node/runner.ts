@@ -18,6 +18,7 @@ import { type InstanceIo, type InstanceIoContext, prepareInstanceIo } from "./in
 import type { Job } from "./queue.ts";
 import type { RunDir, RunDirs } from "./run_dirs.ts";
 import { asUser, type RunAs, userEnv } from "./run_as.ts";
+import type { TaskUser, TaskUsers } from "./task_users.ts";
 import type { OutputStream, Spawner } from "./spawn.ts";
 
 const PASS_ENV = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL"];
@@ -51,6 +52,8 @@ export interface RunnerDeps {
   runDirs: RunDirs;
   spawner: Spawner;
   runAs: RunAs | null;
+  /** Each task's uid of `--run-as-range`, or null. */
+  taskUsers: TaskUsers | null;
   /** Kill grace: SIGTERM, then SIGKILL after this long. */
   killGraceMs: number;
   /** Benchmarks only: report exit 0 at once (see `NodeOptions.noop`). */
@@ -65,8 +68,12 @@ export interface RunnerDeps {
 export interface Runner {
   /** Runs a job to its end and reports its result. */
   run(job: Job): Promise<void>;
-  /** Gets a job's run dir (fetching the package once), ahead of its turn, so that a freed slot spawns at once. */
-  stage(job: Job): Promise<RunDir>;
+  /**
+   * Starts getting a job's run dir (fetching the package once), ahead of its
+   * turn, so that a freed slot spawns at once. False while the job must wait
+   * for a uid of `--run-as-range` (every one is lent).
+   */
+  stage(job: Job): boolean;
   /** Forgets a job that will not run: its run dir, untouched, goes back. */
   drop(job: Job): void;
   /** Stops an instance's process tree: SIGTERM now, SIGKILL after the grace period. */
@@ -77,7 +84,7 @@ export interface Runner {
 
 /** Creates the node's instance runner. */
 export function createRunner(deps: RunnerDeps): Runner {
-  const { name, clock, log, js, io, cache, runDirs, spawner, runAs, killGraceMs, report } = deps;
+  const { name, clock, log, js, io, cache, runDirs, spawner, runAs, taskUsers, killGraceMs, report } = deps;
   let started = 0;
   let baseEnv: Record<string, string> = {};
   for (const k of PASS_ENV) {
@@ -86,15 +93,25 @@ export function createRunner(deps: RunnerDeps): Runner {
   }
   if (runAs) baseEnv = userEnv(runAs, baseEnv);
 
-  const stage = (job: Job): Promise<RunDir> => {
-    if (!job.staged) {
-      job.staged = cache.root(job.digest as `sha256-${string}`, job.run.entrypoint).then((root) => runDirs.take(root));
-      job.staged.catch(() => {}); // Reported when the job runs; a dropped job's failure does not matter.
-    }
-    return job.staged;
+  const stage = (job: Job): boolean => {
+    if (job.staged) return true;
+    job.user = taskUsers ? taskUsers.hold(job.ref.taskId) : runAs;
+    if (job.user === null && taskUsers) return false;
+    const user = job.user;
+    const root = cache.root(job.digest as `sha256-${string}`, job.run.entrypoint);
+    job.staged = Promise.all([root, (user as TaskUser | null)?.ready]).then(([r]) => runDirs.take(r, user));
+    job.staged.catch(() => {}); // Reported when the job runs; a dropped job's failure does not matter.
+    return true;
   };
 
-  const drop = (job: Job) => void job.staged?.then((runDir) => runDirs.release(runDir, true), () => {});
+  /** Takes back a job's run dir, then its hold on its task's uid. */
+  const unstage = (job: Job, runDir: RunDir | undefined, reusable: boolean) => {
+    if (runDir) runDirs.release(runDir, reusable);
+    if (job.staged && taskUsers) taskUsers.unhold(job.ref.taskId);
+  };
+
+  const drop = (job: Job) =>
+    void job.staged?.then((runDir) => unstage(job, runDir, true), () => unstage(job, undefined, false));
 
   const killJob = (job: Job, why: string) => {
     // Its main process ended already: its exit stands (what it left behind is killed anyway).
@@ -130,7 +147,7 @@ export function createRunner(deps: RunnerDeps): Runner {
     let reusable = false;
     let instanceIo: InstanceIo | undefined;
     try {
-      runDir = await stage(job);
+      runDir = await job.staged!;
       reusable = true;
       if (job.killed) return report(result({ error: job.killed }));
       const dir = runDir.dir;
@@ -140,7 +157,12 @@ export function createRunner(deps: RunnerDeps): Runner {
         return report(result({ error: `could not prepare data and outputs on ${name}: ${(e as Error).message}` }));
       }
       if (job.killed) return report(result({ error: job.killed }));
-      const env: Record<string, string> = { ...baseEnv, ...run.env, ...instanceIo.env };
+      const user = job.user ?? null;
+      const env: Record<string, string> = {
+        ...(user && user !== runAs ? userEnv(user, baseEnv) : baseEnv),
+        ...run.env,
+        ...instanceIo.env,
+      };
       env.PARALLELIC_TASK_ID = ref.taskId;
       env.PARALLELIC_INSTANCE = String(ref.index);
       env.PARALLELIC_INSTANCES = String(run.instances);
@@ -170,8 +192,8 @@ export function createRunner(deps: RunnerDeps): Runner {
       };
       reusable = false;
       try {
-        const start = runAs
-          ? asUser(runAs, join(dir, instanceIo.entrypoint), instanceIo.args)
+        const start = user
+          ? asUser(user, join(dir, instanceIo.entrypoint), instanceIo.args)
           : { command: join(dir, instanceIo.entrypoint), args: instanceIo.args };
         log.step("node.spawn");
         job.proc = await spawner.start({
@@ -220,7 +242,7 @@ export function createRunner(deps: RunnerDeps): Runner {
     } finally {
       await instanceIo?.cleanup();
       // Kept for another instance when untouched, else removed (meanwhile: the result is reported already).
-      if (runDir) runDirs.release(runDir, reusable);
+      unstage(job, runDir, reusable);
     }
   }
 
