@@ -41,7 +41,8 @@ export interface InstanceIo {
 
 /**
  * Prepares the instance running in `dir` (its copy of the task root), with
- * `outputDir` (an empty folder) for its outputs: fetches (once per node) the
+ * `outputDir` (an empty folder) for its outputs, both owned by `ownerUid`
+ * when it runs as another user: fetches (once per node) the
  * data sets it names, and for finalize fetches the workspace. Call
  * `cleanup()` in every case.
  */
@@ -51,6 +52,7 @@ export async function prepareInstanceIo(
   run: RunSpec,
   dir: string,
   outputDir: string,
+  ownerUid?: number,
 ): Promise<InstanceIo> {
   const finalize = run.finalize !== null && ref.index === run.instances;
   const env: Record<string, string> = {};
@@ -92,7 +94,7 @@ export async function prepareInstanceIo(
     async storeOutputs() {
       // The usual case, answered without a walk: a first attempt with no globs that left no output.
       if (ref.attempt === 0 && run.outputs.length === 0 && isEmptyDir(outputDir)) return 0;
-      const sources = await collectOutputs(outputDir, join(dir, run.workdir), run.outputs);
+      const sources = await collectOutputs(outputDir, join(dir, run.workdir), run.outputs, ownerUid);
       return await storeOutputs(
         await ctx.workspace(),
         ref.taskId,

@@ -7,6 +7,7 @@
  * @module
  */
 import { join } from "node:path";
+import { ValidationError } from "../core/errors.ts";
 import { globToRegExp } from "../core/glob.ts";
 import type { Bucket } from "../core/objects.ts";
 import { outputObject } from "../core/schema.ts";
@@ -38,33 +39,61 @@ async function* walk(dir: string, rel = ""): AsyncGenerator<{ rel: string; abs: 
   }
 }
 
-async function source(rel: string, abs: string): Promise<TarSource> {
-  const stat = await Deno.stat(abs);
+/**
+ * A file to store, or null when it is no longer a file. With `ownerUid`,
+ * only a file of that user is taken, checked again on the file opened: a
+ * process of the instance may swap a file or a folder on the way for a
+ * symlink between the walk and the read, and a node run as root must not
+ * read for it what it could not read itself (the node's key, another task's
+ * files).
+ */
+async function source(rel: string, abs: string, ownerUid?: number): Promise<TarSource | null> {
+  const notOwn = (uid: number | null) =>
+    new ValidationError(
+      `Cannot store output '${rel}' as it is not the instance's own file (owner uid ${uid}, not ${ownerUid})`,
+      { code: "output_not_own" },
+    );
+  const stat = await Deno.lstat(abs);
+  if (!stat.isFile) return null;
+  if (ownerUid !== undefined && stat.uid !== ownerUid) throw notOwn(stat.uid);
   return {
     path: rel,
     size: stat.size,
     mode: stat.mode ?? 0o644,
     mtimeSec: Math.floor((stat.mtime?.getTime() ?? 0) / 1000),
-    open: async () => (await Deno.open(abs)).readable,
+    open: async () => {
+      const file = await Deno.open(abs);
+      if (ownerUid === undefined) return file.readable;
+      const opened = await file.stat();
+      if (opened.uid === ownerUid && opened.ino === stat.ino) return file.readable;
+      file.close();
+      throw notOwn(opened.uid);
+    },
   };
 }
 
 /**
  * Collects an instance's outputs: every file under `outputDir`, then every
  * file under `workdir` that one of `globs` matches (a path found in both
- * is taken from `outputDir`).
+ * is taken from `outputDir`). With `ownerUid` (the user instances run as),
+ * a file of anyone else fails the collection.
  */
 export async function collectOutputs(
   outputDir: string,
   workdir: string,
   globs: readonly string[],
+  ownerUid?: number,
 ): Promise<TarSource[]> {
   const found = new Map<string, TarSource>();
-  for await (const { rel, abs } of walk(outputDir)) found.set(rel, await source(rel, abs));
+  const add = async (rel: string, abs: string) => {
+    const s = await source(rel, abs, ownerUid);
+    if (s) found.set(rel, s);
+  };
+  for await (const { rel, abs } of walk(outputDir)) await add(rel, abs);
   if (globs.length > 0) {
     const patterns = globs.map((g) => globToRegExp(g));
     for await (const { rel, abs } of walk(workdir)) {
-      if (!found.has(rel) && patterns.some((p) => p.test(rel))) found.set(rel, await source(rel, abs));
+      if (!found.has(rel) && patterns.some((p) => p.test(rel))) await add(rel, abs);
     }
   }
   return [...found.values()];

@@ -36,6 +36,33 @@ Deno.test("collectOutputs() takes the output folder and the globs' matches in th
 });
 
 Deno.test({
+  name: "collectOutputs() with the instance's uid takes its files only, also when one is swapped before it is read",
+  ignore: Deno.build.os !== "linux" || Deno.uid() !== 0,
+  async fn() {
+    await using dir = await tempDir();
+    const out = join(dir.path, "out");
+    const uid = 20120;
+    await write(join(out, "mine.txt"), "mine");
+    await Deno.chown(join(out, "mine.txt"), uid, uid);
+    await Deno.symlink("/etc/hostname", join(out, "link.txt"));
+    await write(join(out, "planted.txt"), "a file of root's");
+    await assert.rejects(
+      collectOutputs(out, dir.path, [], uid),
+      /Cannot store output 'planted\.txt' as it is not the instance's own file \(owner uid 0, not 20120\)/,
+    );
+    await Deno.remove(join(out, "planted.txt"));
+    const found = await collectOutputs(out, dir.path, [], uid);
+    assert.deepEqual(found.map((s) => s.path), ["mine.txt"], "symlinks are never followed");
+    // Between the walk and the read, a process of the instance swaps its file for a link to one it cannot read.
+    await write(join(dir.path, "secret"), "the node's");
+    await Deno.remove(join(out, "mine.txt"));
+    await Deno.symlink(join(dir.path, "secret"), join(out, "mine.txt"));
+    await assert.rejects(async () => await found[0].open(), /not the instance's own file \(owner uid 0, not 20120\)/);
+    assert.equal((await collectOutputs(out, dir.path, [])).length, 0, "without a uid: symlinks skipped as before");
+  },
+});
+
+Deno.test({
   name: "storeOutputs() keeps the latest attempt's outputs, and fetchWorkspace() lays them out per instance",
   ...opts,
   async fn() {

@@ -152,7 +152,7 @@ export function createRunner(deps: RunnerDeps): Runner {
       if (job.killed) return report(result({ error: job.killed }));
       const dir = runDir.dir;
       try {
-        instanceIo = await prepareInstanceIo(io, ref, run, dir, runDir.outputDir);
+        instanceIo = await prepareInstanceIo(io, ref, run, dir, runDir.outputDir, job.user?.uid);
       } catch (e) {
         return report(result({ error: `could not prepare data and outputs on ${name}: ${(e as Error).message}` }));
       }
