@@ -11,8 +11,9 @@
  * other task's may. Its run dirs, output folders, HOME and TMPDIR are in it,
  * owned by the uid, mode 0700. When the uid is returned, every process still
  * running as it is killed (a process can leave its group or session, not its
- * uid) and the folder is removed, so the next task given that uid finds
- * nothing of the last. When the whole range is in use, instances of a further
+ * uid), the folder is removed, and so is what the uid left in /tmp,
+ * /var/tmp and /dev/shm, so that the next task given that uid finds nothing
+ * of the last there. When the whole range is in use, instances of a further
  * task wait on the node until a task's uid is returned.
  *
  * @module
@@ -35,6 +36,8 @@ const LOWEST_UID = 1000;
 const HIGHEST_UID = 2 ** 31 - 2;
 /** Times the processes of a returned uid are killed before it is set aside as unusable. */
 const KILL_ROUNDS = 20;
+/** Folders every user may write into, cleared of a returned uid's files. */
+const SHARED_TMP_DIRS = ["/tmp", "/var/tmp", "/dev/shm"];
 
 const decoder = new TextDecoder();
 const flag = (text: string) => `--run-as-range '${text}'`;
@@ -138,7 +141,7 @@ export interface TaskUsers {
   hold(taskId: string): TaskUser | null;
   /** Gives back one hold; the last one returns the uid (its processes killed, its folder removed). */
   unhold(taskId: string): void;
-  /** Kills whatever runs as a uid of the range (left by an earlier run of the node). */
+  /** Kills whatever runs as a uid of the range, and removes their files in shared folders (an earlier run's). */
   sweep(): Promise<void>;
   /** Tasks holding a uid now. */
   readonly lent: number;
@@ -156,6 +159,8 @@ export interface TaskUsersOptions {
   /** Called when a uid is free again. */
   onFree(): void;
   log: Logger;
+  /** Folders cleared of a returned uid's files. @default {["/tmp", "/var/tmp", "/dev/shm"]} */
+  sharedDirs?: readonly string[];
 }
 
 /** The pids of processes running as `uid` (real, effective, saved or file-system uid); zombies left out. */
@@ -176,6 +181,33 @@ export function processesOf(uid: number): number[] {
   return pids;
 }
 
+/**
+ * Removes what the uids `owned` picks left directly in `dirs` (with
+ * everything below it). Only once no process runs as them: then nothing of
+ * theirs can change, and the sticky bit keeps other users from renaming
+ * their entries; removal does not follow symlinks.
+ */
+export async function removeOwned(owned: (uid: number) => boolean, dirs: readonly string[]): Promise<number> {
+  let removed = 0;
+  for (const dir of dirs) {
+    let names: string[];
+    try {
+      names = [...Deno.readDirSync(dir)].map((e) => e.name);
+    } catch {
+      continue; // Not there.
+    }
+    for (const name of names) {
+      const path = join(dir, name);
+      try {
+        if (!owned((await Deno.lstat(path)).uid ?? 0)) continue;
+        await removeTree(path);
+        removed++;
+      } catch { /* gone meanwhile */ }
+    }
+  }
+  return removed;
+}
+
 /** Creates the lender of the range's uids. */
 export function createTaskUsers(options: TaskUsersOptions): TaskUsers {
   const { range, log } = options;
@@ -184,6 +216,7 @@ export function createTaskUsers(options: TaskUsersOptions): TaskUsers {
   const returned: number[] = [];
   let fresh = range.first;
   const returning = new Set<Promise<void>>();
+  const sharedDirs = options.sharedDirs ?? SHARED_TMP_DIRS;
 
   const userOf = (uid: number): TaskUser => {
     const dir = join(options.runsDir, `u${uid}`);
@@ -238,6 +271,8 @@ export function createTaskUsers(options: TaskUsersOptions): TaskUsers {
       log.warn("node:uid-retired", { uid: user.uid, reason: "processes running as it survived SIGKILL" });
       return;
     }
+    const removed = await removeOwned((uid) => uid === user.uid, sharedDirs);
+    if (removed > 0) log.debug("node:uid-files-removed", { uid: user.uid, removed });
     returned.push(user.uid);
     options.onFree();
   };
@@ -282,6 +317,7 @@ export function createTaskUsers(options: TaskUsersOptions): TaskUsers {
         log.warn("node:uid-leftovers", { uid, processes: processesOf(uid).length });
         await killAll(uid);
       }
+      await removeOwned((uid) => uid >= range.first && uid <= range.last, sharedDirs);
     },
 
     get lent() {

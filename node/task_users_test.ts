@@ -46,6 +46,9 @@ Deno.test({
   async fn() {
     const runs = await Deno.makeTempDir();
     await Deno.chmod(runs, 0o711);
+    // A folder every user may write into, as /tmp.
+    const shared = await Deno.makeTempDir();
+    await Deno.chmod(shared, 0o1777);
     const returned: number[] = [];
     let frees = 0;
     const users = createTaskUsers({
@@ -54,6 +57,7 @@ Deno.test({
       onReturn: (u) => returned.push(u.uid),
       onFree: () => frees++,
       log: createLogger({ level: "error" }),
+      sharedDirs: [shared],
     });
     try {
       const a = users.hold("task-a")!;
@@ -74,6 +78,11 @@ Deno.test({
         stderr: "null",
       }).spawn();
       while (processesOf(a.uid).length === 0) await new Promise((r) => setTimeout(r, 10));
+      // Files it left where every user may write, and one of someone else's.
+      await Deno.mkdir(join(shared, "a-cache"));
+      await Deno.writeTextFile(join(shared, "a-cache", "x"), "a's");
+      await Deno.chown(join(shared, "a-cache"), a.uid, a.uid);
+      await Deno.writeTextFile(join(shared, "other"), "root's");
 
       users.unhold("task-a");
       await users.settled();
@@ -86,6 +95,7 @@ Deno.test({
       assert.deepEqual(processesOf(a.uid), [], "what ran as the uid is gone with it");
       assert.equal((await escaped.status).signal, "SIGKILL");
       await assert.rejects(Deno.stat(a.dir!), Deno.errors.NotFound);
+      assert.deepEqual([...Deno.readDirSync(shared)].map((e) => e.name), ["other"], "a's files in shared folders gone");
 
       const c = users.hold("task-c")!;
       assert.equal(c.uid, a.uid, "task c gets the uid task a returned");
@@ -97,6 +107,7 @@ Deno.test({
       assert.equal(users.lent, 0);
     } finally {
       await Deno.remove(runs, { recursive: true });
+      await Deno.remove(shared, { recursive: true });
     }
   },
 });
