@@ -67,11 +67,21 @@ export function parseRunAsRange(text: string): UidRange {
   return { first, last };
 }
 
-/** Accounts (`getent passwd` or `group`) whose id is in the range. */
+/** Ranges up to this many ids are looked up id by id; larger ones through the enumerated list only. */
+const LOOKUP_IDS = 100_000;
+
+/**
+ * Accounts (`getent passwd` or `group`) whose id is in the range. Each id is
+ * looked up (one getent for all): directory services such as sssd or LDAP
+ * often do not list their accounts, but answer for an id.
+ */
 function accountsIn(range: UidRange, db: "passwd" | "group"): Array<{ name: string; id: number }> {
+  const ids = range.last - range.first + 1 <= LOOKUP_IDS
+    ? Array.from({ length: range.last - range.first + 1 }, (_, i) => String(range.first + i))
+    : [];
   let out: Deno.CommandOutput;
   try {
-    out = new Deno.Command("getent", { args: [db], stdout: "piped", stderr: "null" }).outputSync();
+    out = new Deno.Command("getent", { args: [db, ...ids], stdout: "piped", stderr: "null" }).outputSync();
   } catch {
     return []; // No getent (not glibc): /etc files only.
   }
