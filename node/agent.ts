@@ -392,6 +392,8 @@ async function prepareWorkDir(
   // The package cache is the node's alone; instances get copies. Runs may be passed through, not listed.
   await Deno.chmod(packagesDir, 0o700);
   await Deno.chmod(runsDir, 0o711);
+  // Instances of another user may pass through the work dir, not list it.
+  if (runAs || range) await Deno.chmod(options.workDir, 0o711);
   if (runAs) await checkReachable(runAs, runsDir);
   if (range) await checkReachable(probeUser(range), runsDir);
   const cache = createPackageCache(packagesDir, openStore);

@@ -99,6 +99,7 @@ try read-tmp 'cat "$A_TMP/secret"'
 try list-user-dir 'ls "$(dirname "$A_ROOT")"'
 try signal-a 'kill -0 "$A_PID"'
 try read-key 'cat "$NODE_DIR/node.nkey"'
+try list-work-dir 'ls "$NODE_DIR"'
 try node-env 'cat /proc/$NODE_PID/environ'
 try node-memory 'od -N1 /proc/$NODE_PID/maps'
 try list-runs 'ls "$NODE_DIR/runs"'
@@ -142,6 +143,7 @@ try own-tmp 'echo x > "$TMPDIR/mine"'
       "list-user-dir",
       "signal-a",
       "read-key",
+      "list-work-dir",
       "node-env",
       "node-memory",
       "list-runs",
