@@ -47,7 +47,7 @@ import {
 } from "../core/schema.ts";
 import { readTar, type TarEntry } from "../core/tar.ts";
 import { lineOf } from "../core/task_toml.ts";
-import { DATA_VERSIONS, dataBytesKey, dataUsesOf, dataVersionKey, dataVersionsOf, taskKey } from "./keys.ts";
+import { DATA_VERSIONS, dataBytesKey, dataUsesOf, dataVersionKey, dataVersionsOf, taskKey } from "../core/kv.ts";
 
 /** What the data actor needs. */
 export interface DataActorDeps {

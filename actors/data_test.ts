@@ -10,7 +10,7 @@ import { type TarSource, tarStream } from "../core/tar.ts";
 import { parseTaskToml } from "../core/task_toml.ts";
 import { startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
 import { createDataActor } from "./data.ts";
-import { dataUseKey, taskKey } from "./keys.ts";
+import { dataUseKey, taskKey } from "../core/kv.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const text = (path: string, content: string, mode = 0o644): TarSource => {

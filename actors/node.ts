@@ -22,7 +22,7 @@ import {
   nodesEvent,
   nodesList,
 } from "../core/schema.ts";
-import { nodeKey, NODES } from "./keys.ts";
+import { nodeKey, NODES } from "../core/kv.ts";
 
 /** What the node actor needs. */
 export interface NodeActorDeps {

@@ -30,7 +30,7 @@ import {
   WORKSPACE_BUCKET,
 } from "../core/schema.ts";
 import { readTar, type TarSource, tarStream } from "../core/tar.ts";
-import { dataUseKey, instancesOf, spansOf, taskKey, TASKS, writeBatched } from "./keys.ts";
+import { dataUseKey, instancesOf, spansOf, taskKey, TASKS, writeBatched } from "../core/kv.ts";
 
 zip.configure({ useWebWorkers: false });
 

@@ -8,7 +8,7 @@ import { logSubject, outputObject, type TaskRecord, WORKSPACE_BUCKET } from "../
 import { readTar, tarStream } from "../core/tar.ts";
 import { parseTaskToml } from "../core/task_toml.ts";
 import { startTestNats, testLogger } from "../tests/harness.ts";
-import { instanceKey, taskKey } from "./keys.ts";
+import { instanceKey, taskKey } from "../core/kv.ts";
 import { createWorkspaceActor } from "./workspace.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };

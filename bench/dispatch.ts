@@ -13,7 +13,7 @@
 import { connect } from "@nats-io/transport-node";
 import { join } from "node:path";
 import type { InstanceRecord } from "../core/schema.ts";
-import { writeBatched } from "../actors/keys.ts";
+import { writeBatched } from "../core/kv.ts";
 import { type Benchmark, fmt, intArg, procStats, runBenchmark, table, time } from "./_util.ts";
 import { startCluster, truePackage } from "./cluster.ts";
 

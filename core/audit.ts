@@ -7,7 +7,7 @@
  * @module
  */
 import { z } from "zod";
-import { AUDIT, auditKey } from "../actors/keys.ts";
+import { AUDIT, auditKey } from "./kv.ts";
 import type { Logger } from "./log.ts";
 
 /** What was done. */

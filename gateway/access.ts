@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { readInstances, taskKey } from "../actors/keys.ts";
+import { readInstances, taskKey } from "../core/kv.ts";
 import { NotFoundError } from "../core/errors.ts";
 import type { InstanceRecord, State, TaskRecord } from "../core/schema.ts";
 import type { TokenRecord } from "./auth.ts";
@@ -17,7 +17,7 @@ export function instanceState(task: TaskRecord, rec: InstanceRecord | null): Sta
 /**
  * Reads the records of instances `from` to `to - 1`: each one's own, or, while
  * its first attempt runs, the one its assignment span stands for (see
- * `readInstances` in actors/keys.ts). Instances never dispatched have none.
+ * `readInstances` in core/kv.ts). Instances never dispatched have none.
  */
 export const readInstanceRecords: (
   kv: Deno.Kv,

@@ -9,7 +9,7 @@
  */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { taskKey, TASKS } from "../actors/keys.ts";
+import { taskKey, TASKS } from "../core/kv.ts";
 import type { DataActor } from "../actors/data.ts";
 import type { WorkspaceActor } from "../actors/workspace.ts";
 import { type AuditLog, createAuditLog } from "../core/audit.ts";

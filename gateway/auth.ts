@@ -9,7 +9,7 @@
  * @module
  */
 import { z } from "zod";
-import { tokenKey, userKey, USERS } from "../actors/keys.ts";
+import { tokenKey, userKey, USERS } from "../core/kv.ts";
 import { AuthError, ConflictError, NotFoundError, ValidationError } from "../core/errors.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import { randomToken, sha256Hex } from "../core/ids.ts";

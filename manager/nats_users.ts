@@ -8,7 +8,7 @@
  * @module
  */
 import { z } from "zod";
-import { NATS_NODES, natsNodeKey } from "../actors/keys.ts";
+import { NATS_NODES, natsNodeKey } from "../core/kv.ts";
 import { ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import {

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as zip from "@zip.js/zip.js";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { dataBytesKey, instancesOf } from "../actors/keys.ts";
+import { dataBytesKey, instancesOf } from "../core/kv.ts";
 import { DEFAULT_PACKAGE_LIMITS } from "../core/package.ts";
 import { openBucket } from "../core/objects.ts";
 import { DATA_BUCKET, type DataSetView, LOG_STREAM, type TaskView, WORKSPACE_BUCKET } from "../core/schema.ts";

@@ -6,7 +6,7 @@
  */
 import { NotFoundError } from "../../core/errors.ts";
 import { type InstanceRecord, taskExplain, type TaskRecord } from "../../core/schema.ts";
-import { instanceKey, taskKey } from "../keys.ts";
+import { instanceKey, taskKey } from "../../core/kv.ts";
 import { better, nodeCanEverFit, prefetchOf } from "./placement.ts";
 import { fairShare, type Live, type NodeSeat, type TaskState } from "./state.ts";
 

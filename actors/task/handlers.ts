@@ -14,7 +14,7 @@ import {
   type TaskRecord,
   taskResultsAll,
 } from "../../core/schema.ts";
-import { taskKey } from "../keys.ts";
+import { taskKey } from "../../core/kv.ts";
 import { accept, cancelTask, reconcile, requeueFlight } from "./lifecycle.ts";
 import type { TaskState } from "./state.ts";
 

@@ -15,7 +15,7 @@ import {
   type State,
   taskDone,
 } from "../../core/schema.ts";
-import { spanKey } from "../keys.ts";
+import { spanKey } from "../../core/kv.ts";
 import { fitsNow, type Item, occupySeat, plan, vacateSeat } from "./placement.ts";
 import { decideRetry } from "./retry_policy.ts";
 import {

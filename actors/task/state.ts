@@ -21,7 +21,7 @@ import type {
   SubmitRequest,
   TaskRecord,
 } from "../../core/schema.ts";
-import { type BatchedWrite, instanceKey } from "../keys.ts";
+import { type BatchedWrite, instanceKey } from "../../core/kv.ts";
 
 /**
  * Longest error text kept per attempt. An instance's record holds every attempt (up to 100 retries and a few requeues

@@ -8,7 +8,7 @@
  */
 import { nextTurn, type TimerId } from "../../core/clock.ts";
 import { type AssignSpan, FINAL_STATES, type InstanceRecord, type TaskRecord } from "../../core/schema.ts";
-import { type BatchedWrite, instancesOf, spanInstance, spansOf, taskKey, TASKS, writeBatched } from "../keys.ts";
+import { type BatchedWrite, instancesOf, spanInstance, spansOf, taskKey, TASKS, writeBatched } from "../../core/kv.ts";
 import { place } from "./lifecycle.ts";
 import {
   emptyCounts,

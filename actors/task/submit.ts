@@ -15,7 +15,7 @@ import {
   type TaskRecord,
   taskSubmit,
 } from "../../core/schema.ts";
-import { type BatchedWrite, dataUseKey, SUBMIT_KEY_TTL_MS, submitKeyKey, taskKey } from "../keys.ts";
+import { type BatchedWrite, dataUseKey, SUBMIT_KEY_TTL_MS, submitKeyKey, taskKey } from "../../core/kv.ts";
 import { liveOf, newTaskRecord, type SubmitAnswer, type TaskState } from "./state.ts";
 
 /**

@@ -29,7 +29,7 @@ import {
   SUBMIT_KEY_TTL_MS,
   submitKeyKey,
   taskKey,
-} from "../keys.ts";
+} from "../../core/kv.ts";
 import { clipError, createTaskActor, MAX_ATTEMPT_ERROR_CHARS, type TaskActor, type TaskActorOptions } from "./mod.ts";
 import { serialize } from "node:v8";
 import { DIGEST, fakeNode, nodeRecord } from "./test_kit.ts";

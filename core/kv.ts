@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { AssignSpan, InstanceRecord } from "../core/schema.ts";
+import type { AssignSpan, InstanceRecord } from "./schema.ts";
 
 /** `["task", id]` → TaskRecord */
 export const taskKey = (id: string): Deno.KvKey => ["task", id];
