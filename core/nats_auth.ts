@@ -21,6 +21,7 @@
  */
 import { createUser, fromPublic, fromSeed } from "@nats-io/nkeys";
 import { ValidationError } from "./errors.ts";
+import type { NatsCredentials } from "./nats_connect.ts";
 import { DATA_BUCKET, PACKAGE_BUCKET, WORKSPACE_BUCKET } from "./schema.ts";
 
 /** Subjects a user may publish to and subscribe to. */
@@ -178,4 +179,26 @@ export function externalNatsExample(): string {
     { user: "manager", password: "CHANGE-ME-manager", permissions: managerPermissions(), comment: "the manager" },
     { user: "node-gpu-1", password: "CHANGE-ME-gpu-1", permissions: nodePermissions("gpu-1"), comment: "node gpu-1" },
   ]);
+}
+
+/** The users of the embedded NATS server (kept by manager/nats_users.ts, changed through the gateway). */
+export interface NatsUsers {
+  /** The manager's credentials (full permissions). */
+  readonly manager: NatsCredentials;
+  /** The join token (an nkey seed) that lets nodes ask to join. */
+  joinToken(): string;
+  /** Replaces the join token; nodes that joined keep their own keys. */
+  rotateJoinToken(): Promise<string>;
+  /** Credentials for a node that runs inside the manager (not persisted; no join needed). */
+  inProcessNode(name: string): Promise<NatsCredentials>;
+  /** The public key `name` joined with, if any. */
+  boundKey(name: string): Promise<string | null>;
+  /** Whether `name` is reserved for a node inside the manager. */
+  isReserved(name: string): boolean;
+  /** Lets `nkey` in as node `name` (replacing an older key) once the server reloaded. */
+  bindNode(name: string, nkey: string, hostname: string): Promise<void>;
+  /** Removes the key of node `name`; true when there was one. */
+  forgetNode(name: string): Promise<boolean>;
+  /** The `authorization` block for nats-server, as things stand. */
+  authorization(): Promise<string>;
 }

@@ -33,7 +33,7 @@ import {
   type TaskView,
 } from "../core/schema.ts";
 import { matrixParams } from "../core/task_toml.ts";
-import type { NatsUsers } from "../manager/nats_users.ts";
+import type { NatsUsers } from "../core/nats_auth.ts";
 import { instanceState, loadTask, readInstanceRecord, readInstanceRecords } from "./access.ts";
 import { createTokenCache, requireRole, type TokenRecord } from "./auth.ts";
 import { clientAddress, createGuard, type GuardOptions } from "./guard.ts";

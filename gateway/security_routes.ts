@@ -9,7 +9,7 @@ import { z } from "zod";
 import type { AuditLog } from "../core/audit.ts";
 import type { Bus } from "../core/bus.ts";
 import { NotFoundError, ValidationError } from "../core/errors.ts";
-import type { NatsUsers } from "../manager/nats_users.ts";
+import type { NatsUsers } from "../core/nats_auth.ts";
 import {
   addUser,
   listUsers,

@@ -15,7 +15,7 @@ import type { Bus } from "../core/bus.ts";
 import { ConflictError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { nodeJoin, nodesList } from "../core/schema.ts";
-import type { NatsUsers } from "./nats_users.ts";
+import type { NatsUsers } from "../core/nats_auth.ts";
 
 /** What the join actor needs. */
 export interface JoinActorDeps {

@@ -23,7 +23,8 @@ import { createGateway, type GatewayOptions } from "../gateway/app.ts";
 import { ensureAdminToken } from "../gateway/auth.ts";
 import { type ComputeNode, startNode } from "../node/agent.ts";
 import { createJoinActor } from "./join.ts";
-import { createNatsUsers, type NatsUsers } from "./nats_users.ts";
+import type { NatsUsers } from "../core/nats_auth.ts";
+import { createNatsUsers } from "./nats_users.ts";
 
 /** Options of {@linkcode startManager}. */
 export interface ManagerOptions {

@@ -15,12 +15,12 @@ import {
   joinPermissions,
   managerPermissions,
   type NatsUser,
+  type NatsUsers,
   newNkeyUser,
   nodePermissions,
   publicKeyOf,
   renderAuthorization,
 } from "../core/nats_auth.ts";
-import type { NatsCredentials } from "../core/nats_connect.ts";
 
 /** `["natsnode", name]`: the public nkey a node joined with. */
 export const NatsNodeRecord = z.object({
@@ -31,28 +31,6 @@ export const NatsNodeRecord = z.object({
 });
 /** A joined node's key. */
 export type NatsNodeRecord = z.infer<typeof NatsNodeRecord>;
-
-/** The users of the embedded NATS server. */
-export interface NatsUsers {
-  /** The manager's credentials (full permissions). */
-  readonly manager: NatsCredentials;
-  /** The join token (an nkey seed) that lets nodes ask to join. */
-  joinToken(): string;
-  /** Replaces the join token; nodes that joined keep their own keys. */
-  rotateJoinToken(): Promise<string>;
-  /** Credentials for a node that runs inside the manager (not persisted; no join needed). */
-  inProcessNode(name: string): Promise<NatsCredentials>;
-  /** The public key `name` joined with, if any. */
-  boundKey(name: string): Promise<string | null>;
-  /** Whether `name` is reserved for a node inside the manager. */
-  isReserved(name: string): boolean;
-  /** Lets `nkey` in as node `name` (replacing an older key) once the server reloaded. */
-  bindNode(name: string, nkey: string, hostname: string): Promise<void>;
-  /** Removes the key of node `name`; true when there was one. */
-  forgetNode(name: string): Promise<boolean>;
-  /** The `authorization` block for nats-server, as things stand. */
-  authorization(): Promise<string>;
-}
 
 /** Options of {@linkcode createNatsUsers}. */
 export interface NatsUsersOptions {
