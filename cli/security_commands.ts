@@ -5,7 +5,7 @@
  * @module
  */
 import type { AuditEntry } from "../core/audit.ts";
-import type { UserView } from "../gateway/auth.ts";
+import type { UserView } from "../core/schema.ts";
 import { type Client, usage } from "./client.ts";
 import { table } from "./commands.ts";
 

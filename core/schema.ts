@@ -278,6 +278,33 @@ export const DataUseRecord = z.object({ taskId: TaskId, name: DataSetName, key: 
 /** A data use record. */
 export type DataUseRecord = z.infer<typeof DataUseRecord>;
 
+/** Roles, most powerful first (gateway/auth.ts checks them). */
+export const Role = z.enum(["admin", "submitter", "viewer"]);
+/** A role. */
+export type Role = z.infer<typeof Role>;
+
+/** `["token", hash]`: who a token belongs to. */
+export const TokenRecord = z.object({ user: z.string(), role: Role, createdAt: z.number() });
+/** A token record. */
+export type TokenRecord = z.infer<typeof TokenRecord>;
+
+/** A user name: 1-64 letters, digits, `.`, `_`, `-`, `@`. */
+export const UserName = z.string().regex(
+  /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/,
+  "a user name is 1-64 letters, digits, '.', '_', '@' or '-'",
+);
+
+/** `["user", name]`: a user, their role and the hash of their current token. */
+export const UserRecord = z.object({
+  name: UserName,
+  role: Role,
+  createdAt: z.number(),
+  tokenHash: z.string(),
+  tokenCreatedAt: z.number(),
+});
+/** A user record. */
+export type UserRecord = z.infer<typeof UserRecord>;
+
 // ---------------------------------------------------------------------------
 // Messages and their subjects
 
@@ -738,3 +765,6 @@ export const HeartbeatsView = z.object({
 });
 /** A batch of heartbeats. */
 export type HeartbeatsView = z.infer<typeof HeartbeatsView>;
+
+/** A user as the API shows it (never the hash). */
+export type UserView = Omit<UserRecord, "tokenHash">;

@@ -6,8 +6,7 @@
  */
 import { readInstances, taskKey } from "../core/kv.ts";
 import { NotFoundError } from "../core/errors.ts";
-import type { InstanceRecord, State, TaskRecord } from "../core/schema.ts";
-import type { TokenRecord } from "./auth.ts";
+import type { InstanceRecord, State, TaskRecord, TokenRecord } from "../core/schema.ts";
 
 /** The state of an instance, from its record (or from the task when it has none yet). */
 export function instanceState(task: TaskRecord, rec: InstanceRecord | null): State {

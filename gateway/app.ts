@@ -31,11 +31,12 @@ import {
   type TaskRecord,
   taskSubmit,
   type TaskView,
+  type TokenRecord,
 } from "../core/schema.ts";
 import { matrixParams } from "../core/task_toml.ts";
 import type { NatsUsers } from "../core/nats_auth.ts";
 import { instanceState, loadTask, readInstanceRecord, readInstanceRecords } from "./access.ts";
-import { createTokenCache, requireRole, type TokenRecord } from "./auth.ts";
+import { createTokenCache, requireRole } from "./auth.ts";
 import { clientAddress, createGuard, type GuardOptions } from "./guard.ts";
 import { DATA_SET_PATH, registerDataRoutes } from "./data.ts";
 import { readLog } from "./logs.ts";

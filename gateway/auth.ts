@@ -8,41 +8,11 @@
  *
  * @module
  */
-import { z } from "zod";
 import { tokenKey, userKey, USERS } from "../core/kv.ts";
 import { AuthError, ConflictError, NotFoundError, ValidationError } from "../core/errors.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import { randomToken, sha256Hex } from "../core/ids.ts";
-
-/** Roles, most powerful first. */
-export const Role = z.enum(["admin", "submitter", "viewer"]);
-/** A role. */
-export type Role = z.infer<typeof Role>;
-
-/** `["token", hash]`: who a token belongs to. */
-export const TokenRecord = z.object({ user: z.string(), role: Role, createdAt: z.number() });
-/** A token record. */
-export type TokenRecord = z.infer<typeof TokenRecord>;
-
-/** A user name: 1-64 letters, digits, `.`, `_`, `-`, `@`. */
-export const UserName = z.string().regex(
-  /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/,
-  "a user name is 1-64 letters, digits, '.', '_', '@' or '-'",
-);
-
-/** `["user", name]`: a user, their role and the hash of their current token. */
-export const UserRecord = z.object({
-  name: UserName,
-  role: Role,
-  createdAt: z.number(),
-  tokenHash: z.string(),
-  tokenCreatedAt: z.number(),
-});
-/** A user record. */
-export type UserRecord = z.infer<typeof UserRecord>;
-
-/** A user as the API shows it (never the hash). */
-export type UserView = Omit<UserRecord, "tokenHash">;
+import { type Role, type TokenRecord, UserName, type UserRecord, type UserView } from "../core/schema.ts";
 
 const RANK: Record<Role, number> = { viewer: 0, submitter: 1, admin: 2 };
 

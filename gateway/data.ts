@@ -9,9 +9,9 @@ import type { DataActor } from "../actors/data.ts";
 import type { WorkspaceActor, WorkspaceSelection } from "../actors/workspace.ts";
 import { NotFoundError, tooLarge, ValidationError } from "../core/errors.ts";
 import type { PackageLimits } from "../core/package.ts";
-import type { TaskRecord } from "../core/schema.ts";
+import type { TaskRecord, TokenRecord } from "../core/schema.ts";
 import type { AuditLog } from "../core/audit.ts";
-import { requireRole, type TokenRecord } from "./auth.ts";
+import { requireRole } from "./auth.ts";
 import { clientAddress } from "./guard.ts";
 
 /** Where data sets are uploaded (`POST` + the name): the gateway gives these bodies a limit of their own. */

@@ -19,8 +19,8 @@ import {
   nodesEvent,
   type TaskProgress,
   taskProgressAll,
+  type TokenRecord,
 } from "../core/schema.ts";
-import type { TokenRecord } from "./auth.ts";
 
 /** An event as the stream sends it: `event: <kind>` and `data: <JSON>`. */
 export type LiveEvent =

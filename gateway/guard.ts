@@ -14,7 +14,8 @@ import type { Context, MiddlewareHandler } from "hono";
 import type { AuditLog } from "../core/audit.ts";
 import { AuthError, RateLimitError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
-import { bearerToken, requireRole, type TokenCache, tokenHash, type TokenRecord } from "./auth.ts";
+import type { TokenRecord } from "../core/schema.ts";
+import { bearerToken, requireRole, type TokenCache, tokenHash } from "./auth.ts";
 import { createRateLimiter, limitBody, type RateLimitOptions } from "./limits.ts";
 
 /** A body limit of its own for the routes one method and path prefix name. */

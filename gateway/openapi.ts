@@ -7,13 +7,13 @@
  */
 import { z } from "zod";
 import { AuditEntry } from "../core/audit.ts";
-import { Role } from "./auth.ts";
 import {
   DataSetView,
   ErrorBody,
   IdempotencyKey,
   InstanceView,
   NodeRecord,
+  Role,
   State,
   SubmitView,
   TaskView,

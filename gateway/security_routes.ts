@@ -10,16 +10,8 @@ import type { AuditLog } from "../core/audit.ts";
 import type { Bus } from "../core/bus.ts";
 import { NotFoundError, ValidationError } from "../core/errors.ts";
 import type { NatsUsers } from "../core/nats_auth.ts";
-import {
-  addUser,
-  listUsers,
-  removeUser,
-  requireRole,
-  Role,
-  rotateToken,
-  type TokenCache,
-  type TokenRecord,
-} from "./auth.ts";
+import { Role, type TokenRecord } from "../core/schema.ts";
+import { addUser, listUsers, removeUser, requireRole, rotateToken, type TokenCache } from "./auth.ts";
 import { clientAddress } from "./guard.ts";
 
 /** Counters of what the gateway refused, by kind. */
