@@ -7,8 +7,7 @@
  */
 import { join } from "node:path";
 import { parse } from "smol-toml";
-import { AuthError, RateLimitError, UnavailableError, ValidationError } from "../core/errors.ts";
-import { errorFromBody } from "../core/bus.ts";
+import { AuthError, errorClassOfStatus, UnavailableError, ValidationError } from "../core/errors.ts";
 import { streamUpload } from "./upload.ts";
 
 /** Where the CLI keeps its settings. */
@@ -157,21 +156,15 @@ export class Client {
         { code },
       );
     }
-    if (res.status === 429) {
-      // Not retried by the CLI: the limit is per token, and trying again at once only uses it up.
-      const retryAfterMs = Math.max(1, Number(res.headers.get("retry-after") ?? "1") || 1) * 1000;
-      throw new RateLimitError(message, { code, retryAfterMs });
-    }
-    const name =
-      { 400: "ValidationError", 403: "AuthError", 404: "NotFoundError", 409: "ConflictError", 413: "TooLargeError" }[
-        res.status
-      ];
+    const Class = errorClassOfStatus(res.status);
     // 5xx: the manager (or a proxy before it) could not answer now; other 4xx: the request itself.
-    if (!name) {
+    if (!Class) {
       if (res.status >= 500) throw new UnavailableError(message, { code });
       throw new ValidationError(message, { code });
     }
-    throw errorFromBody({ code, message, name });
+    // A rate limit is not retried by the CLI: the limit is per token, and trying again at once only uses it up.
+    const retryAfterMs = Math.max(1, Number(res.headers.get("retry-after") ?? "1") || 1) * 1000;
+    throw new Class(message, { code, retryAfterMs });
   }
 
   /** GETs JSON. */

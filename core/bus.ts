@@ -18,7 +18,7 @@
  */
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { z } from "zod";
-import { AuthError, ConflictError, NotFoundError, TooLargeError, UnavailableError, ValidationError } from "./errors.ts";
+import { ERROR_CLASSES, RateLimitError, UnavailableError, ValidationError } from "./errors.ts";
 import type { TimerId } from "./clock.ts";
 import type { Logger } from "./log.ts";
 import type { ErrorBody, RequestSubject, Subject } from "./schema.ts";
@@ -96,26 +96,16 @@ export function errorBody(error: unknown): ErrorBody {
     code: typeof e?.code === "string" ? e.code : "internal",
     message: e?.message ?? String(error),
     name: e?.name,
+    ...(error instanceof RateLimitError ? { retryAfterMs: error.retryAfterMs } : {}),
   };
 }
 
-/** Turns an error body from a reply back into the error class it came from. */
+/** Turns an error body from a reply back into the error class it came from (unknown ones: unavailable). */
 export function errorFromBody(body: ErrorBody): Error {
-  const options = { code: body.code };
-  switch (body.name) {
-    case "ValidationError":
-      return new ValidationError(body.message, options);
-    case "NotFoundError":
-      return new NotFoundError(body.message, options);
-    case "AuthError":
-      return new AuthError(body.message, options);
-    case "ConflictError":
-      return new ConflictError(body.message, options);
-    case "TooLargeError":
-      return new TooLargeError(body.message, options);
-    default:
-      return new UnavailableError(body.message, options);
-  }
+  const Class = (body.name !== undefined && Object.hasOwn(ERROR_CLASSES, body.name))
+    ? ERROR_CLASSES[body.name]
+    : UnavailableError;
+  return new Class(body.message, { code: body.code, retryAfterMs: body.retryAfterMs ?? 1000 });
 }
 
 /** Returns the reply's value, or throws the error it carries. */

@@ -129,6 +129,8 @@ export const ErrorBody = z.object({
   message: z.string(),
   /** The error class name (`ValidationError`, …), so a reply can be thrown again as the same kind. */
   name: z.string().optional(),
+  /** A `RateLimitError`'s wait, so a reply can be thrown again with it. */
+  retryAfterMs: z.number().optional(),
 });
 /** An error as the API and replies carry it. */
 export type ErrorBody = z.infer<typeof ErrorBody>;
@@ -736,7 +738,7 @@ export const PackageCheckView = z.union([
     unpackedBytes: z.number().int().nonnegative(),
     spec: TaskSpec,
   }),
-  z.object({ ok: z.literal(false), error: ErrorBody.omit({ name: true }) }),
+  z.object({ ok: z.literal(false), error: ErrorBody.omit({ name: true, retryAfterMs: true }) }),
 ]);
 /** A package check answer. */
 export type PackageCheckView = z.infer<typeof PackageCheckView>;

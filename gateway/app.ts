@@ -14,7 +14,7 @@ import type { DataActor } from "../actors/data.ts";
 import type { WorkspaceActor } from "../actors/workspace.ts";
 import { type AuditLog, createAuditLog } from "../core/audit.ts";
 import { type Bus, errorBody, unwrap } from "../core/bus.ts";
-import { NotFoundError, RateLimitError, ValidationError } from "../core/errors.ts";
+import { NotFoundError, ParallelicError, RateLimitError, ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { Metrics } from "../core/metrics.ts";
 import { checkPackage, DEFAULT_PACKAGE_LIMITS, type PackageLimits } from "../core/package.ts";
@@ -78,16 +78,6 @@ export const DEFAULT_GUARD_OPTIONS: GuardOptions = {
 /** The gateway's Hono environment: the caller, once authenticated. */
 export type GatewayEnv = { Variables: { who: TokenRecord } };
 type Env = GatewayEnv;
-
-const STATUS: Record<string, number> = {
-  ValidationError: 400,
-  AuthError: 401,
-  NotFoundError: 404,
-  ConflictError: 409,
-  TooLargeError: 413,
-  RateLimitError: 429,
-  UnavailableError: 503,
-};
 
 /** Turns a task record into its API view. */
 export function taskView(rec: TaskRecord): TaskView {
@@ -172,14 +162,13 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
       return c.json({ error: { code: "http_error", message: err.message } }, err.status);
     }
     const body = errorBody(err);
-    let status = STATUS[err.name];
+    const status = err instanceof ParallelicError ? err.status : undefined;
     if (
       !status && /^(TimeoutError|NoRespondersError|RequestError|ConnectionError|ClosedConnectionError)$/.test(err.name)
     ) {
       // NATS did not answer in time (a server lost, a leader being elected): try again shortly.
       return c.json({ error: { code: "unavailable", message: `NATS did not answer: ${err.message}; try again` } }, 503);
     }
-    if (status === 401 && body.code === "forbidden") status = 403;
     if (!status) {
       log.error("gateway:internal-error", { path: c.req.path, error: String(err.stack ?? err) });
       return c.json({ error: { code: "internal", message: `Internal error: ${err.message}` } }, 500);
