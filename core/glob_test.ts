@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { parseIgnore } from "../cli/ignore.ts";
-import { globToRegExp } from "./glob.ts";
+import { globToRegExp } from "./glob.js";
 
 Deno.test("globToRegExp() matches *, ** and ? within and across folders, anchored by default", () => {
   const out = globToRegExp("out/**");

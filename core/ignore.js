@@ -4,32 +4,14 @@
  * folders, leading `/` to anchor, `!` to re-include, `#` comments).
  *
  * Plain JavaScript with JSDoc types, because the web UI's browser script
- * uses it too (served at `/ui/ignore.js`) when it zips a folder.
+ * uses it too (served at `/ui/ignore.js`, beside `/ui/glob.js`) when it zips
+ * a folder. Kept by hand rather than npm:ignore as that package ships
+ * CommonJS only, which a browser cannot import without a build step, and one
+ * reader in both places keeps the CLI and the web UI leaving out the same files.
  *
  * @module
  */
-
-/**
- * Turns one gitignore pattern into a regular expression over relative paths.
- *
- * @param {string} pattern
- * @returns {RegExp}
- */
-function toRegExp(pattern) {
-  const anchored = pattern.startsWith("/") || pattern.slice(0, -1).includes("/");
-  const body = pattern.replace(/^\//, "");
-  let re = "";
-  for (let i = 0; i < body.length; i++) {
-    const ch = body[i];
-    if (ch === "*" && body[i + 1] === "*") {
-      re += body[i + 2] === "/" ? "(?:.*/)?" : ".*";
-      i += body[i + 2] === "/" ? 2 : 1;
-    } else if (ch === "*") re += "[^/]*";
-    else if (ch === "?") re += "[^/]";
-    else re += ch.replace(/[.+^${}()|[\]\\]/g, "\\$&");
-  }
-  return new RegExp(`${anchored ? "^" : "(?:^|/)"}${re}(?:/.*)?$`);
-}
+import { globToRegExp } from "./glob.js";
 
 /**
  * Returns a predicate for paths (relative, `/`-separated) that the rules ignore.
@@ -43,7 +25,9 @@ export function parseIgnore(text) {
     let pattern = negate ? line.slice(1) : line;
     const dirOnly = pattern.endsWith("/");
     if (dirOnly) pattern = pattern.slice(0, -1);
-    return { negate, dirOnly, re: toRegExp(pattern) };
+    // gitignore: a pattern with a `/` before its end is anchored at the root; one without matches in any folder.
+    const anchored = pattern.startsWith("/") || pattern.slice(0, -1).includes("/");
+    return { negate, dirOnly, re: globToRegExp(pattern, { anchored, matchChildren: true }) };
   });
   return (path, isDir) => {
     let ignored = false;

@@ -8,7 +8,7 @@
  */
 import { join } from "node:path";
 import { ValidationError } from "../core/errors.ts";
-import { globToRegExp } from "../core/glob.ts";
+import { globToRegExp } from "../core/glob.js";
 import type { Bucket } from "../core/objects.ts";
 import { outputObject } from "../core/schema.ts";
 import { extractTar, type TarSource, tarStream } from "../core/tar.ts";

@@ -5,12 +5,13 @@
  *
  * The browser scripts are plain JavaScript modules, served as they are (no
  * build step); zip.js comes from its npm package, and the ignore rules from
- * `core/ignore.js`, which the CLI uses too.
+ * `core/ignore.js` (with `core/glob.js`, which it imports), which the CLI uses too.
  *
  * @module
  */
 import type { Context, Hono } from "hono";
 import zipJs from "@zip.js/zip.js/dist/zip-core-external.min.js" with { type: "text" };
+import globJs from "../../core/glob.js" with { type: "text" };
 import ignoreJs from "../../core/ignore.js" with { type: "text" };
 import type { GatewayDeps, GatewayEnv } from "../app.ts";
 import { addUiApi, type UiApiOptions } from "../ui_api.ts";
@@ -38,6 +39,7 @@ const ASSETS: Record<string, { type: string; body: string }> = {
   "submit.js": { type: JS, body: submitJs },
   "task.js": { type: JS, body: taskJs },
   "tasks.js": { type: JS, body: tasksJs },
+  "glob.js": { type: JS, body: globJs },
   "ignore.js": { type: JS, body: ignoreJs },
   "vendor/zip.js": { type: JS, body: zipJs },
 };
