@@ -6,6 +6,13 @@
  * the writer pulls each file when the reader asks for more, and the reader
  * hands out each entry's body as a stream.
  *
+ * Kept by hand rather than npm:tar-stream, measured against it: neither is
+ * faster (one large file or many small ones), while tar-stream speaks Node
+ * streams (streamx, six more packages) where every producer and consumer
+ * here is a web stream, and on a truncated or corrupt archive it throws a
+ * bare `Error` with no offset, where this reader throws a ValidationError
+ * saying where (an upload's 400, not a 500).
+ *
  * @module
  */
 import { dirname, join } from "node:path";
