@@ -172,9 +172,16 @@ async function plan(bytes: Uint8Array, limits: PackageLimits): Promise<PlannedEn
     if (raw.includes("\0") || raw.includes("\\")) {
       invalid(`entry '${raw}' has a NUL or backslash in its name`, "bad_entry_name");
     }
-    // deno-lint-ignore no-control-regex
-    if (/[\x01-\x1f\x7f]/.test(raw)) {
-      invalid(`entry '${JSON.stringify(raw).slice(1, -1)}' has a control character in its name`, "bad_entry_name");
+    // C0, DEL and C1 (Unicode's Cc): a newline or an escape in a name forges lines of logs and listings.
+    const control = /\p{Cc}/u.exec(raw);
+    if (control) {
+      const u = (ch: string) => `U+${ch.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
+      invalid(
+        `entry '${raw.replace(/\p{Cc}/gu, (ch) => `\\u${u(ch).slice(2)}`)}' has a control character (${
+          u(control[0])
+        }) in its name: names may not hold C0, DEL or C1 controls`,
+        "bad_entry_name",
+      );
     }
     const rawBytes = new TextEncoder().encode(raw);
     if (rawBytes.byteLength > MAX_PATH_BYTES) {
@@ -299,12 +306,7 @@ async function streamEntry(
   try {
     await (entry as zip.FileEntry).getData(sink, { checkSignature: true });
   } catch (e) {
-    if (lied || /uncompressed size/i.test((e as Error).message)) {
-      invalid(
-        `entry '${entry.filename}' unpacks to more than the ${entry.uncompressedSize} bytes it declares: a zip bomb?`,
-        "zip_bomb",
-      );
-    }
+    if (lied || /uncompressed size/i.test((e as Error).message)) lies(entry);
     invalid(`entry '${entry.filename}' cannot be read (${(e as Error).message})`, "broken_zip");
   }
   if (size !== entry.uncompressedSize) {
@@ -331,9 +333,29 @@ function centralDirectoryOffset(bytes: Uint8Array, view: DataView): number | nul
  * and word.
  */
 function readSmallEntry(bytes: Uint8Array, entry: zip.Entry, limit: number): Uint8Array | null {
+  if (entry.uncompressedSize > limit || entry.compressedSize > 1024 * 1024) return null;
+  const located = entryData(bytes, entry);
+  if (!located) return null;
+  let out: Uint8Array;
+  try {
+    out = located.method === 0
+      ? located.raw.slice()
+      : new Uint8Array(inflateRawSync(located.raw, { maxOutputLength: limit + 1 }));
+  } catch {
+    return null;
+  }
+  if (out.byteLength !== entry.uncompressedSize || (crc32(out) >>> 0) !== entry.crc32) return null;
+  return out;
+}
+
+/**
+ * Finds a stored or deflated entry's data in the zip's bytes; null when the
+ * entry is anything else or its headers do not agree, for the careful path
+ * to read and word.
+ */
+function entryData(bytes: Uint8Array, entry: zip.Entry): { raw: Uint8Array; method: number } | null {
   const method = entry.compressionMethod;
   if (entry.encrypted || entry.crc32 === undefined || (method !== 0 && method !== 8)) return null;
-  if (entry.uncompressedSize > limit || entry.compressedSize > 1024 * 1024) return null;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const at = entry.offset;
   if (at + 30 > bytes.byteLength || view.getUint32(at, true) !== 0x04034b50) return null;
@@ -350,15 +372,7 @@ function readSmallEntry(bytes: Uint8Array, entry: zip.Entry, limit: number): Uin
   // Its data must end before the central directory starts.
   const directory = centralDirectoryOffset(bytes, view);
   if (directory === null || start + entry.compressedSize > directory) return null;
-  const raw = bytes.subarray(start, start + entry.compressedSize);
-  let out: Uint8Array;
-  try {
-    out = method === 0 ? raw.slice() : new Uint8Array(inflateRawSync(raw, { maxOutputLength: limit + 1 }));
-  } catch {
-    return null;
-  }
-  if (out.byteLength !== entry.uncompressedSize || (crc32(out) >>> 0) !== entry.crc32) return null;
-  return out;
+  return { raw: bytes.subarray(start, start + entry.compressedSize), method };
 }
 
 async function readEntry(bytes: Uint8Array, entry: zip.Entry, limit: number): Promise<Uint8Array> {
@@ -373,6 +387,61 @@ async function readEntry(bytes: Uint8Array, entry: zip.Entry, limit: number): Pr
     at += c.byteLength;
   }
   return out;
+}
+
+/**
+ * Inflates every file entry once, keeping nothing, and refuses one that
+ * inflates past the size its headers declare as soon as it does (a zip bomb
+ * that lies about its size), or to fewer bytes, or with another CRC: what
+ * the node would find only when unpacking, after the task was accepted.
+ */
+async function checkDeclaredSizes(bytes: Uint8Array, planned: PlannedEntry[]): Promise<void> {
+  for (const p of planned) {
+    if (p.kind !== "file" || p.path === "task.toml") continue;
+    const { entry } = p;
+    // Small entries inflate in one call capped one byte past what they declare; the rest stream through zip.js.
+    if (entry.compressedSize <= 1024 * 1024 && entry.uncompressedSize <= 16 * 1024 * 1024) {
+      const verdict = inflatedSize(bytes, entry);
+      if (verdict === "over") lies(entry);
+      if (verdict === "ok") continue;
+    }
+    await streamEntry(entry, entry.uncompressedSize, () => {});
+  }
+}
+
+function lies(entry: zip.Entry): never {
+  invalid(
+    `entry '${entry.filename}' unpacks to more than the ${entry.uncompressedSize} bytes it declares: a zip bomb?`,
+    "zip_bomb",
+  );
+}
+
+/**
+ * Inflates a small entry straight from the zip's bytes, stopping one byte
+ * past its declared size: "ok" when size and CRC match, "over" when it
+ * inflates past the size, "unsure" when the careful path must say why not.
+ *
+ * @throws {ValidationError} When it inflates to fewer bytes than it declares.
+ */
+function inflatedSize(bytes: Uint8Array, entry: zip.Entry): "ok" | "over" | "unsure" {
+  const located = entryData(bytes, entry);
+  if (!located) return "unsure";
+  const { raw, method } = located;
+  if (method === 0) return raw.byteLength === entry.uncompressedSize ? "ok" : "unsure";
+  let out: Uint8Array;
+  try {
+    out = new Uint8Array(inflateRawSync(raw, { maxOutputLength: entry.uncompressedSize + 1 }));
+  } catch (e) {
+    return (e as { code?: string }).code === "ERR_BUFFER_TOO_LARGE" ? "over" : "unsure";
+  }
+  if (out.byteLength > entry.uncompressedSize) return "over";
+  if (out.byteLength < entry.uncompressedSize) {
+    invalid(
+      `entry '${entry.filename}' unpacks to ${out.byteLength} bytes, not the ${entry.uncompressedSize} it declares`,
+      "broken_zip",
+    );
+  }
+  return (crc32(out) >>> 0) === entry.crc32 ? "ok" : "unsure";
 }
 
 /** Where a symlink at `path` pointing to `target` lands, or null when outside the root. */
@@ -436,6 +505,7 @@ async function checkPackageBytes(
     }
     links.set(p.path, resolved);
   }
+  await checkDeclaredSizes(bytes, planned);
   const tomlEntry = byPath.get("task.toml")!;
   if (tomlEntry.kind !== "file") invalid("task.toml is not a regular file", "missing_task_toml");
   const tomlBytes = await readEntry(bytes, tomlEntry.entry, 64 * 1024);

@@ -200,3 +200,22 @@ Deno.test("sha256Digest() gives the same digest below and above its 1 MiB switch
     assert.equal(await sha256Digest(view), expected, `${size} bytes in a larger buffer`);
   }
 });
+
+Deno.test("checkPackage inflates every file once: a large entry that lies about its size is refused as it streams", async () => {
+  const limits = { ...DEFAULT_PACKAGE_LIMITS, maxRatio: 1e9 };
+  const ok = [{ name: "task.toml", data: TOML }, { name: "run.sh", data: "#!/bin/sh\n", mode: 0o100755 }];
+  // Past 16 MiB declared, the entry streams through zip.js rather than one capped inflate.
+  const lying = await rawZip([...ok, {
+    name: "big.bin",
+    data: new Uint8Array(40 * 2 ** 20),
+    deflate: true,
+    declaredSize: 20 * 2 ** 20,
+  }]);
+  await assert.rejects(
+    checkPackage(lying, "t", limits),
+    (e: ValidationError) =>
+      e.code === "zip_bomb" && /entry 'big.bin' unpacks to more than the 20971520 bytes it declares/.test(e.message),
+  );
+  const honest = await rawZip([...ok, { name: "big.bin", data: new Uint8Array(20 * 2 ** 20), deflate: true }]);
+  assert.equal((await checkPackage(honest, "t", limits)).unpackedBytes, 20 * 2 ** 20 + TOML.length + 10);
+});

@@ -155,6 +155,54 @@ export async function hostileCorpus(outside: string): Promise<HostileCase[]> {
       message: /'task.toml' unpacks to more than the 40 bytes it declares/,
     },
     {
+      what:
+        "a file that lies about its size (declares 10 bytes, inflates to 1 MiB; the ratio of what it declares is 0)",
+      bytes: await rawZip([...ok, {
+        name: "data/frame.exr",
+        data: new Uint8Array(2 ** 20).fill(0x41),
+        deflate: true,
+        declaredSize: 10,
+      }]),
+      status: 400,
+      code: "zip_bomb",
+      message: /entry 'data\/frame.exr' unpacks to more than the 10 bytes it declares/,
+    },
+    {
+      what: "a deflate bomb with a false size (a file declares 100 bytes, inflates to 64 MiB)",
+      bytes: await rawZip([...ok, { name: "bomb.bin", data: zeros, deflate: true, declaredSize: 100 }]),
+      status: 400,
+      code: "zip_bomb",
+      message: /entry 'bomb.bin' unpacks to more than the 100 bytes it declares: a zip bomb\?/,
+    },
+    {
+      what: "a file that declares more than it holds (5000 bytes declared, 12 inflated)",
+      bytes: await rawZip([...ok, { name: "short.txt", data: "twelve bytes", deflate: true, declaredSize: 5000 }]),
+      status: 400,
+      code: "broken_zip",
+      message: /entry 'short.txt' unpacks to 12 bytes, not the 5000 it declares/,
+    },
+    {
+      what: "a stored file whose declared size is not its length",
+      bytes: await rawZip([...ok, { name: "stored.txt", data: "x".repeat(64), declaredSize: 8 }]),
+      status: 400,
+      code: "zip_bomb",
+      message: /entry 'stored.txt' unpacks to more than the 8 bytes it declares/,
+    },
+    ...await Promise.all(
+      [
+        ["a tab", "a\tb.txt", String.raw`a\u0009b.txt`, "U+0009"],
+        ["an escape", "log\x1b[2J", String.raw`log\u001B[2J`, "U+001B"],
+        ["DEL", "x\x7f", String.raw`x\u007F`, "U+007F"],
+        ["a C1 control (CSI) in a folder's", "d\u009b/f", String.raw`d\u009B/f`, "U+009B"],
+      ].map(async ([what, name, shown, codePoint]) => ({
+        what: `${what} name`,
+        bytes: await rawZip([...ok, { name, data: "x" }]),
+        status: 400 as const,
+        code: "bad_entry_name",
+        message: new RegExp(RegExp.escape(`entry '${shown}' has a control character (${codePoint}) in its name`)),
+      })),
+    ),
+    {
       what: "a huge task.toml",
       bytes: await makeZip({ "task.toml": TOML + "# padding\n".repeat(20_000), "run.sh": RUN }),
       status: 400,
