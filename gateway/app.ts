@@ -14,7 +14,7 @@ import type { DataActor } from "../actors/data.ts";
 import type { WorkspaceActor } from "../actors/workspace.ts";
 import { type AuditLog, createAuditLog } from "../core/audit.ts";
 import { type Bus, errorBody, unwrap } from "../core/bus.ts";
-import { NotFoundError, ParallelicError, RateLimitError, ValidationError } from "../core/errors.ts";
+import { ParallelicError, RateLimitError, ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { Metrics } from "../core/metrics.ts";
 import { checkPackage, DEFAULT_PACKAGE_LIMITS, type PackageLimits } from "../core/package.ts";
@@ -41,6 +41,7 @@ import { clientAddress, createGuard, type GuardOptions } from "./guard.ts";
 import { DATA_SET_PATH, registerDataRoutes } from "./data.ts";
 import { readLog } from "./logs.ts";
 import { openApiDocument } from "./openapi.ts";
+import { flagQuery, instanceIndex, nodeNameParam, wholeQuery } from "./params.ts";
 import { addSecurityRoutes, createGatewayStats } from "./security_routes.ts";
 import { addUiRoutes } from "./ui/mod.ts";
 import { readUpload } from "./upload.ts";
@@ -195,19 +196,6 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
 
   const getTask = (id: string, who: TokenRecord) => loadTask(kv, id, who);
 
-  const parseIndex = (task: TaskRecord, raw: string) => {
-    // The [finalize] run is the extra instance numbered `instances`.
-    if (raw === "finalize" && task.spec.finalize) return task.spec.instances;
-    const index = Number(raw);
-    if (!Number.isInteger(index) || index < 0 || index >= task.spec.instances) {
-      throw new NotFoundError(
-        `Task '${task.id}' has no instance '${raw}': it has instances 0 to ${task.spec.instances - 1}`,
-        { code: "instance_not_found" },
-      );
-    }
-    return index;
-  };
-
   app.get("/api/v1/whoami", (c) => c.json(c.get("who")));
 
   const openapi = openApiDocument();
@@ -256,7 +244,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
       );
     }
     const state = parsedState?.data;
-    const limit = Math.min(Math.max(Number(c.req.query("limit") ?? 100) || 100, 1), 1000);
+    const limit = wholeQuery(c.req.query("limit"), "limit", { fallback: 100, min: 1, max: 1000 });
     const tasks: TaskView[] = [];
     for await (const entry of kv.list<TaskRecord>({ prefix: TASKS }, { reverse: true, batchSize: 200 })) {
       const rec = entry.value;
@@ -274,8 +262,8 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
 
   app.get("/api/v1/tasks/:id/instances", async (c) => {
     const task = await getTask(c.req.param("id"), c.get("who"));
-    const from = Math.max(0, Number(c.req.query("from") ?? 0) || 0);
-    const limit = Math.min(Math.max(Number(c.req.query("limit") ?? 1000) || 1000, 1), 10_000);
+    const from = wholeQuery(c.req.query("from"), "from", { fallback: 0 });
+    const limit = wholeQuery(c.req.query("limit"), "limit", { fallback: 1000, min: 1, max: 10_000 });
     const to = Math.min(task.spec.instances, from + limit);
     const records = await readInstanceRecords(kv, task.id, from, to);
     const instances: InstanceView[] = [];
@@ -285,15 +273,15 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
 
   app.get("/api/v1/tasks/:id/instances/:index", async (c) => {
     const task = await getTask(c.req.param("id"), c.get("who"));
-    const index = parseIndex(task, c.req.param("index"));
+    const index = instanceIndex(task, c.req.param("index"));
     const rec = await readInstanceRecord(kv, task.id, index);
     return c.json(instanceView(task, index, rec));
   });
 
   app.get("/api/v1/tasks/:id/instances/:index/logs", async (c) => {
     const task = await getTask(c.req.param("id"), c.get("who"));
-    const index = parseIndex(task, c.req.param("index"));
-    const follow = ["1", "true", "yes"].includes(c.req.query("follow") ?? "");
+    const index = instanceIndex(task, c.req.param("index"));
+    const follow = flagQuery(c.req.query("follow"), "follow");
     const ended = async () => {
       const t = (await kv.get<TaskRecord>(taskKey(task.id))).value;
       if (!t || FINAL_STATES.has(t.state)) return true;
@@ -317,7 +305,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   app.get("/api/v1/tasks/:id/explain", async (c) => {
     const task = await getTask(c.req.param("id"), c.get("who"));
     const raw = c.req.query("instance");
-    const index = raw === undefined ? undefined : parseIndex(task, raw);
+    const index = raw === undefined ? undefined : instanceIndex(task, raw);
     const reply = unwrap(await bus.request(taskExplain, { taskId: task.id, index }));
     return c.json({ taskId: task.id, index: index ?? null, state: reply.state, explanation: reply.explanation });
   });
@@ -342,7 +330,8 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     app.post(`/api/v1/nodes/:name/${verb}`, async (c) => {
       const who = c.get("who");
       requireRole(who, "admin", `${verb} a node`);
-      const reply = unwrap(await bus.request(nodesDrain, { name: c.req.param("name"), drain: verb === "drain" }));
+      const name = nodeNameParam(c.req.param("name"));
+      const reply = unwrap(await bus.request(nodesDrain, { name, drain: verb === "drain" }));
       await audit.record({
         action: verb === "drain" ? "node.drain" : "node.resume",
         user: who.user,

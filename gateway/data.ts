@@ -13,6 +13,7 @@ import type { TaskRecord, TokenRecord } from "../core/schema.ts";
 import type { AuditLog } from "../core/audit.ts";
 import { requireRole } from "./auth.ts";
 import { clientAddress } from "./guard.ts";
+import { canonicalWhole, flagQuery, instanceIndex } from "./params.ts";
 
 /** Where data sets are uploaded (`POST` + the name): the gateway gives these bodies a limit of their own. */
 export const DATA_SET_PATH = "/api/v1/data/";
@@ -58,7 +59,7 @@ export async function readCapped(
 
 function selection(task: TaskRecord, query: (k: string) => string | undefined): WorkspaceSelection {
   const instance = query("instance");
-  const finalize = ["1", "true", "yes"].includes(query("finalize") ?? "");
+  const finalize = flagQuery(query("finalize"), "finalize");
   if (finalize) {
     if (!task.spec.finalize) {
       throw new NotFoundError(`Task '${task.id}' has no [finalize] step`, { code: "no_finalize" });
@@ -66,14 +67,9 @@ function selection(task: TaskRecord, query: (k: string) => string | undefined): 
     return { finalize: true };
   }
   if (instance === undefined) return {};
-  const index = Number(instance);
-  if (!Number.isInteger(index) || index < 0 || index >= task.spec.instances) {
-    throw new NotFoundError(
-      `Task '${task.id}' has no instance '${instance}': it has instances 0 to ${task.spec.instances - 1}`,
-      { code: "instance_not_found" },
-    );
-  }
-  return { instance: index };
+  const index = instanceIndex(task, instance);
+  // `instance=finalize` is the [finalize] run, as in the instance routes.
+  return index === task.spec.instances ? { finalize: true } : { instance: index };
 }
 
 /** Adds the data, workspace and storage routes to `app`. */
@@ -109,8 +105,8 @@ export function registerDataRoutes(app: Hono<Env>, deps: DataRoutesDeps): void {
       );
     }
     const declaredHeader = c.req.header(UPLOAD_BYTES_HEADER) ?? (isTar ? undefined : c.req.header("content-length"));
-    const declaredBytes = declaredHeader === undefined ? undefined : Number(declaredHeader);
-    if (declaredBytes !== undefined && !(Number.isInteger(declaredBytes) && declaredBytes >= 0)) {
+    const declaredBytes = declaredHeader === undefined ? undefined : canonicalWhole(declaredHeader);
+    if (declaredBytes === null) {
       throw new ValidationError(`Header '${UPLOAD_BYTES_HEADER}' must be a byte count: got '${declaredHeader}'`);
     }
     const body = c.req.raw.body;

@@ -13,6 +13,7 @@ import type { NatsUsers } from "../core/nats_auth.ts";
 import { Role, type TokenRecord } from "../core/schema.ts";
 import { addUser, listUsers, removeUser, requireRole, rotateToken, type TokenCache } from "./auth.ts";
 import { clientAddress } from "./guard.ts";
+import { nodeNameParam, wholeQuery } from "./params.ts";
 
 /** Counters of what the gateway refused, by kind. */
 export interface GatewayStats {
@@ -136,14 +137,9 @@ export function addSecurityRoutes(app: Hono<{ Variables: { who: TokenRecord } }>
 
   app.get("/api/v1/audit", async (c) => {
     admin(c, "read the audit log");
-    const limit = Math.min(Math.max(Number(c.req.query("limit") ?? 100) || 100, 1), 1000);
+    const limit = wholeQuery(c.req.query("limit"), "limit", { fallback: 100, min: 1, max: 1000 });
     const before = c.req.query("before");
-    const beforeMs = before === undefined ? undefined : Number(before);
-    if (beforeMs !== undefined && !Number.isFinite(beforeMs)) {
-      throw new ValidationError(`Cannot read the audit log before '${before}': give a time in ms`, {
-        code: "invalid_request",
-      });
-    }
+    const beforeMs = before === undefined ? undefined : wholeQuery(before, "before", { fallback: 0 });
     return c.json({ entries: await audit.list({ limit, beforeMs }) });
   });
 
@@ -163,7 +159,7 @@ export function addSecurityRoutes(app: Hono<{ Variables: { who: TokenRecord } }>
 
   app.post("/api/v1/nodes/:name/forget", async (c) => {
     const by = admin(c, "forget a node");
-    const name = c.req.param("name");
+    const name = nodeNameParam(c.req.param("name"));
     if (!(await joinUsers().forgetNode(name))) {
       throw new NotFoundError(`Cannot forget node '${name}' as no node of that name joined`, {
         code: "node_not_found",

@@ -13,6 +13,7 @@ import { instanceState, loadTask, readInstanceRecords } from "./access.ts";
 import { requireRole } from "./auth.ts";
 import type { GatewayDeps, GatewayEnv } from "./app.ts";
 import { createEventHub, eventStream } from "./events.ts";
+import { wholeQuery } from "./params.ts";
 import { readUpload } from "./upload.ts";
 
 /** Options of {@linkcode addUiApi}. */
@@ -47,8 +48,12 @@ export function addUiApi(app: Hono<GatewayEnv>, deps: GatewayDeps, options: UiAp
 
   app.get("/api/v1/tasks/:id/states", async (c) => {
     const task = await loadTask(kv, c.req.param("id"), c.get("who"));
-    const from = Math.max(0, Number(c.req.query("from") ?? 0) || 0);
-    const limit = Math.min(Math.max(Number(c.req.query("limit") ?? MAX_STATES_PAGE) || 1, 1), MAX_STATES_PAGE);
+    const from = wholeQuery(c.req.query("from"), "from", { fallback: 0 });
+    const limit = wholeQuery(c.req.query("limit"), "limit", {
+      fallback: MAX_STATES_PAGE,
+      min: 1,
+      max: MAX_STATES_PAGE,
+    });
     const to = Math.min(task.spec.instances, from + limit);
     const records = await readInstanceRecords(kv, task.id, from, to);
     let states = "";

@@ -1,0 +1,113 @@
+/**
+ * Strict reading of path and query parameters: a number is canonical
+ * decimal (`0x1`, `1.0`, `+1`, `01` and `1e0` are refused, not read as 1),
+ * a yes/no flag is one of a few words, a node name is what nodes are named.
+ * Each refusal is a 400 naming the parameter, what it got and what to send.
+ *
+ * @module
+ */
+import { NotFoundError, ValidationError } from "../core/errors.ts";
+import { NodeName, type TaskRecord } from "../core/schema.ts";
+
+/** A whole number as the API writes it: no sign, leading zero, fraction or exponent. */
+const CANONICAL_WHOLE = /^(0|[1-9][0-9]{0,15})$/;
+
+/** Shows at most 64 characters of what the caller sent, as JSON would (so controls are visible). */
+export const shown = (raw: string) => JSON.stringify(raw.length > 64 ? `${raw.slice(0, 64)}…` : raw).slice(1, -1);
+
+/**
+ * Reads a whole number in canonical decimal, or null when `raw` is not one.
+ * Numbers above 2^53 are not whole numbers here either.
+ */
+export function canonicalWhole(raw: string): number | null {
+  if (!CANONICAL_WHOLE.test(raw)) return null;
+  const n = Number(raw);
+  return Number.isSafeInteger(n) ? n : null;
+}
+
+/** Options of {@linkcode wholeQuery}. */
+export interface WholeQueryOptions {
+  /** When the parameter is absent. */
+  fallback: number;
+  /** Smallest value taken; a smaller one is raised to it. @default {0} */
+  min?: number;
+  /** Largest value taken; a larger one is lowered to it (a page size asked too large). */
+  max?: number;
+}
+
+/**
+ * Reads query parameter `name` as a whole number, kept within `min`..`max`.
+ *
+ * @throws {ValidationError} `invalid_parameter` when it is there but not canonical decimal.
+ */
+export function wholeQuery(raw: string | undefined, name: string, options: WholeQueryOptions): number {
+  if (raw === undefined) return options.fallback;
+  const n = canonicalWhole(raw);
+  if (n === null) {
+    throw new ValidationError(
+      `Cannot read query parameter '${name}' = '${shown(raw)}': give a whole number in decimal ` +
+        `(digits only: no sign, leading zero, fraction or exponent)`,
+      { code: "invalid_parameter" },
+    );
+  }
+  return Math.min(Math.max(n, options.min ?? 0), options.max ?? Number.MAX_SAFE_INTEGER);
+}
+
+const YES = new Set(["1", "true", "yes"]);
+const NO = new Set(["", "0", "false", "no"]);
+
+/**
+ * Reads a yes/no query parameter (`1`, `true`, `yes` or `0`, `false`, `no`; absent is no).
+ *
+ * @throws {ValidationError} `invalid_parameter` for any other word.
+ */
+export function flagQuery(raw: string | undefined, name: string): boolean {
+  if (raw === undefined || NO.has(raw)) return false;
+  if (YES.has(raw)) return true;
+  throw new ValidationError(
+    `Cannot read query parameter '${name}' = '${shown(raw)}': give 1, true or yes (or 0, false, no)`,
+    { code: "invalid_parameter" },
+  );
+}
+
+/**
+ * Reads an instance index of `task`: canonical decimal below its instance
+ * count, or `finalize` when it has a [finalize] step (the extra instance
+ * numbered `instances`).
+ *
+ * @throws {ValidationError} `invalid_parameter` when it is not canonical decimal.
+ * @throws {NotFoundError} `instance_not_found` when the task has no such instance.
+ */
+export function instanceIndex(task: TaskRecord, raw: string): number {
+  if (raw === "finalize" && task.spec.finalize) return task.spec.instances;
+  const index = canonicalWhole(raw);
+  if (index === null && raw !== "finalize") {
+    throw new ValidationError(
+      `Cannot read instance index '${shown(raw)}': give a whole number in decimal (digits only: no sign, ` +
+        `leading zero, fraction or exponent)${task.spec.finalize ? " or 'finalize'" : ""}`,
+      { code: "invalid_parameter" },
+    );
+  }
+  if (index === null || index >= task.spec.instances) {
+    throw new NotFoundError(
+      `Task '${task.id}' has no instance '${shown(raw)}': it has instances 0 to ${task.spec.instances - 1}`,
+      { code: "instance_not_found" },
+    );
+  }
+  return index;
+}
+
+/**
+ * Checks a node name from a path.
+ *
+ * @throws {ValidationError} `invalid_node_name` when it is not one a node can have.
+ */
+export function nodeNameParam(raw: string): string {
+  const parsed = NodeName.safeParse(raw);
+  if (!parsed.success) {
+    throw new ValidationError(`Cannot use node name '${shown(raw)}' as ${parsed.error.issues[0].message}`, {
+      code: "invalid_node_name",
+    });
+  }
+  return parsed.data;
+}
