@@ -19,7 +19,8 @@ import { Metrics } from "../core/metrics.ts";
 import { connectNats, type NatsCredentials, type NatsTls } from "../core/nats_connect.ts";
 import { type NatsServer, startNatsServer } from "../core/nats_server.ts";
 import type { PackageLimits } from "../core/package.ts";
-import { createGateway, type GatewayOptions } from "../gateway/app.ts";
+import type { Hono } from "hono";
+import { createGateway, type GatewayEnv, type GatewayOptions } from "../gateway/app.ts";
 import { ensureAdminToken } from "../gateway/auth.ts";
 import { type ComputeNode, startNode } from "../node/agent.ts";
 import { createJoinActor } from "./join.ts";
@@ -104,6 +105,8 @@ export interface Manager {
   readonly joinToken: string | null;
   /** Where the join token is kept. */
   readonly joinTokenFile: string;
+  /** The gateway's Hono app: `gateway.request()` reaches it without a socket (tests). */
+  readonly gateway: Hono<GatewayEnv>;
   /** Stops everything: local node, gateway, actors, then NATS last. */
   stop(): Promise<void>;
 }
@@ -253,6 +256,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
         return users?.joinToken() ?? null;
       },
       joinTokenFile,
+      gateway: app,
       stop() {
         stopping ??= (async () => {
           for (const fn of cleanups.reverse()) await fn();
