@@ -36,7 +36,7 @@ import {
 import { matrixParams } from "../core/task_toml.ts";
 import type { NatsUsers } from "../core/nats_auth.ts";
 import { instanceState, loadTask, readInstanceRecord, readInstanceRecords } from "./access.ts";
-import { createTokenCache, requireRole } from "./auth.ts";
+import { createTokenCache, requireRole, untilRevoked } from "./auth.ts";
 import { clientAddress, createGuard, type GuardOptions } from "./guard.ts";
 import { DATA_SET_PATH, registerDataRoutes } from "./data.ts";
 import { readLog } from "./logs.ts";
@@ -297,7 +297,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
       return ran.has(`${node}/${attempt}`);
     };
     const stream = await readLog(bus.nc, task.id, index, { follow, ended, accept });
-    return new Response(stream, {
+    return new Response(follow ? untilRevoked(stream, tokens, c.req.header("authorization")) : stream, {
       headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
     });
   });
@@ -342,7 +342,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     });
   }
 
-  addUiRoutes(app, deps, { limits, signal: options.signal });
+  addUiRoutes(app, deps, { limits, signal: options.signal, tokens });
   addSecurityRoutes(app, { kv, bus, audit, tokens, users: deps.users ?? null, stats });
 
   return app;

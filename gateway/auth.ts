@@ -165,6 +165,14 @@ export interface TokenCache {
   authenticate(header: string | undefined): Promise<TokenRecord>;
   /** Forgets every token: called after users or tokens change (add, remove, rotate). */
   clear(): void;
+  /**
+   * Calls `onRevoked` once when the bearer token of `header` stops being
+   * valid (rotated or its user removed): at once when the change is made
+   * through this cache's {@linkcode TokenCache.clear}, otherwise within
+   * `revokeCheckMs` (another process writing the same Deno KV). Returns the
+   * function that stops watching.
+   */
+  watch(header: string | undefined, onRevoked: () => void): () => void;
 }
 
 /** Options of {@linkcode createTokenCache}. */
@@ -175,6 +183,8 @@ export interface TokenCacheOptions {
   maxEntries?: number;
   /** Time. @default {systemClock} */
   clock?: Clock;
+  /** How often watched tokens (open streams) are looked up again. @default {500} */
+  revokeCheckMs?: number;
 }
 
 /**
@@ -191,7 +201,12 @@ export function createTokenCache(kv: Deno.Kv, options: TokenCacheOptions = {}): 
   const found = new Map<string, { who: TokenRecord; untilMs: number }>();
   // Bumped by clear(): a lookup that was reading Deno KV while the cache was cleared does not store what it read.
   let epoch = 0;
+  const watched = createWatchers(kv, options.revokeCheckMs ?? 500);
   return {
+    watch(header, onRevoked) {
+      const token = bearerToken(header);
+      return token ? watched.add(tokenHash(token), onRevoked) : () => {};
+    },
     async authenticate(header) {
       const token = bearerToken(header);
       if (!token) {
@@ -217,8 +232,99 @@ export function createTokenCache(kv: Deno.Kv, options: TokenCacheOptions = {}): 
     clear() {
       epoch++;
       found.clear();
+      watched.check();
     },
   };
+}
+
+/**
+ * Token hashes watched by open streams, looked up again every `everyMs`
+ * (ten per Deno KV read) while any are watched, and whenever `check` is called.
+ */
+function createWatchers(kv: Deno.Kv, everyMs: number) {
+  const byHash = new Map<string, Set<() => void>>();
+  let timer: ReturnType<typeof setInterval> | undefined;
+  let checking: Promise<void> | null = null;
+  let again = false;
+  const revoke = (hash: string) => {
+    const listeners = byHash.get(hash);
+    byHash.delete(hash);
+    for (const fn of listeners ?? []) fn();
+  };
+  const lookUp = async () => {
+    const hashes = [...byHash.keys()];
+    for (let i = 0; i < hashes.length; i += 10) {
+      const batch = hashes.slice(i, i + 10);
+      const entries = await kv.getMany(batch.map((h) => tokenKey(h)));
+      entries.forEach((e, j) => e.value === null && revoke(batch[j]));
+    }
+  };
+  const check = () => {
+    // One look-up at a time; a change made during one is looked at right after it.
+    if (checking) return void (again = true);
+    checking = lookUp().catch(() => {}).finally(() => {
+      checking = null;
+      if (again) (again = false, check());
+    });
+  };
+  const stopTimer = () => {
+    if (byHash.size === 0 && timer !== undefined) clearInterval(timer), timer = undefined;
+  };
+  return {
+    check,
+    add(hash: string, onRevoked: () => void): () => void {
+      let listeners = byHash.get(hash);
+      if (!listeners) byHash.set(hash, listeners = new Set());
+      const once = () => onRevoked();
+      listeners.add(once);
+      if (timer === undefined) {
+        const t = timer = setInterval(check, everyMs);
+        Deno.unrefTimer(t);
+      }
+      return () => {
+        const set = byHash.get(hash);
+        if (set?.delete(once) && set.size === 0) byHash.delete(hash);
+        stopTimer();
+      };
+    },
+  };
+}
+
+/**
+ * Passes `body` through until the bearer token of `header` is revoked, then
+ * ends it (and cancels `body`): an event stream or a log follow opened with
+ * a token that was rotated or removed ends then, not when the client leaves.
+ */
+export function untilRevoked(
+  body: ReadableStream<Uint8Array>,
+  tokens: TokenCache,
+  header: string | undefined,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  let unwatch = () => {};
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      unwatch = tokens.watch(header, () => {
+        unwatch();
+        try {
+          controller.close();
+        } catch { /* already closed */ }
+        reader.cancel("token revoked").catch(() => {});
+      });
+    },
+    async pull(controller) {
+      const next = await reader.read().catch((e) => (unwatch(), Promise.reject(e)));
+      if (!next.done) return controller.enqueue(next.value);
+      unwatch();
+      try {
+        controller.close();
+      } catch { /* closed on revocation */ }
+    },
+    cancel(reason) {
+      unwatch();
+      return reader.cancel(reason);
+    },
+  });
 }
 
 /**

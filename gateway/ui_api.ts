@@ -10,7 +10,7 @@ import { TooLargeError, ValidationError } from "../core/errors.ts";
 import { checkPackage, type PackageLimits } from "../core/package.ts";
 import { type InstanceStatesView, type PackageCheckView, STATE_LETTERS } from "../core/schema.ts";
 import { instanceState, loadTask, readInstanceRecords } from "./access.ts";
-import { requireRole } from "./auth.ts";
+import { requireRole, type TokenCache, untilRevoked } from "./auth.ts";
 import type { GatewayDeps, GatewayEnv } from "./app.ts";
 import { createEventHub, eventStream } from "./events.ts";
 import { wholeQuery } from "./params.ts";
@@ -21,6 +21,8 @@ export interface UiApiOptions {
   limits: PackageLimits;
   /** Ends the live event streams. */
   signal?: AbortSignal;
+  /** The guard's token cache: a stream ends when its token is revoked. */
+  tokens: TokenCache;
 }
 
 /** Most instance states one `/states` answer carries. */
@@ -67,6 +69,7 @@ export function addUiApi(app: Hono<GatewayEnv>, deps: GatewayDeps, options: UiAp
     const taskId = c.req.query("task");
     if (taskId) await loadTask(kv, taskId, who);
     const topics = new Set((c.req.query("topics") ?? "tasks,nodes").split(","));
-    return eventStream(hub, { who, tasks: topics.has("tasks"), nodes: topics.has("nodes"), taskId }, { signal });
+    const res = eventStream(hub, { who, tasks: topics.has("tasks"), nodes: topics.has("nodes"), taskId }, { signal });
+    return new Response(untilRevoked(res.body!, options.tokens, c.req.header("authorization")), res);
   });
 }
