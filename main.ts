@@ -19,7 +19,7 @@ import {
 } from "./cli/security_flags.ts";
 import { cancel, explain, login, nodes, showLogs, showStatus, submit } from "./cli/commands.ts";
 import { audit, nodesSecurity, tokens, users } from "./cli/security_commands.ts";
-import { dataLs, dataPut, dataRm, results, rmTask } from "./cli/data.ts";
+import { dataLs, dataPut, dataRm, dataShare, results, rmTask } from "./cli/data.ts";
 import { DEFAULT_PACKAGE_LIMITS } from "./core/package.ts";
 import { createLogger, type LogLevel } from "./core/log.ts";
 import { startManager } from "./manager/mod.ts";
@@ -51,7 +51,9 @@ Client (--manager URL, --token T, --ca-file F; or PARALLELIC_MANAGER, PARALLELIC
   parallelic cancel ID
   parallelic explain ID [--instance N]      why it waits (or what happened)
   parallelic rm ID                       delete a finished task, its outputs and logs
-  parallelic data put NAME PATH          upload a file or folder as a new version of data set NAME
+  parallelic data put NAME PATH [--shared]   upload a file or folder as a new version of data set NAME
+                                         (a new data set is yours alone unless --shared; --no-shared unshares)
+  parallelic data share|unshare NAME     let every user see and use NAME, or only you (and admins)
   parallelic data ls [NAME] [--json]
   parallelic data rm NAME[@VERSION]
   parallelic nodes [ls | drain NAME | resume NAME]
@@ -230,6 +232,7 @@ Parallelic manager ready
         limit: "string",
         rotate: "boolean",
         finalize: "boolean",
+        shared: "boolean",
         o: "string",
         output: "string",
         ...NATS_CLIENT_FLAGS,
@@ -262,10 +265,15 @@ Parallelic manager ready
           return await rmTask(client, need("ID"));
         case "data": {
           const [verb, arg, path] = p._;
-          if (verb === "put" && arg && path) return await dataPut(client, arg, path);
+          if (verb === "put" && arg && path) {
+            return await dataPut(client, arg, path, p.flags.shared as boolean | undefined);
+          }
+          if ((verb === "share" || verb === "unshare") && arg) return await dataShare(client, arg, verb === "share");
           if (verb === "ls") return await dataLs(client, arg, json);
           if (verb === "rm" && arg) return await dataRm(client, arg);
-          return usage("Usage: parallelic data put NAME PATH | data ls [NAME] | data rm NAME[@VERSION]");
+          return usage(
+            "Usage: parallelic data put NAME PATH [--shared] | data share|unshare NAME | data ls [NAME] | data rm NAME[@VERSION]",
+          );
         }
         case "cancel":
           return await cancel(client, need("ID"));

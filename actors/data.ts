@@ -47,7 +47,24 @@ import {
 } from "../core/schema.ts";
 import { readTar, type TarEntry } from "../core/tar.ts";
 import { lineOf } from "../core/task_toml.ts";
-import { DATA_VERSIONS, dataBytesKey, dataUsesOf, dataVersionKey, dataVersionsOf, taskKey } from "../core/kv.ts";
+import {
+  DATA_VERSIONS,
+  dataBytesKey,
+  dataSetKey,
+  dataUsesOf,
+  dataVersionKey,
+  dataVersionsOf,
+  taskKey,
+} from "../core/kv.ts";
+import {
+  accessRecord,
+  type DataCaller,
+  type DataSetAccess,
+  mayPut,
+  mayShare,
+  mayUse,
+  readAccess,
+} from "./data_access.ts";
 
 /** What the data actor needs. */
 export interface DataActorDeps {
@@ -79,6 +96,10 @@ export interface PutOptions {
   format: UploadFormat;
   /** Who uploads. */
   owner: string;
+  /** Whether the uploader is an admin (who may add versions to any data set). */
+  admin?: boolean;
+  /** Sets whether the data set is shared (a new one is not, unless this says so). */
+  shared?: boolean;
   /** Bytes of file content the client says it sends; checked against the limit before anything is read. */
   declaredBytes?: number;
 }
@@ -103,10 +124,17 @@ export interface DataActor {
    * @throws {TooLargeError} Before storing, when the declared or tar-announced size is over the limit.
    */
   put(name: string, body: ReadableStream<Uint8Array>, options: PutOptions): Promise<PutResult>;
-  /** Every data set, with its versions newest first. */
-  list(): Promise<DataSetView[]>;
-  /** One data set. @throws {NotFoundError} */
-  get(name: string): Promise<DataSetView>;
+  /** Every data set `by` may see, with its versions newest first. */
+  list(by?: DataCaller): Promise<DataSetView[]>;
+  /** One data set. @throws {NotFoundError} When there is none that `by` may see. */
+  get(name: string, by?: DataCaller): Promise<DataSetView>;
+  /**
+   * Sets whether a data set is shared.
+   *
+   * @throws {NotFoundError} When there is none that `by` may see.
+   * @throws {AuthError} When `by` is neither its owner nor an admin.
+   */
+  share(name: string, shared: boolean, by?: DataCaller): Promise<DataSetView>;
   /**
    * Deletes a version (`ref` a full version or a prefix) or, without `ref`,
    * every version of a data set, then frees content nothing else uses.
@@ -124,12 +152,14 @@ export interface DataActor {
    * is given), then runs `submit` under the catalog lock, so no version goes
    * away in between; the task actor records the uses with the task itself.
    *
-   * @throws {ValidationError} Naming the task.toml key and line of an unknown data set or version.
+   * @throws {ValidationError} Naming the task.toml key and line of an unknown data set or version, or of one
+   * that is not shared with `by`.
    */
   submitWith<T extends { id: string }>(
     spec: TaskSpec,
     taskToml: string,
     submit: (pinned: TaskSpec) => Promise<T>,
+    by?: DataCaller,
   ): Promise<T>;
   /** Deletes content, manifests and temporary objects that no version needs. */
   sweep(): Promise<{ objects: number; freedBytes: number }>;
@@ -227,6 +257,9 @@ export async function createDataActor(deps: DataActorDeps, options: DataActorOpt
       });
     }
     if ((options.declaredBytes ?? 0) > maxDataSetBytes) throw overLimit(name, options.declaredBytes!);
+    const by = { user: options.owner, admin: options.admin ?? false };
+    // Checked before the upload is read (a refused upload costs nothing), and again when it commits.
+    mayPut(name, await accessOf(name), by, options.shared);
     const upload: Upload = { tmp: new Set(), blobs: new Set() };
     uploads.add(upload);
     const files: ManifestFile[] = [];
@@ -271,6 +304,8 @@ export async function createDataActor(deps: DataActorDeps, options: DataActorOpt
       const version = versionOf(text);
       return await locks.run(CATALOG, async () => {
         const now = clock.now();
+        const access = await accessOf(name);
+        mayPut(name, access, by, options.shared);
         const existing = (await kv.get<DataVersionRecord>(dataVersionKey(name, version))).value;
         if (!(await bucket.info(dataManifestObject(version)))) {
           await bucket.put(dataManifestObject(version), ReadableStream.from([new TextEncoder().encode(text)]));
@@ -285,7 +320,13 @@ export async function createDataActor(deps: DataActorDeps, options: DataActorOpt
           putAt: now,
           owner: options.owner,
         };
-        await kv.set(dataVersionKey(name, version), record);
+        const op = kv.atomic().set(dataVersionKey(name, version), record);
+        if (!access) {
+          op.set(dataSetKey(name), { name, owner: options.owner, shared: options.shared ?? false, createdAt: now });
+        } else if (options.shared !== undefined && (access.legacy || access.shared !== options.shared)) {
+          op.set(dataSetKey(name), accessRecord({ ...access, shared: options.shared }));
+        }
+        if (!(await op.commit()).ok) throw new Error("Deno KV atomic commit failed");
         await refreshBytes(name);
         log.info("data:put", { name, version, files: files.length, bytes: total, newBytes, created: !existing });
         return { record, created: !existing };
@@ -302,32 +343,63 @@ export async function createDataActor(deps: DataActorDeps, options: DataActorOpt
     }
   }
 
-  const view = async (name: string, versions: DataVersionRecord[]): Promise<DataSetView> => ({
+  const view = async (name: string, versions: DataVersionRecord[], access: DataSetAccess): Promise<DataSetView> => ({
     name,
+    owner: access.owner,
+    shared: access.shared,
     versions,
     bytes: (await kv.get<number>(dataBytesKey(name))).value ?? 0,
   });
 
-  async function list(): Promise<DataSetView[]> {
+  const accessOf = async (name: string, versions?: DataVersionRecord[]) =>
+    await readAccess(kv, name, versions ?? await versionsOf(name));
+
+  async function list(by?: DataCaller): Promise<DataSetView[]> {
     const byName = new Map<string, DataVersionRecord[]>();
     for await (const e of kv.list<DataVersionRecord>({ prefix: DATA_VERSIONS })) {
       const list = byName.get(e.value.name) ?? [];
       list.push(e.value);
       byName.set(e.value.name, list);
     }
-    return await Promise.all(
-      [...byName].sort(([a], [b]) => a < b ? -1 : 1).map(([name, vs]) =>
-        view(name, vs.sort((a, b) => b.putAt - a.putAt))
-      ),
+    const views = await Promise.all(
+      [...byName].sort(([a], [b]) => a < b ? -1 : 1).map(async ([name, vs]) => {
+        vs.sort((a, b) => b.putAt - a.putAt);
+        const access = (await accessOf(name, vs))!;
+        return mayUse(access, by) ? await view(name, vs, access) : null;
+      }),
     );
+    return views.filter((v) => v !== null);
   }
 
-  async function get(name: string): Promise<DataSetView> {
+  /** The versions and access of a data set `by` may see. @throws {NotFoundError} */
+  async function visible(name: string, by: DataCaller | undefined) {
     const versions = await versionsOf(name);
-    if (versions.length === 0) {
+    const access = await accessOf(name, versions);
+    if (versions.length === 0 || !access || !mayUse(access, by)) {
       throw new NotFoundError(`Data set '${name}' does not exist`, { code: "data_set_not_found" });
     }
-    return await view(name, versions);
+    return { versions, access };
+  }
+
+  async function get(name: string, by?: DataCaller): Promise<DataSetView> {
+    const { versions, access } = await visible(name, by);
+    return await view(name, versions, access);
+  }
+
+  async function share(name: string, shared: boolean, by?: DataCaller): Promise<DataSetView> {
+    return await locks.run(CATALOG, async () => {
+      const { versions, access } = await visible(name, by);
+      if (!mayShare(access, by)) {
+        throw new AuthError(
+          `Cannot change whether data set '${name}' is shared as it belongs to '${access.owner}': only its owner or an admin may`,
+          { code: "forbidden" },
+        );
+      }
+      const next = { ...access, shared, legacy: false };
+      await kv.set(dataSetKey(name), accessRecord(next));
+      log.info("data:shared", { name, shared, by: by?.user });
+      return await view(name, versions, next);
+    });
   }
 
   /** The version of `versions` that `ref` (a full version or prefix) names; null when none; throws when ambiguous. */
@@ -353,12 +425,9 @@ export async function createDataActor(deps: DataActorDeps, options: DataActorOpt
     return live;
   }
 
-  async function remove(name: string, ref?: string, by?: { user: string; admin: boolean }) {
+  async function remove(name: string, ref?: string, by?: DataCaller) {
     const removed = await locks.run(CATALOG, async () => {
-      const versions = await versionsOf(name);
-      if (versions.length === 0) {
-        throw new NotFoundError(`Data set '${name}' does not exist`, { code: "data_set_not_found" });
-      }
+      const { versions } = await visible(name, by);
       let targets = versions;
       if (ref !== undefined) {
         const found = match(name, versions, ref);
@@ -392,6 +461,7 @@ export async function createDataActor(deps: DataActorDeps, options: DataActorOpt
       }
       const op = kv.atomic();
       for (const v of targets) op.delete(dataVersionKey(name, v.version));
+      if (targets.length === versions.length) op.delete(dataSetKey(name));
       if (!(await op.commit()).ok) throw new Error("Deno KV atomic commit failed");
       await refreshBytes(name);
       log.info("data:removed", { name, versions: targets.map((v) => v.version) });
@@ -405,6 +475,7 @@ export async function createDataActor(deps: DataActorDeps, options: DataActorOpt
     spec: TaskSpec,
     taskToml: string,
     submit: (pinned: TaskSpec) => Promise<T>,
+    by?: DataCaller,
   ): Promise<T> {
     const entries = Object.entries(spec.data ?? {});
     if (entries.length === 0) return await submit(spec);
@@ -419,7 +490,11 @@ export async function createDataActor(deps: DataActorDeps, options: DataActorOpt
           );
         };
         const versions = await versionsOf(name);
-        if (versions.length === 0) fail(`data set '${name}' does not exist`, "unknown_data_set");
+        const access = await accessOf(name, versions);
+        // One answer for both: a data set not shared with the caller is not shown to exist.
+        if (versions.length === 0 || !access || !mayUse(access, by)) {
+          fail(`data set '${name}' does not exist or is not shared with you`, "unknown_data_set");
+        }
         const found = version === null ? versions[0] : match(name, versions, version);
         if (!found) fail(`data set '${name}' has no version ${version}`, "unknown_data_version");
         pinned[key] = { name, version: found!.version };
@@ -470,6 +545,7 @@ export async function createDataActor(deps: DataActorDeps, options: DataActorOpt
     put,
     list,
     get,
+    share,
     remove,
     submitWith,
     sweep,

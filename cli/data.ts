@@ -78,8 +78,8 @@ export async function dataSources(path: string): Promise<{ sources: TarSource[];
   return { sources, bytes };
 }
 
-/** `parallelic data put NAME PATH` */
-export async function dataPut(client: Client, name: string, path: string): Promise<number> {
+/** `parallelic data put NAME PATH [--shared]`: `shared` undefined leaves an existing data set's sharing as it is. */
+export async function dataPut(client: Client, name: string, path: string, shared?: boolean): Promise<number> {
   const { sources, bytes } = await dataSources(path);
   if (sources.length === 0) usage(`Cannot upload data set '${name}' as '${path}' holds no files`);
   const known = await limits(client);
@@ -93,7 +93,8 @@ export async function dataPut(client: Client, name: string, path: string): Promi
   }
   console.error(`Data set ${name}: ${sources.length} files, ${formatBytes(bytes)}`);
   const body = tarStream(sources).pipeThrough(progress("Uploading", bytes + sources.length * 1024));
-  const res = await client.upload(`/api/v1/data/${encodeURIComponent(name)}`, {
+  const query = shared === undefined ? "" : `?shared=${shared ? 1 : 0}`;
+  const res = await client.upload(`/api/v1/data/${encodeURIComponent(name)}${query}`, {
     method: "POST",
     headers: { "content-type": "application/x-tar", [UPLOAD_BYTES_HEADER]: String(bytes) },
     body,
@@ -107,6 +108,17 @@ export async function dataPut(client: Client, name: string, path: string): Promi
       } new)`
       : `Already stored: ${name}@${rec.version.slice(0, 19)}… is now the newest version`,
   );
+  return 0;
+}
+
+/** `parallelic data share|unshare NAME` */
+export async function dataShare(client: Client, name: string, shared: boolean): Promise<number> {
+  const set = await client.json<DataSetView>(`/api/v1/data/${encodeURIComponent(name)}`, {
+    method: "PATCH",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ shared }),
+  });
+  console.log(`${set.name} (owner ${set.owner}) is ${set.shared ? "shared with every user" : "not shared"}`);
   return 0;
 }
 
@@ -134,9 +146,11 @@ export async function dataLs(client: Client, name: string | undefined, json: boo
     console.log("No data sets yet. Upload one: parallelic data put NAME PATH");
   } else {
     console.log(table([
-      ["NAME", "VERSIONS", "NEWEST", "SIZE", "STORED"],
+      ["NAME", "OWNER", "SHARED", "VERSIONS", "NEWEST", "SIZE", "STORED"],
       ...datasets.map((d) => [
         d.name,
+        d.owner,
+        d.shared ? "yes" : "no",
         String(d.versions.length),
         `${d.versions[0].version.slice(0, 19)}…`,
         formatBytes(d.versions[0].bytes),

@@ -26,6 +26,7 @@ export const AuditAction = z.enum([
   "node.resume",
   "join-token.read",
   "join-token.rotate",
+  "data.share",
 ]);
 /** An audited action. */
 export type AuditAction = z.infer<typeof AuditAction>;

@@ -159,6 +159,8 @@ export const dataVersionKey = (name: string, version: string): Deno.KvKey => ["d
 export const dataVersionsOf = (name: string): Deno.KvKey => ["data", name];
 /** Prefix of every data set version. */
 export const DATA_VERSIONS: Deno.KvKey = ["data"];
+/** `["data-set", name]` → DataSetRecord (owner, shared) */
+export const dataSetKey = (name: string): Deno.KvKey => ["data-set", name];
 /** `["data-bytes", name]` → number: bytes of distinct content across a data set's versions. */
 export const dataBytesKey = (name: string): Deno.KvKey => ["data-bytes", name];
 /** `["data-use", version, taskId]` → DataUseRecord */

@@ -275,6 +275,20 @@ export const DataVersionRecord = z.object({
 /** A data set version record. */
 export type DataVersionRecord = z.infer<typeof DataVersionRecord>;
 
+/**
+ * `["data-set", name]`: who owns a data set (its first uploader) and whether
+ * other users may see and use it. Data sets stored before this record
+ * existed have none: they are shared, owned by their oldest version's owner.
+ */
+export const DataSetRecord = z.object({
+  name: DataSetName,
+  owner: z.string(),
+  shared: z.boolean(),
+  createdAt: z.number(),
+});
+/** A data set record. */
+export type DataSetRecord = z.infer<typeof DataSetRecord>;
+
 /** `["data-use", version, taskId]`: a task uses a data set version (deleting it is refused while the task lives). */
 export const DataUseRecord = z.object({ taskId: TaskId, name: DataSetName, key: z.string() });
 /** A data use record. */
@@ -700,6 +714,10 @@ export type InstanceView = z.infer<typeof InstanceView>;
 /** `GET /api/v1/data`: a data set and what it holds. */
 export const DataSetView = z.object({
   name: DataSetName,
+  /** Its first uploader: only they and admins add versions or change `shared`. */
+  owner: z.string(),
+  /** Whether every user may see and use it (otherwise only its owner and admins). */
+  shared: z.boolean(),
   versions: z.array(DataVersionRecord),
   /** Bytes of distinct content across its versions. */
   bytes: z.number().int().nonnegative(),

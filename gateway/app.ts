@@ -38,7 +38,7 @@ import type { NatsUsers } from "../core/nats_auth.ts";
 import { instanceState, loadTask, readInstanceRecord, readInstanceRecords } from "./access.ts";
 import { createTokenCache, requireRole, untilRevoked } from "./auth.ts";
 import { clientAddress, createGuard, type GuardOptions } from "./guard.ts";
-import { DATA_SET_PATH, registerDataRoutes } from "./data.ts";
+import { caller, DATA_SET_PATH, registerDataRoutes } from "./data.ts";
 import { readLog } from "./logs.ts";
 import { openApiDocument } from "./openapi.ts";
 import { flagQuery, instanceIndex, nodeNameParam, wholeQuery } from "./params.ts";
@@ -225,7 +225,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
             address: clientAddress(c),
             key,
           }),
-        ));
+        ), caller(who));
     });
     log.step("gateway.answered");
     // A repeat of a submit (same Idempotency-Key) answers the task the first one made: 200, not 201.

@@ -5,7 +5,9 @@
  * @module
  */
 import type { Hono } from "hono";
+import { z } from "zod";
 import type { DataActor } from "../actors/data.ts";
+import type { DataCaller } from "../actors/data_access.ts";
 import type { WorkspaceActor, WorkspaceSelection } from "../actors/workspace.ts";
 import { NotFoundError, tooLarge, ValidationError } from "../core/errors.ts";
 import type { PackageLimits } from "../core/package.ts";
@@ -13,6 +15,7 @@ import type { TaskRecord, TokenRecord } from "../core/schema.ts";
 import type { AuditLog } from "../core/audit.ts";
 import { requireRole } from "./auth.ts";
 import { clientAddress } from "./guard.ts";
+import { readJson } from "./security_routes.ts";
 import { canonicalWhole, flagQuery, instanceIndex } from "./params.ts";
 
 /** Where data sets are uploaded (`POST` + the name): the gateway gives these bodies a limit of their own. */
@@ -72,6 +75,11 @@ function selection(task: TaskRecord, query: (k: string) => string | undefined): 
   return index === task.spec.instances ? { finalize: true } : { instance: index };
 }
 
+/** The caller as the data actor knows callers. */
+export const caller = (who: TokenRecord): DataCaller => ({ user: who.user, admin: who.role === "admin" });
+
+const Sharing = z.object({ shared: z.boolean() });
+
 /** Adds the data, workspace and storage routes to `app`. */
 export function registerDataRoutes(app: Hono<Env>, deps: DataRoutesDeps): void {
   const { data, workspace, audit, getTask } = deps;
@@ -88,15 +96,31 @@ export function registerDataRoutes(app: Hono<Env>, deps: DataRoutesDeps): void {
 
   app.get("/api/v1/storage", async (c) => c.json(await workspace.storage()));
 
-  app.get("/api/v1/data", async (c) => c.json({ datasets: await data.list() }));
+  app.get("/api/v1/data", async (c) => c.json({ datasets: await data.list(caller(c.get("who"))) }));
 
-  app.get("/api/v1/data/:name", async (c) => c.json(await data.get(c.req.param("name"))));
+  app.get("/api/v1/data/:name", async (c) => c.json(await data.get(c.req.param("name"), caller(c.get("who")))));
+
+  app.patch("/api/v1/data/:name", async (c) => {
+    const who = c.get("who");
+    const { shared } = await readJson(c, Sharing);
+    const view = await data.share(c.req.param("name"), shared, caller(who));
+    await audit.record({
+      action: "data.share",
+      user: who.user,
+      address: clientAddress(c),
+      target: view.name,
+      detail: shared ? "shared" : "not shared",
+    });
+    return c.json(view);
+  });
 
   app.post(`${DATA_SET_PATH}:name`, async (c) => {
     const who = c.get("who");
     requireRole(who, "submitter", "upload a data set");
     const type = c.req.header("content-type") ?? "";
     const file = c.req.query("file");
+    const sharedParam = c.req.query("shared");
+    const shared = sharedParam === undefined ? undefined : flagQuery(sharedParam, "shared");
     const isTar = type.startsWith("application/x-tar") || type.startsWith("application/tar");
     if (!isTar && !file) {
       throw new ValidationError(
@@ -116,6 +140,8 @@ export function registerDataRoutes(app: Hono<Env>, deps: DataRoutesDeps): void {
     const { record, created } = await data.put(c.req.param("name"), body, {
       format: isTar ? { kind: "tar" } : { kind: "file", path: file! },
       owner: who.user,
+      admin: who.role === "admin",
+      shared,
       declaredBytes,
     });
     return c.json({ ...record, created }, created ? 201 : 200);
@@ -123,7 +149,7 @@ export function registerDataRoutes(app: Hono<Env>, deps: DataRoutesDeps): void {
 
   const remove = (who: TokenRecord, name: string, version?: string) => {
     requireRole(who, "submitter", "delete a data set");
-    return data.remove(name, version, { user: who.user, admin: who.role === "admin" });
+    return data.remove(name, version, caller(who));
   };
 
   app.delete("/api/v1/data/:name", async (c) => c.json(await remove(c.get("who"), c.req.param("name"))));

@@ -21,7 +21,7 @@ import {
 
 /** One API operation. */
 export interface Operation {
-  method: "get" | "post" | "delete" | "put";
+  method: "get" | "post" | "delete" | "put" | "patch";
   /** Path in Hono syntax (`/api/v1/tasks/:id`). */
   path: string;
   operationId: string;
@@ -276,7 +276,7 @@ export const OPERATIONS: Operation[] = [
     method: "get",
     path: "/api/v1/data",
     operationId: "listDataSets",
-    summary: "Data sets and their versions",
+    summary: "Data sets the caller may see (shared ones, their own; admins every one), and their versions",
     response: { status: 200, schema: z.object({ datasets: z.array(DataSetView) }) },
   },
   {
@@ -290,10 +290,19 @@ export const OPERATIONS: Operation[] = [
     method: "post",
     path: "/api/v1/data/:name",
     operationId: "putDataSet",
-    summary: "Upload a new version: a tar stream, or one file with ?file=NAME",
-    query: { file: z.string() },
+    summary:
+      "Upload a new version: a tar stream, or one file with ?file=NAME; a new data set is not shared unless shared=1",
+    query: { file: z.string(), shared: z.enum(["1", "0"]) },
     body: { "application/x-tar": "binary", "application/octet-stream": "binary" },
     response: { status: 201, schema: z.object({}).passthrough() },
+  },
+  {
+    method: "patch",
+    path: "/api/v1/data/:name",
+    operationId: "shareDataSet",
+    summary: "Share a data set with every user, or stop sharing it (its owner or an admin)",
+    body: { "application/json": z.object({ shared: z.boolean() }) },
+    response: { status: 200, schema: DataSetView },
   },
   {
     method: "delete",

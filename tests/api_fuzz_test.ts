@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { OPERATIONS } from "../gateway/openapi.ts";
-import { makeZip, ROOT, startTestManager, TEST_TOKEN, type TestManager } from "./harness.ts";
+import { addApiUser, makeZip, ROOT, startTestManager, TEST_TOKEN, type TestManager } from "./harness.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -194,10 +194,8 @@ function build(r: FuzzRequest, fixtures: Fixtures): Request | null {
 }
 
 async function fixtures(tm: TestManager): Promise<Fixtures> {
-  const user = async (name: string, role: string) =>
-    (await (await tm.api("/api/v1/users", { method: "POST", body: JSON.stringify({ name, role }) })).json()).token;
-  const submitter = await user("fuzz-sub", "submitter");
-  const viewer = await user("fuzz-view", "viewer");
+  const submitter = await addApiUser(tm, "fuzz-sub", "submitter");
+  const viewer = await addApiUser(tm, "fuzz-view", "viewer");
   const zip = await makeZip({
     "task.toml": `[task]\nentrypoint = "run.sh"\ninstances = 3\n[finalize]\nentrypoint = "run.sh"\n`,
     "run.sh": "#!/bin/sh\necho fuzz\n",

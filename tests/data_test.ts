@@ -240,7 +240,7 @@ Deno.test({
     assert.equal(unknown.status, 400);
     assert.equal(
       (await unknown.json()).error.message,
-      `task.toml line 5: key 'data.model' = "weights": data set 'weights' does not exist`,
+      `task.toml line 5: key 'data.model' = "weights": data set 'weights' does not exist or is not shared with you`,
     );
     assert.equal(((await (await tm.api("/api/v1/tasks")).json()) as { tasks: TaskView[] }).tasks.length, 0);
 

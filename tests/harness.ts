@@ -326,6 +326,13 @@ export async function runCli(
   return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
 }
 
+/** Adds a user through the API; returns their token. */
+export async function addApiUser(tm: TestManager, name: string, role = "submitter"): Promise<string> {
+  const res = await tm.api("/api/v1/users", { method: "POST", body: JSON.stringify({ name, role }) });
+  if (res.status !== 201) throw new Error(`adding user ${name}: ${res.status} ${await res.text()}`);
+  return (await res.json()).token;
+}
+
 /** Submits zip bytes; returns the response. */
 export function submitZip(tm: TestManager, bytes: Uint8Array, name = "test"): Promise<Response> {
   return tm.api(`/api/v1/tasks?name=${name}`, {

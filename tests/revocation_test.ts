@@ -4,15 +4,9 @@
  * real connection, while the streams of other users stay open.
  */
 import assert from "node:assert/strict";
-import { makeZip, startTestManager, type TestManager } from "./harness.ts";
+import { addApiUser, makeZip, startTestManager } from "./harness.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
-
-async function addUser(tm: TestManager, name: string, role = "submitter"): Promise<string> {
-  const res = await tm.api("/api/v1/users", { method: "POST", body: JSON.stringify({ name, role }) });
-  assert.equal(res.status, 201);
-  return (await res.json()).token;
-}
 
 /** Reads a stream until it ends; returns what came and how long it took after `since`. */
 async function drain(reader: ReadableStreamDefaultReader<Uint8Array>, since: () => number) {
@@ -40,8 +34,8 @@ Deno.test({
   ...opts,
   async fn() {
     await using tm = await startTestManager();
-    const alice = await addUser(tm, "alice");
-    const bob = await addUser(tm, "bob");
+    const alice = await addApiUser(tm, "alice");
+    const bob = await addApiUser(tm, "bob");
     const open = async (path: string, token: string) => {
       const res = await tm.api(path, { token });
       assert.equal(res.status, 200, path);
@@ -93,7 +87,7 @@ Deno.test({
   ...opts,
   async fn() {
     await using tm = await startTestManager();
-    const carol = await addUser(tm, "carol");
+    const carol = await addApiUser(tm, "carol");
     const res = await tm.api("/api/v1/events", { token: carol });
     const reader = res.body!.getReader();
     await readUntil(reader, /event: ready/);
