@@ -35,6 +35,7 @@ Server (every flag also comes from --config FILE ([manager] / [node] tables) or 
                      [--cache-size 10GiB]
                      [--tls-cert F --tls-key F] [--nats-tls-cert F --nats-tls-key F]
                      [--max-body-bytes N] [--rate-limit N] [--rate-burst N] [--audit-retention-days N]
+                     [--header-timeout 10s] [--idle-timeout 60s] [--max-connections-per-client 64]
   parallelic node --nats nats://HOST:4222 [--slots N] [--name NAME] [--work-dir DIR] [--label k=v]
                   [--join-token-file F | PARALLELIC_JOIN_TOKEN=... | --join-token T]
                   [--run-as USER | --run-as-range 20000-29999] [--grace 30s] [--metrics-port N]
@@ -139,6 +140,11 @@ async function run(argv: string[]): Promise<number> {
         natsServerTls: certPair(v, "nats-tls-cert", "nats-tls-key"),
         gatewayTls: certPair(v, "tls-cert", "tls-key"),
         gateway: gatewayLimits(v),
+        frontDoor: {
+          headerTimeoutMs: v["header-timeout"] as number | undefined,
+          idleTimeoutMs: v["idle-timeout"] as number | undefined,
+          maxConnectionsPerClient: v["max-connections-per-client"] as number | undefined,
+        },
         auditRetentionMs: retentionDays === undefined ? undefined : retentionDays * 24 * 3600 * 1000,
         limits: {
           ...DEFAULT_PACKAGE_LIMITS,

@@ -66,6 +66,9 @@ export const MANAGER_SETTINGS: Settings = {
   "rate-limit": { type: "int", help: "requests per second per token (100)" },
   "rate-burst": { type: "int", help: "burst of requests per token (4x the rate)" },
   "audit-retention-days": { type: "int", help: "how long audit entries are kept" },
+  "header-timeout": { type: "duration", help: "time a client has from connecting to send its request head (10s)" },
+  "idle-timeout": { type: "duration", help: "longest silence from a client while its request body comes (60s)" },
+  "max-connections-per-client": { type: "int", help: "connections one address may hold open at once (64)" },
 };
 
 /** The node's settings. */

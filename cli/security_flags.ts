@@ -31,6 +31,9 @@ export const MANAGER_SECURITY_FLAGS = {
   "rate-limit": "string",
   "rate-burst": "string",
   "audit-retention-days": "string",
+  "header-timeout": "string",
+  "idle-timeout": "string",
+  "max-connections-per-client": "string",
 } as const;
 
 /** Flags only the node takes. */

@@ -16,6 +16,7 @@ import { AuthError, RateLimitError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { TokenRecord } from "../core/schema.ts";
 import { bearerToken, requireRole, type TokenCache, tokenHash } from "./auth.ts";
+import { PEER_HEADER } from "./front_door.ts";
 import { createRateLimiter, limitBody, type RateLimitOptions } from "./limits.ts";
 
 /** A body limit of its own for the routes one method and path prefix name. */
@@ -39,9 +40,14 @@ export interface GuardOptions {
   failureRate: Pick<RateLimitOptions, "perSecond" | "burst">;
 }
 
-/** The caller's address as Deno.serve saw it (`unknown` in `app.request` tests). */
+/**
+ * The caller's address: as the front door saw it (it passes it on over the
+ * gateway's Unix socket, which only it can reach), or as Deno.serve saw it
+ * when serving TCP itself; `unknown` in `app.request` tests.
+ */
 export function clientAddress(c: Context): string {
-  const info = c.env as { remoteAddr?: { hostname?: string } } | undefined;
+  const info = c.env as { remoteAddr?: { hostname?: string; transport?: string } } | undefined;
+  if (info?.remoteAddr?.transport === "unix") return c.req.header(PEER_HEADER) ?? "unknown";
   return info?.remoteAddr?.hostname ?? "unknown";
 }
 

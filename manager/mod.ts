@@ -22,6 +22,7 @@ import type { PackageLimits } from "../core/package.ts";
 import type { Hono } from "hono";
 import { createGateway, type GatewayEnv, type GatewayOptions } from "../gateway/app.ts";
 import { ensureAdminToken } from "../gateway/auth.ts";
+import { type FrontDoorOptions, startFrontDoor } from "../gateway/front_door.ts";
 import { type ComputeNode, startNode } from "../node/agent.ts";
 import { createJoinActor } from "./join.ts";
 import type { NatsUsers } from "../core/nats_auth.ts";
@@ -75,6 +76,8 @@ export interface ManagerOptions {
   natsServerTls?: { certFile: string; keyFile: string };
   /** Gateway limits: request body size, requests per token, failed sign-ins per address (see `gateway/guard.ts`). */
   gateway?: Omit<GatewayOptions, "limits">;
+  /** Timeouts and per-client connection bound of the gateway's listener. */
+  frontDoor?: Pick<FrontDoorOptions, "headerTimeoutMs" | "idleTimeoutMs" | "maxConnectionsPerClient">;
   /** Serve the gateway over HTTPS with this certificate and key (PEM files). */
   gatewayTls?: { certFile: string; keyFile: string };
   /** How long audit entries are kept. @default {90 days} */
@@ -212,17 +215,24 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
       signal: gatewayAbort.signal,
     });
     const tls = options.gatewayTls;
-    const server = Deno.serve({
+    // Clients reach Deno.serve through the front door (gateway/front_door.ts), over a socket only this user can reach.
+    const socketDir = await Deno.makeTempDir({ prefix: "parallelic-gateway-" });
+    const upstreamPath = join(socketDir, "gateway.sock");
+    const server = Deno.serve({ path: upstreamPath, onListen: () => {} }, app.fetch);
+    cleanups.push(() => Deno.remove(socketDir, { recursive: true }).catch(() => {}));
+    const door = startFrontDoor({
+      ...options.frontDoor,
       port: options.port ?? 8080,
       hostname: options.host ?? "127.0.0.1",
-      onListen: () => {},
-      ...(tls ? { cert: await Deno.readTextFile(tls.certFile), key: await Deno.readTextFile(tls.keyFile) } : {}),
-    }, app.fetch);
-    cleanups.push(() => {
-      gatewayAbort.abort(); // ends live event streams, which would otherwise hold the shutdown open
-      return server.shutdown();
+      upstreamPath,
+      tls: tls ? { cert: await Deno.readTextFile(tls.certFile), key: await Deno.readTextFile(tls.keyFile) } : undefined,
     });
-    const addr = server.addr as Deno.NetAddr;
+    cleanups.push(async () => {
+      gatewayAbort.abort(); // ends live event streams, which would otherwise hold the shutdown open
+      await door.close();
+      await server.shutdown();
+    });
+    const addr = door.addr;
     const url = `${tls ? "https" : "http"}://${addr.hostname}:${addr.port}`;
     let localNode: ComputeNode | null = null;
     if (options.localNode ?? true) {
