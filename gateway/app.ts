@@ -262,7 +262,8 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
 
   app.get("/api/v1/tasks/:id/instances", async (c) => {
     const task = await getTask(c.req.param("id"), c.get("who"));
-    const from = wholeQuery(c.req.query("from"), "from", { fallback: 0 });
+    // A page past the last instance is empty (not a range read backwards).
+    const from = wholeQuery(c.req.query("from"), "from", { fallback: 0, max: task.spec.instances });
     const limit = wholeQuery(c.req.query("limit"), "limit", { fallback: 1000, min: 1, max: 10_000 });
     const to = Math.min(task.spec.instances, from + limit);
     const records = await readInstanceRecords(kv, task.id, from, to);

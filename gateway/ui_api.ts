@@ -50,7 +50,8 @@ export function addUiApi(app: Hono<GatewayEnv>, deps: GatewayDeps, options: UiAp
 
   app.get("/api/v1/tasks/:id/states", async (c) => {
     const task = await loadTask(kv, c.req.param("id"), c.get("who"));
-    const from = wholeQuery(c.req.query("from"), "from", { fallback: 0 });
+    // A page past the last instance is empty (not a range read backwards).
+    const from = wholeQuery(c.req.query("from"), "from", { fallback: 0, max: task.spec.instances });
     const limit = wholeQuery(c.req.query("limit"), "limit", {
       fallback: MAX_STATES_PAGE,
       min: 1,

@@ -53,6 +53,11 @@ Deno.test({
       assert.equal(body.error.code, code, `${method} ${path}: ${body.error.message}`);
       assert.match(body.error.message, message, `${method} ${path}`);
     }
+    // A page past the last instance is empty.
+    const past = await (await tm.api(`/api/v1/tasks/${task}/instances?from=100`)).json();
+    assert.deepEqual([past.instances, past.from, past.total], [[], 3, 3]);
+    const pastStates = await (await tm.api(`/api/v1/tasks/${task}/states?from=100`)).json();
+    assert.deepEqual([pastStates.states, pastStates.total], ["", 3]);
     // The canonical forms still work.
     assert.equal((await tm.api(`/api/v1/tasks/${task}/instances/1`)).status, 200);
     assert.equal((await (await tm.api(`/api/v1/tasks/${task}/instances/finalize`)).json()).index, 3);
