@@ -108,10 +108,19 @@ function requestArbitrary(fixtures: Fixtures): fc.Arbitrary<FuzzRequest> {
         { weight: 8, arbitrary: fc.constant(o.method.toUpperCase()) },
         { weight: 1, arbitrary: fc.constantFrom("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS") },
       ),
-      path: fc.tuple(
-        ...o.path.split("/").map((part) => part.startsWith(":") ? param(part.slice(1)) : fc.constant(part)),
-      )
-        .map((parts) => parts.join("/")),
+      path: fc.oneof(
+        {
+          weight: 9,
+          arbitrary: fc.tuple(
+            ...o.path.split("/").map((part) => part.startsWith(":") ? param(part.slice(1)) : fc.constant(part)),
+          ).map((parts) => parts.join("/")),
+        },
+        // Now and then a path of no operation: under /api/v1/, or anywhere.
+        {
+          weight: 1,
+          arbitrary: fc.oneof(fc.webPath(), fc.webPath().map((p) => `/api/v1${p.startsWith("/") ? p : `/${p}`}`)),
+        },
+      ),
       query: fc.array(
         fc.tuple(keys.length ? fc.oneof(fc.constantFrom(...keys), fc.string({ maxLength: 8 })) : fc.string(), value),
         { maxLength: 4 },
