@@ -11,11 +11,12 @@
  * - while the request body comes, closes a connection silent for `idleTimeoutMs`
  *   (a body sent a byte a minute); once the answer has started, an event stream
  *   or log follow may stay quiet as long as it likes;
- * - passes the request on to the gateway's Deno.serve over a Unix socket that
+ * - passes each request on to the gateway's Deno.serve over a Unix socket that
  *   only this process can reach, with the client's address in
- *   {@linkcode PEER_HEADER} (a client's own copy is removed) and
- *   `connection: close`, so every request gets these checks (each connection
- *   carries one request).
+ *   {@linkcode PEER_HEADER} (a client's own copy is removed). It reads the
+ *   framing of requests (Content-Length) so that every request of a kept-alive
+ *   connection gets these checks and that header; a request it cannot frame
+ *   that simply (chunked, upgrades) is passed with `connection: close`.
  *
  * @module
  */
@@ -70,11 +71,58 @@ function headEnd(bytes: Uint8Array, from: number): number {
   return -1;
 }
 
-/** The request head with the client's peer and connection headers replaced by the front door's. */
-function rewriteHead(head: string, peer: string): string {
-  const lines = head.split("\r\n");
-  const kept = lines.filter((line, i) => i === 0 || !/^(x-parallelic-peer|connection|keep-alive)\s*:/i.test(line));
-  return `${kept.join("\r\n")}\r\n${PEER_HEADER}: ${peer}\r\nconnection: close\r\n\r\n`;
+/** How a request's body is framed: its length, or "close" when the connection must end after it. */
+type Framing = number | "close";
+
+/** Reads a request head's framing; anything but one plain Content-Length (or none) is "close". */
+function framing(lines: string[]): Framing {
+  let length: number | null = null;
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(":");
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    if (name === "transfer-encoding" || name === "upgrade") return "close";
+    if (name === "content-length") {
+      if (length !== null || !/^\d{1,15}$/.test(value)) return "close";
+      length = Number(value);
+    }
+  }
+  return length ?? 0;
+}
+
+/**
+ * The request head with the client's peer header replaced by the front
+ * door's, and, for a request framed "close", its connection headers by `close`.
+ */
+function rewriteHead(lines: string[], peer: string, close: boolean): string {
+  const drop = close ? /^(x-parallelic-peer|connection|keep-alive)\s*:/i : /^x-parallelic-peer\s*:/i;
+  const kept = lines.filter((line, i) => i === 0 || !drop.test(line));
+  return `${kept.join("\r\n")}\r\n${PEER_HEADER}: ${peer}\r\n${close ? "connection: close\r\n" : ""}\r\n`;
+}
+
+/** Reads from a connection into a buffer the caller takes bytes from. */
+class Buffered {
+  pending = new Uint8Array(0);
+  #chunk = new Uint8Array(65_536);
+  constructor(readonly conn: Deno.Conn) {}
+  /** Reads more; false at the end (or on an error), "late" when `deadline` came first. */
+  async fill(deadline?: Promise<"late">): Promise<boolean | "late"> {
+    const read = this.conn.read(this.#chunk).catch(() => null);
+    const n = deadline ? await Promise.race([read, deadline]) : await read;
+    if (n === "late") return "late";
+    if (n === null) return false;
+    const next = new Uint8Array(this.pending.byteLength + n);
+    next.set(this.pending);
+    next.set(this.#chunk.subarray(0, n), this.pending.byteLength);
+    this.pending = next;
+    return true;
+  }
+  /** Takes up to `max` pending bytes. */
+  take(max: number): Uint8Array {
+    const out = this.pending.subarray(0, max);
+    this.pending = this.pending.subarray(out.byteLength);
+    return out;
+  }
 }
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
@@ -106,16 +154,54 @@ export function startFrontDoor(options: FrontDoorOptions): FrontDoor {
     : Deno.listen({ hostname: options.hostname, port: options.port });
   const open = new Map<string, number>();
   const conns = new Set<Deno.Conn>();
+  const timers = new Set<ReturnType<typeof setTimeout>>();
+  const deadline = (ms: number) => {
+    let timer: ReturnType<typeof setTimeout>;
+    const late = new Promise<"late">((r) =>
+      timers.add(timer = setTimeout(() => (timers.delete(timer), r("late")), ms))
+    );
+    return { late, clear: () => (clearTimeout(timer), timers.delete(timer)) };
+  };
+
+  /** Reads a request head: the first against a deadline from connecting, later ones from their first byte. */
+  async function readHead(
+    reader: Buffered,
+    first: boolean,
+  ): Promise<{ lines: string[] } | "end" | "late" | "too large"> {
+    if (!first && reader.pending.byteLength === 0 && !(await reader.fill())) return "end";
+    const limit = deadline(headerTimeoutMs);
+    try {
+      for (let from = 0;;) {
+        const end = headEnd(reader.pending, from);
+        if (end >= 0) {
+          const lines = new TextDecoder().decode(reader.take(end + 4).subarray(0, end)).split("\r\n");
+          return { lines };
+        }
+        if (reader.pending.byteLength > maxHeaderBytes) return "too large";
+        from = Math.max(0, reader.pending.byteLength - 3);
+        const got = await reader.fill(limit.late);
+        if (got === "late") return "late";
+        if (!got) return "end";
+      }
+    } finally {
+      limit.clear();
+    }
+  }
 
   async function handle(client: Deno.Conn) {
     const peer = (client.remoteAddr as Deno.NetAddr).hostname;
     open.set(peer, (open.get(peer) ?? 0) + 1);
     let upstream: Deno.Conn | null = null;
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let down: Promise<void> | null = null;
+    const answered = { bytes: 0 };
     // A client that does not read its refusal (or never finishes a TLS handshake) gets a second to, then is closed.
     const refuse = async (bytes: Uint8Array) => {
       await Promise.race([writeAll(client, bytes).catch(() => {}), sleep(1000)]);
       closeQuietly(client);
+    };
+    const done = () => {
+      closeQuietly(client);
+      if (upstream) closeQuietly(upstream);
     };
     try {
       if (open.get(peer)! > maxPerClient) {
@@ -126,50 +212,62 @@ export function startFrontDoor(options: FrontDoorOptions): FrontDoor {
           `Too many connections from ${peer}: at most ${maxPerClient} at once`,
         ));
       }
-      // The request head, against one deadline from the connection's start.
-      const late = new Promise<"late">((r) => timer = setTimeout(() => r("late"), headerTimeoutMs));
-      let buf = new Uint8Array(0);
-      let end = -1;
-      const chunk = new Uint8Array(16_384);
-      while (end < 0) {
-        const n = await Promise.race([client.read(chunk).catch(() => null), late]);
-        if (n === "late") {
-          return await refuse(refusal(
-            408,
-            "Request Timeout",
-            "header_timeout",
-            `The request head did not come within ${headerTimeoutMs} ms of connecting`,
-          ));
+      const reader = new Buffered(client);
+      for (let first = true;; first = false) {
+        const head = await readHead(reader, first);
+        if (head === "end") break;
+        if (head === "late" || head === "too large") {
+          // Mid-connection the previous answer may still be on its way: no refusal of our own is written into it.
+          if (!first) break;
+          return await refuse(
+            head === "late"
+              ? refusal(
+                408,
+                "Request Timeout",
+                "header_timeout",
+                `The request head did not come within ${headerTimeoutMs} ms of connecting`,
+              )
+              : refusal(
+                431,
+                "Request Header Fields Too Large",
+                "header_too_large",
+                `Request head over ${maxHeaderBytes} bytes`,
+              ),
+          );
         }
-        if (n === null) return closeQuietly(client);
-        const next = new Uint8Array(buf.byteLength + n);
-        next.set(buf);
-        next.set(chunk.subarray(0, n), buf.byteLength);
-        const from = buf.byteLength - 3;
-        buf = next;
-        end = headEnd(buf, from);
-        if (end < 0 && buf.byteLength > maxHeaderBytes) {
-          return await refuse(refusal(
-            431,
-            "Request Header Fields Too Large",
-            "header_too_large",
-            `Request head over ${maxHeaderBytes} bytes`,
-          ));
+        const frame = framing(head.lines);
+        if (!upstream) {
+          upstream = await Deno.connect({ transport: "unix", path: options.upstreamPath });
+          conns.add(upstream);
+          down = pipe(upstream, client, (n) => answered.bytes += n).finally(done);
         }
+        await writeAll(upstream, encoder.encode(rewriteHead(head.lines, peer, frame === "close")));
+        // The body. Silence is cut off while the request still comes, not while its answer does (a close-framed
+        // body has no end but the client's, so its answer starting is what tells).
+        let left = frame === "close" ? Infinity : frame;
+        const answeredBefore = answered.bytes;
+        while (left > 0) {
+          if (reader.pending.byteLength === 0) {
+            const answering = frame === "close" && answered.bytes > answeredBefore;
+            const idle = answering ? null : deadline(idleTimeoutMs);
+            const got = await reader.fill(idle?.late).finally(() => idle?.clear());
+            if (got === "late" && frame === "close" && answered.bytes > answeredBefore) continue;
+            if (got !== true) break;
+          }
+          const part = reader.take(left);
+          left -= part.byteLength;
+          await writeAll(upstream, part);
+        }
+        if (left > 0 || frame === "close") break;
       }
-      clearTimeout(timer);
-      const head = new TextDecoder().decode(buf.subarray(0, end));
-      upstream = await Deno.connect({ transport: "unix", path: options.upstreamPath });
-      conns.add(upstream);
-      await writeAll(upstream, encoder.encode(rewriteHead(head, peer)));
-      if (buf.byteLength > end + 4) await writeAll(upstream, buf.subarray(end + 4));
-      await pipeBoth(client, upstream, idleTimeoutMs);
+      // The client is gone, silent mid-body, or done with a close-framed request whose answer has ended.
+      done();
+      await down;
     } catch {
       /* a connection reset: nothing to answer */
     } finally {
-      clearTimeout(timer);
-      closeQuietly(client);
-      if (upstream) closeQuietly(upstream), conns.delete(upstream);
+      done();
+      if (upstream) conns.delete(upstream);
       conns.delete(client);
       const left = (open.get(peer) ?? 1) - 1;
       if (left > 0) open.set(peer, left);
@@ -199,46 +297,20 @@ export function startFrontDoor(options: FrontDoorOptions): FrontDoor {
       } catch { /* already closed */ }
       await accepting;
       for (const c of conns) closeQuietly(c);
+      for (const t of timers) clearTimeout(t);
     },
   };
 }
 
-/**
- * Copies client → upstream and upstream → client until either side ends.
- * Until the upstream's first byte, a client silent for `idleMs` is cut off.
- */
-async function pipeBoth(client: Deno.Conn, upstream: Deno.Conn, idleMs: number): Promise<void> {
-  let answering = false;
-  let idle: ReturnType<typeof setTimeout> | undefined;
-  // Either side ending ends both: the answer was sent (the gateway closes after one), or the client went away
-  // (and the gateway's stream for it is cancelled).
-  const done = () => {
-    clearTimeout(idle);
-    closeQuietly(client);
-    closeQuietly(upstream);
-  };
-  const arm = () => {
-    clearTimeout(idle);
-    if (!answering) idle = setTimeout(done, idleMs);
-  };
-  const up = (async () => {
-    const buf = new Uint8Array(65_536);
-    arm();
+/** Copies `from` to `to` until `from` ends, telling `copied` each time. */
+async function pipe(from: Deno.Conn, to: Deno.Conn, copied: (n: number) => void): Promise<void> {
+  const buf = new Uint8Array(65_536);
+  try {
     for (;;) {
-      const n = await client.read(buf);
-      if (n === null) break;
-      arm();
-      await writeAll(upstream, buf.subarray(0, n));
+      const n = await from.read(buf);
+      if (n === null) return;
+      copied(n);
+      await writeAll(to, buf.subarray(0, n));
     }
-  })().catch(() => {}).finally(done);
-  const down = (async () => {
-    const buf = new Uint8Array(65_536);
-    for (;;) {
-      const n = await upstream.read(buf);
-      if (n === null) break;
-      if (!answering) answering = true, clearTimeout(idle);
-      await writeAll(client, buf.subarray(0, n));
-    }
-  })().catch(() => {}).finally(done);
-  await Promise.all([up, down]);
+  } catch { /* closed */ }
 }

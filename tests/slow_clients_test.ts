@@ -52,6 +52,16 @@ Deno.test({
     stop = true;
     await writer;
     assert.match(slow, /^HTTP\/1.1 408/, "headers sent on time, a line at a time, still count against one deadline");
+
+    // On a kept-alive connection, the next head has the same time from its first byte.
+    const kept = await connect(tm);
+    await kept.write(encoder.encode("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\n"));
+    const keptAnswer = await readToEnd(kept);
+    assert.equal(
+      keptAnswer.match(/HTTP\/1.1 200/g)?.length,
+      1,
+      "the first request was answered, then the slow one cut off",
+    );
     // The server still serves.
     assert.equal((await tm.api("/healthz", { token: null })).status, 200);
   },
@@ -124,12 +134,15 @@ Deno.test({
   async fn() {
     await using tm = await startTestManager();
     const conn = await connect(tm);
-    await conn.write(encoder.encode(
-      "GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\nX-Parallelic-Peer: 203.0.113.9\r\n\r\n",
-    ));
-    assert.match(await readToEnd(conn), /^HTTP\/1.1 401/);
+    // Two requests on one kept-alive connection, each claiming another address; the second also asks to close.
+    const forged = (close: string) =>
+      `GET /api/v1/whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\nX-Parallelic-Peer: 203.0.113.9\r\n${close}\r\n`;
+    await conn.write(encoder.encode(forged("")));
+    await conn.write(encoder.encode(forged("Connection: close\r\n")));
+    const answers = await readToEnd(conn);
+    assert.equal(answers.match(/HTTP\/1.1 401/g)?.length, 2, answers);
     const { entries } = await (await tm.api("/api/v1/audit?limit=10")).json();
-    const failed = entries.find((e: { action: string }) => e.action === "auth.failed");
-    assert.equal(failed.address, "127.0.0.1");
+    const failed = entries.filter((e: { action: string }) => e.action === "auth.failed");
+    assert.deepEqual(failed.map((e: { address: string }) => e.address), ["127.0.0.1", "127.0.0.1"]);
   },
 });
