@@ -13,7 +13,7 @@ import { instanceState, loadTask, readInstanceRecords } from "./access.ts";
 import { requireRole, type TokenCache, untilRevoked } from "./auth.ts";
 import type { GatewayDeps, GatewayEnv } from "./app.ts";
 import { createEventHub, eventStream } from "./events.ts";
-import { wholeQuery } from "./params.ts";
+import { shown, wholeQuery } from "./params.ts";
 import { readUpload } from "./upload.ts";
 
 /** Options of {@linkcode addUiApi}. */
@@ -70,6 +70,13 @@ export function addUiApi(app: Hono<GatewayEnv>, deps: GatewayDeps, options: UiAp
     const taskId = c.req.query("task");
     if (taskId) await loadTask(kv, taskId, who);
     const topics = new Set((c.req.query("topics") ?? "tasks,nodes").split(","));
+    const unknown = [...topics].find((t) => t !== "tasks" && t !== "nodes");
+    if (unknown !== undefined) {
+      throw new ValidationError(
+        `Cannot read query parameter 'topics' as '${shown(unknown)}' is not a topic: give tasks, nodes or both`,
+        { code: "invalid_parameter" },
+      );
+    }
     const res = eventStream(hub, { who, tasks: topics.has("tasks"), nodes: topics.has("nodes"), taskId }, { signal });
     return new Response(untilRevoked(res.body!, options.tokens, c.req.header("authorization")), res);
   });

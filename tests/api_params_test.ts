@@ -45,6 +45,7 @@ Deno.test({
       ["GET", `/api/v1/tasks/${task}/states?limit=-5`, 400, "invalid_parameter", /'limit' = '-5'/],
       ["GET", "/api/v1/tasks?limit=0x10", 400, "invalid_parameter", /'limit' = '0x10'/],
       ["GET", "/api/v1/audit?before=1.5e12", 400, "invalid_parameter", /'before' = '1.5e12'/],
+      ["GET", "/api/v1/events?topics=tasks,secrets", 400, "invalid_parameter", /'secrets' is not a topic/],
     ];
     for (const [method, path, status, code, message] of cases) {
       const res = await tm.api(path, { method });
