@@ -111,6 +111,8 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
       cpus: req.cpus,
       memoryBytes: req.memoryBytes,
       gpus: req.gpus,
+      ...(req.gpuDevices ? { gpuDevices: req.gpuDevices } : {}),
+      ...(req.limits ? { limits: req.limits } : {}),
       labels: req.labels,
       version: req.version,
       hostname: req.hostname,

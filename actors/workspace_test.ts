@@ -35,6 +35,9 @@ function task(id: string, digest: string, state: TaskRecord["state"], toml: stri
     finalize: "succeeded",
     outputBytes: 100,
     logBytes: 4,
+    cpuMs: 0,
+    wallMs: 0,
+    maxRssBytes: 0,
   };
 }
 

@@ -178,6 +178,20 @@ export function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i])).join("  ")).join("\n");
 }
 
+/**
+ * CPU time used against CPU time asked for (`cpus` × the wall time of every
+ * attempt), as `seff` reports efficiency, and the largest peak memory.
+ */
+export function usageLine(t: TaskView): string {
+  const asked = (t.wallMs ?? 0) * t.spec.cpus;
+  if (asked === 0) return "-";
+  const efficiency = (t.cpuMs ?? 0) / asked;
+  const memory = t.spec.memoryBytes > 0 ? ` of ${formatBytes(t.spec.memoryBytes)}` : "";
+  return `CPU ${((t.cpuMs ?? 0) / 1000).toFixed(1)}s of ${(asked / 1000).toFixed(1)}s asked ` +
+    `(${t.spec.cpus} cpus × wall), efficiency ${(efficiency * 100).toFixed(1)}%; ` +
+    `peak memory ${formatBytes(t.maxRssBytes ?? 0)}${memory}`;
+}
+
 /** `parallelic status [ID]` */
 export async function showStatus(client: Client, id: string | undefined, json: boolean): Promise<number> {
   if (!id) {
@@ -209,6 +223,7 @@ export async function showStatus(client: Client, id: string | undefined, json: b
       : []),
     ...Object.entries(t.spec.data ?? {}).map(([k, d]) => [`Data ${k}`, `${d.name}@${d.version}`]),
     ["Space", `outputs ${formatBytes(t.outputBytes ?? 0)}, logs ${formatBytes(t.logBytes ?? 0)}`],
+    ["Usage", usageLine(t)],
   ]));
   return 0;
 }

@@ -115,6 +115,8 @@ export const RunSpec = TaskSpec.pick({
   matrix: true,
   env: true,
   cpus: true,
+  memoryBytes: true,
+  gpus: true,
   timeoutMs: true,
   data: true,
   outputs: true,
@@ -156,6 +158,10 @@ export const Attempt = z.object({
   lost: z.boolean().optional(),
   /** Bytes of outputs the attempt stored in the task's workspace. */
   outputBytes: z.number().int().nonnegative().optional(),
+  /** CPU time (user + system) of the attempt's whole process tree, ms. */
+  cpuMs: z.number().int().nonnegative().optional(),
+  /** Peak memory of the attempt's whole process tree, bytes. */
+  maxRssBytes: z.number().int().nonnegative().optional(),
 });
 /** One attempt of an instance. */
 export type Attempt = z.infer<typeof Attempt>;
@@ -183,6 +189,12 @@ export const TaskRecord = z.object({
   outputBytes: z.number().int().nonnegative().default(0),
   /** Bytes of logs the task's attempts wrote. */
   logBytes: z.number().int().nonnegative().default(0),
+  /** CPU time of every attempt's process tree, summed, ms. */
+  cpuMs: z.number().int().nonnegative().default(0),
+  /** Wall time of every attempt that started, summed, ms (times `spec.cpus`: the CPU time asked for). */
+  wallMs: z.number().int().nonnegative().default(0),
+  /** The largest peak memory of any attempt, bytes. */
+  maxRssBytes: z.number().int().nonnegative().default(0),
 });
 /** A task record. */
 export type TaskRecord = z.infer<typeof TaskRecord>;
@@ -219,6 +231,28 @@ export const AssignSpan = z.object({
 /** An assignment span. */
 export type AssignSpan = z.infer<typeof AssignSpan>;
 
+/** A GPU as `nvidia-smi --query-gpu=index,uuid,name,memory.total` lists it. */
+export const GpuDevice = z.object({
+  index: z.number().int().nonnegative(),
+  uuid: z.string().max(100),
+  name: z.string().max(100),
+  memoryMiB: z.number().int().nonnegative(),
+});
+/** A GPU of a node. */
+export type GpuDevice = z.infer<typeof GpuDevice>;
+
+/** How a node holds instances to what they asked for (see `node/limits.ts`). */
+export const NodeLimits = z.object({
+  /** How CPUs are pinned: `sched_setaffinity`, or `none` where the C library cannot be loaded. */
+  cpus: z.enum(["sched_setaffinity", "none"]),
+  /** How `memory` is enforced: a cgroup v2 `memory.max`, or the node watching the tree's RSS. */
+  memory: z.enum(["cgroup2", "rss-watch"]),
+  /** Where usage is read: the instance's cgroup v2 `cpu.stat` and memory, or /proc. */
+  usage: z.enum(["cgroup2", "proc"]),
+});
+/** How a node enforces limits. */
+export type NodeLimits = z.infer<typeof NodeLimits>;
+
 /** What a node offers. */
 export const NodeCapacity = z.object({
   slots: z.number().int().positive(),
@@ -226,6 +260,10 @@ export const NodeCapacity = z.object({
   memoryBytes: z.number().int().nonnegative(),
   gpus: z.number().int().nonnegative(),
   labels: z.record(z.string(), z.string()),
+  /** Its GPUs, as nvidia-smi listed them (absent from older nodes). */
+  gpuDevices: z.array(GpuDevice).max(64).optional(),
+  /** How it enforces `[resources]` (absent from older nodes). */
+  limits: NodeLimits.optional(),
 });
 /** What a node offers. */
 export type NodeCapacity = z.infer<typeof NodeCapacity>;
@@ -622,6 +660,10 @@ export const Result = InstanceRef.extend({
   outputBytes: z.number().int().nonnegative().default(0),
   /** Bytes of stdout and stderr published to the log stream. */
   logBytes: z.number().int().nonnegative().default(0),
+  /** CPU time (user + system) of the whole process tree, ms. */
+  cpuMs: z.number().int().nonnegative().default(0),
+  /** Peak memory of the whole process tree, bytes. */
+  maxRssBytes: z.number().int().nonnegative().default(0),
 });
 /** An instance result. */
 export type Result = z.infer<typeof Result>;

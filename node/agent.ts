@@ -49,6 +49,7 @@ import { createJobQueue, keyOf } from "./queue.ts";
 import { createResultSender } from "./results.ts";
 import { createRunner } from "./runner.ts";
 import { createPresence } from "./presence.ts";
+import { openResources } from "./limits.ts";
 
 /** The version nodes report. */
 export const VERSION = "0.1.0";
@@ -67,8 +68,10 @@ export interface NodeOptions {
   labels?: Record<string, string>;
   /** Memory offered, bytes. @default {total memory} */
   memoryBytes?: number;
-  /** GPUs offered. @default {counted with nvidia-smi, 0 without} */
+  /** GPUs offered (devices 0 to N-1). @default {listed with nvidia-smi, none without} */
   gpus?: number;
+  /** Hold memory by watching RSS even where a cgroup could hold it (tests). @default {false} */
+  noCgroups?: boolean;
   /** Most bytes of data sets kept in the node's cache (`--cache-size`). @default {10 GiB} */
   cacheBytes?: number;
   /** Kill grace: SIGTERM, then SIGKILL after this long. @default {1000} */
@@ -135,17 +138,6 @@ export interface ComputeNode {
   stop(graceMs?: number): Promise<void>;
 }
 
-/** Counts GPUs with nvidia-smi; 0 where there is none. */
-export function countGpus(): number {
-  try {
-    const out = new Deno.Command("nvidia-smi", { args: ["-L"], stdout: "piped", stderr: "null" }).outputSync();
-    if (!out.success) return 0;
-    return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l.startsWith("GPU ")).length;
-  } catch {
-    return 0;
-  }
-}
-
 /** Starts a compute node and joins the manager reachable over `natsUrl`. */
 export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   const clock = options.clock ?? systemClock;
@@ -191,6 +183,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     clock,
     log,
   );
+  const resources = await openResources({ node: name, clock, log, gpus: options.gpus, noCgroups: options.noCgroups });
 
   let stopping = false;
   const isStopping = () => stopping;
@@ -214,6 +207,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     spawner,
     runAs,
     taskUsers,
+    resources,
     killGraceMs,
     noop: options.noop ?? false,
     stopping: isStopping,
@@ -223,6 +217,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     slots,
     run: runner.run,
     stage: options.noop ? null : runner.stage,
+    fits: (job) => resources.fits(job.run),
     stopping: isStopping,
   });
   const { waiting, running } = queue;
@@ -276,7 +271,9 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     offer: () => ({
       slots,
       memoryBytes: options.memoryBytes ?? Deno.systemMemoryInfo().total,
-      gpus: options.gpus ?? countGpus(),
+      gpus: resources.gpus,
+      gpuDevices: resources.gpuDevices,
+      limits: resources.limits,
       labels: options.labels ?? {},
       version: VERSION,
     }),
@@ -358,6 +355,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       const presenceStopped = presence.stop();
       results.stop();
       await presenceStopped;
+      await resources.close();
       if (ownConnection) await nc.drain().catch(() => {});
     },
   };

@@ -22,6 +22,14 @@ export interface ExitStatus {
   signal: Deno.Signal | null;
 }
 
+/** What a reaped child and the descendants it waited for used. */
+export interface ChildUsage {
+  /** User + system CPU time, ms. */
+  cpuMs: number;
+  /** The largest resident set of any one of them, bytes. */
+  maxRssBytes: number;
+}
+
 /** How to start a process with {@linkcode Libc.spawn}. */
 export interface SpawnRequest {
   /** Path of the executable. */
@@ -66,8 +74,11 @@ export interface Libc {
    * given to another process, so signals sent meanwhile reach only its group.
    */
   exited(pid: number): Promise<ExitStatus>;
-  /** Reaps an ended child (after {@linkcode Libc.exited} resolved). */
-  reap(pid: number): void;
+  /**
+   * Reaps an ended child (after {@linkcode Libc.exited} resolved) and returns
+   * what it and the descendants it waited for used (`wait4`'s rusage).
+   */
+  reap(pid: number): ChildUsage;
   /** Sends `signal` to every process of group `pgid`; false when there is none. */
   killGroup(pgid: number, signal: Deno.Signal | 0): boolean;
   /** Metadata of `path` itself (symlinks are not followed), with nanoseconds; null when it is gone. */
@@ -159,7 +170,7 @@ const SYMBOLS = {
   posix_spawn_file_actions_addopen: { parameters: ["buffer", "i32", "buffer", "i32", "u32"], result: "i32" },
   posix_spawn_file_actions_addchdir_np: { parameters: ["buffer", "buffer"], result: "i32" },
   posix_spawn_file_actions_addclosefrom_np: { parameters: ["buffer", "i32"], result: "i32" },
-  waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  wait4: { parameters: ["i32", "buffer", "i32", "buffer"], result: "i32" },
   waitid: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
   waitid_blocking: { name: "waitid", parameters: ["i32", "i32", "buffer", "i32"], result: "i32", nonblocking: true },
   kill: { parameters: ["i32", "i32"], result: "i32" },
@@ -229,6 +240,8 @@ export function loadLibc(): Libc | null {
   const info = new Uint8Array(128); // siginfo_t
   const infoView = new DataView(info.buffer);
   const waitStatus = new Int32Array(32);
+  // struct rusage: ru_utime and ru_stime (timeval: seconds, microseconds), then ru_maxrss in KiB.
+  const rusage = new BigInt64Array(32);
   let pollTimer: ReturnType<typeof setInterval> | undefined;
   const checkChildren = () => {
     for (const [pid, resolve] of watched) {
@@ -316,7 +329,13 @@ export function loadLibc(): Libc | null {
     },
 
     reap(pid) {
-      c.waitpid(pid, waitStatus, WNOHANG);
+      rusage.fill(0n);
+      c.wait4(pid, waitStatus, WNOHANG, new Uint8Array(rusage.buffer));
+      const [uSec, uUsec, sSec, sUsec, maxRssKiB] = rusage;
+      return {
+        cpuMs: Math.round(Number((uSec + sSec) * 1000n) + Number(uUsec + sUsec) / 1000),
+        maxRssBytes: Number(maxRssKiB) * 1024,
+      };
     },
 
     killGroup(pgid, signal) {

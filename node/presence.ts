@@ -9,13 +9,17 @@ import { hostname } from "node:os";
 import { type Bus, unwrap } from "../core/bus.ts";
 import type { Clock, TimerId } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
-import { type InstanceRef, nodeHeartbeat, nodeRegister } from "../core/schema.ts";
+import { type GpuDevice, type InstanceRef, nodeHeartbeat, type NodeLimits, nodeRegister } from "../core/schema.ts";
 
 /** What the node says of itself when it registers. */
 export interface NodeOffer {
   slots: number;
   memoryBytes: number;
   gpus: number;
+  /** Its GPUs as nvidia-smi listed them. */
+  gpuDevices?: GpuDevice[];
+  /** How it holds instances to their resources. */
+  limits?: NodeLimits;
   labels: Record<string, string>;
   version: string;
 }
@@ -80,6 +84,8 @@ export function createPresence(deps: PresenceDeps): Presence {
               cpus: navigator.hardwareConcurrency,
               memoryBytes: offer.memoryBytes,
               gpus: offer.gpus,
+              gpuDevices: offer.gpuDevices,
+              limits: offer.limits,
               labels: offer.labels,
               version: offer.version,
               hostname: hostname(),

@@ -38,6 +38,8 @@ export interface JobQueueDeps {
    * staged (noop nodes).
    */
   stage: ((job: Job) => boolean) | null;
+  /** Whether what a job asks beside slots (its GPUs) is free now; the job waits until it is. */
+  fits?(job: Job): boolean;
   /** True once the node stops: nothing new starts. */
   stopping(): boolean;
 }
@@ -64,6 +66,7 @@ export function createJobQueue(deps: JobQueueDeps): JobQueue {
   const pump = () => {
     for (const [key, job] of waiting) {
       if (deps.stopping() || usedSlots + Math.min(job.run.cpus, slots) > slots) break;
+      if (deps.fits && !deps.fits(job)) continue;
       // Its task waits for a uid (the range is lent out); other tasks' jobs may go meanwhile.
       if (deps.stage && !deps.stage(job)) continue;
       waiting.delete(key);

@@ -20,6 +20,7 @@ import type { RunDir, RunDirs } from "./run_dirs.ts";
 import { asUser, type RunAs, userEnv } from "./run_as.ts";
 import type { TaskUser, TaskUsers } from "./task_users.ts";
 import type { OutputStream, Spawner } from "./spawn.ts";
+import type { NodeResources } from "./limits.ts";
 
 const PASS_ENV = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL"];
 
@@ -54,6 +55,8 @@ export interface RunnerDeps {
   runAs: RunAs | null;
   /** Each task's uid of `--run-as-range`, or null. */
   taskUsers: TaskUsers | null;
+  /** CPUs, GPUs, memory and usage of each instance (see `limits.ts`). */
+  resources: NodeResources;
   /** Kill grace: SIGTERM, then SIGKILL after this long. */
   killGraceMs: number;
   /** Benchmarks only: report exit 0 at once (see `NodeOptions.noop`). */
@@ -84,7 +87,7 @@ export interface Runner {
 
 /** Creates the node's instance runner. */
 export function createRunner(deps: RunnerDeps): Runner {
-  const { name, clock, log, js, io, cache, runDirs, spawner, runAs, taskUsers, killGraceMs, report } = deps;
+  const { name, clock, log, js, io, cache, runDirs, spawner, runAs, taskUsers, resources, killGraceMs, report } = deps;
   let started = 0;
   let baseEnv: Record<string, string> = {};
   for (const k of PASS_ENV) {
@@ -140,6 +143,8 @@ export function createRunner(deps: RunnerDeps): Runner {
       lost: false,
       outputBytes: 0,
       logBytes: 0,
+      cpuMs: 0,
+      maxRssBytes: 0,
       ...fields,
     });
     if (deps.noop) return report(result({ exitCode: 0 }));
@@ -191,6 +196,7 @@ export function createRunner(deps: RunnerDeps): Runner {
         if (publishes.length > 64) await Promise.all(publishes.splice(0));
       };
       reusable = false;
+      const hold = resources.hold(ref, run, env);
       try {
         const start = user
           ? asUser(user, join(dir, instanceIo.entrypoint), instanceIo.args)
@@ -205,8 +211,15 @@ export function createRunner(deps: RunnerDeps): Runner {
           onOutput,
         });
       } catch (e) {
+        hold.end(null);
         return report(result({ error: `cannot start '${instanceIo.entrypoint}': ${(e as Error).message}` }));
       }
+      const proc = job.proc;
+      hold.started(proc.pid, (why) => {
+        // Like the kernel's out-of-memory killer: no grace.
+        job.killed ??= why;
+        proc.kill("SIGKILL");
+      });
       started++;
       if (job.killed) killJob(job, job.killed);
       // A timer that fires after the main process ended kills nothing (killJob: proc.done).
@@ -214,13 +227,14 @@ export function createRunner(deps: RunnerDeps): Runner {
         ? undefined
         : clock.setTimeout(() => killJob(job, `timed out after ${run.timeoutMs} ms`), run.timeoutMs);
       const status = await job.proc.ended;
+      const used = hold.end(status.usage);
       log.step("node.ended");
       if (timeout !== undefined) clock.clearTimeout(timeout);
       await Promise.all(publishes);
       reusable = !job.killed && !status.leftovers && !instanceIo.finalize;
       // Outputs are stored before the result is sent: a result means its outputs are in the workspace.
       let outputBytes = 0;
-      let error = job.killed ?? null;
+      let error = job.killed ?? used.memoryError;
       if (!deps.stopping() && !job.killed?.startsWith("stale")) {
         try {
           // Retried through a NATS restart or a stream leader election, like log chunks.
@@ -235,6 +249,8 @@ export function createRunner(deps: RunnerDeps): Runner {
         error,
         outputBytes,
         logBytes,
+        cpuMs: used.cpuMs,
+        maxRssBytes: used.maxRssBytes,
       }));
     } catch (e) {
       // The node's trouble (NATS, the package): requeued without using up a retry, a few times.

@@ -8,7 +8,7 @@
  * @module
  */
 import type { Clock, TimerId } from "../core/clock.ts";
-import type { ExitStatus, Libc, SpawnRequest } from "./libc.ts";
+import type { ChildUsage, ExitStatus, Libc, SpawnRequest } from "./libc.ts";
 import { treeKills } from "./process_tree.ts";
 
 export type { ExitStatus } from "./libc.ts";
@@ -24,6 +24,8 @@ export interface ProcessRequest extends SpawnRequest {
 
 /** A started instance process. */
 export interface InstanceProcess {
+  /** The main process's pid (and its process group's id, for C library spawns). */
+  readonly pid: number;
   /** Resolves when the main process has ended (its output may still be being read). */
   readonly exited: Promise<ExitStatus>;
   /** True once `exited` has resolved. */
@@ -31,9 +33,10 @@ export interface InstanceProcess {
   /**
    * Resolves when the main process has ended and its output has been read
    * to the end. Processes it left behind are killed then; `leftovers` says
-   * whether there were any.
+   * whether there were any; `usage`, what the main process and the
+   * descendants it waited for used (C library spawns only).
    */
-  readonly ended: Promise<ExitStatus & { leftovers: boolean }>;
+  readonly ended: Promise<ExitStatus & { leftovers: boolean; usage: ChildUsage | null }>;
   /**
    * Sends `signal` to the process, its process group and every descendant
    * found; after the main process has ended, what the first kill found and
@@ -108,8 +111,9 @@ export function createSpawner(options: SpawnerOptions): Spawner {
         });
         const ended = Promise.all([exited, pipe(child.stdout, "stdout"), pipe(child.stderr, "stderr")]).then((
           [status],
-        ) => ({ ...status, leftovers: false }));
+        ) => ({ ...status, leftovers: false, usage: null }));
         return {
+          pid: child.pid,
           exited,
           get done() {
             return done;
@@ -179,15 +183,16 @@ export function createSpawner(options: SpawnerOptions): Spawner {
       };
       const ended = Promise.all([exited, follow()]).then(([status]) => {
         // Reaped only now: until here its pid, the group's id, could not be reused, so kills reached only its group.
-        libc.reap(pid);
+        const usage = libc.reap(pid);
         reaped = true;
         // What the instance left in its process group goes with it, and what a kill found outside the group.
         const leftovers = libc.killGroup(pid, 0);
         if (leftovers) libc.killGroup(pid, "SIGKILL");
         kills.finish();
-        return { ...status, leftovers };
+        return { ...status, leftovers, usage };
       });
       return {
+        pid,
         exited,
         get done() {
           return done;

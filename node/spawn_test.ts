@@ -39,7 +39,8 @@ for (const spawner of spawners) {
     const r = await run(spawner, 'echo "$GREETING from $(pwd)"; echo oops >&2; exit 3');
     assert.match(r.stdout, /^hello from \/tmp\/parallelic-spawn-/);
     assert.equal(r.stderr, "oops\n");
-    assert.deepEqual(r.status, { code: 3, signal: null, leftovers: false });
+    const { usage: _, ...status } = r.status;
+    assert.deepEqual(status, { code: 3, signal: null, leftovers: false });
   });
 
   Deno.test(`${spawner.kind}: a process ended by a signal reports the signal; SIGPIPE is at its default`, async () => {
@@ -151,5 +152,14 @@ if (libc) {
 } else {
   Deno.test("posix_spawn: skipped as the C library cannot be loaded here", () => {
     console.log("skipped: loadLibc() returned null (not Linux with glibc 2.34+, or PARALLELIC_SPAWNER=deno)");
+  });
+}
+
+if (libc) {
+  Deno.test("posix_spawn: the reaped process's CPU time and peak memory come with its end", async () => {
+    const r = await run(spawners[1], "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; (sleep 0.01)");
+    assert.equal(r.status.code, 0);
+    assert.ok(r.status.usage && r.status.usage.cpuMs > 0, JSON.stringify(r.status.usage));
+    assert.ok(r.status.usage.maxRssBytes > 0);
   });
 }

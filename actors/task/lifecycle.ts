@@ -231,6 +231,7 @@ export function accept(s: TaskState, node: string, r: Result): boolean {
   entry.outputBytes = r.outputBytes;
   live.rec.outputBytes = (live.rec.outputBytes ?? 0) + r.outputBytes - before;
   live.rec.logBytes = (live.rec.logBytes ?? 0) + r.logBytes;
+  s.meters.attemptUsage(live.rec, entry, r);
   if (r.exitCode === 0 && r.error === null) {
     s.meters.endedTotal.inc({ outcome: "succeeded" });
     end(s, live, rec, "succeeded");

@@ -22,6 +22,7 @@ import type {
   TaskRecord,
 } from "../../core/schema.ts";
 import { type BatchedWrite, instanceKey } from "../../core/kv.ts";
+import { usageRecorder } from "./usage.ts";
 
 /**
  * Longest error text kept per attempt. An instance's record holds every attempt (up to 100 retries and a few requeues
@@ -169,7 +170,14 @@ export interface TaskState {
   /** Recently dispatched instances per owner, decaying with a half-life: the fair-share tie-breaker. */
   usageByOwner: Map<string, { value: number; at: number }>;
   stats: { commits: number; dispatched: number; results: number; ignored: number };
-  meters: { dispatchedTotal: Counter; endedTotal: Counter; duration: Histogram; tasksFinished: Counter };
+  meters: {
+    dispatchedTotal: Counter;
+    endedTotal: Counter;
+    duration: Histogram;
+    tasksFinished: Counter;
+    /** Records an attempt's CPU time and peak memory (see `usage.ts`). */
+    attemptUsage: ReturnType<typeof usageRecorder>;
+  };
   pending: Pending;
   /** Schedules a cycle (place, then commit); set by the commit loop (see `store.ts`). */
   kick: () => void;
@@ -203,6 +211,7 @@ export function createState(deps: TaskActorDeps, options: TaskActorOptions): Tas
       DURATION_BUCKETS,
     ),
     tasksFinished: metrics.counter("parallelic_tasks_finished_total", "Tasks that ended, by final state."),
+    attemptUsage: usageRecorder(metrics),
   };
   metrics.gauge("parallelic_tasks", "Tasks not yet ended, by state.", (g) => {
     const by = { queued: 0, running: 0 };
@@ -287,11 +296,25 @@ export const howItEnded = (h: Attempt | undefined) =>
 
 /** A task record as a live task with nothing queued for retry or in flight yet. */
 export function liveOf(rec: TaskRecord): Live {
-  const { entrypoint, workdir, args, instances, matrix, env, cpus, timeoutMs } = rec.spec;
+  const { entrypoint, workdir, args, instances, matrix, env, cpus, memoryBytes, gpus, timeoutMs } = rec.spec;
   const { data = {}, outputs = [], finalize = null } = rec.spec;
   return {
     rec,
-    run: { entrypoint, workdir, args, instances, matrix, env, cpus, timeoutMs, data, outputs, finalize },
+    run: {
+      entrypoint,
+      workdir,
+      args,
+      instances,
+      matrix,
+      env,
+      cpus,
+      memoryBytes,
+      gpus,
+      timeoutMs,
+      data,
+      outputs,
+      finalize,
+    },
     retry: [],
     flights: new Map(),
   };
@@ -320,5 +343,8 @@ export function newTaskRecord(
     finalize: null,
     outputBytes: 0,
     logBytes: 0,
+    cpuMs: 0,
+    wallMs: 0,
+    maxRssBytes: 0,
   };
 }

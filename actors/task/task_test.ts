@@ -684,6 +684,8 @@ Deno.test({
       error: clipError("日".repeat(5000)),
       lost: false,
       outputBytes: 2 ** 40,
+      cpuMs: 2 ** 40,
+      maxRssBytes: 2 ** 40,
     });
     const worst: InstanceRecord = {
       index: 999_999,

@@ -1,0 +1,68 @@
+import assert from "node:assert/strict";
+import { systemClock } from "../core/clock.ts";
+import { openCgroups } from "./cgroup.ts";
+import { createUsageWatcher, mib } from "./usage.ts";
+
+Deno.test("the watcher sums CPU and memory over the whole tree and reports one going over its memory", async () => {
+  const watcher = createUsageWatcher({ clock: systemClock, intervalMs: 20 });
+  // sh's children: one burns CPU, one holds more than 16 MiB (a Deno process, idle).
+  const child = new Deno.Command("sh", {
+    args: [
+      "-c",
+      'i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done & "$0" eval "setTimeout(() => {}, 30000)" & wait',
+      Deno.execPath(),
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  let over = 0;
+  const adopted: number[] = [];
+  const watch = watcher.watch({
+    pid: child.pid,
+    cgroup: null,
+    memoryBytes: 16 * 2 ** 20,
+    adopt: (pid) => adopted.push(pid),
+    onOverMemory: (bytes) => over = bytes,
+  });
+  const deadline = Date.now() + 20_000;
+  while ((over === 0 || watch.seen().cpuMs === 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const seen = watch.stop();
+  for (const pid of [...adopted, child.pid]) {
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch { /* gone */ }
+  }
+  await child.status;
+  assert.ok(over > 16 * 2 ** 20, `over at ${over}`);
+  assert.ok(seen.maxRssBytes >= over);
+  assert.ok(seen.cpuMs > 0, `cpuMs ${seen.cpuMs}`);
+  assert.ok(adopted.length >= 1, "the first look finds the children");
+});
+
+Deno.test("memory is worded in MiB", () => {
+  assert.equal(mib(64 * 2 ** 20), "64 MiB");
+  assert.equal(mib(190.4 * 2 ** 20), "190 MiB");
+  assert.equal(mib(1.5 * 2 ** 20), "1.5 MiB");
+});
+
+const cgroups = await openCgroups(`usage-test`);
+Deno.test({
+  name: "an instance's cgroup counts the CPU time of what runs in it and kills it all when removed",
+  ignore: !cgroups,
+  async fn() {
+    const cg = cgroups!.create("t-0-0", 0)!;
+    assert.ok(cg);
+    const child = new Deno.Command("sh", {
+      args: ["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 30"],
+    })
+      .spawn();
+    assert.ok(cg.add(child.pid));
+    assert.deepEqual(cg.pids(), [child.pid]);
+    const deadline = Date.now() + 20_000;
+    while (cg.usage().cpuMs === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(cg.usage().cpuMs > 0);
+    await cg.remove();
+    assert.equal((await child.status).signal, "SIGKILL");
+    await cgroups!.close();
+  },
+});
