@@ -172,6 +172,7 @@ export async function doctor(options: DoctorOptions): Promise<Check[]> {
       detail: `${live.length} of ${nodes.length} nodes live`,
       fix: "start a node: deno task node --nats=nats://HOST:4222",
     });
+    for (const n of live) add(limitsCheck(n));
     for (const n of live) {
       const skew = Math.abs(n.clockSkewMs ?? 0);
       add({
@@ -193,6 +194,29 @@ export async function doctor(options: DoctorOptions): Promise<Check[]> {
     });
   }
   return checks;
+}
+
+/** How a node holds instances to their `[resources]`, as it reported at register. */
+export function limitsCheck(n: NodeRecord): Check {
+  const l = n.limits;
+  const gpus = n.gpuDevices?.length
+    ? `${n.gpuDevices.length} GPUs (${[...new Set(n.gpuDevices.map((g) => g.name))].join(", ")})`
+    : `${n.gpus} GPUs`;
+  return {
+    name: `limits ${n.name}`,
+    // Memory held by watching is weaker (it acts between looks), but works: a warning belongs in the detail.
+    ok: l !== undefined && l.cpus !== "none",
+    detail: l
+      ? `CPUs ${l.cpus === "none" ? "not pinned" : "pinned with sched_setaffinity"}; memory ${
+        l.memory === "cgroup2"
+          ? "held by cgroup v2 memory.max"
+          : "watched (RSS of the tree every 200 ms, killed past its limit)"
+      }; usage from ${l.usage === "cgroup2" ? "cgroup v2 cpu.stat" : "/proc and wait4"}; ${gpus}`
+      : "not reported (a node older than the manager)",
+    fix: l
+      ? "run the node on Linux with glibc and --allow-ffi (CPU pinning needs sched_setaffinity)"
+      : "upgrade the node",
+  };
 }
 
 /** Prints checks; returns the exit code (1 when any failed). */

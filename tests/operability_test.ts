@@ -76,6 +76,10 @@ Deno.test({
     assert.match(good.text, /ok\s+NATS reachable\s+.*requires credentials/);
     assert.match(good.text, /ok\s+JetStream\s+the manager reads its object store/);
     assert.match(good.text, /ok\s+clock skew local/);
+    assert.match(
+      good.text,
+      /ok\s+limits local\s+CPUs pinned with sched_setaffinity; memory (held by cgroup v2 memory\.max|watched \(RSS)/,
+    );
     assert.match(good.text, /All \d+ checks passed/);
     const bad = await doctor("wrong-token");
     assert.equal(bad.code, 1);
