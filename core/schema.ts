@@ -495,6 +495,10 @@ export const TaskProgress = z.object({
   startedAt: z.number().nullable(),
   endedAt: z.number().nullable(),
   reason: z.string().nullable(),
+  /** The task's usage totals so far (see {@linkcode TaskRecord}), so that live views keep them current. */
+  cpuMs: z.number().int().nonnegative().optional(),
+  wallMs: z.number().int().nonnegative().optional(),
+  maxRssBytes: z.number().int().nonnegative().optional(),
   /**
    * Instances whose state changed since the task's previous progress event, as
    * `[index, state]` pairs; null when more than {@linkcode MAX_PROGRESS_CHANGES}

@@ -150,6 +150,11 @@ Deno.test({
         await page.locator("#log").getByText("Hello from instance 0 of 4").waitFor();
         await page.locator("#log-status").getByText("end of log").waitFor();
         assert.match(await page.locator("#instance-facts").innerText(), /Exit code\s+0/);
+        assert.match(
+          await page.locator("#instance-facts").innerText(),
+          /Used\s+CPU \d+ m?s, peak memory [\d.]+ [KMG]iB/,
+        );
+        assert.match(await page.locator("#timing").innerText(), /CPU used\s+.+ asked \([\d.]+% efficiency\)/);
         await page.getByLabel("Instance number").fill("3");
         await page.getByRole("button", { name: "Open" }).click();
         await page.locator("#log").getByText("Hello from instance 3 of 4").waitFor();

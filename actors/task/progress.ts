@@ -42,7 +42,7 @@ export function createProgress(s: TaskState): Progress {
       if (p.changed && p.changed.size >= MAX_PROGRESS_CHANGES && !p.changed.has(inst.index)) p.changed = null;
       p.changed?.set(inst.index, inst.state);
     }
-    const { id: taskId, name, owner, state, createdAt, startedAt, endedAt, reason } = rec;
+    const { id: taskId, name, owner, state, createdAt, startedAt, endedAt, reason, cpuMs, wallMs, maxRssBytes } = rec;
     p.event = {
       taskId,
       name,
@@ -54,6 +54,9 @@ export function createProgress(s: TaskState): Progress {
       startedAt,
       endedAt,
       reason,
+      cpuMs,
+      wallMs,
+      maxRssBytes,
     };
     const waitMs = p.lastAt + s.settings.progressMs - clock.now();
     if (FINAL_STATES.has(state) || waitMs <= 0) send(taskId);

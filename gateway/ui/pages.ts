@@ -230,6 +230,8 @@ function task(id: string): Html {
                   <th scope="col">Node</th>
                   <th scope="col">Started</th>
                   <th scope="col">Ran for</th>
+                  <th scope="col">CPU</th>
+                  <th scope="col">Peak memory</th>
                   <th scope="col">Exit</th>
                   <th scope="col">Note</th>
                 </tr>

@@ -13,6 +13,7 @@ import {
   fillFacts,
   FINAL,
   formatBytes,
+  formatDuration,
   formatTime,
   h,
   liveEvents,
@@ -76,7 +77,16 @@ function renderTiming() {
     ["Ended", formatTime(task.endedAt)],
     ["Duration", runTime(task.startedAt, task.endedAt)],
     ["Owner", task.owner],
+    ...(task.wallMs ? [["CPU used", cpuUsed(task)], ["Peak memory", formatBytes(task.maxRssBytes ?? 0)]] : []),
   ]);
+}
+
+/** CPU time used, and its efficiency: used over asked for (cpus × wall time of every attempt), as seff says it. */
+function cpuUsed(t) {
+  const asked = t.wallMs * t.spec.cpus;
+  return `${formatDuration(t.cpuMs ?? 0)} of ${formatDuration(asked)} asked (${
+    (100 * (t.cpuMs ?? 0) / asked).toFixed(1)
+  }% efficiency)`;
 }
 
 function renderSpec(spec, packageBytes) {
@@ -182,6 +192,9 @@ async function refreshInstance(restartLog = false) {
     // A node reports when an attempt started with its result; until then, show when it was assigned.
     inst.startedAt || !last ? ["Started", formatTime(inst.startedAt)] : ["Assigned", formatTime(last.assignedAt)],
     ["Ran for", runTime(inst.startedAt ?? last?.assignedAt, inst.endedAt)],
+    ...(last?.cpuMs !== undefined
+      ? [["Used", `CPU ${formatDuration(last.cpuMs)}, peak memory ${formatBytes(last.maxRssBytes ?? 0)}`]]
+      : []),
     ...params.map(([k, v]) => [`Param ${k}`, h("code", {}, String(v))]),
     ...(last?.error ? [["Note", last.error]] : []),
   ]);
@@ -195,11 +208,13 @@ async function refreshInstance(restartLog = false) {
           h("td", {}, a.node),
           h("td", {}, formatTime(a.startedAt ?? a.assignedAt)),
           h("td", {}, runTime(a.startedAt, a.endedAt)),
+          h("td", {}, a.cpuMs === undefined ? "–" : formatDuration(a.cpuMs)),
+          h("td", {}, a.maxRssBytes === undefined ? "–" : formatBytes(a.maxRssBytes)),
           h("td", {}, a.exitCode === null ? (a.signal ?? "–") : String(a.exitCode)),
           h("td", {}, a.error ?? ""),
         )
       )
-      : [h("tr", {}, h("td", { colspan: "6", class: "muted" }, "Not started yet."))]),
+      : [h("tr", {}, h("td", { colspan: "8", class: "muted" }, "Not started yet."))]),
   );
   if (restartLog) void streamLog(index, !FINAL.has(inst.state) && !FINAL.has(task.state));
 }
