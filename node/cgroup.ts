@@ -32,7 +32,10 @@ export interface InstanceCgroup {
   /** The pids in it. */
   pids(): number[];
   usage(): CgroupUsage;
-  /** Kills everything in it and removes it (retried in the background while processes die). */
+  /**
+   * Kills everything in it and removes it (retried while processes die), or
+   * keeps it, empty, for another instance.
+   */
   remove(): Promise<void>;
 }
 
@@ -80,10 +83,15 @@ const field = (text: string | null, key: string): number => {
   return m ? Number(m[1]) : 0;
 };
 
+/** Most empty cgroups kept for reuse. */
+const MAX_IDLE = 64;
+
 /** Removes a cgroup once its processes are gone, killing them first. */
 async function removeCgroup(path: string): Promise<void> {
-  if (!write(join(path, "cgroup.kill"), "1")) {
-    for (const pid of (read(join(path, "cgroup.procs")) ?? "").split("\n").filter(Boolean)) {
+  // Usually empty (the spawner killed the instance's process group): cgroup.kill costs far more than this read.
+  const pids = (read(join(path, "cgroup.procs")) ?? "").split("\n").filter(Boolean);
+  if (pids.length > 0 && !write(join(path, "cgroup.kill"), "1")) {
+    for (const pid of pids) {
       try {
         Deno.kill(Number(pid), "SIGKILL");
       } catch { /* gone */ }
@@ -111,7 +119,7 @@ const alive = (pid: number) => {
 };
 
 /**
- * Makes the node's sub-tree `parallelic/<node>.<pid>` beside the node's own
+ * Makes the node's sub-tree `parallelic/<node>.<random>.<pid>` beside the node's own
  * cgroup, and removes what nodes no longer running left there; null where
  * there is no cgroup v2 or it is not writable.
  */
@@ -125,8 +133,9 @@ export async function openCgroups(node: string): Promise<Cgroups | null> {
   // processes"), except the root. A delegated sub-tree (systemd Delegate=yes) is the node's own cgroup's parent.
   const parent = own === "/" ? mount : join(mount, own, "..");
   const top = join(parent, "parallelic");
-  // The pid in the name tells a crashed node's sub-tree (removed here) from a running one's.
-  const base = join(top, `${node}.${Deno.pid}`);
+  // The pid in the name tells a crashed node's sub-tree (removed here) from a running one's; the random part, two
+  // nodes of one name in one process (a restart in place) apart.
+  const base = join(top, `${node}.${crypto.randomUUID().slice(0, 8)}.${Deno.pid}`);
   try {
     Deno.mkdirSync(base, { recursive: true });
   } catch {
@@ -146,37 +155,60 @@ export async function openCgroups(node: string): Promise<Cgroups | null> {
     write(join(top, "cgroup.subtree_control"), "+memory");
     memory = write(join(base, "cgroup.subtree_control"), "+memory");
   }
+  // Cgroups of ended instances, empty, kept for the next ones: making and removing one costs more than the rest of
+  // an instance's accounting. Not where memory is held: memory.peak and memory.events count from a cgroup's making.
+  const idle: string[] = [];
+  const cpuUsec = (path: string) => field(read(join(path, "cpu.stat")), "usage_usec");
   return {
     base,
     memory,
     create(name, memoryBytes) {
-      const path = join(base, name);
-      try {
-        Deno.mkdirSync(path);
-      } catch (e) {
-        if (!(e instanceof Deno.errors.AlreadyExists)) return null;
+      let path = idle.pop();
+      const reused = path !== undefined;
+      if (!path) {
+        path = join(base, name);
+        try {
+          Deno.mkdirSync(path);
+        } catch (e) {
+          if (!(e instanceof Deno.errors.AlreadyExists)) return null;
+        }
       }
+      const dir = path;
+      const cpuBefore = reused ? cpuUsec(dir) : 0;
       if (memory && memoryBytes > 0) {
-        write(join(path, "memory.max"), String(memoryBytes));
+        write(join(dir, "memory.max"), String(memoryBytes));
         // Held to its memory, not pushed into swap; and an out-of-memory kill takes the whole instance.
-        write(join(path, "memory.swap.max"), "0");
-        write(join(path, "memory.oom.group"), "1");
+        write(join(dir, "memory.swap.max"), "0");
+        write(join(dir, "memory.oom.group"), "1");
       }
+      const pids = () => (read(join(dir, "cgroup.procs")) ?? "").split("\n").filter(Boolean).map(Number);
       return {
-        path,
-        add: (pid) => write(join(path, "cgroup.procs"), String(pid)),
-        pids: () => (read(join(path, "cgroup.procs")) ?? "").split("\n").filter(Boolean).map(Number),
+        path: dir,
+        add: (pid) => write(join(dir, "cgroup.procs"), String(pid)),
+        pids,
         usage() {
-          const peak = read(join(path, "memory.peak")) ?? read(join(path, "memory.current"));
+          const cpuMs = Math.round((cpuUsec(dir) - cpuBefore) / 1000);
+          // Missing files cost an exception each: without the memory controller there are none to read.
+          if (!memory) return { cpuMs, memoryBytes: null, oomKilled: false };
+          const peak = read(join(dir, "memory.peak")) ?? read(join(dir, "memory.current"));
           return {
-            cpuMs: Math.round(field(read(join(path, "cpu.stat")), "usage_usec") / 1000),
-            memoryBytes: memory && peak !== null ? Number(peak.trim()) : null,
-            oomKilled: memory && field(read(join(path, "memory.events")), "oom_kill") > 0,
+            cpuMs,
+            memoryBytes: peak !== null ? Number(peak.trim()) : null,
+            oomKilled: field(read(join(dir, "memory.events")), "oom_kill") > 0,
           };
         },
-        remove: () => removeCgroup(path),
+        remove() {
+          if (!memory && idle.length < MAX_IDLE && pids().length === 0) {
+            idle.push(dir);
+            return Promise.resolve();
+          }
+          return removeCgroup(dir);
+        },
       };
     },
-    close: () => removeCgroup(base),
+    async close() {
+      for (const path of idle.splice(0)) await removeCgroup(path);
+      await removeCgroup(base);
+    },
   };
 }

@@ -101,10 +101,11 @@ export async function openResources(options: ResourceOptions): Promise<NodeResou
       };
       return {
         started(pid, kill) {
-          pin(pid);
+          const joined = cgroup?.add(pid) ?? false;
+          if (cpus.length > 0) { for (const tid of threadsOf(pid)) affinity!.set(tid, cpus); }
           watch = watcher.watch({
             pid,
-            cgroup: cgroup && cgroup.pids().length > 0 ? cgroup : null,
+            cgroup: joined ? cgroup : null,
             // Where the cgroup holds memory, the kernel enforces it.
             memoryBytes: cgroups?.memory ? 0 : memoryBytes,
             adopt: pin,

@@ -61,8 +61,22 @@ Deno.test({
     const deadline = Date.now() + 20_000;
     while (cg.usage().cpuMs === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     assert.ok(cg.usage().cpuMs > 0);
+    const before = cg.usage().cpuMs;
     await cg.remove();
     assert.equal((await child.status).signal, "SIGKILL");
+    // An empty cgroup is kept for the next instance, which counts from zero.
+    const again = cgroups!.create("t-1-0", 0)!;
+    const burner = new Deno.Command("sh", { args: ["-c", "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done"] })
+      .spawn();
+    assert.ok(again.add(burner.pid));
+    await burner.status;
+    const used = again.usage().cpuMs;
+    await again.remove();
+    const third = cgroups!.create("t-2-0", 0)!;
+    assert.equal(third.path, again.path, "the empty one is reused");
+    assert.equal(third.usage().cpuMs, 0, `counted from its reuse, not the ${before} + ${used} ms before`);
+    await third.remove();
     await cgroups!.close();
+    assert.throws(() => Deno.statSync(cgroups!.base), Deno.errors.NotFound);
   },
 });
