@@ -11,7 +11,7 @@ import {
   nodesEvent,
   nodesList,
 } from "../core/schema.ts";
-import { startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
+import { connectAsNode, startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
 import { createNodeActor } from "./node.ts";
 
 const register = {
@@ -45,7 +45,9 @@ Deno.test({
     bus.subscribe(nodesEvent, (e) => void events.push(e));
     bus.subscribe(nodeRejoin("n1"), (r) => void rejoins.push(r.reason));
     await nats.nc.flush();
-    const reply = unwrap(await bus.request(nodeRegister("n1"), { name: "n1", holding: [], ...register }));
+    await using nodeNc = await connectAsNode(nats.server.url, "n1");
+    const nodeBus = createBus(nodeNc, testLogger());
+    const reply = unwrap(await nodeBus.request(nodeRegister("n1"), { name: "n1", holding: [], ...register }));
     assert.equal(reply.leaseMs, 1000);
     await waitUntil(() => events.length === 1);
     assert.equal(events[0].kind, "joined");

@@ -27,6 +27,8 @@ export const AuditAction = z.enum([
   "join-token.read",
   "join-token.rotate",
   "data.share",
+  "bus.rejected",
+  "object.refused",
 ]);
 /** An audited action. */
 export type AuditAction = z.infer<typeof AuditAction>;
@@ -97,5 +99,41 @@ export function createAuditLog(
       for await (const e of kv.list<AuditEntry>(selector, { reverse: true, limit })) out.push(e.value);
       return out;
     },
+  };
+}
+
+/**
+ * Records at most `perMinute` entries a minute through `audit`; past that,
+ * entries are counted and one entry at the end of the minute tells how many
+ * were left out. A flood of bad messages cannot fill Deno KV.
+ */
+export function rateLimitedAudit(
+  audit: Pick<AuditLog, "record">,
+  options: { perMinute?: number; now?: () => number } = {},
+): (entry: AuditInput) => void {
+  const perMinute = options.perMinute ?? 60;
+  const now = options.now ?? Date.now;
+  let windowStart = -Infinity;
+  let recorded = 0;
+  let dropped: AuditInput | null = null;
+  let droppedCount = 0;
+  return (entry) => {
+    const at = now();
+    if (at - windowStart >= 60_000) {
+      if (dropped) {
+        void audit.record({ ...dropped, detail: `${droppedCount} more like this one in a minute were not recorded` });
+      }
+      windowStart = at;
+      recorded = 0;
+      dropped = null;
+      droppedCount = 0;
+    }
+    if (recorded < perMinute) {
+      recorded++;
+      void audit.record(entry);
+    } else {
+      dropped ??= entry;
+      droppedCount++;
+    }
   };
 }

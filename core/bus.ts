@@ -5,6 +5,9 @@
  * field does not match its subject (see `Subject.sender`), and one that a
  * JetStream consumer delivered (its reply subject starts with `$JS.`): no
  * Parallelic subject is ever fed by a stream, so such a message is a replay.
+ * A request is answered only into the requester's own inbox (see
+ * `inboxOf`); one that wants its answer anywhere else is dropped. Each drop
+ * is counted in `rejected` and told to `onReject` (the manager audits it).
  *
  * A request on an exact subject that the same bus serves (the gateway asking
  * the task actor in the manager's process) is answered in-process, with the
@@ -116,12 +119,36 @@ export function unwrap<T extends { ok: boolean }>(
   return reply as Extract<T, { ok: true }>;
 }
 
+/** Options of {@linkcode createBus}. */
+export interface BusOptions {
+  /**
+   * The inbox prefix of this bus's own connection: a request on a subject
+   * that no node sends on is answered only to a reply subject under it.
+   * @default {"_INBOX"}
+   */
+  inbox?: string;
+  /** Told of every dropped message (the manager audits them). */
+  onReject?: (subject: string, reason: string) => void;
+}
+
+/**
+ * The inbox a request on `subject` must want its answer in: the sender's own
+ * (`_INBOX_<name>` on a subject that carries a node's name), the subject's
+ * (the join user's), or else this process's.
+ */
+function inboxOf(subject: { subject: string; sender?: string; inbox?: string }, name: string, own: string): string {
+  if (subject.sender) return `_INBOX_${name.split(".")[subject.subject.split(".").indexOf("*")]}.`;
+  return `${subject.inbox ?? own}.`;
+}
+
 /** Creates a {@linkcode Bus} on a NATS connection. */
-export function createBus(nc: NatsConnection, log: Logger): Bus {
+export function createBus(nc: NatsConnection, log: Logger, options: BusOptions = {}): Bus {
   let rejected = 0;
+  const ownInbox = options.inbox ?? "_INBOX";
   const reject = (subject: string, reason: string): undefined => {
     rejected++;
     log.warn("bus:rejected", { subject, reason, rejected });
+    options.onReject?.(subject, reason);
     return undefined;
   };
   /** Parses and checks a message's JSON; undefined (logged, counted) when it fails. */
@@ -225,9 +252,15 @@ export function createBus(nc: NatsConnection, log: Logger): Bus {
         queue: options.queue,
         callback: (err, msg) => {
           if (err) return;
+          // Answers go only into the requester's own inbox: a reply subject aimed elsewhere (a manager
+          // subject, another node's inbox) or none at all is not a request anyone may make.
+          const inbox = inboxOf(subject, msg.subject, ownInbox);
+          if (!msg.reply?.startsWith(inbox)) {
+            return reject(msg.subject, `reply subject '${msg.reply ?? ""}' is not inside '${inbox}'`);
+          }
           const message = decode(subject.schema, msg, bindingOf(subject));
           void answer(message, msg.subject).then((reply) => {
-            if (msg.reply && !msg.reply.startsWith("$JS.")) msg.respond(encoder.encode(JSON.stringify(reply)));
+            msg.respond(encoder.encode(JSON.stringify(reply)));
           });
         },
       });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
+import { connectAsNode, startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
 import { createBus, describeIssue, unwrap } from "./bus.ts";
 import {
   type CancelRequest,
@@ -8,6 +8,8 @@ import {
   nodeHeartbeat,
   nodeHeartbeatAll,
   taskCancel,
+  taskResults,
+  taskResultsAll,
   taskSubmit,
 } from "./schema.ts";
 
@@ -119,4 +121,45 @@ Deno.test("describeIssue() names the problem in the branch of a reply the value 
   assert.match(word({ ok: false }), /^error: /);
   assert.match(word({ ok: false, error: { code: "x" } }), /^error\.message: /);
   assert.match(word("no object"), /^reply: /);
+});
+
+Deno.test({
+  name: "bus answers a request only into the requester's own inbox; any other reply subject is dropped and told",
+  ...opts,
+  async fn() {
+    await using nats = await startTestNats();
+    const told: string[] = [];
+    const bus = createBus(nats.nc, testLogger(), {
+      onReject: (subject, reason) => void told.push(`${subject}: ${reason}`),
+    });
+    const served: string[] = [];
+    bus.serve(taskResultsAll, (batch) => {
+      served.push(batch.node);
+      return { ok: true as const, accepted: 0, ignored: 0 };
+    });
+    bus.serve(taskCancel, (req) => {
+      served.push(req.taskId);
+      return { ok: true as const, state: "cancelled" as const };
+    });
+    await nats.nc.flush();
+    const batch = JSON.stringify({ node: "a", results: [] });
+    const cancel = JSON.stringify({ taskId: "t0000000000000000", by: "admin" });
+    // Node a's subject: the answer may only go to _INBOX_a.…, never to a manager subject, another node's inbox,
+    // the manager's own inbox, or nowhere.
+    for (const reply of [taskCancel.subject, "_INBOX_b.x", "_INBOX.x", "_INBOX_ab.x"]) {
+      nats.nc.publish(taskResults("a").subject, batch, { reply });
+    }
+    nats.nc.publish(taskResults("a").subject, batch);
+    // A manager subject: the answer goes only to this process's inbox.
+    nats.nc.publish(taskCancel.subject, cancel, { reply: "_INBOX_a.x" });
+    await waitUntil(() => bus.rejected === 6, 10_000, "six drops");
+    assert.deepEqual(served, []);
+    assert.equal(told.length, 6);
+    assert.match(told[0], /reply subject 'parallelic\.task\.cancel' is not inside '_INBOX_a\.'/);
+    // Asked from node a's own inbox, it is answered.
+    await using nodeNc = await connectAsNode(nats.server.url, "a");
+    const reply = unwrap(await createBus(nodeNc, testLogger()).request(taskResults("a"), { node: "a", results: [] }));
+    assert.equal(reply.accepted, 0);
+    assert.deepEqual(served, ["a"]);
+  },
 });

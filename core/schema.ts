@@ -380,6 +380,8 @@ export interface Subject<S extends z.ZodType> {
 export interface RequestSubject<Q extends z.ZodType, R extends z.ZodType> extends Subject<Q> {
   /** Schema of the reply. */
   readonly reply: R;
+  /** The inbox prefix requesters use, when not the serving process's own (see `core/bus.ts`). */
+  readonly inbox?: string;
 }
 
 function subject<S extends z.ZodType>(name: string, schema: S, sender?: string): Subject<S> {
@@ -699,7 +701,10 @@ export const JoinReply = replyOf({ name: NodeName });
 /** Reply to a join. */
 export type JoinReply = z.infer<typeof JoinReply>;
 /** `parallelic.join`: the only subject the join token may publish on. */
-export const nodeJoin = request("parallelic.join", JoinRequest, JoinReply);
+export const nodeJoin: RequestSubject<typeof JoinRequest, typeof JoinReply> = {
+  ...request("parallelic.join", JoinRequest, JoinReply),
+  inbox: "_INBOX_join",
+};
 
 /**
  * Log chunks of an instance travel on (and are kept in the LOGS stream under)

@@ -11,7 +11,7 @@ import { createDataActor } from "../actors/data.ts";
 import { createNodeActor } from "../actors/node.ts";
 import { createTaskActor } from "../actors/task/mod.ts";
 import { createWorkspaceActor } from "../actors/workspace.ts";
-import { createAuditLog } from "../core/audit.ts";
+import { createAuditLog, rateLimitedAudit } from "../core/audit.ts";
 import { createBus } from "../core/bus.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
@@ -178,9 +178,13 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
       tls: options.natsTls,
     });
     cleanups.push(() => nc.drain().catch(() => {}));
-    const bus = createBus(nc, log);
-    const metrics = new Metrics();
     const audit = createAuditLog(kv, log, { retentionMs: options.auditRetentionMs });
+    const auditRefusal = rateLimitedAudit(audit);
+    const bus = createBus(nc, log, {
+      onReject: (subject, reason) =>
+        auditRefusal({ action: "bus.rejected", user: null, address: "nats", target: subject, detail: reason }),
+    });
+    const metrics = new Metrics();
     const abort = new AbortController();
     const workspace = await createWorkspaceActor({ nc, kv, log }, { replicas: options.replicas });
     const data = await createDataActor({ nc, kv, clock, log }, {

@@ -84,6 +84,14 @@ export interface TestNats extends AsyncDisposable {
   dir: string;
 }
 
+/**
+ * A connection with node `name`'s inbox: the manager's bus answers a request
+ * on a node's subjects only into that node's inbox. Close it when done.
+ */
+export function connectAsNode(servers: string, name: string): Promise<NatsConnection> {
+  return connect({ servers, inboxPrefix: `_INBOX_${name}`, reconnect: false });
+}
+
 /** Starts nats-server on a free port. */
 export async function startTestNats(): Promise<TestNats> {
   const dir = await Deno.makeTempDir({ prefix: "parallelic-nats-" });

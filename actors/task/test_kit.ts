@@ -3,7 +3,8 @@
  *
  * @module
  */
-import { type Bus, unwrap } from "../../core/bus.ts";
+import { type Bus, createBus, unwrap } from "../../core/bus.ts";
+import { connectAsNode, testLogger } from "../../tests/harness.ts";
 import {
   type Assignment,
   type InstanceRef,
@@ -15,6 +16,18 @@ import {
   type Result,
   taskResults,
 } from "../../core/schema.ts";
+
+const nodeBuses = new Map<string, Promise<Bus>>();
+/** A bus over a connection of node `name`: the manager's bus answers a node's requests only into its own inbox. */
+function nodeBus(bus: Bus, name: string): Promise<Bus> {
+  const key = `${bus.nc.getServer()}/${name}`;
+  let b = nodeBuses.get(key);
+  if (!b) {
+    b = connectAsNode(bus.nc.getServer(), name).then((nc) => createBus(nc, testLogger()));
+    nodeBuses.set(key, b);
+  }
+  return b;
+}
 
 /** A package digest for tests. */
 export const DIGEST = `sha256-${"a".repeat(64)}`;
@@ -67,7 +80,7 @@ export function fakeNode(bus: Bus, name: string, slots?: number, more: Partial<N
     async report(items: InstanceRef[], ended: Ended = {}, from = name) {
       const now = Date.now();
       return unwrap(
-        await bus.request(taskResults(from), {
+        await (await nodeBus(bus, from)).request(taskResults(from), {
           node: from,
           results: items.map((i) => ({
             ...i,
