@@ -9,9 +9,9 @@
  * - the **join** user, whose nkey seed is the join token: it may only ask
  *   `parallelic.join` to let a node's own key in;
  * - one user per **node**, its own nkey: it publishes only on subjects that
- *   carry its name (register, heartbeat, results, its log chunks), reads
- *   only `parallelic.node.<name>.>` and its own inbox, and reads packages
- *   from the object store through the few JetStream API calls that takes.
+ *   carry its name (register, heartbeat, results, object reads and writes,
+ *   its log chunks), reads only the subjects the manager sends it and its
+ *   own inbox, and calls no JetStream API (see `core/subjects.ts`).
  *
  * nats-server 2.9 expands permission templates (`{{name()}}`) only for JWT
  * users, not for users of a configuration file, so each node gets its own
@@ -22,7 +22,8 @@
 import { createUser, fromPublic, fromSeed } from "@nats-io/nkeys";
 import { ValidationError } from "./errors.ts";
 import type { NatsCredentials } from "./nats_connect.ts";
-import { DATA_BUCKET, PACKAGE_BUCKET, WORKSPACE_BUCKET } from "./schema.ts";
+import { nodeJoin } from "./schema.ts";
+import { NODE_SUBJECTS } from "./subjects.ts";
 
 /** Subjects a user may publish to and subscribe to. */
 export interface Permissions {
@@ -38,7 +39,7 @@ export type NatsUser =
 /** The inbox prefix of a node's connection: replies to it go only there. */
 export const nodeInboxPrefix = (name: string) => `_INBOX_${name}`;
 /** The inbox prefix of the join connection. */
-export const JOIN_INBOX_PREFIX = "_INBOX_join";
+export const JOIN_INBOX_PREFIX = nodeJoin.inbox!;
 
 /** The manager may do everything. */
 export function managerPermissions(): Permissions {
@@ -47,65 +48,22 @@ export function managerPermissions(): Permissions {
 
 /** The join user may only ask to let a node in, and read the answer. */
 export function joinPermissions(): Permissions {
-  return { publish: ["parallelic.join"], subscribe: [`${JOIN_INBOX_PREFIX}.>`] };
+  return { publish: [nodeJoin.subject], subscribe: [`${JOIN_INBOX_PREFIX}.>`] };
 }
 
 /**
- * What a node's JetStream client needs to read the package bucket: account
- * info, the bucket stream's info, a meta message, an ordered consumer over
- * its chunks, and flow-control replies. Found by running the node against a
- * server that denied everything else (nats-server 2.9.10, nats.js 3.4).
- */
-export function packageReadPermissions(bucket = PACKAGE_BUCKET): string[] {
-  const stream = `OBJ_${bucket}`;
-  return [
-    "$JS.API.INFO",
-    `$JS.API.STREAM.INFO.${stream}`,
-    `$JS.API.STREAM.MSG.GET.${stream}`,
-    `$JS.API.CONSUMER.CREATE.${stream}.*.$O.${bucket}.C.*`,
-    // Reads pull a few chunks at a time through an ordered pull consumer (core/objects.ts).
-    `$JS.API.CONSUMER.MSG.NEXT.${stream}.>`,
-    `$JS.API.CONSUMER.DELETE.${stream}.>`,
-    `$JS.FC.${stream}.>`,
-  ];
-}
-
-/**
- * What writing a task's outputs into the workspace bucket takes: the object
- * store's own subjects and the JetStream calls of a put (which replaces and
- * purges an earlier attempt's object). A node can therefore overwrite any
- * task's outputs (see SECURITY.md).
- */
-export function workspaceWritePermissions(bucket = WORKSPACE_BUCKET): string[] {
-  const stream = `OBJ_${bucket}`;
-  return [
-    `$JS.API.STREAM.INFO.${stream}`,
-    `$JS.API.STREAM.MSG.GET.${stream}`,
-    `$JS.API.DIRECT.GET.${stream}.>`,
-    `$JS.API.STREAM.PURGE.${stream}`,
-    `$O.${bucket}.C.*`,
-    `$O.${bucket}.M.*`,
-  ];
-}
-
-/**
- * A node publishes only on subjects that carry its name, and reads only its
- * own subjects and inbox.
+ * A node publishes only on the subjects of {@linkcode NODE_SUBJECTS} that it
+ * sends on, each carrying its name, and reads only those the manager sends
+ * it and its own inbox. No JetStream API or object-store subject is among
+ * them: a node reaches objects through the manager's object service.
  */
 export function nodePermissions(name: string): Permissions {
   return {
-    publish: [
-      `parallelic.node.${name}.register`,
-      `parallelic.node.${name}.heartbeat`,
-      `parallelic.node.${name}.results`,
-      `parallelic.node.${name}.leaving`,
-      `parallelic.node.${name}.left`,
-      `parallelic.log.*.*.${name}`,
-      ...packageReadPermissions(),
-      ...packageReadPermissions(DATA_BUCKET).slice(1),
-      ...workspaceWritePermissions(),
+    publish: NODE_SUBJECTS.filter((s) => s.sender === "node").map((s) => s.subject(name)),
+    subscribe: [
+      ...NODE_SUBJECTS.filter((s) => s.sender === "manager").map((s) => s.subject(name)),
+      `${nodeInboxPrefix(name)}.>`,
     ],
-    subscribe: [`parallelic.node.${name}.>`, `${nodeInboxPrefix(name)}.>`],
   };
 }
 

@@ -28,16 +28,22 @@ Deno.test("renderAuthorization() writes a configuration nats-server accepts", as
   assert.match(text, /"parallelic\.log\.\*\.\*\.a"/);
 });
 
-Deno.test("nodePermissions() names only the node's own subjects", () => {
+Deno.test("nodePermissions() names only the node's own subjects, and no JetStream or object-store subject", () => {
   const p = nodePermissions("n1");
   assert.ok(
-    p.publish.every((s) =>
-      s.includes(".n1.") || s.endsWith(".n1") || s.startsWith("$JS") || s.startsWith("$O.parallelic-workspaces.")
-    ),
+    p.publish.every((s) => s.startsWith("parallelic.node.n1.") || s === "parallelic.log.*.*.n1"),
     String(p.publish),
   );
-  assert.deepEqual(p.subscribe, ["parallelic.node.n1.>", "_INBOX_n1.>"]);
-  assert.ok(!p.publish.some((s) => s === ">" || s.startsWith("parallelic.task.")));
+  assert.ok(!p.publish.some((s) => s.startsWith("$") || s.includes(">")), String(p.publish));
+  assert.deepEqual(p.subscribe, [
+    "parallelic.node.n1.assign",
+    "parallelic.node.n1.kill",
+    "parallelic.node.n1.rejoin",
+    "_INBOX_n1.>",
+  ]);
+  assert.ok(
+    p.publish.includes("parallelic.node.n1.objects.read") && p.publish.includes("parallelic.node.n1.objects.write"),
+  );
 });
 
 Deno.test("publicKeyOf() turns a seed into its public key and refuses anything else", () => {

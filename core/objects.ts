@@ -30,6 +30,27 @@ export interface ObjectRead {
   body: ReadableStream<Uint8Array>;
 }
 
+/** What a stored object's reader needs to know of it. */
+export type ObjectSummary = Pick<ObjectInfo, "name" | "size" | "digest"> & { metadata?: Record<string, string> };
+
+/**
+ * The part of a bucket that nodes use: an object's info, its content, a put
+ * and a delete. The manager's buckets have it, and so has the node's view of
+ * them through the manager's object service (`node/remote_bucket.ts`).
+ */
+export interface ObjectAccess {
+  /** The bucket name. */
+  readonly name: string;
+  /** Stores `body` under `name` (replacing what was there), with string metadata. */
+  put(name: string, body: ReadableStream<Uint8Array>, metadata?: Record<string, string>): Promise<ObjectSummary>;
+  /** Info of a live object, or null. */
+  info(name: string): Promise<ObjectSummary | null>;
+  /** Streams an object's content, or null when there is none. */
+  read(name: string): Promise<{ info: ObjectSummary; body: ReadableStream<Uint8Array> } | null>;
+  /** Deletes an object; false when there was none. */
+  delete(name: string): Promise<boolean>;
+}
+
 /** An object-store bucket. */
 export interface Bucket {
   /** The bucket name. */

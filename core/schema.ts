@@ -712,6 +712,8 @@ export const nodeJoin: RequestSubject<typeof JoinRequest, typeof JoinReply> = {
  * permissions bind to the node's own user.
  */
 export const logSubject = (taskId: string, index: number, node: string) => `parallelic.log.${taskId}.${index}.${node}`;
+/** The log subjects a node may publish on: any instance's, under its own name. */
+export const logSubjectsOfNode = (node: string) => `parallelic.log.*.*.${node}`;
 /** All log subjects of one instance (every node that ran an attempt of it). */
 export const logSubjectsOfInstance = (taskId: string, index: number) => `parallelic.log.${taskId}.${index}.*`;
 /** All log subjects of a task. */

@@ -12,6 +12,8 @@ import { createNodeActor } from "../actors/node.ts";
 import { createTaskActor } from "../actors/task/mod.ts";
 import { createWorkspaceActor } from "../actors/workspace.ts";
 import { createAuditLog, rateLimitedAudit } from "../core/audit.ts";
+import { type Bucket, openBucket } from "../core/objects.ts";
+import { createObjectService, OBJECT_BUCKETS } from "../actors/object_service.ts";
 import { createBus } from "../core/bus.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
@@ -204,6 +206,25 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
       orphanGraceMs: Math.max(3 * (options.heartbeatMs ?? 1000), 2000),
     });
     await taskActor.ready;
+    const opened = new Map<string, Promise<Bucket>>();
+    const bucket = (name: string) => () => {
+      let b = opened.get(name);
+      if (!b) opened.set(name, b = openBucket(nc, name));
+      b.catch(() => opened.delete(name));
+      return b;
+    };
+    createObjectService({
+      bus,
+      log,
+      assignments: taskActor.assignments,
+      buckets: {
+        packages: bucket(OBJECT_BUCKETS.packages),
+        data: bucket(OBJECT_BUCKETS.data),
+        workspace: bucket(OBJECT_BUCKETS.workspace),
+      },
+      onRefused: (node, what) =>
+        auditRefusal({ action: "object.refused", user: `node:${node}`, address: "nats", target: node, detail: what }),
+    }, { signal: abort.signal });
     if (users) createJoinActor({ bus, users, audit, log }, { signal: abort.signal });
     cleanups.push(async () => {
       abort.abort();

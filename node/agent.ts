@@ -11,13 +11,12 @@
  *
  * @module
  */
-import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
-import { type ObjectStore, Objm } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { type Bus, createBus, unwrap } from "../core/bus.ts";
-import { type Bucket, openBucket } from "../core/objects.ts";
+import type { ObjectAccess } from "../core/objects.ts";
+import { nodeInboxPrefix } from "../core/nats_auth.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import { ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
@@ -25,7 +24,6 @@ import { Metrics } from "../core/metrics.ts";
 import type { NatsCredentials, NatsTls } from "../core/nats_connect.ts";
 import {
   type Assignment,
-  DATA_BUCKET,
   type InstanceRef,
   nodeAssign,
   nodeKill,
@@ -33,8 +31,6 @@ import {
   nodeLeft,
   NodeName,
   nodeRejoin,
-  PACKAGE_BUCKET,
-  WORKSPACE_BUCKET,
 } from "../core/schema.ts";
 import { createPackageCache, type PackageCache } from "./cache.ts";
 import { loadLibc } from "./libc.ts";
@@ -43,6 +39,7 @@ import { createSpawner } from "./spawn.ts";
 import { connectNode } from "./join.ts";
 import { checkReachable, resolveRunAs, type RunAs } from "./run_as.ts";
 import { createTaskUsers, probeUser, type ResolvedRange, resolveRunAsRange } from "./task_users.ts";
+import { remoteBucket } from "./remote_bucket.ts";
 import { createDataCache } from "./data_cache.ts";
 import { removeTree } from "./readonly.ts";
 import { createJobQueue, keyOf } from "./queue.ts";
@@ -166,14 +163,13 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     version: VERSION,
     log,
   });
-  const bus = createBus(nc, log);
-  const js = jetstream(nc);
+  const bus = createBus(nc, log, { inbox: nodeInboxPrefix(name) });
   const abort = new AbortController();
   const signal = abort.signal;
   const { cache, spawner, runDirs, io, taskUsers } = await prepareWorkDir(
     options,
-    nc,
-    js,
+    bus,
+    name,
     slots,
     {
       runAs,
@@ -200,7 +196,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     name,
     clock,
     log,
-    js,
+    nc,
     io,
     cache,
     runDirs,
@@ -363,24 +359,25 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
 
 /**
  * Makes the node's work dir ready (the package cache, instance run dirs, the data cache, the uids of
- * `--run-as-range`) and opens the buckets instances read and write.
+ * `--run-as-range`) and the buckets instances read and write, through the manager.
  */
 async function prepareWorkDir(
   options: NodeOptions,
-  nc: NatsConnection,
-  js: JetStreamClient,
+  bus: Bus,
+  name: string,
   slots: number,
   users: { runAs: RunAs | null; range: ResolvedRange | null; onFree: () => void },
   clock: Clock,
   log: Logger,
 ) {
   const { runAs, range } = users;
-  let store: Promise<ObjectStore> | undefined;
-  const openStore = () => {
-    store ??= new Objm(js).open(PACKAGE_BUCKET);
-    store.catch(() => store = undefined);
-    return store;
+  // Objects come and go through the manager's object service, which checks them against this node's assignments.
+  const buckets = {
+    packages: remoteBucket(bus, name, "packages"),
+    data: remoteBucket(bus, name, "data"),
+    workspace: remoteBucket(bus, name, "workspace"),
   };
+  const opened = (bucket: ObjectAccess) => () => Promise.resolve(bucket);
   const packagesDir = join(options.workDir, "packages");
   const runsDir = join(options.workDir, "runs");
   // A run cut short may have left a read-only finalize workspace behind.
@@ -394,7 +391,7 @@ async function prepareWorkDir(
   if (runAs || range) await Deno.chmod(options.workDir, 0o711);
   if (runAs) await checkReachable(runAs, runsDir);
   if (range) await checkReachable(probeUser(range), runsDir);
-  const cache = createPackageCache(packagesDir, openStore);
+  const cache = createPackageCache(packagesDir, opened(buckets.packages));
   const libc = loadLibc();
   const spawner = createSpawner({ libc, clock });
   const runDirs = createRunDirs({ dir: runsDir, libc, runAs, spare: 2 * slots + 2, log });
@@ -407,23 +404,14 @@ async function prepareWorkDir(
   });
   await taskUsers?.sweep();
   log.debug("node:spawner", { kind: spawner.kind });
-  const buckets = new Map<string, Promise<Bucket>>();
-  const bucket = (bucketName: string) => {
-    let opened = buckets.get(bucketName);
-    if (!opened) {
-      buckets.set(bucketName, opened = openBucket(nc, bucketName));
-      opened.catch(() => buckets.delete(bucketName));
-    }
-    return opened;
-  };
   const io = {
     data: await createDataCache({
       dir: join(options.workDir, "data"),
       capBytes: options.cacheBytes ?? 10 * 2 ** 30,
-      bucket: () => bucket(DATA_BUCKET),
+      bucket: opened(buckets.data),
       log,
     }),
-    workspace: () => bucket(WORKSPACE_BUCKET),
+    workspace: opened(buckets.workspace),
     log,
   };
   // Instances reach the data set versions they are given; they may not list what others use.

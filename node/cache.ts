@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { ObjectStore } from "@nats-io/obj";
+import type { ObjectAccess } from "../core/objects.ts";
 import { join } from "node:path";
 import { unpackPackage } from "../core/package.ts";
 import { UnavailableError } from "../core/errors.ts";
@@ -19,8 +19,8 @@ export interface PackageCache {
   readonly fetches: number;
 }
 
-/** Creates a package cache that fetches from `store()`. */
-export function createPackageCache(dir: string, store: () => Promise<ObjectStore>): PackageCache {
+/** Creates a package cache that fetches from the package bucket `packages()`. */
+export function createPackageCache(dir: string, packages: () => Promise<ObjectAccess>): PackageCache {
   const pending = new Map<string, Promise<string>>();
   let fetches = 0;
   const fetch = async (digest: Digest, entrypoint: string): Promise<string> => {
@@ -29,7 +29,8 @@ export function createPackageCache(dir: string, store: () => Promise<ObjectStore
       await Deno.stat(join(dir, `${digest}.ok`));
       return root;
     } catch { /* not cached yet */ }
-    const bytes = await (await store()).getBlob(digest);
+    const read = await (await packages()).read(digest);
+    const bytes = read && new Uint8Array(await new Response(read.body).arrayBuffer());
     if (!bytes) {
       throw new UnavailableError(`Cannot fetch package ${digest} as the object store does not hold it`, {
         code: "package_missing",

@@ -15,7 +15,7 @@ import { dirname, join } from "node:path";
 import { type ManifestFile, parseManifest } from "../core/data_manifest.ts";
 import { TooLargeError, UnavailableError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
-import type { Bucket } from "../core/objects.ts";
+import type { ObjectAccess } from "../core/objects.ts";
 import { dataBlobObject, dataManifestObject, type DataVersion } from "../core/schema.ts";
 import { lockTree, removeTree } from "./readonly.ts";
 
@@ -44,7 +44,7 @@ export interface DataCacheOptions {
   /** Most bytes kept; a version larger than this cannot be used on this node. */
   capBytes: number;
   /** Opens the data bucket. */
-  bucket: () => Promise<Bucket>;
+  bucket: () => Promise<ObjectAccess>;
   log: Logger;
   /** Files fetched at once. @default {4} */
   concurrency?: number;
@@ -108,7 +108,7 @@ export async function createDataCache(options: DataCacheOptions): Promise<DataCa
     }
   }
 
-  async function download(bucket: Bucket, file: ManifestFile, root: string) {
+  async function download(bucket: ObjectAccess, file: ManifestFile, root: string) {
     const target = join(root, file.path);
     await Deno.mkdir(dirname(target), { recursive: true });
     const read = await bucket.read(dataBlobObject(file.sha256));

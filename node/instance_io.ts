@@ -9,7 +9,7 @@
  */
 import { join } from "node:path";
 import type { Logger } from "../core/log.ts";
-import type { Bucket } from "../core/objects.ts";
+import type { ObjectAccess } from "../core/objects.ts";
 import type { DataVersion, InstanceRef, RunSpec } from "../core/schema.ts";
 import type { DataCache, DataLease } from "./data_cache.ts";
 import { lockTree, removeTree } from "./readonly.ts";
@@ -19,7 +19,7 @@ import { collectOutputs, fetchWorkspace, isEmptyDir, storeOutputs } from "./outp
 export interface InstanceIoContext {
   data: DataCache;
   /** Opens the workspace bucket. */
-  workspace: () => Promise<Bucket>;
+  workspace: () => Promise<ObjectAccess>;
   log: Logger;
 }
 

@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import { ValidationError } from "../core/errors.ts";
 import { globToRegExp } from "../core/glob.js";
-import type { Bucket } from "../core/objects.ts";
+import type { ObjectAccess } from "../core/objects.ts";
 import { outputObject } from "../core/schema.ts";
 import { extractTar, type TarSource, tarStream } from "../core/tar.ts";
 
@@ -105,7 +105,7 @@ export async function collectOutputs(
  * removes what an earlier attempt stored. Returns the bytes stored.
  */
 export async function storeOutputs(
-  bucket: Bucket,
+  bucket: ObjectAccess,
   taskId: string,
   index: number | "finalize",
   attempt: number,
@@ -131,7 +131,7 @@ export async function storeOutputs(
  * number of files.
  */
 export async function fetchWorkspace(
-  bucket: Bucket,
+  bucket: ObjectAccess,
   taskId: string,
   instances: number,
   dir: string,

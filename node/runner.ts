@@ -6,8 +6,7 @@
  *
  * @module
  */
-import type { JetStreamClient } from "@nats-io/jetstream";
-import { headers } from "@nats-io/transport-node";
+import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { join } from "node:path";
 import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
@@ -46,7 +45,8 @@ export interface RunnerDeps {
   name: string;
   clock: Clock;
   log: Logger;
-  js: JetStreamClient;
+  /** The node's connection: log chunks go out on it. */
+  nc: NatsConnection;
   /** Data sets and the workspace (see `instance_io.ts`). */
   io: InstanceIoContext;
   cache: PackageCache;
@@ -87,7 +87,7 @@ export interface Runner {
 
 /** Creates the node's instance runner. */
 export function createRunner(deps: RunnerDeps): Runner {
-  const { name, clock, log, js, io, cache, runDirs, spawner, runAs, taskUsers, resources, killGraceMs, report } = deps;
+  const { name, clock, log, nc, io, cache, runDirs, spawner, runAs, taskUsers, resources, killGraceMs, report } = deps;
   let started = 0;
   let baseEnv: Record<string, string> = {};
   for (const k of PASS_ENV) {
@@ -186,14 +186,17 @@ export function createRunner(deps: RunnerDeps): Runner {
         const h = headers();
         h.set("Parallelic-Attempt", String(ref.attempt));
         h.set("Parallelic-Stream", which);
-        // The message id lets JetStream drop a duplicate when a retried publish had landed.
-        const msgID = `${ref.taskId}.${ref.index}.${ref.attempt}.${chunkNo++}`;
-        publishes.push(
-          publishRetrying(() => js.publish(subject, chunk, { headers: h, msgID })).catch((e) => {
-            log.warn("node:log-publish-failed", { taskId: ref.taskId, index: ref.index, error: String(e) });
-          }),
-        );
-        if (publishes.length > 64) await Promise.all(publishes.splice(0));
+        // The message id lets JetStream drop a chunk sent twice. The LOGS stream sends no acknowledgement (one a
+        // node could aim at any subject): the client's reconnect buffer carries chunks through a NATS restart.
+        h.set("Nats-Msg-Id", `${ref.taskId}.${ref.index}.${ref.attempt}.${chunkNo++}`);
+        try {
+          nc.publish(subject, chunk, { headers: h });
+        } catch (e) {
+          log.warn("node:log-publish-failed", { taskId: ref.taskId, index: ref.index, error: String(e) });
+        }
+        // Bounded memory: every 64 chunks, wait until the server has what was sent.
+        if (chunkNo % 64 === 0) publishes.push(nc.flush().catch(() => {}));
+        if (publishes.length > 1) await Promise.all(publishes.splice(0));
       };
       reusable = false;
       const hold = resources.hold(ref, run, env);
@@ -230,6 +233,8 @@ export function createRunner(deps: RunnerDeps): Runner {
       const used = hold.end(status.usage);
       log.step("node.ended");
       if (timeout !== undefined) clock.clearTimeout(timeout);
+      // The server has every chunk before the result goes out (the LOGS stream stores them in order).
+      publishes.push(nc.flush().catch(() => {}));
       await Promise.all(publishes);
       reusable = !job.killed && !status.leftovers && !instanceIo.finalize;
       // Outputs are stored before the result is sent: a result means its outputs are in the workspace.

@@ -28,7 +28,8 @@
  * `lifecycle.ts` (an attempt from dispatch to its end, a task's end),
  * `store.ts` (group commit, rebuild after a restart), `submit.ts`,
  * `handlers.ts` (cancel, results, node events), `explain.ts`,
- * `progress.ts`; `state.ts` holds what they share. This file wires them.
+ * `progress.ts`, `assignments.ts` (what a node holds, for the object
+ * service); `state.ts` holds what they share. This file wires them.
  *
  * @module
  */
@@ -42,6 +43,8 @@ import { createProgress } from "./progress.ts";
 import { createState, type TaskActorDeps, type TaskActorOptions } from "./state.ts";
 import { rebuild, startCommitLoop } from "./store.ts";
 import { serveSubmit } from "./submit.ts";
+import { assignmentView } from "./assignments.ts";
+import type { AssignmentView } from "../object_service.ts";
 
 export { clipError, MAX_ATTEMPT_ERROR_CHARS, type TaskActorDeps, type TaskActorOptions } from "./state.ts";
 export { nodeCanEverFit } from "./placement.ts";
@@ -54,6 +57,8 @@ export interface TaskActor {
   readonly stopped: Promise<void>;
   /** Counters for tests and metrics. */
   stats(): { commits: number; dispatched: number; results: number; ignored: number; liveTasks: number };
+  /** What each node holds now, for the object service. */
+  readonly assignments: AssignmentView;
 }
 
 /** Creates the task actor. */
@@ -106,5 +111,6 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
     ready,
     stopped,
     stats: () => ({ ...s.stats, liveTasks: s.tasks.size }),
+    assignments: assignmentView(s),
   };
 }
