@@ -345,13 +345,43 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
     outputs,
     finalize,
   };
-  // The last word: whatever passed the checks above must be a valid TaskSpec.
+  // The last word: whatever passed the checks above must be a valid TaskSpec that nodes will run.
   const checked = TaskSpec.safeParse(spec);
   if (!checked.success) {
     const issue = checked.error.issues[0];
     fail(`'${issue.path.join(".")}' is invalid: ${issue.message}`, 0);
   }
+  const problem = runSpecProblem(checked.data);
+  if (problem) fail(problem, 0, "path_escapes_root");
   return checked.data;
+}
+
+/**
+ * What is wrong with a run spec, or null: the checks task.toml's paths and
+ * names passed at the gateway, made again where a spec is about to run (a
+ * node trusts no spec it is sent). Paths must be normalized and inside the
+ * task root, outputs inside the workdir, env and data keys valid names.
+ */
+export function runSpecProblem(
+  run: Pick<TaskSpec, "entrypoint" | "workdir" | "env" | "data" | "outputs" | "finalize">,
+): string | null {
+  const insideRoot = (what: string, path: string, root = false) =>
+    normalizeRelative(path) === path && (root || path !== ".") && !path.split("/").includes("..")
+      ? null
+      : `${what} '${path}' leaves the task root`;
+  const problems = [
+    insideRoot("entrypoint", run.entrypoint),
+    insideRoot("workdir", run.workdir, true),
+    run.finalize ? insideRoot("finalize entrypoint", run.finalize.entrypoint) : null,
+    ...run.outputs.map((o) => insideRoot("output path", o)),
+    ...Object.keys(run.env).map((k) =>
+      !EnvName.safeParse(k).success || k.startsWith("PARALLELIC_")
+        ? `env key '${k}' is not a name a task may set`
+        : null
+    ),
+    ...Object.keys(run.data).map((k) => EnvName.safeParse(k).success ? null : `data key '${k}' is not a valid name`),
+  ];
+  return problems.find((p) => p !== null) ?? null;
 }
 
 /**

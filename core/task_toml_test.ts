@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { ValidationError } from "./errors.ts";
-import { lineOf, matrixParams, normalizeRelative, parseBytes, parseDurationMs, parseTaskToml } from "./task_toml.ts";
+import {
+  lineOf,
+  matrixParams,
+  normalizeRelative,
+  parseBytes,
+  parseDurationMs,
+  parseTaskToml,
+  runSpecProblem,
+} from "./task_toml.ts";
 
 function rejects(source: string, pattern: RegExp): ValidationError {
   try {
@@ -158,4 +166,24 @@ Deno.test("parseTaskToml() refuses more than 64 data sets, naming the table and 
   rejects(`[task]\nentrypoint = "run.sh"\n[data]\n${sets}\n`, /line 3: key 'data' .*at most 64 data sets/);
   const ok = Array.from({ length: 64 }, (_, i) => `k${i} = "d"`).join("\n");
   assert.equal(Object.keys(parseTaskToml(`[task]\nentrypoint = "run.sh"\n[data]\n${ok}\n`).data).length, 64);
+});
+
+Deno.test("runSpecProblem() refuses what would run outside the task root, as nodes check every spec they get", () => {
+  const run = parseTaskToml(`[task]\nentrypoint = "bin/run.sh"\nworkdir = "work"\n[env]\nA = "1"\n`);
+  assert.equal(runSpecProblem(run), null);
+  const bad: Array<[Partial<typeof run>, RegExp]> = [
+    [{ entrypoint: "../../../../../../bin/sh" }, /entrypoint '..\/..\/..\/..\/..\/..\/bin\/sh' leaves the task root/],
+    [{ entrypoint: "/bin/sh" }, /entrypoint '\/bin\/sh' leaves the task root/],
+    [{ entrypoint: "." }, /entrypoint '.' leaves/],
+    [{ entrypoint: "a/../../b" }, /leaves the task root/],
+    [{ workdir: "../x" }, /workdir '..\/x' leaves/],
+    [{ finalize: { entrypoint: "../f", args: [] } }, /finalize entrypoint '..\/f' leaves/],
+    [{ outputs: ["../*"] }, /output path/],
+    [{ env: { "A=B": "x" } }, /env key 'A=B'/],
+    [{ env: { PARALLELIC_TASK_ROOT: "/" } }, /env key 'PARALLELIC_TASK_ROOT'/],
+    [{ data: { "a-b": { name: "d", version: null } } }, /data key 'a-b'/],
+  ];
+  for (const [change, why] of bad) {
+    assert.match(runSpecProblem({ ...run, ...change }) ?? "", why, JSON.stringify(change));
+  }
 });

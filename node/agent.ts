@@ -19,6 +19,7 @@ import type { ObjectAccess } from "../core/objects.ts";
 import { nodeInboxPrefix } from "../core/nats_auth.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import { ValidationError } from "../core/errors.ts";
+import { runSpecProblem } from "../core/task_toml.ts";
 import type { Logger } from "../core/log.ts";
 import { Metrics } from "../core/metrics.ts";
 import type { NatsCredentials, NatsTls } from "../core/nats_connect.ts";
@@ -225,12 +226,29 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   bus.subscribe(nodeAssign(name), (msg: Assignment) => {
     log.step("node.assign");
     for (const t of msg.tasks) {
+      // Checked again as the gateway checked it: a spec that would run outside its task root is not run.
+      const problem = runSpecProblem(t.run);
       for (const item of t.items) {
         const ref = { taskId: t.taskId, index: item.index, attempt: item.attempt };
         const key = keyOf(ref);
         // An assignment sent again (a manager restarted from a backup, a reconcile) is held once.
         if (running.has(key) || unacked.has(key) || waiting.has(key)) continue;
-        waiting.set(key, { ref, digest: t.digest, run: t.run });
+        if (problem) {
+          log.warn("node:spec-refused", { taskId: t.taskId, index: item.index, problem });
+          results.report({
+            ...ref,
+            exitCode: null,
+            signal: null,
+            startedAt: null,
+            endedAt: clock.now(),
+            error: `refused by node ${name}: ${problem}`,
+            lost: false,
+            outputBytes: 0,
+            logBytes: 0,
+            cpuMs: 0,
+            maxRssBytes: 0,
+          });
+        } else waiting.set(key, { ref, digest: t.digest, run: t.run });
       }
     }
     queue.pump();
