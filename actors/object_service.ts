@@ -79,6 +79,12 @@ interface ReadSession {
   rest: Uint8Array;
   info: ObjectSummary;
   seenAt: number;
+  /** The piece the next request must ask for. */
+  seq: number;
+  /** Bytes sent so far. */
+  sent: number;
+  /** Requests answered in the order they came (a reader asks a few pieces ahead). */
+  turn: Promise<unknown>;
 }
 
 interface WriteSession {
@@ -197,6 +203,12 @@ export function createObjectService(deps: ObjectServiceDeps, options: { signal: 
       parts.push(take);
       size += take.byteLength;
     }
+    s.sent += size;
+    // The last piece says so even when the object ends on a piece boundary: readers count on ceil(size / piece).
+    if (!done && s.sent >= s.info.size) {
+      done = true;
+      void s.reader.cancel().catch(() => {});
+    }
     return { data: Buffer.concat(parts).toString("base64"), done };
   };
 
@@ -219,14 +231,37 @@ export function createObjectService(deps: ObjectServiceDeps, options: { signal: 
       const read = await store.read(object);
       if (!read) return { ok: true, info: null };
       const session = crypto.randomUUID();
-      s = { node, key, reader: read.body.getReader(), rest: new Uint8Array(0), info: summary(read.info), seenAt: 0 };
+      s = {
+        node,
+        key,
+        reader: read.body.getReader(),
+        rest: new Uint8Array(0),
+        info: summary(read.info),
+        seenAt: 0,
+        seq: 0,
+        sent: 0,
+        turn: Promise.resolve(),
+      };
       reads.set(session, s);
-      req = { ...req, session };
+      req = { ...req, session, seq: 0 };
     }
-    s.seenAt = Date.now();
-    const { data, done } = await piece(s);
-    if (done) reads.delete(req.session!);
-    return { ok: true, info: s.info, session: req.session, data, done };
+    const session = req.session!;
+    const seq = req.seq ?? s.seq;
+    const it = s;
+    const answer = s.turn.then(async () => {
+      if (seq !== it.seq) {
+        throw new ValidationError(`Read of '${object}' asked for piece ${seq}, expected ${it.seq}`, {
+          code: "piece_out_of_order",
+        });
+      }
+      it.seq++;
+      it.seenAt = Date.now();
+      const { data, done } = await piece(it);
+      if (done) reads.delete(session);
+      return { ok: true as const, info: it.info, session, data, done };
+    });
+    s.turn = answer.catch(() => {});
+    return await answer;
   }, { signal: options.signal });
 
   bus.serve(nodeObjectsWriteAll, async (req): Promise<ObjectWriteReply> => {

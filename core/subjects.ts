@@ -61,6 +61,8 @@ export const ObjectReadRequest = z.discriminatedUnion("op", [
     bucket: ObjectBucketName,
     object: ObjectName,
     session: SessionId.optional(),
+    /** Which piece (from 0; the opening request answers piece 0): a reader may ask a few ahead. */
+    seq: z.number().int().nonnegative().optional(),
   }),
 ]);
 /** An object read request. */

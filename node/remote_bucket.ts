@@ -16,6 +16,8 @@ import { nodeObjectsRead, nodeObjectsWrite, OBJECT_PIECE_BYTES, type ObjectBucke
 
 /** One request's wait; a manager that died mid-request costs no more. */
 const TIMEOUT_MS = 10_000;
+/** Pieces of a read asked for at once. */
+const PIECES_AHEAD = 4;
 /** How long a first request is tried again while the manager is away (a restart). */
 const RETRY_MS = 60_000;
 
@@ -40,8 +42,10 @@ const fromBase64 = (text: string) => new Uint8Array(Buffer.from(text, "base64"))
 export function remoteBucket(bus: Bus, node: string, bucket: ObjectBucketName): ObjectAccess {
   const readSubject = nodeObjectsRead(node);
   const writeSubject = nodeObjectsWrite(node);
-  const ask = async (object: string, session?: string) =>
-    unwrap(await bus.request(readSubject, { op: "read", node, bucket, object, session }, { timeoutMs: TIMEOUT_MS }));
+  const ask = async (object: string, session?: string, seq?: number) =>
+    unwrap(
+      await bus.request(readSubject, { op: "read", node, bucket, object, session, seq }, { timeoutMs: TIMEOUT_MS }),
+    );
 
   return {
     name: bucket,
@@ -58,7 +62,10 @@ export function remoteBucket(bus: Bus, node: string, bucket: ObjectBucketName): 
       const info: ObjectSummary = first.info;
       const hash = createHash("sha256");
       let bytes = 0;
-      let next: typeof first | null = first;
+      // Pieces asked for ahead of the reader, in order: the round trips overlap, memory stays a few pieces.
+      const pieces = Math.max(1, Math.ceil(info.size / OBJECT_PIECE_BYTES));
+      const ahead: Promise<typeof first>[] = [Promise.resolve(first)];
+      let asked = 1;
       const corrupt = (why: string) =>
         new UnavailableError(`Cannot read object '${object}' of bucket '${bucket}' as ${why}`, {
           code: "object_corrupt",
@@ -67,8 +74,14 @@ export function remoteBucket(bus: Bus, node: string, bucket: ObjectBucketName): 
         info,
         body: new ReadableStream<Uint8Array>({
           async pull(controller) {
-            const reply = next ?? await ask(object, first.session);
-            next = null;
+            while (asked < pieces && ahead.length < PIECES_AHEAD) {
+              const pending = ask(object, first.session, asked++);
+              pending.catch(() => {}); // Seen when its turn comes.
+              ahead.push(pending);
+            }
+            const next = ahead.shift();
+            if (!next) return controller.error(corrupt(`it ended early: ${bytes} of ${info.size} bytes`));
+            const reply = await next;
             const data = fromBase64(reply.data ?? "");
             hash.update(data);
             bytes += data.byteLength;
