@@ -113,16 +113,13 @@ export async function ensureStorage(
     num_replicas: replicas,
     // Logs are read with direct gets, which any replica answers.
     allow_direct: true,
-    // Nodes publish log chunks: an acknowledgement would go to whatever reply subject a publisher names, and so
-    // let a node make the server speak on any subject (see SECURITY.md).
-    no_ack: true,
   };
   const waiting = (e: Error) => log?.warn("workspace:waiting-for-jetstream", { error: e.message });
   await retryJetStream(
     async () => {
       try {
         await jsm.streams.info(LOG_STREAM);
-        await jsm.streams.update(LOG_STREAM, { max_bytes: config.max_bytes, allow_direct: true, no_ack: true });
+        await jsm.streams.update(LOG_STREAM, { max_bytes: config.max_bytes, allow_direct: true });
       } catch {
         await jsm.streams.add(config);
       }

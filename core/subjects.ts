@@ -8,7 +8,8 @@
  * manager's object service (`parallelic.node.<name>.objects.read|write`),
  * which checks every call against the node's current assignments. No
  * JetStream API call, and so no JetStream reply a node could aim at a
- * manager subject, is in a node's permissions.
+ * manager subject, is in a node's permissions; the one answer left, the
+ * log stream's acknowledgement of a chunk, fits no manager message.
  *
  * @module
  */
@@ -166,7 +167,7 @@ export const NODE_SUBJECTS: readonly NodeSubject[] = [
   entry(nodeLeft, "node", "manager"),
   entry(nodeObjectsRead, "node", "manager"),
   entry(nodeObjectsWrite, "node", "manager"),
-  // The stream answers nothing to a publish: the LOGS stream does not acknowledge (see actors/workspace.ts).
+  // The LOGS stream acknowledges each chunk to the reply subject the publisher names (see SECURITY.md).
   { subject: logSubjectsOfNode, schema: null, reply: null, sender: "node", server: "stream" },
   entry(nodeAssign, "manager", "node"),
   entry(nodeKill, "manager", "node"),

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { jetstream } from "@nats-io/jetstream";
 import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { join } from "node:path";
 import type { Clock } from "../core/clock.ts";
@@ -87,7 +88,9 @@ export interface Runner {
 
 /** Creates the node's instance runner. */
 export function createRunner(deps: RunnerDeps): Runner {
-  const { name, clock, log, nc, io, cache, runDirs, spawner, runAs, taskUsers, resources, killGraceMs, report } = deps;
+  const { name, clock, log, io, cache, runDirs, spawner, runAs, taskUsers, resources, killGraceMs, report } = deps;
+  // Log chunks only: a publish into the LOGS stream and its acknowledgement, no JetStream API call.
+  const js = jetstream(deps.nc);
   let started = 0;
   let baseEnv: Record<string, string> = {};
   for (const k of PASS_ENV) {
@@ -186,17 +189,15 @@ export function createRunner(deps: RunnerDeps): Runner {
         const h = headers();
         h.set("Parallelic-Attempt", String(ref.attempt));
         h.set("Parallelic-Stream", which);
-        // The message id lets JetStream drop a chunk sent twice. The LOGS stream sends no acknowledgement (one a
-        // node could aim at any subject): the client's reconnect buffer carries chunks through a NATS restart.
-        h.set("Nats-Msg-Id", `${ref.taskId}.${ref.index}.${ref.attempt}.${chunkNo++}`);
-        try {
-          nc.publish(subject, chunk, { headers: h });
-        } catch (e) {
-          log.warn("node:log-publish-failed", { taskId: ref.taskId, index: ref.index, error: String(e) });
-        }
-        // Bounded memory: every 64 chunks, wait until the server has what was sent.
-        if (chunkNo % 64 === 0) publishes.push(nc.flush().catch(() => {}));
-        if (publishes.length > 1) await Promise.all(publishes.splice(0));
+        // The message id lets JetStream drop a duplicate when a retried publish had landed. The stream's
+        // acknowledgement comes back on this node's inbox (see SECURITY.md on where a node could aim it).
+        const msgID = `${ref.taskId}.${ref.index}.${ref.attempt}.${chunkNo++}`;
+        publishes.push(
+          publishRetrying(() => js.publish(subject, chunk, { headers: h, msgID })).catch((e) => {
+            log.warn("node:log-publish-failed", { taskId: ref.taskId, index: ref.index, error: String(e) });
+          }),
+        );
+        if (publishes.length > 64) await Promise.all(publishes.splice(0));
       };
       reusable = false;
       const hold = resources.hold(ref, run, env);
@@ -233,8 +234,6 @@ export function createRunner(deps: RunnerDeps): Runner {
       const used = hold.end(status.usage);
       log.step("node.ended");
       if (timeout !== undefined) clock.clearTimeout(timeout);
-      // The server has every chunk before the result goes out (the LOGS stream stores them in order).
-      publishes.push(nc.flush().catch(() => {}));
       await Promise.all(publishes);
       reusable = !job.killed && !status.leftovers && !instanceIo.finalize;
       // Outputs are stored before the result is sent: a result means its outputs are in the workspace.
