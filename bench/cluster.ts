@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { createBus } from "../core/bus.ts";
 import { createLogger } from "../core/log.ts";
 import { startNatsServer } from "../core/nats_server.ts";
-import { zipFolder } from "../core/package.ts";
+import { zipFolder } from "../core/package_zip.ts";
 import { type NodeRecord, type SubmitView, type TaskDone, taskDoneAll } from "../core/schema.ts";
 import {
   type MainProcess,

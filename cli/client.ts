@@ -176,7 +176,9 @@ export class Client {
 /** The manager's size limits (null from a manager that does not say). */
 export async function limits(
   client: Client,
-): Promise<{ maxPackageBytes: number; maxDataSetBytes: number; maxDataSetFiles?: number } | null> {
+): Promise<
+  { maxPackageBytes: number; maxUnpackedBytes?: number; maxDataSetBytes: number; maxDataSetFiles?: number } | null
+> {
   try {
     return await client.json("/api/v1/limits");
   } catch {

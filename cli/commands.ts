@@ -3,26 +3,16 @@
  *
  * @module
  */
-import { basename, join, resolve } from "node:path";
-import { zipFolder } from "../core/package.ts";
+import { resolve } from "node:path";
 import type { InstanceView, NodeRecord, SubmitView, TaskView } from "../core/schema.ts";
 import { UnavailableError } from "../core/errors.ts";
 import { type Client, limits, saveSettings, usage } from "./client.ts";
-import { parseIgnore } from "./ignore.ts";
+import { formatBytes, loadPackage, type PackageBody } from "./package_file.ts";
+
+export { formatBytes };
 
 const encoder = new TextEncoder();
 const isTty = () => Deno.stderr.isTerminal();
-
-/** Formats a byte count. */
-export function formatBytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
-}
 
 /** Draws a progress bar of `width` characters. */
 export function bar(done: number, total: number, width = 30): string {
@@ -35,40 +25,25 @@ export function status(line: string) {
   if (isTty()) Deno.stderr.writeSync(encoder.encode(`\r\x1b[2K${line}`));
 }
 
-/** Zips a folder (honouring .parallelicignore, leaving out .git) or reads a .zip. */
-export async function loadPackage(path: string): Promise<{ bytes: Uint8Array; name: string }> {
-  const stat = await Deno.stat(path).catch(() => usage(`Cannot read '${path}': no such file or folder`));
-  if (stat.isFile) return { bytes: await Deno.readFile(path), name: basename(path).replace(/\.zip$/i, "") };
-  let ignore = (_p: string, _d: boolean) => false;
-  try {
-    ignore = parseIgnore(await Deno.readTextFile(join(path, ".parallelicignore")));
-  } catch { /* no ignore file */ }
-  const name = basename(await Deno.realPath(path));
-  return { bytes: await zipFolder(path, ignore), name };
-}
-
-/** Uploads bytes with a progress bar; returns the response. */
+/** Uploads a package with a progress bar; returns the response. */
 async function upload(
   client: Client,
   path: string,
-  bytes: Uint8Array,
+  pkg: PackageBody,
   headers: Record<string, string> = {},
 ): Promise<Response> {
   let sent = 0;
-  const chunk = 256 * 1024;
-  const body = new ReadableStream<Uint8Array>({
-    pull(controller) {
-      if (sent >= bytes.byteLength) {
-        controller.close();
-        status(`Uploading ${bar(1, 1)} ${formatBytes(bytes.byteLength)}\n`);
-        return;
-      }
-      const piece = bytes.subarray(sent, sent + chunk);
-      sent += piece.byteLength;
-      controller.enqueue(piece);
-      status(`Uploading ${bar(sent, bytes.byteLength)} ${formatBytes(sent)} / ${formatBytes(bytes.byteLength)}`);
-    },
-  });
+  const total = pkg.size;
+  const body = (await pkg.open()).pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        sent += chunk.byteLength;
+        controller.enqueue(chunk);
+        status(`Uploading ${bar(sent, total)} ${formatBytes(sent)} / ${formatBytes(total)}`);
+      },
+      flush: () => status(`Uploading ${bar(1, 1)} ${formatBytes(total)}\n`),
+    }),
+  );
   return await client.upload(path, {
     method: "POST",
     headers: { "content-type": "application/zip", ...headers },
@@ -82,13 +57,20 @@ async function upload(
  * the client's `retryMs`: a repeat answers the task the first one made, so
  * a submit whose answer was lost never makes two tasks.
  */
-export async function submitPackage(client: Client, name: string, bytes: Uint8Array): Promise<SubmitView> {
+export async function submitPackage(
+  client: Client,
+  name: string,
+  pkg: PackageBody | Uint8Array,
+): Promise<SubmitView> {
+  const body: PackageBody = pkg instanceof Uint8Array
+    ? { size: pkg.byteLength, open: () => Promise.resolve(new Blob([pkg as Uint8Array<ArrayBuffer>]).stream()) }
+    : pkg;
   const key = crypto.randomUUID();
   // Counted from the first failure: a long upload does not use the time up.
   let until: number | undefined;
   for (let waitMs = 250;; waitMs = Math.min(2000, waitMs * 2)) {
     try {
-      const res = await upload(client, `/api/v1/tasks?name=${encodeURIComponent(name)}`, bytes, {
+      const res = await upload(client, `/api/v1/tasks?name=${encodeURIComponent(name)}`, body, {
         "idempotency-key": key,
       });
       return await res.json() as SubmitView;
@@ -124,13 +106,19 @@ export async function waitFor(client: Client, id: string, show = true): Promise<
 
 /** `parallelic submit PATH`: returns the exit code. */
 export async function submit(client: Client, path: string, wait: boolean): Promise<number> {
-  const { bytes, name } = await loadPackage(path);
-  console.error(`Package ${name}: ${formatBytes(bytes.byteLength)}`);
-  const limit = (await limits(client))?.maxPackageBytes;
-  if (limit !== undefined && bytes.byteLength > limit) {
-    usage(`Cannot accept package as its size ${bytes.byteLength} bytes exceeds the limit of ${limit} bytes`);
+  const known = await limits(client);
+  await using pkg = await loadPackage(
+    path,
+    known,
+    (zipped, files) => status(`Zipping ${formatBytes(zipped)} (of ${formatBytes(files)} of files)`),
+  );
+  status("");
+  console.error(`Package ${pkg.name}: ${formatBytes(pkg.size)}`);
+  const limit = known?.maxPackageBytes;
+  if (limit !== undefined && pkg.size > limit) {
+    usage(`Cannot accept package as its size ${pkg.size} bytes exceeds the limit of ${limit} bytes`);
   }
-  const created = await submitPackage(client, name, bytes);
+  const created = await submitPackage(client, pkg.name, pkg);
   console.log(created.id);
   console.error(`Submitted task ${created.id} (${created.instances} instances)`);
   if (!wait) return 0;

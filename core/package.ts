@@ -7,11 +7,13 @@
  */
 import * as zip from "@zip.js/zip.js";
 import { sha256Hex } from "./ids.ts";
+import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
 import { crc32, inflateRawSync } from "node:zlib";
 import { tooLarge, ValidationError } from "./errors.ts";
 import type { Digest, TaskSpec } from "./schema.ts";
 import { normalizeRelative, parseTaskToml } from "./task_toml.ts";
+import { bytesSource, countEntries, entryData, fileSource, readSmallEntry, type ZipSource } from "./zip_source.ts";
 
 zip.configure({ useWebWorkers: false });
 
@@ -88,58 +90,21 @@ const MAX_NAME_BYTES = 255;
 const MAX_PATH_BYTES = 1024;
 
 /**
- * Counts the central directory's entries straight from the zip's bytes,
- * stopping as soon as there are more than `max`: a zip of millions of tiny
- * entries is refused after reading `max` fixed-size headers, before any
- * entry object is made. Returns null when the directory cannot be found
- * this simply (the zip reader then decides, with its own entry guard).
- */
-export function countEntries(bytes: Uint8Array, max: number): number | null {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const u32 = (at: number) => view.getUint32(at, true);
-  const u16 = (at: number) => view.getUint16(at, true);
-  let eocd = -1;
-  for (let i = bytes.byteLength - 22; i >= Math.max(0, bytes.byteLength - 22 - 65535); i--) {
-    if (u32(i) === 0x06054b50) {
-      eocd = i;
-      break;
-    }
-  }
-  if (eocd < 0) return null;
-  let offset = u32(eocd + 16);
-  let declared = u16(eocd + 10);
-  if ((offset === 0xffffffff || declared === 0xffff) && eocd >= 20 && u32(eocd - 20) === 0x07064b50) {
-    const z64 = Number(view.getBigUint64(eocd - 20 + 8, true));
-    if (z64 + 56 > bytes.byteLength || u32(z64) !== 0x06064b50) return null;
-    offset = Number(view.getBigUint64(z64 + 48, true));
-    declared = Number(view.getBigUint64(z64 + 32, true));
-  }
-  if (declared > max) return declared;
-  let count = 0;
-  let at = offset;
-  while (at + 46 <= bytes.byteLength && u32(at) === 0x02014b50) {
-    if (++count > max) return count;
-    at += 46 + u16(at + 28) + u16(at + 30) + u16(at + 32);
-  }
-  return count === 0 && declared > 0 ? null : count;
-}
-
-/**
  * Reads the zip's directory and checks every entry's name, kind and size.
  * Strips one top-level folder when the zip holds the task root as a folder.
  */
-async function plan(bytes: Uint8Array, limits: PackageLimits): Promise<PlannedEntry[]> {
-  if (bytes.byteLength > limits.maxPackageBytes) {
-    throw tooLarge("accept package", bytes.byteLength, limits.maxPackageBytes, "package_too_large");
+async function plan(source: ZipSource, limits: PackageLimits): Promise<PlannedEntry[]> {
+  if (source.size > limits.maxPackageBytes) {
+    throw tooLarge("accept package", source.size, limits.maxPackageBytes, "package_too_large");
   }
   const tooMany = (n: number | string): never =>
     invalid(`it has ${n} entries, more than the limit of ${limits.maxEntries}`, "too_many_entries");
-  const counted = countEntries(bytes, limits.maxEntries);
+  const counted = await countEntries(source, limits.maxEntries);
   if (counted !== null && counted > limits.maxEntries) tooMany(counted);
   let entries: zip.Entry[];
   let overflow = false;
   try {
-    const reader = new zip.ZipReader(new zip.Uint8ArrayReader(bytes));
+    const reader = new zip.ZipReader(source.reader());
     // Names are checked below, so that the message names the entry and the rule it breaks.
     entries = await reader.getEntries({
       filenameValidation: "tolerant",
@@ -238,10 +203,10 @@ async function plan(bytes: Uint8Array, limits: PackageLimits): Promise<PlannedEn
   if (total > limits.maxUnpackedBytes) {
     invalid(`it unpacks to ${total} bytes, more than the limit of ${limits.maxUnpackedBytes}`, "too_large_unpacked");
   }
-  if (total > 1024 * 1024 && total / Math.max(1, bytes.byteLength) > limits.maxRatio) {
+  if (total > 1024 * 1024 && total / Math.max(1, source.size) > limits.maxRatio) {
     invalid(
-      `it unpacks to ${total} bytes from ${bytes.byteLength} (ratio ${
-        Math.round(total / bytes.byteLength)
+      `it unpacks to ${total} bytes from ${source.size} (ratio ${
+        Math.round(total / source.size)
       }, limit ${limits.maxRatio}): a zip bomb?`,
       "zip_bomb",
     );
@@ -318,65 +283,8 @@ async function streamEntry(
   return size;
 }
 
-/** Where the central directory starts, from the end record; null when there is none plain to read (zip64, comments). */
-function centralDirectoryOffset(bytes: Uint8Array, view: DataView): number | null {
-  const end = bytes.byteLength - 22;
-  if (end < 0 || view.getUint32(end, true) !== 0x06054b50) return null;
-  const offset = view.getUint32(end + 16, true);
-  return offset === 0xffffffff ? null : offset;
-}
-
-/**
- * Reads a small stored or deflated entry straight from the zip's bytes (a
- * tenth of the time zip.js's streams take for a task.toml); null when the
- * entry is anything else or does not add up, for the careful path to read
- * and word.
- */
-function readSmallEntry(bytes: Uint8Array, entry: zip.Entry, limit: number): Uint8Array | null {
-  if (entry.uncompressedSize > limit || entry.compressedSize > 1024 * 1024) return null;
-  const located = entryData(bytes, entry);
-  if (!located) return null;
-  let out: Uint8Array;
-  try {
-    out = located.method === 0
-      ? located.raw.slice()
-      : new Uint8Array(inflateRawSync(located.raw, { maxOutputLength: limit + 1 }));
-  } catch {
-    return null;
-  }
-  if (out.byteLength !== entry.uncompressedSize || (crc32(out) >>> 0) !== entry.crc32) return null;
-  return out;
-}
-
-/**
- * Finds a stored or deflated entry's data in the zip's bytes; null when the
- * entry is anything else or its headers do not agree, for the careful path
- * to read and word.
- */
-function entryData(bytes: Uint8Array, entry: zip.Entry): { raw: Uint8Array; method: number } | null {
-  const method = entry.compressionMethod;
-  if (entry.encrypted || entry.crc32 === undefined || (method !== 0 && method !== 8)) return null;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const at = entry.offset;
-  if (at + 30 > bytes.byteLength || view.getUint32(at, true) !== 0x04034b50) return null;
-  // The local header must say what the central directory says (zip.js refuses an "ambiguous archive" otherwise):
-  // same method, and, without a data descriptor (flag bit 3), the same CRC and sizes.
-  const flags = view.getUint16(at + 6, true);
-  if (view.getUint16(at + 8, true) !== method) return null;
-  if (flags & 0x08) return null;
-  if (
-    view.getUint32(at + 14, true) !== entry.crc32 || view.getUint32(at + 18, true) !== entry.compressedSize ||
-    view.getUint32(at + 22, true) !== entry.uncompressedSize
-  ) return null;
-  const start = at + 30 + view.getUint16(at + 26, true) + view.getUint16(at + 28, true);
-  // Its data must end before the central directory starts.
-  const directory = centralDirectoryOffset(bytes, view);
-  if (directory === null || start + entry.compressedSize > directory) return null;
-  return { raw: bytes.subarray(start, start + entry.compressedSize), method };
-}
-
-async function readEntry(bytes: Uint8Array, entry: zip.Entry, limit: number): Promise<Uint8Array> {
-  const small = readSmallEntry(bytes, entry, limit);
+async function readEntry(source: ZipSource, entry: zip.Entry, limit: number): Promise<Uint8Array> {
+  const small = await readSmallEntry(source, entry, limit);
   if (small) return small;
   const chunks: Uint8Array[] = [];
   const size = await streamEntry(entry, limit, (c) => void chunks.push(c.slice()));
@@ -395,13 +303,13 @@ async function readEntry(bytes: Uint8Array, entry: zip.Entry, limit: number): Pr
  * that lies about its size), or to fewer bytes, or with another CRC: what
  * the node would find only when unpacking, after the task was accepted.
  */
-async function checkDeclaredSizes(bytes: Uint8Array, planned: PlannedEntry[]): Promise<void> {
+async function checkDeclaredSizes(source: ZipSource, planned: PlannedEntry[]): Promise<void> {
   for (const p of planned) {
     if (p.kind !== "file" || p.path === "task.toml") continue;
     const { entry } = p;
     // Small entries inflate in one call capped one byte past what they declare; the rest stream through zip.js.
     if (entry.compressedSize <= 1024 * 1024 && entry.uncompressedSize <= 16 * 1024 * 1024) {
-      const verdict = inflatedSize(bytes, entry);
+      const verdict = await inflatedSize(source, entry);
       if (verdict === "over") lies(entry);
       if (verdict === "ok") continue;
     }
@@ -423,8 +331,8 @@ function lies(entry: zip.Entry): never {
  *
  * @throws {ValidationError} When it inflates to fewer bytes than it declares.
  */
-function inflatedSize(bytes: Uint8Array, entry: zip.Entry): "ok" | "over" | "unsure" {
-  const located = entryData(bytes, entry);
+async function inflatedSize(source: ZipSource, entry: zip.Entry): Promise<"ok" | "over" | "unsure"> {
+  const located = await entryData(source, entry);
   if (!located) return "unsure";
   const { raw, method } = located;
   if (method === 0) return raw.byteLength === entry.uncompressedSize ? "ok" : "unsure";
@@ -472,13 +380,48 @@ export async function checkPackage(
   if (bytes.byteLength > limits.maxPackageBytes) {
     throw tooLarge("accept package", bytes.byteLength, limits.maxPackageBytes, "package_too_large");
   }
-  const digest = await sha256Digest(bytes);
+  return await checkRemembered(bytesSource(bytes), await sha256Digest(bytes), defaultName, limits);
+}
+
+/**
+ * {@linkcode checkPackage} of a zip in a file, read in place (a large
+ * upload is spooled to disk, never held whole in memory).
+ *
+ * @param digest The file's digest when the caller computed it on the way in; else it is read once for it.
+ */
+export async function checkPackageFile(
+  path: string,
+  defaultName = "task",
+  limits: PackageLimits = DEFAULT_PACKAGE_LIMITS,
+  digest?: Digest,
+): Promise<CheckedPackage> {
+  using source = await fileSource(path);
+  if (source.size > limits.maxPackageBytes) {
+    throw tooLarge("accept package", source.size, limits.maxPackageBytes, "package_too_large");
+  }
+  return await checkRemembered(source, digest ?? await sha256File(path), defaultName, limits);
+}
+
+/** The `sha256-<hex>` digest of a file, read as a stream. */
+export async function sha256File(path: string): Promise<Digest> {
+  const hash = createHash("sha256");
+  using file = await Deno.open(path, { read: true });
+  for await (const chunk of file.readable.values({ preventCancel: true })) hash.update(chunk);
+  return `sha256-${hash.digest("hex")}`;
+}
+
+async function checkRemembered(
+  source: ZipSource,
+  digest: Digest,
+  defaultName: string,
+  limits: PackageLimits,
+): Promise<CheckedPackage> {
   let memo = checked.get(limits);
   if (!memo) checked.set(limits, memo = new Map());
   const key = `${digest}\0${defaultName}`;
   const hit = memo.get(key);
   if (hit) return structuredClone(hit);
-  const result = await checkPackageBytes(bytes, defaultName, limits, digest);
+  const result = await checkPackageSource(source, defaultName, limits, digest);
   if (memo.size >= 64) memo.delete(memo.keys().next().value!);
   memo.set(key, result);
   return structuredClone(result);
@@ -487,28 +430,28 @@ export async function checkPackage(
 /** Packages that passed, per limits object, by digest and default name (see {@linkcode checkPackage}). */
 const checked = new WeakMap<PackageLimits, Map<string, CheckedPackage>>();
 
-async function checkPackageBytes(
-  bytes: Uint8Array,
+async function checkPackageSource(
+  zipped: ZipSource,
   defaultName: string,
   limits: PackageLimits,
   digest: Digest,
 ): Promise<CheckedPackage> {
-  const planned = await plan(bytes, limits);
+  const planned = await plan(zipped, limits);
   const byPath = new Map(planned.map((p) => [p.path, p]));
   const links = new Map<string, string>();
   for (const p of planned) {
     if (p.kind !== "symlink") continue;
-    const target = new TextDecoder().decode(await readEntry(bytes, p.entry, 4096));
+    const target = new TextDecoder().decode(await readEntry(zipped, p.entry, 4096));
     const resolved = linkTarget(p.path, target);
     if (resolved === null) {
       invalid(`entry '${p.entry.filename}' is a symlink to '${target}', outside the task root`, "symlink_escapes_root");
     }
     links.set(p.path, resolved);
   }
-  await checkDeclaredSizes(bytes, planned);
+  await checkDeclaredSizes(zipped, planned);
   const tomlEntry = byPath.get("task.toml")!;
   if (tomlEntry.kind !== "file") invalid("task.toml is not a regular file", "missing_task_toml");
-  const tomlBytes = await readEntry(bytes, tomlEntry.entry, 64 * 1024);
+  const tomlBytes = await readEntry(zipped, tomlEntry.entry, 64 * 1024);
   let source: string;
   try {
     source = new TextDecoder("utf-8", { fatal: true }).decode(tomlBytes);
@@ -540,7 +483,7 @@ async function checkPackageBytes(
   return {
     digest,
     spec,
-    packageBytes: bytes.byteLength,
+    packageBytes: zipped.size,
     entries: planned.length,
     unpackedBytes: planned.reduce((n, p) => n + p.entry.uncompressedSize, 0),
     taskToml: source,
@@ -560,7 +503,27 @@ export async function unpackPackage(
   entrypoint: string | null,
   limits: PackageLimits = DEFAULT_PACKAGE_LIMITS,
 ): Promise<void> {
-  const planned = await plan(bytes, limits);
+  await unpackSource(bytesSource(bytes), dir, entrypoint, limits);
+}
+
+/** {@linkcode unpackPackage} of a zip in a file, read in place. */
+export async function unpackPackageFile(
+  path: string,
+  dir: string,
+  entrypoint: string | null,
+  limits: PackageLimits = DEFAULT_PACKAGE_LIMITS,
+): Promise<void> {
+  using source = await fileSource(path);
+  await unpackSource(source, dir, entrypoint, limits);
+}
+
+async function unpackSource(
+  source: ZipSource,
+  dir: string,
+  entrypoint: string | null,
+  limits: PackageLimits,
+): Promise<void> {
+  const planned = await plan(source, limits);
   await Deno.mkdir(dir, { recursive: true });
   let written = 0;
   for (const p of planned) {
@@ -571,7 +534,7 @@ export async function unpackPackage(
     }
     await Deno.mkdir(dirname(target), { recursive: true });
     if (p.kind === "symlink") {
-      const link = new TextDecoder().decode(await readEntry(bytes, p.entry, 4096));
+      const link = new TextDecoder().decode(await readEntry(source, p.entry, 4096));
       if (linkTarget(p.path, link) === null) {
         invalid(`entry '${p.entry.filename}' is a symlink to '${link}', outside the task root`, "symlink_escapes_root");
       }
@@ -590,41 +553,4 @@ export async function unpackPackage(
     }
     if (executable) await Deno.chmod(target, 0o755);
   }
-}
-
-/**
- * Zips a folder (task root) into bytes, keeping executable bits and in-root
- * symlinks, leaving out `.git` and the names `ignore` says to.
- */
-export async function zipFolder(
-  root: string,
-  ignore: (relPath: string, isDir: boolean) => boolean = () => false,
-): Promise<Uint8Array> {
-  const writer = new zip.ZipWriter(new zip.Uint8ArrayWriter(), { level: 6 });
-  async function walk(rel: string) {
-    const abs = rel ? join(root, rel) : root;
-    const items = [];
-    for await (const item of Deno.readDir(abs)) items.push(item);
-    items.sort((a, b) => a.name < b.name ? -1 : 1);
-    for (const item of items) {
-      const path = rel ? `${rel}/${item.name}` : item.name;
-      if (item.name === ".git" || ignore(path, item.isDirectory)) continue;
-      const full = join(root, path);
-      if (item.isSymlink) {
-        const target = await Deno.readLink(full);
-        await writer.add(path, new zip.TextReader(target), { unixMode: 0o120777 });
-      } else if (item.isDirectory) {
-        await writer.add(path + "/", undefined, { directory: true });
-        await walk(path);
-      } else if (item.isFile) {
-        const stat = await Deno.stat(full);
-        const mode = (stat.mode ?? 0o644) & 0o777;
-        await writer.add(path, new zip.Uint8ArrayReader(await Deno.readFile(full)), {
-          unixMode: 0o100000 | mode,
-        });
-      }
-    }
-  }
-  await walk("");
-  return await writer.close();
 }

@@ -5,12 +5,14 @@ import { rawZip } from "../tests/raw_zip.ts";
 import { TooLargeError, ValidationError } from "./errors.ts";
 import {
   checkPackage,
-  countEntries,
+  checkPackageFile,
   DEFAULT_PACKAGE_LIMITS,
   sha256Digest,
   unpackPackage,
-  zipFolder,
+  unpackPackageFile,
 } from "./package.ts";
+import { zipFolder } from "./package_zip.ts";
+import { countEntries } from "./zip_source.ts";
 
 const TOML = `[task]\nentrypoint = "run.sh"\ninstances = 2\n`;
 
@@ -109,8 +111,8 @@ Deno.test("zipFolder() round-trips a folder, keeping modes and leaving out .git"
 Deno.test("countEntries() stops reading a directory of a million entries right after the limit", async () => {
   const { rawZip } = await import("../tests/raw_zip.ts");
   const bytes = await rawZip([{ name: "task.toml", data: TOML }, { name: "x" }], { centralCopies: 500_000 });
-  assert.equal(countEntries(bytes, 100_000), 100_001);
-  assert.equal(countEntries(bytes, 2_000_000), 1_000_000);
+  assert.equal(await countEntries(bytes, 100_000), 100_001);
+  assert.equal(await countEntries(bytes, 2_000_000), 1_000_000);
   await rejects(bytes, /it has 100001 entries, more than the limit of 100000/, "too_many_entries");
 });
 
@@ -218,4 +220,31 @@ Deno.test("checkPackage inflates every file once: a large entry that lies about 
   );
   const honest = await rawZip([...ok, { name: "big.bin", data: new Uint8Array(20 * 2 ** 20), deflate: true }]);
   assert.equal((await checkPackage(honest, "t", limits)).unpackedBytes, 20 * 2 ** 20 + TOML.length + 10);
+});
+
+Deno.test("checkPackageFile and unpackPackageFile, reading a zip in place on disk, judge every hostile case as from memory", async () => {
+  const { hostileCorpus } = await import("../tests/hostile_corpus.ts");
+  await using dir = await tempDir();
+  const outside = join(dir.path, "outside", "pwned");
+  const corpus = await hostileCorpus(outside);
+  const verdict = (p: Promise<unknown>) => p.then(() => "accepted", (e: ValidationError) => `${e.name} ${e.code}`);
+  for (const [i, c] of corpus.entries()) {
+    const file = join(dir.path, `${i}.zip`);
+    await Deno.writeFile(file, c.bytes);
+    const fromFile = await verdict(checkPackageFile(file, "hostile"));
+    assert.equal(fromFile, await verdict(checkPackage(c.bytes, "hostile")), c.what);
+    assert.match(fromFile, new RegExp(` ${c.code}$`), c.what);
+    if (c.tomlOnly) continue;
+    const unpacked = await verdict(unpackPackageFile(file, join(dir.path, "file", String(i)), "run.sh"));
+    assert.notEqual(unpacked, "accepted", c.what);
+    assert.equal(unpacked, await verdict(unpackPackage(c.bytes, join(dir.path, "mem", String(i)), "run.sh")), c.what);
+  }
+  await assert.rejects(Deno.stat(outside), Deno.errors.NotFound, "nothing was written outside");
+  // A good package reads the same from a file, with the digest computed from the file.
+  const good = await makeZip({ "task.toml": TOML, "run.sh": "#!/bin/sh\necho hi\n", "big.bin": "x".repeat(300_000) });
+  await Deno.writeFile(join(dir.path, "good.zip"), good);
+  const fromFile = await checkPackageFile(join(dir.path, "good.zip"), "good");
+  assert.deepEqual(fromFile, await checkPackage(good, "good"));
+  await unpackPackageFile(join(dir.path, "good.zip"), join(dir.path, "good"), "run.sh");
+  assert.equal((await Deno.readTextFile(join(dir.path, "good", "big.bin"))).length, 300_000);
 });

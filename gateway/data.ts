@@ -89,6 +89,7 @@ export function registerDataRoutes(app: Hono<Env>, deps: DataRoutesDeps): void {
     (c) =>
       c.json({
         maxPackageBytes: deps.limits.maxPackageBytes,
+        maxUnpackedBytes: deps.limits.maxUnpackedBytes,
         maxDataSetBytes: data.maxDataSetBytes,
         maxDataSetFiles: data.maxDataSetFiles,
       }),
