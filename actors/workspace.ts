@@ -16,7 +16,7 @@ import * as zip from "@zip.js/zip.js";
 import { ConflictError } from "../core/errors.ts";
 import { createKeyedLock } from "../core/lock.ts";
 import type { Logger } from "../core/log.ts";
-import { type Bucket, openBucket } from "../core/objects.ts";
+import { type Bucket, CHUNK_BYTES, openBucket } from "../core/objects.ts";
 import {
   DATA_BUCKET,
   type Digest,
@@ -57,10 +57,19 @@ export interface WorkspaceSelection {
   finalize?: boolean;
 }
 
+/** A package to store as a stream: its size, and its bytes. */
+export interface PackageSource {
+  size: number;
+  open(): Promise<ReadableStream<Uint8Array>>;
+}
+
 /** The workspace actor. */
 export interface WorkspaceActor {
-  /** Stores a package under its digest; returns false when it was already there. */
-  putPackage(digest: Digest, bytes: Uint8Array): Promise<boolean>;
+  /**
+   * Stores a package under its digest, from bytes or streamed from a source
+   * (a spooled upload); returns false when it was already there.
+   */
+  putPackage(digest: Digest, pkg: Uint8Array | PackageSource): Promise<boolean>;
   /** Reads a package, or null when it is not stored. */
   getPackage(digest: Digest): Promise<Uint8Array | null>;
   /** Bytes held by the package bucket. */
@@ -263,16 +272,22 @@ export async function createWorkspaceActor(
   }
 
   return {
-    async putPackage(digest, bytes) {
+    async putPackage(digest, pkg) {
       if (stored.has(digest)) return false;
+      const size = pkg instanceof Uint8Array ? pkg.byteLength : pkg.size;
       const info = await packages.info(digest);
-      if (info && !info.deleted && info.size === bytes.byteLength) {
+      if (info && !info.deleted && info.size === size) {
         remember(digest);
         return false;
       }
-      await packages.putBlob({ name: digest }, bytes);
+      if (pkg instanceof Uint8Array) await packages.putBlob({ name: digest }, pkg);
+      else {
+        await packages.put({ name: digest, options: { max_chunk_size: CHUNK_BYTES } }, await pkg.open(), {
+          timeout: 30_000,
+        });
+      }
       remember(digest);
-      log.info("workspace:package-stored", { digest, bytes: bytes.byteLength });
+      log.info("workspace:package-stored", { digest, bytes: size });
       return true;
     },
     getPackage: (digest) => packages.getBlob(digest),

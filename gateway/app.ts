@@ -17,7 +17,7 @@ import { type Bus, errorBody, unwrap } from "../core/bus.ts";
 import { ParallelicError, RateLimitError, ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { Metrics } from "../core/metrics.ts";
-import { checkPackage, DEFAULT_PACKAGE_LIMITS, type PackageLimits } from "../core/package.ts";
+import { checkPackageFile, DEFAULT_PACKAGE_LIMITS, type PackageLimits } from "../core/package.ts";
 import {
   FINAL_STATES,
   IdempotencyKey,
@@ -67,6 +67,8 @@ export interface GatewayOptions extends Partial<GuardOptions> {
   limits?: PackageLimits;
   /** Ends the live event streams (`/api/v1/events`); abort it before shutting the server down. */
   signal?: AbortSignal;
+  /** Where uploaded packages are spooled while checked and stored. @default {the system's temporary folder} */
+  spoolDir?: string;
 }
 
 /** Default request limits: bodies up to the package limit plus 1 MiB, 100 requests/s per token (burst 400). */
@@ -206,14 +208,14 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     requireRole(who, "submitter", "submit a task");
     // Checked before the upload is read: a bad key costs no upload.
     const key = idempotencyKey(c.req.header("idempotency-key"));
-    const { bytes, name } = await readUpload(c, limits);
+    await using upload = await readUpload(c, limits, options.spoolDir);
     log.step("gateway.read");
-    uploadBytes.inc({}, bytes.byteLength);
-    const checked = await checkPackage(bytes, name, limits);
+    uploadBytes.inc({}, upload.size);
+    const checked = await checkPackageFile(upload.file, upload.name, limits, upload.digest);
     log.step("gateway.checked");
     // Data sets are pinned to versions, and the package stored, so that neither goes away before the task exists.
     const reply = await workspace.withPackage(checked.digest, async () => {
-      await workspace.putPackage(checked.digest, bytes);
+      await workspace.putPackage(checked.digest, upload);
       return await data.submitWith(checked.spec, checked.taskToml, async (spec) =>
         unwrap(
           await bus.request(taskSubmit, {
@@ -343,7 +345,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     });
   }
 
-  addUiRoutes(app, deps, { limits, signal: options.signal, tokens });
+  addUiRoutes(app, deps, { limits, signal: options.signal, tokens, spoolDir: options.spoolDir });
   addSecurityRoutes(app, { kv, bus, audit, tokens, users: deps.users ?? null, stats });
 
   return app;

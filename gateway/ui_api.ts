@@ -7,7 +7,7 @@
  */
 import type { Hono } from "hono";
 import { TooLargeError, ValidationError } from "../core/errors.ts";
-import { checkPackage, type PackageLimits } from "../core/package.ts";
+import { checkPackageFile, type PackageLimits } from "../core/package.ts";
 import { type InstanceStatesView, type PackageCheckView, STATE_LETTERS } from "../core/schema.ts";
 import { instanceState, loadTask, readInstanceRecords } from "./access.ts";
 import { requireRole, type TokenCache, untilRevoked } from "./auth.ts";
@@ -23,6 +23,8 @@ export interface UiApiOptions {
   signal?: AbortSignal;
   /** The guard's token cache: a stream ends when its token is revoked. */
   tokens: TokenCache;
+  /** Where uploaded packages are spooled (see `GatewayOptions.spoolDir`). */
+  spoolDir?: string;
 }
 
 /** Most instance states one `/states` answer carries. */
@@ -38,8 +40,13 @@ export function addUiApi(app: Hono<GatewayEnv>, deps: GatewayDeps, options: UiAp
     requireRole(c.get("who"), "submitter", "check a package");
     let view: PackageCheckView;
     try {
-      const { bytes, name } = await readUpload(c, limits);
-      const { digest, packageBytes, entries, unpackedBytes, spec } = await checkPackage(bytes, name, limits);
+      await using upload = await readUpload(c, limits, options.spoolDir);
+      const { digest, packageBytes, entries, unpackedBytes, spec } = await checkPackageFile(
+        upload.file,
+        upload.name,
+        limits,
+        upload.digest,
+      );
       view = { ok: true, digest, packageBytes, entries, unpackedBytes, spec };
     } catch (e) {
       if (!(e instanceof ValidationError || e instanceof TooLargeError)) throw e;

@@ -2,35 +2,82 @@
  * Reading an uploaded package from a request: a raw zip body or a multipart
  * field `package`, within the package size limit.
  *
+ * A raw body is streamed to a file in the spool folder as it arrives, its
+ * SHA-256 computed on the way: the package checks need the zip's central
+ * directory, which is at its end, so the zip is checked from that file and
+ * then streamed from it into the object store. Nothing holds the package
+ * whole in memory. (A multipart body is parsed by the runtime, in memory:
+ * large packages come as `application/zip`, as the CLI and the web UI send
+ * them.)
+ *
  * @module
  */
 import type { Context } from "hono";
+import { createHash } from "node:crypto";
 import { TooLargeError, ValidationError } from "../core/errors.ts";
 import type { PackageLimits } from "../core/package.ts";
+import type { Digest } from "../core/schema.ts";
 
-/** An uploaded package: its bytes and the task name it suggests. */
-export interface Upload {
-  bytes: Uint8Array;
+/** An uploaded package, spooled to a file; dispose of it to remove the file. */
+export interface Upload extends AsyncDisposable {
+  /** The spooled zip. */
+  file: string;
+  /** Its size in bytes. */
+  size: number;
+  /** Its `sha256-<hex>` digest. */
+  digest: Digest;
   /** From `?name=` or the file name, made safe; `task` when neither is given. */
   name: string;
+  /** The zip as a stream (for the object store). */
+  open(): Promise<ReadableStream<Uint8Array>>;
+}
+
+function tooLarge(size: number | string, limits: PackageLimits): never {
+  throw new TooLargeError(
+    `Cannot accept package as its size ${size} bytes exceeds the limit of ${limits.maxPackageBytes} bytes`,
+    { code: "package_too_large" },
+  );
+}
+
+/** Writes `body` to a new file in `dir`, hashing it and refusing it past the limit. */
+async function spool(
+  body: ReadableStream<Uint8Array>,
+  dir: string | undefined,
+  limits: PackageLimits,
+): Promise<{ file: string; size: number; digest: Digest }> {
+  if (dir) await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  const file = await Deno.makeTempFile({ dir, prefix: "upload-", suffix: ".zip" });
+  const hash = createHash("sha256");
+  let size = 0;
+  try {
+    const count = new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        size += chunk.byteLength;
+        if (size > limits.maxPackageBytes) tooLarge(`more than ${limits.maxPackageBytes}`, limits);
+        hash.update(chunk);
+        controller.enqueue(chunk);
+      },
+    });
+    await body.pipeThrough(count).pipeTo((await Deno.open(file, { write: true, truncate: true })).writable);
+  } catch (e) {
+    await Deno.remove(file).catch(() => {});
+    throw e;
+  }
+  return { file, size, digest: `sha256-${hash.digest("hex")}` };
 }
 
 /**
- * Reads the package a request carries.
+ * Reads the package a request carries into a file in `spoolDir` (the
+ * system's temporary folder when absent).
  *
- * @throws {TooLargeError} When the declared size exceeds `limits.maxPackageBytes`.
+ * @throws {TooLargeError} When the body exceeds `limits.maxPackageBytes`.
  * @throws {ValidationError} When the body is of another type or the multipart field is missing.
  */
-export async function readUpload(c: Context, limits: PackageLimits): Promise<Upload> {
+export async function readUpload(c: Context, limits: PackageLimits, spoolDir?: string): Promise<Upload> {
   const declared = Number(c.req.header("content-length") ?? "0");
-  if (declared > limits.maxPackageBytes) {
-    throw new TooLargeError(
-      `Cannot accept package as its size ${declared} bytes exceeds the limit of ${limits.maxPackageBytes} bytes`,
-      { code: "package_too_large" },
-    );
-  }
+  if (declared > limits.maxPackageBytes) tooLarge(declared, limits);
   const type = c.req.header("content-type") ?? "";
-  let bytes: Uint8Array;
+  let body: ReadableStream<Uint8Array>;
   let name = c.req.query("name") ?? "";
   if (type.startsWith("multipart/form-data")) {
     let form: FormData;
@@ -46,10 +93,10 @@ export async function readUpload(c: Context, limits: PackageLimits): Promise<Upl
         code: "missing_package",
       });
     }
-    bytes = new Uint8Array(await file.arrayBuffer());
+    body = file.stream();
     name ||= file.name;
   } else if (type === "" || type.startsWith("application/zip") || type.startsWith("application/octet-stream")) {
-    bytes = new Uint8Array(await c.req.arrayBuffer());
+    body = c.req.raw.body ?? new Blob([]).stream();
   } else {
     throw new ValidationError(
       `Cannot accept upload of type '${type}': send application/zip, or multipart/form-data with field 'package'`,
@@ -57,5 +104,11 @@ export async function readUpload(c: Context, limits: PackageLimits): Promise<Upl
     );
   }
   name = name.replace(/\.zip$/i, "").replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64) || "task";
-  return { bytes, name };
+  const spooled = await spool(body, spoolDir, limits);
+  return {
+    ...spooled,
+    name,
+    open: async () => (await Deno.open(spooled.file, { read: true })).readable,
+    [Symbol.asyncDispose]: () => Deno.remove(spooled.file).catch(() => {}),
+  };
 }

@@ -234,9 +234,13 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     const tokenFile = join(dataDir, "admin-token");
     const admin = await ensureAdminToken(kv, tokenFile, options.token ?? Deno.env.get("PARALLELIC_TOKEN"));
     const gatewayAbort = new AbortController();
+    // Uploads are spooled on the data dir's disk; what a crash left there is of no use.
+    const spoolDir = join(dataDir, "uploads");
+    await Deno.remove(spoolDir, { recursive: true }).catch(() => {});
     const app = createGateway({ bus, kv, workspace, data, log, metrics, audit, users }, {
       ...options.gateway,
       limits: options.limits,
+      spoolDir,
       signal: gatewayAbort.signal,
     });
     const tls = options.gatewayTls;

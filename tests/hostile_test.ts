@@ -76,6 +76,7 @@ Deno.test({
     assert.deepEqual((await (await tm.api("/api/v1/tasks")).json()).tasks, [], "no task was created");
     assert.deepEqual(await listTree(join(work.path, "node")), nodeBefore, "the node's work dir is unchanged");
     for (const f of await listTree(tm.dataDir)) assert.doesNotMatch(f, /pwned|evil/, `data dir holds ${f}`);
+    assert.deepEqual(await listTree(join(tm.dataDir, "uploads")), [], "no spooled upload is left");
     // And the manager still serves.
     assert.equal((await tm.api("/healthz", { token: null })).status, 200);
     const good = await submitZip(
