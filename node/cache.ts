@@ -7,7 +7,7 @@
  */
 import type { ObjectAccess } from "../core/objects.ts";
 import { join } from "node:path";
-import { unpackPackage } from "../core/package.ts";
+import { unpackPackageFile } from "../core/package.ts";
 import { UnavailableError } from "../core/errors.ts";
 import type { Digest } from "../core/schema.ts";
 
@@ -19,8 +19,12 @@ export interface PackageCache {
   readonly fetches: number;
 }
 
-/** Creates a package cache that fetches from the package bucket `packages()`. */
-export function createPackageCache(dir: string, packages: () => Promise<ObjectAccess>): PackageCache {
+/**
+ * Creates a package cache that fetches from `bucket()`. A package is
+ * streamed from the bucket to a file beside the cache (never held whole in
+ * memory), unpacked from that file, and the file removed.
+ */
+export function createPackageCache(dir: string, bucket: () => Promise<ObjectAccess>): PackageCache {
   const pending = new Map<string, Promise<string>>();
   let fetches = 0;
   const fetch = async (digest: Digest, entrypoint: string): Promise<string> => {
@@ -29,16 +33,25 @@ export function createPackageCache(dir: string, packages: () => Promise<ObjectAc
       await Deno.stat(join(dir, `${digest}.ok`));
       return root;
     } catch { /* not cached yet */ }
-    const read = await (await packages()).read(digest);
-    const bytes = read && new Uint8Array(await new Response(read.body).arrayBuffer());
-    if (!bytes) {
+    const read = await (await bucket()).read(digest);
+    if (!read) {
       throw new UnavailableError(`Cannot fetch package ${digest} as the object store does not hold it`, {
         code: "package_missing",
       });
     }
     fetches++;
     const tmp = `${root}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-    await unpackPackage(bytes, tmp, entrypoint);
+    const zipFile = `${tmp}.zip`;
+    try {
+      // The read checks the object's SHA-256 at its end: a corrupt or cut-short package errors here.
+      await read.body.pipeTo((await Deno.open(zipFile, { write: true, createNew: true, mode: 0o600 })).writable);
+      await unpackPackageFile(zipFile, tmp, entrypoint);
+    } catch (e) {
+      await Deno.remove(tmp, { recursive: true }).catch(() => {});
+      throw e;
+    } finally {
+      await Deno.remove(zipFile).catch(() => {});
+    }
     await Deno.remove(root, { recursive: true }).catch(() => {});
     await Deno.rename(tmp, root);
     await Deno.writeTextFile(join(dir, `${digest}.ok`), "");

@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { tempDir } from "../tests/harness.ts";
-import { copyTree, SMALL_TREE } from "./cache.ts";
+import { openBucket } from "../core/objects.ts";
+import { sha256Digest } from "../core/package.ts";
+import { PACKAGE_BUCKET } from "../core/schema.ts";
+import { makeZip, startTestNats, tempDir } from "../tests/harness.ts";
+import { copyTree, createPackageCache, SMALL_TREE } from "./cache.ts";
 
 /** A tree of `files` files in a subfolder, an executable and a symlink. */
 async function makeTree(root: string, files: number) {
@@ -32,3 +35,30 @@ for (
     assert.equal(await Deno.readTextFile(join(dir.path, "runs", "b", "sub", "f0.txt")), "file 0");
   });
 }
+
+Deno.test({
+  name: "createPackageCache() streams a package from the bucket to disk, unpacks it once and leaves no zip behind",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using nats = await startTestNats();
+    await using dir = await tempDir();
+    const bucket = await openBucket(nats.nc, PACKAGE_BUCKET, { create: true });
+    // Over a few 1 MiB chunks, so that the read is a stream of several.
+    const random = crypto.getRandomValues(new Uint8Array(60_000));
+    const big = Array.from({ length: 40 }, () => btoa(String.fromCharCode(...random.map((b, i) => b ^ i)))).join("");
+    const bytes = await makeZip({ "task.toml": `[task]\nentrypoint = "run.sh"\n`, "run.sh": "#!/bin/sh\n", big });
+    const digest = await sha256Digest(bytes);
+    await bucket.put(digest, ReadableStream.from([bytes]));
+    const cache = createPackageCache(join(dir.path, "packages"), () => Promise.resolve(bucket));
+    await Deno.mkdir(join(dir.path, "packages"));
+    const root = await cache.root(digest, "run.sh");
+    assert.equal(await cache.root(digest, "run.sh"), root);
+    assert.equal(cache.fetches, 1);
+    assert.equal((await Deno.readTextFile(join(root, "big"))).length, big.length);
+    assert.equal((await Deno.stat(join(root, "run.sh"))).mode! & 0o777, 0o755);
+    const names = (await Array.fromAsync(Deno.readDir(join(dir.path, "packages")))).map((e) => e.name).sort();
+    assert.deepEqual(names, [digest, `${digest}.ok`]);
+    await assert.rejects(cache.root(`sha256-${"0".repeat(64)}`, "run.sh"), /does not hold it/);
+  },
+});
