@@ -8,7 +8,17 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
-import { makeZip, ROOT, startTestManager, submitZip, TEST_TOKEN, type TestManager, waitUntil } from "./harness.ts";
+import { listFolder } from "../core/package_zip.ts";
+import {
+  makeZip,
+  ROOT,
+  startTestManager,
+  submitZip,
+  tempDir,
+  TEST_TOKEN,
+  type TestManager,
+  waitUntil,
+} from "./harness.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const SHOTS = join(ROOT, "test-output", "screenshots");
@@ -134,6 +144,30 @@ Deno.test({
         await page.getByRole("button", { name: "Submit task" }).click();
         await page.waitForURL(/\/tasks\/t[0-9a-z]{16}$/);
         helloId = page.url().split("/").pop()!;
+      });
+
+      await t.step("a folder zipped in the browser twice, touched between, gives one digest", async () => {
+        await using dir = await tempDir();
+        const folder = join(dir.path, "hello");
+        await Deno.mkdir(join(folder, "data", "deep"), { recursive: true });
+        for (const name of ["run.sh", "task.toml"]) {
+          await Deno.copyFile(join(ROOT, "examples", "hello", name), join(folder, name));
+        }
+        await Deno.writeTextFile(join(folder, "data", "deep", "b.txt"), "bee\n");
+        await Deno.writeTextFile(join(folder, "data", "a-b.txt"), "ay\n");
+        const other = await watchedPage(browser, errors);
+        await signIn(other, base, "/submit");
+        const digests: string[] = [];
+        for (const sec of [1_000_000_000, 1_700_000_000]) {
+          for (const e of await listFolder(folder)) await Deno.utime(join(folder, e.path), sec, sec);
+          await other.goto(`${base}/submit`);
+          const checked = other.waitForResponse((r) => r.url().includes("/api/v1/packages/check"));
+          await other.getByLabel("Task folder").setInputFiles(folder);
+          digests.push((await (await checked).json()).digest);
+        }
+        await other.close();
+        assert.match(digests[0], /^sha256-[0-9a-f]{64}$/);
+        assert.equal(digests[0], digests[1]);
       });
 
       await t.step("the task list of another tab shows it reach succeeded without a reload", async () => {

@@ -47,10 +47,34 @@ async function isScript(file) {
   return new TextDecoder().decode(await file.slice(0, 2).arrayBuffer()) === "#!";
 }
 
+/** The date every entry carries, so that the same folder always zips to the same bytes (as the CLI does). */
+const FIXED_DATE = new Date(1980, 0, 1, 0, 0, 0);
+
+/** Compares paths folder by folder, as a walk that sorts each folder's names meets them. */
+function byFolders(a, b) {
+  const x = a.split("/");
+  const y = b.split("/");
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    if (x[i] !== y[i]) return x[i] < y[i] ? -1 : 1;
+  }
+  return x.length - y.length;
+}
+
+/** The files in zip order, each folder (`{ path }` without `file`) before what it holds. */
+function withFolders(files) {
+  const folders = new Set();
+  for (const { path } of files) {
+    const parts = path.split("/");
+    for (let i = 1; i < parts.length; i++) folders.add(parts.slice(0, i).join("/"));
+  }
+  return [...[...folders].map((path) => ({ path })), ...files].sort((a, b) => byFolders(a.path, b.path));
+}
+
 /**
  * Zips `files` (`{ path, file }`, paths `/`-separated). A single top folder
  * becomes the task root and names the task. Leaves out `.git` and what
- * `.parallelicignore` names.
+ * `.parallelicignore` names. Sorted, with one fixed date and no extra
+ * fields: the same folder gives the same package, and digest, every time.
  */
 async function zipFiles(files, gen) {
   const tops = new Set(files.map((f) => f.path.split("/")[0]));
@@ -66,15 +90,19 @@ async function zipFiles(files, gen) {
     return ignored(path, false);
   };
   const kept = rel.filter((f) => !skip(f.path));
-  const writer = new zip.ZipWriter(new zip.BlobWriter("application/zip"));
+  const writer = new zip.ZipWriter(new zip.BlobWriter("application/zip"), {
+    extendedTimestamp: false,
+    lastModDate: FIXED_DATE,
+  });
   let n = 0;
-  for (const { path, file } of kept) {
+  for (const { path, file } of withFolders(kept)) {
     if (gen !== generation) return null;
+    if (!file) {
+      await writer.add(`${path}/`, undefined, { directory: true, unixMode: 0o040755 });
+      continue;
+    }
     pickStatus.textContent = `Zipping ${++n} of ${kept.length} files…`;
-    await writer.add(path, new zip.BlobReader(file), {
-      unixMode: (await isScript(file)) ? 0o100755 : 0o100644,
-      lastModDate: new Date(file.lastModified),
-    });
+    await writer.add(path, new zip.BlobReader(file), { unixMode: (await isScript(file)) ? 0o100755 : 0o100644 });
   }
   const blob = await writer.close();
   const left = rel.length - kept.length;
