@@ -7,7 +7,7 @@
  */
 import type { ObjectAccess } from "../core/objects.ts";
 import { join } from "node:path";
-import { unpackPackageFile } from "../core/package.ts";
+import { DEFAULT_PACKAGE_LIMITS, unpackPackageFile } from "../core/package.ts";
 import { UnavailableError } from "../core/errors.ts";
 import type { Digest } from "../core/schema.ts";
 
@@ -45,7 +45,13 @@ export function createPackageCache(dir: string, bucket: () => Promise<ObjectAcce
     try {
       // The read checks the object's SHA-256 at its end: a corrupt or cut-short package errors here.
       await read.body.pipeTo((await Deno.open(zipFile, { write: true, createNew: true, mode: 0o600 })).writable);
-      await unpackPackageFile(zipFile, tmp, entrypoint);
+      const size = read.info.size;
+      // The manager checked its size against its own --max-package-size; every other check is made again here.
+      const limits = {
+        ...DEFAULT_PACKAGE_LIMITS,
+        maxPackageBytes: Math.max(DEFAULT_PACKAGE_LIMITS.maxPackageBytes, size),
+      };
+      await unpackPackageFile(zipFile, tmp, entrypoint, limits);
     } catch (e) {
       await Deno.remove(tmp, { recursive: true }).catch(() => {});
       throw e;
