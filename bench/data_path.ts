@@ -51,13 +51,13 @@ export interface DataPathResult {
 }
 
 /** Peak resident memory of a live process, in bytes (VmHWM). */
-async function peakRss(pid: number): Promise<number> {
+export async function peakRss(pid: number): Promise<number> {
   const status = await Deno.readTextFile(`/proc/${pid}/status`);
   return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
 }
 
 /** A child process whose output is kept, with a way to wait for a line. */
-function spawn(args: string[], env: Record<string, string> = {}) {
+export function spawn(args: string[], env: Record<string, string> = {}) {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", join(ROOT, "main.ts"), ...args],
     env,
@@ -91,7 +91,7 @@ function spawn(args: string[], env: Record<string, string> = {}) {
 }
 
 /** Writes `bytes` of real data (not sparse), 1 MiB at a time, each MiB different. */
-async function writeFile(path: string, bytes: number) {
+export async function writeFile(path: string, bytes: number) {
   const file = await Deno.open(path, { write: true, create: true, truncate: true });
   const block = new Uint8Array(MiB);
   crypto.getRandomValues(block.subarray(0, 65536));

@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { parseArgs } from "../cli/args.ts";
 import { TaskSpec } from "../core/schema.ts";
 import { backlog } from "./backlog.ts";
+import { bigPackage } from "./big_package.ts";
 import { dispatch } from "./dispatch.ts";
 import { fanout } from "./fanout.ts";
 import { latency } from "./latency.ts";
@@ -64,7 +65,7 @@ export const dataPath: Benchmark = {
 };
 
 /** Every benchmark, in the order the suite runs them. */
-export const BENCHMARKS: Benchmark[] = [fanout, latency, dispatch, backlog, manyNodes, dataPath];
+export const BENCHMARKS: Benchmark[] = [fanout, latency, dispatch, backlog, manyNodes, dataPath, bigPackage];
 
 if (import.meta.main) {
   const args = parseArgs(Deno.args, {
