@@ -5,10 +5,9 @@
  * A raw body is streamed to a file in the spool folder as it arrives, its
  * SHA-256 computed on the way: the package checks need the zip's central
  * directory, which is at its end, so the zip is checked from that file and
- * then streamed from it into the object store. Nothing holds the package
- * whole in memory. (A multipart body is parsed by the runtime, in memory:
- * large packages come as `application/zip`, as the CLI and the web UI send
- * them.)
+ * then streamed from it into the object store. A multipart body's field
+ * `package` is spooled the same way as the body streams in. Nothing holds
+ * the package whole in memory.
  *
  * @module
  */
@@ -17,6 +16,7 @@ import { createHash } from "node:crypto";
 import { TooLargeError, ValidationError } from "../core/errors.ts";
 import type { PackageLimits } from "../core/package.ts";
 import type { Digest } from "../core/schema.ts";
+import { boundaryOf, streamFileField } from "./multipart.ts";
 
 /** An uploaded package, spooled to a file; dispose of it to remove the file. */
 export interface Upload extends AsyncDisposable {
@@ -39,26 +39,24 @@ function tooLarge(size: number | string, limits: PackageLimits): never {
   );
 }
 
-/** Writes `body` to a new file in `dir`, hashing it and refusing it past the limit. */
+/** Writes what `feed` gives to a new file in `dir`, hashing it and refusing it past the limit. */
 async function spool(
-  body: ReadableStream<Uint8Array>,
   dir: string | undefined,
   limits: PackageLimits,
+  feed: (write: (chunk: Uint8Array) => Promise<void>) => Promise<void>,
 ): Promise<{ file: string; size: number; digest: Digest }> {
   if (dir) await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   const file = await Deno.makeTempFile({ dir, prefix: "upload-", suffix: ".zip" });
   const hash = createHash("sha256");
   let size = 0;
   try {
-    const count = new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
-        size += chunk.byteLength;
-        if (size > limits.maxPackageBytes) tooLarge(`more than ${limits.maxPackageBytes}`, limits);
-        hash.update(chunk);
-        controller.enqueue(chunk);
-      },
+    using out = await Deno.open(file, { write: true, truncate: true });
+    await feed(async (chunk) => {
+      size += chunk.byteLength;
+      if (size > limits.maxPackageBytes) tooLarge(`more than ${limits.maxPackageBytes}`, limits);
+      hash.update(chunk);
+      for (let at = 0; at < chunk.byteLength;) at += await out.write(chunk.subarray(at));
     });
-    await body.pipeThrough(count).pipeTo((await Deno.open(file, { write: true, truncate: true })).writable);
   } catch (e) {
     await Deno.remove(file).catch(() => {});
     throw e;
@@ -77,26 +75,25 @@ export async function readUpload(c: Context, limits: PackageLimits, spoolDir?: s
   const declared = Number(c.req.header("content-length") ?? "0");
   if (declared > limits.maxPackageBytes) tooLarge(declared, limits);
   const type = c.req.header("content-type") ?? "";
-  let body: ReadableStream<Uint8Array>;
+  const body = c.req.raw.body ?? new Blob([]).stream();
   let name = c.req.query("name") ?? "";
+  let spooled: { file: string; size: number; digest: Digest };
   if (type.startsWith("multipart/form-data")) {
-    let form: FormData;
-    try {
-      form = await c.req.formData();
-    } catch (e) {
-      if ((e as Error).name === "TooLargeError") throw e;
-      throw new ValidationError(`Cannot read multipart upload as ${(e as Error).message}`, { code: "bad_multipart" });
-    }
-    const file = form.get("package");
-    if (!(file instanceof File)) {
-      throw new ValidationError("Cannot accept upload as multipart field 'package' is missing or not a file", {
-        code: "missing_package",
-      });
-    }
-    body = file.stream();
-    name ||= file.name;
+    const boundary = boundaryOf(type);
+    let filename: string | null = null;
+    spooled = await spool(spoolDir, limits, async (write) => {
+      filename = await streamFileField(body, boundary, "package", write);
+      if (filename === null) {
+        throw new ValidationError("Cannot accept upload as multipart field 'package' is missing or not a file", {
+          code: "missing_package",
+        });
+      }
+    });
+    name ||= filename ?? "";
   } else if (type === "" || type.startsWith("application/zip") || type.startsWith("application/octet-stream")) {
-    body = c.req.raw.body ?? new Blob([]).stream();
+    spooled = await spool(spoolDir, limits, async (write) => {
+      for await (const chunk of body) await write(chunk);
+    });
   } else {
     throw new ValidationError(
       `Cannot accept upload of type '${type}': send application/zip, or multipart/form-data with field 'package'`,
@@ -104,11 +101,11 @@ export async function readUpload(c: Context, limits: PackageLimits, spoolDir?: s
     );
   }
   name = name.replace(/\.zip$/i, "").replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64) || "task";
-  const spooled = await spool(body, spoolDir, limits);
+  const { file } = spooled;
   return {
     ...spooled,
     name,
-    open: async () => (await Deno.open(spooled.file, { read: true })).readable,
-    [Symbol.asyncDispose]: () => Deno.remove(spooled.file).catch(() => {}),
+    open: async () => (await Deno.open(file, { read: true })).readable,
+    [Symbol.asyncDispose]: () => Deno.remove(file).catch(() => {}),
   };
 }
