@@ -207,7 +207,6 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     resources,
     killGraceMs,
     noop: options.noop ?? false,
-    stopping: isStopping,
     report: results.report,
   });
   const queue = createJobQueue({

@@ -62,8 +62,6 @@ export interface RunnerDeps {
   killGraceMs: number;
   /** Benchmarks only: report exit 0 at once (see `NodeOptions.noop`). */
   noop: boolean;
-  /** True once the node stops: outputs are not stored then. */
-  stopping(): boolean;
   /** Sends a result to the manager. */
   report(result: Result): void;
 }
@@ -236,10 +234,11 @@ export function createRunner(deps: RunnerDeps): Runner {
       if (timeout !== undefined) clock.clearTimeout(timeout);
       await Promise.all(publishes);
       reusable = !job.killed && !status.leftovers && !instanceIo.finalize;
-      // Outputs are stored before the result is sent: a result means its outputs are in the workspace.
+      // Outputs are stored before the result is sent: a result means its outputs are in the workspace. Also
+      // while the node stops: what finishes within the grace period counts, so its outputs must be in.
       let outputBytes = 0;
       let error = job.killed ?? used.memoryError;
-      if (!deps.stopping() && !job.killed?.startsWith("stale")) {
+      if (!job.killed?.startsWith("stale")) {
         try {
           // Retried through a NATS restart or a stream leader election, like log chunks.
           outputBytes = await publishRetrying(() => instanceIo!.storeOutputs());

@@ -11,11 +11,13 @@ import {
   listNodes,
   makeZip,
   managerProcess,
+  nodesReady,
   startNodeProcess,
   startTestManager,
   startTestNats,
   submitZip,
   tempDir,
+  type TestManager,
   waitUntil,
 } from "./harness.ts";
 
@@ -31,35 +33,49 @@ async function nodeState(api: Api, name: string) {
   return (await listNodes(api)).find((n) => n.name === name)?.state;
 }
 
+/**
+ * Runs `zip` on node "leaving" (grace 10 s) and node "staying", 2 slots each; sends SIGTERM to "leaving" once 2
+ * instances run there and waits until it exited cleanly; then `check(tm, id, sentAt)`.
+ */
+async function sigtermWhileRunning(
+  zip: Uint8Array,
+  check: (tm: TestManager, id: string, sentAt: number) => Promise<void>,
+) {
+  await using tm = await startTestManager({ leaseMs: 30_000 });
+  await using work = await tempDir();
+  await using leaving = startNodeProcess(tm.manager.natsUrl, "leaving", join(work.path, "a"), [
+    "--slots=2",
+    "--grace=10s",
+  ]);
+  await using _staying = startNodeProcess(tm.manager.natsUrl, "staying", join(work.path, "b"), ["--slots=2"]);
+  await nodesReady(tm.api, ["leaving", "staying"]);
+  const { id } = await (await submitZip(tm, zip)).json();
+  await waitUntil(async () =>
+    (await listInstances(tm.api, id)).filter((i) => i.node === "leaving" && i.state === "running").length >= 2
+  );
+  const sentAt = Date.now();
+  await leaving.kill("SIGTERM");
+  assert.equal((await leaving.child.status).code, 0, leaving.output());
+  await check(tm, id, sentAt);
+}
+
 Deno.test({
   name: "SIGTERM to a node: running instances finish within the grace period, the rest move at once",
   ...opts,
   async fn() {
-    await using tm = await startTestManager({ leaseMs: 30_000 });
-    await using work = await tempDir();
-    const leaving = startNodeProcess(tm.manager.natsUrl, "leaving", join(work.path, "a"), ["--slots=2", "--grace=10s"]);
-    await using _b = startNodeProcess(tm.manager.natsUrl, "staying", join(work.path, "b"), ["--slots=2"]);
-    await waitUntil(async () =>
-      (await nodeState(tm.api, "leaving")) === "ready" && (await nodeState(tm.api, "staying")) === "ready"
-    );
-    const { id } = await (await submitZip(tm, await sleepy(8, 1))).json();
-    await waitUntil(async () =>
-      (await listInstances(tm.api, id)).filter((i) => i.node === "leaving" && i.state === "running").length >= 2
-    );
-    const t0 = Date.now();
-    await leaving.kill("SIGTERM");
-    assert.equal((await leaving.child.status).code, 0, leaving.output());
-    assert.ok(Date.now() - t0 < 9000, "the node left once its instances finished, before the grace ran out");
-    assert.equal(await nodeState(tm.api, "leaving"), "left");
-    const task = await tm.waitForTask(id, 30_000);
-    assert.equal(task.state, "succeeded");
-    const list = await listInstances(tm.api, id);
-    const finishedThere = list.filter((i) => i.history.length === 1 && i.node === "leaving");
-    assert.ok(finishedThere.length >= 2, "what ran on the leaving node finished there");
-    for (const i of list) {
-      assert.equal(i.state, "succeeded");
-      assert.equal(i.history.filter((h) => h.exitCode === 0).length, 1, `instance ${i.index}: one result`);
-    }
+    await sigtermWhileRunning(await sleepy(8, 1), async (tm, id, t0) => {
+      assert.ok(Date.now() - t0 < 9000, "the node left once its instances finished, before the grace ran out");
+      assert.equal(await nodeState(tm.api, "leaving"), "left");
+      const task = await tm.waitForTask(id, 30_000);
+      assert.equal(task.state, "succeeded");
+      const list = await listInstances(tm.api, id);
+      const finishedThere = list.filter((i) => i.history.length === 1 && i.node === "leaving");
+      assert.ok(finishedThere.length >= 2, "what ran on the leaving node finished there");
+      for (const i of list) {
+        assert.equal(i.state, "succeeded");
+        assert.equal(i.history.filter((h) => h.exitCode === 0).length, 1, `instance ${i.index}: one result`);
+      }
+    });
   },
 });
 
@@ -119,5 +135,27 @@ Deno.test({
       assert.equal(i.state, "succeeded");
       assert.equal(i.history.length, 1, `instance ${i.index} ran once`);
     }
+  },
+});
+
+Deno.test({
+  name: "SIGTERM to a node: what finishes during the grace period has its outputs stored; finalize sees them all",
+  ...opts,
+  async fn() {
+    const zip = await makeZip({
+      "task.toml": `[task]\nentrypoint = "run.sh"\ninstances = 8\n[finalize]\nentrypoint = "check.sh"\n`,
+      "run.sh": `#!/bin/sh\nsleep 1\necho "$PARALLELIC_INSTANCE" > "$PARALLELIC_OUTPUT/out.txt"\n`,
+      "check.sh": `#!/bin/sh\nn=$(ls "$PARALLELIC_WORKSPACE"/*/out.txt | wc -l)\necho "saw $n"\ntest "$n" = 8\n`,
+    });
+    await sigtermWhileRunning(zip, async (tm, id) => {
+      const task = await tm.waitForTask(id, 30_000);
+      const list = await listInstances(tm.api, id);
+      assert.ok(list.some((i) => i.node === "leaving" && i.state === "succeeded"), "some finished on the leaving node");
+      for (const i of list) {
+        const last = i.history.at(-1)!;
+        assert.ok((last.outputBytes ?? 0) > 0, `instance ${i.index} (on ${last.node}) has its outputs stored`);
+      }
+      assert.equal(task.state, "succeeded", "finalize saw every instance's outputs");
+    });
   },
 });
