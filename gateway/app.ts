@@ -299,7 +299,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
       ran = new Set(rec?.history.map((h) => `${h.node}/${h.attempt}`));
       return ran.has(`${node}/${attempt}`);
     };
-    const stream = await readLog(bus.nc, task.id, index, { follow, ended, accept });
+    const stream = await readLog(bus.nc, task.id, index, { follow, ended, accept, signal: options.signal });
     return new Response(follow ? untilRevoked(stream, tokens, c.req.header("authorization")) : stream, {
       headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
     });

@@ -22,6 +22,8 @@ export interface ReadLogOptions {
    * what it ran is shown). Without it every chunk is shown.
    */
   accept?: (node: string, attempt: number) => boolean | Promise<boolean>;
+  /** Ends a followed stream (the gateway shutting down), as if the instance had ended. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -59,16 +61,29 @@ export async function readLog(
             seq = m.seq;
             continue;
           }
-          if (!options.follow || lastLook) break;
+          if (!options.follow || lastLook || options.signal?.aborted) break;
           // Nodes report an instance's end only after its log is stored: once it
           // has ended, one more look finds whatever came meanwhile.
           if (await options.ended?.()) lastLook = true;
-          else await new Promise((r) => setTimeout(r, pollMs));
+          else await pause(pollMs, options.signal);
         }
         if (!cancelled) controller.close();
       } catch (e) {
         if (!cancelled) controller.error(e);
       }
     },
+  });
+}
+
+/** Waits `ms`, or less when `signal` aborts. */
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
   });
 }

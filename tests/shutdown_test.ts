@@ -159,3 +159,33 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "SIGTERM to the manager while a client follows a running instance's log and the event stream: it exits",
+  ...opts,
+  async fn() {
+    await using nats = await startTestNats();
+    await using work = await tempDir();
+    await using manager = managerProcess(join(work.path, "m"), [`--nats=${nats.server.url}`]);
+    await manager.start();
+    await using _a = startNodeProcess(nats.server.url, "a", join(work.path, "a"), ["--slots=1"]);
+    await waitUntil(async () => (await nodeState(manager.api, "a")) === "ready");
+    const id = await manager.submit(await sleepy(1, 120));
+    await waitUntil(async () => (await listInstances(manager.api, id)).some((i) => i.state === "running"));
+    const followed = await manager.api(`/api/v1/tasks/${id}/instances/0/logs?follow=1`);
+    const events = await manager.api(`/api/v1/events`);
+    assert.equal(followed.status, 200);
+    assert.equal(events.status, 200);
+    const bodies = Promise.all([followed.text(), events.text()]).catch(() => []);
+    const stopped = manager.stop("SIGTERM");
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const outcome = await Promise.race([
+      stopped.then((s) => `exited ${s?.code}`),
+      new Promise((r) => timer = setTimeout(() => r("still running 20 s after SIGTERM"), 20_000)),
+    ]);
+    clearTimeout(timer);
+    if (outcome !== "exited 0") await manager.stop("SIGKILL");
+    await bodies;
+    assert.equal(outcome, "exited 0", "open streams end at shutdown");
+  },
+});
