@@ -9,14 +9,8 @@ import { intFlag, parseArgs } from "./cli/args.ts";
 import { Client, defaultDataDir, resolveSettings, usage } from "./cli/client.ts";
 import { MANAGER_SETTINGS, NODE_SETTINGS, resolveConfig, showConfig } from "./cli/config.ts";
 import { doctor, printChecks } from "./cli/doctor.ts";
-import {
-  certPair,
-  gatewayLimits,
-  joinToken,
-  NATS_CLIENT_FLAGS,
-  natsCredentials,
-  natsTls,
-} from "./cli/security_flags.ts";
+import { CLIENT_COMMAND_FLAGS, commandHelp, HELP, wantsHelp } from "./cli/help.ts";
+import { certPair, gatewayLimits, joinToken, natsCredentials, natsTls } from "./cli/security_flags.ts";
 import { cancel, explain, login, nodes, showLogs, showStatus, submit } from "./cli/commands.ts";
 import { audit, nodesSecurity, tokens, users } from "./cli/security_commands.ts";
 import { dataLs, dataPut, dataRm, dataShare, results, rmTask } from "./cli/data.ts";
@@ -24,54 +18,6 @@ import { DEFAULT_PACKAGE_LIMITS } from "./core/package.ts";
 import { createLogger, type LogLevel } from "./core/log.ts";
 import { startManager } from "./manager/mod.ts";
 import { startNode } from "./node/agent.ts";
-
-const HELP = `parallelic: run many instances of a task over many nodes
-
-Server (every flag also comes from --config FILE ([manager] / [node] tables) or PARALLELIC_<FLAG>):
-  parallelic manager [--data-dir DIR] [--port 8080] [--host 127.0.0.1] [--nats URL]
-                     [--nats-port 4222] [--local-node|--no-local-node] [--slots N]
-                     [--lease-ms 5000] [--heartbeat-ms 1000] [--grace 30s] [--replicas 1]
-                     [--max-package-size 1GiB] [--max-data-size 256GiB] [--max-data-files 1000000]
-                     [--cache-size 10GiB]
-                     [--tls-cert F --tls-key F] [--nats-tls-cert F --nats-tls-key F]
-                     [--max-body-bytes N] [--rate-limit N] [--rate-burst N] [--audit-retention-days N]
-                     [--header-timeout 10s] [--idle-timeout 60s] [--max-connections-per-client 64]
-  parallelic node --nats nats://HOST:4222 [--slots N] [--name NAME] [--work-dir DIR] [--label k=v]
-                  [--join-token-file F | PARALLELIC_JOIN_TOKEN=... | --join-token T]
-                  [--run-as USER | --run-as-range 20000-29999] [--grace 30s] [--metrics-port N]
-                  [--cache-size 10GiB]
-  both:           [--nats-ca F] [--nats-cert F --nats-key F]
-                  [--nats-seed-file F | --nats-user U --nats-password-file F]  (external NATS)
-
-Client (--manager URL, --token T, --ca-file F; or PARALLELIC_MANAGER, PARALLELIC_TOKEN, PARALLELIC_CA_FILE, or
-'parallelic login'):
-  parallelic submit PATH|FILE.zip [--wait|--no-wait]
-  parallelic status [ID] [--json]
-  parallelic logs ID [--instance N | --finalize] [--follow]
-  parallelic results ID [-o DIR|FILE.zip] [--instance N | --finalize]
-  parallelic cancel ID
-  parallelic explain ID [--instance N]      why it waits (or what happened)
-  parallelic rm ID                       delete a finished task, its outputs and logs
-  parallelic data put NAME PATH [--shared]   upload a file or folder as a new version of data set NAME
-                                         (a new data set is yours alone unless --shared; --no-shared unshares)
-  parallelic data share|unshare NAME     let every user see and use NAME, or only you (and admins)
-  parallelic data ls [NAME] [--json]
-  parallelic data rm NAME[@VERSION]
-  parallelic nodes [ls | drain NAME | resume NAME]
-  parallelic login --manager URL --token TOKEN [--ca-file F]   saved for later commands
-  parallelic config show [manager|node] [--config FILE]   the effective configuration and where each value came from
-  parallelic doctor [--nats URL] [--data-dir DIR] [--work-dir DIR]   checks the set-up, says what to fix
-
-Admin:
-  parallelic users [ls | add NAME --role admin|submitter|viewer | rm NAME]
-  parallelic tokens rotate NAME
-  parallelic audit [--limit 100]
-  parallelic nodes token [--rotate]      the join token nodes need
-  parallelic nodes forget NAME           remove a node's NATS user
-`;
-
-const COMMON = { "log-level": "string", "log-format": "string", help: "boolean" } as const;
-const CLIENT = { ...COMMON, manager: "string", token: "string", "ca-file": "string", json: "boolean" } as const;
 
 function logger(flags: Record<string, unknown>) {
   const level = flags["log-level"] ?? "info";
@@ -115,6 +61,12 @@ async function run(argv: string[]): Promise<number> {
   if (!command || command === "help" || command === "--help" || command === "-h") {
     console.log(HELP);
     return command ? 0 : 2;
+  }
+  // Help starts nothing: `manager --help` prints the manager's flags and exits.
+  const help = wantsHelp(rest) ? commandHelp(command) : null;
+  if (help) {
+    console.log(help);
+    return 0;
   }
   switch (command) {
     case "manager": {
@@ -226,23 +178,7 @@ Parallelic manager ready
     case "results":
     case "rm":
     case "data": {
-      const p = parseArgs(rest, {
-        ...CLIENT,
-        wait: "boolean",
-        instance: "string",
-        follow: "boolean",
-        nats: "string",
-        "data-dir": "string",
-        "work-dir": "string",
-        role: "string",
-        limit: "string",
-        rotate: "boolean",
-        finalize: "boolean",
-        shared: "boolean",
-        o: "string",
-        output: "string",
-        ...NATS_CLIENT_FLAGS,
-      });
+      const p = parseArgs(rest, CLIENT_COMMAND_FLAGS[command], command);
       const client = new Client(
         await resolveSettings(p.flags as { manager?: string; token?: string; "ca-file"?: string }),
       );

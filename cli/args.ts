@@ -21,9 +21,10 @@ export interface Parsed {
 /**
  * Parses `argv` by `spec`.
  *
+ * @param command The subcommand (`status`), named in the error on an unknown flag.
  * @throws {ValidationError} On an unknown flag or a missing value.
  */
-export function parseArgs(argv: string[], spec: FlagSpec): Parsed {
+export function parseArgs(argv: string[], spec: FlagSpec, command?: string): Parsed {
   const out: Parsed = { _: [], flags: {} };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -55,7 +56,9 @@ export function parseArgs(argv: string[], spec: FlagSpec): Parsed {
     const kind = spec[name];
     if (!kind) {
       throw new ValidationError(
-        `Unknown flag '--${name}': known flags are ${Object.keys(spec).map((k) => `--${k}`).join(", ")}`,
+        `Unknown flag '--${name}'${command ? ` for 'parallelic ${command}'` : ""}: known flags are ${
+          Object.keys(spec).map((k) => `--${k}`).join(", ")
+        }${command ? ` ('parallelic ${command} --help' explains them)` : ""}`,
       );
     }
     if (kind === "boolean") {

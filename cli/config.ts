@@ -191,7 +191,7 @@ export async function resolveConfig(
   for (const [key, s] of Object.entries(settings)) {
     spec[key] = s.type === "boolean" ? "boolean" : s.type === "list" ? "list" : "string";
   }
-  const parsed = parseArgs(argv, spec);
+  const parsed = parseArgs(argv, spec, section);
   const configPath = (parsed.flags.config as string | undefined) ?? env("PARALLELIC_CONFIG");
   const file = configPath ? await readConfigFile(configPath, section, settings) : {};
   const values: Resolved["values"] = {};
