@@ -17,7 +17,7 @@ import { dataLs, dataPut, dataRm, dataShare, results, rmTask } from "./cli/data.
 import { DEFAULT_PACKAGE_LIMITS } from "./core/package.ts";
 import { createLogger, type LogLevel } from "./core/log.ts";
 import { startManager } from "./manager/mod.ts";
-import { startNode } from "./node/agent.ts";
+import { startNode, VERSION } from "./node/agent.ts";
 
 function logger(flags: Record<string, unknown>) {
   const level = flags["log-level"] ?? "info";
@@ -61,6 +61,10 @@ async function run(argv: string[]): Promise<number> {
   if (!command || command === "help" || command === "--help" || command === "-h") {
     console.log(HELP);
     return command ? 0 : 2;
+  }
+  if (command === "--version" || command === "version") {
+    console.log(`parallelic ${VERSION}`);
+    return 0;
   }
   // Help starts nothing: `manager --help` prints the manager's flags and exits.
   const help = wantsHelp(rest) ? commandHelp(command) : null;

@@ -10,6 +10,7 @@ import { NATS_CLIENT_FLAGS } from "./security_flags.ts";
 
 /** The program's usage. */
 export const HELP = `parallelic: run many instances of a task over many nodes
+  parallelic COMMAND --help   a command's usage and flags;  parallelic --version
 
 Server (every flag also comes from --config FILE ([manager] / [node] tables) or PARALLELIC_<FLAG>):
   parallelic manager [--data-dir DIR] [--port 8080] [--host 127.0.0.1] [--nats URL]

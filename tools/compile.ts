@@ -18,21 +18,28 @@ export const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"]
 /** The target of this machine. */
 export const HOST_TARGET = `${Deno.build.arch}-unknown-linux-gnu`;
 
-/** Compiles main.ts for `target` into `out`; returns null on success, else why it failed. */
-export async function compile(target: string, out: string): Promise<string | null> {
+/**
+ * Compiles main.ts for `target` into `out`; returns null on success, else why
+ * it failed. A binary for this machine is run once built: one that does not
+ * answer as Parallelic (a DENORT_BIN that is plain deno) is a failure.
+ */
+export async function compile(
+  target: string,
+  out: string,
+  denort = Deno.env.get("DENORT_BIN"),
+): Promise<string | null> {
   const root = join(import.meta.dirname!, "..");
-  const denort = Deno.env.get("DENORT_BIN");
   if (denort && target !== HOST_TARGET) {
     return `DENORT_BIN is a ${HOST_TARGET} runtime; ${target} needs its own denort (download blocked here)`;
   }
   const result = await new Deno.Command(Deno.execPath(), {
     args: ["compile", "-A", "--target", target, "--output", out, join(root, "main.ts")],
     cwd: root,
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...(denort ? { DENORT_BIN: denort } : {}) },
     stdout: "piped",
     stderr: "piped",
   }).output();
-  if (result.success) return null;
+  if (result.success) return target === HOST_TARGET ? await checkBinary(out, denort) : null;
   const lines = new TextDecoder().decode(result.stderr).split("\n");
   // The deepest cause says most ("error sending request for url (...denort...)").
   const text = lines.find((l) => /error sending request/.test(l))?.replace(/^\s*\d+: /, "") ??
@@ -40,6 +47,31 @@ export async function compile(target: string, out: string): Promise<string | nul
   return `deno compile failed: ${text}${
     denort ? "" : " (set DENORT_BIN to a denort binary where its download is blocked)"
   }`;
+}
+
+/** How a failed check of a built binary begins. */
+export const NOT_PARALLELIC = "the built binary is not Parallelic";
+
+/** Runs a built binary (`--version`, `help`); null when it answers as Parallelic, else what it did. */
+export async function checkBinary(out: string, denort: string | undefined): Promise<string | null> {
+  const run = async (arg: string) => {
+    try {
+      const r = await new Deno.Command(out, { args: [arg], stdout: "piped", stderr: "piped", stdin: "null" }).output();
+      const text = new TextDecoder().decode(r.stdout).trim() || new TextDecoder().decode(r.stderr).trim();
+      return { ok: r.success, text };
+    } catch (e) {
+      return { ok: false, text: (e as Error).message };
+    }
+  };
+  const version = await run("--version");
+  const help = await run("help");
+  if (version.ok && /^parallelic \d/.test(version.text) && /^parallelic: run many instances/.test(help.text)) {
+    return null;
+  }
+  const said = (version.text.split("\n")[0] || "nothing").slice(0, 120);
+  await Deno.remove(out).catch(() => {}); // Nothing that passes for a release is left in dist/.
+  return `${NOT_PARALLELIC}: '${out} --version' answered '${said}'` +
+    (denort ? ` (DENORT_BIN=${denort} must be the denort runtime of this Deno version, not a deno binary)` : "");
 }
 
 if (import.meta.main) {
@@ -52,14 +84,18 @@ if (import.meta.main) {
   const targets = pick("target") ? [pick("target")!] : TARGETS;
   await Deno.mkdir(outDir, { recursive: true });
   let built = 0;
+  let wrong = false;
   for (const target of targets) {
     const out = join(outDir, `parallelic-${target.split("-")[0]}-linux`);
     const why = await compile(target, out);
-    if (why) console.error(`skipped ${target}: ${why}`);
+    if (why?.startsWith(NOT_PARALLELIC)) {
+      wrong = true;
+      console.error(`error: ${target}: ${why}`);
+    } else if (why) console.error(`skipped ${target}: ${why}`);
     else {
       built++;
       console.error(`built ${out}`);
     }
   }
-  Deno.exit(built > 0 ? 0 : 1);
+  Deno.exit(built > 0 && !wrong ? 0 : 1);
 }
