@@ -18,6 +18,7 @@ import { createBus } from "../core/bus.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 import { Metrics } from "../core/metrics.ts";
+import { lockDir } from "../core/dir_lock.ts";
 import { connectNats, type NatsCredentials, type NatsTls } from "../core/nats_connect.ts";
 import { type NatsServer, startNatsServer } from "../core/nats_server.ts";
 import type { PackageLimits } from "../core/package.ts";
@@ -124,6 +125,8 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
   await Deno.mkdir(dataDir, { recursive: true, mode: 0o700 });
   // Tokens, keys and state live here: only the manager's user may enter.
   await Deno.chmod(dataDir, 0o700);
+  // Before anything in it is touched: a second manager here would take over the first one's nats-server and store.
+  const dirLock = await lockDir(dataDir, "data dir", "--data-dir");
   const cleanups: Array<() => Promise<void> | void> = [];
   let nats: NatsServer | null = null;
   let natsUrl = options.natsUrl;
@@ -300,6 +303,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
         stopping ??= (async () => {
           for (const fn of cleanups.reverse()) await fn();
           await nats?.stop();
+          dirLock.release();
         })();
         return stopping;
       },
@@ -308,6 +312,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     stopping = Promise.resolve();
     for (const fn of cleanups.reverse()) await Promise.resolve(fn()).catch(() => {});
     await nats?.stop();
+    dirLock.release();
     throw e;
   }
 }

@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { type Bus, createBus, unwrap } from "../core/bus.ts";
 import type { ObjectAccess } from "../core/objects.ts";
 import { nodeInboxPrefix } from "../core/nats_auth.ts";
+import { lockDir } from "../core/dir_lock.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import { ValidationError } from "../core/errors.ts";
 import { runSpecProblem } from "../core/task_toml.ts";
@@ -153,6 +154,8 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     ? null
     : resolveRunAsRange(options.runAsRange, { runAs: options.runAs });
   const runAs = options.runAs ? resolveRunAs(options.runAs) : null;
+  // Before joining: a second node on this work dir would clear the first one's runs.
+  const dirLock = await lockDir(options.workDir, "work dir", "--work-dir");
   const ownConnection = !options.nc;
   const nc = options.nc ?? await connectNode({
     natsUrl: options.natsUrl,
@@ -370,6 +373,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       await presenceStopped;
       await resources.close();
       if (ownConnection) await nc.drain().catch(() => {});
+      dirLock.release();
     },
   };
 }

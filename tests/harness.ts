@@ -410,6 +410,8 @@ export async function startTestCluster(size = 3): Promise<TestCluster> {
 export interface ManagerProcess extends AsyncDisposable {
   /** The gateway's port. */
   readonly port: number;
+  /** The running manager's pid (undefined while stopped). */
+  readonly pid: number | undefined;
   /** Calls the API with the admin token. */
   api(path: string, init?: RequestInit): Promise<Response>;
   /** Uploads a zip; returns the new task's id. */
@@ -442,6 +444,9 @@ export function managerProcess(dataDir: string, flags: string[]): ManagerProcess
   };
   return {
     port,
+    get pid() {
+      return child?.pid;
+    },
     api,
     async submit(zip) {
       const res = await api("/api/v1/tasks", {
