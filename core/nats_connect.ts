@@ -36,6 +36,14 @@ export interface ConnectNatsOptions {
   reconnect?: boolean;
   /** Keep trying the first connect while the server is not up. @default {false} */
   waitOnFirstConnect?: boolean;
+  /** With `waitOnFirstConnect`: give up (throwing the last error) after this long. @default {forever} */
+  giveUpAfterMs?: number;
+  /**
+   * With `waitOnFirstConnect`: told why a connect failed and when the next
+   * try comes, at once and then at most every 5 s, so that a wait is never
+   * silent.
+   */
+  onRetry?: (error: Error, retryInMs: number) => void;
 }
 
 /** Connection options for nats.js from {@linkcode ConnectNatsOptions}. */
@@ -80,6 +88,8 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
   // A handshake takes milliseconds; one that nats-server dropped during a reload never ends, so
   // attempts are timed out, starting short and doubling for links where a handshake is slow.
   let patienceMs = 2000;
+  const giveUpAt = Date.now() + (options.giveUpAfterMs ?? Infinity);
+  let toldAt = -Infinity;
   for (;;) {
     const attempt = connect(opts);
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -95,8 +105,12 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
     } catch (e) {
       // A late success of an attempt given up on is closed, never leaked.
       attempt.then((nc) => nc.close(), () => {});
-      if (!options.waitOnFirstConnect || isAuthError(e)) throw e;
+      if (!options.waitOnFirstConnect || isAuthError(e) || Date.now() + pauseMs > giveUpAt) throw e;
       if (timedOut) patienceMs = Math.min(patienceMs * 2, 30_000);
+      if (Date.now() - toldAt >= 5000) {
+        toldAt = Date.now();
+        options.onRetry?.(e as Error, pauseMs);
+      }
     } finally {
       clearTimeout(timer);
     }

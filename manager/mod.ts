@@ -89,6 +89,8 @@ export interface ManagerOptions {
   log: Logger;
   /** Clock. */
   clock?: Clock;
+  /** How long the first connect to NATS is retried before the manager gives up. @default {60000} */
+  natsConnectMs?: number;
 }
 
 /** A running manager. */
@@ -176,11 +178,16 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
       };
       supervise(nats);
     }
+    // An embedded nats-server restarted at once after a crash, or an external one still starting, may refuse
+    // the first connects: retried for a while, each wait said.
     const nc: NatsConnection = await connectNats({
       servers: natsUrl,
       name: "parallelic-manager",
       credentials: natsCredentials,
       tls: options.natsTls,
+      waitOnFirstConnect: true,
+      giveUpAfterMs: options.natsConnectMs ?? 60_000,
+      onRetry: (e, retryInMs) => log.warn("manager:nats-unreachable", { url: natsUrl, error: e.message, retryInMs }),
     });
     cleanups.push(() => nc.drain().catch(() => {}));
     const audit = createAuditLog(kv, log, { retentionMs: options.auditRetentionMs });

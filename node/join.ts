@@ -12,7 +12,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { createBus, unwrap } from "../core/bus.ts";
-import { AuthError } from "../core/errors.ts";
+import { AuthError, ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { JOIN_INBOX_PREFIX, newNkeyUser, nodeInboxPrefix, publicKeyOf } from "../core/nats_auth.ts";
 import { connectNats, isAuthError, type NatsCredentials, type NatsTls } from "../core/nats_connect.ts";
@@ -35,6 +35,40 @@ export interface ConnectNodeOptions {
   /** The version the node reports. */
   version: string;
   log: Logger;
+}
+
+/**
+ * Checks the join token's form before it is used: a token cut short or
+ * mistyped would otherwise fail deep in the NATS handshake, again and again.
+ *
+ * @throws {ValidationError} Saying what is wrong with it.
+ */
+export function checkJoinToken(token: string): void {
+  const t = token.trim();
+  const what = t.length === 0
+    ? "it is empty"
+    : !t.startsWith("SU")
+    ? `it starts '${t.slice(0, 2)}' instead of 'SU'`
+    : t.length !== 58
+    ? `it is ${t.length} characters long instead of 58 (cut short or run together?)`
+    : /[^A-Z2-7]/.test(t)
+    ? "it holds characters other than A-Z and 2-7"
+    : null;
+  let bad = what;
+  if (!bad) {
+    try {
+      publicKeyOf(t);
+    } catch {
+      bad = "its checksum does not match (a character is wrong)";
+    }
+  }
+  if (bad) {
+    throw new ValidationError(
+      `The join token is malformed: ${bad}. Use the whole token that 'parallelic nodes token' prints on the manager ` +
+        `(the manager's data dir holds it in the file join-token)`,
+      { code: "join_token_malformed" },
+    );
+  }
 }
 
 /** Reads the node's nkey seed, making one (mode 0600) at first start. */
@@ -62,6 +96,16 @@ export async function nodeSeed(workDir: string): Promise<string> {
  */
 export async function connectNode(options: ConnectNodeOptions): Promise<NatsConnection> {
   const { name, log } = options;
+  // A manager may still be starting: the node keeps trying, and says so.
+  const unreachable = (e: Error, retryInMs: number) =>
+    log.warn("node:nats-unreachable", {
+      url: options.natsUrl,
+      error: e.message,
+      retryInMs,
+      hint: "is the manager running, and is --nats its NATS address (nats://HOST:4222)?",
+    });
+  // An empty one (PARALLELIC_JOIN_TOKEN="") is none: said below when the node's key turns out to be unknown.
+  if (options.joinToken?.trim()) checkJoinToken(options.joinToken);
   const connectAs = (credentials: NatsCredentials) =>
     connectNats({
       servers: options.natsUrl,
@@ -70,6 +114,7 @@ export async function connectNode(options: ConnectNodeOptions): Promise<NatsConn
       tls: options.tls,
       inboxPrefix: nodeInboxPrefix(name),
       waitOnFirstConnect: true,
+      onRetry: unreachable,
     });
   if (options.credentials) return await connectAs(options.credentials);
   const seed = await nodeSeed(options.workDir);
@@ -96,6 +141,7 @@ export async function connectNode(options: ConnectNodeOptions): Promise<NatsConn
       inboxPrefix: JOIN_INBOX_PREFIX,
       reconnect: false,
       waitOnFirstConnect: true,
+      onRetry: unreachable,
     });
   } catch (e) {
     if (!isAuthError(e)) throw e;

@@ -4,7 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { freePort } from "../core/nats_server.ts";
+import { freePort, startNatsServer } from "../core/nats_server.ts";
+import { createLogger } from "../core/log.ts";
+import { newNkeyUser } from "../core/nats_auth.ts";
+import { startManager } from "../manager/mod.ts";
 import {
   makeZip,
   managerProcess,
@@ -15,6 +18,7 @@ import {
   submitZip,
   tempDir,
   TEST_TOKEN,
+  waitUntil,
 } from "./harness.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -66,5 +70,65 @@ Deno.test({
     );
     const { id } = await (await submitZip(tm, await quick())).json();
     assert.equal((await tm.waitForTask(id)).state, "succeeded");
+  },
+});
+
+Deno.test({
+  name: "a node with a truncated join token exits at once saying the token is malformed",
+  ...opts,
+  async fn() {
+    await using tm = await startTestManager();
+    await using work = await tempDir();
+    const token = tm.manager.joinToken!.slice(0, 30);
+    await using node = startNodeProcess(tm.manager.natsUrl, "cut", join(work.path, "n"), [], {
+      PARALLELIC_JOIN_TOKEN: token,
+    });
+    await waitUntil(() => node.output().includes("error:"), 15_000, "the node to say what is wrong");
+    assert.equal((await node.child.status).code, 1);
+    assert.match(node.output(), /The join token is malformed: it is 30 characters long instead of 58/);
+  },
+});
+
+Deno.test({
+  name: "a node given a wrong --nats address says so at once and keeps trying until a server answers there",
+  ...opts,
+  async fn() {
+    await using work = await tempDir();
+    const port = freePort();
+    await using node = startNodeProcess(`nats://127.0.0.1:${port}`, "early", join(work.path, "n"), [], {
+      PARALLELIC_JOIN_TOKEN: newNkeyUser().seed,
+    });
+    let exited = false;
+    void node.child.status.then(() => exited = true);
+    await waitUntil(() => /node:nats-unreachable/.test(node.output()), 15_000, "a message about the address");
+    assert.match(node.output(), new RegExp(`nats://127\\.0\\.0\\.1:${port}`), "the message names the address");
+    assert.match(node.output(), /is the manager running/);
+    assert.equal(exited, false, "it keeps trying");
+  },
+});
+
+Deno.test({
+  name: "a manager whose NATS server comes up late retries the first connect, saying so, and starts",
+  ...opts,
+  async fn() {
+    await using work = await tempDir();
+    const port = freePort();
+    const lines: string[] = [];
+    const starting = startManager({
+      dataDir: join(work.path, "m"),
+      port: 0,
+      natsUrl: `nats://127.0.0.1:${port}`,
+      localNode: false,
+      token: TEST_TOKEN,
+      log: createLogger({ level: "warn", write: (l) => lines.push(l) }),
+    });
+    await waitUntil(() => lines.some((l) => l.includes("manager:nats-unreachable")), 15_000, "a visible retry");
+    const nats = await startNatsServer({ storeDir: join(work.path, "js"), port });
+    try {
+      const manager = await starting;
+      await manager.stop();
+    } finally {
+      await nats.stop();
+    }
   },
 });
