@@ -11,6 +11,7 @@ import { NotFoundError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { Metrics } from "../core/metrics.ts";
 import {
+  nodeDrain,
   type NodeEvent,
   nodeHeartbeatAll,
   nodeLeavingAll,
@@ -177,6 +178,8 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
     await persist(rec);
     log.info(req.drain ? "node:draining" : "node:resumed", { node: rec.name });
     emit("updated", rec);
+    // What the node holds ahead of its slots must not start there: it hands that back.
+    bus.publish(nodeDrain(rec.name), { drain: req.drain });
     // The caller may submit the moment it hears back (and is answered in-process when it is the gateway): the
     // event must have reached the task actor first. A flush's answer comes after the server delivered it.
     // Disconnected, the event waits in the client's buffer and the drain (stored) stands: answer anyway.

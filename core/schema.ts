@@ -644,6 +644,14 @@ export type Kill = z.infer<typeof Kill>;
 /** `parallelic.node.<name>.kill` */
 export const nodeKill = (name: string) => subject(`parallelic.node.${name}.kill`, Kill);
 
+/**
+ * Node actor → node: you are drained (or resumed). Drained, the node starts
+ * nothing more: what waits on it for a slot goes back as lost results.
+ */
+export const DrainNotice = z.object({ drain: z.boolean() });
+/** `parallelic.node.<name>.drain` */
+export const nodeDrain = (name: string) => subject(`parallelic.node.${name}.drain`, DrainNotice);
+
 /** Node actor → node: you are unknown (lost or forgotten); register again. */
 export const Rejoin = z.object({ reason: z.string() });
 /** `parallelic.node.<name>.rejoin` */

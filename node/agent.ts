@@ -28,6 +28,7 @@ import {
   type Assignment,
   type InstanceRef,
   nodeAssign,
+  nodeDrain,
   nodeKill,
   nodeLeaving,
   nodeLeft,
@@ -186,6 +187,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   const resources = await openResources({ node: name, clock, log, gpus: options.gpus, noCgroups: options.noCgroups });
 
   let stopping = false;
+  let drained = false;
   const isStopping = () => stopping;
   const results = createResultSender({
     bus,
@@ -217,7 +219,8 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     run: runner.run,
     stage: options.noop ? null : runner.stage,
     fits: (job) => resources.fits(job.run),
-    stopping: isStopping,
+    // Drained by an operator, the node starts nothing more either (see `handBack`).
+    stopping: () => stopping || drained,
   });
   const { waiting, running } = queue;
   const { unacked } = results;
@@ -253,7 +256,36 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         } else waiting.set(key, { ref, digest: t.digest, run: t.run });
       }
     }
+    if (drained) handBack();
     queue.pump();
+  }, { signal });
+
+  /** Sends what waits for a slot back to the manager unstarted, as lost (no retry used up): it runs elsewhere. */
+  function handBack() {
+    for (const [key, job] of waiting) {
+      waiting.delete(key);
+      runner.drop(job);
+      results.report({
+        ...job.ref,
+        exitCode: null,
+        signal: null,
+        startedAt: null,
+        endedAt: clock.now(),
+        error: `not started: node ${name} was drained`,
+        lost: true,
+        outputBytes: 0,
+        logBytes: 0,
+        cpuMs: 0,
+        maxRssBytes: 0,
+      });
+    }
+  }
+
+  bus.subscribe(nodeDrain(name), (msg) => {
+    drained = msg.drain;
+    log.info(drained ? "node:drained" : "node:resumed", { handingBack: drained ? waiting.size : 0 });
+    if (drained) handBack();
+    else queue.pump();
   }, { signal });
 
   bus.subscribe(nodeKill(name), (msg) => {

@@ -189,3 +189,26 @@ Deno.test({
     assert.equal(outcome, "exited 0", "open streams end at shutdown");
   },
 });
+
+Deno.test({
+  name: "drain: instances sent ahead to the node do not start there; they go back to the queue",
+  ...opts,
+  async fn() {
+    await using tm = await startTestManager({ leaseMs: 30_000 });
+    await using work = await tempDir();
+    await using _a = startNodeProcess(tm.manager.natsUrl, "a", join(work.path, "a"), ["--slots=1"]);
+    await nodesReady(tm.api, ["a"]);
+    const { id } = await (await submitZip(tm, await sleepy(4, 2))).json();
+    // One runs, and one more waits on the node for the slot (sent ahead).
+    await waitUntil(async () => ((await listNodes(tm.api)).find((n) => n.name === "a")?.holding ?? 0) >= 2);
+    const res = await tm.api("/api/v1/nodes/a/drain", { method: "POST" });
+    assert.equal(res.status, 200, await res.text());
+    await using _b = startNodeProcess(tm.manager.natsUrl, "b", join(work.path, "b"), ["--slots=2"]);
+    const task = await tm.waitForTask(id, 30_000);
+    assert.equal(task.state, "succeeded");
+    const list = await listInstances(tm.api, id);
+    const startedOnA = list.flatMap((i) => i.history).filter((h) => h.node === "a" && h.startedAt !== null);
+    assert.equal(startedOnA.length, 1, "only what ran at the drain ran on a");
+    for (const i of list) assert.equal(i.state, "succeeded");
+  },
+});
