@@ -39,6 +39,7 @@ import { createPackageCache, type PackageCache } from "./cache.ts";
 import { loadLibc } from "./libc.ts";
 import { createRunDirs } from "./run_dirs.ts";
 import { createSpawner } from "./spawn.ts";
+import { createProcessLedger, killLeftovers } from "./leftovers.ts";
 import { connectNode } from "./join.ts";
 import { checkReachable, resolveRunAs, type RunAs } from "./run_as.ts";
 import { createTaskUsers, probeUser, type ResolvedRange, resolveRunAsRange } from "./task_users.ts";
@@ -157,6 +158,8 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   const runAs = options.runAs ? resolveRunAs(options.runAs) : null;
   // Before joining: a second node on this work dir would clear the first one's runs.
   const dirLock = await lockDir(options.workDir, "work dir", "--work-dir");
+  // A run killed outright may have left instances running (which a cancel would not reach): they go first.
+  await killLeftovers(join(options.workDir, "pids"), join(options.workDir, "runs"), log);
   const ownConnection = !options.nc;
   const nc = options.nc ?? await connectNode({
     natsUrl: options.natsUrl,
@@ -167,6 +170,9 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     tls: options.tls,
     version: VERSION,
     log,
+  }).catch((e) => {
+    dirLock.release();
+    throw e;
   });
   const bus = createBus(nc, log, { inbox: nodeInboxPrefix(name) });
   const abort = new AbortController();
@@ -446,7 +452,7 @@ async function prepareWorkDir(
   if (range) await checkReachable(probeUser(range), runsDir);
   const cache = createPackageCache(packagesDir, opened(buckets.packages));
   const libc = loadLibc();
-  const spawner = createSpawner({ libc, clock });
+  const spawner = createSpawner({ libc, clock, ledger: createProcessLedger(join(options.workDir, "pids")) });
   const runDirs = createRunDirs({ dir: runsDir, libc, runAs, spare: 2 * slots + 2, log });
   const taskUsers = range && createTaskUsers({
     range,

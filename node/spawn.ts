@@ -9,6 +9,7 @@
  */
 import type { Clock, TimerId } from "../core/clock.ts";
 import type { ChildUsage, ExitStatus, Libc, SpawnRequest } from "./libc.ts";
+import type { ProcessLedger } from "./leftovers.ts";
 import { treeKills } from "./process_tree.ts";
 
 export type { ExitStatus } from "./libc.ts";
@@ -52,6 +53,8 @@ export interface SpawnerOptions {
   clock: Clock;
   /** How often the output files of a running instance are read (C library spawns). */
   outputPollMs?: number;
+  /** Where running processes are written down, for the next start after a crash (see `leftovers.ts`). */
+  ledger?: ProcessLedger;
 }
 
 /** Starts instance processes. */
@@ -81,7 +84,7 @@ const retryBusy = async <T>(fn: () => Promise<T> | T, tries = 6): Promise<T> => 
 
 /** Creates a spawner: through the C library when given one, else through `Deno.Command`. */
 export function createSpawner(options: SpawnerOptions): Spawner {
-  const { libc, clock } = options;
+  const { libc, clock, ledger } = options;
   const pollMs = options.outputPollMs ?? 100;
 
   if (!libc) {
@@ -103,10 +106,12 @@ export function createSpawner(options: SpawnerOptions): Spawner {
           for await (const chunk of stream) await request.onOutput(chunk, which);
         };
         let done = false;
+        ledger?.started(child.pid);
         const kills = treeKills(child.pid);
         const exited = child.status.then((status) => {
           done = true;
           kills.finish();
+          ledger?.ended(child.pid);
           return { code: status.signal ? null : status.code, signal: status.signal ?? null };
         });
         const ended = Promise.all([exited, pipe(child.stdout, "stdout"), pipe(child.stderr, "stderr")]).then((
@@ -157,6 +162,7 @@ export function createSpawner(options: SpawnerOptions): Spawner {
     kind: "posix_spawn",
     async start(request) {
       const pid = await retryBusy(() => libc.spawn(request));
+      ledger?.started(pid);
       let done = false;
       let reaped = false;
       const kills = treeKills(pid);
@@ -189,6 +195,7 @@ export function createSpawner(options: SpawnerOptions): Spawner {
         const leftovers = libc.killGroup(pid, 0);
         if (leftovers) libc.killGroup(pid, "SIGKILL");
         kills.finish();
+        ledger?.ended(pid);
         return { ...status, leftovers, usage };
       });
       return {

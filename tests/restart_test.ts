@@ -132,3 +132,58 @@ Deno.test({
     }
   },
 });
+
+/** Whether process `pid` lives (a zombie counts as gone). */
+function alive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(Deno.readTextFileSync(`/proc/${pid}/stat`));
+  } catch {
+    return false;
+  }
+}
+
+Deno.test({
+  name: "a node killed with SIGKILL and restarted on its work dir kills what its previous run left, escapees too",
+  ...opts,
+  async fn() {
+    await using tm = await startTestManager({ leaseMs: 3000 });
+    await using work = await tempDir();
+    const mark = join(work.path, "mark");
+    await Deno.mkdir(mark);
+    const zip = await makeZip({
+      "task.toml": `[task]\nentrypoint = "run.sh"\ninstances = 1\n[env]\nMARK = "${mark}"\n`,
+      "run.sh": `#!/bin/sh
+setsid sh -c 'echo $$ > "$MARK/escaped.$PARALLELIC_ATTEMPT"; exec sleep 300' &
+echo $$ > "$MARK/main.$PARALLELIC_ATTEMPT"
+exec sleep 300
+`,
+    });
+    const dir = join(work.path, "n");
+    const first = startNodeProcess(tm.manager.natsUrl, "n", dir);
+    await nodesReady(tm.api, ["n"]);
+    const { id } = await (await submitZip(tm, zip)).json();
+    const pidOf = (file: string) => Number(Deno.readTextFileSync(join(mark, file)).trim());
+    const pids = await waitUntil(() => {
+      try {
+        return [pidOf("main.0"), pidOf("escaped.0")];
+      } catch {
+        return null;
+      }
+    });
+    try {
+      await first.kill("SIGKILL");
+      assert.ok(pids.every(alive), "the instance's processes outlived the node");
+      await using _again = startNodeProcess(tm.manager.natsUrl, "n", dir);
+      await waitUntil(() => !pids.some(alive), 15_000, "the leftovers to be killed");
+      const res = await tm.api(`/api/v1/tasks/${id}/cancel`, { method: "POST" });
+      assert.equal(res.status, 200);
+      assert.equal((await tm.waitForTask(id)).state, "cancelled");
+    } finally {
+      for (const pid of pids) {
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
+    }
+  },
+});

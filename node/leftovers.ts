@@ -1,0 +1,125 @@
+/**
+ * What a node's previous run left behind. Each instance's process group is
+ * written down while it runs (`<work dir>/pids/<pid>-<start time>`, the
+ * start time from /proc so that a pid the kernel gave to another process
+ * since is never taken for it), and crossed out when it ends. A node that
+ * was killed (SIGKILL, a crash, the OOM killer) never crossed out what ran:
+ * on its next start, before it takes work, it kills those groups, and every
+ * process whose environment places it in one of its run dirs (which also
+ * finds what left its group with setsid).
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { Logger } from "../core/log.ts";
+
+/** The running instances' process groups, kept in the work dir. */
+export interface ProcessLedger {
+  /** Writes down the group of a process just started (its pid is the group's id). */
+  started(pid: number): void;
+  /** Crosses it out once it ended and was reaped. */
+  ended(pid: number): void;
+}
+
+/** The start time of process `pid` (clock ticks since boot), or null when it is gone or a zombie. */
+export function startTicks(pid: number): string | null {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return fields[0] === "Z" ? null : fields[19];
+  } catch {
+    return null;
+  }
+}
+
+/** A ledger in `dir` (made when missing). */
+export function createProcessLedger(dir: string): ProcessLedger {
+  // The node's own: instances (another user's, under --run-as) need not list it.
+  Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const names = new Map<number, string>();
+  return {
+    started(pid) {
+      const ticks = startTicks(pid);
+      if (ticks === null) return;
+      const name = `${pid}-${ticks}`;
+      names.set(pid, name);
+      Deno.writeFileSync(join(dir, name), new Uint8Array());
+    },
+    ended(pid) {
+      const name = names.get(pid);
+      if (!name) return;
+      names.delete(pid);
+      try {
+        Deno.removeSync(join(dir, name));
+      } catch { /* gone */ }
+    },
+  };
+}
+
+function kill(pid: number, group: boolean): void {
+  try {
+    Deno.kill(group ? -pid : pid, "SIGKILL");
+  } catch { /* gone */ }
+}
+
+/** Pids of processes whose environment sets PARALLELIC_TASK_ROOT inside `runsDir`. */
+function inRunDirs(runsDir: string): number[] {
+  const marker = new TextEncoder().encode(`\0PARALLELIC_TASK_ROOT=${runsDir}/`);
+  const found: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name) || Number(entry.name) === Deno.pid) continue;
+    try {
+      const env = Deno.readFileSync(`/proc/${entry.name}/environ`);
+      // Prefixed with NUL so that the first variable matches too.
+      const all = new Uint8Array(env.length + 1);
+      all.set(env, 1);
+      if (indexOf(all, marker) >= 0) found.push(Number(entry.name));
+    } catch { /* gone, or not ours to read */ }
+  }
+  return found;
+}
+
+function indexOf(haystack: Uint8Array, needle: Uint8Array): number {
+  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+/**
+ * Kills what a previous run of the node left: the groups in the ledger at
+ * `ledgerDir` whose leader is the process written down, and every process
+ * placed in `runsDir`; waits (up to 5 s) until they are gone, and empties the
+ * ledger. Returns how many processes it killed.
+ */
+export async function killLeftovers(ledgerDir: string, runsDir: string, log: Logger): Promise<number> {
+  const killed = new Set<number>();
+  let entries: Deno.DirEntry[] = [];
+  try {
+    entries = [...Deno.readDirSync(ledgerDir)];
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  for (const entry of entries) {
+    const [pid, ticks] = entry.name.split("-");
+    // Only the process written down: a pid reused since starts at another time.
+    if (startTicks(Number(pid)) === ticks) {
+      kill(Number(pid), true);
+      kill(Number(pid), false); // Not a group leader when spawned through Deno.Command.
+      killed.add(Number(pid));
+    }
+    await Deno.remove(join(ledgerDir, entry.name)).catch(() => {});
+  }
+  for (const pid of inRunDirs(runsDir)) {
+    kill(pid, false);
+    killed.add(pid);
+  }
+  const deadline = Date.now() + 5000;
+  while ([...killed].some((pid) => startTicks(pid) !== null) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  if (killed.size > 0) log.warn("node:leftovers-killed", { processes: killed.size, runsDir });
+  return killed.size;
+}
