@@ -36,6 +36,7 @@ import {
   nodeRejoin,
 } from "../core/schema.ts";
 import { createPackageCache, type PackageCache } from "./cache.ts";
+import { createCacheBudget } from "./cache_budget.ts";
 import { loadLibc } from "./libc.ts";
 import { createRunDirs } from "./run_dirs.ts";
 import { createSpawner } from "./spawn.ts";
@@ -73,7 +74,7 @@ export interface NodeOptions {
   gpus?: number;
   /** Hold memory by watching RSS even where a cgroup could hold it (tests). @default {false} */
   noCgroups?: boolean;
-  /** Most bytes of data sets kept in the node's cache (`--cache-size`). @default {10 GiB} */
+  /** Most bytes of data sets and unpacked packages kept in the node's cache (`--cache-size`). @default {10 GiB} */
   cacheBytes?: number;
   /** Kill grace: SIGTERM, then SIGKILL after this long. @default {1000} */
   killGraceMs?: number;
@@ -450,7 +451,9 @@ async function prepareWorkDir(
   if (runAs || range) await Deno.chmod(options.workDir, 0o711);
   if (runAs) await checkReachable(runAs, runsDir);
   if (range) await checkReachable(probeUser(range), runsDir);
-  const cache = createPackageCache(packagesDir, opened(buckets.packages));
+  // Packages and data sets share --cache-size: what is least recently used and idle goes first, either kind.
+  const budget = createCacheBudget(options.cacheBytes ?? 10 * 2 ** 30);
+  const cache = await createPackageCache(packagesDir, opened(buckets.packages), budget);
   const libc = loadLibc();
   const spawner = createSpawner({ libc, clock, ledger: createProcessLedger(join(options.workDir, "pids")) });
   const runDirs = createRunDirs({ dir: runsDir, libc, runAs, spare: 2 * slots + 2, log });
@@ -466,7 +469,8 @@ async function prepareWorkDir(
   const io = {
     data: await createDataCache({
       dir: join(options.workDir, "data"),
-      capBytes: options.cacheBytes ?? 10 * 2 ** 30,
+      capBytes: budget.capBytes,
+      budget,
       bucket: opened(buckets.data),
       log,
     }),

@@ -10,30 +10,79 @@ import { join } from "node:path";
 import { DEFAULT_PACKAGE_LIMITS, unpackPackageFile } from "../core/package.ts";
 import { UnavailableError } from "../core/errors.ts";
 import type { Digest } from "../core/schema.ts";
+import { type CacheBudget, type Cached, createCacheBudget } from "./cache_budget.ts";
+
+/** An unpacked package held by one user (while its root is copied). */
+export interface PackageLease {
+  /** The folder holding the unpacked task root. */
+  root: string;
+  /** Lets the cache evict it again. */
+  release(): void;
+}
 
 /** A package cache under `dir`. */
 export interface PackageCache {
-  /** Returns the folder holding the unpacked task root of `digest`, fetching it once. */
-  root(digest: Digest, entrypoint: string): Promise<string>;
+  /** Returns the unpacked task root of `digest` (fetching it once), held until `release()`. */
+  acquire(digest: Digest, entrypoint: string): Promise<PackageLease>;
   /** How many packages were fetched from the object store (for tests and metrics). */
   readonly fetches: number;
 }
 
+/** A cached package; `<digest>.ok` (holding its size in bytes) marks it complete. */
+interface Entry extends Cached {
+  ready: Promise<string>;
+}
+
 /**
- * Creates a package cache that fetches from `bucket()`. A package is
- * streamed from the bucket to a file beside the cache (never held whole in
- * memory), unpacked from that file, and the file removed.
+ * Creates a package cache that fetches from `store()` (streamed to a file
+ * beside the cache, never held whole in memory, unpacked from there), counting what it keeps
+ * in `budget` (shared with the data cache): least recently used packages that
+ * no instance is being set up from are evicted to make room. Packages a
+ * previous run unpacked are picked up.
  */
-export function createPackageCache(dir: string, bucket: () => Promise<ObjectAccess>): PackageCache {
-  const pending = new Map<string, Promise<string>>();
+export async function createPackageCache(
+  dir: string,
+  store: () => Promise<ObjectAccess>,
+  budget: CacheBudget = createCacheBudget(Infinity),
+): Promise<PackageCache> {
+  const entries = new Map<string, Entry>();
   let fetches = 0;
+  const entryOf = (digest: string, bytes: number, lastUsed: number, ready: Promise<string>): Entry => {
+    const entry: Entry = {
+      bytes,
+      users: 0,
+      lastUsed,
+      ready,
+      async evict() {
+        if (entries.get(digest) === entry) entries.delete(digest);
+        // Unmarked first: a crash meanwhile leaves a folder that is fetched again, never half a package.
+        await Deno.remove(join(dir, `${digest}.ok`)).catch(() => {});
+        await Deno.remove(join(dir, digest), { recursive: true }).catch(() => {});
+      },
+    };
+    return entry;
+  };
+  await Deno.mkdir(dir, { recursive: true });
+  for await (const item of Deno.readDir(dir)) {
+    const digest = /^(sha256-[0-9a-f]{64})\.ok$/.exec(item.name)?.[1];
+    if (!digest) continue;
+    const root = join(dir, digest);
+    const text = (await Deno.readTextFile(join(dir, item.name))).trim();
+    // Marks written before packages were counted are empty: measured once.
+    const bytes = /^\d+$/.test(text) ? Number(text) : (await planTree(root).catch(() => ({ bytes: 0 }))).bytes;
+    const entry = entryOf(
+      digest,
+      bytes,
+      (await Deno.stat(join(dir, item.name))).mtime?.getTime() ?? 0,
+      Promise.resolve(root),
+    );
+    entries.set(digest, entry);
+    budget.add(entry);
+  }
+
   const fetch = async (digest: Digest, entrypoint: string): Promise<string> => {
     const root = join(dir, digest);
-    try {
-      await Deno.stat(join(dir, `${digest}.ok`));
-      return root;
-    } catch { /* not cached yet */ }
-    const read = await (await bucket()).read(digest);
+    const read = await (await store()).read(digest);
     if (!read) {
       throw new UnavailableError(`Cannot fetch package ${digest} as the object store does not hold it`, {
         code: "package_missing",
@@ -60,18 +109,35 @@ export function createPackageCache(dir: string, bucket: () => Promise<ObjectAcce
     }
     await Deno.remove(root, { recursive: true }).catch(() => {});
     await Deno.rename(tmp, root);
-    await Deno.writeTextFile(join(dir, `${digest}.ok`), "");
+    const size = (await planTree(root)).bytes;
+    const entry = entries.get(digest);
+    if (entry) {
+      entry.bytes = size;
+      await budget.makeRoom(size);
+      budget.add(entry);
+    }
+    await Deno.writeTextFile(join(dir, `${digest}.ok`), String(size));
     return root;
   };
   return {
-    root(digest, entrypoint) {
-      let p = pending.get(digest);
-      if (!p) {
-        p = fetch(digest, entrypoint);
-        pending.set(digest, p);
-        p.catch(() => pending.delete(digest));
+    async acquire(digest, entrypoint) {
+      let entry = entries.get(digest);
+      if (!entry) {
+        const fresh = entryOf(digest, 0, Date.now(), Promise.resolve(""));
+        entries.set(digest, entry = fresh);
+        fresh.ready = fetch(digest, entrypoint);
+        fresh.ready.catch(() => {
+          if (entries.get(digest) === fresh) entries.delete(digest);
+        });
       }
-      return p;
+      const held = entry;
+      const release = budget.hold(held);
+      try {
+        return { root: await held.ready, release };
+      } catch (e) {
+        release();
+        throw e;
+      }
     },
     get fetches() {
       return fetches;

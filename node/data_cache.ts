@@ -17,6 +17,7 @@ import { TooLargeError, UnavailableError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { ObjectAccess } from "../core/objects.ts";
 import { dataBlobObject, dataManifestObject, type DataVersion } from "../core/schema.ts";
+import { type CacheBudget, type Cached, createCacheBudget } from "./cache_budget.ts";
 import { lockTree, removeTree } from "./readonly.ts";
 
 /** A data set version in use by one instance. */
@@ -48,13 +49,12 @@ export interface DataCacheOptions {
   log: Logger;
   /** Files fetched at once. @default {4} */
   concurrency?: number;
+  /** The byte budget shared with the package cache. @default {a budget of `capBytes` of its own} */
+  budget?: CacheBudget;
 }
 
-interface Entry {
+interface Entry extends Cached {
   version: DataVersion;
-  bytes: number;
-  users: number;
-  lastUsed: number;
   ready: Promise<void>;
 }
 
@@ -65,8 +65,19 @@ export async function createDataCache(options: DataCacheOptions): Promise<DataCa
   const { dir, capBytes, log } = options;
   const concurrency = options.concurrency ?? 4;
   const entries = new Map<string, Entry>();
-  let total = 0;
+  const budget = options.budget ?? createCacheBudget(capBytes);
   let fetches = 0;
+  const entryOf = (version: DataVersion, bytes: number, lastUsed: number): Entry => {
+    const entry: Entry = {
+      version,
+      bytes,
+      users: 0,
+      lastUsed,
+      ready: Promise.resolve(),
+      evict: (why) => evict(entry, why),
+    };
+    return entry;
+  };
   await Deno.mkdir(dir, { recursive: true });
 
   // Pick up what a previous run fetched; drop what it left half done.
@@ -80,8 +91,9 @@ export async function createDataCache(options: DataCacheOptions): Promise<DataCa
         const meta = JSON.parse(await Deno.readTextFile(`${path}.json`)) as { bytes: number };
         const mtime = (await Deno.stat(`${path}.json`)).mtime?.getTime() ?? 0;
         const version = `sha256:${name}` as DataVersion;
-        entries.set(version, { version, bytes: meta.bytes, users: 0, lastUsed: mtime, ready: Promise.resolve() });
-        total += meta.bytes;
+        const entry = entryOf(version, meta.bytes, mtime);
+        entries.set(version, entry);
+        budget.add(entry);
         continue;
       } catch { /* unreadable: drop it */ }
     }
@@ -92,20 +104,11 @@ export async function createDataCache(options: DataCacheOptions): Promise<DataCa
 
   async function evict(entry: Entry, why: string) {
     entries.delete(entry.version);
-    total -= entry.bytes;
+    budget.delete(entry);
     const path = join(dir, hexOf(entry.version));
     await Deno.remove(`${path}.json`).catch(() => {});
     await removeTree(path);
     log.info("node:data-evicted", { version: entry.version, bytes: entry.bytes, why });
-  }
-
-  /** Evicts least recently used versions no instance uses until `need` more bytes fit. */
-  async function makeRoom(need: number) {
-    const idle = [...entries.values()].filter((e) => e.users === 0).sort((a, b) => a.lastUsed - b.lastUsed);
-    for (const entry of idle) {
-      if (total + need <= capBytes) break;
-      await evict(entry, "room for another version");
-    }
   }
 
   async function download(bucket: ObjectAccess, file: ManifestFile, root: string) {
@@ -140,8 +143,8 @@ export async function createDataCache(options: DataCacheOptions): Promise<DataCa
       );
     }
     entry.bytes = bytes;
-    await makeRoom(bytes);
-    total += bytes;
+    await budget.makeRoom(bytes);
+    budget.add(entry);
     const final = join(dir, hexOf(entry.version));
     const tmp = `${final}.tmp-${crypto.randomUUID().slice(0, 8)}`;
     try {
@@ -164,7 +167,7 @@ export async function createDataCache(options: DataCacheOptions): Promise<DataCa
       await lockTree(final, log);
       await Deno.writeTextFile(`${final}.json`, JSON.stringify({ name, version: entry.version, bytes }));
     } catch (e) {
-      total -= bytes;
+      budget.delete(entry);
       await removeTree(tmp);
       await removeTree(final);
       throw e;
@@ -183,39 +186,27 @@ export async function createDataCache(options: DataCacheOptions): Promise<DataCa
     async acquire(name, version) {
       let entry = entries.get(version);
       if (!entry) {
-        const fresh: Entry = { version, bytes: 0, users: 0, lastUsed: Date.now(), ready: Promise.resolve() };
+        const fresh = entryOf(version, 0, Date.now());
         fresh.ready = fetchVersion(name, fresh);
         fresh.ready.catch(() => {
           if (entries.get(version) === fresh) entries.delete(version);
         });
         entries.set(version, entry = fresh);
       }
-      entry.users++;
+      const release = budget.hold(entry);
       try {
         await entry.ready;
       } catch (e) {
-        entry.users--;
+        release();
         throw e;
       }
-      entry.lastUsed = Date.now();
-      const held = entry;
-      let released = false;
-      return {
-        path: join(dir, hexOf(version)),
-        release() {
-          if (released) return;
-          released = true;
-          held.users--;
-          held.lastUsed = Date.now();
-          if (total > capBytes) void makeRoom(0).catch(() => {});
-        },
-      };
+      return { path: join(dir, hexOf(version)), release };
     },
     get fetches() {
       return fetches;
     },
     get bytes() {
-      return total;
+      return budget.bytes;
     },
   };
 }

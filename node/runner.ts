@@ -102,8 +102,15 @@ export function createRunner(deps: RunnerDeps): Runner {
     job.user = taskUsers ? taskUsers.hold(job.ref.taskId) : runAs;
     if (job.user === null && taskUsers) return false;
     const user = job.user;
-    const root = cache.root(job.digest as `sha256-${string}`, job.run.entrypoint);
-    job.staged = Promise.all([root, (user as TaskUser | null)?.ready]).then(([r]) => runDirs.take(r, user));
+    // The package is held until the copy is made: the cache does not evict it meanwhile.
+    job.staged = cache.acquire(job.digest as `sha256-${string}`, job.run.entrypoint).then(async (pkg) => {
+      try {
+        await (user as TaskUser | null)?.ready;
+        return await runDirs.take(pkg.root, user);
+      } finally {
+        pkg.release();
+      }
+    });
     job.staged.catch(() => {}); // Reported when the job runs; a dropped job's failure does not matter.
     return true;
   };
