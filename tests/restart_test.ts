@@ -187,3 +187,21 @@ exec sleep 300
     }
   },
 });
+
+Deno.test({
+  name: "a manager killed with SIGKILL and restarted 2 s later comes up on its data dir, again and again",
+  ...opts,
+  async fn() {
+    await using work = await tempDir();
+    await using manager = managerProcess(join(work.path, "m"), [`--nats-port=${freePort()}`]);
+    await manager.start();
+    const id = await manager.submit(await quick());
+    for (let round = 0; round < 3; round++) {
+      await manager.stop("SIGKILL");
+      await new Promise((r) => setTimeout(r, 2000));
+      await manager.start();
+    }
+    const task = await (await manager.api(`/api/v1/tasks/${id}`)).json();
+    assert.equal(task.id, id, "what it stored before is still there");
+  },
+});
