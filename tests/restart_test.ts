@@ -38,7 +38,9 @@ Deno.test({
       ["manager", `--data-dir=${dataDir}`, `--port=${freePort()}`, `--nats-port=${freePort()}`, "--no-local-node"],
       { env: { PARALLELIC_TOKEN: TEST_TOKEN } },
     );
-    assert.equal((await second.child.status).code, 1, second.output());
+    const { code } = await second.child.status;
+    await second.kill(); // exited: waits until its output is read to the end
+    assert.equal(code, 1, second.output());
     assert.match(
       second.output(),
       new RegExp(`data dir ${dataDir} is in use by another Parallelic process \\(pid ${first.pid}\\)`),
@@ -63,7 +65,9 @@ Deno.test({
     await using first = startNodeProcess(tm.manager.natsUrl, "first", dir);
     await nodesReady(tm.api, ["first"]);
     await using second = startNodeProcess(tm.manager.natsUrl, "second", dir);
-    assert.equal((await second.child.status).code, 1, second.output());
+    const { code } = await second.child.status;
+    await second.kill(); // exited: waits until its output is read to the end
+    assert.equal(code, 1, second.output());
     assert.match(
       second.output(),
       new RegExp(`work dir ${dir} is in use by another Parallelic process \\(pid ${first.child.pid}\\)`),
@@ -84,7 +88,9 @@ Deno.test({
       PARALLELIC_JOIN_TOKEN: token,
     });
     await waitUntil(() => node.output().includes("error:"), 15_000, "the node to say what is wrong");
-    assert.equal((await node.child.status).code, 1);
+    const { code } = await node.child.status;
+    await node.kill(); // exited: waits until its output is read to the end
+    assert.equal(code, 1);
     assert.match(node.output(), /The join token is malformed: it is 30 characters long instead of 58/);
   },
 });
