@@ -39,6 +39,7 @@ Deno.test("nodePermissions() names only the node's own subjects, and no JetStrea
     "parallelic.node.n1.assign",
     "parallelic.node.n1.kill",
     "parallelic.node.n1.rejoin",
+    "parallelic.node.n1.drain",
     "_INBOX_n1.>",
   ]);
   assert.ok(

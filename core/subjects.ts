@@ -18,6 +18,7 @@ import {
   ErrorBody,
   logSubjectsOfNode,
   nodeAssign,
+  nodeDrain,
   nodeHeartbeat,
   nodeKill,
   nodeLeaving,
@@ -172,4 +173,5 @@ export const NODE_SUBJECTS: readonly NodeSubject[] = [
   entry(nodeAssign, "manager", "node"),
   entry(nodeKill, "manager", "node"),
   entry(nodeRejoin, "manager", "node"),
+  entry(nodeDrain, "manager", "node"),
 ];
