@@ -29,6 +29,7 @@ export const AuditAction = z.enum([
   "data.share",
   "bus.rejected",
   "object.refused",
+  "logs.dropped",
 ]);
 /** An audited action. */
 export type AuditAction = z.infer<typeof AuditAction>;

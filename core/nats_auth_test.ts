@@ -25,13 +25,14 @@ Deno.test("renderAuthorization() writes a configuration nats-server accepts", as
     .output();
   const said = new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout);
   assert.equal(out.code, 0, said);
-  assert.match(text, /"parallelic\.log\.\*\.\*\.a"/);
+  assert.match(text, /"parallelic\.node\.a\.logs"/);
 });
 
 Deno.test("nodePermissions() names only the node's own subjects, and no JetStream or object-store subject", () => {
   const p = nodePermissions("n1");
   assert.ok(
-    p.publish.every((s) => s.startsWith("parallelic.node.n1.") || s === "parallelic.log.*.*.n1"),
+    // Only its own subjects, served by the manager: none that JetStream answers (log chunks too go through the manager).
+    p.publish.every((s) => s.startsWith("parallelic.node.n1.")),
     String(p.publish),
   );
   assert.ok(!p.publish.some((s) => s.startsWith("$") || s.includes(">")), String(p.publish));

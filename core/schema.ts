@@ -716,12 +716,10 @@ export const nodeJoin: RequestSubject<typeof JoinRequest, typeof JoinReply> = {
 
 /**
  * Log chunks of an instance travel on (and are kept in the LOGS stream under)
- * this subject; the last token is the node that wrote them, which NATS
- * permissions bind to the node's own user.
+ * this subject; the last token is the node that wrote them, which the log
+ * relay (`actors/log_relay.ts`) takes from the node's own subject.
  */
 export const logSubject = (taskId: string, index: number, node: string) => `parallelic.log.${taskId}.${index}.${node}`;
-/** The log subjects a node may publish on: any instance's, under its own name. */
-export const logSubjectsOfNode = (node: string) => `parallelic.log.*.*.${node}`;
 /** All log subjects of one instance (every node that ran an attempt of it). */
 export const logSubjectsOfInstance = (taskId: string, index: number) => `parallelic.log.${taskId}.${index}.*`;
 /** All log subjects of a task. */

@@ -8,15 +8,15 @@
  * manager's object service (`parallelic.node.<name>.objects.read|write`),
  * which checks every call against the node's current assignments. No
  * JetStream API call, and so no JetStream reply a node could aim at a
- * manager subject, is in a node's permissions; the one answer left, the
- * log stream's acknowledgement of a chunk, fits no manager message.
+ * manager subject, is in a node's permissions. Log chunks go through the
+ * manager too (`parallelic.node.<name>.logs`, see `actors/log_relay.ts`),
+ * so a node publishes on no subject that JetStream answers.
  *
  * @module
  */
 import { z } from "zod";
 import {
   ErrorBody,
-  logSubjectsOfNode,
   nodeAssign,
   nodeDrain,
   nodeHeartbeat,
@@ -27,6 +27,7 @@ import {
   nodeRejoin,
   type RequestSubject,
   type Subject,
+  TaskId,
   taskResults,
 } from "./schema.ts";
 
@@ -130,18 +131,57 @@ export const nodeObjectsWrite = objectsSubject("write", ObjectWriteRequest, Obje
 /** Every node's object write subject; `node` must match the subject. */
 export const nodeObjectsWriteAll = nodeObjectsWrite("*");
 
+/** Most bytes of log output in one chunk (a node splits longer output). */
+export const LOG_CHUNK_BYTES = 64 * 1024;
+/** Most bytes of log output in one batch (base64 in JSON stays under a 1 MiB max_payload). */
+export const LOG_BATCH_BYTES = 512 * 1024;
+
+/** A piece of an instance's output, as a node relays it to the manager. */
+export const LogChunk = z.object({
+  taskId: TaskId,
+  index: z.number().int().nonnegative(),
+  attempt: z.number().int().nonnegative(),
+  stream: z.enum(["stdout", "stderr"]),
+  /** Which chunk of this attempt (from 0): with the attempt, it lets the stream drop one sent twice. */
+  seq: z.number().int().nonnegative(),
+  data: z.string().max(Math.ceil(LOG_CHUNK_BYTES / 3) * 4, "a log chunk is at most 64 KiB"),
+});
+/** A log chunk. */
+export type LogChunk = z.infer<typeof LogChunk>;
+/** Node → log relay: chunks, batched; the reply comes once every chunk is stored or dropped. */
+export const LogBatch = z.object({ node: z.string(), chunks: z.array(LogChunk).max(4096) });
+/** A log batch. */
+export type LogBatch = z.infer<typeof LogBatch>;
+/** Reply to {@linkcode LogBatch}: how many chunks were stored, how many dropped (not an instance the node holds). */
+export const LogBatchReply = z.union([
+  z.object({ ok: z.literal(true), stored: z.number().int(), dropped: z.number().int() }),
+  z.object({ ok: z.literal(false), error: ErrorBody }),
+]);
+/** Reply to a log batch. */
+export type LogBatchReply = z.infer<typeof LogBatchReply>;
+
+/** `parallelic.node.<name>.logs`: log chunks of node `name`, which `node` in the message must match. */
+export const nodeLogs = (name: string): RequestSubject<typeof LogBatch, typeof LogBatchReply> => ({
+  subject: `parallelic.node.${name}.logs`,
+  schema: LogBatch,
+  reply: LogBatchReply,
+  sender: "node",
+});
+/** Every node's log subject; `node` must match the subject. */
+export const nodeLogsAll = nodeLogs("*");
+
 /** One subject a node speaks on. */
 export interface NodeSubject {
   /** The subject of node `name`. */
   subject(name: string): string;
-  /** Schema of the message (null: raw bytes, a log chunk). */
-  schema: z.ZodType | null;
+  /** Schema of the message. */
+  schema: z.ZodType;
   /** Schema of the reply, for a request. */
   reply: z.ZodType | null;
   /** Who sends on it. */
   sender: "node" | "manager";
-  /** Who takes it: the manager's actors, the node, or the LOGS stream. */
-  server: "manager" | "node" | "stream";
+  /** Who takes it: the manager's actors or the node (never JetStream). */
+  server: "manager" | "node";
 }
 
 const entry = (
@@ -168,8 +208,7 @@ export const NODE_SUBJECTS: readonly NodeSubject[] = [
   entry(nodeLeft, "node", "manager"),
   entry(nodeObjectsRead, "node", "manager"),
   entry(nodeObjectsWrite, "node", "manager"),
-  // The LOGS stream acknowledges each chunk to the reply subject the publisher names (see SECURITY.md).
-  { subject: logSubjectsOfNode, schema: null, reply: null, sender: "node", server: "stream" },
+  entry(nodeLogs, "node", "manager"),
   entry(nodeAssign, "manager", "node"),
   entry(nodeKill, "manager", "node"),
   entry(nodeRejoin, "manager", "node"),

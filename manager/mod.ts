@@ -13,6 +13,7 @@ import { createTaskActor } from "../actors/task/mod.ts";
 import { createWorkspaceActor } from "../actors/workspace.ts";
 import { createAuditLog, rateLimitedAudit } from "../core/audit.ts";
 import { type Bucket, openBucket } from "../core/objects.ts";
+import { createLogRelay } from "../actors/log_relay.ts";
 import { createObjectService, OBJECT_BUCKETS } from "../actors/object_service.ts";
 import { createBus } from "../core/bus.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
@@ -234,6 +235,14 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
       },
       onRefused: (node, what) =>
         auditRefusal({ action: "object.refused", user: `node:${node}`, address: "nats", target: node, detail: what }),
+    }, { signal: abort.signal });
+    createLogRelay({
+      bus,
+      nc,
+      log,
+      assignments: taskActor.assignments,
+      onDropped: (node, what) =>
+        auditRefusal({ action: "logs.dropped", user: `node:${node}`, address: "nats", target: node, detail: what }),
     }, { signal: abort.signal });
     if (users) createJoinActor({ bus, users, audit, log }, { signal: abort.signal });
     cleanups.push(async () => {

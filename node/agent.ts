@@ -48,6 +48,7 @@ import { remoteBucket } from "./remote_bucket.ts";
 import { createDataCache } from "./data_cache.ts";
 import { removeTree } from "./readonly.ts";
 import { createJobQueue, keyOf } from "./queue.ts";
+import { createLogSender } from "./log_sender.ts";
 import { createResultSender } from "./results.ts";
 import { createRunner } from "./runner.ts";
 import { createPresence } from "./presence.ts";
@@ -205,11 +206,12 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     busy: () => queue.running.size > 1 || queue.waiting.size > 0,
     stopping: isStopping,
   });
+  const logs = createLogSender({ bus, name, clock, log });
   const runner = createRunner({
     name,
     clock,
     log,
-    nc,
+    logs,
     io,
     cache,
     runDirs,
@@ -409,6 +411,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       await metricsServer?.shutdown();
       const presenceStopped = presence.stop();
       results.stop();
+      logs.stop();
       await presenceStopped;
       await resources.close();
       if (ownConnection) await nc.drain().catch(() => {});

@@ -6,14 +6,13 @@
  *
  * @module
  */
-import { jetstream } from "@nats-io/jetstream";
-import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { join } from "node:path";
 import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 import { matrixParams } from "../core/task_toml.ts";
-import { logSubject, type Result } from "../core/schema.ts";
+import type { Result } from "../core/schema.ts";
 import type { PackageCache } from "./cache.ts";
+import type { LogSender } from "./log_sender.ts";
 import { type InstanceIo, type InstanceIoContext, prepareInstanceIo } from "./instance_io.ts";
 import type { Job } from "./queue.ts";
 import type { RunDir, RunDirs } from "./run_dirs.ts";
@@ -46,8 +45,8 @@ export interface RunnerDeps {
   name: string;
   clock: Clock;
   log: Logger;
-  /** The node's connection: log chunks go out on it. */
-  nc: NatsConnection;
+  /** Log chunks go to the manager through it. */
+  logs: LogSender;
   /** Data sets and the workspace (see `instance_io.ts`). */
   io: InstanceIoContext;
   cache: PackageCache;
@@ -87,8 +86,6 @@ export interface Runner {
 /** Creates the node's instance runner. */
 export function createRunner(deps: RunnerDeps): Runner {
   const { name, clock, log, io, cache, runDirs, spawner, runAs, taskUsers, resources, killGraceMs, report } = deps;
-  // Log chunks only: a publish into the LOGS stream and its acknowledgement, no JetStream API call.
-  const js = jetstream(deps.nc);
   let started = 0;
   let baseEnv: Record<string, string> = {};
   for (const k of PASS_ENV) {
@@ -188,17 +185,12 @@ export function createRunner(deps: RunnerDeps): Runner {
       const publishes: Promise<unknown>[] = [];
       let chunkNo = 0;
       let logBytes = 0;
-      const subject = logSubject(ref.taskId, ref.index, name);
+      const source = { taskId: ref.taskId, index: ref.index, attempt: ref.attempt };
       const onOutput = async (chunk: Uint8Array, which: OutputStream) => {
         logBytes += chunk.byteLength;
-        const h = headers();
-        h.set("Parallelic-Attempt", String(ref.attempt));
-        h.set("Parallelic-Stream", which);
-        // The message id lets JetStream drop a duplicate when a retried publish had landed. The stream's
-        // acknowledgement comes back on this node's inbox (see SECURITY.md on where a node could aim it).
-        const msgID = `${ref.taskId}.${ref.index}.${ref.attempt}.${chunkNo++}`;
+        // Through the manager, which stores the chunks of instances this node holds (actors/log_relay.ts).
         publishes.push(
-          publishRetrying(() => js.publish(subject, chunk, { headers: h, msgID })).catch((e) => {
+          deps.logs.send(source, which, chunk, () => chunkNo++).catch((e) => {
             log.warn("node:log-publish-failed", { taskId: ref.taskId, index: ref.index, error: String(e) });
           }),
         );

@@ -10,12 +10,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
 import type { AuditEntry } from "../core/audit.ts";
 import { createBus, unwrap } from "../core/bus.ts";
-import { nodeInboxPrefix } from "../core/nats_auth.ts";
+import { nodeInboxPrefix, nodePermissions } from "../core/nats_auth.ts";
 import { connectNats } from "../core/nats_connect.ts";
 import {
   LOG_STREAM,
+  logSubject,
   nodeAssign,
   nodeHeartbeat,
   nodeJoin,
@@ -35,7 +37,7 @@ import {
   taskSubmit,
   type TaskView,
 } from "../core/schema.ts";
-import { nodeObjectsRead, nodeObjectsWrite } from "../core/subjects.ts";
+import { nodeLogs, nodeObjectsRead, nodeObjectsWrite } from "../core/subjects.ts";
 import { remoteBucket } from "../node/remote_bucket.ts";
 import {
   listInstances,
@@ -115,6 +117,9 @@ const servedSubjects = (taskId: string) => [
     nodeLeft(n).subject,
     nodeObjectsRead(n).subject,
     nodeObjectsWrite(n).subject,
+    nodeLogs(n).subject,
+    // The LOGS stream's subjects: only the manager's log relay publishes there.
+    logSubject(taskId, 0, n),
   ]),
   nodeAssign("n2").subject,
   nodeKill("n2").subject,
@@ -208,6 +213,8 @@ Deno.test({
     const landed: string[] = [];
     const own = (s: string) => s.startsWith("parallelic.node.n1.") || s.startsWith("_INBOX_n1.");
     const busy = [nodeHeartbeat("n2"), nodesEvent, taskProgress(victimId), taskDone(victimId)].map((s) => s.subject);
+    // The relay stores n2's log of the victim there.
+    busy.push(logSubject(victimId, 0, "n2"));
     for (const target of targets.filter((s) => !own(s) && !busy.includes(s))) {
       watcher.subscribe(target, {
         callback: (_e, m) => void landed.push(`${m.subject}: ${new TextDecoder().decode(m.data)}`),
@@ -281,16 +288,35 @@ Deno.test({
     await stolen.flush();
     await new Promise((r) => setTimeout(r, 300));
     assert.deepEqual(landed.splice(0), [], "messages reached manager subjects");
-    // A log chunk with a reply subject: the LOGS stream's acknowledgement goes there. It carries no reply subject and
-    // fits no manager message, so it is dropped (and counted) wherever it lands.
-    for (const reply of foreign) stolen.publish(`parallelic.log.${victimId}.0.n1`, "forged log line\n", { reply });
+    // Log chunks for an instance n2 holds, through n1's log subject: its answer aimed elsewhere is dropped.
+    const forgedLog = {
+      node: "n1",
+      chunks: instances.map((i, seq) => ({
+        taskId: victimId,
+        index: i.index,
+        attempt: i.attempt,
+        stream: "stdout" as const,
+        seq,
+        data: btoa("forged log line\n"),
+      })),
+    };
+    // (A few targets: each drop is audited, and the audit records at most 60 a minute.)
+    const logReplies = [taskCancel.subject, taskSubmit.subject, nodesDrain.subject, logSubject(victimId, 0, "n1")];
+    for (const reply of logReplies) stolen.publish(nodeLogs("n1").subject, JSON.stringify(forgedLog), { reply });
     await stolen.flush();
-    await waitUntil(async () => await stats(tm) >= rejectedBefore + foreign.length + 1, 10_000, "the drops counted");
+    await waitUntil(
+      async () => await stats(tm) >= rejectedBefore + foreign.length + 1 + logReplies.length,
+      10_000,
+      "the drops counted",
+    );
 
     // 4. Results for another node's instances, asked properly: fenced off, none accepted.
     const bus = createBus(stolen, testLogger(), { inbox: nodeInboxPrefix("n1") });
     const reply = unwrap(await bus.request(taskResults("n1"), results));
     assert.deepEqual({ accepted: reply.accepted, ignored: reply.ignored }, { accepted: 0, ignored: instances.length });
+    // Log chunks for them, asked properly: dropped by the relay, none stored.
+    const logReply = unwrap(await bus.request(nodeLogs("n1"), forgedLog));
+    assert.deepEqual({ stored: logReply.stored, dropped: logReply.dropped }, { stored: 0, dropped: instances.length });
     // Claiming to be n2 on its own subject: dropped.
     stolen.publish(taskResults("n1").subject, JSON.stringify({ ...results, node: "n2" }), {
       reply: `${nodeInboxPrefix("n1")}.claim`,
@@ -299,10 +325,12 @@ Deno.test({
 
     // Nothing was acted on.
     await new Promise((r) => setTimeout(r, 500));
-    assert.ok(
-      landed.every((m) => m.includes(`{"stream":"${LOG_STREAM}"`)),
-      `only log acknowledgements reached manager subjects: ${landed.find((m) => !m.includes("PARALLELIC_LOGS"))}`,
-    );
+    assert.deepEqual(landed, [], "nothing reached manager subjects or the LOGS stream");
+    const jsm = await jetstreamManager(watcher);
+    for (const i of instances) {
+      const stored = await jsm.streams.getMessage(LOG_STREAM, { last_by_subj: logSubject(victimId, i.index, "n1") });
+      assert.equal(stored, null, "no forged chunk reached the LOGS stream");
+    }
     const victim = await (await tm.api(`/api/v1/tasks/${victimId}`)).json() as TaskView;
     assert.equal(victim.state, "running");
     assert.equal(victim.counts.running, 2);
@@ -324,7 +352,37 @@ Deno.test({
       entries.some((e) => e.action === "bus.rejected" && /does not match/.test(e.detail ?? "")),
       "the forged sender audited",
     );
+    assert.ok(
+      entries.some((e) => e.action === "logs.dropped" && e.target === "n1" && e.detail?.includes(victimId)),
+      "the forged log chunks audited",
+    );
   },
+});
+
+Deno.test("a node may publish on no subject that JetStream answers: only on its own parallelic.node.<name>.*", async () => {
+  await using tm = await startTestManager();
+  const publish = nodePermissions("n1").publish;
+  assert.ok(publish.every((s) => s.startsWith("parallelic.node.n1.")), String(publish));
+  const nc = await tm.connectNats();
+  try {
+    const jsm = await jetstreamManager(nc);
+    const streams = await jsm.streams.list().next();
+    assert.ok(streams.some((s) => s.config.name === LOG_STREAM));
+    const subjects = streams.flatMap((s) => s.config.subjects ?? []);
+    assert.ok(subjects.length > 0);
+    // A stream subject that a node's subject falls under would store (and acknowledge) what the node publishes.
+    const under = (subject: string, pattern: string) => {
+      const a = subject.split("."), p = pattern.split(".");
+      return p.every((t, i) => t === ">" || (i < a.length && (t === "*" || t === a[i]))) &&
+        (p.at(-1) === ">" ? a.length >= p.length : a.length === p.length);
+    };
+    for (const s of publish) {
+      const wild = s.replaceAll("*", "x").replaceAll(">", "x");
+      assert.ok(!subjects.some((p) => under(wild, p)), `${s} falls under a stream subject`);
+    }
+  } finally {
+    await nc.close();
+  }
 });
 
 Deno.test({
