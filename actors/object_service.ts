@@ -12,13 +12,16 @@
  * assignments, and no JetStream API is in a node's permissions.
  *
  * Content travels in pieces of at most {@linkcode OBJECT_PIECE_BYTES}; a
- * read or a write in progress is a session, one piece in flight, dropped
- * after a minute without a request.
+ * read or a write in progress is a session, ended by its last piece, by the
+ * node (`close`, `abort`: its reader gave up), or after a minute without a
+ * request. What all read sessions hold ahead of their nodes shares one
+ * budget (`readBudgetBytes`): past it, reads wait for others to drain.
  *
  * @module
  */
 import { Buffer } from "node:buffer";
 import type { Bus } from "../core/bus.ts";
+import { type BudgetShare, type ByteBudget, createByteBudget, shareOf } from "../core/byte_budget.ts";
 import { parseManifest } from "../core/data_manifest.ts";
 import { AuthError, NotFoundError, ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
@@ -60,6 +63,18 @@ export interface ObjectServiceDeps {
   assignments: AssignmentView;
   /** Told of every refused call (the manager audits them). */
   onRefused?: (node: string, what: string) => void;
+  /** Most bytes all reads together hold ahead of their nodes (64 MiB). */
+  readBudgetBytes?: number;
+}
+
+/** The service of {@linkcode createObjectService}, as tests see it. */
+export interface ObjectService {
+  /** Reads in progress. */
+  reads(): number;
+  /** Writes in progress. */
+  writes(): number;
+  /** What reads hold ahead of their nodes. */
+  readBudget: ByteBudget;
 }
 
 /** Bucket names, by the short name nodes use. */
@@ -85,6 +100,8 @@ interface ReadSession {
   sent: number;
   /** Requests answered in the order they came (a reader asks a few pieces ahead). */
   turn: Promise<unknown>;
+  /** Its part of the read budget. */
+  share: BudgetShare;
 }
 
 interface WriteSession {
@@ -103,8 +120,9 @@ const summary = (i: ObjectSummary): ObjectSummary => ({
 });
 
 /** Serves nodes' object reads and writes until `signal` aborts. */
-export function createObjectService(deps: ObjectServiceDeps, options: { signal: AbortSignal }): void {
+export function createObjectService(deps: ObjectServiceDeps, options: { signal: AbortSignal }): ObjectService {
   const { bus, log, assignments } = deps;
+  const readBudget = createByteBudget(deps.readBudgetBytes ?? 64 * 2 ** 20);
   const reads = new Map<string, ReadSession>();
   const writes = new Map<string, WriteSession>();
   /** Content hashes of data set versions' files, by version (most recently used last). */
@@ -183,6 +201,19 @@ export function createObjectService(deps: ObjectServiceDeps, options: { signal: 
     }
   };
 
+  /** Frees a read: its chunks fetched ahead and its part of the budget. */
+  function endRead(id: string, s: ReadSession): void {
+    reads.delete(id);
+    s.share.close();
+    void s.reader.cancel().catch(() => {});
+  }
+
+  /** Gives up a write: nothing of it is stored. */
+  function endWrite(id: string, s: WriteSession, why: string): void {
+    writes.delete(id);
+    void s.writer.abort(new Error(why)).catch(() => {});
+  }
+
   const piece = async (s: ReadSession): Promise<{ data: string; done: boolean }> => {
     const parts: Uint8Array[] = [];
     let size = 0;
@@ -204,16 +235,25 @@ export function createObjectService(deps: ObjectServiceDeps, options: { signal: 
       size += take.byteLength;
     }
     s.sent += size;
+    // Passed on: what the session holds ahead of its node shrinks.
+    s.share.give(size);
     // The last piece says so even when the object ends on a piece boundary: readers count on ceil(size / piece).
     if (!done && s.sent >= s.info.size) {
       done = true;
       void s.reader.cancel().catch(() => {});
     }
+    if (done) s.share.close();
     return { data: Buffer.concat(parts).toString("base64"), done };
   };
 
   bus.serve(nodeObjectsReadAll, async (req): Promise<ObjectReadReply> => {
     const { node, bucket, object } = req;
+    if (req.op === "close") {
+      // Allowed after the node lost the instance too: closing frees, it reads nothing.
+      const open = reads.get(req.session);
+      if (open && open.node === node && open.key === `${bucket}/${object}`) endRead(req.session, open);
+      return { ok: true, info: null };
+    }
     await mayRead(node, bucket, object);
     const store = await deps.buckets[bucket]();
     if (req.op === "info") {
@@ -228,7 +268,8 @@ export function createObjectService(deps: ObjectServiceDeps, options: { signal: 
         throw new NotFoundError(`No read of '${object}' in progress under that session`, { code: "no_session" });
       }
     } else {
-      const read = await store.read(object);
+      const share = shareOf(readBudget);
+      const read = await store.read(object, { budget: share });
       if (!read) return { ok: true, info: null };
       const session = crypto.randomUUID();
       s = {
@@ -241,6 +282,7 @@ export function createObjectService(deps: ObjectServiceDeps, options: { signal: 
         seq: 0,
         sent: 0,
         turn: Promise.resolve(),
+        share,
       };
       reads.set(session, s);
       req = { ...req, session, seq: 0 };
@@ -256,9 +298,14 @@ export function createObjectService(deps: ObjectServiceDeps, options: { signal: 
       }
       it.seq++;
       it.seenAt = Date.now();
-      const { data, done } = await piece(it);
-      if (done) reads.delete(session);
-      return { ok: true as const, info: it.info, session, data, done };
+      try {
+        const { data, done } = await piece(it);
+        if (done) reads.delete(session);
+        return { ok: true as const, info: it.info, session, data, done };
+      } catch (e) {
+        endRead(session, it);
+        throw e;
+      }
     });
     s.turn = answer.catch(() => {});
     return await answer;
@@ -269,6 +316,11 @@ export function createObjectService(deps: ObjectServiceDeps, options: { signal: 
     if (req.op === "delete") {
       mayWrite(node, bucket, object);
       return { ok: true, deleted: await (await deps.buckets[bucket]()).delete(object) };
+    }
+    if (req.op === "abort") {
+      const open = writes.get(req.session);
+      if (open && open.node === node && open.key === `${bucket}/${object}`) endWrite(req.session, open, "given up");
+      return { ok: true };
     }
     const attempt = Number(req.metadata?.attempt ?? NaN);
     let session = req.session;
@@ -320,16 +372,13 @@ export function createObjectService(deps: ObjectServiceDeps, options: { signal: 
 
   const sweep = setInterval(() => {
     const old = Date.now() - IDLE_MS;
-    for (const [id, s] of reads) {
-      if (s.seenAt < old) reads.delete(id), void s.reader.cancel().catch(() => {});
-    }
-    for (const [id, s] of writes) {
-      if (s.seenAt < old) writes.delete(id), void s.writer.abort(new Error("abandoned")).catch(() => {});
-    }
+    for (const [id, s] of reads) if (s.seenAt < old) endRead(id, s);
+    for (const [id, s] of writes) if (s.seenAt < old) endWrite(id, s, "abandoned");
   }, IDLE_MS / 4);
   options.signal.addEventListener("abort", () => {
     clearInterval(sweep);
-    for (const s of reads.values()) void s.reader.cancel().catch(() => {});
-    for (const s of writes.values()) void s.writer.abort(new Error("stopping")).catch(() => {});
+    for (const [id, s] of reads) endRead(id, s);
+    for (const [id, s] of writes) endWrite(id, s, "stopping");
   }, { once: true });
+  return { reads: () => reads.size, writes: () => writes.size, readBudget };
 }

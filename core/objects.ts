@@ -14,6 +14,7 @@ import { jetstream, type JetStreamManager, jetstreamManager, StorageType } from 
 import { type ObjectInfo, type ObjectStore, Objm, setSha256Backend } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { createHash } from "node:crypto";
+import type { ByteBudget } from "./byte_budget.ts";
 import { UnavailableError } from "./errors.ts";
 
 setSha256Backend("native");
@@ -61,8 +62,12 @@ export interface Bucket {
   put(name: string, body: ReadableStream<Uint8Array>, metadata?: Record<string, string>): Promise<ObjectInfo>;
   /** Info of a live object, or null. */
   info(name: string): Promise<ObjectInfo | null>;
-  /** Streams an object's content, or null when there is none. */
-  read(name: string): Promise<ObjectRead | null>;
+  /**
+   * Streams an object's content, or null when there is none. With `budget`,
+   * each chunk is taken from it before it is fetched; the reader gives the
+   * bytes back once passed on.
+   */
+  read(name: string, options?: { budget?: Pick<ByteBudget, "take" | "give"> }): Promise<ObjectRead | null>;
   /** Deletes an object (its chunks are purged); false when there was none. */
   delete(name: string): Promise<boolean>;
   /** Renames an object without copying its chunks; false when `to` already exists. */
@@ -102,9 +107,13 @@ export async function openBucket(nc: NatsConnection, name: string, options: Open
     return info && !info.deleted ? info : null;
   };
 
-  const read = async (object: string): Promise<ObjectRead | null> => {
+  const read = async (
+    object: string,
+    options: { budget?: Pick<ByteBudget, "take" | "give"> } = {},
+  ): Promise<ObjectRead | null> => {
     const info = await live(object);
     if (!info) return null;
+    const budget = options.budget;
     const subject = `$O.${name}.C.${info.nuid}`;
     const hash = createHash("sha256");
     let received = 0;
@@ -122,6 +131,7 @@ export async function openBucket(nc: NatsConnection, name: string, options: Open
     };
     if (info.chunks <= 1) {
       // One chunk (or none): a single direct read, no consumer.
+      if (budget && info.size > 0) await budget.take(info.size, info.size);
       const m = info.chunks === 0 ? null : await jsm.streams.getMessage(stream, { last_by_subj: subject });
       const data = m?.data ?? new Uint8Array(0);
       return {
@@ -144,7 +154,14 @@ export async function openBucket(nc: NatsConnection, name: string, options: Open
       body: new ReadableStream<Uint8Array>({
         async pull(controller) {
           try {
-            const batch = await consumer.fetch({ max_messages: Math.min(READ_BATCH, info.chunks - received) });
+            let want = Math.min(READ_BATCH, info.chunks - received);
+            // Under a shared budget, as many chunks as it grants now (at least one, once one is free).
+            if (budget) {
+              const granted = await budget.take(CHUNK_BYTES, want * CHUNK_BYTES);
+              want = Math.max(1, Math.floor(granted / CHUNK_BYTES));
+              budget.give(granted - want * CHUNK_BYTES);
+            }
+            const batch = await consumer.fetch({ max_messages: want });
             let got = 0;
             for await (const m of batch) {
               got++;

@@ -67,6 +67,14 @@ export const ObjectReadRequest = z.discriminatedUnion("op", [
     /** Which piece (from 0; the opening request answers piece 0): a reader may ask a few ahead. */
     seq: z.number().int().nonnegative().optional(),
   }),
+  /** Ends a read the node no longer wants (its reader was cancelled or failed): the manager frees it at once. */
+  z.object({
+    op: z.literal("close"),
+    node: z.string(),
+    bucket: ObjectBucketName,
+    object: ObjectName,
+    session: SessionId,
+  }),
 ]);
 /** An object read request. */
 export type ObjectReadRequest = z.infer<typeof ObjectReadRequest>;
@@ -100,6 +108,14 @@ export const ObjectWriteRequest = z.discriminatedUnion("op", [
     end: z.boolean(),
   }),
   z.object({ op: z.literal("delete"), node: z.string(), bucket: ObjectBucketName, object: ObjectName }),
+  /** Gives up a write in progress (the node's source failed): nothing is stored. */
+  z.object({
+    op: z.literal("abort"),
+    node: z.string(),
+    bucket: ObjectBucketName,
+    object: ObjectName,
+    session: SessionId,
+  }),
 ]);
 /** An object write request. */
 export type ObjectWriteRequest = z.infer<typeof ObjectWriteRequest>;

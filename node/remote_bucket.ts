@@ -66,6 +66,15 @@ export function remoteBucket(bus: Bus, node: string, bucket: ObjectBucketName): 
       const pieces = Math.max(1, Math.ceil(info.size / OBJECT_PIECE_BYTES));
       const ahead: Promise<typeof first>[] = [Promise.resolve(first)];
       let asked = 1;
+      let ended = pieces <= 1 && first.done === true;
+      // A reader that gives up (cancelled, or a piece failed) ends the read on the manager at once.
+      const close = () => {
+        if (ended || !first.session) return;
+        ended = true;
+        bus.request(readSubject, { op: "close", node, bucket, object, session: first.session }, {
+          timeoutMs: TIMEOUT_MS,
+        }).catch(() => {}); // The manager drops it after a minute anyway.
+      };
       const corrupt = (why: string) =>
         new UnavailableError(`Cannot read object '${object}' of bucket '${bucket}' as ${why}`, {
           code: "object_corrupt",
@@ -74,62 +83,82 @@ export function remoteBucket(bus: Bus, node: string, bucket: ObjectBucketName): 
         info,
         body: new ReadableStream<Uint8Array>({
           async pull(controller) {
-            while (asked < pieces && ahead.length < PIECES_AHEAD) {
-              const pending = ask(object, first.session, asked++);
-              pending.catch(() => {}); // Seen when its turn comes.
-              ahead.push(pending);
+            try {
+              while (asked < pieces && ahead.length < PIECES_AHEAD) {
+                const pending = ask(object, first.session, asked++);
+                pending.catch(() => {}); // Seen when its turn comes.
+                ahead.push(pending);
+              }
+              const next = ahead.shift();
+              if (!next) throw corrupt(`it ended early: ${bytes} of ${info.size} bytes`);
+              const reply = await next;
+              const data = fromBase64(reply.data ?? "");
+              hash.update(data);
+              bytes += data.byteLength;
+              if (data.byteLength) controller.enqueue(data);
+              if (!reply.done) return;
+              ended = true;
+              const hex = hash.digest("hex");
+              if (bytes !== info.size || hex !== digestHex(info)) {
+                throw corrupt(`it is corrupt: ${bytes} of ${info.size} bytes, digest ${hex}`);
+              }
+              controller.close();
+            } catch (e) {
+              close();
+              controller.error(e);
             }
-            const next = ahead.shift();
-            if (!next) return controller.error(corrupt(`it ended early: ${bytes} of ${info.size} bytes`));
-            const reply = await next;
-            const data = fromBase64(reply.data ?? "");
-            hash.update(data);
-            bytes += data.byteLength;
-            if (data.byteLength) controller.enqueue(data);
-            if (!reply.done) return;
-            const hex = hash.digest("hex");
-            if (bytes !== info.size || hex !== digestHex(info)) {
-              controller.error(corrupt(`it is corrupt: ${bytes} of ${info.size} bytes, digest ${hex}`));
-            } else controller.close();
           },
+          cancel: close,
         }),
       };
     },
     async put(object, body, metadata) {
       const reader = body.getReader();
       let session: string | undefined;
-      let pending: Uint8Array = new Uint8Array(0);
-      let ended = false;
-      for (;;) {
-        const parts = [pending];
-        let size = pending.byteLength;
-        while (!ended && size < OBJECT_PIECE_BYTES) {
-          const { value, done } = await reader.read();
-          if (done) ended = true;
-          else parts.push(value), size += value.byteLength;
+      try {
+        return await putPieces();
+      } catch (e) {
+        // A source that failed midway: the manager drops the write at once, stores nothing.
+        if (session) {
+          bus.request(writeSubject, { op: "abort", node, bucket, object, session }, { timeoutMs: TIMEOUT_MS })
+            .catch(() => {});
         }
-        const all = parts.length === 1 ? parts[0] : Buffer.concat(parts);
-        const piece = all.subarray(0, OBJECT_PIECE_BYTES);
-        pending = all.subarray(piece.byteLength);
-        const end = ended && pending.byteLength === 0;
-        const reply = unwrap(
-          await bus.request(writeSubject, {
-            op: "put",
-            node,
-            bucket,
-            object,
-            session,
-            metadata: session ? undefined : metadata,
-            data: toBase64(piece),
-            end,
-          }, { timeoutMs: TIMEOUT_MS }),
-        );
-        session = reply.session;
-        if (end) {
-          if (!reply.info) {
-            throw new UnavailableError(`Storing object '${object}' of bucket '${bucket}' was not confirmed`);
+        throw e;
+      }
+      async function putPieces() {
+        let pending: Uint8Array = new Uint8Array(0);
+        let ended = false;
+        for (;;) {
+          const parts = [pending];
+          let size = pending.byteLength;
+          while (!ended && size < OBJECT_PIECE_BYTES) {
+            const { value, done } = await reader.read();
+            if (done) ended = true;
+            else parts.push(value), size += value.byteLength;
           }
-          return reply.info;
+          const all = parts.length === 1 ? parts[0] : Buffer.concat(parts);
+          const piece = all.subarray(0, OBJECT_PIECE_BYTES);
+          pending = all.subarray(piece.byteLength);
+          const end = ended && pending.byteLength === 0;
+          const reply = unwrap(
+            await bus.request(writeSubject, {
+              op: "put",
+              node,
+              bucket,
+              object,
+              session,
+              metadata: session ? undefined : metadata,
+              data: toBase64(piece),
+              end,
+            }, { timeoutMs: TIMEOUT_MS }),
+          );
+          session = reply.session;
+          if (end) {
+            if (!reply.info) {
+              throw new UnavailableError(`Storing object '${object}' of bucket '${bucket}' was not confirmed`);
+            }
+            return reply.info;
+          }
         }
       }
     },
