@@ -5,7 +5,10 @@
  * (`parallelic.log.<task>.<index>.<node>`, as readers expect) only when the
  * node holds that attempt of that instance now. A node therefore publishes
  * on no subject JetStream answers, writes no log of an instance it does not
- * hold, and cannot fill the stream with chunks of other tasks.
+ * hold, and cannot fill the stream with chunks of other tasks. The last
+ * words of an attempt the node lost a moment ago (a cancel's kill, a stale
+ * attempt) are kept too: an attempt a node sent chunks of while it held it
+ * stays open to it for {@linkcode TAIL_MS}.
  *
  * The reply comes once every chunk of the batch is stored (or dropped), so
  * a node keeps a chunk until then and sends it again after a failure; the
@@ -18,6 +21,7 @@ import { Buffer } from "node:buffer";
 import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
 import type { Bus } from "../core/bus.ts";
+import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 import { logSubject } from "../core/schema.ts";
 import { type LogBatchReply, type LogChunk, nodeLogsAll } from "../core/subjects.ts";
@@ -30,10 +34,16 @@ export interface LogRelayDeps {
   /** The manager's connection: chunks are published into the LOGS stream on it. */
   nc: NatsConnection;
   log: Logger;
+  clock: Clock;
   assignments: Pick<AssignmentView, "attemptOf">;
   /** Told of chunks dropped from a batch (the manager audits them, rate-limited). */
   onDropped?: (node: string, what: string) => void;
 }
+
+/** How long an attempt a node sent chunks of stays open to it after it lost the attempt. */
+export const TAIL_MS = 60_000;
+/** Attempts remembered for their tails, at most (the oldest go first). */
+const TAILS_KEPT = 20_000;
 
 /** Counts of the relay, for tests and metrics. */
 export interface LogRelay {
@@ -49,6 +59,21 @@ export function createLogRelay(deps: LogRelayDeps, options: { signal: AbortSigna
   const js = jetstream(deps.nc);
   let stored = 0;
   let dropped = 0;
+  /** When each attempt (`node/task/index/attempt`) was last seen held, oldest first. */
+  const heldAt = new Map<string, number>();
+
+  /** True when `node` holds the chunk's attempt, or held it (and sent chunks of it) within TAIL_MS. */
+  const mayWrite = (node: string, c: LogChunk, now: number) => {
+    const key = `${node}/${c.taskId}/${c.index}/${c.attempt}`;
+    if (assignments.attemptOf(node, c.taskId, c.index) === c.attempt) {
+      heldAt.delete(key);
+      heldAt.set(key, now);
+      if (heldAt.size > TAILS_KEPT) heldAt.delete(heldAt.keys().next().value!);
+      return true;
+    }
+    const at = heldAt.get(key);
+    return at !== undefined && now - at < TAIL_MS;
+  };
 
   const store = (node: string, c: LogChunk) => {
     const h = headers();
@@ -61,7 +86,8 @@ export function createLogRelay(deps: LogRelayDeps, options: { signal: AbortSigna
   };
 
   bus.serve(nodeLogsAll, async ({ node, chunks }): Promise<LogBatchReply> => {
-    const held = chunks.filter((c) => assignments.attemptOf(node, c.taskId, c.index) === c.attempt);
+    const now = deps.clock.now();
+    const held = chunks.filter((c) => mayWrite(node, c, now));
     const foreign = chunks.length - held.length;
     if (foreign > 0) {
       dropped += foreign;

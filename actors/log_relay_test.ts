@@ -7,7 +7,7 @@ import { LOG_CHUNK_BYTES } from "../core/subjects.ts";
 import { createLogSender } from "../node/log_sender.ts";
 import { connectAsNode, startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
 import { ensureStorage } from "./workspace.ts";
-import { createLogRelay } from "./log_relay.ts";
+import { createLogRelay, TAIL_MS } from "./log_relay.ts";
 import type { AssignmentView } from "./object_service.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -27,12 +27,14 @@ async function setup(retryMs?: number) {
     retryMs,
   });
   const abort = new AbortController();
+  const clock = { ...systemClock, nowMs: Date.now(), now: () => clock.nowMs };
   /** Starts the relay, with the attempts it finds held. */
   const relay = (attemptOf: AssignmentView["attemptOf"], onDropped?: (node: string, what: string) => void) =>
     createLogRelay({
       bus: createBus(nats.nc, testLogger()),
       nc: nats.nc,
       log: testLogger(),
+      clock,
       assignments: { attemptOf },
       onDropped,
     }, {
@@ -42,6 +44,7 @@ async function setup(retryMs?: number) {
     nats,
     sender,
     relay,
+    clock,
     async [Symbol.asyncDispose]() {
       sender.stop();
       abort.abort();
@@ -86,6 +89,15 @@ Deno.test({
     assert.equal(first?.string(), "line 0\n");
     assert.equal(first?.header?.get("Parallelic-Attempt"), "2");
     assert.equal(sender.pendingBytes(), 0);
+
+    // The attempt ends on the manager (a cancel): its process's last words still count for a while, then not.
+    held.clear();
+    await sender.send({ taskId: TASK, index: 0, attempt: 2 }, "stderr", text.encode("killed\n"), next);
+    assert.equal(relay.stored(), 304);
+    env.clock.nowMs += TAIL_MS;
+    await sender.send({ taskId: TASK, index: 0, attempt: 2 }, "stderr", text.encode("too late\n"), next);
+    assert.equal(relay.stored(), 304);
+    assert.equal(relay.dropped(), 3);
   },
 });
 

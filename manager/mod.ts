@@ -240,6 +240,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
       bus,
       nc,
       log,
+      clock,
       assignments: taskActor.assignments,
       onDropped: (node, what) =>
         auditRefusal({ action: "logs.dropped", user: `node:${node}`, address: "nats", target: node, detail: what }),
