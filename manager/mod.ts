@@ -8,6 +8,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { join, resolve } from "node:path";
 import { createDataActor } from "../actors/data.ts";
+import { createJoinActor } from "../actors/join.ts";
 import { createNodeActor } from "../actors/node.ts";
 import { createTaskActor } from "../actors/task/mod.ts";
 import { createWorkspaceActor } from "../actors/workspace.ts";
@@ -28,7 +29,6 @@ import { createGateway, type GatewayEnv, type GatewayOptions } from "../gateway/
 import { ensureAdminToken } from "../gateway/auth.ts";
 import { type FrontDoorOptions, startFrontDoor } from "../gateway/front_door.ts";
 import { type ComputeNode, startNode } from "../node/agent.ts";
-import { createJoinActor } from "./join.ts";
 import type { NatsUsers } from "../core/nats_auth.ts";
 import { createNatsUsers } from "./nats_users.ts";
 
