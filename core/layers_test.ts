@@ -3,18 +3,19 @@ import { dirname, join, normalize, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /**
- * The layers and what each may import: core <- actors/node <- gateway <-
- * manager <- main.ts. The CLI is a client of the HTTP API, so it speaks only
- * core's schemas, never the server's code.
+ * The layers and what each may import: core <- actors/services/node <-
+ * gateway <- manager <- main.ts. The CLI is a client of the HTTP API, so it
+ * speaks only core's schemas, never the server's code.
  */
 const ALLOWED: Record<string, readonly string[]> = {
   core: ["core"],
   actors: ["core", "actors"],
+  services: ["core", "services"],
   node: ["core", "node"],
-  gateway: ["core", "actors", "gateway"],
+  gateway: ["core", "actors", "services", "gateway"],
   cli: ["core", "cli"],
-  manager: ["core", "actors", "node", "gateway", "manager"],
-  "main.ts": ["core", "actors", "node", "gateway", "cli", "manager"],
+  manager: ["core", "actors", "services", "node", "gateway", "manager"],
+  "main.ts": ["core", "actors", "services", "node", "gateway", "cli", "manager"],
 };
 const ROOT = normalize(join(dirname(fileURLToPath(import.meta.url)), ".."));
 

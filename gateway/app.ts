@@ -10,8 +10,8 @@
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { taskKey, TASKS } from "../core/kv.ts";
-import type { DataActor } from "../actors/data.ts";
-import type { WorkspaceActor } from "../actors/workspace.ts";
+import type { DataActor } from "../services/data.ts";
+import type { WorkspaceActor } from "../services/workspace.ts";
 import { type AuditLog, createAuditLog } from "../core/audit.ts";
 import { type Bus, errorBody, unwrap } from "../core/bus.ts";
 import { ParallelicError, RateLimitError, ValidationError } from "../core/errors.ts";

@@ -6,9 +6,9 @@
  */
 import type { Hono } from "hono";
 import { z } from "zod";
-import type { DataActor } from "../actors/data.ts";
-import type { DataCaller } from "../actors/data_access.ts";
-import type { WorkspaceActor, WorkspaceSelection } from "../actors/workspace.ts";
+import type { DataActor } from "../services/data.ts";
+import type { DataCaller } from "../services/data_access.ts";
+import type { WorkspaceActor, WorkspaceSelection } from "../services/workspace.ts";
 import { NotFoundError, tooLarge, ValidationError } from "../core/errors.ts";
 import type { PackageLimits } from "../core/package.ts";
 import type { TaskRecord, TokenRecord } from "../core/schema.ts";

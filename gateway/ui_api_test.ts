@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createTaskActor } from "../actors/task/mod.ts";
-import { createDataActor } from "../actors/data.ts";
-import { createWorkspaceActor } from "../actors/workspace.ts";
+import { createDataActor } from "../services/data.ts";
+import { createWorkspaceActor } from "../services/workspace.ts";
 import { createBus } from "../core/bus.ts";
 import { systemClock } from "../core/clock.ts";
 import type { InstanceStatesView, PackageCheckView, TaskProgress } from "../core/schema.ts";

@@ -7,11 +7,11 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { join, resolve } from "node:path";
-import { createDataActor } from "../actors/data.ts";
+import { createDataActor } from "../services/data.ts";
 import { createJoinActor } from "../actors/join.ts";
 import { createNodeActor } from "../actors/node.ts";
 import { createTaskActor } from "../actors/task/mod.ts";
-import { createWorkspaceActor } from "../actors/workspace.ts";
+import { createWorkspaceActor } from "../services/workspace.ts";
 import { createAuditLog, rateLimitedAudit } from "../core/audit.ts";
 import { type Bucket, openBucket } from "../core/objects.ts";
 import { createLogRelay } from "../actors/log_relay.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createDataActor } from "../actors/data.ts";
+import { createDataActor } from "../services/data.ts";
 import { systemClock } from "../core/clock.ts";
 import { TooLargeError } from "../core/errors.ts";
 import { openBucket } from "../core/objects.ts";

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
-import { createDataActor } from "../actors/data.ts";
-import { createWorkspaceActor } from "../actors/workspace.ts";
+import { createDataActor } from "../services/data.ts";
+import { createWorkspaceActor } from "../services/workspace.ts";
 import { Client } from "../cli/client.ts";
 import { createBus, unwrap } from "../core/bus.ts";
 import { systemClock } from "../core/clock.ts";
