@@ -10,8 +10,8 @@
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { taskKey, TASKS } from "../core/kv.ts";
-import type { DataActor } from "../services/data.ts";
-import type { WorkspaceActor } from "../services/workspace.ts";
+import type { DataService } from "../services/data.ts";
+import type { WorkspaceService } from "../services/workspace.ts";
 import { type AuditLog, createAuditLog } from "../core/audit.ts";
 import { type Bus, errorBody, unwrap } from "../core/bus.ts";
 import { ParallelicError, RateLimitError, ValidationError } from "../core/errors.ts";
@@ -50,8 +50,8 @@ import { readUpload } from "./upload.ts";
 export interface GatewayDeps {
   bus: Bus;
   kv: Deno.Kv;
-  workspace: WorkspaceActor;
-  data: DataActor;
+  workspace: WorkspaceService;
+  data: DataService;
   log: Logger;
   /** The manager's metrics registry, served at `GET /metrics`. @default {a private registry} */
   metrics?: Metrics;

@@ -6,9 +6,9 @@
  */
 import type { Hono } from "hono";
 import { z } from "zod";
-import type { DataActor } from "../services/data.ts";
+import type { DataService } from "../services/data.ts";
 import type { DataCaller } from "../services/data_access.ts";
-import type { WorkspaceActor, WorkspaceSelection } from "../services/workspace.ts";
+import type { WorkspaceSelection, WorkspaceService } from "../services/workspace.ts";
 import { NotFoundError, tooLarge, ValidationError } from "../core/errors.ts";
 import type { PackageLimits } from "../core/package.ts";
 import type { TaskRecord, TokenRecord } from "../core/schema.ts";
@@ -22,8 +22,8 @@ import { canonicalWhole, flagQuery, instanceIndex } from "./params.ts";
 export const DATA_SET_PATH = "/api/v1/data/";
 /** What the data routes need from the gateway. */
 export interface DataRoutesDeps {
-  data: DataActor;
-  workspace: WorkspaceActor;
+  data: DataService;
+  workspace: WorkspaceService;
   limits: PackageLimits;
   /** Records deletions. */
   audit: AuditLog;
@@ -75,7 +75,7 @@ function selection(task: TaskRecord, query: (k: string) => string | undefined): 
   return index === task.spec.instances ? { finalize: true } : { instance: index };
 }
 
-/** The caller as the data actor knows callers. */
+/** The caller as the data service knows callers. */
 export const caller = (who: TokenRecord): DataCaller => ({ user: who.user, admin: who.role === "admin" });
 
 const Sharing = z.object({ shared: z.boolean() });

@@ -32,7 +32,7 @@ export interface BodyCap {
 export interface GuardOptions {
   /** Largest request body, in bytes (but where `bodyCaps` say otherwise). */
   maxBodyBytes: number;
-  /** Routes whose bodies have a limit of their own (data set uploads, capped by the data actor as they stream). */
+  /** Routes whose bodies have a limit of their own (data set uploads, capped by the data service as they stream). */
   bodyCaps?: BodyCap[];
   /** Requests per token (sustained per second, and burst). */
   rate: Pick<RateLimitOptions, "perSecond" | "burst">;

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createTaskActor } from "../actors/task/mod.ts";
-import { createDataActor } from "../services/data.ts";
-import { createWorkspaceActor } from "../services/workspace.ts";
+import { createDataService } from "../services/data.ts";
+import { createWorkspaceService } from "../services/workspace.ts";
 import { createBus } from "../core/bus.ts";
 import { systemClock } from "../core/clock.ts";
 import type { InstanceStatesView, PackageCheckView, TaskProgress } from "../core/schema.ts";
@@ -28,8 +28,8 @@ async function startGateway() {
   await actor.ready;
   await addToken(kv, "admin-token", "admin", "admin");
   await addToken(kv, "bob-token", "bob", "submitter");
-  const workspace = await createWorkspaceActor({ nc: nats.nc, kv, log });
-  const data = await createDataActor({ nc: nats.nc, kv, clock: systemClock, log });
+  const workspace = await createWorkspaceService({ nc: nats.nc, kv, log });
+  const data = await createDataService({ nc: nats.nc, kv, clock: systemClock, log });
   const app = createGateway({ bus, kv, workspace, data, log }, { signal: abort.signal });
   return {
     app,

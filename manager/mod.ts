@@ -1,17 +1,17 @@
 /**
  * The manager: an embedded (or external) NATS server, Deno KV, the node,
- * task and workspace actors, the HTTP gateway, and optionally a local node.
- * This module only wires them together.
+ * task and join actors, the workspace and data services, the HTTP gateway,
+ * and optionally a local node. This module only wires them together.
  *
  * @module
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { join, resolve } from "node:path";
-import { createDataActor } from "../services/data.ts";
+import { createDataService } from "../services/data.ts";
 import { createJoinActor } from "../actors/join.ts";
 import { createNodeActor } from "../actors/node.ts";
 import { createTaskActor } from "../actors/task/mod.ts";
-import { createWorkspaceActor } from "../services/workspace.ts";
+import { createWorkspaceService } from "../services/workspace.ts";
 import { createAuditLog, rateLimitedAudit } from "../core/audit.ts";
 import { type Bucket, openBucket } from "../core/objects.ts";
 import { createLogRelay } from "../actors/log_relay.ts";
@@ -199,8 +199,8 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
     });
     const metrics = new Metrics();
     const abort = new AbortController();
-    const workspace = await createWorkspaceActor({ nc, kv, log }, { replicas: options.replicas });
-    const data = await createDataActor({ nc, kv, clock, log }, {
+    const workspace = await createWorkspaceService({ nc, kv, log }, { replicas: options.replicas });
+    const data = await createDataService({ nc, kv, clock, log }, {
       replicas: options.replicas,
       maxDataSetBytes: options.maxDataSetBytes,
       maxDataSetFiles: options.maxDataSetFiles,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createDataActor } from "../services/data.ts";
+import { createDataService } from "../services/data.ts";
 import { systemClock } from "../core/clock.ts";
 import { TooLargeError } from "../core/errors.ts";
 import { openBucket } from "../core/objects.ts";
@@ -13,7 +13,7 @@ const opts = { sanitizeOps: false, sanitizeResources: false };
 
 async function setup(nats: Awaited<ReturnType<typeof startTestNats>>) {
   const kv = await Deno.openKv(join(nats.dir, "state.kv"));
-  const data = await createDataActor({ nc: nats.nc, kv, clock: systemClock, log: testLogger() });
+  const data = await createDataService({ nc: nats.nc, kv, clock: systemClock, log: testLogger() });
   /** Stores a version holding `files` (path → size in bytes of one repeated letter). */
   const version = async (name: string, files: Record<string, number>) => {
     const sources = Object.entries(files).map(([path, size]) => {

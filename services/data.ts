@@ -1,5 +1,5 @@
 /**
- * The data actor: owns shared data sets. It stores uploads as content-
+ * The data service: owns shared data sets. It stores uploads as content-
  * addressed versions in the JetStream object store, keeps their records in
  * Deno KV, pins the versions a task names at submit, refuses to delete a
  * version a live task uses, and collects content no version needs.
@@ -66,16 +66,16 @@ import {
   readAccess,
 } from "./data_access.ts";
 
-/** What the data actor needs. */
-export interface DataActorDeps {
+/** What the data service needs. */
+export interface DataServiceDeps {
   nc: NatsConnection;
   kv: Deno.Kv;
   clock: Clock;
   log: Logger;
 }
 
-/** Options of {@linkcode createDataActor}. */
-export interface DataActorOptions {
+/** Options of {@linkcode createDataService}. */
+export interface DataServiceOptions {
   /** Largest data set version accepted, in bytes of file content. @default {256 GiB} */
   maxDataSetBytes?: number;
   /**
@@ -91,7 +91,7 @@ export interface DataActorOptions {
 /** How an upload's body is laid out. */
 export type UploadFormat = { kind: "tar" } | { kind: "file"; path: string };
 
-/** Options of {@linkcode DataActor.put}. */
+/** Options of {@linkcode DataService.put}. */
 export interface PutOptions {
   format: UploadFormat;
   /** Who uploads. */
@@ -104,15 +104,15 @@ export interface PutOptions {
   declaredBytes?: number;
 }
 
-/** The outcome of {@linkcode DataActor.put}. */
+/** The outcome of {@linkcode DataService.put}. */
 export interface PutResult {
   record: DataVersionRecord;
   /** False when the same content was already a version of this data set. */
   created: boolean;
 }
 
-/** The data actor. */
-export interface DataActor {
+/** The data service. */
+export interface DataService {
   /** The largest version accepted, in bytes. */
   readonly maxDataSetBytes: number;
   /** The most files a version may hold. */
@@ -175,8 +175,8 @@ interface Upload {
 
 const short = (version: string) => `${version.slice(0, 19)}…`;
 
-/** Creates the data actor (and its bucket). */
-export async function createDataActor(deps: DataActorDeps, options: DataActorOptions = {}): Promise<DataActor> {
+/** Creates the data service (and its bucket). */
+export async function createDataService(deps: DataServiceDeps, options: DataServiceOptions = {}): Promise<DataService> {
   const { kv, clock } = deps;
   const log = deps.log.scope({ actor: "data" });
   const maxDataSetBytes = options.maxDataSetBytes ?? 256 * 2 ** 30;

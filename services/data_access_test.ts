@@ -6,7 +6,7 @@ import type { TaskRecord } from "../core/schema.ts";
 import { tarStream } from "../core/tar.ts";
 import { parseTaskToml } from "../core/task_toml.ts";
 import { startTestNats, testLogger } from "../tests/harness.ts";
-import { createDataActor } from "./data.ts";
+import { createDataService } from "./data.ts";
 import { dataSetKey } from "../core/kv.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -17,7 +17,7 @@ const file = (content: string) => {
 const alice = { user: "alice", admin: false };
 const bob = { user: "bob", admin: false };
 const root = { user: "root", admin: true };
-const submit = (data: Awaited<ReturnType<typeof createDataActor>>, by: typeof alice, name = "private") => {
+const submit = (data: Awaited<ReturnType<typeof createDataService>>, by: typeof alice, name = "private") => {
   const toml = `[task]\nentrypoint = "r.sh"\n[data]\nin = "${name}"\n`;
   return data.submitWith(
     parseTaskToml(toml),
@@ -29,7 +29,7 @@ const submit = (data: Awaited<ReturnType<typeof createDataActor>>, by: typeof al
 
 async function setup(nats: { nc: import("@nats-io/transport-node").NatsConnection; dir: string }) {
   const kv = await Deno.openKv(join(nats.dir, "state.kv"));
-  const data = await createDataActor({ nc: nats.nc, kv, clock: systemClock, log: testLogger() });
+  const data = await createDataService({ nc: nats.nc, kv, clock: systemClock, log: testLogger() });
   return { kv, data, [Symbol.asyncDispose]: () => Promise.resolve(kv.close()) };
 }
 

@@ -9,7 +9,7 @@ import { DATA_BUCKET, type TaskRecord } from "../core/schema.ts";
 import { type TarSource, tarStream } from "../core/tar.ts";
 import { parseTaskToml } from "../core/task_toml.ts";
 import { startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
-import { createDataActor } from "./data.ts";
+import { createDataService } from "./data.ts";
 import { dataUseKey, taskKey } from "../core/kv.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -25,7 +25,7 @@ async function setup(
   maxFiles?: number,
 ) {
   const kv = await Deno.openKv(join(nats.dir, "state.kv"));
-  const data = await createDataActor({ nc: nats.nc, kv, clock: systemClock, log: testLogger() }, {
+  const data = await createDataService({ nc: nats.nc, kv, clock: systemClock, log: testLogger() }, {
     maxDataSetBytes: max,
     maxDataSetFiles: maxFiles,
   });
@@ -36,7 +36,7 @@ async function setup(
 }
 
 Deno.test({
-  name: "data actor stores each distinct content once and names versions by their manifest",
+  name: "data service stores each distinct content once and names versions by their manifest",
   ...opts,
   async fn() {
     await using nats = await startTestNats();
@@ -85,7 +85,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "data actor refuses bad names, bad entries and over-limit uploads before storing them",
+  name: "data service refuses bad names, bad entries and over-limit uploads before storing them",
   ...opts,
   async fn() {
     await using nats = await startTestNats();
@@ -122,7 +122,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "data actor pins versions at submit, refuses to delete what a live task uses, and frees unshared content",
+  name: "data service pins versions at submit, refuses to delete what a live task uses, and frees unshared content",
   ...opts,
   async fn() {
     await using nats = await startTestNats();
@@ -191,7 +191,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "data actor refuses a version of more files than maxDataSetFiles, even empty ones, and stores nothing",
+  name: "data service refuses a version of more files than maxDataSetFiles, even empty ones, and stores nothing",
   ...opts,
   async fn() {
     await using nats = await startTestNats();

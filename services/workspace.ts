@@ -1,5 +1,5 @@
 /**
- * The workspace actor: owns what lives in JetStream for tasks. It creates
+ * The workspace service: owns what lives in JetStream for tasks. It creates
  * the package bucket (packages stored once per SHA-256 digest), the
  * workspace bucket (one tar of outputs per instance, and one of finalize's)
  * and the log stream; it stores and reads packages, streams a task's
@@ -34,15 +34,15 @@ import { dataUseKey, instancesOf, spansOf, taskKey, TASKS, writeBatched } from "
 
 zip.configure({ useWebWorkers: false });
 
-/** What the workspace actor needs. */
-export interface WorkspaceActorDeps {
+/** What the workspace service needs. */
+export interface WorkspaceServiceDeps {
   nc: NatsConnection;
   kv: Deno.Kv;
   log: Logger;
 }
 
-/** Options of {@linkcode createWorkspaceActor}. */
-export interface WorkspaceActorOptions {
+/** Options of {@linkcode createWorkspaceService}. */
+export interface WorkspaceServiceOptions {
   /** JetStream replicas for buckets and streams (3 on a NATS cluster). @default {1} */
   replicas?: number;
   /** Most bytes of logs kept; the oldest go first. @default {8 GiB} */
@@ -63,8 +63,8 @@ export interface PackageSource {
   open(): Promise<ReadableStream<Uint8Array>>;
 }
 
-/** The workspace actor. */
-export interface WorkspaceActor {
+/** The workspace service. */
+export interface WorkspaceService {
   /**
    * Stores a package under its digest, from bytes or streamed from a source
    * (a spooled upload); returns false when it was already there.
@@ -103,7 +103,7 @@ export interface WorkspaceActor {
 /** Ensures the buckets and streams Parallelic uses exist; returns the package bucket. */
 export async function ensureStorage(
   nc: NatsConnection,
-  options: WorkspaceActorOptions = {},
+  options: WorkspaceServiceOptions = {},
   log?: Logger,
 ): Promise<ObjectStore> {
   const replicas = options.replicas ?? 1;
@@ -146,11 +146,11 @@ export async function ensureStorage(
 /** How many object deletions run at once when a task is deleted. */
 const DELETE_CONCURRENCY = 16;
 
-/** Creates the workspace actor (creating its buckets and streams). */
-export async function createWorkspaceActor(
-  deps: WorkspaceActorDeps,
-  options: WorkspaceActorOptions = {},
-): Promise<WorkspaceActor> {
+/** Creates the workspace service (creating its buckets and streams). */
+export async function createWorkspaceService(
+  deps: WorkspaceServiceDeps,
+  options: WorkspaceServiceOptions = {},
+): Promise<WorkspaceService> {
   const { nc, kv } = deps;
   const log = deps.log.scope({ actor: "workspace" });
   const packages = await ensureStorage(nc, options, log);

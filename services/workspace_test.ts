@@ -8,7 +8,7 @@ import { readTar, tarStream } from "../core/tar.ts";
 import { parseTaskToml } from "../core/task_toml.ts";
 import { startTestNats, testLogger } from "../tests/harness.ts";
 import { instanceKey, taskKey } from "../core/kv.ts";
-import { createWorkspaceActor } from "./workspace.ts";
+import { createWorkspaceService } from "./workspace.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const text = (path: string, content: string) => {
@@ -42,13 +42,13 @@ function task(id: string, digest: string, state: TaskRecord["state"], toml: stri
 
 async function setup(nats: Awaited<ReturnType<typeof startTestNats>>) {
   const kv = await Deno.openKv(join(nats.dir, "state.kv"));
-  const ws = await createWorkspaceActor({ nc: nats.nc, kv, log: testLogger() });
+  const ws = await createWorkspaceService({ nc: nats.nc, kv, log: testLogger() });
   const bucket = await openBucket(nats.nc, WORKSPACE_BUCKET);
   return { kv, ws, bucket, [Symbol.dispose]: () => kv.close() };
 }
 
 Deno.test({
-  name: "workspace actor streams a task's outputs as zip and tar, whole or one part at the root",
+  name: "workspace service streams a task's outputs as zip and tar, whole or one part at the root",
   ...opts,
   async fn() {
     await using nats = await startTestNats();
@@ -90,7 +90,7 @@ entrypoint = "m.sh"
 });
 
 Deno.test({
-  name: "workspace actor deletes a finished task with its outputs, logs, records and unshared package",
+  name: "workspace service deletes a finished task with its outputs, logs, records and unshared package",
   ...opts,
   async fn() {
     await using nats = await startTestNats();

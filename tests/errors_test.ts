@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
-import { createDataActor } from "../services/data.ts";
-import { createWorkspaceActor } from "../services/workspace.ts";
+import { createDataService } from "../services/data.ts";
+import { createWorkspaceService } from "../services/workspace.ts";
 import { Client } from "../cli/client.ts";
 import { createBus, unwrap } from "../core/bus.ts";
 import { systemClock } from "../core/clock.ts";
@@ -86,8 +86,8 @@ Deno.test({
     const kv = await Deno.openKv(join(nats.dir, "state.kv"));
     const abort = new AbortController();
     await addToken(kv, "admin-token", "admin", "admin");
-    const workspace = await createWorkspaceActor({ nc: nats.nc, kv, log });
-    const data = await createDataActor({ nc: nats.nc, kv, clock: systemClock, log });
+    const workspace = await createWorkspaceService({ nc: nats.nc, kv, log });
+    const data = await createDataService({ nc: nats.nc, kv, clock: systemClock, log });
     const app = createGateway({ bus, kv, workspace, data, log }, { signal: abort.signal });
     const http = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.fetch);
     try {

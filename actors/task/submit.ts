@@ -53,7 +53,7 @@ async function create(s: TaskState, req: SubmitRequest): Promise<SubmitAnswer> {
       detail: `${rec.name}, ${rec.spec.instances} instances, ${rec.digest.slice(0, 19)}…`,
     }));
   }
-  // The data set versions it was pinned to (see DataActor.submitWith): in use from the moment the task exists.
+  // The data set versions it was pinned to (see DataService.submitWith): in use from the moment the task exists.
   for (const [key, { name, version }] of Object.entries(req.spec.data ?? {})) {
     if (version) {
       bound.push({ key: dataUseKey(version, rec.id), value: { taskId: rec.id, name, key } satisfies DataUseRecord });
