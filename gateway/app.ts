@@ -10,7 +10,7 @@
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { taskKey, TASKS } from "../core/kv.ts";
-import type { DataService } from "../services/data.ts";
+import type { DataService } from "../services/data/mod.ts";
 import type { WorkspaceService } from "../services/workspace.ts";
 import { type AuditLog, createAuditLog } from "../core/audit.ts";
 import { type Bus, errorBody, unwrap } from "../core/bus.ts";

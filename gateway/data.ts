@@ -6,8 +6,8 @@
  */
 import type { Hono } from "hono";
 import { z } from "zod";
-import type { DataService } from "../services/data.ts";
-import type { DataCaller } from "../services/data_access.ts";
+import type { DataService } from "../services/data/mod.ts";
+import type { DataCaller } from "../services/data/access.ts";
 import type { WorkspaceSelection, WorkspaceService } from "../services/workspace.ts";
 import { NotFoundError, tooLarge, ValidationError } from "../core/errors.ts";
 import type { PackageLimits } from "../core/package.ts";

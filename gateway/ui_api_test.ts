@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createTaskActor } from "../actors/task/mod.ts";
-import { createDataService } from "../services/data.ts";
+import { createDataService } from "../services/data/mod.ts";
 import { createWorkspaceService } from "../services/workspace.ts";
 import { createBus } from "../core/bus.ts";
 import { systemClock } from "../core/clock.ts";

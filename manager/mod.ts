@@ -7,7 +7,7 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { join, resolve } from "node:path";
-import { createDataService } from "../services/data.ts";
+import { createDataService } from "../services/data/mod.ts";
 import { createJoinActor } from "../actors/join.ts";
 import { createNodeActor } from "../actors/node.ts";
 import { createTaskActor } from "../actors/task/mod.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createDataService } from "../services/data.ts";
+import { createDataService } from "../services/data/mod.ts";
 import { systemClock } from "../core/clock.ts";
 import { TooLargeError } from "../core/errors.ts";
 import { openBucket } from "../core/objects.ts";

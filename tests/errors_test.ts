@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
-import { createDataService } from "../services/data.ts";
+import { createDataService } from "../services/data/mod.ts";
 import { createWorkspaceService } from "../services/workspace.ts";
 import { Client } from "../cli/client.ts";
 import { createBus, unwrap } from "../core/bus.ts";

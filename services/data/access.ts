@@ -11,9 +11,9 @@
  *
  * @module
  */
-import { AuthError, ConflictError } from "../core/errors.ts";
-import { dataSetKey } from "../core/kv.ts";
-import type { DataSetRecord, DataVersionRecord } from "../core/schema.ts";
+import { AuthError, ConflictError } from "../../core/errors.ts";
+import { dataSetKey } from "../../core/kv.ts";
+import type { DataSetRecord, DataVersionRecord } from "../../core/schema.ts";
 
 /** Who asks. Absent: the system itself (sweeps, tests), which may do anything. */
 export interface DataCaller {

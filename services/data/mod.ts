@@ -18,7 +18,7 @@
  * @module
  */
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { Clock } from "../core/clock.ts";
+import type { Clock } from "../../core/clock.ts";
 import {
   checkDataPath,
   distinctBytes,
@@ -26,12 +26,19 @@ import {
   manifestText,
   parseManifest,
   versionOf,
-} from "../core/data_manifest.ts";
-import { AuthError, ConflictError, NotFoundError, tooLarge, TooLargeError, ValidationError } from "../core/errors.ts";
-import { createKeyedLock } from "../core/lock.ts";
-import { retryJetStream } from "../core/jetstream_retry.ts";
-import type { Logger } from "../core/log.ts";
-import { type Bucket, digestHex, openBucket } from "../core/objects.ts";
+} from "../../core/data_manifest.ts";
+import {
+  AuthError,
+  ConflictError,
+  NotFoundError,
+  tooLarge,
+  TooLargeError,
+  ValidationError,
+} from "../../core/errors.ts";
+import { createKeyedLock } from "../../core/lock.ts";
+import { retryJetStream } from "../../core/jetstream_retry.ts";
+import type { Logger } from "../../core/log.ts";
+import { type Bucket, digestHex, openBucket } from "../../core/objects.ts";
 import {
   DATA_BUCKET,
   dataBlobObject,
@@ -44,9 +51,9 @@ import {
   FINAL_STATES,
   type TaskRecord,
   type TaskSpec,
-} from "../core/schema.ts";
-import { readTar, type TarEntry } from "../core/tar.ts";
-import { lineOf } from "../core/task_toml.ts";
+} from "../../core/schema.ts";
+import { readTar, type TarEntry } from "../../core/tar.ts";
+import { lineOf } from "../../core/task_toml.ts";
 import {
   DATA_VERSIONS,
   dataBytesKey,
@@ -55,16 +62,8 @@ import {
   dataVersionKey,
   dataVersionsOf,
   taskKey,
-} from "../core/kv.ts";
-import {
-  accessRecord,
-  type DataCaller,
-  type DataSetAccess,
-  mayPut,
-  mayShare,
-  mayUse,
-  readAccess,
-} from "./data_access.ts";
+} from "../../core/kv.ts";
+import { accessRecord, type DataCaller, type DataSetAccess, mayPut, mayShare, mayUse, readAccess } from "./access.ts";
 
 /** What the data service needs. */
 export interface DataServiceDeps {

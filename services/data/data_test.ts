@@ -1,16 +1,16 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { systemClock } from "../core/clock.ts";
-import { manifestText, versionOf } from "../core/data_manifest.ts";
-import { ConflictError, NotFoundError, TooLargeError, ValidationError } from "../core/errors.ts";
-import { openBucket } from "../core/objects.ts";
-import { DATA_BUCKET, type TaskRecord } from "../core/schema.ts";
-import { type TarSource, tarStream } from "../core/tar.ts";
-import { parseTaskToml } from "../core/task_toml.ts";
-import { startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
-import { createDataService } from "./data.ts";
-import { dataUseKey, taskKey } from "../core/kv.ts";
+import { systemClock } from "../../core/clock.ts";
+import { manifestText, versionOf } from "../../core/data_manifest.ts";
+import { ConflictError, NotFoundError, TooLargeError, ValidationError } from "../../core/errors.ts";
+import { openBucket } from "../../core/objects.ts";
+import { DATA_BUCKET, type TaskRecord } from "../../core/schema.ts";
+import { type TarSource, tarStream } from "../../core/tar.ts";
+import { parseTaskToml } from "../../core/task_toml.ts";
+import { startTestNats, testLogger, waitUntil } from "../../tests/harness.ts";
+import { createDataService } from "./mod.ts";
+import { dataUseKey, taskKey } from "../../core/kv.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const text = (path: string, content: string, mode = 0o644): TarSource => {

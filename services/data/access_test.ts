@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { systemClock } from "../core/clock.ts";
-import { AuthError, ConflictError, NotFoundError, ValidationError } from "../core/errors.ts";
-import type { TaskRecord } from "../core/schema.ts";
-import { tarStream } from "../core/tar.ts";
-import { parseTaskToml } from "../core/task_toml.ts";
-import { startTestNats, testLogger } from "../tests/harness.ts";
-import { createDataService } from "./data.ts";
-import { dataSetKey } from "../core/kv.ts";
+import { systemClock } from "../../core/clock.ts";
+import { AuthError, ConflictError, NotFoundError, ValidationError } from "../../core/errors.ts";
+import type { TaskRecord } from "../../core/schema.ts";
+import { tarStream } from "../../core/tar.ts";
+import { parseTaskToml } from "../../core/task_toml.ts";
+import { startTestNats, testLogger } from "../../tests/harness.ts";
+import { createDataService } from "./mod.ts";
+import { dataSetKey } from "../../core/kv.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const file = (content: string) => {
