@@ -11,7 +11,7 @@ import {
   nodesEvent,
   nodesList,
 } from "../core/schema.ts";
-import { connectAsNode, startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
+import { connectAsNode, startTestNats, testLogger, waitUntil } from "../tests/kit/mod.ts";
 import { createNodeActor } from "./node.ts";
 
 const register = {

@@ -24,7 +24,7 @@ import {
   startMainProcess,
   startNodeProcess,
   startTestCluster,
-} from "../tests/harness.ts";
+} from "../tests/kit/mod.ts";
 import { type BenchContext, type ProcStats, procStats, sleep } from "./_util.ts";
 
 /** The admin token of benchmark managers. */

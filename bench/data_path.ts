@@ -30,7 +30,7 @@ import { dataSources } from "../cli/data.ts";
 import { CHUNK_BYTES } from "../core/objects.ts";
 import { tarStream } from "../core/tar.ts";
 import { removeTree } from "../node/readonly.ts";
-import { makeZip } from "../tests/harness.ts";
+import { makeZip } from "../tests/kit/mod.ts";
 import { RUNS_FILE } from "./_util.ts";
 
 const ROOT = resolve(import.meta.dirname!, "..");

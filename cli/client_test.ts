@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { RateLimitError, UnavailableError, ValidationError } from "../core/errors.ts";
-import { tempDir } from "../tests/harness.ts";
+import { tempDir } from "../tests/kit/mod.ts";
 import { Client, resolveSettings, saveSettings } from "./client.ts";
 import { submitPackage } from "./commands.ts";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { tempDir } from "../tests/harness.ts";
+import { tempDir } from "../tests/kit/mod.ts";
 import { MANAGER_SETTINGS, NODE_SETTINGS, resolveConfig, showConfig } from "./config.ts";
 
 Deno.test("resolveConfig(): flags win over the environment, which wins over the file", async () => {

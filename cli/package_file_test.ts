@@ -3,7 +3,7 @@ import { dirname, join } from "node:path";
 import { TooLargeError } from "../core/errors.ts";
 import { sha256Digest, sha256File } from "../core/package.ts";
 import { zipFolder } from "../core/package_zip.ts";
-import { tempDir } from "../tests/harness.ts";
+import { tempDir } from "../tests/kit/mod.ts";
 import { loadPackage } from "./package_file.ts";
 
 const MiB = 2 ** 20;

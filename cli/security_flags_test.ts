@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { tempDir } from "../tests/harness.ts";
+import { tempDir } from "../tests/kit/mod.ts";
 import { gatewayLimits, joinToken } from "./security_flags.ts";
 
 Deno.test("joinToken(): the file, then the flag, then PARALLELIC_JOIN_TOKEN (flags win, as everywhere)", async () => {

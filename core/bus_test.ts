@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connectAsNode, startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
+import { connectAsNode, startTestNats, testLogger, waitUntil } from "../tests/kit/mod.ts";
 import { createBus, describeIssue, unwrap } from "./bus.ts";
 import {
   type CancelRequest,

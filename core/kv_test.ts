@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { recordingAtomics, tempKv } from "../tests/harness.ts";
+import { recordingAtomics, tempKv } from "../tests/kit/mod.ts";
 import { type BatchedWrite, MAX_MUTATIONS_PER_ATOMIC, writeBatched } from "./kv.ts";
 
 /** `n` instance records, to fill an atomic up to where a test wants it. */

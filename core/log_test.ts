@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { tempDir } from "../tests/harness.ts";
+import { tempDir } from "../tests/kit/mod.ts";
 import { createLogger } from "./log.ts";
 
 Deno.test("createLogger() writes scoped JSON lines, and steps of every scope to one trace file", async () => {

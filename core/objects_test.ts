@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { startTestNats } from "../tests/harness.ts";
+import { startTestNats } from "../tests/kit/mod.ts";
 import { CHUNK_BYTES, digestHex, openBucket } from "./objects.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { makeZip, tempDir } from "../tests/harness.ts";
+import { makeZip, tempDir } from "../tests/kit/mod.ts";
 import { rawZip } from "../tests/raw_zip.ts";
 import { TooLargeError, ValidationError } from "./errors.ts";
 import {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ManualClock } from "../core/clock.ts";
-import { kvWith, tempKv } from "../tests/harness.ts";
+import { kvWith, tempKv } from "../tests/kit/mod.ts";
 import { addToken, addUser, createTokenCache, rotateToken } from "./auth.ts";
 
 const withKv = async (fn: (kv: Deno.Kv) => Promise<void>) => {

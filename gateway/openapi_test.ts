@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createLogger } from "../core/log.ts";
-import { makeZip, startTestManager } from "../tests/harness.ts";
+import { makeZip, startTestManager } from "../tests/kit/mod.ts";
 import { createGateway } from "./app.ts";
 import { OPERATIONS } from "./openapi.ts";
 

@@ -6,7 +6,7 @@ import { createWorkspaceService } from "../services/workspace.ts";
 import { createBus } from "../core/bus.ts";
 import { systemClock } from "../core/clock.ts";
 import type { InstanceStatesView, PackageCheckView, TaskProgress } from "../core/schema.ts";
-import { makeZip, startTestNats, testLogger } from "../tests/harness.ts";
+import { makeZip, startTestNats, testLogger } from "../tests/kit/mod.ts";
 import { createGateway } from "./app.ts";
 import { addToken } from "./auth.ts";
 

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { openBucket } from "../core/objects.ts";
 import { sha256Digest } from "../core/package.ts";
 import { type Digest, PACKAGE_BUCKET } from "../core/schema.ts";
-import { makeZip, startTestNats, tempDir } from "../tests/harness.ts";
+import { makeZip, startTestNats, tempDir } from "../tests/kit/mod.ts";
 import { copyTree, createPackageCache, SMALL_TREE } from "./cache.ts";
 import { createCacheBudget } from "./cache_budget.ts";
 

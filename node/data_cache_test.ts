@@ -6,7 +6,7 @@ import { TooLargeError } from "../core/errors.ts";
 import { openBucket } from "../core/objects.ts";
 import { DATA_BUCKET, type DataVersion } from "../core/schema.ts";
 import { tarStream } from "../core/tar.ts";
-import { startTestNats, tempDir, testLogger } from "../tests/harness.ts";
+import { startTestNats, tempDir, testLogger } from "../tests/kit/mod.ts";
 import { createDataCache } from "./data_cache.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };

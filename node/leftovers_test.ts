@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { testLogger } from "../tests/harness.ts";
+import { testLogger } from "../tests/kit/mod.ts";
 import { createProcessLedger, killLeftovers, startTicks } from "./leftovers.ts";
 
 Deno.test("leftovers: a written-down group is killed; a pid whose start time differs is left alone", async () => {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { openBucket } from "../core/objects.ts";
 import { outputObject, WORKSPACE_BUCKET } from "../core/schema.ts";
-import { startTestNats, tempDir } from "../tests/harness.ts";
+import { startTestNats, tempDir } from "../tests/kit/mod.ts";
 import { collectOutputs, fetchWorkspace, storeOutputs } from "./outputs.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };

@@ -6,7 +6,7 @@ import { openBucket } from "../core/objects.ts";
 import { logSubject, outputObject, type TaskRecord, WORKSPACE_BUCKET } from "../core/schema.ts";
 import { readTar, tarStream } from "../core/tar.ts";
 import { parseTaskToml } from "../core/task_toml.ts";
-import { startTestNats, testLogger } from "../tests/harness.ts";
+import { startTestNats, testLogger } from "../tests/kit/mod.ts";
 import { instanceKey, taskKey } from "../core/kv.ts";
 import { createWorkspaceService } from "./workspace.ts";
 

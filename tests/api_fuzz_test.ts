@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { OPERATIONS } from "../gateway/openapi.ts";
-import { addApiUser, makeZip, ROOT, startTestManager, TEST_TOKEN, type TestManager } from "./harness.ts";
+import { addApiUser, makeZip, ROOT, startTestManager, TEST_TOKEN, type TestManager } from "./kit/mod.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 

@@ -5,7 +5,7 @@
  * parameter, never a 500 and never read as something else.
  */
 import assert from "node:assert/strict";
-import { makeZip, startTestManager } from "./harness.ts";
+import { makeZip, startTestManager } from "./kit/mod.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { freePort } from "../core/nats_server.ts";
 import type { TaskView } from "../core/schema.ts";
-import { listInstances, makeZip, managerProcess, startNodeProcess, tempDir, waitUntil } from "./harness.ts";
+import { listInstances, makeZip, managerProcess, startNodeProcess, tempDir, waitUntil } from "./kit/mod.ts";
 
 Deno.test({
   name: "a manager restored from a backup taken mid-run completes the task",

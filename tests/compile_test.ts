@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { compile, HOST_TARGET, NOT_PARALLELIC } from "../tools/compile.ts";
-import { tempDir } from "./harness.ts";
+import { tempDir } from "./kit/mod.ts";
 
 const denort = Deno.env.get("DENORT_BIN");
 if (!denort) {

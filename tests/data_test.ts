@@ -19,7 +19,7 @@ import {
   startTestManager,
   submitZip,
   tempDir,
-} from "./harness.ts";
+} from "./kit/mod.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const BIG_BYTES = 200 * 2 ** 20;

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { addApiUser, makeZip, runCli, startTestManager } from "./harness.ts";
+import { addApiUser, makeZip, runCli, startTestManager } from "./kit/mod.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 

@@ -10,7 +10,7 @@ import { AuthError, ERROR_CLASSES, errorClassOfStatus, ParallelicError, RateLimi
 import { nodesDrain } from "../core/schema.ts";
 import { createGateway } from "../gateway/app.ts";
 import { addToken } from "../gateway/auth.ts";
-import { startTestNats, testLogger } from "./harness.ts";
+import { startTestNats, testLogger } from "./kit/mod.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 

@@ -18,7 +18,7 @@ import {
   submitZip,
   tempDir,
   waitUntil,
-} from "./harness.ts";
+} from "./kit/mod.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { makeZip } from "./harness.ts";
+import { makeZip } from "./kit/mod.ts";
 import { rawZip } from "./raw_zip.ts";
 
 /** One hostile package. */

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { TaskView } from "../core/schema.ts";
-import { listInstances, listNodes, makeZip, ROOT, tempDir, TEST_TOKEN, waitUntil } from "./harness.ts";
+import { listInstances, listNodes, makeZip, ROOT, tempDir, TEST_TOKEN, waitUntil } from "./kit/mod.ts";
 
 const isRoot = Deno.uid?.() === 0;
 const hasIp = await new Deno.Command("ip", { args: ["-V"], stdout: "null", stderr: "null" }).output()

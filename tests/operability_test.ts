@@ -13,7 +13,7 @@ import {
   tempDir,
   TEST_TOKEN,
   waitUntil,
-} from "./harness.ts";
+} from "./kit/mod.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 

@@ -15,7 +15,7 @@ import {
   startTestManager,
   submitZip,
   tempDir,
-} from "./harness.ts";
+} from "./kit/mod.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 

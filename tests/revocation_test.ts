@@ -4,7 +4,7 @@
  * real connection, while the streams of other users stay open.
  */
 import assert from "node:assert/strict";
-import { addApiUser, makeZip, startTestManager } from "./harness.ts";
+import { addApiUser, makeZip, startTestManager } from "./kit/mod.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 

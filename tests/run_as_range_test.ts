@@ -15,7 +15,7 @@ import {
   tempDir,
   type TestManager,
   waitUntil,
-} from "./harness.ts";
+} from "./kit/mod.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false, ignore: Deno.build.os !== "linux" };
 const skipped = () => {

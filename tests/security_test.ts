@@ -23,7 +23,7 @@ import {
   testLogger,
   type TestManager,
   waitUntil,
-} from "./harness.ts";
+} from "./kit/mod.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -342,7 +342,7 @@ Deno.test({
   async fn() {
     await using tm = await startTestManager();
     await using work = await tempDir();
-    // The node holds the join token (PARALLELIC_JOIN_TOKEN, from the harness), an API token, and a cloud key.
+    // The node holds the join token (PARALLELIC_JOIN_TOKEN, from the test kit), an API token, and a cloud key.
     const secrets = {
       PARALLELIC_TOKEN: "leak-api-token-7f3a",
       AWS_SECRET_ACCESS_KEY: "leak-aws-key-55de",

@@ -6,7 +6,7 @@
  * client cannot claim another address.
  */
 import assert from "node:assert/strict";
-import { makeZip, startTestManager, type TestManager } from "./harness.ts";
+import { makeZip, startTestManager, type TestManager } from "./kit/mod.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const encoder = new TextEncoder();

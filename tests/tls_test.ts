@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { makeZip, runCli, startNodeProcess, startTestManager, tempDir, TEST_TOKEN, waitUntil } from "./harness.ts";
+import { makeZip, runCli, startNodeProcess, startTestManager, tempDir, TEST_TOKEN, waitUntil } from "./kit/mod.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 

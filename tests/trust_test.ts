@@ -50,7 +50,7 @@ import {
   testLogger,
   type TestManager,
   waitUntil,
-} from "./harness.ts";
+} from "./kit/mod.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 

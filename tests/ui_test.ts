@@ -18,7 +18,7 @@ import {
   TEST_TOKEN,
   type TestManager,
   waitUntil,
-} from "./harness.ts";
+} from "./kit/mod.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const SHOTS = join(ROOT, "test-output", "screenshots");

@@ -19,7 +19,7 @@ import {
   type TaskRecord,
   taskSubmit,
 } from "../../core/schema.ts";
-import { kvWith, recordingAtomics, startTestNats, testLogger, waitUntil } from "../../tests/harness.ts";
+import { kvWith, recordingAtomics, startTestNats, testLogger, waitUntil } from "../../tests/kit/mod.ts";
 import {
   AUDIT,
   dataUseKey,

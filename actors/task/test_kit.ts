@@ -4,7 +4,7 @@
  * @module
  */
 import { type Bus, createBus, unwrap } from "../../core/bus.ts";
-import { connectAsNode, testLogger } from "../../tests/harness.ts";
+import { connectAsNode, testLogger } from "../../tests/kit/mod.ts";
 import {
   type Assignment,
   type InstanceRef,

@@ -5,7 +5,7 @@ import { AuthError, ConflictError, NotFoundError, ValidationError } from "../../
 import type { TaskRecord } from "../../core/schema.ts";
 import { tarStream } from "../../core/tar.ts";
 import { parseTaskToml } from "../../core/task_toml.ts";
-import { startTestNats, testLogger } from "../../tests/harness.ts";
+import { startTestNats, testLogger } from "../../tests/kit/mod.ts";
 import { createDataService } from "./mod.ts";
 import { dataSetKey } from "../../core/kv.ts";
 

@@ -8,7 +8,7 @@ import { openBucket } from "../../core/objects.ts";
 import { DATA_BUCKET, type TaskRecord } from "../../core/schema.ts";
 import { type TarSource, tarStream } from "../../core/tar.ts";
 import { parseTaskToml } from "../../core/task_toml.ts";
-import { startTestNats, testLogger, waitUntil } from "../../tests/harness.ts";
+import { startTestNats, testLogger, waitUntil } from "../../tests/kit/mod.ts";
 import { createDataService } from "./mod.ts";
 import { dataUseKey, taskKey } from "../../core/kv.ts";
 

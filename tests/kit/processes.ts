@@ -1,0 +1,191 @@
+/**
+ * Parallelic as child processes: `main.ts` run as a node, as the CLI, or as
+ * a manager that a test can kill and start again.
+ *
+ * @module
+ */
+import { join, resolve } from "node:path";
+import { freePort } from "../../core/nats_server.ts";
+import type { TaskView } from "../../core/schema.ts";
+import { joinTokenOf, TEST_TOKEN, type TestManager } from "./manager.ts";
+import { waitUntil } from "./wait.ts";
+
+/** The repository root. */
+export const ROOT = resolve(import.meta.dirname!, "../..");
+
+/** A `deno run -A main.ts ...` child process, its output collected. */
+export interface MainProcess extends AsyncDisposable {
+  child: Deno.ChildProcess;
+  /** Output (stdout and stderr) so far. */
+  output(): string;
+  /** Sends `signal` (unless it exited) and waits until it has exited. */
+  kill(signal?: Deno.Signal): Promise<void>;
+}
+
+/**
+ * Starts `deno run -A [denoFlags] main.ts ARGS` as a child process (a node,
+ * or a manager of its own for benchmarks).
+ */
+export function startMainProcess(
+  args: string[],
+  options: { denoFlags?: string[]; env?: Record<string, string> } = {},
+): MainProcess {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", ...options.denoFlags ?? [], join(ROOT, "main.ts"), ...args],
+    env: options.env,
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+  let out = "";
+  const decoder = new TextDecoder();
+  const drain = (s: ReadableStream<Uint8Array>) =>
+    (async () => {
+      for await (const c of s) out += decoder.decode(c);
+    })().catch(() => {});
+  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
+  let done = false;
+  const kill = async (signal: Deno.Signal = "SIGTERM") => {
+    if (!done) {
+      try {
+        child.kill(signal);
+      } catch { /* exited */ }
+    }
+    await child.status;
+    done = true;
+    await drained;
+  };
+  return { child, output: () => out, kill, [Symbol.asyncDispose]: () => kill("SIGKILL") };
+}
+
+/** A compute node running as its own process (`deno run main.ts node`). */
+export interface NodeProcess extends MainProcess {
+  name: string;
+}
+
+/**
+ * Starts `main.ts node` as a child process. It gets the join token of the
+ * test manager at `natsUrl` in `PARALLELIC_JOIN_TOKEN` unless `env` sets it;
+ * `denoFlags` go to `deno run` (say, `--cpu-prof`).
+ */
+export function startNodeProcess(
+  natsUrl: string,
+  name: string,
+  workDir: string,
+  extra: string[] = [],
+  env: Record<string, string> = {},
+  denoFlags: string[] = [],
+): NodeProcess {
+  const joinToken = joinTokenOf(natsUrl);
+  const process = startMainProcess(
+    ["node", `--nats=${natsUrl}`, `--name=${name}`, `--work-dir=${workDir}`, ...extra],
+    { denoFlags, env: { ...(joinToken ? { PARALLELIC_JOIN_TOKEN: joinToken } : {}), ...env } },
+  );
+  return { name, ...process };
+}
+
+/** Runs `main.ts` with `args` and `env` (the CLI); returns its exit code and output. */
+export async function runCli(
+  target: Record<string, string> | TestManager,
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  // A test manager, or the environment to run with.
+  const env = "manager" in target && typeof target.manager === "object"
+    ? { PARALLELIC_MANAGER: (target as TestManager).manager.url, PARALLELIC_TOKEN: TEST_TOKEN }
+    : target as Record<string, string>;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", join(ROOT, "main.ts"), ...args],
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const d = new TextDecoder();
+  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+}
+
+/**
+ * A manager run as its own process on a fixed port and data dir, so that a
+ * test can kill it and start it again (fault, shutdown and backup tests).
+ */
+export interface ManagerProcess extends AsyncDisposable {
+  /** The gateway's port. */
+  readonly port: number;
+  /** The running manager's pid (undefined while stopped). */
+  readonly pid: number | undefined;
+  /** Calls the API with the admin token. */
+  api(path: string, init?: RequestInit): Promise<Response>;
+  /** Uploads a zip; returns the new task's id. */
+  submit(zip: Uint8Array): Promise<string>;
+  /** Polls a task until it is final. */
+  waitForTask(id: string, timeoutMs?: number): Promise<TaskView>;
+  /** Starts the manager (again) and waits until its gateway answers. */
+  start(): Promise<void>;
+  /** Sends `signal` to the manager and waits for it to exit; returns how it exited. */
+  stop(signal?: Deno.Signal): Promise<Deno.CommandStatus | null>;
+}
+
+/** Makes a {@linkcode ManagerProcess} (not started) with `flags` after `manager --data-dir --port`. */
+export function managerProcess(dataDir: string, flags: string[]): ManagerProcess {
+  const port = freePort();
+  let child: Deno.ChildProcess | undefined;
+  const api = (path: string, init: RequestInit = {}) =>
+    fetch(`http://127.0.0.1:${port}${path}`, {
+      ...init,
+      headers: { ...init.headers, authorization: `Bearer ${TEST_TOKEN}` },
+    });
+  const stop = async (signal: Deno.Signal = "SIGTERM") => {
+    if (!child) return null;
+    try {
+      child.kill(signal);
+    } catch { /* exited */ }
+    const status = await child.status;
+    child = undefined;
+    return status;
+  };
+  return {
+    port,
+    get pid() {
+      return child?.pid;
+    },
+    api,
+    async submit(zip) {
+      const res = await api("/api/v1/tasks", {
+        method: "POST",
+        headers: { "content-type": "application/zip" },
+        body: zip as Uint8Array<ArrayBuffer>,
+      });
+      if (res.status !== 201) throw new Error(`submit answered ${res.status}: ${await res.text()}`);
+      return (await res.json()).id;
+    },
+    waitForTask: (id, timeoutMs = 60_000) =>
+      waitUntil(
+        async () => {
+          const t = await (await api(`/api/v1/tasks/${id}`)).json() as TaskView;
+          return ["succeeded", "failed", "cancelled"].includes(t.state) ? t : null;
+        },
+        timeoutMs,
+        `task ${id} to end`,
+      ),
+    async start() {
+      child = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          join(ROOT, "main.ts"),
+          "manager",
+          `--data-dir=${dataDir}`,
+          `--port=${port}`,
+          "--no-local-node",
+          "--log-level=warn",
+          ...flags,
+        ],
+        env: { PARALLELIC_TOKEN: TEST_TOKEN },
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      await waitUntil(() => api("/healthz").then((r) => r.ok, () => false), 30_000, "the manager to answer");
+    },
+    stop,
+    [Symbol.asyncDispose]: async () => void await stop("SIGTERM"),
+  };
+}
