@@ -15,17 +15,11 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { join } from "node:path";
 import { createBus } from "../core/bus.ts";
 import { createLogger } from "../core/log.ts";
-import { startNatsServer } from "../core/nats_server.ts";
+import { startNatsCluster, startNatsServer } from "../core/nats_server.ts";
 import { zipFolder } from "../core/package_zip.ts";
 import { type NodeRecord, type SubmitView, type TaskDone, taskDoneAll } from "../core/schema.ts";
-import {
-  type MainProcess,
-  type NodeProcess,
-  startMainProcess,
-  startNodeProcess,
-  startTestCluster,
-} from "../tests/kit/mod.ts";
 import { type BenchContext, type ProcStats, procStats, sleep } from "./_util.ts";
+import { type MainProcess, startMainProcess } from "../tools/main_process.ts";
 
 /** The admin token of benchmark managers. */
 const TOKEN = "parallelic-bench-token";
@@ -68,7 +62,7 @@ export interface BenchCluster extends AsyncDisposable {
   /** The benchmark's own NATS connection. */
   readonly nc: NatsConnection;
   /** The node processes started so far. */
-  readonly nodes: NodeProcess[];
+  readonly nodes: MainProcess[];
   /** Calls the API with the admin token. */
   api(path: string, init?: RequestInit): Promise<Response>;
   /** Calls the API and returns its JSON, throwing on an error status. */
@@ -78,7 +72,7 @@ export interface BenchCluster extends AsyncDisposable {
   /** Resolves with the task's done event (also when it came before the call); rejects after `timeoutMs`. */
   done(taskId: string, timeoutMs?: number): Promise<TaskDone>;
   /** Starts node processes and waits until they all joined. */
-  addNodes(count: number, options?: AddNodesOptions): Promise<NodeProcess[]>;
+  addNodes(count: number, options?: AddNodesOptions): Promise<MainProcess[]>;
   /** /proc readings of the manager. */
   managerStats(): Promise<ProcStats>;
   /** /proc readings of the nats-server. */
@@ -91,10 +85,12 @@ export interface BenchCluster extends AsyncDisposable {
 export async function startCluster(ctx: BenchContext, options: ClusterOptions = {}): Promise<BenchCluster> {
   const dataDir = join(ctx.dir, "manager");
   const profile = (who: string) => ctx.profileDir ? ["--cpu-prof", `--cpu-prof-dir=${join(ctx.profileDir, who)}`] : [];
-  const clustered = (options.natsServers ?? 1) > 1 ? await startTestCluster(options.natsServers) : null;
+  const clustered = (options.natsServers ?? 1) > 1
+    ? await startNatsCluster(join(ctx.dir, "nats-cluster"), options.natsServers, "parallelic-bench")
+    : null;
   const natsServer = clustered?.servers[0] ?? await startNatsServer({ storeDir: join(ctx.dir, "nats"), port: 0 });
   const natsUrl = clustered?.urls ?? natsServer.url;
-  const stopNats = () => clustered ? clustered[Symbol.asyncDispose]() : natsServer.stop();
+  const stopNats = async () => void await Promise.all((clustered?.servers ?? [natsServer]).map((s) => s.stop()));
   const manager: MainProcess = startMainProcess([
     "manager",
     `--data-dir=${dataDir}`,
@@ -107,7 +103,7 @@ export async function startCluster(ctx: BenchContext, options: ClusterOptions = 
     "--rate-limit=1000000",
     ...options.managerArgs ?? [],
   ], { denoFlags: profile("manager"), env: { ...options.env, PARALLELIC_TOKEN: TOKEN } });
-  const nodes: NodeProcess[] = [];
+  const nodes: MainProcess[] = [];
   let nc: NatsConnection | undefined;
   try {
     const deadline = Date.now() + 60_000;
@@ -187,18 +183,15 @@ export async function startCluster(ctx: BenchContext, options: ClusterOptions = 
         for (let i = first; i < want; i += batch) {
           for (let j = i; j < Math.min(want, i + batch); j++) {
             const name = `bench-${j}`;
-            nodes.push(startNodeProcess(
-              natsUrl!,
-              name,
-              join(opts.workDir ?? ctx.dir, name),
-              [
-                `--slots=${opts.slots ?? 1}`,
-                "--log-level=warn",
-                ...opts.noop ? ["--bench-noop"] : [],
-              ],
-              options.env ?? {},
-              profile("nodes"),
-            ));
+            nodes.push(startMainProcess([
+              "node",
+              `--nats=${natsUrl}`,
+              `--name=${name}`,
+              `--work-dir=${join(opts.workDir ?? ctx.dir, name)}`,
+              `--slots=${opts.slots ?? 1}`,
+              "--log-level=warn",
+              ...opts.noop ? ["--bench-noop"] : [],
+            ], { denoFlags: profile("nodes"), env: options.env ?? {} }));
           }
           // Start the next few once these joined, so that 50 starts do not thrash two cores.
           const started = Math.min(want, i + batch);

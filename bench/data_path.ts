@@ -22,18 +22,18 @@
 import { StorageType } from "@nats-io/jetstream";
 import { Objm } from "@nats-io/obj";
 import { connect } from "@nats-io/transport-node";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { startNatsServer } from "../core/nats_server.ts";
 import { parseArgs } from "../cli/args.ts";
 import { Client } from "../cli/client.ts";
 import { dataSources } from "../cli/data.ts";
 import { CHUNK_BYTES } from "../core/objects.ts";
+import { zipFolder } from "../core/package_zip.ts";
 import { tarStream } from "../core/tar.ts";
 import { removeTree } from "../node/readonly.ts";
-import { makeZip } from "../tests/kit/mod.ts";
-import { RUNS_FILE } from "./_util.ts";
+import { ROOT, RUNS_FILE } from "./_util.ts";
+import { startMainProcess } from "../tools/main_process.ts";
 
-const ROOT = resolve(import.meta.dirname!, "..");
 const TOKEN = "bench-data-path-token";
 const MiB = 2 ** 20;
 
@@ -56,38 +56,10 @@ export async function peakRss(pid: number): Promise<number> {
   return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
 }
 
-/** A child process whose output is kept, with a way to wait for a line. */
+/** A child process whose output is kept, with a way to wait for a line (`tools/main_process.ts`). */
 export function spawn(args: string[], env: Record<string, string> = {}) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", join(ROOT, "main.ts"), ...args],
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let out = "";
-  const decoder = new TextDecoder();
-  for (const s of [child.stdout, child.stderr]) {
-    (async () => {
-      for await (const c of s) out += decoder.decode(c);
-    })().catch(() => {});
-  }
-  const waitFor = async (re: RegExp, what: string, timeoutMs = 60_000) => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const m = re.exec(out);
-      if (m) return m;
-      if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}; output:\n${out.slice(-2000)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
-  const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch { /* gone */ }
-    await child.status;
-  };
-  return { child, waitFor, stop, output: () => out };
+  const process = startMainProcess(args, { env });
+  return { child: process.child, waitFor: process.waitFor, stop: () => process.kill(), output: process.output };
 }
 
 /** Writes `bytes` of real data (not sparse), 1 MiB at a time, each MiB different. */
@@ -157,10 +129,15 @@ export async function runDataPath(sizeBytes: number): Promise<DataPathResult> {
       body: tarStream(sources),
     })).json();
     const upload = (performance.now() - t0) / 1000;
-    const pkg = await makeZip({
-      "task.toml": `[task]\nentrypoint = "run.sh"\n[data]\nbig = "bench"\n`,
-      "run.sh": `#!/bin/sh\ntest "$(wc -c < "$PARALLELIC_DATA_BIG/big.bin")" = ${sizeBytes}\n`,
-    });
+    const pkgDir = join(tmp, "pkg");
+    await Deno.mkdir(pkgDir);
+    await Deno.writeTextFile(join(pkgDir, "task.toml"), `[task]\nentrypoint = "run.sh"\n[data]\nbig = "bench"\n`);
+    await Deno.writeTextFile(
+      join(pkgDir, "run.sh"),
+      `#!/bin/sh\ntest "$(wc -c < "$PARALLELIC_DATA_BIG/big.bin")" = ${sizeBytes}\n`,
+      { mode: 0o755 },
+    );
+    const pkg = await zipFolder(pkgDir);
     const { id } = await (await client.fetch("/api/v1/tasks", {
       method: "POST",
       headers: { "content-type": "application/zip" },

@@ -5,10 +5,8 @@
  * @module
  */
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
 import { join } from "node:path";
-import { freePort, type NatsServer, startNatsServer } from "../../core/nats_server.ts";
-import { waitUntil } from "./wait.ts";
+import { type NatsServer, startNatsCluster, startNatsServer } from "../../core/nats_server.ts";
 
 /** A nats-server with JetStream in a temp folder, and a connection to it. */
 export interface TestNats extends AsyncDisposable {
@@ -53,37 +51,7 @@ export interface TestCluster extends AsyncDisposable {
 /** Starts a NATS cluster on free loopback ports and waits until JetStream has a leader. */
 export async function startTestCluster(size = 3): Promise<TestCluster> {
   const dir = await Deno.makeTempDir({ prefix: "parallelic-cluster-" });
-  const routePorts = Array.from({ length: size }, () => freePort());
-  const servers = await Promise.all(routePorts.map((port, i) =>
-    startNatsServer({
-      storeDir: join(dir, `n${i}`),
-      port: 0,
-      cluster: {
-        name: "parallelic-test",
-        serverName: `n${i}`,
-        port,
-        routes: routePorts.filter((p) => p !== port).map((p) => `nats-route://127.0.0.1:${p}`),
-      },
-    })
-  ));
-  const urls = servers.map((s) => s.url).join(",");
-  const nc = await connect({ servers: urls.split(",") });
-  try {
-    await waitUntil(
-      async () => {
-        try {
-          await (await jetstreamManager(nc)).getAccountInfo();
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      30_000,
-      "a JetStream meta leader",
-    );
-  } finally {
-    await nc.close();
-  }
+  const { servers, urls } = await startNatsCluster(dir, size);
   return {
     servers,
     urls,

@@ -1,62 +1,21 @@
 /**
- * Parallelic as child processes: `main.ts` run as a node, as the CLI, or as
- * a manager that a test can kill and start again.
+ * Parallelic as child processes: `main.ts` run as a node
+ * (`tools/main_process.ts`), as the CLI, or as a manager that a test can
+ * kill and start again.
  *
  * @module
  */
 import { join, resolve } from "node:path";
 import { freePort } from "../../core/nats_server.ts";
 import type { TaskView } from "../../core/schema.ts";
+import { type MainProcess, startMainProcess } from "../../tools/main_process.ts";
 import { joinTokenOf, TEST_TOKEN, type TestManager } from "./manager.ts";
 import { waitUntil } from "./wait.ts";
 
+export { type MainProcess, startMainProcess };
+
 /** The repository root. */
 export const ROOT = resolve(import.meta.dirname!, "../..");
-
-/** A `deno run -A main.ts ...` child process, its output collected. */
-export interface MainProcess extends AsyncDisposable {
-  child: Deno.ChildProcess;
-  /** Output (stdout and stderr) so far. */
-  output(): string;
-  /** Sends `signal` (unless it exited) and waits until it has exited. */
-  kill(signal?: Deno.Signal): Promise<void>;
-}
-
-/**
- * Starts `deno run -A [denoFlags] main.ts ARGS` as a child process (a node,
- * or a manager of its own for benchmarks).
- */
-export function startMainProcess(
-  args: string[],
-  options: { denoFlags?: string[]; env?: Record<string, string> } = {},
-): MainProcess {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", ...options.denoFlags ?? [], join(ROOT, "main.ts"), ...args],
-    env: options.env,
-    stdout: "piped",
-    stderr: "piped",
-    stdin: "null",
-  }).spawn();
-  let out = "";
-  const decoder = new TextDecoder();
-  const drain = (s: ReadableStream<Uint8Array>) =>
-    (async () => {
-      for await (const c of s) out += decoder.decode(c);
-    })().catch(() => {});
-  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
-  let done = false;
-  const kill = async (signal: Deno.Signal = "SIGTERM") => {
-    if (!done) {
-      try {
-        child.kill(signal);
-      } catch { /* exited */ }
-    }
-    await child.status;
-    done = true;
-    await drained;
-  };
-  return { child, output: () => out, kill, [Symbol.asyncDispose]: () => kill("SIGKILL") };
-}
 
 /** A compute node running as its own process (`deno run main.ts node`). */
 export interface NodeProcess extends MainProcess {
