@@ -5,8 +5,8 @@ import { systemClock } from "../core/clock.ts";
 import { LOG_STREAM, logSubject } from "../core/schema.ts";
 import { LOG_CHUNK_BYTES } from "../core/subjects.ts";
 import { createLogSender } from "../node/log_sender.ts";
-import { connectAsNode, startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
-import { ensureStorage } from "./workspace.ts";
+import { connectAsNode, startTestNats, testLogger, waitUntil } from "../tests/kit/mod.ts";
+import { ensureStorage } from "../services/workspace.ts";
 import { createLogRelay, TAIL_MS } from "./log_relay.ts";
 import type { AssignmentView } from "./object_service.ts";
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createBus } from "../core/bus.ts";
 import { CHUNK_BYTES, openBucket } from "../core/objects.ts";
 import { remoteBucket } from "../node/remote_bucket.ts";
-import { connectAsNode, startTestNats, testLogger, waitUntil } from "../tests/harness.ts";
+import { connectAsNode, startTestNats, testLogger, waitUntil } from "../tests/kit/mod.ts";
 import { createObjectService, OBJECT_BUCKETS } from "./object_service.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };

@@ -8,7 +8,7 @@
  * @module
  */
 import { join } from "node:path";
-import { makeZip, nodesReady, startNodeProcess, startTestManager, submitZip, tempDir } from "../tests/harness.ts";
+import { makeZip, nodesReady, startNodeProcess, startTestManager, submitZip, tempDir } from "../tests/kit/mod.ts";
 
 const flag = (name: string, fallback: string) => {
   const at = Deno.args.indexOf(`--${name}`);
