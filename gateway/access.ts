@@ -8,6 +8,14 @@ import { readInstances, taskKey } from "../core/kv.ts";
 import { NotFoundError } from "../core/errors.ts";
 import type { InstanceRecord, State, TaskRecord, TokenRecord } from "../core/schema.ts";
 
+/**
+ * The owner rule: admins and viewers see every task, a submitter only its
+ * own. Every route and stream that shows a task asks this.
+ */
+export function canSee(who: TokenRecord, task: { owner: string }): boolean {
+  return who.role !== "submitter" || task.owner === who.user;
+}
+
 /** The state of an instance, from its record (or from the task when it has none yet). */
 export function instanceState(task: TaskRecord, rec: InstanceRecord | null): State {
   return rec?.state ?? (task.state === "cancelled" ? "cancelled" : "queued");
@@ -37,7 +45,7 @@ export async function readInstanceRecord(kv: Deno.Kv, taskId: string, index: num
  */
 export async function loadTask(kv: Deno.Kv, id: string, who: TokenRecord): Promise<TaskRecord> {
   const rec = /^t[0-9a-z]{16}$/.test(id) ? (await kv.get<TaskRecord>(taskKey(id))).value : null;
-  if (!rec || (who.role === "submitter" && rec.owner !== who.user)) {
+  if (!rec || !canSee(who, rec)) {
     throw new NotFoundError(`Task '${id}' does not exist`, { code: "task_not_found" });
   }
   return rec;

@@ -35,7 +35,7 @@ import {
 } from "../core/schema.ts";
 import { matrixParams } from "../core/task_toml.ts";
 import type { NatsUsers } from "../core/nats_auth.ts";
-import { instanceState, loadTask, readInstanceRecord, readInstanceRecords } from "./access.ts";
+import { canSee, instanceState, loadTask, readInstanceRecord, readInstanceRecords } from "./access.ts";
 import { createTokenCache, requireRole, untilRevoked } from "./auth.ts";
 import { clientAddress, createGuard, type GuardOptions } from "./guard.ts";
 import { caller, DATA_SET_PATH, registerDataRoutes } from "./data.ts";
@@ -251,7 +251,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     for await (const entry of kv.list<TaskRecord>({ prefix: TASKS }, { reverse: true, batchSize: 200 })) {
       const rec = entry.value;
       if (state && rec.state !== state) continue;
-      if (who.role === "submitter" && rec.owner !== who.user) continue;
+      if (!canSee(who, rec)) continue;
       tasks.push(taskView(rec));
       if (tasks.length >= limit) break;
     }

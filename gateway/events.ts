@@ -21,6 +21,7 @@ import {
   taskProgressAll,
   type TokenRecord,
 } from "../core/schema.ts";
+import { canSee } from "./access.ts";
 
 /** An event as the stream sends it: `event: <kind>` and `data: <JSON>`. */
 export type LiveEvent =
@@ -107,7 +108,7 @@ export interface EventFilter {
 export function filterEvent(event: LiveEvent, filter: EventFilter): LiveEvent | null {
   if (event.kind !== "task") return filter.nodes ? event : null;
   const task = event.data;
-  if (filter.who.role === "submitter" && task.owner !== filter.who.user) return null;
+  if (!canSee(filter.who, task)) return null;
   if (filter.taskId) return task.taskId === filter.taskId ? event : null;
   if (!filter.tasks) return null;
   return { kind: "task", data: { ...task, changed: null } };
