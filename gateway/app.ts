@@ -10,12 +10,9 @@
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { taskKey, TASKS } from "../core/kv.ts";
-import type { DataService } from "../services/data/mod.ts";
-import type { WorkspaceService } from "../services/workspace.ts";
-import { type AuditLog, createAuditLog } from "../core/audit.ts";
-import { type Bus, errorBody, unwrap } from "../core/bus.ts";
+import { createAuditLog } from "../core/audit.ts";
+import { errorBody, unwrap } from "../core/bus.ts";
 import { ParallelicError, RateLimitError, ValidationError } from "../core/errors.ts";
-import type { Logger } from "../core/log.ts";
 import { Metrics } from "../core/metrics.ts";
 import { checkPackageFile, DEFAULT_PACKAGE_LIMITS, type PackageLimits } from "../core/package.ts";
 import {
@@ -34,7 +31,6 @@ import {
   type TokenRecord,
 } from "../core/schema.ts";
 import { matrixParams } from "../core/task_toml.ts";
-import type { NatsUsers } from "../core/nats_auth.ts";
 import { canSee, instanceState, loadTask, readInstanceRecord, readInstanceRecords } from "./access.ts";
 import { createTokenCache, requireRole, untilRevoked } from "./auth.ts";
 import { clientAddress, createGuard, type GuardOptions } from "./guard.ts";
@@ -42,24 +38,13 @@ import { caller, DATA_SET_PATH, registerDataRoutes } from "./data.ts";
 import { readLog } from "./logs.ts";
 import { openApiDocument } from "./openapi.ts";
 import { flagQuery, instanceIndex, nodeNameParam, wholeQuery } from "./params.ts";
-import { addSecurityRoutes, createGatewayStats } from "./security_routes.ts";
+import { addSecurityRoutes } from "./security_routes.ts";
+import { createGatewayStats } from "./stats.ts";
 import { addUiRoutes } from "./ui/mod.ts";
 import { readUpload } from "./upload.ts";
+import type { GatewayDeps, GatewayEnv } from "./context.ts";
 
-/** What the gateway needs. */
-export interface GatewayDeps {
-  bus: Bus;
-  kv: Deno.Kv;
-  workspace: WorkspaceService;
-  data: DataService;
-  log: Logger;
-  /** The manager's metrics registry, served at `GET /metrics`. @default {a private registry} */
-  metrics?: Metrics;
-  /** The audit log. @default {one over `kv`} */
-  audit?: AuditLog;
-  /** The embedded NATS server's users, for the join token (null or absent with an external server). */
-  users?: NatsUsers | null;
-}
+export type { GatewayDeps, GatewayEnv } from "./context.ts";
 
 /** Options of {@linkcode createGateway}. */
 export interface GatewayOptions extends Partial<GuardOptions> {
@@ -78,8 +63,6 @@ export const DEFAULT_GUARD_OPTIONS: GuardOptions = {
   failureRate: { perSecond: 10, burst: 50 },
 };
 
-/** The gateway's Hono environment: the caller, once authenticated. */
-export type GatewayEnv = { Variables: { who: TokenRecord } };
 type Env = GatewayEnv;
 
 /** Turns a task record into its API view. */

@@ -11,7 +11,7 @@ import { checkPackageFile, type PackageLimits } from "../core/package.ts";
 import { type InstanceStatesView, type PackageCheckView, STATE_LETTERS } from "../core/schema.ts";
 import { instanceState, loadTask, readInstanceRecords } from "./access.ts";
 import { requireRole, type TokenCache, untilRevoked } from "./auth.ts";
-import type { GatewayDeps, GatewayEnv } from "./app.ts";
+import type { GatewayDeps, GatewayEnv } from "./context.ts";
 import { createEventHub, eventStream } from "./events.ts";
 import { shown, wholeQuery } from "./params.ts";
 import { readUpload } from "./upload.ts";

@@ -13,7 +13,7 @@ import type { Context, Hono } from "hono";
 import zipJs from "@zip.js/zip.js/dist/zip-core-external.min.js" with { type: "text" };
 import globJs from "../../core/glob.js" with { type: "text" };
 import ignoreJs from "../../core/ignore.js" with { type: "text" };
-import type { GatewayDeps, GatewayEnv } from "../app.ts";
+import type { GatewayDeps, GatewayEnv } from "../context.ts";
 import { addUiApi, type UiApiOptions } from "../ui_api.ts";
 import { type PageName, renderPage } from "./pages.ts";
 import appCss from "./static/app.css" with { type: "text" };
