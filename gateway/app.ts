@@ -20,8 +20,6 @@ import {
   IdempotencyKey,
   type InstanceRecord,
   type InstanceView,
-  nodesDrain,
-  nodesList,
   State,
   taskCancel,
   taskExplain,
@@ -37,12 +35,13 @@ import { clientAddress, createGuard, type GuardOptions } from "./guard.ts";
 import { caller, DATA_SET_PATH, registerDataRoutes } from "./data.ts";
 import { readLog } from "./logs.ts";
 import { openApiDocument } from "./openapi.ts";
-import { flagQuery, instanceIndex, nodeNameParam, wholeQuery } from "./params.ts";
+import { flagQuery, instanceIndex, wholeQuery } from "./params.ts";
 import { addSecurityRoutes } from "./security_routes.ts";
 import { createGatewayStats } from "./stats.ts";
 import { addUiRoutes } from "./ui/mod.ts";
 import { readUpload } from "./upload.ts";
-import type { GatewayDeps, GatewayEnv } from "./context.ts";
+import type { GatewayDeps, GatewayEnv, RouteDeps } from "./context.ts";
+import { nodeRoutes } from "./routes/nodes.ts";
 
 export type { GatewayDeps, GatewayEnv } from "./context.ts";
 
@@ -173,6 +172,20 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   const guarded = createGuard({ tokens, audit, log: deps.log }, guard);
   app.use("/api/*", guarded);
   app.use("/metrics", guarded);
+  const routeDeps: RouteDeps = {
+    bus,
+    kv,
+    workspace,
+    data,
+    log,
+    metrics,
+    audit,
+    users: deps.users ?? null,
+    tokens,
+    stats,
+    limits,
+    signal: options.signal,
+  };
 
   app.get("/metrics", async (c) => {
     storeBytes.set(await workspace.packageBytes(), { bucket: "packages" });
@@ -305,31 +318,11 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     return c.json({ id: task.id, state: reply.state });
   });
 
-  app.get("/api/v1/nodes", async (c) => {
-    const reply = unwrap(await bus.request(nodesList, {}));
-    return c.json({ nodes: reply.nodes });
-  });
-
   registerDataRoutes(app, { data, workspace, limits, audit, getTask });
 
-  for (const verb of ["drain", "resume"] as const) {
-    app.post(`/api/v1/nodes/:name/${verb}`, async (c) => {
-      const who = c.get("who");
-      requireRole(who, "admin", `${verb} a node`);
-      const name = nodeNameParam(c.req.param("name"));
-      const reply = unwrap(await bus.request(nodesDrain, { name, drain: verb === "drain" }));
-      await audit.record({
-        action: verb === "drain" ? "node.drain" : "node.resume",
-        user: who.user,
-        address: clientAddress(c),
-        target: reply.node.name,
-      });
-      return c.json({ node: reply.node });
-    });
-  }
-
+  app.route("/", nodeRoutes(routeDeps));
   addUiRoutes(app, deps, { limits, signal: options.signal, tokens, spoolDir: options.spoolDir });
-  addSecurityRoutes(app, { kv, bus, audit, tokens, users: deps.users ?? null, stats });
+  addSecurityRoutes(app, { kv, bus, audit, tokens, stats });
 
   return app;
 }

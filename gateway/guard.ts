@@ -51,6 +51,21 @@ export function clientAddress(c: Context): string {
   return info?.remoteAddr?.hostname ?? "unknown";
 }
 
+/**
+ * Requires the caller to be an admin (to do `what`), and returns who it is
+ * and from where, as the audit log records them.
+ *
+ * @throws {AuthError} `forbidden` for any other role.
+ */
+export function requireAdmin(
+  c: Context<{ Variables: { who: TokenRecord } }>,
+  what: string,
+): { user: string; address: string } {
+  const who = c.get("who");
+  requireRole(who, "admin", what);
+  return { user: who.user, address: clientAddress(c) };
+}
+
 /** Creates the `/api/*` middleware; it sets `who` on the context. */
 export function createGuard(
   deps: { tokens: TokenCache; audit: AuditLog; log: Logger },

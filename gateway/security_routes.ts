@@ -1,5 +1,5 @@
 /**
- * Routes for users, tokens, the audit log, the join token and refusal
+ * Routes for users, tokens, the audit log and refusal
  * counters. All but `/api/v1/stats` are for admins.
  *
  * @module
@@ -8,12 +8,11 @@ import type { Context, Hono } from "hono";
 import { z } from "zod";
 import type { AuditLog } from "../core/audit.ts";
 import type { Bus } from "../core/bus.ts";
-import { NotFoundError, ValidationError } from "../core/errors.ts";
-import type { NatsUsers } from "../core/nats_auth.ts";
+import { ValidationError } from "../core/errors.ts";
 import { Role, type TokenRecord } from "../core/schema.ts";
-import { addUser, listUsers, removeUser, requireRole, rotateToken, type TokenCache } from "./auth.ts";
-import { clientAddress } from "./guard.ts";
-import { nodeNameParam, wholeQuery } from "./params.ts";
+import { addUser, listUsers, removeUser, rotateToken, type TokenCache } from "./auth.ts";
+import { requireAdmin } from "./guard.ts";
+import { wholeQuery } from "./params.ts";
 import type { GatewayStats } from "./stats.ts";
 
 /** What the routes need. */
@@ -23,8 +22,6 @@ export interface SecurityRouteDeps {
   audit: AuditLog;
   /** The guard's token cache: cleared whenever users or tokens change. */
   tokens: TokenCache;
-  /** The embedded NATS server's users (null with an external server: no join token). */
-  users: NatsUsers | null;
   stats: GatewayStats;
 }
 
@@ -54,20 +51,7 @@ const NewUser = z.object({ name: z.string(), role: Role });
 /** Adds the routes to `app`. */
 export function addSecurityRoutes(app: Hono<{ Variables: { who: TokenRecord } }>, deps: SecurityRouteDeps): void {
   const { kv, audit } = deps;
-  const admin = (c: Context<{ Variables: { who: TokenRecord } }>, what: string) => {
-    const who = c.get("who");
-    requireRole(who, "admin", what);
-    return { user: who.user, address: clientAddress(c) };
-  };
-  const joinUsers = () => {
-    if (!deps.users) {
-      throw new NotFoundError(
-        "There is no join token as the manager uses an external NATS server: give nodes their NATS credentials",
-        { code: "no_join_token" },
-      );
-    }
-    return deps.users;
-  };
+  const admin = requireAdmin;
 
   app.get("/api/v1/users", async (c) => {
     admin(c, "list users");
@@ -104,32 +88,6 @@ export function addSecurityRoutes(app: Hono<{ Variables: { who: TokenRecord } }>
     const before = c.req.query("before");
     const beforeMs = before === undefined ? undefined : wholeQuery(before, "before", { fallback: 0 });
     return c.json({ entries: await audit.list({ limit, beforeMs }) });
-  });
-
-  app.get("/api/v1/nodes/join-token", async (c) => {
-    const by = admin(c, "read the join token");
-    const users = joinUsers();
-    await audit.record({ action: "join-token.read", ...by });
-    return c.json({ token: users.joinToken() });
-  });
-
-  app.post("/api/v1/nodes/join-token/rotate", async (c) => {
-    const by = admin(c, "rotate the join token");
-    const token = await joinUsers().rotateJoinToken();
-    await audit.record({ action: "join-token.rotate", ...by });
-    return c.json({ token });
-  });
-
-  app.post("/api/v1/nodes/:name/forget", async (c) => {
-    const by = admin(c, "forget a node");
-    const name = nodeNameParam(c.req.param("name"));
-    if (!(await joinUsers().forgetNode(name))) {
-      throw new NotFoundError(`Cannot forget node '${name}' as no node of that name joined`, {
-        code: "node_not_found",
-      });
-    }
-    await audit.record({ action: "node.forget", ...by, target: name });
-    return c.json({ name, forgotten: true });
   });
 
   app.get("/api/v1/stats", (c) => c.json({ bus: { rejected: deps.bus.rejected }, gateway: deps.stats }));
