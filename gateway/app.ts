@@ -42,6 +42,7 @@ import { addUiRoutes } from "./ui/mod.ts";
 import { readUpload } from "./upload.ts";
 import type { GatewayDeps, GatewayEnv, RouteDeps } from "./context.ts";
 import { nodeRoutes } from "./routes/nodes.ts";
+import { userRoutes } from "./routes/users.ts";
 
 export type { GatewayDeps, GatewayEnv } from "./context.ts";
 
@@ -194,8 +195,6 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
 
   const getTask = (id: string, who: TokenRecord) => loadTask(kv, id, who);
 
-  app.get("/api/v1/whoami", (c) => c.json(c.get("who")));
-
   const openapi = openApiDocument();
   app.get("/api/v1/openapi.json", (c) => c.json(openapi));
 
@@ -321,6 +320,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   registerDataRoutes(app, { data, workspace, limits, audit, getTask });
 
   app.route("/", nodeRoutes(routeDeps));
+  app.route("/", userRoutes(routeDeps));
   addUiRoutes(app, deps, { limits, signal: options.signal, tokens, spoolDir: options.spoolDir });
   addSecurityRoutes(app, { kv, bus, audit, tokens, stats });
 

@@ -15,8 +15,7 @@ import type { TaskRecord, TokenRecord } from "../core/schema.ts";
 import type { AuditLog } from "../core/audit.ts";
 import { requireRole } from "./auth.ts";
 import { clientAddress } from "./guard.ts";
-import { readJson } from "./security_routes.ts";
-import { canonicalWhole, flagQuery, instanceIndex } from "./params.ts";
+import { canonicalWhole, flagQuery, instanceIndex, readJson } from "./params.ts";
 
 /** Where data sets are uploaded (`POST` + the name): the gateway gives these bodies a limit of their own. */
 export const DATA_SET_PATH = "/api/v1/data/";

@@ -1,11 +1,13 @@
 /**
- * Strict reading of path and query parameters: a number is canonical
+ * Strict reading of path and query parameters and JSON bodies: a number is canonical
  * decimal (`0x1`, `1.0`, `+1`, `01` and `1e0` are refused, not read as 1),
  * a yes/no flag is one of a few words, a node name is what nodes are named.
  * Each refusal is a 400 naming the parameter, what it got and what to send.
  *
  * @module
  */
+import type { Context } from "hono";
+import type { z } from "zod";
 import { NotFoundError, ValidationError } from "../core/errors.ts";
 import { NodeName, type TaskRecord } from "../core/schema.ts";
 
@@ -107,6 +109,27 @@ export function nodeNameParam(raw: string): string {
   if (!parsed.success) {
     throw new ValidationError(`Cannot use node name '${shown(raw)}' as ${parsed.error.issues[0].message}`, {
       code: "invalid_node_name",
+    });
+  }
+  return parsed.data;
+}
+
+/** Parses a JSON body against `schema`, as a 400 that says what is wrong. */
+export async function readJson<S extends z.ZodType>(c: Context, schema: S): Promise<z.output<S>> {
+  let body: unknown;
+  try {
+    body = await c.req.json();
+  } catch (e) {
+    if ((e as Error).name === "TooLargeError") throw e;
+    throw new ValidationError(`Cannot read request body as it is not JSON (${(e as Error).message})`, {
+      code: "invalid_json",
+    });
+  }
+  const parsed = schema.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ValidationError(`Cannot accept request as field '${issue.path.join(".")}' is invalid: ${issue.message}`, {
+      code: "invalid_request",
     });
   }
   return parsed.data;
