@@ -34,14 +34,13 @@ import { createTokenCache, requireRole, untilRevoked } from "./auth.ts";
 import { clientAddress, createGuard, type GuardOptions } from "./guard.ts";
 import { caller, DATA_SET_PATH, registerDataRoutes } from "./data.ts";
 import { readLog } from "./logs.ts";
-import { openApiDocument } from "./openapi.ts";
 import { flagQuery, instanceIndex, wholeQuery } from "./params.ts";
-import { addSecurityRoutes } from "./security_routes.ts";
 import { createGatewayStats } from "./stats.ts";
 import { addUiRoutes } from "./ui/mod.ts";
 import { readUpload } from "./upload.ts";
 import type { GatewayDeps, GatewayEnv, RouteDeps } from "./context.ts";
 import { nodeRoutes } from "./routes/nodes.ts";
+import { systemRoutes } from "./routes/system.ts";
 import { userRoutes } from "./routes/users.ts";
 
 export type { GatewayDeps, GatewayEnv } from "./context.ts";
@@ -129,7 +128,6 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   const metrics = deps.metrics ?? new Metrics();
   const uploadBytes = metrics.counter("parallelic_upload_bytes_total", "Bytes of packages uploaded to the gateway.");
   const requests = metrics.counter("parallelic_http_requests_total", "HTTP requests answered, by status class.");
-  const storeBytes = metrics.gauge("parallelic_object_store_bytes", "Bytes held in the object store, by bucket.");
   metrics.gauge(
     "parallelic_rejected_messages",
     "NATS messages dropped because they failed their schema.",
@@ -165,8 +163,6 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   });
   app.notFound((c) => c.json({ error: { code: "not_found", message: `No route ${c.req.method} ${c.req.path}` } }, 404));
 
-  app.get("/healthz", (c) => c.json({ ok: true }));
-
   // Every API route: body cap, token, rate per token, least role by method (see gateway/guard.ts).
   // Shared with the user routes, which clear it when users or tokens change.
   const tokens = createTokenCache(kv);
@@ -188,15 +184,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     signal: options.signal,
   };
 
-  app.get("/metrics", async (c) => {
-    storeBytes.set(await workspace.packageBytes(), { bucket: "packages" });
-    return c.text(metrics.render(), 200, { "content-type": "text/plain; version=0.0.4" });
-  });
-
   const getTask = (id: string, who: TokenRecord) => loadTask(kv, id, who);
-
-  const openapi = openApiDocument();
-  app.get("/api/v1/openapi.json", (c) => c.json(openapi));
 
   app.post("/api/v1/tasks", async (c) => {
     const who = c.get("who");
@@ -321,8 +309,8 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
 
   app.route("/", nodeRoutes(routeDeps));
   app.route("/", userRoutes(routeDeps));
+  app.route("/", systemRoutes(routeDeps));
   addUiRoutes(app, deps, { limits, signal: options.signal, tokens, spoolDir: options.spoolDir });
-  addSecurityRoutes(app, { kv, bus, audit, tokens, stats });
 
   return app;
 }

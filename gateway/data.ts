@@ -83,19 +83,6 @@ const Sharing = z.object({ shared: z.boolean() });
 export function registerDataRoutes(app: Hono<Env>, deps: DataRoutesDeps): void {
   const { data, workspace, audit, getTask } = deps;
 
-  app.get(
-    "/api/v1/limits",
-    (c) =>
-      c.json({
-        maxPackageBytes: deps.limits.maxPackageBytes,
-        maxUnpackedBytes: deps.limits.maxUnpackedBytes,
-        maxDataSetBytes: data.maxDataSetBytes,
-        maxDataSetFiles: data.maxDataSetFiles,
-      }),
-  );
-
-  app.get("/api/v1/storage", async (c) => c.json(await workspace.storage()));
-
   app.get("/api/v1/data", async (c) => c.json({ datasets: await data.list(caller(c.get("who"))) }));
 
   app.get("/api/v1/data/:name", async (c) => c.json(await data.get(c.req.param("name"), caller(c.get("who")))));

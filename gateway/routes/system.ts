@@ -1,0 +1,54 @@
+/**
+ * Routes about the service itself: liveness, Prometheus metrics, the
+ * OpenAPI document, limits, storage use, the audit log (admins) and the
+ * refusal counters.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import type { GatewayEnv, RouteDeps } from "../context.ts";
+import { requireAdmin } from "../guard.ts";
+import { openApiDocument } from "../openapi.ts";
+import { wholeQuery } from "../params.ts";
+
+/** `/healthz`, `/metrics`, `openapi.json`, `limits`, `storage`, `audit` and `stats`. */
+export function systemRoutes(deps: RouteDeps): Hono<GatewayEnv> {
+  const { bus, data, workspace, metrics, audit } = deps;
+  const app = new Hono<GatewayEnv>();
+  const storeBytes = metrics.gauge("parallelic_object_store_bytes", "Bytes held in the object store, by bucket.");
+
+  app.get("/healthz", (c) => c.json({ ok: true }));
+
+  app.get("/metrics", async (c) => {
+    storeBytes.set(await workspace.packageBytes(), { bucket: "packages" });
+    return c.text(metrics.render(), 200, { "content-type": "text/plain; version=0.0.4" });
+  });
+
+  const openapi = openApiDocument();
+  app.get("/api/v1/openapi.json", (c) => c.json(openapi));
+
+  app.get(
+    "/api/v1/limits",
+    (c) =>
+      c.json({
+        maxPackageBytes: deps.limits.maxPackageBytes,
+        maxUnpackedBytes: deps.limits.maxUnpackedBytes,
+        maxDataSetBytes: data.maxDataSetBytes,
+        maxDataSetFiles: data.maxDataSetFiles,
+      }),
+  );
+
+  app.get("/api/v1/storage", async (c) => c.json(await workspace.storage()));
+
+  app.get("/api/v1/audit", async (c) => {
+    requireAdmin(c, "read the audit log");
+    const limit = wholeQuery(c.req.query("limit"), "limit", { fallback: 100, min: 1, max: 1000 });
+    const before = c.req.query("before");
+    const beforeMs = before === undefined ? undefined : wholeQuery(before, "before", { fallback: 0 });
+    return c.json({ entries: await audit.list({ limit, beforeMs }) });
+  });
+
+  app.get("/api/v1/stats", (c) => c.json({ bus: { rejected: bus.rejected }, gateway: deps.stats }));
+
+  return app;
+}
