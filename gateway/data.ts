@@ -6,10 +6,10 @@
  */
 import type { Hono } from "hono";
 import { z } from "zod";
-import type { DataService } from "../services/data/mod.ts";
-import type { DataCaller } from "../services/data/access.ts";
-import type { WorkspaceSelection, WorkspaceService } from "../services/workspace.ts";
-import { NotFoundError, tooLarge, ValidationError } from "../core/errors.ts";
+import type { DataActor } from "../actors/data.ts";
+import type { DataCaller } from "../actors/data_access.ts";
+import type { WorkspaceActor, WorkspaceSelection } from "../actors/workspace.ts";
+import { NotFoundError, ValidationError } from "../core/errors.ts";
 import type { PackageLimits } from "../core/package.ts";
 import type { TaskRecord, TokenRecord } from "../core/schema.ts";
 import type { AuditLog } from "../core/audit.ts";
@@ -34,30 +34,6 @@ type Env = { Variables: { who: TokenRecord } };
 
 /** The header in which a client declares the bytes of file content it uploads. */
 export const UPLOAD_BYTES_HEADER = "parallelic-upload-bytes";
-
-/**
- * Reads a request body into memory, refusing it (before reading further) as
- * soon as it is larger than `limit`.
- */
-export async function readCapped(
-  body: ReadableStream<Uint8Array> | null,
-  limit: number,
-  tooLarge: (size: number, partial: boolean) => Error,
-) {
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  if (body) {
-    for await (const chunk of body) {
-      size += chunk.byteLength;
-      if (size > limit) throw tooLarge(size, true);
-      parts.push(chunk);
-    }
-  }
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const p of parts) out.set(p, at), at += p.byteLength;
-  return out;
-}
 
 function selection(task: TaskRecord, query: (k: string) => string | undefined): WorkspaceSelection {
   const instance = query("instance");
@@ -177,7 +153,3 @@ export function registerDataRoutes(app: Hono<Env>, deps: DataRoutesDeps): void {
     return c.json({ id: task.id, deleted: true, freedBytes });
   });
 }
-
-/** The error for a package over the size limit. */
-export const packageTooLarge = (limit: number) => (size: number, partial = false) =>
-  tooLarge("accept package", size, limit, "package_too_large", partial);
