@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { DataCaller } from "../actors/data_access.ts";
 import { readInstances, taskKey } from "../core/kv.ts";
 import { NotFoundError } from "../core/errors.ts";
 import type { InstanceRecord, State, TaskRecord, TokenRecord } from "../core/schema.ts";
@@ -15,6 +16,9 @@ import type { InstanceRecord, State, TaskRecord, TokenRecord } from "../core/sch
 export function canSee(who: TokenRecord, task: { owner: string }): boolean {
   return who.role !== "submitter" || task.owner === who.user;
 }
+
+/** The caller as the data actor knows callers. */
+export const caller = (who: TokenRecord): DataCaller => ({ user: who.user, admin: who.role === "admin" });
 
 /** The state of an instance, from its record (or from the task when it has none yet). */
 export function instanceState(task: TaskRecord, rec: InstanceRecord | null): State {

@@ -29,16 +29,17 @@ import {
   type TokenRecord,
 } from "../core/schema.ts";
 import { matrixParams } from "../core/task_toml.ts";
-import { canSee, instanceState, loadTask, readInstanceRecord, readInstanceRecords } from "./access.ts";
+import { caller, canSee, instanceState, loadTask, readInstanceRecord, readInstanceRecords } from "./access.ts";
 import { createTokenCache, requireRole, untilRevoked } from "./auth.ts";
 import { clientAddress, createGuard, type GuardOptions } from "./guard.ts";
-import { caller, DATA_SET_PATH, registerDataRoutes } from "./data.ts";
+import { registerDataRoutes } from "./data.ts";
 import { readLog } from "./logs.ts";
 import { flagQuery, instanceIndex, wholeQuery } from "./params.ts";
 import { createGatewayStats } from "./stats.ts";
 import { addUiRoutes } from "./ui/mod.ts";
 import { readUpload } from "./upload.ts";
 import type { GatewayDeps, GatewayEnv, RouteDeps } from "./context.ts";
+import { DATA_SET_PATH, dataRoutes } from "./routes/data.ts";
 import { nodeRoutes } from "./routes/nodes.ts";
 import { systemRoutes } from "./routes/system.ts";
 import { userRoutes } from "./routes/users.ts";
@@ -305,11 +306,12 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     return c.json({ id: task.id, state: reply.state });
   });
 
-  registerDataRoutes(app, { data, workspace, limits, audit, getTask });
+  registerDataRoutes(app, { workspace, audit, getTask });
 
   app.route("/", nodeRoutes(routeDeps));
   app.route("/", userRoutes(routeDeps));
   app.route("/", systemRoutes(routeDeps));
+  app.route("/", dataRoutes(routeDeps));
   addUiRoutes(app, deps, { limits, signal: options.signal, tokens, spoolDir: options.spoolDir });
 
   return app;
