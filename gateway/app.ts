@@ -40,6 +40,7 @@ import { addUiRoutes } from "./ui/mod.ts";
 import { readUpload } from "./upload.ts";
 import type { GatewayDeps, GatewayEnv, RouteDeps } from "./context.ts";
 import { DATA_SET_PATH, dataRoutes } from "./routes/data.ts";
+import { eventRoutes } from "./routes/events.ts";
 import { nodeRoutes } from "./routes/nodes.ts";
 import { systemRoutes } from "./routes/system.ts";
 import { userRoutes } from "./routes/users.ts";
@@ -312,6 +313,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   app.route("/", userRoutes(routeDeps));
   app.route("/", systemRoutes(routeDeps));
   app.route("/", dataRoutes(routeDeps));
+  app.route("/", eventRoutes(routeDeps));
   addUiRoutes(app, deps, { limits, signal: options.signal, tokens, spoolDir: options.spoolDir });
 
   return app;

@@ -1,7 +1,7 @@
 /**
  * API routes the web UI needs beyond the core ones: a package check (a
- * submit that stores nothing), instance states one letter each (for a grid
- * of 10,000 instances), and the live event stream.
+ * submit that stores nothing) and instance states one letter each (for a
+ * grid of 10,000 instances).
  *
  * @module
  */
@@ -10,10 +10,9 @@ import { TooLargeError, ValidationError } from "../core/errors.ts";
 import { checkPackageFile, type PackageLimits } from "../core/package.ts";
 import { type InstanceStatesView, type PackageCheckView, STATE_LETTERS } from "../core/schema.ts";
 import { instanceState, loadTask, readInstanceRecords } from "./access.ts";
-import { requireRole, type TokenCache, untilRevoked } from "./auth.ts";
+import { requireRole, type TokenCache } from "./auth.ts";
 import type { GatewayDeps, GatewayEnv } from "./context.ts";
-import { createEventHub, eventStream } from "./events.ts";
-import { shown, wholeQuery } from "./params.ts";
+import { wholeQuery } from "./params.ts";
 import { readUpload } from "./upload.ts";
 
 /** Options of {@linkcode addUiApi}. */
@@ -30,10 +29,10 @@ export interface UiApiOptions {
 /** Most instance states one `/states` answer carries. */
 export const MAX_STATES_PAGE = 100_000;
 
-/** Adds `POST /api/v1/packages/check`, `GET /api/v1/tasks/{id}/states` and `GET /api/v1/events`. */
+/** Adds `POST /api/v1/packages/check` and `GET /api/v1/tasks/{id}/states`. */
 export function addUiApi(app: Hono<GatewayEnv>, deps: GatewayDeps, options: UiApiOptions): void {
-  const { kv, bus } = deps;
-  const { limits, signal } = options;
+  const { kv } = deps;
+  const { limits } = options;
 
   // A check answers 200 either way: the verdict is the answer. Its error is the one a submit would give.
   app.post("/api/v1/packages/check", async (c) => {
@@ -69,22 +68,5 @@ export function addUiApi(app: Hono<GatewayEnv>, deps: GatewayDeps, options: UiAp
     let states = "";
     for (let i = from; i < to; i++) states += STATE_LETTERS[instanceState(task, records.get(i) ?? null)];
     return c.json({ from, total: task.spec.instances, states } satisfies InstanceStatesView);
-  });
-
-  const hub = createEventHub(bus);
-  app.get("/api/v1/events", async (c) => {
-    const who = c.get("who");
-    const taskId = c.req.query("task");
-    if (taskId) await loadTask(kv, taskId, who);
-    const topics = new Set((c.req.query("topics") ?? "tasks,nodes").split(","));
-    const unknown = [...topics].find((t) => t !== "tasks" && t !== "nodes");
-    if (unknown !== undefined) {
-      throw new ValidationError(
-        `Cannot read query parameter 'topics' as '${shown(unknown)}' is not a topic: give tasks, nodes or both`,
-        { code: "invalid_parameter" },
-      );
-    }
-    const res = eventStream(hub, { who, tasks: topics.has("tasks"), nodes: topics.has("nodes"), taskId }, { signal });
-    return new Response(untilRevoked(res.body!, options.tokens, c.req.header("authorization")), res);
   });
 }
