@@ -9,39 +9,33 @@
  */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { taskKey, TASKS } from "../core/kv.ts";
+import { taskKey } from "../core/kv.ts";
 import { createAuditLog } from "../core/audit.ts";
-import { errorBody, unwrap } from "../core/bus.ts";
-import { ParallelicError, RateLimitError, ValidationError } from "../core/errors.ts";
+import { errorBody } from "../core/bus.ts";
+import { ParallelicError, RateLimitError } from "../core/errors.ts";
 import { Metrics } from "../core/metrics.ts";
-import { checkPackageFile, DEFAULT_PACKAGE_LIMITS, type PackageLimits } from "../core/package.ts";
+import { DEFAULT_PACKAGE_LIMITS, type PackageLimits } from "../core/package.ts";
 import {
   FINAL_STATES,
-  IdempotencyKey,
   type InstanceRecord,
   type InstanceView,
-  State,
-  taskCancel,
-  taskExplain,
   type TaskRecord,
-  taskSubmit,
-  type TaskView,
   type TokenRecord,
 } from "../core/schema.ts";
 import { matrixParams } from "../core/task_toml.ts";
-import { caller, canSee, instanceState, loadTask, readInstanceRecord, readInstanceRecords } from "./access.ts";
-import { createTokenCache, requireRole, untilRevoked } from "./auth.ts";
-import { clientAddress, createGuard, type GuardOptions } from "./guard.ts";
+import { instanceState, loadTask, readInstanceRecord, readInstanceRecords } from "./access.ts";
+import { createTokenCache, untilRevoked } from "./auth.ts";
+import { createGuard, type GuardOptions } from "./guard.ts";
 import { registerDataRoutes } from "./data.ts";
 import { readLog } from "./logs.ts";
 import { flagQuery, instanceIndex, wholeQuery } from "./params.ts";
 import { createGatewayStats } from "./stats.ts";
 import { addUiRoutes } from "./ui/mod.ts";
-import { readUpload } from "./upload.ts";
 import type { GatewayDeps, GatewayEnv, RouteDeps } from "./context.ts";
 import { DATA_SET_PATH, dataRoutes } from "./routes/data.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { nodeRoutes } from "./routes/nodes.ts";
+import { taskRoutes } from "./routes/tasks.ts";
 import { systemRoutes } from "./routes/system.ts";
 import { userRoutes } from "./routes/users.ts";
 
@@ -66,12 +60,6 @@ export const DEFAULT_GUARD_OPTIONS: GuardOptions = {
 
 type Env = GatewayEnv;
 
-/** Turns a task record into its API view. */
-export function taskView(rec: TaskRecord): TaskView {
-  const { nextIndex: _, ...rest } = rec;
-  return { ...rest, instances: rec.spec.instances };
-}
-
 /** The API view of an instance, from its record (or from the task when it has none yet). */
 export function instanceView(task: TaskRecord, index: number, rec: InstanceRecord | null): InstanceView {
   const last = rec?.history[rec.history.length - 1];
@@ -90,19 +78,6 @@ export function instanceView(task: TaskRecord, index: number, rec: InstanceRecor
     params: isFinalize ? {} : matrixParams(task.spec, index),
     history: rec?.history ?? [],
   };
-}
-
-/** The `Idempotency-Key` header's value, checked; undefined when there is none. */
-function idempotencyKey(header: string | undefined): string | undefined {
-  if (header === undefined) return undefined;
-  const parsed = IdempotencyKey.safeParse(header);
-  if (!parsed.success) {
-    throw new ValidationError(
-      `Cannot use Idempotency-Key '${header.slice(0, 40)}' as it is not ${parsed.error.issues[0].message}`,
-      { code: "invalid_idempotency_key" },
-    );
-  }
-  return parsed.data;
 }
 
 /** Creates the gateway's Hono app. */
@@ -128,7 +103,6 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   const { stats, count } = createGatewayStats();
   const app = new Hono<Env>();
   const metrics = deps.metrics ?? new Metrics();
-  const uploadBytes = metrics.counter("parallelic_upload_bytes_total", "Bytes of packages uploaded to the gateway.");
   const requests = metrics.counter("parallelic_http_requests_total", "HTTP requests answered, by status class.");
   metrics.gauge(
     "parallelic_rejected_messages",
@@ -184,68 +158,10 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     stats,
     limits,
     signal: options.signal,
+    spoolDir: options.spoolDir,
   };
 
   const getTask = (id: string, who: TokenRecord) => loadTask(kv, id, who);
-
-  app.post("/api/v1/tasks", async (c) => {
-    const who = c.get("who");
-    requireRole(who, "submitter", "submit a task");
-    // Checked before the upload is read: a bad key costs no upload.
-    const key = idempotencyKey(c.req.header("idempotency-key"));
-    await using upload = await readUpload(c, limits, options.spoolDir);
-    log.step("gateway.read");
-    uploadBytes.inc({}, upload.size);
-    const checked = await checkPackageFile(upload.file, upload.name, limits, upload.digest);
-    log.step("gateway.checked");
-    // Data sets are pinned to versions, and the package stored, so that neither goes away before the task exists.
-    const reply = await workspace.withPackage(checked.digest, async () => {
-      await workspace.putPackage(checked.digest, upload);
-      return await data.submitWith(checked.spec, checked.taskToml, async (spec) =>
-        unwrap(
-          await bus.request(taskSubmit, {
-            digest: checked.digest,
-            packageBytes: checked.packageBytes,
-            spec,
-            owner: who.user,
-            // The task actor stores the audit entry in the same commit as the task.
-            address: clientAddress(c),
-            key,
-          }),
-        ), caller(who));
-    });
-    log.step("gateway.answered");
-    // A repeat of a submit (same Idempotency-Key) answers the task the first one made: 200, not 201.
-    if (reply.replayed) return c.json({ id: reply.id, state: reply.state, instances: reply.instances, replayed: true });
-    return c.json({ id: reply.id, state: reply.state, instances: reply.instances }, 201);
-  });
-
-  app.get("/api/v1/tasks", async (c) => {
-    const who = c.get("who");
-    const stateParam = c.req.query("state");
-    const parsedState = stateParam === undefined ? undefined : State.safeParse(stateParam);
-    if (parsedState && !parsedState.success) {
-      throw new ValidationError(
-        `Cannot list tasks as state '${stateParam}' is not one of ${State.options.join(", ")}`,
-        { code: "invalid_state" },
-      );
-    }
-    const state = parsedState?.data;
-    const limit = wholeQuery(c.req.query("limit"), "limit", { fallback: 100, min: 1, max: 1000 });
-    const tasks: TaskView[] = [];
-    for await (const entry of kv.list<TaskRecord>({ prefix: TASKS }, { reverse: true, batchSize: 200 })) {
-      const rec = entry.value;
-      if (state && rec.state !== state) continue;
-      if (!canSee(who, rec)) continue;
-      tasks.push(taskView(rec));
-      if (tasks.length >= limit) break;
-    }
-    return c.json({ tasks });
-  });
-
-  app.get("/api/v1/tasks/:id", async (c) => {
-    return c.json(taskView(await getTask(c.req.param("id"), c.get("who"))));
-  });
 
   app.get("/api/v1/tasks/:id/instances", async (c) => {
     const task = await getTask(c.req.param("id"), c.get("who"));
@@ -290,25 +206,9 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     });
   });
 
-  app.get("/api/v1/tasks/:id/explain", async (c) => {
-    const task = await getTask(c.req.param("id"), c.get("who"));
-    const raw = c.req.query("instance");
-    const index = raw === undefined ? undefined : instanceIndex(task, raw);
-    const reply = unwrap(await bus.request(taskExplain, { taskId: task.id, index }));
-    return c.json({ taskId: task.id, index: index ?? null, state: reply.state, explanation: reply.explanation });
-  });
+  registerDataRoutes(app, { workspace, getTask });
 
-  app.post("/api/v1/tasks/:id/cancel", async (c) => {
-    const who = c.get("who");
-    requireRole(who, "submitter", "cancel a task");
-    const task = await getTask(c.req.param("id"), who);
-    const reply = unwrap(await bus.request(taskCancel, { taskId: task.id, by: who.user }));
-    await audit.record({ action: "task.cancel", user: who.user, address: clientAddress(c), target: task.id });
-    return c.json({ id: task.id, state: reply.state });
-  });
-
-  registerDataRoutes(app, { workspace, audit, getTask });
-
+  app.route("/", taskRoutes(routeDeps));
   app.route("/", nodeRoutes(routeDeps));
   app.route("/", userRoutes(routeDeps));
   app.route("/", systemRoutes(routeDeps));

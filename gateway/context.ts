@@ -56,4 +56,6 @@ export interface RouteDeps {
   limits: PackageLimits;
   /** Ends the live event streams. */
   signal?: AbortSignal;
+  /** Where uploaded packages are spooled while checked and stored. @default {the system's temporary folder} */
+  spoolDir?: string;
 }

@@ -1,6 +1,6 @@
 /**
- * Routes for task workspaces and deleting tasks. Downloads stream: nothing
- * is held whole in memory.
+ * Routes for task workspaces. Downloads stream: nothing is held whole in
+ * memory.
  *
  * @module
  */
@@ -8,16 +8,11 @@ import type { Hono } from "hono";
 import type { WorkspaceActor, WorkspaceSelection } from "../actors/workspace.ts";
 import { NotFoundError } from "../core/errors.ts";
 import type { TaskRecord, TokenRecord } from "../core/schema.ts";
-import type { AuditLog } from "../core/audit.ts";
-import { requireRole } from "./auth.ts";
-import { clientAddress } from "./guard.ts";
 import { flagQuery, instanceIndex } from "./params.ts";
 
 /** What the data routes need from the gateway. */
 export interface DataRoutesDeps {
   workspace: WorkspaceActor;
-  /** Records deletions. */
-  audit: AuditLog;
   /** The task `id` as the caller may see it. @throws {NotFoundError} */
   getTask(id: string, who: TokenRecord): Promise<TaskRecord>;
 }
@@ -39,9 +34,9 @@ function selection(task: TaskRecord, query: (k: string) => string | undefined): 
   return index === task.spec.instances ? { finalize: true } : { instance: index };
 }
 
-/** Adds the workspace and delete routes to `app`. */
+/** Adds the workspace routes to `app`. */
 export function registerDataRoutes(app: Hono<Env>, deps: DataRoutesDeps): void {
-  const { workspace, audit, getTask } = deps;
+  const { workspace, getTask } = deps;
 
   for (const format of ["zip", "tar"] as const) {
     app.get(`/api/v1/tasks/:id/workspace.${format}`, async (c) => {
@@ -58,19 +53,4 @@ export function registerDataRoutes(app: Hono<Env>, deps: DataRoutesDeps): void {
       });
     });
   }
-
-  app.delete("/api/v1/tasks/:id", async (c) => {
-    const who = c.get("who");
-    requireRole(who, "submitter", "delete a task");
-    const task = await getTask(c.req.param("id"), who);
-    const { freedBytes } = await workspace.deleteTask(task);
-    await audit.record({
-      action: "task.delete",
-      user: who.user,
-      address: clientAddress(c),
-      target: task.id,
-      detail: `${freedBytes} bytes freed`,
-    });
-    return c.json({ id: task.id, deleted: true, freedBytes });
-  });
 }

@@ -1,19 +1,16 @@
 /**
- * API routes the web UI needs beyond the core ones: a package check (a
- * submit that stores nothing) and instance states one letter each (for a
- * grid of 10,000 instances).
+ * API routes the web UI needs beyond the core ones: instance states one
+ * letter each (for a grid of 10,000 instances).
  *
  * @module
  */
 import type { Hono } from "hono";
-import { TooLargeError, ValidationError } from "../core/errors.ts";
-import { checkPackageFile, type PackageLimits } from "../core/package.ts";
-import { type InstanceStatesView, type PackageCheckView, STATE_LETTERS } from "../core/schema.ts";
+import type { PackageLimits } from "../core/package.ts";
+import { type InstanceStatesView, STATE_LETTERS } from "../core/schema.ts";
 import { instanceState, loadTask, readInstanceRecords } from "./access.ts";
-import { requireRole, type TokenCache } from "./auth.ts";
+import type { TokenCache } from "./auth.ts";
 import type { GatewayDeps, GatewayEnv } from "./context.ts";
 import { wholeQuery } from "./params.ts";
-import { readUpload } from "./upload.ts";
 
 /** Options of {@linkcode addUiApi}. */
 export interface UiApiOptions {
@@ -29,30 +26,9 @@ export interface UiApiOptions {
 /** Most instance states one `/states` answer carries. */
 export const MAX_STATES_PAGE = 100_000;
 
-/** Adds `POST /api/v1/packages/check` and `GET /api/v1/tasks/{id}/states`. */
-export function addUiApi(app: Hono<GatewayEnv>, deps: GatewayDeps, options: UiApiOptions): void {
+/** Adds `GET /api/v1/tasks/{id}/states`. */
+export function addUiApi(app: Hono<GatewayEnv>, deps: GatewayDeps, _options: UiApiOptions): void {
   const { kv } = deps;
-  const { limits } = options;
-
-  // A check answers 200 either way: the verdict is the answer. Its error is the one a submit would give.
-  app.post("/api/v1/packages/check", async (c) => {
-    requireRole(c.get("who"), "submitter", "check a package");
-    let view: PackageCheckView;
-    try {
-      await using upload = await readUpload(c, limits, options.spoolDir);
-      const { digest, packageBytes, entries, unpackedBytes, spec } = await checkPackageFile(
-        upload.file,
-        upload.name,
-        limits,
-        upload.digest,
-      );
-      view = { ok: true, digest, packageBytes, entries, unpackedBytes, spec };
-    } catch (e) {
-      if (!(e instanceof ValidationError || e instanceof TooLargeError)) throw e;
-      view = { ok: false, error: { code: e.code, message: e.message } };
-    }
-    return c.json(view);
-  });
 
   app.get("/api/v1/tasks/:id/states", async (c) => {
     const task = await loadTask(kv, c.req.param("id"), c.get("who"));

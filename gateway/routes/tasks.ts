@@ -1,0 +1,171 @@
+/**
+ * Routes for tasks: submit (and check a package without submitting it),
+ * list, read, explain, cancel and delete. Reads come straight from Deno KV
+ * (task records carry their counts, so no read scans instances); changes go
+ * to the task actor over NATS.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import { unwrap } from "../../core/bus.ts";
+import { TooLargeError, ValidationError } from "../../core/errors.ts";
+import { TASKS } from "../../core/kv.ts";
+import { checkPackageFile } from "../../core/package.ts";
+import {
+  IdempotencyKey,
+  type PackageCheckView,
+  State,
+  taskCancel,
+  taskExplain,
+  type TaskRecord,
+  taskSubmit,
+  type TaskView,
+} from "../../core/schema.ts";
+import { caller, canSee, loadTask } from "../access.ts";
+import { requireRole } from "../auth.ts";
+import type { GatewayEnv, RouteDeps } from "../context.ts";
+import { clientAddress } from "../guard.ts";
+import { instanceIndex, wholeQuery } from "../params.ts";
+import { readUpload } from "../upload.ts";
+
+/** Turns a task record into its API view. */
+export function taskView(rec: TaskRecord): TaskView {
+  const { nextIndex: _, ...rest } = rec;
+  return { ...rest, instances: rec.spec.instances };
+}
+
+/** The `Idempotency-Key` header's value, checked; undefined when there is none. */
+function idempotencyKey(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const parsed = IdempotencyKey.safeParse(header);
+  if (!parsed.success) {
+    throw new ValidationError(
+      `Cannot use Idempotency-Key '${header.slice(0, 40)}' as it is not ${parsed.error.issues[0].message}`,
+      { code: "invalid_idempotency_key" },
+    );
+  }
+  return parsed.data;
+}
+
+/** The `/api/v1/tasks` routes of a task as a whole, and `POST /api/v1/packages/check`. */
+export function taskRoutes(deps: RouteDeps): Hono<GatewayEnv> {
+  const { bus, kv, workspace, data, audit, limits, log } = deps;
+  const app = new Hono<GatewayEnv>();
+  const uploadBytes = deps.metrics.counter(
+    "parallelic_upload_bytes_total",
+    "Bytes of packages uploaded to the gateway.",
+  );
+
+  app.post("/api/v1/tasks", async (c) => {
+    const who = c.get("who");
+    requireRole(who, "submitter", "submit a task");
+    // Checked before the upload is read: a bad key costs no upload.
+    const key = idempotencyKey(c.req.header("idempotency-key"));
+    await using upload = await readUpload(c, limits, deps.spoolDir);
+    log.step("gateway.read");
+    uploadBytes.inc({}, upload.size);
+    const checked = await checkPackageFile(upload.file, upload.name, limits, upload.digest);
+    log.step("gateway.checked");
+    // Data sets are pinned to versions, and the package stored, so that neither goes away before the task exists.
+    const reply = await workspace.withPackage(checked.digest, async () => {
+      await workspace.putPackage(checked.digest, upload);
+      return await data.submitWith(checked.spec, checked.taskToml, async (spec) =>
+        unwrap(
+          await bus.request(taskSubmit, {
+            digest: checked.digest,
+            packageBytes: checked.packageBytes,
+            spec,
+            owner: who.user,
+            // The task actor stores the audit entry in the same commit as the task.
+            address: clientAddress(c),
+            key,
+          }),
+        ), caller(who));
+    });
+    log.step("gateway.answered");
+    // A repeat of a submit (same Idempotency-Key) answers the task the first one made: 200, not 201.
+    if (reply.replayed) return c.json({ id: reply.id, state: reply.state, instances: reply.instances, replayed: true });
+    return c.json({ id: reply.id, state: reply.state, instances: reply.instances }, 201);
+  });
+
+  app.get("/api/v1/tasks", async (c) => {
+    const who = c.get("who");
+    const stateParam = c.req.query("state");
+    const parsedState = stateParam === undefined ? undefined : State.safeParse(stateParam);
+    if (parsedState && !parsedState.success) {
+      throw new ValidationError(
+        `Cannot list tasks as state '${stateParam}' is not one of ${State.options.join(", ")}`,
+        { code: "invalid_state" },
+      );
+    }
+    const state = parsedState?.data;
+    const limit = wholeQuery(c.req.query("limit"), "limit", { fallback: 100, min: 1, max: 1000 });
+    const tasks: TaskView[] = [];
+    for await (const entry of kv.list<TaskRecord>({ prefix: TASKS }, { reverse: true, batchSize: 200 })) {
+      const rec = entry.value;
+      if (state && rec.state !== state) continue;
+      if (!canSee(who, rec)) continue;
+      tasks.push(taskView(rec));
+      if (tasks.length >= limit) break;
+    }
+    return c.json({ tasks });
+  });
+
+  app.get("/api/v1/tasks/:id", async (c) => {
+    return c.json(taskView(await loadTask(kv, c.req.param("id"), c.get("who"))));
+  });
+
+  app.get("/api/v1/tasks/:id/explain", async (c) => {
+    const task = await loadTask(kv, c.req.param("id"), c.get("who"));
+    const raw = c.req.query("instance");
+    const index = raw === undefined ? undefined : instanceIndex(task, raw);
+    const reply = unwrap(await bus.request(taskExplain, { taskId: task.id, index }));
+    return c.json({ taskId: task.id, index: index ?? null, state: reply.state, explanation: reply.explanation });
+  });
+
+  app.post("/api/v1/tasks/:id/cancel", async (c) => {
+    const who = c.get("who");
+    requireRole(who, "submitter", "cancel a task");
+    const task = await loadTask(kv, c.req.param("id"), who);
+    const reply = unwrap(await bus.request(taskCancel, { taskId: task.id, by: who.user }));
+    await audit.record({ action: "task.cancel", user: who.user, address: clientAddress(c), target: task.id });
+    return c.json({ id: task.id, state: reply.state });
+  });
+
+  app.delete("/api/v1/tasks/:id", async (c) => {
+    const who = c.get("who");
+    requireRole(who, "submitter", "delete a task");
+    const task = await loadTask(kv, c.req.param("id"), who);
+    const { freedBytes } = await workspace.deleteTask(task);
+    await audit.record({
+      action: "task.delete",
+      user: who.user,
+      address: clientAddress(c),
+      target: task.id,
+      detail: `${freedBytes} bytes freed`,
+    });
+    return c.json({ id: task.id, deleted: true, freedBytes });
+  });
+
+  // A check answers 200 either way: the verdict is the answer. Its error is the one a submit would give.
+  app.post("/api/v1/packages/check", async (c) => {
+    requireRole(c.get("who"), "submitter", "check a package");
+    let view: PackageCheckView;
+    try {
+      await using upload = await readUpload(c, limits, deps.spoolDir);
+      const { digest, packageBytes, entries, unpackedBytes, spec } = await checkPackageFile(
+        upload.file,
+        upload.name,
+        limits,
+        upload.digest,
+      );
+      view = { ok: true, digest, packageBytes, entries, unpackedBytes, spec };
+    } catch (e) {
+      if (!(e instanceof ValidationError || e instanceof TooLargeError)) throw e;
+      view = { ok: false, error: { code: e.code, message: e.message } };
+    }
+    return c.json(view);
+  });
+
+  return app;
+}
