@@ -9,31 +9,22 @@
  */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { taskKey } from "../core/kv.ts";
 import { createAuditLog } from "../core/audit.ts";
 import { errorBody } from "../core/bus.ts";
 import { ParallelicError, RateLimitError } from "../core/errors.ts";
 import { Metrics } from "../core/metrics.ts";
 import { DEFAULT_PACKAGE_LIMITS, type PackageLimits } from "../core/package.ts";
-import {
-  FINAL_STATES,
-  type InstanceRecord,
-  type InstanceView,
-  type TaskRecord,
-  type TokenRecord,
-} from "../core/schema.ts";
-import { matrixParams } from "../core/task_toml.ts";
-import { instanceState, loadTask, readInstanceRecord, readInstanceRecords } from "./access.ts";
-import { createTokenCache, untilRevoked } from "./auth.ts";
+import type { TokenRecord } from "../core/schema.ts";
+import { loadTask } from "./access.ts";
+import { createTokenCache } from "./auth.ts";
 import { createGuard, type GuardOptions } from "./guard.ts";
 import { registerDataRoutes } from "./data.ts";
-import { readLog } from "./logs.ts";
-import { flagQuery, instanceIndex, wholeQuery } from "./params.ts";
 import { createGatewayStats } from "./stats.ts";
 import { addUiRoutes } from "./ui/mod.ts";
 import type { GatewayDeps, GatewayEnv, RouteDeps } from "./context.ts";
 import { DATA_SET_PATH, dataRoutes } from "./routes/data.ts";
 import { eventRoutes } from "./routes/events.ts";
+import { instanceRoutes } from "./routes/instances.ts";
 import { nodeRoutes } from "./routes/nodes.ts";
 import { taskRoutes } from "./routes/tasks.ts";
 import { systemRoutes } from "./routes/system.ts";
@@ -59,26 +50,6 @@ export const DEFAULT_GUARD_OPTIONS: GuardOptions = {
 };
 
 type Env = GatewayEnv;
-
-/** The API view of an instance, from its record (or from the task when it has none yet). */
-export function instanceView(task: TaskRecord, index: number, rec: InstanceRecord | null): InstanceView {
-  const last = rec?.history[rec.history.length - 1];
-  const state = instanceState(task, rec);
-  const isFinalize = index === task.spec.instances;
-  return {
-    taskId: task.id,
-    index,
-    state,
-    attempt: rec?.attempt ?? 0,
-    node: rec?.node ?? last?.node ?? null,
-    exitCode: last?.exitCode ?? null,
-    signal: last?.signal ?? null,
-    startedAt: last?.startedAt ?? null,
-    endedAt: last?.endedAt ?? null,
-    params: isFinalize ? {} : matrixParams(task.spec, index),
-    history: rec?.history ?? [],
-  };
-}
 
 /** Creates the gateway's Hono app. */
 export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): Hono<Env> {
@@ -163,58 +134,16 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
 
   const getTask = (id: string, who: TokenRecord) => loadTask(kv, id, who);
 
-  app.get("/api/v1/tasks/:id/instances", async (c) => {
-    const task = await getTask(c.req.param("id"), c.get("who"));
-    // A page past the last instance is empty (not a range read backwards).
-    const from = wholeQuery(c.req.query("from"), "from", { fallback: 0, max: task.spec.instances });
-    const limit = wholeQuery(c.req.query("limit"), "limit", { fallback: 1000, min: 1, max: 10_000 });
-    const to = Math.min(task.spec.instances, from + limit);
-    const records = await readInstanceRecords(kv, task.id, from, to);
-    const instances: InstanceView[] = [];
-    for (let i = from; i < to; i++) instances.push(instanceView(task, i, records.get(i) ?? null));
-    return c.json({ instances, from, total: task.spec.instances });
-  });
-
-  app.get("/api/v1/tasks/:id/instances/:index", async (c) => {
-    const task = await getTask(c.req.param("id"), c.get("who"));
-    const index = instanceIndex(task, c.req.param("index"));
-    const rec = await readInstanceRecord(kv, task.id, index);
-    return c.json(instanceView(task, index, rec));
-  });
-
-  app.get("/api/v1/tasks/:id/instances/:index/logs", async (c) => {
-    const task = await getTask(c.req.param("id"), c.get("who"));
-    const index = instanceIndex(task, c.req.param("index"));
-    const follow = flagQuery(c.req.query("follow"), "follow");
-    const ended = async () => {
-      const t = (await kv.get<TaskRecord>(taskKey(task.id))).value;
-      if (!t || FINAL_STATES.has(t.state)) return true;
-      const rec = await readInstanceRecord(kv, task.id, index);
-      return rec !== null && FINAL_STATES.has(rec.state);
-    };
-    // Show only what the nodes that ran an attempt of this instance wrote under their own names.
-    let ran = new Set<string>();
-    const accept = async (node: string, attempt: number) => {
-      if (ran.has(`${node}/${attempt}`)) return true;
-      const rec = await readInstanceRecord(kv, task.id, index);
-      ran = new Set(rec?.history.map((h) => `${h.node}/${h.attempt}`));
-      return ran.has(`${node}/${attempt}`);
-    };
-    const stream = await readLog(bus.nc, task.id, index, { follow, ended, accept, signal: options.signal });
-    return new Response(follow ? untilRevoked(stream, tokens, c.req.header("authorization")) : stream, {
-      headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
-    });
-  });
-
   registerDataRoutes(app, { workspace, getTask });
 
   app.route("/", taskRoutes(routeDeps));
+  app.route("/", instanceRoutes(routeDeps));
   app.route("/", nodeRoutes(routeDeps));
   app.route("/", userRoutes(routeDeps));
   app.route("/", systemRoutes(routeDeps));
   app.route("/", dataRoutes(routeDeps));
   app.route("/", eventRoutes(routeDeps));
-  addUiRoutes(app, deps, { limits, signal: options.signal, tokens, spoolDir: options.spoolDir });
+  addUiRoutes(app);
 
   return app;
 }

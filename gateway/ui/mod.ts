@@ -1,7 +1,7 @@
 /**
  * The web UI: pages at `/signin`, `/submit`, `/tasks`, `/tasks/{id}`,
- * `/nodes` and `/data`, their scripts and style under `/ui/`, and the API routes they need
- * (see `gateway/ui_api.ts`). Same origin and same tokens as the API.
+ * `/nodes` and `/data`, and their scripts and style under `/ui/`. Same
+ * origin and same tokens as the API.
  *
  * The browser scripts are plain JavaScript modules, served as they are (no
  * build step); zip.js comes from its npm package, and the ignore rules from
@@ -13,8 +13,7 @@ import type { Context, Hono } from "hono";
 import zipJs from "@zip.js/zip.js/dist/zip-core-external.min.js" with { type: "text" };
 import globJs from "../../core/glob.js" with { type: "text" };
 import ignoreJs from "../../core/ignore.js" with { type: "text" };
-import type { GatewayDeps, GatewayEnv } from "../context.ts";
-import { addUiApi, type UiApiOptions } from "../ui_api.ts";
+import type { GatewayEnv } from "../context.ts";
 import { type PageName, renderPage } from "./pages.ts";
 import appCss from "./static/app.css" with { type: "text" };
 import commonJs from "./static/common.js" with { type: "text" };
@@ -57,10 +56,8 @@ async function etagOf(body: string): Promise<string> {
   return `"${Array.from(new Uint8Array(hash).slice(0, 12), (b) => b.toString(16).padStart(2, "0")).join("")}"`;
 }
 
-/** Adds the UI's pages, assets and API routes to the gateway. */
-export function addUiRoutes(app: Hono<GatewayEnv>, deps: GatewayDeps, options: UiApiOptions): void {
-  addUiApi(app, deps, options);
-
+/** Adds the UI's pages and assets to the gateway. */
+export function addUiRoutes(app: Hono<GatewayEnv>): void {
   const page = (name: PageName) => (c: Context) => {
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) c.header(k, v);
     c.header("cache-control", "no-store");
