@@ -14,11 +14,8 @@ import { errorBody } from "../core/bus.ts";
 import { ParallelicError, RateLimitError } from "../core/errors.ts";
 import { Metrics } from "../core/metrics.ts";
 import { DEFAULT_PACKAGE_LIMITS, type PackageLimits } from "../core/package.ts";
-import type { TokenRecord } from "../core/schema.ts";
-import { loadTask } from "./access.ts";
 import { createTokenCache } from "./auth.ts";
 import { createGuard, type GuardOptions } from "./guard.ts";
-import { registerDataRoutes } from "./data.ts";
 import { createGatewayStats } from "./stats.ts";
 import { addUiRoutes } from "./ui/mod.ts";
 import type { GatewayDeps, GatewayEnv, RouteDeps } from "./context.ts";
@@ -29,6 +26,7 @@ import { nodeRoutes } from "./routes/nodes.ts";
 import { taskRoutes } from "./routes/tasks.ts";
 import { systemRoutes } from "./routes/system.ts";
 import { userRoutes } from "./routes/users.ts";
+import { workspaceRoutes } from "./routes/workspace.ts";
 
 export type { GatewayDeps, GatewayEnv } from "./context.ts";
 
@@ -132,12 +130,9 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     spoolDir: options.spoolDir,
   };
 
-  const getTask = (id: string, who: TokenRecord) => loadTask(kv, id, who);
-
-  registerDataRoutes(app, { workspace, getTask });
-
   app.route("/", taskRoutes(routeDeps));
   app.route("/", instanceRoutes(routeDeps));
+  app.route("/", workspaceRoutes(routeDeps));
   app.route("/", nodeRoutes(routeDeps));
   app.route("/", userRoutes(routeDeps));
   app.route("/", systemRoutes(routeDeps));

@@ -1,23 +1,17 @@
 /**
- * Routes for task workspaces. Downloads stream: nothing is held whole in
- * memory.
+ * Routes for a task's workspace: its outputs (and logs), whole or of one
+ * instance or of finalize, as a zip or a tar. Downloads stream: nothing is
+ * held whole in memory.
  *
  * @module
  */
-import type { Hono } from "hono";
-import type { WorkspaceActor, WorkspaceSelection } from "../actors/workspace.ts";
-import { NotFoundError } from "../core/errors.ts";
-import type { TaskRecord, TokenRecord } from "../core/schema.ts";
-import { flagQuery, instanceIndex } from "./params.ts";
-
-/** What the data routes need from the gateway. */
-export interface DataRoutesDeps {
-  workspace: WorkspaceActor;
-  /** The task `id` as the caller may see it. @throws {NotFoundError} */
-  getTask(id: string, who: TokenRecord): Promise<TaskRecord>;
-}
-
-type Env = { Variables: { who: TokenRecord } };
+import { Hono } from "hono";
+import type { WorkspaceSelection } from "../../actors/workspace.ts";
+import { NotFoundError } from "../../core/errors.ts";
+import type { TaskRecord } from "../../core/schema.ts";
+import { loadTask } from "../access.ts";
+import type { GatewayEnv, RouteDeps } from "../context.ts";
+import { flagQuery, instanceIndex } from "../params.ts";
 
 function selection(task: TaskRecord, query: (k: string) => string | undefined): WorkspaceSelection {
   const instance = query("instance");
@@ -34,13 +28,14 @@ function selection(task: TaskRecord, query: (k: string) => string | undefined): 
   return index === task.spec.instances ? { finalize: true } : { instance: index };
 }
 
-/** Adds the workspace routes to `app`. */
-export function registerDataRoutes(app: Hono<Env>, deps: DataRoutesDeps): void {
-  const { workspace, getTask } = deps;
+/** `GET /api/v1/tasks/{id}/workspace.zip` and `.tar`. */
+export function workspaceRoutes(deps: RouteDeps): Hono<GatewayEnv> {
+  const { kv, workspace } = deps;
+  const app = new Hono<GatewayEnv>();
 
   for (const format of ["zip", "tar"] as const) {
     app.get(`/api/v1/tasks/:id/workspace.${format}`, async (c) => {
-      const task = await getTask(c.req.param("id"), c.get("who"));
+      const task = await loadTask(kv, c.req.param("id"), c.get("who"));
       const pick = selection(task, (k) => c.req.query(k));
       const suffix = pick.finalize ? "-finalize" : pick.instance !== undefined ? `-${pick.instance}` : "";
       const stream = format === "zip" ? workspace.zip(task, pick) : workspace.tar(task, pick);
@@ -53,4 +48,6 @@ export function registerDataRoutes(app: Hono<Env>, deps: DataRoutesDeps): void {
       });
     });
   }
+
+  return app;
 }
