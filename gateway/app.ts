@@ -17,7 +17,6 @@ import { DEFAULT_PACKAGE_LIMITS, type PackageLimits } from "../core/package.ts";
 import { createTokenCache } from "./auth.ts";
 import { createGuard, type GuardOptions } from "./guard.ts";
 import { createGatewayStats } from "./stats.ts";
-import { addUiRoutes } from "./ui/mod.ts";
 import type { GatewayDeps, GatewayEnv, RouteDeps } from "./context.ts";
 import { DATA_SET_PATH, dataRoutes } from "./routes/data.ts";
 import { eventRoutes } from "./routes/events.ts";
@@ -25,6 +24,7 @@ import { instanceRoutes } from "./routes/instances.ts";
 import { nodeRoutes } from "./routes/nodes.ts";
 import { taskRoutes } from "./routes/tasks.ts";
 import { systemRoutes } from "./routes/system.ts";
+import { uiRoutes } from "./routes/ui.ts";
 import { userRoutes } from "./routes/users.ts";
 import { workspaceRoutes } from "./routes/workspace.ts";
 
@@ -138,7 +138,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   app.route("/", systemRoutes(routeDeps));
   app.route("/", dataRoutes(routeDeps));
   app.route("/", eventRoutes(routeDeps));
-  addUiRoutes(app);
+  app.route("/", uiRoutes());
 
   return app;
 }

@@ -1,5 +1,6 @@
 /**
- * The web UI: pages at `/signin`, `/submit`, `/tasks`, `/tasks/{id}`,
+ * The web UI (its pages in `gateway/ui/pages.ts`, its scripts in
+ * `gateway/ui/static/`): pages at `/signin`, `/submit`, `/tasks`, `/tasks/{id}`,
  * `/nodes` and `/data`, and their scripts and style under `/ui/`. Same
  * origin and same tokens as the API.
  *
@@ -9,21 +10,21 @@
  *
  * @module
  */
-import type { Context, Hono } from "hono";
+import { type Context, Hono } from "hono";
 import zipJs from "@zip.js/zip.js/dist/zip-core-external.min.js" with { type: "text" };
 import globJs from "../../core/glob.js" with { type: "text" };
 import ignoreJs from "../../core/ignore.js" with { type: "text" };
 import type { GatewayEnv } from "../context.ts";
-import { type PageName, renderPage } from "./pages.ts";
-import appCss from "./static/app.css" with { type: "text" };
-import commonJs from "./static/common.js" with { type: "text" };
-import dataJs from "./static/data.js" with { type: "text" };
-import gridJs from "./static/grid.js" with { type: "text" };
-import nodesJs from "./static/nodes.js" with { type: "text" };
-import signinJs from "./static/signin.js" with { type: "text" };
-import submitJs from "./static/submit.js" with { type: "text" };
-import taskJs from "./static/task.js" with { type: "text" };
-import tasksJs from "./static/tasks.js" with { type: "text" };
+import { type PageName, renderPage } from "../ui/pages.ts";
+import appCss from "../ui/static/app.css" with { type: "text" };
+import commonJs from "../ui/static/common.js" with { type: "text" };
+import dataJs from "../ui/static/data.js" with { type: "text" };
+import gridJs from "../ui/static/grid.js" with { type: "text" };
+import nodesJs from "../ui/static/nodes.js" with { type: "text" };
+import signinJs from "../ui/static/signin.js" with { type: "text" };
+import submitJs from "../ui/static/submit.js" with { type: "text" };
+import taskJs from "../ui/static/task.js" with { type: "text" };
+import tasksJs from "../ui/static/tasks.js" with { type: "text" };
 
 const JS = "text/javascript; charset=utf-8";
 
@@ -56,8 +57,9 @@ async function etagOf(body: string): Promise<string> {
   return `"${Array.from(new Uint8Array(hash).slice(0, 12), (b) => b.toString(16).padStart(2, "0")).join("")}"`;
 }
 
-/** Adds the UI's pages and assets to the gateway. */
-export function addUiRoutes(app: Hono<GatewayEnv>): void {
+/** The UI's pages and assets. */
+export function uiRoutes(): Hono<GatewayEnv> {
+  const app = new Hono<GatewayEnv>();
   const page = (name: PageName) => (c: Context) => {
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) c.header(k, v);
     c.header("cache-control", "no-store");
@@ -82,4 +84,6 @@ export function addUiRoutes(app: Hono<GatewayEnv>): void {
     if (c.req.header("if-none-match") === headers.etag) return c.body(null, 304, headers);
     return c.body(asset.body, 200, headers);
   });
+
+  return app;
 }
