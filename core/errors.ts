@@ -1,7 +1,7 @@
 /**
  * The few error classes Parallelic throws, on one base that carries each
  * one's `code` and HTTP `status`, and their registry ({@linkcode ERROR_CLASSES}).
- * The gateway's `onError` (see `gateway/app.ts`) turns them into HTTP answers,
+ * The gateway's `onError` (see `gateway/errors.ts`) turns them into HTTP answers,
  * the bus (`core/bus.ts`) carries them by name and the CLI (`cli/client.ts`)
  * throws an answer's status again as its class.
  *

@@ -1,20 +1,16 @@
 /**
- * The HTTP gateway: Hono routes for the API, one `onError` that turns
- * Parallelic's errors into `{"error": {"code", "message"}}` answers.
- *
- * Reads come straight from Deno KV (task records carry their counts, so no
- * read scans instances); writes go to the actors over NATS.
+ * The HTTP gateway: one Hono app that checks every API request (see
+ * `gateway/guard.ts`), answers every error one way (see `gateway/errors.ts`)
+ * and mounts one sub-app per resource from `gateway/routes/`.
  *
  * @module
  */
 import { Hono } from "hono";
-import { HTTPException } from "hono/http-exception";
 import { createAuditLog } from "../core/audit.ts";
-import { errorBody } from "../core/bus.ts";
-import { ParallelicError, RateLimitError } from "../core/errors.ts";
 import { Metrics } from "../core/metrics.ts";
 import { DEFAULT_PACKAGE_LIMITS, type PackageLimits } from "../core/package.ts";
 import { createTokenCache } from "./auth.ts";
+import { errorHandler, notFound } from "./errors.ts";
 import { createGuard, type GuardOptions } from "./guard.ts";
 import { createGatewayStats } from "./stats.ts";
 import type { GatewayDeps, GatewayEnv, RouteDeps } from "./context.ts";
@@ -85,28 +81,9 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     requests.inc({ code: `${Math.floor(c.res.status / 100)}xx` });
   });
 
-  app.onError((err, c) => {
-    if (err instanceof HTTPException) {
-      count(err.status);
-      return c.json({ error: { code: "http_error", message: err.message } }, err.status);
-    }
-    const body = errorBody(err);
-    const status = err instanceof ParallelicError ? err.status : undefined;
-    if (
-      !status && /^(TimeoutError|NoRespondersError|RequestError|ConnectionError|ClosedConnectionError)$/.test(err.name)
-    ) {
-      // NATS did not answer in time (a server lost, a leader being elected): try again shortly.
-      return c.json({ error: { code: "unavailable", message: `NATS did not answer: ${err.message}; try again` } }, 503);
-    }
-    if (!status) {
-      log.error("gateway:internal-error", { path: c.req.path, error: String(err.stack ?? err) });
-      return c.json({ error: { code: "internal", message: `Internal error: ${err.message}` } }, 500);
-    }
-    count(status);
-    if (err instanceof RateLimitError) c.header("retry-after", String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))));
-    return c.json({ error: { code: body.code, message: body.message } }, status as 400);
-  });
-  app.notFound((c) => c.json({ error: { code: "not_found", message: `No route ${c.req.method} ${c.req.path}` } }, 404));
+  // The one error path: route modules set no onError of their own, so every error ends here.
+  app.onError(errorHandler(log, count));
+  app.notFound(notFound);
 
   // Every API route: body cap, token, rate per token, least role by method (see gateway/guard.ts).
   // Shared with the user routes, which clear it when users or tokens change.
