@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { DataCaller } from "../actors/data_access.ts";
+import type { DataCaller } from "../services/data/access.ts";
 import { readInstances, taskKey } from "../core/kv.ts";
 import { NotFoundError } from "../core/errors.ts";
 import type { InstanceRecord, State, TaskRecord, TokenRecord } from "../core/schema.ts";

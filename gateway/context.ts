@@ -6,8 +6,8 @@
  *
  * @module
  */
-import type { DataActor } from "../actors/data.ts";
-import type { WorkspaceActor } from "../actors/workspace.ts";
+import type { DataService } from "../services/data/mod.ts";
+import type { WorkspaceService } from "../services/workspace.ts";
 import type { AuditLog } from "../core/audit.ts";
 import type { Bus } from "../core/bus.ts";
 import type { Logger } from "../core/log.ts";
@@ -25,8 +25,8 @@ export type GatewayEnv = { Variables: { who: TokenRecord } };
 export interface GatewayDeps {
   bus: Bus;
   kv: Deno.Kv;
-  workspace: WorkspaceActor;
-  data: DataActor;
+  workspace: WorkspaceService;
+  data: DataService;
   log: Logger;
   /** The manager's metrics registry, served at `GET /metrics`. @default {a private registry} */
   metrics?: Metrics;
@@ -40,8 +40,8 @@ export interface GatewayDeps {
 export interface RouteDeps {
   bus: Bus;
   kv: Deno.Kv;
-  workspace: WorkspaceActor;
-  data: DataActor;
+  workspace: WorkspaceService;
+  data: DataService;
   /** Scoped to the gateway. */
   log: Logger;
   metrics: Metrics;

@@ -6,7 +6,7 @@
  * @module
  */
 import { Hono } from "hono";
-import type { WorkspaceSelection } from "../../actors/workspace.ts";
+import type { WorkspaceSelection } from "../../services/workspace.ts";
 import { NotFoundError } from "../../core/errors.ts";
 import type { TaskRecord } from "../../core/schema.ts";
 import { loadTask } from "../access.ts";
