@@ -45,7 +45,7 @@ case "${1:-}" in
     need_ip
     deno fmt --check
     deno lint
-    deno check main.ts
+    deno check main.ts tools/*.ts bench/*.ts
     mkdir -p test-output
     set +e
     deno test -A "$@" 2>&1 | tee test-output/test.log

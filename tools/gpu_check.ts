@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { UnavailableError } from "../core/errors.ts";
 import { createLogger } from "../core/log.ts";
-import { zipFolder } from "../core/package.ts";
+import { zipFolder } from "../core/package_zip.ts";
 import type { TaskView } from "../core/schema.ts";
 import { startManager } from "../manager/mod.ts";
 import { listGpus } from "../node/gpus.ts";
