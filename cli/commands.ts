@@ -202,12 +202,17 @@ export async function showStatus(client: Client, id: string | undefined, json: b
     ["Owner", t.owner],
     ["Instances", `${t.instances}  ${bar(t.counts.succeeded + t.counts.failed + t.counts.cancelled, t.instances, 20)}`],
     ["Counts", countsLine(t)],
-    ["Entrypoint", `${t.spec.entrypoint} ${t.spec.args.join(" ")}`.trim()],
+    t.spec.command
+      ? ["Command", t.spec.command]
+      : ["Entrypoint", `${t.spec.entrypoint} ${t.spec.args.join(" ")}`.trim()],
     ["Submitted", `${age(t.createdAt)} ago`],
     ["Duration", dur],
     ["Package", `${t.digest.slice(0, 19)}… (${formatBytes(t.packageBytes)})`],
     ...(t.spec.finalize
-      ? [["Finalize", `${t.spec.finalize.entrypoint}: ${t.finalize ?? "waits for every instance"}`]]
+      ? [[
+        "Finalize",
+        `${t.spec.finalize.entrypoint ?? t.spec.finalize.command}: ${t.finalize ?? "waits for every instance"}`,
+      ]]
       : []),
     ...Object.entries(t.spec.data ?? {}).map(([k, d]) => [`Data ${k}`, `${d.name}@${d.version}`]),
     ["Space", `outputs ${formatBytes(t.outputBytes ?? 0)}, logs ${formatBytes(t.logBytes ?? 0)}`],

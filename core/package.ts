@@ -466,10 +466,12 @@ async function checkPackageSource(
   const hasDir = (path: string) =>
     path === "." || byPath.get(path)?.kind === "dir" || planned.some((p) => p.path.startsWith(path + "/"));
   for (const [key, path] of [["entrypoint", spec.entrypoint], ["finalize.entrypoint", spec.finalize?.entrypoint]]) {
-    if (path === undefined) continue;
+    if (path === undefined || path === null) continue;
     const entry = byPath.get(resolve(path));
     if (!entry || entry.kind !== "file") {
-      throw new ValidationError(`task.toml: ${key} '${path}' is not a file in the package`, {
+      // A bare program name ("python3") most likely means a program on the node's PATH.
+      const hint = path.includes("/") ? "" : `; to run a program the node has, write command = "${path} …" instead`;
+      throw new ValidationError(`task.toml: ${key} '${path}' is not a file in the package${hint}`, {
         code: "missing_entrypoint",
       });
     }

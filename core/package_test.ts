@@ -38,6 +38,21 @@ Deno.test("checkPackage() accepts a valid package and digests it", async () => {
   assert.equal((await checkPackage(bytes)).digest, checked.digest);
 });
 
+Deno.test("checkPackage() accepts a package that is only a task.toml running a command", async () => {
+  const checked = await checkPackage(await makeZip({ "task.toml": `[task]\ncommand = "echo hi"\ninstances = 3\n` }));
+  assert.equal(checked.entries, 1);
+  assert.equal(checked.spec.command, "echo hi");
+  assert.equal(checked.spec.entrypoint, null);
+});
+
+Deno.test("checkPackage() tells a missing bare entrypoint to be a command", async () => {
+  await rejects(
+    await makeZip({ "task.toml": `[task]\nentrypoint = "python3"\n` }),
+    /entrypoint 'python3' is not a file in the package; to run a program the node has, write command = "python3 …"/,
+    "missing_entrypoint",
+  );
+});
+
 Deno.test("checkPackage() strips a single top-level folder", async () => {
   const bytes = await makeZip({ "hello/task.toml": TOML, "hello/run.sh": "#!/bin/sh\n" });
   assert.equal((await checkPackage(bytes)).spec.entrypoint, "run.sh");

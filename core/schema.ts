@@ -77,7 +77,10 @@ export type ParamValue = z.infer<typeof ParamValue>;
  */
 export const TaskSpec = z.object({
   name: z.string(),
-  entrypoint: z.string(),
+  /** The program to run, relative to the task root; null when `command` is given instead. */
+  entrypoint: z.string().nullable(),
+  /** `[task] command`: a shell command line run with `/bin/sh -c` in the workdir, instead of an entrypoint. */
+  command: z.string().nullable().default(null),
   workdir: z.string(),
   args: z.array(z.string()),
   /** Number of instances (the matrix product when there is a matrix). */
@@ -101,7 +104,11 @@ export const TaskSpec = z.object({
   /** `[outputs] paths`: globs relative to the workdir, collected besides `PARALLELIC_OUTPUT`. */
   outputs: z.array(z.string()).default([]),
   /** `[finalize]`: runs once, as the extra instance numbered `instances`, after every instance succeeded. */
-  finalize: z.object({ entrypoint: z.string(), args: z.array(z.string()) }).nullable().default(null),
+  finalize: z.object({
+    entrypoint: z.string().nullable(),
+    command: z.string().nullable().default(null),
+    args: z.array(z.string()),
+  }).nullable().default(null),
 });
 /** A checked task specification. */
 export type TaskSpec = z.infer<typeof TaskSpec>;
@@ -109,6 +116,7 @@ export type TaskSpec = z.infer<typeof TaskSpec>;
 /** What a node needs to run instances of a task (a subset of {@linkcode TaskSpec}). */
 export const RunSpec = TaskSpec.pick({
   entrypoint: true,
+  command: true,
   workdir: true,
   args: true,
   instances: true,

@@ -1,7 +1,7 @@
 /**
  * Parsing and checking `task.toml`. Strict: an unknown key, a wrong type, a
- * missing entrypoint or a path leaving the task root is rejected, and the
- * message names the key, the value and the line.
+ * missing entrypoint (or command) or a path leaving the task root is
+ * rejected, and the message names the key, the value and the line.
  *
  * @module
  */
@@ -107,6 +107,14 @@ const Duration = z.union([z.string(), z.number().positive()]).transform((v, ctx)
   }
 });
 
+/** Longest `command`, in characters. */
+export const MAX_COMMAND_CHARS = 16 * 1024;
+
+const ShellCommand = z.string().min(1).max(MAX_COMMAND_CHARS).refine(
+  (v) => !v.includes("\0"),
+  "a command cannot hold a NUL character",
+);
+
 const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/);
 
 const MatrixAxis = z.union([
@@ -125,7 +133,8 @@ export const DATA_REF = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63})(?:@(sha256:[0-9a-f]{
 export const TaskToml = z.strictObject({
   task: z.strictObject({
     name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$/).optional(),
-    entrypoint: z.string().min(1),
+    entrypoint: z.string().min(1).optional(),
+    command: ShellCommand.optional(),
     workdir: z.string().min(1).optional(),
     args: z.array(z.string()).optional(),
     instances: z.number().int().min(1).max(MAX_INSTANCES).optional(),
@@ -153,7 +162,8 @@ export const TaskToml = z.strictObject({
     paths: z.array(z.string().min(1)).max(100),
   }).optional(),
   finalize: z.strictObject({
-    entrypoint: z.string().min(1),
+    entrypoint: z.string().min(1).optional(),
+    command: ShellCommand.optional(),
     args: z.array(z.string()).optional(),
   }).optional(),
 });
@@ -257,7 +267,34 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
     }
     return normal;
   };
-  const entrypoint = inside(["task", "entrypoint"], toml.task.entrypoint);
+  /** Exactly one of `entrypoint` and `command` in `table`; `args` go with an entrypoint only. */
+  const program = (table: "task" | "finalize", t: { entrypoint?: string; command?: string; args?: string[] }) => {
+    if (t.entrypoint !== undefined && t.command !== undefined) {
+      fail(
+        `keys '${table}.entrypoint' and '${table}.command' exclude each other: give a file to run or a shell command`,
+        lineOf(source, [table, "command"]),
+      );
+    }
+    if (t.entrypoint === undefined && t.command === undefined) {
+      fail(
+        `missing key '${table}.entrypoint' (a file in the package to run) or '${table}.command' (a shell command line)`,
+        lineOf(source, [table]),
+        "missing_key",
+      );
+    }
+    if (t.command !== undefined && t.args !== undefined) {
+      fail(
+        `key '${table}.args' goes with '${table}.entrypoint' only: write the arguments into '${table}.command'`,
+        lineOf(source, [table, "args"]),
+      );
+    }
+    return {
+      entrypoint: t.entrypoint === undefined ? null : inside([table, "entrypoint"], t.entrypoint),
+      command: t.command ?? null,
+      args: t.args ?? [],
+    };
+  };
+  const { entrypoint, command, args } = program("task", toml.task);
   const workdir = inside(["task", "workdir"], toml.task.workdir ?? ".", true);
   const matrix = Object.entries(toml.task.matrix ?? {}).map(([name, axis]) => {
     if (Array.isArray(axis)) return { name, values: axis as ParamValue[] };
@@ -323,14 +360,13 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
     }
     return normal;
   });
-  const finalize: TaskSpec["finalize"] = toml.finalize
-    ? { entrypoint: inside(["finalize", "entrypoint"], toml.finalize.entrypoint), args: toml.finalize.args ?? [] }
-    : null;
+  const finalize: TaskSpec["finalize"] = toml.finalize ? program("finalize", toml.finalize) : null;
   const spec = {
     name: toml.task.name ?? defaultName,
     entrypoint,
+    command,
     workdir,
-    args: toml.task.args ?? [],
+    args,
     instances,
     matrix,
     env: toml.env ?? {},
@@ -363,16 +399,23 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
  * task root, outputs inside the workdir, env and data keys valid names.
  */
 export function runSpecProblem(
-  run: Pick<TaskSpec, "entrypoint" | "workdir" | "env" | "data" | "outputs" | "finalize">,
+  run: Pick<TaskSpec, "entrypoint" | "command" | "workdir" | "env" | "data" | "outputs" | "finalize">,
 ): string | null {
   const insideRoot = (what: string, path: string, root = false) =>
     normalizeRelative(path) === path && (root || path !== ".") && !path.split("/").includes("..")
       ? null
       : `${what} '${path}' leaves the task root`;
+  // Exactly one of an entrypoint (checked to stay inside the root) and a command.
+  const program = (what: string, p: { entrypoint: string | null; command: string | null }) =>
+    (p.entrypoint === null) === (p.command === null)
+      ? `${what} needs exactly one of entrypoint and command`
+      : p.entrypoint === null
+      ? null
+      : insideRoot(what === "task" ? "entrypoint" : `${what} entrypoint`, p.entrypoint);
   const problems = [
-    insideRoot("entrypoint", run.entrypoint),
+    program("task", run),
     insideRoot("workdir", run.workdir, true),
-    run.finalize ? insideRoot("finalize entrypoint", run.finalize.entrypoint) : null,
+    run.finalize ? program("finalize", run.finalize) : null,
     ...run.outputs.map((o) => insideRoot("output path", o)),
     ...Object.keys(run.env).map((k) =>
       !EnvName.safeParse(k).success || k.startsWith("PARALLELIC_")

@@ -86,7 +86,7 @@ Deno.test("parseTaskToml() names a wrong type with the key, value and line", () 
 });
 
 Deno.test("parseTaskToml() rejects a missing entrypoint and paths leaving the root", () => {
-  rejects(`[task]\nname = "x"\n`, /missing required key 'task.entrypoint'/);
+  rejects(`[task]\nname = "x"\n`, /line 1: missing key 'task.entrypoint' .* or 'task.command'/);
   rejects(`[task]\nentrypoint = "../run.sh"\n`, /line 2: key 'task.entrypoint' = "..\/run.sh" leaves the task root/);
   rejects(`[task]\nentrypoint = "/bin/sh"\n`, /leaves the task root/);
   rejects(`[task]\nentrypoint = "run.sh"\nworkdir = "a/../../b"\n`, /line 3: key 'task.workdir'.*leaves the task root/);
@@ -135,7 +135,7 @@ args = ["--all"]
     short: { name: "weights", version: "sha256:ab12cd34" },
   });
   assert.deepEqual(spec.outputs, ["out/**", "logs/*.txt"]);
-  assert.deepEqual(spec.finalize, { entrypoint: "bin/merge.sh", args: ["--all"] });
+  assert.deepEqual(spec.finalize, { entrypoint: "bin/merge.sh", command: null, args: ["--all"] });
   const none = parseTaskToml(`[task]\nentrypoint = "run.sh"\n`);
   assert.deepEqual([none.data, none.outputs, none.finalize], [{}, [], null]);
 });
@@ -177,7 +177,10 @@ Deno.test("runSpecProblem() refuses what would run outside the task root, as nod
     [{ entrypoint: "." }, /entrypoint '.' leaves/],
     [{ entrypoint: "a/../../b" }, /leaves the task root/],
     [{ workdir: "../x" }, /workdir '..\/x' leaves/],
-    [{ finalize: { entrypoint: "../f", args: [] } }, /finalize entrypoint '..\/f' leaves/],
+    [{ finalize: { entrypoint: "../f", command: null, args: [] } }, /finalize entrypoint '..\/f' leaves/],
+    [{ command: "echo" }, /task needs exactly one of entrypoint and command/],
+    [{ entrypoint: null }, /task needs exactly one/],
+    [{ finalize: { entrypoint: null, command: null, args: [] } }, /finalize needs exactly one/],
     [{ outputs: ["../*"] }, /output path/],
     [{ env: { "A=B": "x" } }, /env key 'A=B'/],
     [{ env: { PARALLELIC_TASK_ROOT: "/" } }, /env key 'PARALLELIC_TASK_ROOT'/],
@@ -186,4 +189,25 @@ Deno.test("runSpecProblem() refuses what would run outside the task root, as nod
   for (const [change, why] of bad) {
     assert.match(runSpecProblem({ ...run, ...change }) ?? "", why, JSON.stringify(change));
   }
+  const command = parseTaskToml(`[task]\ncommand = "echo hi"\n[finalize]\ncommand = "cat */x"\n`);
+  assert.equal(runSpecProblem(command), null);
+});
+
+Deno.test("parseTaskToml() reads a command instead of an entrypoint, in [task] and [finalize]", () => {
+  const spec = parseTaskToml(`[task]\ncommand = "echo hi $PARALLELIC_INSTANCE"\n[finalize]\ncommand = "cat */x"\n`);
+  assert.equal(spec.entrypoint, null);
+  assert.equal(spec.command, "echo hi $PARALLELIC_INSTANCE");
+  assert.deepEqual(spec.finalize, { entrypoint: null, command: "cat */x", args: [] });
+  assert.equal(parseTaskToml(`[task]\nentrypoint = "run.sh"\n`).command, null);
+});
+
+Deno.test("parseTaskToml() wants exactly one of entrypoint and command, and args only with an entrypoint", () => {
+  rejects(
+    `[task]\nentrypoint = "run.sh"\ncommand = "echo"\n`,
+    /line 3: keys 'task.entrypoint' and 'task.command' exclude/,
+  );
+  rejects(`[task]\ncommand = "echo"\nargs = ["x"]\n`, /line 3: key 'task.args' goes with 'task.entrypoint' only/);
+  rejects(`[task]\ncommand = ""\n`, /line 2: key 'task.command' = ""/);
+  rejects(`[task]\ncommand = "a"\n[finalize]\nargs = ["x"]\n`, /line 3: missing key 'finalize.entrypoint'/);
+  rejects(`[task]\ncommand = "a"\n[finalize]\ncommand = "b"\nentrypoint = "m.sh"\n`, /keys 'finalize.entrypoint' and/);
 });

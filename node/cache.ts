@@ -23,7 +23,7 @@ export interface PackageLease {
 /** A package cache under `dir`. */
 export interface PackageCache {
   /** Returns the unpacked task root of `digest` (fetching it once), held until `release()`. */
-  acquire(digest: Digest, entrypoint: string): Promise<PackageLease>;
+  acquire(digest: Digest, entrypoint: string | null): Promise<PackageLease>;
   /** How many packages were fetched from the object store (for tests and metrics). */
   readonly fetches: number;
 }
@@ -80,7 +80,7 @@ export async function createPackageCache(
     budget.add(entry);
   }
 
-  const fetch = async (digest: Digest, entrypoint: string): Promise<string> => {
+  const fetch = async (digest: Digest, entrypoint: string | null): Promise<string> => {
     const root = join(dir, digest);
     const read = await (await store()).read(digest);
     if (!read) {

@@ -27,8 +27,10 @@ export interface InstanceIoContext {
 export interface InstanceIo {
   /** True for the `[finalize]` run. */
   finalize: boolean;
-  /** What to run, relative to the task root. */
-  entrypoint: string;
+  /** What to run, relative to the task root; null for a shell command. */
+  entrypoint: string | null;
+  /** The shell command line to run with `/bin/sh -c`, when there is no entrypoint. */
+  command: string | null;
   /** Its arguments. */
   args: string[];
   /** Variables to add to the instance's environment. */
@@ -80,7 +82,7 @@ export async function prepareInstanceIo(
       env.PARALLELIC_FINALIZE = "1";
       ctx.log.info("node:workspace-fetched", { taskId: ref.taskId, files });
       // The copy of the task root is private to this run: make sure finalize's entrypoint can run.
-      await Deno.chmod(join(dir, run.finalize!.entrypoint), 0o755);
+      if (run.finalize!.entrypoint !== null) await Deno.chmod(join(dir, run.finalize!.entrypoint), 0o755);
     }
   } catch (e) {
     await cleanup();
@@ -89,6 +91,7 @@ export async function prepareInstanceIo(
   return {
     finalize,
     entrypoint: finalize ? run.finalize!.entrypoint : run.entrypoint,
+    command: finalize ? run.finalize!.command ?? null : run.command ?? null,
     args: finalize ? run.finalize!.args : run.args,
     env,
     async storeOutputs() {

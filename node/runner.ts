@@ -21,6 +21,9 @@ import type { TaskUser, TaskUsers } from "./task_users.ts";
 import type { OutputStream, Spawner } from "./spawn.ts";
 import type { NodeResources } from "./limits.ts";
 
+/** The shell that runs `command` lines. */
+const SHELL = "/bin/sh";
+
 const PASS_ENV = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL"];
 
 /**
@@ -199,9 +202,11 @@ export function createRunner(deps: RunnerDeps): Runner {
       reusable = false;
       const hold = resources.hold(ref, run, env);
       try {
-        const start = user
-          ? asUser(user, join(dir, instanceIo.entrypoint), instanceIo.args)
-          : { command: join(dir, instanceIo.entrypoint), args: instanceIo.args };
+        // A command line runs through the shell, in the workdir like an entrypoint.
+        const [program, args] = instanceIo.entrypoint === null
+          ? [SHELL, ["-c", instanceIo.command ?? ""]]
+          : [join(dir, instanceIo.entrypoint), instanceIo.args];
+        const start = user ? asUser(user, program, args) : { command: program, args };
         log.step("node.spawn");
         job.proc = await spawner.start({
           ...start,
@@ -213,7 +218,8 @@ export function createRunner(deps: RunnerDeps): Runner {
         });
       } catch (e) {
         hold.end(null);
-        return report(result({ error: `cannot start '${instanceIo.entrypoint}': ${(e as Error).message}` }));
+        const what = instanceIo.entrypoint ?? SHELL;
+        return report(result({ error: `cannot start '${what}': ${(e as Error).message}` }));
       }
       const proc = job.proc;
       hold.started(proc.pid, (why) => {

@@ -231,7 +231,7 @@ Deno.test({
         assert.equal(api.status, 400);
         const { error } = await api.json();
         await page.goto(`${base}/submit`);
-        await page.getByLabel("Zip file").setInputFiles({
+        await page.getByLabel("Zip file or task.toml").setInputFiles({
           name: "broken.zip",
           mimeType: "application/zip",
           buffer: Buffer.from(broken),
@@ -240,6 +240,21 @@ Deno.test({
         assert.equal(await page.getByRole("button", { name: "Submit task" }).isDisabled(), true);
         assert.equal(await page.locator("#summary").isHidden(), true);
         await shoot(page, "submit-error");
+      });
+
+      await t.step("a lone task.toml goes in by the picker and runs its command", async () => {
+        await page.goto(`${base}/submit`);
+        await page.getByLabel("Zip file or task.toml").setInputFiles({
+          name: "task.toml",
+          mimeType: "text/plain",
+          buffer: Buffer.from(`[task]\nname = "lone"\ncommand = "echo lone $PARALLELIC_INSTANCE"\ninstances = 2\n`),
+        });
+        await page.locator("#summary").getByRole("heading", { name: "lone" }).waitFor();
+        assert.match(await page.locator("#summary-list").innerText(), /Command\s+echo lone \$PARALLELIC_INSTANCE/);
+        await page.getByRole("button", { name: "Submit task" }).click();
+        await page.waitForURL(/\/tasks\/t[0-9a-z]{16}$/);
+        await page.locator("#task-state.s-succeeded").waitFor();
+        assert.match(await page.locator("#counts").innerText(), /2 succeeded/);
       });
 
       await t.step(

@@ -297,24 +297,11 @@ export const howItEnded = (h: Attempt | undefined) =>
 /** A task record as a live task with nothing queued for retry or in flight yet. */
 export function liveOf(rec: TaskRecord): Live {
   const { entrypoint, workdir, args, instances, matrix, env, cpus, memoryBytes, gpus, timeoutMs } = rec.spec;
-  const { data = {}, outputs = [], finalize = null } = rec.spec;
+  const { command = null, data = {}, outputs = [], finalize = null } = rec.spec;
+  const run = { entrypoint, command, workdir, args, instances, matrix, env, cpus, memoryBytes, gpus, timeoutMs };
   return {
     rec,
-    run: {
-      entrypoint,
-      workdir,
-      args,
-      instances,
-      matrix,
-      env,
-      cpus,
-      memoryBytes,
-      gpus,
-      timeoutMs,
-      data,
-      outputs,
-      finalize,
-    },
+    run: { ...run, data, outputs, finalize },
     retry: [],
     flights: new Map(),
   };

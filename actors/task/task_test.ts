@@ -280,7 +280,7 @@ Deno.test({
     await node.report(node.assigned, { outputBytes: 100, logBytes: 10 });
     await waitUntil(() => node.assigned.length === 4, 5000, "the finalize run");
     assert.deepEqual(node.assigned[3], { taskId: task.id, index: 3, attempt: 0 });
-    assert.deepEqual(node.runs[3].finalize, { entrypoint: "merge.sh", args: [] });
+    assert.deepEqual(node.runs[3].finalize, { entrypoint: "merge.sh", command: null, args: [] });
     const running = await taskWhen(kv, task.id, (r) => r.finalize === "running", "finalize running");
     assert.equal(running.state, "running", "the task waits for finalize");
     assert.deepEqual(running.counts, { queued: 0, running: 0, succeeded: 3, failed: 0, cancelled: 0 });

@@ -99,8 +99,8 @@ function submit(): Html {
       <h1>Submit a task</h1>
       <section id="drop" class="drop" aria-labelledby="drop-title" aria-describedby="drop-help">
         <h2 id="drop-title">Package</h2>
-        <p id="drop-help">Drop a task folder (one holding <code>task.toml</code>) or a <code>.zip</code> here, or choose
-          one. A folder is zipped in the browser, leaving out <code>.git</code> and what <code>.parallelicignore</code>
+        <p id="drop-help">Drop a task folder (one holding <code>task.toml</code>), a <code>.zip</code>, or a lone
+          <code>task.toml</code> (for a task that runs a <code>command</code>) here, or choose one. A folder is zipped in the browser, leaving out <code>.git</code> and what <code>.parallelicignore</code>
           names.</p>
         <div class="pickers">
           <div class="field">
@@ -108,8 +108,8 @@ function submit(): Html {
             <input id="pick-folder" type="file" webkitdirectory multiple>
           </div>
           <div class="field">
-            <label for="pick-zip">Zip file</label>
-            <input id="pick-zip" type="file" accept=".zip,application/zip">
+            <label for="pick-zip">Zip file or task.toml</label>
+            <input id="pick-zip" type="file" accept=".zip,application/zip,.toml">
           </div>
         </div>
         <p id="pick-status" class="muted" role="status"></p>

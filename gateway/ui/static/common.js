@@ -290,7 +290,9 @@ export function specFacts(spec) {
   const env = Object.keys(spec.env);
   const memory = spec.memoryBytes ? formatBytes(spec.memoryBytes) : "any memory";
   return [
-    ["Entrypoint", h("code", {}, [spec.entrypoint, ...spec.args].join(" "))],
+    spec.command
+      ? ["Command", h("code", {}, spec.command)]
+      : ["Entrypoint", h("code", {}, [spec.entrypoint, ...spec.args].join(" "))],
     ["Workdir", h("code", {}, spec.workdir)],
     ["Instances", String(spec.instances)],
     ...spec.matrix.map((a) => [`Matrix ${a.name}`, describeAxis(a)]),

@@ -1,5 +1,5 @@
 /**
- * Submit: take a folder or a .zip (picked or dropped), zip a folder in the
+ * Submit: take a folder, a .zip or a lone task.toml (picked or dropped), zip it in the
  * browser (zip.js), check it with `POST /api/v1/packages/check` (which words
  * errors exactly as a submit would), show what task.toml asks for, then
  * upload with a progress bar.
@@ -149,8 +149,12 @@ async function take(files) {
   const gen = reset();
   if (files.length === 0) return;
   try {
-    const zipped = files.length === 1 && /\.zip$/i.test(files[0].path)
-      ? { blob: files[0].file, name: files[0].path.replace(/\.zip$/i, "").split("/").pop(), what: "zip file" }
+    const one = files.length === 1 ? files[0] : null;
+    // A lone task.toml (any *.toml picked or dropped alone) is a whole package: its task runs a command.
+    const zipped = one && /\.zip$/i.test(one.path)
+      ? { blob: one.file, name: one.path.replace(/\.zip$/i, "").split("/").pop(), what: "zip file" }
+      : one && /\.toml$/i.test(one.path)
+      ? { ...(await zipFiles([{ path: "task.toml", file: one.file }], gen)), what: "task.toml alone" }
       : await zipFiles(files, gen);
     if (zipped && gen === generation) await check(zipped, gen);
   } catch (e) {
