@@ -95,6 +95,8 @@ export const TaskSpec = z.object({
   timeoutMs: z.number().int().positive().nullable(),
   retries: z.number().int().nonnegative(),
   priority: z.number().int().min(0).max(100),
+  /** `[limits] max_running`: most instances running (or sent to nodes) at once, across all nodes; null: no limit. */
+  maxRunning: z.number().int().positive().nullable().default(null),
   /**
    * `[data]`: the key (which names `PARALLELIC_DATA_<KEY>`) → a data set and
    * its version. task.toml may leave the version out or give a prefix; the

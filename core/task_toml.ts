@@ -153,6 +153,7 @@ export const TaskToml = z.strictObject({
     timeout: Duration.optional(),
     retries: z.number().int().min(0).max(100).optional(),
     priority: z.number().int().min(0).max(100).optional(),
+    max_running: z.number().int().min(1).max(MAX_INSTANCES).optional(),
   }).optional(),
   data: z.record(
     EnvName,
@@ -377,6 +378,7 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
     timeoutMs: toml.limits?.timeout ?? null,
     retries: toml.limits?.retries ?? 0,
     priority: toml.limits?.priority ?? 50,
+    maxRunning: toml.limits?.max_running ?? null,
     data: dataSets,
     outputs,
     finalize,

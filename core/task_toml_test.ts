@@ -211,3 +211,9 @@ Deno.test("parseTaskToml() wants exactly one of entrypoint and command, and args
   rejects(`[task]\ncommand = "a"\n[finalize]\nargs = ["x"]\n`, /line 3: missing key 'finalize.entrypoint'/);
   rejects(`[task]\ncommand = "a"\n[finalize]\ncommand = "b"\nentrypoint = "m.sh"\n`, /keys 'finalize.entrypoint' and/);
 });
+
+Deno.test("parseTaskToml() reads [limits] max_running, a positive whole number", () => {
+  assert.equal(parseTaskToml(`[task]\ncommand = "x"\n[limits]\nmax_running = 10\n`).maxRunning, 10);
+  assert.equal(parseTaskToml(`[task]\ncommand = "x"\n`).maxRunning, null);
+  rejects(`[task]\ncommand = "x"\n[limits]\nmax_running = 0\n`, /line 4: key 'limits.max_running' = 0/);
+});

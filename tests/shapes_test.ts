@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runCli, startTestManager, tempDir } from "./kit/mod.ts";
+import type { TaskView } from "../core/schema.ts";
+import { makeZip, nodesReady, runCli, startNodeProcess, startTestManager, submitZip, tempDir } from "./kit/mod.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -37,5 +38,51 @@ command = "cat \\"$PARALLELIC_WORKSPACE\\"/*/said.txt | sort > \\"$PARALLELIC_OU
     assert.match(all, /^hi 0 from \S+\nhi 1 from \S+\nhi 2 from \S+\n$/);
     const status = await runCli(tm, "status", id);
     assert.match(status.stdout, /Command\s+echo "hi \$PARALLELIC_INSTANCE/);
+  },
+});
+
+Deno.test({
+  name: "max_running keeps at most N instances of a task running at once across two nodes; explain says so",
+  ...opts,
+  async fn() {
+    await using tm = await startTestManager({ localNode: true, slots: 4 });
+    await using work = await tempDir();
+    await using _b = startNodeProcess(tm.manager.natsUrl, "node-b", join(work.path, "b"), ["--slots=4"]);
+    await nodesReady(tm.api, 2);
+    const shared = join(work.path, "running");
+    await Deno.mkdir(shared);
+    // Each instance marks itself running in a folder both nodes see, and notes how many marks it saw.
+    const zip = await makeZip({
+      "task.toml": `[task]\ncommand = "sh count.sh"\ninstances = 12\n[limits]\nmax_running = 2\n` +
+        `[env]\nSHARED = "${shared}"\n`,
+      "count.sh":
+        `touch "$SHARED/$PARALLELIC_INSTANCE"\nsleep 0.3\nls "$SHARED" | wc -l > "$PARALLELIC_OUTPUT/seen"\n` +
+        `rm "$SHARED/$PARALLELIC_INSTANCE"\n`,
+    });
+    const res = await submitZip(tm, zip, "throttled");
+    assert.equal(res.status, 201, await res.clone().text());
+    const { id } = await res.json();
+    let peak = 0;
+    let explained = "";
+    for (;;) {
+      const task = await (await tm.api(`/api/v1/tasks/${id}`)).json() as TaskView;
+      peak = Math.max(peak, task.counts.running);
+      if (task.counts.queued > 0 && task.counts.running === 2 && !explained) {
+        explained = (await (await tm.api(`/api/v1/tasks/${id}/explain`)).json()).explanation;
+      }
+      if (["succeeded", "failed", "cancelled"].includes(task.state)) {
+        assert.equal(task.state, "succeeded");
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.ok(peak <= 2, `at most 2 running or sent ahead at once, saw ${peak}`);
+    const got = await runCli(tm, "results", id, "-o", join(work.path, "out"));
+    assert.equal(got.code, 0, got.stderr);
+    for (let i = 0; i < 12; i++) {
+      const seen = Number((await Deno.readTextFile(join(work.path, "out", String(i), "seen"))).trim());
+      assert.ok(seen >= 1 && seen <= 2, `instance ${i} saw ${seen} running`);
+    }
+    assert.match(explained, /wait for \[limits\] max_running = 2: 2 instances are running/);
   },
 });

@@ -7,7 +7,7 @@
 import { NotFoundError } from "../../core/errors.ts";
 import { type InstanceRecord, taskExplain, type TaskRecord } from "../../core/schema.ts";
 import { instanceKey, taskKey } from "../../core/kv.ts";
-import { better, nodeCanEverFit, prefetchOf } from "./placement.ts";
+import { better, nodeCanEverFit, prefetchOf, throttleRoom } from "./placement.ts";
 import { fairShare, type Live, type NodeSeat, type TaskState } from "./state.ts";
 
 /** Serves explain requests. */
@@ -59,6 +59,10 @@ export function explainQueue(s: TaskState, live: Live): string {
   const spec = live.rec.spec;
   const queued = live.rec.counts.queued;
   if (queued === 0) return `All ${live.rec.counts.running} unfinished instances are running.`;
+  if (throttleRoom(live) === 0) {
+    return `${queued} instances wait for [limits] max_running = ${spec.maxRunning}: ${live.flights.size} instances ` +
+      "are running or sent to nodes.";
+  }
   const all = [...s.nodes.values()];
   if (all.length === 0) return "No node has joined: start one with 'deno task node --nats=nats://HOST:4222'.";
   const ready = all.filter((n) => n.rec.state === "ready");

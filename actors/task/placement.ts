@@ -44,10 +44,19 @@ export const prefetchOf = (seat: NodeSeat, p: PrefetchSettings): number =>
 export const freeSlots = (seat: NodeSeat, p: PrefetchSettings): number =>
   seat.rec.state === "ready" ? seat.rec.slots * (1 + prefetchOf(seat, p)) - seat.usedSlots : 0;
 
+/**
+ * How many more instances of the task may be sent now under `[limits] max_running`, counting those running and
+ * those sent ahead to nodes (Infinity without a limit).
+ */
+export const throttleRoom = (live: Live): number => {
+  const max = live.rec.spec.maxRunning ?? null;
+  return max === null ? Infinity : Math.max(0, max - live.flights.size);
+};
+
 /** Does one more instance of the task fit on the node now? */
 export const fitsNow = (seat: NodeSeat, live: Live, p: PrefetchSettings): boolean => {
   const spec = live.rec.spec;
-  return nodeCanEverFit(seat.rec, spec) && freeSlots(seat, p) >= spec.cpus &&
+  return throttleRoom(live) > 0 && nodeCanEverFit(seat.rec, spec) && freeSlots(seat, p) >= spec.cpus &&
     seat.usedMemory + spec.memoryBytes <= seat.rec.memoryBytes &&
     seat.usedGpus + spec.gpus <= seat.rec.gpus;
 };
@@ -125,7 +134,7 @@ export function plan(
       if (!best) break;
       // Take a fair share: at most one node's worth of slots per pick, so other
       // owners' tasks of equal priority interleave.
-      const room = Math.min(Math.floor(freeSlots(seat, p) / best.rec.spec.cpus), seat.rec.slots);
+      const room = Math.min(Math.floor(freeSlots(seat, p) / best.rec.spec.cpus), seat.rec.slots, throttleRoom(best));
       const items = take(best, seat, Math.max(1, room));
       if (items.length === 0) break;
       let msg = outgoing.get(seat.rec.name);

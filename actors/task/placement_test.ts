@@ -11,6 +11,7 @@ import {
   plan,
   prefetchOf,
   type Take,
+  throttleRoom,
   vacateSeat,
 } from "./placement.ts";
 import { type Flight, type Live, liveOf, newTaskRecord, type NodeSeat } from "./state.ts";
@@ -46,6 +47,7 @@ const take: Take = (live, s, count) => {
       node: s.rec.name,
       assignedAt: 0,
     };
+    live.flights.set(index, flight);
     occupySeat(s, flight);
     items.push({ index, attempt: 0 });
   }
@@ -138,4 +140,28 @@ Deno.test("between owners with as many running, less recent usage wins, then the
   assert.equal(better(a, b, { running: (o) => (o === "alice" ? 0 : 3), usage: () => 9 }), true);
   assert.equal(better(a, b, noShare), true);
   assert.equal(better(b, a, noShare), false);
+});
+
+Deno.test("max_running caps a task's instances in flight across every node, counting those sent ahead", () => {
+  const a = seat("a", 4);
+  const b = seat("b", 4);
+  const t = task("t", `instances = 100\n[limits]\nmax_running = 3\n`);
+  const other = task("u", `instances = 100\n`);
+  assert.equal(throttleRoom(t), 3);
+  const out = plan([t, other], [a, b], 0, prefetch, noShare, take);
+  const sent = [...out.values()].flatMap((m) => m.tasks.filter((e) => e.taskId === "t").flatMap((e) => e.items));
+  assert.equal(sent.length, 3, "three of t in flight, over both nodes");
+  assert.equal(t.flights.size, 3);
+  assert.equal(throttleRoom(t), 0);
+  assert.equal(fitsNow(seat("c", 4), t, prefetch), false, "an empty node takes no more of t");
+  assert.ok(other.flights.size > 0, "the free slots went to the unthrottled task");
+  // One ends: exactly one more may go.
+  const [index, flight] = [...t.flights][0];
+  t.flights.delete(index);
+  vacateSeat(flight.node === "a" ? a : b, flight);
+  const c = seat("c", 8);
+  const next = plan([t], [c], 0, prefetch, noShare, take);
+  assert.equal(next.get("c")?.tasks[0].items.length, 1);
+  assert.equal(t.flights.size, 3);
+  assert.equal(throttleRoom(task("v", "")), Infinity);
 });

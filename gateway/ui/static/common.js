@@ -300,6 +300,7 @@ export function specFacts(spec) {
     ...(labels ? [["Placement", labels]] : []),
     ["Timeout", spec.timeoutMs ? formatDuration(spec.timeoutMs) : "none"],
     ["Retries", String(spec.retries)],
+    ...(spec.maxRunning ? [["Max running", `${spec.maxRunning} at once`]] : []),
     ["Priority", String(spec.priority)],
     ...(env.length ? [["Environment", env.join(", ")]] : []),
   ];
