@@ -297,7 +297,17 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
   };
   const { entrypoint, command, args } = program("task", toml.task);
   const workdir = inside(["task", "workdir"], toml.task.workdir ?? ".", true);
+  const paramNames = new Map<string, string>();
   const matrix = Object.entries(toml.task.matrix ?? {}).map(([name, axis]) => {
+    const env = name.toUpperCase();
+    if (paramNames.has(env)) {
+      fail(
+        `keys 'task.matrix.${paramNames.get(env)}' and 'task.matrix.${name}' both name PARALLELIC_PARAM_${env}: ` +
+          "rename one of them",
+        lineOf(source, ["task", "matrix", name]),
+      );
+    }
+    paramNames.set(env, name);
     if (Array.isArray(axis)) return { name, values: axis as ParamValue[] };
     const step = axis.step ?? 1;
     if (axis.to < axis.from || (axis.to - axis.from) / step + 1 > MAX_INSTANCES) {

@@ -217,3 +217,10 @@ Deno.test("parseTaskToml() reads [limits] max_running, a positive whole number",
   assert.equal(parseTaskToml(`[task]\ncommand = "x"\n`).maxRunning, null);
   rejects(`[task]\ncommand = "x"\n[limits]\nmax_running = 0\n`, /line 4: key 'limits.max_running' = 0/);
 });
+
+Deno.test("parseTaskToml() refuses matrix keys that name the same variable once upper-cased", () => {
+  rejects(
+    `[task]\ncommand = "x"\n[task.matrix]\nfile = ["a"]\nFile = ["b"]\n`,
+    /line 5: keys 'task.matrix.file' and 'task.matrix.File' both name PARALLELIC_PARAM_FILE/,
+  );
+});
