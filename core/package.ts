@@ -11,8 +11,9 @@ import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
 import { crc32, inflateRawSync } from "node:zlib";
 import { tooLarge, ValidationError } from "./errors.ts";
-import type { Digest, TaskSpec } from "./schema.ts";
-import { normalizeRelative, parseTaskToml } from "./task_toml.ts";
+import { type InputRows, MAX_INPUTS_BYTES, parseInputs } from "./inputs.ts";
+import type { Digest, InputsSpec, TaskSpec } from "./schema.ts";
+import { MAX_INSTANCES, normalizeRelative, parseTaskToml } from "./task_toml.ts";
 import { bytesSource, countEntries, entryData, fileSource, readSmallEntry, type ZipSource } from "./zip_source.ts";
 
 zip.configure({ useWebWorkers: false });
@@ -430,14 +431,8 @@ async function checkRemembered(
 /** Packages that passed, per limits object, by digest and default name (see {@linkcode checkPackage}). */
 const checked = new WeakMap<PackageLimits, Map<string, CheckedPackage>>();
 
-async function checkPackageSource(
-  zipped: ZipSource,
-  defaultName: string,
-  limits: PackageLimits,
-  digest: Digest,
-): Promise<CheckedPackage> {
-  const planned = await plan(zipped, limits);
-  const byPath = new Map(planned.map((p) => [p.path, p]));
+/** Reads every symlink's target (refusing one that leaves the root); returns where a path leads through them. */
+async function linkResolver(zipped: ZipSource, planned: PlannedEntry[]): Promise<(path: string) => string> {
   const links = new Map<string, string>();
   for (const p of planned) {
     if (p.kind !== "symlink") continue;
@@ -448,6 +443,21 @@ async function checkPackageSource(
     }
     links.set(p.path, resolved);
   }
+  return (path: string) => {
+    for (let i = 0; i < 40 && links.has(path); i++) path = links.get(path)!;
+    return path;
+  };
+}
+
+async function checkPackageSource(
+  zipped: ZipSource,
+  defaultName: string,
+  limits: PackageLimits,
+  digest: Digest,
+): Promise<CheckedPackage> {
+  const planned = await plan(zipped, limits);
+  const byPath = new Map(planned.map((p) => [p.path, p]));
+  const resolve = await linkResolver(zipped, planned);
   await checkDeclaredSizes(zipped, planned);
   const tomlEntry = byPath.get("task.toml")!;
   if (tomlEntry.kind !== "file") invalid("task.toml is not a regular file", "missing_task_toml");
@@ -459,10 +469,6 @@ async function checkPackageSource(
     invalid("task.toml is not UTF-8 text", "invalid_task_toml");
   }
   const spec = parseTaskToml(source, defaultName);
-  const resolve = (path: string) => {
-    for (let i = 0; i < 40 && links.has(path); i++) path = links.get(path)!;
-    return path;
-  };
   const hasDir = (path: string) =>
     path === "." || byPath.get(path)?.kind === "dir" || planned.some((p) => p.path.startsWith(path + "/"));
   for (const [key, path] of [["entrypoint", spec.entrypoint], ["finalize.entrypoint", spec.finalize?.entrypoint]]) {
@@ -475,6 +481,10 @@ async function checkPackageSource(
         code: "missing_entrypoint",
       });
     }
+  }
+  if (spec.inputs) {
+    const rows = await readInputsEntry(zipped, byPath, resolve, spec.inputs);
+    spec.instances = rows.rows.length;
   }
   if (!hasDir(resolve(spec.workdir))) {
     throw new ValidationError(
@@ -490,6 +500,56 @@ async function checkPackageSource(
     unpackedBytes: planned.reduce((n, p) => n + p.entry.uncompressedSize, 0),
     taskToml: source,
   };
+}
+
+/** Reads and parses the inputs file of a package (see `core/inputs.ts`), checked as at submit. */
+async function readInputsEntry(
+  zipped: ZipSource,
+  byPath: Map<string, PlannedEntry>,
+  resolve: (path: string) => string,
+  inputs: InputsSpec,
+): Promise<InputRows> {
+  const entry = byPath.get(resolve(inputs.path));
+  if (!entry || entry.kind !== "file") {
+    throw new ValidationError(`task.toml: inputs '${inputs.path}' is not a file in the package`, {
+      code: "missing_inputs",
+    });
+  }
+  if (entry.entry.uncompressedSize > MAX_INPUTS_BYTES) {
+    throw new ValidationError(
+      `task.toml: inputs '${inputs.path}' is ${entry.entry.uncompressedSize} bytes, more than the limit of ${MAX_INPUTS_BYTES}`,
+      { code: "invalid_inputs" },
+    );
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(await readEntry(zipped, entry.entry, MAX_INPUTS_BYTES));
+  } catch (e) {
+    if (e instanceof ValidationError) throw e;
+    throw new ValidationError(`task.toml: inputs '${inputs.path}' is not UTF-8 text`, { code: "invalid_inputs" });
+  }
+  return parseInputs(text, inputs, MAX_INSTANCES);
+}
+
+/**
+ * Reads the rows of a checked package's `[task] inputs` file from its zip
+ * (the gateway shows an instance's row; nodes read theirs from the unpacked
+ * copy, see {@linkcode readInputsFile}).
+ */
+export async function readPackageInputs(
+  bytes: Uint8Array,
+  inputs: InputsSpec,
+  limits: PackageLimits = DEFAULT_PACKAGE_LIMITS,
+): Promise<InputRows> {
+  const zipped = bytesSource(bytes);
+  const planned = await plan(zipped, limits);
+  const byPath = new Map(planned.map((p) => [p.path, p]));
+  return await readInputsEntry(zipped, byPath, await linkResolver(zipped, planned), inputs);
+}
+
+/** Reads the rows of `[task] inputs` from an unpacked task root. */
+export async function readInputsFile(root: string, inputs: InputsSpec): Promise<InputRows> {
+  return parseInputs(await Deno.readTextFile(join(root, inputs.path)), inputs, MAX_INSTANCES);
 }
 
 /**

@@ -7,6 +7,7 @@ import {
   checkPackage,
   checkPackageFile,
   DEFAULT_PACKAGE_LIMITS,
+  readPackageInputs,
   sha256Digest,
   unpackPackage,
   unpackPackageFile,
@@ -50,6 +51,26 @@ Deno.test("checkPackage() tells a missing bare entrypoint to be a command", asyn
     await makeZip({ "task.toml": `[task]\nentrypoint = "python3"\n` }),
     /entrypoint 'python3' is not a file in the package; to run a program the node has, write command = "python3 …"/,
     "missing_entrypoint",
+  );
+});
+
+Deno.test("checkPackage() counts the instances of [task] inputs from the file in the zip; readPackageInputs reads it", async () => {
+  const jobs = Array.from({ length: 10_000 }, (_, i) => `frame-${i}.exr`).join("\n") + "\n";
+  const bytes = await makeZip({ "task.toml": `[task]\ncommand = "x"\ninputs = "jobs.txt"\n`, "jobs.txt": jobs });
+  const checked = await checkPackage(bytes);
+  assert.equal(checked.spec.instances, 10_000);
+  assert.ok(JSON.stringify(checked.spec).length < 1000, "the rows are not in the spec");
+  const rows = await readPackageInputs(bytes, checked.spec.inputs!);
+  assert.equal(rows.rows[9999], "frame-9999.exr");
+  await rejects(
+    await makeZip({ "task.toml": `[task]\ncommand = "x"\ninputs = "runs.csv"\n` }),
+    /inputs 'runs.csv' is not a file in the package/,
+    "missing_inputs",
+  );
+  await rejects(
+    await makeZip({ "task.toml": `[task]\ncommand = "x"\ninputs = "runs.csv"\n`, "runs.csv": "a,b\n1,2\n3\n" }),
+    /task.toml: inputs 'runs.csv' line 3: has 1 fields, the header has 2/,
+    "invalid_inputs",
   );
 });
 

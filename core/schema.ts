@@ -71,6 +71,19 @@ export const ParamValue = z.union([z.string(), z.number(), z.boolean()]);
 export type ParamValue = z.infer<typeof ParamValue>;
 
 /**
+ * `[task] inputs`: a file in the package with one row per instance, read
+ * where it is needed (see `core/inputs.ts`), never stored per instance.
+ */
+export const InputsSpec = z.object({
+  /** Relative to the task root. */
+  path: z.string(),
+  /** `lines`: each non-empty line is `PARALLELIC_INPUT`; `csv`, `jsonl`: each row gives `PARALLELIC_PARAM_<COLUMN>`. */
+  format: z.enum(["lines", "csv", "jsonl"]),
+});
+/** A task's list inputs. */
+export type InputsSpec = z.infer<typeof InputsSpec>;
+
+/**
  * The task as the manager and nodes understand it, after task.toml was parsed
  * and checked (see `core/task_toml.ts`). Paths are normalized and inside the
  * task root.
@@ -87,6 +100,8 @@ export const TaskSpec = z.object({
   instances: z.number().int().positive(),
   /** Matrix axes in declaration order; instance i is the mixed-radix digit string of i. */
   matrix: z.array(z.object({ name: z.string(), values: z.array(ParamValue) })),
+  /** `[task] inputs`: instance i runs row i of this file (instead of `instances` or a matrix). */
+  inputs: InputsSpec.nullable().default(null),
   env: z.record(z.string(), z.string()),
   cpus: z.number().int().positive(),
   memoryBytes: z.number().int().nonnegative(),
@@ -123,6 +138,7 @@ export const RunSpec = TaskSpec.pick({
   args: true,
   instances: true,
   matrix: true,
+  inputs: true,
   env: true,
   cpus: true,
   memoryBytes: true,

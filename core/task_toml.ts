@@ -8,6 +8,7 @@
 import { parse, TomlError } from "smol-toml";
 import { z } from "zod";
 import { ValidationError } from "./errors.ts";
+import { inputsFormat } from "./inputs.ts";
 import { type ParamValue, TaskSpec } from "./schema.ts";
 
 /** Largest task.toml accepted, in bytes. */
@@ -138,6 +139,7 @@ export const TaskToml = z.strictObject({
     workdir: z.string().min(1).optional(),
     args: z.array(z.string()).optional(),
     instances: z.number().int().min(1).max(MAX_INSTANCES).optional(),
+    inputs: z.string().min(1).optional(),
     matrix: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), MatrixAxis).optional(),
   }),
   env: z.record(EnvName, z.string()).optional(),
@@ -338,6 +340,20 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
       );
     }
   }
+  let inputs: TaskSpec["inputs"] = null;
+  if (toml.task.inputs !== undefined) {
+    for (const other of ["instances", "matrix"] as const) {
+      if (toml.task[other] !== undefined) {
+        fail(
+          `keys 'task.inputs' and 'task.${other}' exclude each other: the inputs file sets the number of instances`,
+          lineOf(source, ["task", "inputs"]),
+        );
+      }
+    }
+    const path = inside(["task", "inputs"], toml.task.inputs);
+    // The number of instances is the file's, counted when the package is checked.
+    inputs = { path, format: inputsFormat(path) };
+  }
   for (const key of Object.keys(toml.env ?? {})) {
     if (key.startsWith("PARALLELIC_")) {
       fail(
@@ -380,6 +396,7 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
     args,
     instances,
     matrix,
+    inputs,
     env: toml.env ?? {},
     cpus: toml.resources?.cpus ?? 1,
     memoryBytes: toml.resources?.memory ?? 0,
@@ -411,7 +428,9 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
  * task root, outputs inside the workdir, env and data keys valid names.
  */
 export function runSpecProblem(
-  run: Pick<TaskSpec, "entrypoint" | "command" | "workdir" | "env" | "data" | "outputs" | "finalize">,
+  run: Pick<TaskSpec, "entrypoint" | "command" | "workdir" | "env" | "data" | "outputs" | "finalize"> & {
+    inputs?: TaskSpec["inputs"];
+  },
 ): string | null {
   const insideRoot = (what: string, path: string, root = false) =>
     normalizeRelative(path) === path && (root || path !== ".") && !path.split("/").includes("..")
@@ -428,6 +447,7 @@ export function runSpecProblem(
     program("task", run),
     insideRoot("workdir", run.workdir, true),
     run.finalize ? program("finalize", run.finalize) : null,
+    run.inputs ? insideRoot("inputs", run.inputs.path) : null,
     ...run.outputs.map((o) => insideRoot("output path", o)),
     ...Object.keys(run.env).map((k) =>
       !EnvName.safeParse(k).success || k.startsWith("PARALLELIC_")

@@ -182,6 +182,7 @@ Deno.test("runSpecProblem() refuses what would run outside the task root, as nod
     [{ entrypoint: null }, /task needs exactly one/],
     [{ finalize: { entrypoint: null, command: null, args: [] } }, /finalize needs exactly one/],
     [{ outputs: ["../*"] }, /output path/],
+    [{ inputs: { path: "../../etc/passwd", format: "lines" } }, /inputs '..\/..\/etc\/passwd' leaves/],
     [{ env: { "A=B": "x" } }, /env key 'A=B'/],
     [{ env: { PARALLELIC_TASK_ROOT: "/" } }, /env key 'PARALLELIC_TASK_ROOT'/],
     [{ data: { "a-b": { name: "d", version: null } } }, /data key 'a-b'/],

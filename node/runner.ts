@@ -10,7 +10,9 @@ import { join } from "node:path";
 import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 import { matrixParams } from "../core/task_toml.ts";
-import type { Result } from "../core/schema.ts";
+import { inputEnv, type InputRows } from "../core/inputs.ts";
+import { readInputsFile } from "../core/package.ts";
+import type { Digest, Result } from "../core/schema.ts";
 import type { PackageCache } from "./cache.ts";
 import type { LogSender } from "./log_sender.ts";
 import { type InstanceIo, type InstanceIoContext, prepareInstanceIo } from "./instance_io.ts";
@@ -103,7 +105,7 @@ export function createRunner(deps: RunnerDeps): Runner {
     if (job.user === null && taskUsers) return false;
     const user = job.user;
     // The package is held until the copy is made: the cache does not evict it meanwhile.
-    job.staged = cache.acquire(job.digest as `sha256-${string}`, job.run.entrypoint).then(async (pkg) => {
+    job.staged = cache.acquire(job.digest as Digest, job.run.entrypoint).then(async (pkg) => {
       try {
         await (user as TaskUser | null)?.ready;
         return await runDirs.take(pkg.root, user);
@@ -123,6 +125,25 @@ export function createRunner(deps: RunnerDeps): Runner {
 
   const drop = (job: Job) =>
     void job.staged?.then((runDir) => unstage(job, runDir, true), () => unstage(job, undefined, false));
+
+  // The rows of `[task] inputs`, parsed once per package while its instances run here (a few packages at most).
+  const inputRows = new Map<string, Promise<InputRows>>();
+  const rowsOf = (job: Job): Promise<InputRows> => {
+    let rows = inputRows.get(job.digest);
+    if (!rows) {
+      if (inputRows.size >= 4) inputRows.delete(inputRows.keys().next().value!);
+      rows = cache.acquire(job.digest as Digest, job.run.entrypoint).then(async (pkg) => {
+        try {
+          return await readInputsFile(pkg.root, job.run.inputs!);
+        } finally {
+          pkg.release();
+        }
+      });
+      rows.catch(() => inputRows.delete(job.digest));
+      inputRows.set(job.digest, rows);
+    }
+    return rows;
+  };
 
   const killJob = (job: Job, why: string) => {
     // Its main process ended already: its exit stands (what it left behind is killed anyway).
@@ -185,6 +206,7 @@ export function createRunner(deps: RunnerDeps): Runner {
       for (const [k, v] of Object.entries(matrixParams(run, ref.index))) {
         env[`PARALLELIC_PARAM_${k.toUpperCase()}`] = String(v);
       }
+      if (run.inputs && !instanceIo.finalize) Object.assign(env, inputEnv(await rowsOf(job), ref.index));
       const publishes: Promise<unknown>[] = [];
       let chunkNo = 0;
       let logBytes = 0;

@@ -86,3 +86,59 @@ Deno.test({
     assert.match(explained, /wait for \[limits\] max_running = 2: 2 instances are running/);
   },
 });
+
+Deno.test({
+  name: "list inputs: a line, a CSV row or a JSON object per instance; 10,000 lines keep the task record small",
+  ...opts,
+  async fn() {
+    await using tm = await startTestManager({ localNode: true, slots: 2 });
+    await using work = await tempDir();
+    const say =
+      `printf '%s|%s|%s' "$PARALLELIC_INPUT" "$PARALLELIC_PARAM_SEED" "$PARALLELIC_PARAM_LABEL" > "$PARALLELIC_OUTPUT/got"`;
+    const cases: Array<[string, string, string[]]> = [
+      ["jobs.txt", "a.exr\n\nb c.exr\n", ["a.exr||", "b c.exr||"]],
+      ["runs.csv", `seed,label\n1,"x, y"\n2,z\n`, ["|1|x, y", "|2|z"]],
+      ["runs.jsonl", `{"seed": 7, "label": "j"}\n{"seed": 8, "label": true}\n`, ["|7|j", "|8|true"]],
+    ];
+    for (const [file, text, want] of cases) {
+      const zip = await makeZip({
+        "task.toml": `[task]\ncommand = ${JSON.stringify(say)}\ninputs = "${file}"\n`,
+        [file]: text,
+      });
+      const res = await submitZip(tm, zip, "inputs");
+      assert.equal(res.status, 201, await res.clone().text());
+      const { id, instances } = await res.json();
+      assert.equal(instances, 2);
+      assert.equal((await tm.waitForTask(id)).state, "succeeded");
+      const out = join(work.path, file);
+      assert.equal((await runCli(tm, "results", id, "-o", out)).code, 0);
+      for (let i = 0; i < 2; i++) assert.equal(await Deno.readTextFile(join(out, String(i), "got")), want[i]);
+    }
+    const csvTask = (await (await tm.api("/api/v1/tasks")).json()).tasks.find((t: TaskView) =>
+      t.spec.inputs?.format === "csv"
+    );
+    const view = await (await tm.api(`/api/v1/tasks/${csvTask.id}/instances/0`)).json();
+    assert.deepEqual(view.params, { seed: "1", label: "x, y" });
+
+    // 10,000 lines: the task record holds none of them, and an instance's row is read from the package.
+    const jobs = Array.from({ length: 10_000 }, (_, i) => `frame-${i}`).join("\n");
+    const big = await makeZip({
+      "task.toml": `[task]\ncommand = "true"\ninputs = "jobs.txt"\n[placement.labels]\nnone = "yet"\n`,
+      "jobs.txt": jobs,
+    });
+    const res = await submitZip(tm, big, "many");
+    assert.equal(res.status, 201, await res.clone().text());
+    const { id, instances } = await res.json();
+    assert.equal(instances, 10_000);
+    const record = await (await tm.api(`/api/v1/tasks/${id}`)).text();
+    assert.ok(record.length < 2048, `task record of ${record.length} characters`);
+    const last = await (await tm.api(`/api/v1/tasks/${id}/instances/9999`)).json();
+    assert.deepEqual(last.params, { input: "frame-9999" });
+    const page = await (await tm.api(`/api/v1/tasks/${id}/instances?from=5000&limit=2`)).json();
+    assert.deepEqual(page.instances.map((i: { params: unknown }) => i.params), [
+      { input: "frame-5000" },
+      { input: "frame-5001" },
+    ]);
+    assert.equal((await tm.api(`/api/v1/tasks/${id}/cancel`, { method: "POST" })).status, 200);
+  },
+});

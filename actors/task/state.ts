@@ -297,8 +297,21 @@ export const howItEnded = (h: Attempt | undefined) =>
 /** A task record as a live task with nothing queued for retry or in flight yet. */
 export function liveOf(rec: TaskRecord): Live {
   const { entrypoint, workdir, args, instances, matrix, env, cpus, memoryBytes, gpus, timeoutMs } = rec.spec;
-  const { command = null, data = {}, outputs = [], finalize = null } = rec.spec;
-  const run = { entrypoint, command, workdir, args, instances, matrix, env, cpus, memoryBytes, gpus, timeoutMs };
+  const { command = null, inputs = null, data = {}, outputs = [], finalize = null } = rec.spec;
+  const run = {
+    entrypoint,
+    command,
+    workdir,
+    args,
+    instances,
+    matrix,
+    inputs,
+    env,
+    cpus,
+    memoryBytes,
+    gpus,
+    timeoutMs,
+  };
   return {
     rec,
     run: { ...run, data, outputs, finalize },

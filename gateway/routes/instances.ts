@@ -16,9 +16,11 @@ import {
 } from "../../core/schema.ts";
 import { taskKey } from "../../core/kv.ts";
 import { matrixParams } from "../../core/task_toml.ts";
+import { inputParams, type InputRows } from "../../core/inputs.ts";
 import { instanceState, loadTask, readInstanceRecord, readInstanceRecords } from "../access.ts";
 import { untilRevoked } from "../auth.ts";
 import type { GatewayEnv, RouteDeps } from "../context.ts";
+import { createInputsReader } from "../inputs.ts";
 import { readLog } from "../logs.ts";
 import { flagQuery, instanceIndex, wholeQuery } from "../params.ts";
 
@@ -26,7 +28,12 @@ import { flagQuery, instanceIndex, wholeQuery } from "../params.ts";
 export const MAX_STATES_PAGE = 100_000;
 
 /** The API view of an instance, from its record (or from the task when it has none yet). */
-export function instanceView(task: TaskRecord, index: number, rec: InstanceRecord | null): InstanceView {
+export function instanceView(
+  task: TaskRecord,
+  index: number,
+  rec: InstanceRecord | null,
+  rows: InputRows | null = null,
+): InstanceView {
   const last = rec?.history[rec.history.length - 1];
   const state = instanceState(task, rec);
   const isFinalize = index === task.spec.instances;
@@ -40,7 +47,7 @@ export function instanceView(task: TaskRecord, index: number, rec: InstanceRecor
     signal: last?.signal ?? null,
     startedAt: last?.startedAt ?? null,
     endedAt: last?.endedAt ?? null,
-    params: isFinalize ? {} : matrixParams(task.spec, index),
+    params: isFinalize ? {} : rows ? inputParams(rows, index) : matrixParams(task.spec, index),
     history: rec?.history ?? [],
   };
 }
@@ -49,6 +56,7 @@ export function instanceView(task: TaskRecord, index: number, rec: InstanceRecor
 export function instanceRoutes(deps: RouteDeps): Hono<GatewayEnv> {
   const { bus, kv } = deps;
   const app = new Hono<GatewayEnv>();
+  const inputsOf = createInputsReader(deps.workspace, deps.limits);
 
   app.get("/api/v1/tasks/:id/instances", async (c) => {
     const task = await loadTask(kv, c.req.param("id"), c.get("who"));
@@ -58,7 +66,8 @@ export function instanceRoutes(deps: RouteDeps): Hono<GatewayEnv> {
     const to = Math.min(task.spec.instances, from + limit);
     const records = await readInstanceRecords(kv, task.id, from, to);
     const instances: InstanceView[] = [];
-    for (let i = from; i < to; i++) instances.push(instanceView(task, i, records.get(i) ?? null));
+    const rows = await inputsOf(task);
+    for (let i = from; i < to; i++) instances.push(instanceView(task, i, records.get(i) ?? null, rows));
     return c.json({ instances, from, total: task.spec.instances });
   });
 
@@ -66,7 +75,7 @@ export function instanceRoutes(deps: RouteDeps): Hono<GatewayEnv> {
     const task = await loadTask(kv, c.req.param("id"), c.get("who"));
     const index = instanceIndex(task, c.req.param("index"));
     const rec = await readInstanceRecord(kv, task.id, index);
-    return c.json(instanceView(task, index, rec));
+    return c.json(instanceView(task, index, rec, await inputsOf(task)));
   });
 
   app.get("/api/v1/tasks/:id/instances/:index/logs", async (c) => {
