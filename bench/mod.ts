@@ -18,6 +18,7 @@ import { parseArgs } from "../cli/args.ts";
 import { TaskSpec } from "../core/schema.ts";
 import { backlog } from "./backlog.ts";
 import { bigPackage } from "./big_package.ts";
+import { chunks } from "./chunks.ts";
 import { dispatch } from "./dispatch.ts";
 import { fanout } from "./fanout.ts";
 import { latency } from "./latency.ts";
@@ -65,7 +66,7 @@ export const dataPath: Benchmark = {
 };
 
 /** Every benchmark, in the order the suite runs them. */
-export const BENCHMARKS: Benchmark[] = [fanout, latency, dispatch, backlog, manyNodes, dataPath, bigPackage];
+export const BENCHMARKS: Benchmark[] = [fanout, latency, dispatch, backlog, manyNodes, dataPath, bigPackage, chunks];
 
 if (import.meta.main) {
   const args = parseArgs(Deno.args, {

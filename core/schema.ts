@@ -100,6 +100,11 @@ export const TaskSpec = z.object({
   instances: z.number().int().positive(),
   /** Matrix axes in declaration order; instance i is the mixed-radix digit string of i. */
   matrix: z.array(z.object({ name: z.string(), values: z.array(ParamValue) })),
+  /**
+   * `[task] chunk`: up to this many consecutive instances run in one process (never across a value of any matrix
+   * key but the last); each keeps its own record. 1: one process per instance.
+   */
+  chunk: z.number().int().positive().default(1),
   /** `[task] inputs`: instance i runs row i of this file (instead of `instances` or a matrix). */
   inputs: InputsSpec.nullable().default(null),
   env: z.record(z.string(), z.string()),
@@ -139,6 +144,7 @@ export const RunSpec = TaskSpec.pick({
   instances: true,
   matrix: true,
   inputs: true,
+  chunk: true,
   env: true,
   cpus: true,
   memoryBytes: true,
@@ -638,6 +644,8 @@ export const nodesDrain = request(
 export const AssignItem = z.object({
   index: z.number().int().nonnegative(),
   attempt: z.number().int().nonnegative(),
+  /** This item and the `chunk - 1` items after it in the list run in one process (`[task] chunk`). */
+  chunk: z.number().int().min(2).optional(),
 });
 /** One instance to run. */
 export type AssignItem = z.infer<typeof AssignItem>;

@@ -15,6 +15,8 @@ import { type ParamValue, TaskSpec } from "./schema.ts";
 export const MAX_TASK_TOML_BYTES = 64 * 1024;
 /** Most instances one task may have. */
 export const MAX_INSTANCES = 1_000_000;
+/** Most instances one process may run (`[task] chunk`). */
+export const MAX_CHUNK = 10_000;
 /** Most data sets one task may name in `[data]`. */
 export const MAX_DATA_SETS = 64;
 
@@ -140,6 +142,7 @@ export const TaskToml = z.strictObject({
     args: z.array(z.string()).optional(),
     instances: z.number().int().min(1).max(MAX_INSTANCES).optional(),
     inputs: z.string().min(1).optional(),
+    chunk: z.number().int().min(1).max(MAX_CHUNK).optional(),
     matrix: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), MatrixAxis).optional(),
   }),
   env: z.record(EnvName, z.string()).optional(),
@@ -340,6 +343,26 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
       );
     }
   }
+  const chunk = toml.task.chunk ?? 1;
+  if (chunk > 1) {
+    // A chunk's process also gets PARALLELIC_PARAM_<KEY>_LAST for every matrix key.
+    for (const key of paramNames.keys()) {
+      if (paramNames.has(`${key}_LAST`)) {
+        fail(
+          `keys 'task.matrix.${paramNames.get(key)}' and 'task.matrix.${paramNames.get(`${key}_LAST`)}' both name ` +
+            `PARALLELIC_PARAM_${key}_LAST with 'task.chunk': rename one of them`,
+          lineOf(source, ["task", "matrix", paramNames.get(`${key}_LAST`)!]),
+        );
+      }
+    }
+    if (toml.outputs?.paths) {
+      fail(
+        "key 'outputs.paths' cannot go with 'task.chunk': a chunk stores what it leaves in $PARALLELIC_OUTPUT/<index>/ " +
+          "as the outputs of each instance",
+        lineOf(source, ["outputs", "paths"]),
+      );
+    }
+  }
   let inputs: TaskSpec["inputs"] = null;
   if (toml.task.inputs !== undefined) {
     for (const other of ["instances", "matrix"] as const) {
@@ -397,6 +420,7 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
     instances,
     matrix,
     inputs,
+    chunk,
     env: toml.env ?? {},
     cpus: toml.resources?.cpus ?? 1,
     memoryBytes: toml.resources?.memory ?? 0,

@@ -225,3 +225,18 @@ Deno.test("parseTaskToml() refuses matrix keys that name the same variable once 
     /line 5: keys 'task.matrix.file' and 'task.matrix.File' both name PARALLELIC_PARAM_FILE/,
   );
 });
+
+Deno.test("parseTaskToml() reads [task] chunk; with it, no [outputs] paths and no colliding _LAST names", () => {
+  assert.equal(parseTaskToml(`[task]\ncommand = "x"\n`).chunk, 1);
+  assert.equal(parseTaskToml(`[task]\ncommand = "x"\nchunk = 10\n`).chunk, 10);
+  rejects(`[task]\ncommand = "x"\nchunk = 0\n`, /line 3: key 'task.chunk' = 0/);
+  rejects(
+    `[task]\ncommand = "x"\nchunk = 4\n[outputs]\npaths = ["*.png"]\n`,
+    /line 5: key 'outputs.paths' cannot go with 'task.chunk'/,
+  );
+  rejects(
+    `[task]\ncommand = "x"\nchunk = 4\n[task.matrix]\nframe = [1]\nframe_last = [2]\n`,
+    /line 6: keys 'task.matrix.frame' and 'task.matrix.frame_last' both name PARALLELIC_PARAM_FRAME_LAST/,
+  );
+  assert.equal(parseTaskToml(`[task]\ncommand = "x"\n[task.matrix]\nframe = [1]\nframe_last = [2]\n`).instances, 1);
+});

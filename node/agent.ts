@@ -47,7 +47,7 @@ import { createTaskUsers, probeUser, type ResolvedRange, resolveRunAsRange } fro
 import { remoteBucket } from "./remote_bucket.ts";
 import { createDataCache } from "./data_cache.ts";
 import { removeTree } from "./readonly.ts";
-import { createJobQueue, keyOf } from "./queue.ts";
+import { createJobQueue, keyOf, refsOf } from "./queue.ts";
 import { createLogSender } from "./log_sender.ts";
 import { createResultSender } from "./results.ts";
 import { createRunner } from "./runner.ts";
@@ -242,27 +242,35 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     for (const t of msg.tasks) {
       // Checked again as the gateway checked it: a spec that would run outside its task root is not run.
       const problem = runSpecProblem(t.run);
-      for (const item of t.items) {
-        const ref = { taskId: t.taskId, index: item.index, attempt: item.attempt };
+      for (let i = 0; i < t.items.length;) {
+        // A chunk: this item and the next `chunk - 1` run in one process.
+        const size = t.items[i].chunk ?? 1;
+        const [ref, ...more] = t.items.slice(i, i += size).map((item) => ({
+          taskId: t.taskId,
+          index: item.index,
+          attempt: item.attempt,
+        }));
         const key = keyOf(ref);
         // An assignment sent again (a manager restarted from a backup, a reconcile) is held once.
         if (running.has(key) || unacked.has(key) || waiting.has(key)) continue;
         if (problem) {
-          log.warn("node:spec-refused", { taskId: t.taskId, index: item.index, problem });
-          results.report({
-            ...ref,
-            exitCode: null,
-            signal: null,
-            startedAt: null,
-            endedAt: clock.now(),
-            error: `refused by node ${name}: ${problem}`,
-            lost: false,
-            outputBytes: 0,
-            logBytes: 0,
-            cpuMs: 0,
-            maxRssBytes: 0,
-          });
-        } else waiting.set(key, { ref, digest: t.digest, run: t.run });
+          log.warn("node:spec-refused", { taskId: t.taskId, index: ref.index, problem });
+          for (const r of [ref, ...more]) {
+            results.report({
+              ...r,
+              exitCode: null,
+              signal: null,
+              startedAt: null,
+              endedAt: clock.now(),
+              error: `refused by node ${name}: ${problem}`,
+              lost: false,
+              outputBytes: 0,
+              logBytes: 0,
+              cpuMs: 0,
+              maxRssBytes: 0,
+            });
+          }
+        } else waiting.set(key, { ref, more, digest: t.digest, run: t.run });
       }
     }
     if (drained) handBack();
@@ -274,19 +282,22 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     for (const [key, job] of waiting) {
       waiting.delete(key);
       runner.drop(job);
-      results.report({
-        ...job.ref,
-        exitCode: null,
-        signal: null,
-        startedAt: null,
-        endedAt: clock.now(),
-        error: `not started: node ${name} was drained`,
-        lost: true,
-        outputBytes: 0,
-        logBytes: 0,
-        cpuMs: 0,
-        maxRssBytes: 0,
-      });
+      // A chunk goes back whole: each of its instances is requeued.
+      for (const ref of refsOf(job)) {
+        results.report({
+          ...ref,
+          exitCode: null,
+          signal: null,
+          startedAt: null,
+          endedAt: clock.now(),
+          error: `not started: node ${name} was drained`,
+          lost: true,
+          outputBytes: 0,
+          logBytes: 0,
+          cpuMs: 0,
+          maxRssBytes: 0,
+        });
+      }
     }
   }
 
@@ -303,19 +314,20 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         k.taskId === ref.taskId && (k.index === undefined || k.index === ref.index) &&
         (k.attempt === undefined || k.attempt === ref.attempt)
       );
+    // Stopping one instance of a chunk stops its process: the chunk's exit applies to all of it.
     for (const [key, job] of waiting) {
-      if (!matches(job.ref)) continue;
+      if (!refsOf(job).some(matches)) continue;
       waiting.delete(key);
       runner.drop(job);
     }
-    for (const job of running.values()) if (matches(job.ref)) runner.kill(job, msg.reason);
+    for (const job of running.values()) if (refsOf(job).some(matches)) runner.kill(job, msg.reason);
     // A stale result nobody will accept need not be resent.
     for (const [k, r] of unacked) if (matches(r)) unacked.delete(k);
   }, { signal });
 
   const holding = (): InstanceRef[] => [
-    ...[...waiting.values()].map((j) => j.ref),
-    ...[...running.values()].map((j) => j.ref),
+    ...[...waiting.values()].flatMap(refsOf),
+    ...[...running.values()].flatMap(refsOf),
     ...[...unacked.values()].map(({ taskId, index, attempt }) => ({ taskId, index, attempt })),
   ];
 
@@ -387,7 +399,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       while (running.size > 0 && Date.now() < graceEnd) await sleep(20);
       if (running.size > 0) log.warn("node:grace-over", { killing: running.size });
       for (const job of running.values()) {
-        results.release(keyOf(job.ref));
+        for (const ref of refsOf(job)) results.release(keyOf(ref));
         runner.kill(job, "node stopping");
       }
       const killEnd = Date.now() + killGraceMs + 2000;

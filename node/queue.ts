@@ -12,7 +12,10 @@ import type { RunAs } from "./run_as.ts";
 
 /** One instance the node holds. */
 export interface Job {
+  /** The instance it runs (the first of its chunk). */
   ref: InstanceRef;
+  /** The other instances of its chunk (`[task] chunk`), run in the same process. */
+  more?: InstanceRef[];
   digest: string;
   run: RunSpec;
   proc?: InstanceProcess;
@@ -22,6 +25,9 @@ export interface Job {
   /** The user it runs as (`--run-as`, or its task's uid of `--run-as-range`, held while it is staged). */
   user?: RunAs | null;
 }
+
+/** Every instance a job runs: its own and the rest of its chunk. */
+export const refsOf = (job: Job): InstanceRef[] => job.more?.length ? [job.ref, ...job.more] : [job.ref];
 
 /** An attempt's key: task, index and attempt. */
 export const keyOf = (r: InstanceRef): string => `${r.taskId}/${r.index}/${r.attempt}`;

@@ -12,11 +12,12 @@ import type { Logger } from "../core/log.ts";
 import { matrixParams } from "../core/task_toml.ts";
 import { inputEnv, type InputRows } from "../core/inputs.ts";
 import { readInputsFile } from "../core/package.ts";
-import type { Digest, Result } from "../core/schema.ts";
+import type { Digest, InstanceRef, Result } from "../core/schema.ts";
 import type { PackageCache } from "./cache.ts";
 import type { LogSender } from "./log_sender.ts";
 import { type InstanceIo, type InstanceIoContext, prepareInstanceIo } from "./instance_io.ts";
-import type { Job } from "./queue.ts";
+import { type Job, refsOf } from "./queue.ts";
+import { prepareChunk, storeChunkOutputs } from "./chunk.ts";
 import type { RunDir, RunDirs } from "./run_dirs.ts";
 import { asUser, type RunAs, userEnv } from "./run_as.ts";
 import type { TaskUser, TaskUsers } from "./task_users.ts";
@@ -161,9 +162,12 @@ export function createRunner(deps: RunnerDeps): Runner {
 
   async function runJob(job: Job): Promise<void> {
     const { ref, run } = job;
+    const refs = refsOf(job);
+    // A chunked task's instances always run as chunks (a retry as a chunk of one), so that they see one contract.
+    const chunked = (run.chunk ?? 1) > 1;
     const startedAt = clock.now();
-    const result = (fields: Partial<Result>): Result => ({
-      ...ref,
+    const result = (fields: Partial<Result>, of: InstanceRef = ref): Result => ({
+      ...of,
       exitCode: null,
       signal: null,
       startedAt,
@@ -176,21 +180,24 @@ export function createRunner(deps: RunnerDeps): Runner {
       maxRssBytes: 0,
       ...fields,
     });
-    if (deps.noop) return report(result({ exitCode: 0 }));
+    // How a chunk ended is how each of its instances ended.
+    const reportAll = (fields: Partial<Result>) => refs.forEach((r) => report(result(fields, r)));
+    if (deps.noop) return reportAll({ exitCode: 0 });
+    let chunkFile: string | undefined;
     let runDir: RunDir | undefined;
     let reusable = false;
     let instanceIo: InstanceIo | undefined;
     try {
       runDir = await job.staged!;
       reusable = true;
-      if (job.killed) return report(result({ error: job.killed }));
+      if (job.killed) return reportAll({ error: job.killed });
       const dir = runDir.dir;
       try {
         instanceIo = await prepareInstanceIo(io, ref, run, dir, runDir.outputDir, job.user?.uid);
       } catch (e) {
-        return report(result({ error: `could not prepare data and outputs on ${name}: ${(e as Error).message}` }));
+        return reportAll({ error: `could not prepare data and outputs on ${name}: ${(e as Error).message}` });
       }
-      if (job.killed) return report(result({ error: job.killed }));
+      if (job.killed) return reportAll({ error: job.killed });
       const user = job.user ?? null;
       const env: Record<string, string> = {
         ...(user && user !== runAs ? userEnv(user, baseEnv) : baseEnv),
@@ -206,7 +213,12 @@ export function createRunner(deps: RunnerDeps): Runner {
       for (const [k, v] of Object.entries(matrixParams(run, ref.index))) {
         env[`PARALLELIC_PARAM_${k.toUpperCase()}`] = String(v);
       }
-      if (run.inputs && !instanceIo.finalize) Object.assign(env, inputEnv(await rowsOf(job), ref.index));
+      const rows = run.inputs && !instanceIo.finalize ? await rowsOf(job) : null;
+      if (rows) Object.assign(env, inputEnv(rows, ref.index));
+      if (chunked && !instanceIo.finalize) {
+        chunkFile = `${dir}.chunk.jsonl`;
+        Object.assign(env, await prepareChunk(run, refs, rows, chunkFile, runDir.outputDir, user));
+      }
       const publishes: Promise<unknown>[] = [];
       let chunkNo = 0;
       let logBytes = 0;
@@ -241,7 +253,7 @@ export function createRunner(deps: RunnerDeps): Runner {
       } catch (e) {
         hold.end(null);
         const what = instanceIo.entrypoint ?? SHELL;
-        return report(result({ error: `cannot start '${what}': ${(e as Error).message}` }));
+        return reportAll({ error: `cannot start '${what}': ${(e as Error).message}` });
       }
       const proc = job.proc;
       hold.started(proc.pid, (why) => {
@@ -251,10 +263,12 @@ export function createRunner(deps: RunnerDeps): Runner {
       });
       started++;
       if (job.killed) killJob(job, job.killed);
-      // A timer that fires after the main process ended kills nothing (killJob: proc.done).
-      const timeout = run.timeoutMs === null
+      // A timer that fires after the main process ended kills nothing (killJob: proc.done). A chunk has the
+      // timeout of each of its instances, one after the other.
+      const timeoutMs = run.timeoutMs === null ? null : run.timeoutMs * refs.length;
+      const timeout = timeoutMs === null
         ? undefined
-        : clock.setTimeout(() => killJob(job, `timed out after ${run.timeoutMs} ms`), run.timeoutMs);
+        : clock.setTimeout(() => killJob(job, `timed out after ${timeoutMs} ms`), timeoutMs);
       const status = await job.proc.ended;
       const used = hold.end(status.usage);
       log.step("node.ended");
@@ -263,30 +277,37 @@ export function createRunner(deps: RunnerDeps): Runner {
       reusable = !job.killed && !status.leftovers && !instanceIo.finalize;
       // Outputs are stored before the result is sent: a result means its outputs are in the workspace. Also
       // while the node stops: what finishes within the grace period counts, so its outputs must be in.
-      let outputBytes = 0;
+      let outputBytes = refs.map(() => 0);
       let error = job.killed ?? used.memoryError;
       if (!job.killed?.startsWith("stale")) {
         try {
           // Retried through a NATS restart or a stream leader election, like log chunks.
-          outputBytes = await publishRetrying(() => instanceIo!.storeOutputs());
+          outputBytes = await publishRetrying(async () =>
+            chunkFile
+              ? await storeChunkOutputs(io.workspace, refs, runDir!.outputDir, job.user?.uid)
+              : [await instanceIo!.storeOutputs()]
+          );
         } catch (e) {
           error ??= `could not store outputs from ${name}: ${(e as Error).message}`;
         }
       }
-      report(result({
-        exitCode: status.code,
-        signal: status.signal,
-        error,
-        outputBytes,
-        logBytes,
-        cpuMs: used.cpuMs,
-        maxRssBytes: used.maxRssBytes,
-      }));
+      // The log and the process's usage are the first instance's: counted once.
+      refs.forEach((r, i) =>
+        report(result({
+          exitCode: status.code,
+          signal: status.signal,
+          error,
+          outputBytes: outputBytes[i] ?? 0,
+          logBytes: i === 0 ? logBytes : 0,
+          ...(i === 0 ? { cpuMs: used.cpuMs, maxRssBytes: used.maxRssBytes } : {}),
+        }, r))
+      );
     } catch (e) {
       // The node's trouble (NATS, the package): requeued without using up a retry, a few times.
-      report(result({ error: `node ${name} could not run it: ${(e as Error).message}`, lost: true }));
+      reportAll({ error: `node ${name} could not run it: ${(e as Error).message}`, lost: true });
     } finally {
       await instanceIo?.cleanup();
+      if (chunkFile) await Deno.remove(chunkFile).catch(() => {});
       // Kept for another instance when untouched, else removed (meanwhile: the result is reported already).
       unstage(job, runDir, reusable);
     }

@@ -1,12 +1,21 @@
 /**
  * End to end: shapes of work beyond one entrypoint over many instances:
- * command-only tasks (a package that is only task.toml) and a throttle on
- * how many instances run at once.
+ * command-only tasks (a package that is only task.toml), a throttle on how
+ * many instances run at once, list inputs, and chunks.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { TaskView } from "../core/schema.ts";
-import { makeZip, nodesReady, runCli, startNodeProcess, startTestManager, submitZip, tempDir } from "./kit/mod.ts";
+import {
+  listInstances,
+  makeZip,
+  nodesReady,
+  runCli,
+  startNodeProcess,
+  startTestManager,
+  submitZip,
+  tempDir,
+} from "./kit/mod.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -140,5 +149,50 @@ Deno.test({
       { input: "frame-5001" },
     ]);
     assert.equal((await tm.api(`/api/v1/tasks/${id}/cancel`, { method: "POST" })).status, 200);
+  },
+});
+
+Deno.test({
+  name: "chunks: 10 frames per process, each instance with its own record, outputs and the chunk's exit code",
+  ...opts,
+  async fn() {
+    await using tm = await startTestManager({ localNode: true, slots: 2 });
+    await using work = await tempDir();
+    const zip = await makeZip({
+      "task.toml": `[task]\nentrypoint = "render.sh"\nchunk = 10\n[task.matrix]\nframe = { from = 1, to = 25 }\n`,
+      "render.sh": `#!/bin/sh
+seen="$PARALLELIC_INSTANCE-$PARALLELIC_INSTANCE_LAST $PARALLELIC_PARAM_FRAME-$PARALLELIC_PARAM_FRAME_LAST pid $$"
+for i in $(sed 's/^{"index":\\([0-9]*\\),.*/\\1/' "$PARALLELIC_CHUNK"); do
+  grep "\\"index\\":$i," "$PARALLELIC_CHUNK" > "$PARALLELIC_OUTPUT/$i/line"
+  echo "$seen" > "$PARALLELIC_OUTPUT/$i/seen"
+done
+[ "$PARALLELIC_INSTANCE" != 20 ] || exit 3
+`,
+    });
+    const res = await submitZip(tm, zip, "frames");
+    assert.equal(res.status, 201, await res.clone().text());
+    const { id } = await res.json();
+    const task = await tm.waitForTask(id);
+    assert.equal(task.state, "failed");
+    assert.deepEqual(task.counts, { queued: 0, running: 0, succeeded: 20, failed: 5, cancelled: 0 });
+    const out = join(work.path, "out");
+    assert.equal((await runCli(tm, "results", id, "-o", out)).code, 0);
+    const seen = async (i: number) => (await Deno.readTextFile(join(out, String(i), "seen"))).trim();
+    assert.match(await seen(0), /^0-9 1-10 pid \d+$/);
+    assert.equal(await seen(9), await seen(0), "instances 0-9 ran in one process");
+    assert.match(await seen(10), /^10-19 11-20 pid \d+$/);
+    assert.notEqual(await seen(10), await seen(0));
+    assert.match(await seen(24), /^20-24 21-25 pid \d+$/);
+    assert.equal(
+      (await Deno.readTextFile(join(out, "13", "line"))).trim(),
+      JSON.stringify({ index: 13, params: { frame: 14 } }),
+    );
+    const instances = await listInstances(tm.api, id);
+    assert.equal(instances.length, 25);
+    assert.deepEqual(
+      instances.map((i) => i.exitCode),
+      [...Array(20).fill(0), ...Array(5).fill(3)],
+      "each instance has its own record, with its chunk's exit code",
+    );
   },
 });

@@ -16,7 +16,7 @@ import {
   taskDone,
 } from "../../core/schema.ts";
 import { spanKey } from "../../core/kv.ts";
-import { fitsNow, type Item, occupySeat, plan, vacateSeat } from "./placement.ts";
+import { chunkAt, fitsNow, type Item, occupySeat, plan, throttleRoom, vacateSeat } from "./placement.ts";
 import { decideRetry } from "./retry_policy.ts";
 import {
   clipError,
@@ -57,7 +57,8 @@ export function place(s: TaskState): void {
 export function takeInstances(s: TaskState, live: Live, seat: NodeSeat, count: number, now: number): Item[] {
   const spec = live.rec.spec;
   const items: Item[] = [];
-  const assign = (rec: InstanceRecord, span?: Span) => {
+  let processes = 0;
+  const assign = (rec: InstanceRecord, span?: Span, rider = false) => {
     rec.state = "running";
     rec.node = seat.rec.name;
     rec.notBefore = null;
@@ -71,7 +72,8 @@ export function takeInstances(s: TaskState, live: Live, seat: NodeSeat, count: n
       signal: null,
       error: null,
     });
-    const flight: Flight = { live, rec, node: seat.rec.name, assignedAt: now, span };
+    const flight: Flight = { live, rec, node: seat.rec.name, assignedAt: now, span, rider };
+    if (!rider) processes++;
     live.flights.set(rec.index, flight);
     occupySeat(seat, flight);
     if (isFinalize(live.rec, rec.index)) live.rec.finalize = "running";
@@ -85,7 +87,8 @@ export function takeInstances(s: TaskState, live: Live, seat: NodeSeat, count: n
     } else markInstance(s, live, rec);
     items.push({ index: rec.index, attempt: rec.attempt });
   };
-  for (let i = 0; i < live.retry.length && items.length < count;) {
+  // A retry runs alone, even of a chunked task.
+  for (let i = 0; i < live.retry.length && processes < count;) {
     const rec = live.retry[i];
     if ((rec.notBefore ?? 0) <= now && fitsNow(seat, live, s.settings)) {
       live.retry.splice(i, 1);
@@ -94,7 +97,7 @@ export function takeInstances(s: TaskState, live: Live, seat: NodeSeat, count: n
   }
   // First attempts, from the cursor: one span per node and cycle stands for their records.
   let span: Span | undefined;
-  while (items.length < count && live.rec.nextIndex < spec.instances && fitsNow(seat, live, s.settings)) {
+  while (processes < count && live.rec.nextIndex < spec.instances && fitsNow(seat, live, s.settings)) {
     if (!span) {
       const from = live.rec.nextIndex;
       const last = live.lastSpan;
@@ -107,11 +110,18 @@ export function takeInstances(s: TaskState, live: Live, seat: NodeSeat, count: n
         };
       live.lastSpan = span;
     }
-    span.value.to = live.rec.nextIndex + 1;
-    assign(
-      { index: live.rec.nextIndex++, state: "queued", attempt: 0, node: null, notBefore: null, history: [] },
-      span,
-    );
+    // One process runs `size` consecutive instances: the first books the seat, the others ride along.
+    const size = chunkAt(spec, live.rec.nextIndex, throttleRoom(live));
+    const head = items.length;
+    for (let k = 0; k < size; k++) {
+      span.value.to = live.rec.nextIndex + 1;
+      assign(
+        { index: live.rec.nextIndex++, state: "queued", attempt: 0, node: null, notBefore: null, history: [] },
+        span,
+        k > 0,
+      );
+    }
+    if (size > 1) items[head].chunk = size;
   }
   if (span) markSpan(s, span);
   if (items.length > 0) {

@@ -24,7 +24,7 @@ export interface FairShare {
 /** One instance attempt sent to a node. */
 export type Item = Assignment["tasks"][number]["items"][number];
 
-/** Takes up to `count` instances of a task for a node (and books them on its seat). */
+/** Takes up to `count` processes' worth of instances of a task for a node (and books them on its seat). */
 export type Take = (live: Live, seat: NodeSeat, count: number) => Item[];
 
 /** Does the node offer what the task asks, ignoring what is in use? */
@@ -61,10 +61,22 @@ export const fitsNow = (seat: NodeSeat, live: Live, p: PrefetchSettings): boolea
     seat.usedGpus + spec.gpus <= seat.rec.gpus;
 };
 
-/** Books a flight on its node's seat. */
+/**
+ * How many instances from `from` one process of the task runs: up to `[task] chunk`, never across a value of a
+ * matrix key but the last (so that only the last key varies within a chunk), nor more than `room`.
+ */
+export function chunkAt(spec: TaskRecord["spec"], from: number, room = Infinity): number {
+  let end = Math.min(spec.instances, from + (spec.chunk ?? 1));
+  const last = spec.matrix.at(-1);
+  if (last) end = Math.min(end, (Math.floor(from / last.values.length) + 1) * last.values.length);
+  return Math.max(1, Math.min(end - from, room));
+}
+
+/** Books a flight on its node's seat (a rider in another's process books nothing). */
 export function occupySeat(seat: NodeSeat, flight: Flight): void {
   const spec = flight.live.rec.spec;
   seat.flights.add(flight);
+  if (flight.rider) return;
   seat.usedSlots += spec.cpus;
   seat.usedMemory += spec.memoryBytes;
   seat.usedGpus += spec.gpus;
@@ -72,7 +84,7 @@ export function occupySeat(seat: NodeSeat, flight: Flight): void {
 
 /** Frees what a flight held on its node's seat (nothing when the seat does not hold it). */
 export function vacateSeat(seat: NodeSeat | undefined, flight: Flight): void {
-  if (!seat?.flights.delete(flight)) return;
+  if (!seat?.flights.delete(flight) || flight.rider) return;
   const spec = flight.live.rec.spec;
   seat.usedSlots -= spec.cpus;
   seat.usedMemory -= spec.memoryBytes;

@@ -3,6 +3,7 @@ import type { Assignment, NodeRecord } from "../../core/schema.ts";
 import { parseTaskToml } from "../../core/task_toml.ts";
 import {
   better,
+  chunkAt,
   type FairShare,
   fitsNow,
   freeSlots,
@@ -164,4 +165,35 @@ Deno.test("max_running caps a task's instances in flight across every node, coun
   assert.equal(next.get("c")?.tasks[0].items.length, 1);
   assert.equal(t.flights.size, 3);
   assert.equal(throttleRoom(task("v", "")), Infinity);
+});
+
+Deno.test("a chunk runs up to [task] chunk instances, within one value of every matrix key but the last", () => {
+  const plain = task("t", `instances = 25\nchunk = 10\n`).rec.spec;
+  assert.deepEqual([chunkAt(plain, 0), chunkAt(plain, 10), chunkAt(plain, 20), chunkAt(plain, 3)], [10, 10, 5, 10]);
+  assert.equal(chunkAt(plain, 0, 4), 4, "no more than max_running leaves room for");
+  const grid = task("g", `chunk = 4\n[task.matrix]\nscene = ["a", "b"]\nframe = { from = 1, to = 6 }\n`).rec.spec;
+  // Instances 0-5 are scene a, frames 1-6; 6-11 scene b.
+  assert.deepEqual([chunkAt(grid, 0), chunkAt(grid, 4), chunkAt(grid, 6), chunkAt(grid, 10)], [4, 2, 4, 2]);
+  assert.equal(chunkAt(task("u", `instances = 3\n`).rec.spec, 0), 1);
+});
+
+Deno.test("a rider in another instance's process books nothing on its seat", () => {
+  const s = seat("n", 4);
+  const live = task("t", `instances = 2\nchunk = 2\n`);
+  const rec = (index: number) => ({
+    index,
+    state: "running" as const,
+    attempt: 0,
+    node: "n",
+    notBefore: null,
+    history: [],
+  });
+  const head: Flight = { live, rec: rec(0), node: "n", assignedAt: 0 };
+  const rider: Flight = { live, rec: rec(1), node: "n", assignedAt: 0, rider: true };
+  occupySeat(s, head);
+  occupySeat(s, rider);
+  assert.deepEqual([s.usedSlots, s.flights.size], [1, 2]);
+  vacateSeat(s, rider);
+  vacateSeat(s, head);
+  assert.deepEqual([s.usedSlots, s.flights.size], [0, 0]);
 });

@@ -102,6 +102,8 @@ export interface Flight {
   assignedAt: number;
   /** The span that stands for its record while its first attempt runs. */
   span?: Span;
+  /** True when it runs in the process of an earlier instance of its chunk (`[task] chunk`): it books no slot. */
+  rider?: boolean;
 }
 
 /** A task that is not final yet, in memory. */
@@ -297,7 +299,7 @@ export const howItEnded = (h: Attempt | undefined) =>
 /** A task record as a live task with nothing queued for retry or in flight yet. */
 export function liveOf(rec: TaskRecord): Live {
   const { entrypoint, workdir, args, instances, matrix, env, cpus, memoryBytes, gpus, timeoutMs } = rec.spec;
-  const { command = null, inputs = null, data = {}, outputs = [], finalize = null } = rec.spec;
+  const { command = null, inputs = null, chunk = 1, data = {}, outputs = [], finalize = null } = rec.spec;
   const run = {
     entrypoint,
     command,
@@ -306,6 +308,7 @@ export function liveOf(rec: TaskRecord): Live {
     instances,
     matrix,
     inputs,
+    chunk,
     env,
     cpus,
     memoryBytes,

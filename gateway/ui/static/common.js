@@ -301,6 +301,7 @@ export function specFacts(spec) {
     ["Timeout", spec.timeoutMs ? formatDuration(spec.timeoutMs) : "none"],
     ["Retries", String(spec.retries)],
     ...(spec.maxRunning ? [["Max running", `${spec.maxRunning} at once`]] : []),
+    ...(spec.chunk > 1 ? [["Chunk", `${spec.chunk} instances per process`]] : []),
     ["Priority", String(spec.priority)],
     ...(env.length ? [["Environment", env.join(", ")]] : []),
   ];
