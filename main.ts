@@ -191,7 +191,12 @@ Parallelic manager ready
       const need = (what: string) => id ?? usage(`Usage: parallelic ${command} ${what}`);
       switch (command) {
         case "submit":
-          return await submit(client, need("PATH"), (p.flags.wait as boolean | undefined) ?? Deno.stdout.isTerminal());
+          return await submit(
+            client,
+            need("PATH"),
+            (p.flags.wait as boolean | undefined) ?? Deno.stdout.isTerminal(),
+            p.flags.after as string | undefined,
+          );
         case "status":
           return await showStatus(client, id, json);
         case "logs":

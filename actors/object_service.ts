@@ -7,7 +7,10 @@
  *   a task that names a version holding it;
  * - an instance's outputs (read, write, delete), when the node holds that
  *   instance; a write only with the attempt it holds;
- * - every output of a task, for reading, when the node holds its finalize.
+ * - every output of a task, for reading, when the node holds its finalize;
+ * - every output of a task (instances and finalize), for reading, when the
+ *   node holds an instance or the finalize of a task that waits for it in
+ *   `[after]` (its `upstream`).
  * A stolen node key therefore reads and writes no more than the node's own
  * assignments, and no JetStream API is in a node's permissions.
  *
@@ -44,6 +47,8 @@ export interface HeldTask {
   instances: number;
   /** The data set versions it names. */
   dataVersions: string[];
+  /** The ids of the tasks it waits for in `[after]`, whose outputs its instances read. */
+  upstream: string[];
 }
 
 /** What the object service asks the task actor: the node's current assignments. */
@@ -182,11 +187,17 @@ export function createObjectService(deps: ObjectServiceDeps, options: { signal: 
         refuse(node, bucket, object, "no data set version of a task it holds has this file");
       } else refuse(node, bucket, object, "not a data set object");
     } else {
-      const { taskId, index } = instanceOf(object, node);
+      const [taskId, which, extra] = object.split("/");
+      // An upstream's outputs, whole: read by the instances of a task that waits for it.
+      if (
+        extra === undefined && taskId && /^(finalize|0|[1-9][0-9]{0,8})$/.test(which ?? "") &&
+        held.some((t) => t.upstream.includes(taskId))
+      ) return;
+      const { index } = instanceOf(object, node);
       if (assignments.attemptOf(node, taskId, index) !== null) return;
       const task = held.find((t) => t.taskId === taskId);
       if (task && assignments.attemptOf(node, taskId, task.instances) !== null) return;
-      refuse(node, bucket, object, "it holds neither this instance nor its task's finalize");
+      refuse(node, bucket, object, "it holds neither this instance, its task's finalize, nor a task after it");
     }
   };
 

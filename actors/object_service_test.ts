@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { createBus } from "../core/bus.ts";
+import { nodeInboxPrefix } from "../core/nats_auth.ts";
 import { CHUNK_BYTES, openBucket } from "../core/objects.ts";
+import { outputObject, WORKSPACE_BUCKET } from "../core/schema.ts";
 import { remoteBucket } from "../node/remote_bucket.ts";
 import { connectAsNode, startTestNats, testLogger, waitUntil } from "../tests/kit/mod.ts";
-import { createObjectService, OBJECT_BUCKETS } from "./object_service.ts";
+import { type AssignmentView, createObjectService, type HeldTask, OBJECT_BUCKETS } from "./object_service.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const OBJECT_BYTES = 6 * CHUNK_BYTES + 1234;
@@ -27,7 +29,13 @@ async function setup(count: number, readBudgetBytes: number) {
     await packages.put(`p${i}`, new Blob([bytes]).stream());
   }
   const abort = new AbortController();
-  const held = [...contents.keys()].map((digest) => ({ taskId: "t", digest, instances: 1, dataVersions: [] }));
+  const held = [...contents.keys()].map((digest) => ({
+    taskId: "t",
+    digest,
+    instances: 1,
+    dataVersions: [],
+    upstream: [],
+  }));
   const service = createObjectService({
     bus: createBus(nats.nc, testLogger()),
     log: testLogger(),
@@ -107,5 +115,82 @@ Deno.test({
     assert.ok(opened, "the write had begun on the manager");
     await waitUntil(() => env.service.writes() === 0, 5000, "the write aborted");
     assert.equal(await env.workspace.info("t/0"), null, "nothing stored");
+  },
+});
+
+Deno.test({
+  name: "object service: a node reads an upstream's outputs only while it holds a task that waits for it",
+  ...opts,
+  async fn() {
+    await using nats = await startTestNats();
+    const controller = new AbortController();
+    const bus = createBus(nats.nc, testLogger());
+    // What node n1 holds: instance or finalize attempts by task, and the tasks held.
+    const held = new Map<string, { task: HeldTask; attempts: Map<number, number> }>();
+    const assignments: AssignmentView = {
+      attemptOf: (node, taskId, index) => node === "n1" ? held.get(taskId)?.attempts.get(index) ?? null : null,
+      tasksOf: (node) => node === "n1" ? [...held.values()].map((h) => h.task) : [],
+    };
+    const store = await openBucket(nats.nc, WORKSPACE_BUCKET, { create: true });
+    const bucket = (name: string) => () => openBucket(nats.nc, name);
+    createObjectService({
+      bus,
+      log: testLogger(),
+      assignments,
+      buckets: {
+        packages: bucket(OBJECT_BUCKETS.packages),
+        data: bucket(OBJECT_BUCKETS.data),
+        workspace: bucket(WORKSPACE_BUCKET),
+      },
+    }, { signal: controller.signal });
+    const up = "t00000000000000up";
+    const other = "t0000000000other";
+    for (const [task, which] of [[up, 0], [up, 1], [up, "finalize"], [other, 0]] as const) {
+      await store.put(outputObject(task, which), new Blob([`${task}/${which}`]).stream());
+    }
+    // The node's own connection, its requests answered into its own inbox.
+    const nodeNc = await connectAsNode(nats.server.url, "n1");
+    const nodeBus = createBus(nodeNc, testLogger(), { inbox: nodeInboxPrefix("n1") });
+    const workspace = remoteBucket(nodeBus, "n1", "workspace");
+    const text = async (object: string) => await new Response((await workspace.read(object))!.body).text();
+    const forbidden = /may not reach object/;
+    const dependent = (upstream: string[]): HeldTask => ({
+      taskId: "t0000000000000dep",
+      digest: `sha256-${"0".repeat(64)}`,
+      instances: 4,
+      dataVersions: [],
+      upstream,
+    });
+    try {
+      // Before any assignment: nothing.
+      await assert.rejects(workspace.read(outputObject(up, 0)), forbidden);
+
+      // An instance of the dependent held: every output of the upstream (instances and finalize), read only.
+      held.set("dep", { task: dependent([up]), attempts: new Map([[2, 0]]) });
+      assert.equal(await text(outputObject(up, 0)), `${up}/0`);
+      assert.equal(await text(outputObject(up, 1)), `${up}/1`);
+      assert.equal(await text(outputObject(up, "finalize")), `${up}/finalize`);
+      assert.equal((await workspace.info(outputObject(up, 1)))?.size, `${up}/1`.length);
+      await assert.rejects(workspace.read(outputObject(other, 0)), forbidden, "a task it does not wait for");
+      await assert.rejects(workspace.read(`${up}/0/x`), forbidden, "not an outputs object");
+      await assert.rejects(
+        workspace.put(outputObject(up, 0), new Blob(["forged"]).stream(), { attempt: "0" }),
+        forbidden,
+        "an upstream's outputs are never written",
+      );
+      await assert.rejects(workspace.delete(outputObject(up, "finalize")), forbidden);
+
+      // Only the dependent's finalize held: the same.
+      held.set("dep", { task: dependent([up]), attempts: new Map([[4, 1]]) });
+      assert.equal(await text(outputObject(up, "finalize")), `${up}/finalize`);
+
+      // The assignment ended: refused again.
+      held.clear();
+      await assert.rejects(workspace.read(outputObject(up, 0)), forbidden);
+      await assert.rejects(workspace.read(outputObject(up, "finalize")), forbidden);
+    } finally {
+      controller.abort();
+      await nodeNc.close();
+    }
   },
 });

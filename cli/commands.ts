@@ -61,6 +61,7 @@ export async function submitPackage(
   client: Client,
   name: string,
   pkg: PackageBody | Uint8Array,
+  after?: string,
 ): Promise<SubmitView> {
   const body: PackageBody = pkg instanceof Uint8Array
     ? { size: pkg.byteLength, open: () => Promise.resolve(new Blob([pkg as Uint8Array<ArrayBuffer>]).stream()) }
@@ -70,7 +71,8 @@ export async function submitPackage(
   let until: number | undefined;
   for (let waitMs = 250;; waitMs = Math.min(2000, waitMs * 2)) {
     try {
-      const res = await upload(client, `/api/v1/tasks?name=${encodeURIComponent(name)}`, body, {
+      const query = `name=${encodeURIComponent(name)}${after ? `&after=${encodeURIComponent(after)}` : ""}`;
+      const res = await upload(client, `/api/v1/tasks?${query}`, body, {
         "idempotency-key": key,
       });
       return await res.json() as SubmitView;
@@ -104,8 +106,8 @@ export async function waitFor(client: Client, id: string, show = true): Promise<
   }
 }
 
-/** `parallelic submit PATH`: returns the exit code. */
-export async function submit(client: Client, path: string, wait: boolean): Promise<number> {
+/** `parallelic submit PATH [--after ID[,ID]]`: returns the exit code. */
+export async function submit(client: Client, path: string, wait: boolean, after?: string): Promise<number> {
   const known = await limits(client);
   await using pkg = await loadPackage(
     path,
@@ -118,7 +120,7 @@ export async function submit(client: Client, path: string, wait: boolean): Promi
   if (limit !== undefined && pkg.size > limit) {
     usage(`Cannot accept package as its size ${pkg.size} bytes exceeds the limit of ${limit} bytes`);
   }
-  const created = await submitPackage(client, pkg.name, pkg);
+  const created = await submitPackage(client, pkg.name, pkg, after);
   console.log(created.id);
   console.error(`Submitted task ${created.id} (${created.instances} instances)`);
   if (!wait) return 0;
@@ -198,7 +200,11 @@ export async function showStatus(client: Client, id: string | undefined, json: b
   console.log(table([
     ["Task", t.id],
     ["Name", t.name],
-    ["State", t.state + (t.reason ? ` (${t.reason})` : "")],
+    [
+      "State",
+      t.state + (t.reason ? ` (${t.reason})` : "") +
+      (t.waitingOn?.length ? ` (waits for ${t.waitingOn.join(", ")})` : ""),
+    ],
     ["Owner", t.owner],
     ["Instances", `${t.instances}  ${bar(t.counts.succeeded + t.counts.failed + t.counts.cancelled, t.instances, 20)}`],
     ["Counts", countsLine(t)],

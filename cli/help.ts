@@ -30,7 +30,7 @@ Server (every flag also comes from --config FILE ([manager] / [node] tables) or 
 
 Client (--manager URL, --token T, --ca-file F; or PARALLELIC_MANAGER, PARALLELIC_TOKEN, PARALLELIC_CA_FILE, or
 'parallelic login'):
-  parallelic submit PATH|FILE.zip [--wait|--no-wait]
+  parallelic submit PATH|FILE.zip [--wait|--no-wait] [--after ID[,ID]]
   parallelic status [ID] [--json]
   parallelic logs ID [--instance N | --finalize] [--follow]
   parallelic results ID [-o DIR|FILE.zip] [--instance N | --finalize]
@@ -60,7 +60,7 @@ const CLIENT = { ...COMMON, manager: "string", token: "string", "ca-file": "stri
 
 /** The flags of each client subcommand: any other is an error that names these. */
 export const CLIENT_COMMAND_FLAGS: Record<string, FlagSpec> = {
-  submit: { ...CLIENT, wait: "boolean" },
+  submit: { ...CLIENT, wait: "boolean", after: "string" },
   status: { ...CLIENT, json: "boolean" },
   logs: { ...CLIENT, instance: "string", finalize: "boolean", follow: "boolean" },
   results: { ...CLIENT, o: "string", output: "string", instance: "string", finalize: "boolean" },

@@ -167,3 +167,8 @@ export const dataBytesKey = (name: string): Deno.KvKey => ["data-bytes", name];
 export const dataUseKey = (version: string, taskId: string): Deno.KvKey => ["data-use", version, taskId];
 /** Prefix of the tasks that use a data set version. */
 export const dataUsesOf = (version: string): Deno.KvKey => ["data-use", version];
+
+/** `["after", upstream, dependent]`: task `dependent` waits for (or read the workspace of) task `upstream`. */
+export const afterKey = (upstream: string, dependent: string): Deno.KvKey => ["after", upstream, dependent];
+/** The tasks that name `upstream` in their `[after]`. */
+export const dependentsOf = (upstream: string): Deno.KvKey => ["after", upstream];

@@ -125,6 +125,11 @@ export const TaskSpec = z.object({
   data: z.record(z.string(), z.object({ name: DataSetName, version: z.string().nullable() })).default({}),
   /** `[outputs] paths`: globs relative to the workdir, collected besides `PARALLELIC_OUTPUT`. */
   outputs: z.array(z.string()).default([]),
+  /**
+   * `[after]`: tasks this one waits for; it starts once each has ended `when` asks (`succeeded`, or just `ended`), and
+   * is cancelled when one ends otherwise. Its instances read their workspaces under `PARALLELIC_UPSTREAM`.
+   */
+  after: z.object({ tasks: z.array(TaskId), when: z.enum(["succeeded", "ended"]) }).nullable().default(null),
   /** `[finalize]`: runs once, as the extra instance numbered `instances`, after every instance succeeded. */
   finalize: z.object({
     entrypoint: z.string().nullable(),
@@ -135,7 +140,17 @@ export const TaskSpec = z.object({
 /** A checked task specification. */
 export type TaskSpec = z.infer<typeof TaskSpec>;
 
-/** What a node needs to run instances of a task (a subset of {@linkcode TaskSpec}). */
+/** A task another waits for (`[after]`), as its instances need it: where its workspace is. */
+export const UpstreamRef = z.object({
+  taskId: TaskId,
+  instances: z.number().int().positive(),
+  /** Whether it has a `[finalize]` run (whose outputs are `<task id>/finalize/`). */
+  finalize: z.boolean(),
+});
+/** A task another waits for. */
+export type UpstreamRef = z.infer<typeof UpstreamRef>;
+
+/** What a node needs to run instances of a task (a subset of {@linkcode TaskSpec}, and its upstream tasks). */
 export const RunSpec = TaskSpec.pick({
   entrypoint: true,
   command: true,
@@ -153,7 +168,7 @@ export const RunSpec = TaskSpec.pick({
   data: true,
   outputs: true,
   finalize: true,
-});
+}).extend({ upstream: z.array(UpstreamRef).default([]) });
 /** What a node needs to run instances of a task. */
 export type RunSpec = z.infer<typeof RunSpec>;
 
@@ -215,6 +230,10 @@ export const TaskRecord = z.object({
   endedAt: z.number().nullable(),
   /** Why the task failed or was cancelled, when it was. */
   reason: z.string().nullable(),
+  /** The `[after]` tasks, as its instances need them (see {@linkcode UpstreamRef}). */
+  upstream: z.array(UpstreamRef).optional(),
+  /** The `[after]` tasks that have not ended yet: nothing of this task is placed until none is left. */
+  waitingOn: z.array(TaskId).optional(),
   /** State of the `[finalize]` run: null until every instance succeeded (or when there is none). */
   finalize: State.nullable().default(null),
   /** Bytes of outputs in the task's workspace (the last stored attempt of each instance). */

@@ -17,6 +17,8 @@ export const MAX_TASK_TOML_BYTES = 64 * 1024;
 export const MAX_INSTANCES = 1_000_000;
 /** Most instances one process may run (`[task] chunk`). */
 export const MAX_CHUNK = 10_000;
+/** Most tasks one task may wait for (`[after] tasks`). */
+export const MAX_AFTER = 32;
 /** Most data sets one task may name in `[data]`. */
 export const MAX_DATA_SETS = 64;
 
@@ -166,6 +168,10 @@ export const TaskToml = z.strictObject({
   ).refine((sets) => Object.keys(sets).length <= MAX_DATA_SETS, `at most ${MAX_DATA_SETS} data sets`).optional(),
   outputs: z.strictObject({
     paths: z.array(z.string().min(1)).max(100),
+  }).optional(),
+  after: z.strictObject({
+    tasks: z.array(z.string().regex(/^t[0-9a-z]{16}$/, "a task id is 't' and 16 of 0-9 a-z")).min(1).max(MAX_AFTER),
+    when: z.enum(["succeeded", "ended"]).optional(),
   }).optional(),
   finalize: z.strictObject({
     entrypoint: z.string().min(1).optional(),
@@ -432,6 +438,7 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
     maxRunning: toml.limits?.max_running ?? null,
     data: dataSets,
     outputs,
+    after: toml.after ? { tasks: [...new Set(toml.after.tasks)], when: toml.after.when ?? "succeeded" } : null,
     finalize,
   };
   // The last word: whatever passed the checks above must be a valid TaskSpec that nodes will run.

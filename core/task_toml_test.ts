@@ -240,3 +240,16 @@ Deno.test("parseTaskToml() reads [task] chunk; with it, no [outputs] paths and n
   );
   assert.equal(parseTaskToml(`[task]\ncommand = "x"\n[task.matrix]\nframe = [1]\nframe_last = [2]\n`).instances, 1);
 });
+
+Deno.test("parseTaskToml() reads [after]: task ids, once each, and when", () => {
+  const id = "t0mx5uwu7u5vpltj0";
+  const spec = parseTaskToml(`[task]\ncommand = "x"\n[after]\ntasks = ["${id}", "${id}"]\n`);
+  assert.deepEqual(spec.after, { tasks: [id], when: "succeeded" });
+  assert.equal(
+    parseTaskToml(`[task]\ncommand = "x"\n[after]\ntasks = ["${id}"]\nwhen = "ended"\n`).after?.when,
+    "ended",
+  );
+  assert.equal(parseTaskToml(`[task]\ncommand = "x"\n`).after, null);
+  rejects(`[task]\ncommand = "x"\n[after]\ntasks = ["render"]\n`, /line 4: key 'after.tasks.0' = "render": a task id/);
+  rejects(`[task]\ncommand = "x"\n[after]\ntasks = ["${id}"]\nwhen = "failed"\n`, /line 5: key 'after.when'/);
+});

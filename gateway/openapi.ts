@@ -94,7 +94,10 @@ export const OPERATIONS: Operation[] = [
     operationId: "submitTask",
     summary:
       "Submit a task package (a zip of the task root); with an Idempotency-Key, a repeat within a day answers 200 with the task the first made",
-    query: { name: z.string() },
+    query: {
+      name: z.string(),
+      after: z.string().describe("task ids, comma-separated, this task waits for (added to task.toml's [after] tasks)"),
+    },
     headers: { "Idempotency-Key": IdempotencyKey },
     body: zip,
     response: { status: 201, schema: SubmitView },

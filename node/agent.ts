@@ -46,6 +46,7 @@ import { checkReachable, resolveRunAs, type RunAs } from "./run_as.ts";
 import { createTaskUsers, probeUser, type ResolvedRange, resolveRunAsRange } from "./task_users.ts";
 import { remoteBucket } from "./remote_bucket.ts";
 import { createDataCache } from "./data_cache.ts";
+import { createUpstreamCache } from "./upstream.ts";
 import { removeTree } from "./readonly.ts";
 import { createJobQueue, keyOf, refsOf } from "./queue.ts";
 import { createLogSender } from "./log_sender.ts";
@@ -490,6 +491,7 @@ async function prepareWorkDir(
       log,
     }),
     workspace: opened(buckets.workspace),
+    upstream: createUpstreamCache(join(options.workDir, "upstream"), opened(buckets.workspace), log),
     log,
   };
   // Instances reach the data set versions they are given; they may not list what others use.

@@ -14,12 +14,15 @@ import type { DataVersion, InstanceRef, RunSpec } from "../core/schema.ts";
 import type { DataCache, DataLease } from "./data_cache.ts";
 import { lockTree, removeTree } from "./readonly.ts";
 import { collectOutputs, fetchWorkspace, isEmptyDir, storeOutputs } from "./outputs.ts";
+import type { UpstreamCache } from "./upstream.ts";
 
 /** What {@linkcode prepareInstanceIo} needs from the node. */
 export interface InstanceIoContext {
   data: DataCache;
   /** Opens the workspace bucket. */
   workspace: () => Promise<ObjectAccess>;
+  /** Upstream workspaces of `[after]` tasks; absent where none can be read. */
+  upstream?: UpstreamCache;
   log: Logger;
 }
 
@@ -60,9 +63,12 @@ export async function prepareInstanceIo(
   const env: Record<string, string> = {};
   const leases: DataLease[] = [];
   const workspaceDir = `${dir}.ws`;
+  const upstreamDir = `${dir}.up`;
+  const upstream = run.upstream ?? [];
   const cleanup = async () => {
     for (const lease of leases.splice(0)) lease.release();
     if (finalize) await removeTree(workspaceDir);
+    if (upstream.length > 0) await removeTree(upstreamDir);
   };
   try {
     const acquired = await Promise.allSettled(
@@ -75,6 +81,13 @@ export async function prepareInstanceIo(
     const failed = acquired.find((r) => r.status === "rejected");
     if (failed) throw (failed as PromiseRejectedResult).reason;
     env.PARALLELIC_OUTPUT = outputDir;
+    if (upstream.length > 0) {
+      if (!ctx.upstream) throw new Error("this node cannot read upstream workspaces");
+      // A folder of its own, holding a link to each upstream's read-only copy: it sees only its own upstreams.
+      await Deno.mkdir(upstreamDir, { recursive: true });
+      for (const ref of upstream) await Deno.symlink(await ctx.upstream.acquire(ref), join(upstreamDir, ref.taskId));
+      env.PARALLELIC_UPSTREAM = upstreamDir;
+    }
     if (finalize) {
       const files = await fetchWorkspace(await ctx.workspace(), ref.taskId, run.instances, workspaceDir);
       await lockTree(workspaceDir, ctx.log);

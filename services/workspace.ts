@@ -30,7 +30,7 @@ import {
   WORKSPACE_BUCKET,
 } from "../core/schema.ts";
 import { readTar, type TarSource, tarStream } from "../core/tar.ts";
-import { dataUseKey, instancesOf, spansOf, taskKey, TASKS, writeBatched } from "../core/kv.ts";
+import { afterKey, dataUseKey, dependentsOf, instancesOf, spansOf, taskKey, TASKS, writeBatched } from "../core/kv.ts";
 
 zip.configure({ useWebWorkers: false });
 
@@ -233,6 +233,21 @@ export async function createWorkspaceService(
         { code: "task_not_finished" },
       );
     }
+    // Tasks that wait for it, or read its workspace while they run, keep it.
+    const dependents: Array<{ key: Deno.KvKey; value: null }> = [];
+    const waiting: string[] = [];
+    for await (const e of kv.list<{ taskId: string }>({ prefix: dependentsOf(task.id) })) {
+      dependents.push({ key: e.key, value: null });
+      const dependent = (await kv.get<TaskRecord>(taskKey(e.value.taskId))).value;
+      if (dependent && !FINAL_STATES.has(dependent.state)) waiting.push(`${dependent.id} (${dependent.state})`);
+    }
+    if (waiting.length > 0) {
+      throw new ConflictError(
+        `Cannot delete task '${task.id}' as task${waiting.length > 1 ? "s" : ""} ${waiting.join(", ")} ` +
+          `wait${waiting.length > 1 ? "" : "s"} for it ([after]): cancel ${waiting.length > 1 ? "them" : "it"} first`,
+        { code: "task_has_dependents" },
+      );
+    }
     let freedBytes = 0;
     // Outputs: every instance is looked up only when the task stored some.
     const names = selected(task, {}).map(([name]) => name);
@@ -249,6 +264,8 @@ export async function createWorkspaceService(
     for (const { version } of Object.values(task.spec.data ?? {})) {
       if (version) keys.push({ key: dataUseKey(version, task.id), value: null });
     }
+    keys.push(...dependents);
+    for (const up of task.spec.after?.tasks ?? []) keys.push({ key: afterKey(up, task.id), value: null });
     keys.push({ key: taskKey(task.id), value: null });
     await writeBatched(kv, keys);
     // The package goes when no other task uses it (checked under its lock, so a submit cannot slip in).

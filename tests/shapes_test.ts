@@ -196,3 +196,81 @@ done
     );
   },
 });
+
+Deno.test({
+  name: "after: a dependent waits, reads the upstream workspace, keeps it from deletion, and is cancelled with it",
+  ...opts,
+  async fn() {
+    await using tm = await startTestManager({ localNode: true, slots: 2 });
+    await using work = await tempDir();
+    const submit = async (files: Record<string, string>, query = "") => {
+      const res = await tm.api(`/api/v1/tasks?name=t${query}`, {
+        method: "POST",
+        headers: { "content-type": "application/zip" },
+        body: await makeZip(files) as Uint8Array<ArrayBuffer>,
+      });
+      return { status: res.status, body: await res.json() };
+    };
+    const view = async (id: string) => await (await tm.api(`/api/v1/tasks/${id}`)).json() as TaskView;
+    // The upstream: 3 frames, each held until a file appears, and a finalize step.
+    const gate = join(work.path, "gate");
+    const render = await submit({
+      "task.toml": `[task]\ncommand = "while [ ! -e ${gate} ]; do sleep 0.05; done; echo f$PARALLELIC_INSTANCE > ` +
+        `$PARALLELIC_OUTPUT/frame.txt"\ninstances = 3\n[finalize]\ncommand = "echo all > $PARALLELIC_OUTPUT/done"\n`,
+    });
+    assert.equal(render.status, 201, JSON.stringify(render.body));
+    const up = render.body.id as string;
+
+    // The dependent, from the CLI: a folder holding only task.toml, --after the upstream.
+    const root = join(work.path, "encode");
+    await Deno.mkdir(root);
+    await Deno.writeTextFile(
+      join(root, "task.toml"),
+      `[task]\ncommand = "cat $PARALLELIC_UPSTREAM/${up}/*/frame.txt $PARALLELIC_UPSTREAM/${up}/finalize/done ` +
+        `> $PARALLELIC_OUTPUT/joined.txt; touch $PARALLELIC_UPSTREAM/${up}/x 2>/dev/null && echo writable >> ` +
+        `$PARALLELIC_OUTPUT/joined.txt; true"\n`,
+    );
+    const sub = await runCli(tm, "submit", root, "--no-wait", "--after", up);
+    assert.equal(sub.code, 0, sub.stderr);
+    const encode = sub.stdout.trim();
+    const waiting = await view(encode);
+    assert.equal(waiting.state, "queued");
+    assert.deepEqual(waiting.waitingOn, [up]);
+    const explained = (await (await tm.api(`/api/v1/tasks/${encode}/explain`)).json()).explanation;
+    assert.match(explained, new RegExp(`Waits for task ${up} \\(running, 0 of 3 done\\) to succeed`));
+    assert.match((await runCli(tm, "status", encode)).stdout, new RegExp(`queued \\(waits for ${up}\\)`));
+
+    await Deno.writeTextFile(gate, "");
+    assert.equal((await tm.waitForTask(up)).state, "succeeded");
+    const encoded = await tm.waitForTask(encode);
+    const first = (await listInstances(tm.api, encode))[0];
+    assert.equal(encoded.state, "succeeded", JSON.stringify(first.history));
+    const out = join(work.path, "out");
+    assert.equal((await runCli(tm, "results", encode, "-o", out)).code, 0);
+    assert.equal(await Deno.readTextFile(join(out, "0", "joined.txt")), "f0\nf1\nf2\nall\n", "read-only, in order");
+
+    // A task waiting on the (finished) upstream and on a running one keeps the upstream from deletion.
+    const slow = await submit({ "task.toml": `[task]\ncommand = "sleep 60"\n` });
+    const both = await submit({
+      "task.toml": `[task]\ncommand = "true"\n[after]\ntasks = ["${up}", "${slow.body.id}"]\n`,
+    });
+    assert.equal(both.status, 201, JSON.stringify(both.body));
+    const del = await tm.api(`/api/v1/tasks/${up}`, { method: "DELETE" });
+    assert.equal(del.status, 409);
+    assert.match((await del.json()).error.message, new RegExp(`task ${both.body.id} \\(queued\\) waits for it`));
+    // The running upstream is cancelled: its dependent is cancelled, naming it.
+    assert.equal((await tm.api(`/api/v1/tasks/${slow.body.id}/cancel`, { method: "POST" })).status, 200);
+    const cancelled = await tm.waitForTask(both.body.id);
+    assert.equal(cancelled.state, "cancelled");
+    assert.match(cancelled.reason!, new RegExp(`task ${slow.body.id} it waits for ended cancelled`));
+    assert.equal((await tm.api(`/api/v1/tasks/${up}`, { method: "DELETE" })).status, 200);
+
+    // Refused at submit: an unknown task, and one that ended otherwise than when asks.
+    const unknown = await submit({ "task.toml": `[task]\ncommand = "true"\n` }, "&after=t0000000000000000");
+    assert.equal(unknown.status, 400);
+    assert.match(unknown.body.error.message, /waits for task 't0000000000000000', which does not exist/);
+    const late = await submit({ "task.toml": `[task]\ncommand = "true"\n[after]\ntasks = ["${slow.body.id}"]\n` });
+    assert.equal(late.status, 409);
+    assert.match(late.body.error.message, /ended cancelled and when = "succeeded"/);
+  },
+});

@@ -20,7 +20,8 @@ export function assignmentView(s: TaskState): AssignmentView {
         const { rec } = f.live;
         if (held.has(rec.id)) continue;
         const dataVersions = Object.values(rec.spec.data).flatMap((d) => d.version ? [d.version] : []);
-        held.set(rec.id, { taskId: rec.id, digest: rec.digest, instances: rec.spec.instances, dataVersions });
+        const upstream = (rec.upstream ?? []).map((u) => u.taskId);
+        held.set(rec.id, { taskId: rec.id, digest: rec.digest, instances: rec.spec.instances, dataVersions, upstream });
       }
       return [...held.values()];
     },

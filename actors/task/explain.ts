@@ -58,6 +58,16 @@ export function serveExplain(s: TaskState): void {
 export function explainQueue(s: TaskState, live: Live): string {
   const spec = live.rec.spec;
   const queued = live.rec.counts.queued;
+  if (live.rec.waitingOn?.length) {
+    const when = spec.after?.when === "ended" ? "end" : "succeed";
+    const on = live.rec.waitingOn.map((id) => {
+      const up = s.tasks.get(id)?.rec;
+      return up ? `${id} (${up.state}, ${up.counts.succeeded + up.counts.failed} of ${up.spec.instances} done)` : id;
+    });
+    return `Waits for task ${
+      on.join(", ")
+    } to ${when} ([after]): none of its ${spec.instances} instances starts before.`;
+  }
   if (queued === 0) return `All ${live.rec.counts.running} unfinished instances are running.`;
   if (throttleRoom(live) === 0) {
     return `${queued} instances wait for [limits] max_running = ${spec.maxRunning}: ${live.flights.size} instances ` +

@@ -18,6 +18,7 @@ import {
 import { spanKey } from "../../core/kv.ts";
 import { chunkAt, fitsNow, type Item, occupySeat, plan, throttleRoom, vacateSeat } from "./placement.ts";
 import { decideRetry } from "./retry_policy.ts";
+import { releaseDependents } from "./after.ts";
 import {
   clipError,
   fairShare,
@@ -214,6 +215,7 @@ export function finishTask(s: TaskState, live: Live, state: State, reason: strin
     s.bus.publish(taskDone(live.rec.id), done);
   });
   s.log.info("task:done", { taskId: live.rec.id, state, counts: live.rec.counts });
+  releaseDependents(s, live.rec.id, state);
 }
 
 /** Records one result; returns false when it is stale (fenced) and ignored. */
@@ -270,12 +272,12 @@ export function requeueFlight(s: TaskState, flight: Flight, why: string) {
 }
 
 /** Cancels a live task: what runs is killed (after the commit), what waits is cancelled. */
-export function cancelTask(s: TaskState, live: Live, by: string): void {
+export function cancelTask(s: TaskState, live: Live, by: string, reason = `cancelled by ${by}`): void {
   const now = s.clock.now();
   const kills = new Map<string, Kill["items"]>();
   for (const flight of [...live.flights.values()]) {
     const entry = land(s, flight);
-    entry.error = `cancelled by ${by}`;
+    entry.error = reason;
     entry.endedAt = now;
     flight.rec.state = "cancelled";
     markInstance(s, live, flight.rec);
@@ -291,7 +293,7 @@ export function cancelTask(s: TaskState, live: Live, by: string): void {
   c.cancelled = live.rec.spec.instances - c.succeeded - c.failed;
   c.queued = 0;
   c.running = 0;
-  finishTask(s, live, "cancelled", `cancelled by ${by}`);
+  finishTask(s, live, "cancelled", reason);
   for (const [node, items] of kills) {
     s.pending.afterCommit.push(() => s.bus.publish(nodeKill(node), { items, reason: `task cancelled by ${by}` }));
   }

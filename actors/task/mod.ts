@@ -41,6 +41,7 @@ import { maybeFinish, requeueFlight } from "./lifecycle.ts";
 import { occupySeat } from "./placement.ts";
 import { createProgress } from "./progress.ts";
 import { createState, type TaskActorDeps, type TaskActorOptions } from "./state.ts";
+import { settleWaits } from "./after.ts";
 import { rebuild, startCommitLoop } from "./store.ts";
 import { serveSubmit } from "./submit.ts";
 import { assignmentView } from "./assignments.ts";
@@ -73,6 +74,7 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
 
   const ready = (async () => {
     await rebuild(s);
+    await settleWaits(s);
     const reply = unwrap(
       await s.bus.request(nodesList, {}, { timeoutMs: 5000 }).catch(() => ({ ok: true as const, nodes: [] })),
     );

@@ -100,7 +100,7 @@ export const readyRetries = (live: Live, now: number): number => {
 
 /** Has the task instances to place now? */
 export const hasWork = (live: Live, now: number): boolean =>
-  live.rec.nextIndex < live.rec.spec.instances || readyRetries(live, now) > 0;
+  !live.rec.waitingOn?.length && (live.rec.nextIndex < live.rec.spec.instances || readyRetries(live, now) > 0);
 
 /**
  * Highest priority first; then the owner with fewest running, then the one

@@ -317,7 +317,7 @@ export function liveOf(rec: TaskRecord): Live {
   };
   return {
     rec,
-    run: { ...run, data, outputs, finalize },
+    run: { ...run, data, outputs, finalize, upstream: rec.upstream ?? [] },
     retry: [],
     flights: new Map(),
   };

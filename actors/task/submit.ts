@@ -17,6 +17,7 @@ import {
 } from "../../core/schema.ts";
 import { type BatchedWrite, dataUseKey, SUBMIT_KEY_TTL_MS, submitKeyKey, taskKey } from "../../core/kv.ts";
 import { liveOf, newTaskRecord, type SubmitAnswer, type TaskState } from "./state.ts";
+import { resolveAfter, settleWaits } from "./after.ts";
 
 /**
  * Largest task record accepted, V8-serialized as Deno KV stores it (a value holds 64 KiB; the record grows a little as
@@ -28,6 +29,11 @@ const MAX_TASK_RECORD_BYTES = 56 * 1024;
 async function create(s: TaskState, req: SubmitRequest): Promise<SubmitAnswer> {
   const now = s.clock.now();
   const rec = newTaskRecord(req, newTaskId(now), now);
+  const after = req.spec.after ? await resolveAfter(s, req.spec.after, rec.id) : null;
+  if (after) {
+    rec.upstream = after.upstream;
+    rec.waitingOn = after.waitingOn;
+  }
   // A Deno KV value holds at most 64 KiB: a record over it would fail every commit it is in.
   const recordBytes = serialize(rec).byteLength;
   if (recordBytes > MAX_TASK_RECORD_BYTES) {
@@ -43,7 +49,9 @@ async function create(s: TaskState, req: SubmitRequest): Promise<SubmitAnswer> {
   const live = liveOf(rec);
   s.tasks.set(rec.id, live);
   s.pending.tasks.add(live);
-  const bound: BatchedWrite[] = [];
+  // An upstream that ended while its record was read is settled once its end is stored.
+  if (rec.waitingOn?.some((id) => !s.tasks.has(id))) s.pending.afterCommit.push(() => void settleWaits(s));
+  const bound: BatchedWrite[] = [...after?.bound ?? []];
   if (s.audit && req.address !== undefined) {
     bound.push(s.audit.mutation({
       action: "task.submit",

@@ -21,6 +21,7 @@ import {
   taskSubmit,
   type TaskView,
 } from "../../core/schema.ts";
+import { afterOf } from "../after.ts";
 import { caller, canSee, loadTask } from "../access.ts";
 import { requireRole } from "../auth.ts";
 import type { GatewayEnv, RouteDeps } from "../context.ts";
@@ -65,6 +66,7 @@ export function taskRoutes(deps: RouteDeps): Hono<GatewayEnv> {
     log.step("gateway.read");
     uploadBytes.inc({}, upload.size);
     const checked = await checkPackageFile(upload.file, upload.name, limits, upload.digest);
+    checked.spec.after = await afterOf(checked.spec.after, c.req.query("after"), (id) => loadTask(kv, id, who));
     log.step("gateway.checked");
     // Data sets are pinned to versions, and the package stored, so that neither goes away before the task exists.
     const reply = await workspace.withPackage(checked.digest, async () => {

@@ -302,6 +302,7 @@ export function specFacts(spec) {
     ["Retries", String(spec.retries)],
     ...(spec.maxRunning ? [["Max running", `${spec.maxRunning} at once`]] : []),
     ...(spec.chunk > 1 ? [["Chunk", `${spec.chunk} instances per process`]] : []),
+    ...(spec.after ? [["After", `${spec.after.tasks.join(", ")} (when ${spec.after.when})`]] : []),
     ["Priority", String(spec.priority)],
     ...(env.length ? [["Environment", env.join(", ")]] : []),
   ];
