@@ -1,14 +1,13 @@
 /**
  * Upstream workspaces (`[after]`): the outputs of a task another waits for,
- * fetched once per node like a data set, kept read-only, and shown to each
- * instance of its dependents as `$PARALLELIC_UPSTREAM/<task id>/<index>/…`
- * (and `<task id>/finalize/…`).
+ * fetched once per node like a data set, kept read-only under a name nobody
+ * can guess in a folder nobody can list, and shown to each instance of its
+ * dependents as `$PARALLELIC_UPSTREAM/<task id>/<index>/…` (and
+ * `<task id>/finalize/…`), a link in a folder of its own.
  *
- * The objects are read from the workspace bucket here. Reads of another
- * task's outputs must be authorized: where a node may read only the outputs
- * of tasks it is assigned, the manager authorizes these reads for the tasks
- * named in the `upstream` of an assigned task's run spec (see
- * {@linkcode UpstreamCache.acquire}).
+ * The objects are read through the manager's object service, which lets a
+ * node read a task's outputs only while it holds an instance or the finalize
+ * of a task naming it in `upstream` (see `actors/object_service.ts`).
  *
  * @module
  */
@@ -24,8 +23,8 @@ import { lockTree, removeTree } from "./readonly.ts";
 export interface UpstreamCache {
   /**
    * Returns the read-only folder holding the workspace of `ref`, fetching it
-   * once. The hook for authorized reads: every object fetched belongs to
-   * `ref.taskId`, a task named in the `[after]` of the task being run.
+   * once: every object fetched belongs to `ref.taskId`, a task named in the
+   * `[after]` of the task being run.
    */
   acquire(ref: UpstreamRef): Promise<string>;
 }
@@ -33,13 +32,21 @@ export interface UpstreamCache {
 /** Creates the cache under `dir`, reading from `workspace()`. */
 export function createUpstreamCache(dir: string, workspace: () => Promise<ObjectAccess>, log: Logger): UpstreamCache {
   const pending = new Map<string, Promise<string>>();
+  // Emptied once per node start: copies are found through `pending` only, under names nobody else can guess.
+  let ready: Promise<void> | undefined;
+  const prepare = async () => {
+    await removeTree(dir);
+    await Deno.mkdir(dir, { recursive: true });
+    // Passable, not listable: an instance reaches only the copies linked into its own `PARALLELIC_UPSTREAM`.
+    await Deno.chmod(dir, 0o711);
+  };
   const fetch = async (ref: UpstreamRef): Promise<string> => {
-    const root = join(dir, ref.taskId);
-    try {
-      await Deno.stat(`${root}.ok`);
-      return root;
-    } catch { /* not here yet */ }
-    const tmp = `${root}.tmp-${crypto.randomUUID().slice(0, 8)}`;
+    await (ready ??= prepare().catch((e) => {
+      ready = undefined;
+      throw e;
+    }));
+    const root = join(dir, `${ref.taskId}-${crypto.randomUUID()}`);
+    const tmp = `${root}.tmp`;
     try {
       const bucket = await workspace();
       let files = await fetchWorkspace(bucket, ref.taskId, ref.instances, tmp);
@@ -47,11 +54,9 @@ export function createUpstreamCache(dir: string, workspace: () => Promise<Object
         const read = await bucket.read(outputObject(ref.taskId, "finalize"));
         if (read) files += (await extractTar(read.body, join(tmp, "finalize"), "outputs of finalize")).files;
       }
-      await removeTree(root);
       await Deno.rename(tmp, root);
       // Locked where it stays: an immutable tree (chattr +i, as root) cannot be renamed.
       await lockTree(root, log);
-      await Deno.writeTextFile(`${root}.ok`, "");
       log.info("node:upstream-fetched", { taskId: ref.taskId, files });
       return root;
     } catch (e) {

@@ -249,6 +249,22 @@ Deno.test({
     assert.equal((await runCli(tm, "results", encode, "-o", out)).code, 0);
     assert.equal(await Deno.readTextFile(join(out, "0", "joined.txt")), "f0\nf1\nf2\nall\n", "read-only, in order");
 
+    // Another submitter cannot name it: to them it does not exist.
+    const bob = await tm.api("/api/v1/users", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "bob", role: "submitter" }),
+    });
+    assert.equal(bob.status, 201);
+    const theirs = await tm.api(`/api/v1/tasks?name=x&after=${up}`, {
+      method: "POST",
+      headers: { "content-type": "application/zip" },
+      body: await makeZip({ "task.toml": `[task]\ncommand = "ls $PARALLELIC_UPSTREAM"\n` }) as Uint8Array<ArrayBuffer>,
+      token: (await bob.json()).token,
+    });
+    assert.equal(theirs.status, 400);
+    assert.match((await theirs.json()).error.message, new RegExp(`waits for task '${up}', which does not exist`));
+
     // A task waiting on the (finished) upstream and on a running one keeps the upstream from deletion.
     const slow = await submit({ "task.toml": `[task]\ncommand = "sleep 60"\n` });
     const both = await submit({
