@@ -242,6 +242,15 @@ export function createBus(nc: NatsConnection, log: Logger, options: BusOptions =
           log.error("bus:reply-invalid", { subject: subjectName, reason: why });
           throw new UnavailableError(`Reply on '${subjectName}' failed its schema: ${why}`, { code: "invalid_reply" });
         } catch (e) {
+          // Failed because this side is shutting down (its connection draining): not the request's fault. Said
+          // as such, so a requester tries again once a restarted server answers (see `node/remote_bucket.ts`).
+          if (nc.isDraining() || nc.isClosed()) {
+            const why = (e as Error)?.message ?? String(e);
+            return {
+              ok: false,
+              error: errorBody(new UnavailableError(`Cannot answer now: stopping (${why})`, { code: "stopping" })),
+            };
+          }
           if (!(e instanceof Error) || !("code" in e)) {
             log.error("bus:handler-failed", { subject: subjectName, error: String((e as Error)?.stack ?? e) });
           }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
 import { connectAsNode, startTestNats, testLogger, waitUntil } from "../tests/kit/mod.ts";
 import { createBus, describeIssue, unwrap } from "./bus.ts";
 import {
@@ -161,5 +162,33 @@ Deno.test({
     const reply = unwrap(await createBus(nodeNc, testLogger()).request(taskResults("a"), { node: "a", results: [] }));
     assert.equal(reply.accepted, 0);
     assert.deepEqual(served, ["a"]);
+  },
+});
+
+Deno.test({
+  name: "bus answers a request that failed as its own connection drains with 'stopping', not the failure",
+  ...opts,
+  async fn() {
+    await using nats = await startTestNats();
+    const serverNc = await connect({ servers: nats.server.url });
+    let release = () => {};
+    const held = new Promise<void>((r) => release = r);
+    createBus(serverNc, testLogger()).serve(taskResultsAll, async () => {
+      await held;
+      // What a handler meets once its connection drains: a new request is refused.
+      await serverNc.request("parallelic.nowhere", "", { timeout: 1000 });
+      return { ok: true as const, accepted: 0, ignored: 0 };
+    });
+    await serverNc.flush();
+    await using nodeNc = await connectAsNode(nats.server.url, "a");
+    const asked = createBus(nodeNc, testLogger()).request(taskResults("a"), { node: "a", results: [] });
+    await waitUntil(() => serverNc.stats().inMsgs > 0);
+    const drained = serverNc.drain();
+    release();
+    const reply = await asked;
+    await drained;
+    assert.equal(reply.ok, false);
+    assert.equal(!reply.ok && reply.error.code, "stopping");
+    assert.throws(() => unwrap(reply), /stopping/);
   },
 });

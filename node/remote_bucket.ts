@@ -21,6 +21,9 @@ const PIECES_AHEAD = 4;
 /** How long a first request is tried again while the manager is away (a restart). */
 const RETRY_MS = 60_000;
 
+/** Errors that say the manager is away (down, or stopping as it answered), not that the request was wrong. */
+const AWAY = new Set(["no_responder", "stopping"]);
+
 /** Calls `fn` again, backing off, while the manager cannot be reached (not when it answered with an error). */
 async function whileAway<T>(fn: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + RETRY_MS;
@@ -28,7 +31,7 @@ async function whileAway<T>(fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (e) {
-      if ((e as { code?: string }).code !== "no_responder" || Date.now() + delayMs > deadline) throw e;
+      if (!AWAY.has((e as { code?: string }).code ?? "") || Date.now() + delayMs > deadline) throw e;
       await new Promise((r) => setTimeout(r, delayMs));
     }
   }
@@ -140,18 +143,21 @@ export function remoteBucket(bus: Bus, node: string, bucket: ObjectBucketName): 
           const piece = all.subarray(0, OBJECT_PIECE_BYTES);
           pending = all.subarray(piece.byteLength);
           const end = ended && pending.byteLength === 0;
-          const reply = unwrap(
-            await bus.request(writeSubject, {
-              op: "put",
-              node,
-              bucket,
-              object,
-              session,
-              metadata: session ? undefined : metadata,
-              data: toBase64(piece),
-              end,
-            }, { timeoutMs: TIMEOUT_MS }),
-          );
+          const send = async () =>
+            unwrap(
+              await bus.request(writeSubject, {
+                op: "put",
+                node,
+                bucket,
+                object,
+                session,
+                metadata: session ? undefined : metadata,
+                data: toBase64(piece),
+                end,
+              }, { timeoutMs: TIMEOUT_MS }),
+            );
+          // The first piece is sent again while the manager is away (nothing is stored yet); later ones are not.
+          const reply = session ? await send() : await whileAway(send);
           session = reply.session;
           if (end) {
             if (!reply.info) {
