@@ -234,6 +234,11 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   });
   const { waiting, running } = queue;
   const { unacked } = results;
+  /**
+   * What a stopping node dropped or killed without a result: still its own until the manager hears "left" (which
+   * requeues it), so heartbeats go on listing it; else the manager would requeue it first as forgotten.
+   */
+  const handingBack = new Map<string, InstanceRef>();
 
   // -------------------------------------------------------------------------
   // Messages
@@ -324,13 +329,16 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     for (const job of running.values()) if (refsOf(job).some(matches)) runner.kill(job, msg.reason);
     // A stale result nobody will accept need not be resent.
     for (const [k, r] of unacked) if (matches(r)) unacked.delete(k);
+    for (const [k, ref] of handingBack) if (matches(ref)) handingBack.delete(k);
   }, { signal });
 
-  const holding = (): InstanceRef[] => [
-    ...[...waiting.values()].flatMap(refsOf),
-    ...[...running.values()].flatMap(refsOf),
-    ...[...unacked.values()].map(({ taskId, index, attempt }) => ({ taskId, index, attempt })),
-  ];
+  const holding = (): InstanceRef[] => {
+    // Once each: a killed instance is running and handed back until it exits.
+    const all = new Map(handingBack);
+    for (const j of [...waiting.values(), ...running.values()]) for (const r of refsOf(j)) all.set(keyOf(r), r);
+    for (const [k, { taskId, index, attempt }] of unacked) all.set(k, { taskId, index, attempt });
+    return [...all.values()];
+  };
 
   const presence = createPresence({
     bus,
@@ -394,13 +402,17 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
         bus.publish(nodeLeaving(name), { name });
       } catch { /* not connected */ }
       // What never started goes back to the manager with the rest, at "left".
+      for (const job of waiting.values()) for (const ref of refsOf(job)) handingBack.set(keyOf(ref), ref);
       waiting.forEach(runner.drop);
       waiting.clear();
       const graceEnd = Date.now() + graceMs;
       while (running.size > 0 && Date.now() < graceEnd) await sleep(20);
       if (running.size > 0) log.warn("node:grace-over", { killing: running.size });
       for (const job of running.values()) {
-        for (const ref of refsOf(job)) results.release(keyOf(ref));
+        for (const ref of refsOf(job)) {
+          handingBack.set(keyOf(ref), ref);
+          results.release(keyOf(ref));
+        }
         runner.kill(job, "node stopping");
       }
       const killEnd = Date.now() + killGraceMs + 2000;
