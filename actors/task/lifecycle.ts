@@ -47,9 +47,13 @@ export function place(s: TaskState): void {
     (live, seat, count) => takeInstances(s, live, seat, count, now),
   );
   for (const [name, msg] of outgoing) {
+    const flights = msg.tasks.flatMap((t) => t.items.map((i) => s.tasks.get(t.taskId)?.flights.get(i.index)));
     s.pending.afterCommit.push(() => {
       s.log.step("task.assign");
       s.bus.publish(nodeAssign(name), msg);
+      // A node is given its orphan grace from now: a slow commit must not count as time it had to list them.
+      const sentAt = s.clock.now();
+      for (const f of flights) if (f) f.assignedAt = sentAt;
     });
   }
 }
