@@ -25,8 +25,11 @@ export async function listInstances(api: Api, taskId: string): Promise<InstanceV
   return (await (await api(`/api/v1/tasks/${taskId}/instances`)).json() as { instances: InstanceView[] }).instances;
 }
 
-/** Waits until `want` nodes (a count, or these names) are ready; returns the node list then. */
-export async function nodesReady(api: Api, want: number | string[], timeoutMs = 20_000): Promise<NodeRecord[]> {
+/**
+ * Waits until `want` nodes (a count, or these names) are ready; returns the node list then. The wait is no speed
+ * claim: node processes start `deno run` each, which on a loaded machine may take well over 20 s.
+ */
+export async function nodesReady(api: Api, want: number | string[], timeoutMs = 60_000): Promise<NodeRecord[]> {
   const ready = (nodes: NodeRecord[]) =>
     typeof want === "number"
       ? nodes.filter((n) => n.state === "ready").length >= want
