@@ -14,6 +14,7 @@ import { certPair, gatewayLimits, joinToken, natsCredentials, natsTls } from "./
 import { cancel, explain, login, nodes, showLogs, showStatus, submit } from "./cli/commands.ts";
 import { audit, nodesSecurity, tokens, users } from "./cli/security_commands.ts";
 import { dataLs, dataPut, dataRm, dataShare, results, rmTask } from "./cli/data.ts";
+import { holdTask, rerun, setTask, waitTask } from "./cli/task_commands.ts";
 import { DEFAULT_PACKAGE_LIMITS } from "./core/package.ts";
 import { createLogger, type LogLevel } from "./core/log.ts";
 import { startManager } from "./manager/mod.ts";
@@ -95,12 +96,12 @@ async function run(argv: string[]): Promise<number> {
         natsTls: natsTls(v),
         natsServerTls: certPair(v, "nats-tls-cert", "nats-tls-key"),
         gatewayTls: certPair(v, "tls-cert", "tls-key"),
-        gateway: gatewayLimits(v),
         frontDoor: {
           headerTimeoutMs: v["header-timeout"] as number | undefined,
           idleTimeoutMs: v["idle-timeout"] as number | undefined,
           maxConnectionsPerClient: v["max-connections-per-client"] as number | undefined,
         },
+        gateway: { ...gatewayLimits(v), maxSubmitterPriority: v["max-submitter-priority"] as number | undefined },
         auditRetentionMs: retentionDays === undefined ? undefined : retentionDays * 24 * 3600 * 1000,
         limits: {
           ...DEFAULT_PACKAGE_LIMITS,
@@ -170,8 +171,13 @@ Parallelic manager ready
     }
     case "submit":
     case "status":
+    case "wait":
     case "logs":
     case "cancel":
+    case "rerun":
+    case "set":
+    case "hold":
+    case "release":
     case "explain":
     case "nodes":
     case "doctor":
@@ -183,6 +189,9 @@ Parallelic manager ready
     case "rm":
     case "data": {
       const p = parseArgs(rest, CLIENT_COMMAND_FLAGS[command], command);
+      if (p.flags.instance !== undefined && p.flags.finalize === true) {
+        usage(`'parallelic ${command}' takes --instance N or --finalize, not both`);
+      }
       const client = new Client(
         await resolveSettings(p.flags as { manager?: string; token?: string; "ca-file"?: string }),
       );
@@ -195,10 +204,15 @@ Parallelic manager ready
             client,
             need("PATH"),
             (p.flags.wait as boolean | undefined) ?? Deno.stdout.isTerminal(),
+            json,
+            (p.flags.set as string[] | undefined) ?? [],
+            p.flags.strict === true,
             p.flags.after as string | undefined,
           );
         case "status":
-          return await showStatus(client, id, json);
+          return await showStatus(client, id, json, intFlag(p, "limit"));
+        case "wait":
+          return await waitTask(client, need("ID [--timeout 1h]"), p.flags.timeout as string | undefined, json);
         case "logs":
           return await showLogs(
             client,
@@ -228,6 +242,17 @@ Parallelic manager ready
         }
         case "cancel":
           return await cancel(client, need("ID"));
+        case "set":
+          return await setTask(client, need("ID priority=80"), p._.slice(1));
+        case "hold":
+        case "release":
+          return await holdTask(client, need("ID"), command === "hold");
+        case "rerun":
+          return await rerun(client, need("ID [--failed | --instances 3,7-9 | --finalize]"), {
+            failed: p.flags.failed === true,
+            instances: p.flags.instances as string | undefined,
+            finalize: p.flags.finalize === true,
+          });
         case "explain":
           return await explain(client, need("ID [--instance N]"), intFlag(p, "instance"));
         case "nodes":

@@ -4,7 +4,15 @@
  * @module
  */
 import { resolve } from "node:path";
-import type { InstanceView, NodeRecord, SubmitView, TaskView } from "../core/schema.ts";
+import { howItEnded } from "../core/outcome.ts";
+import { overridesFromPairs } from "../core/overrides.ts";
+import {
+  AVOID_AFTER_FAILURES,
+  type InstanceView,
+  type NodeRecord,
+  type SubmitView,
+  type TaskView,
+} from "../core/schema.ts";
 import { UnavailableError } from "../core/errors.ts";
 import { type Client, limits, saveSettings, usage } from "./client.ts";
 import { formatBytes, loadPackage, type PackageBody } from "./package_file.ts";
@@ -51,6 +59,32 @@ async function upload(
   });
 }
 
+/** A multipart body of fields `overrides` and `package`, streamed like the package alone (with progress). */
+function multipart(name: string, pkg: PackageBody, overrides: string): { body: PackageBody; type: string } {
+  const boundary = `parallelic-${crypto.randomUUID()}`;
+  const head = encoder.encode(
+    `--${boundary}\r\ncontent-disposition: form-data; name="overrides"\r\n\r\n${overrides}\r\n` +
+      `--${boundary}\r\ncontent-disposition: form-data; name="package"; filename="${name.replace(/"/g, "")}.zip"` +
+      `\r\ncontent-type: application/zip\r\n\r\n`,
+  );
+  const tail = encoder.encode(`\r\n--${boundary}--\r\n`);
+  const body: PackageBody = {
+    size: head.byteLength + pkg.size + tail.byteLength,
+    open: async () => {
+      const inner = await pkg.open();
+      return new ReadableStream<Uint8Array>({
+        async start(controller) {
+          controller.enqueue(head);
+          for await (const chunk of inner) controller.enqueue(chunk);
+          controller.enqueue(tail);
+          controller.close();
+        },
+      });
+    },
+  };
+  return { body, type: `multipart/form-data; boundary=${boundary}` };
+}
+
 /**
  * Submits a package under a new Idempotency-Key, sending it again (same
  * key) while the manager cannot be reached or cannot reach NATS, for up to
@@ -61,19 +95,26 @@ export async function submitPackage(
   client: Client,
   name: string,
   pkg: PackageBody | Uint8Array,
+  overrides?: string,
+  strict = false,
   after?: string,
 ): Promise<SubmitView> {
-  const body: PackageBody = pkg instanceof Uint8Array
+  const zipped: PackageBody = pkg instanceof Uint8Array
     ? { size: pkg.byteLength, open: () => Promise.resolve(new Blob([pkg as Uint8Array<ArrayBuffer>]).stream()) }
     : pkg;
   const key = crypto.randomUUID();
+  const { body, type } = overrides === undefined
+    ? { body: zipped, type: "application/zip" }
+    : multipart(name, zipped, overrides);
   // Counted from the first failure: a long upload does not use the time up.
   let until: number | undefined;
   for (let waitMs = 250;; waitMs = Math.min(2000, waitMs * 2)) {
     try {
-      const query = `name=${encodeURIComponent(name)}${after ? `&after=${encodeURIComponent(after)}` : ""}`;
+      const query = `name=${encodeURIComponent(name)}${strict ? "&strict=1" : ""}` +
+        (after ? `&after=${encodeURIComponent(after)}` : "");
       const res = await upload(client, `/api/v1/tasks?${query}`, body, {
         "idempotency-key": key,
+        "content-type": type,
       });
       return await res.json() as SubmitView;
     } catch (e) {
@@ -92,22 +133,36 @@ export function countsLine(t: TaskView): string {
     (c.cancelled ? `, ${c.cancelled} cancelled` : "");
 }
 
-/** Follows a task until it ends; returns it. */
-export async function waitFor(client: Client, id: string, show = true): Promise<TaskView> {
+/** `Task ID succeeded: 4 succeeded, 0 failed, …` */
+export const summaryLine = (t: TaskView) => `Task ${t.id} ${t.state}: ${countsLine(t)}`;
+
+/** Follows a task until it ends (or the clock passes `untilMs`: then it may still run); returns it. */
+export async function waitFor(client: Client, id: string, show = true, untilMs = Infinity): Promise<TaskView> {
   for (;;) {
     const task = await client.json<TaskView>(`/api/v1/tasks/${id}`);
     const done = task.counts.succeeded + task.counts.failed + task.counts.cancelled;
     if (show) status(`${task.state.padEnd(9)} ${bar(done, task.instances)} ${countsLine(task)}`);
-    if (["succeeded", "failed", "cancelled"].includes(task.state)) {
+    const ended = ["succeeded", "failed", "cancelled"].includes(task.state);
+    if (ended || Date.now() >= untilMs) {
       if (show && isTty()) Deno.stderr.writeSync(encoder.encode("\n"));
       return task;
     }
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise((r) => setTimeout(r, Math.max(0, Math.min(300, untilMs - Date.now()))));
   }
 }
 
-/** `parallelic submit PATH [--after ID[,ID]]`: returns the exit code. */
-export async function submit(client: Client, path: string, wait: boolean, after?: string): Promise<number> {
+/** `parallelic submit PATH [--after ID[,ID]]`: returns the exit code. With `json`, stdout gets the answer (or, waiting, the task). */
+export async function submit(
+  client: Client,
+  path: string,
+  wait: boolean,
+  json = false,
+  sets: readonly string[] = [],
+  strict = false,
+  after?: string,
+): Promise<number> {
+  // Read before the package is zipped: a wrong --set costs nothing.
+  const overrides = sets.length > 0 ? overridesFromPairs(sets) : undefined;
   const known = await limits(client);
   await using pkg = await loadPackage(
     path,
@@ -120,17 +175,25 @@ export async function submit(client: Client, path: string, wait: boolean, after?
   if (limit !== undefined && pkg.size > limit) {
     usage(`Cannot accept package as its size ${pkg.size} bytes exceeds the limit of ${limit} bytes`);
   }
-  const created = await submitPackage(client, pkg.name, pkg, after);
-  console.log(created.id);
+  const created = await submitPackage(client, pkg.name, pkg, overrides, strict, after);
+  for (const w of created.warnings ?? []) console.error(`Warning: ${w} (it waits; --strict refuses such a submit)`);
+  if (json && !wait) console.log(JSON.stringify(created, null, 2));
+  else if (!json) console.log(created.id);
   console.error(`Submitted task ${created.id} (${created.instances} instances)`);
   if (!wait) return 0;
   const task = await waitFor(client, created.id);
-  console.error(`Task ${task.id} ${task.state}: ${countsLine(task)}`);
+  if (json) console.log(JSON.stringify(task, null, 2));
+  console.error(summaryLine(task));
   if (task.state !== "succeeded") await printFailures(client, task);
   return task.state === "succeeded" ? 0 : 1;
 }
 
 async function printFailures(client: Client, task: TaskView): Promise<void> {
+  if (task.finalize === "failed") {
+    const fin = await client.json<InstanceView>(`/api/v1/tasks/${task.id}/instances/finalize`);
+    console.error(`Finalize failed: ${howItEnded(fin.history.at(-1))} on ${fin.node ?? "?"}`);
+    console.error(`Its log: parallelic logs ${task.id} --finalize; once fixed: parallelic rerun ${task.id} --finalize`);
+  }
   if (task.counts.failed === 0) return;
   const shown: string[] = [];
   for (let from = 0; from < task.instances && shown.length < 10; from += 10_000) {
@@ -140,20 +203,12 @@ async function printFailures(client: Client, task: TaskView): Promise<void> {
     for (const i of page.instances) {
       if (i.state === "failed" && shown.length < 10) {
         const last = i.history[i.history.length - 1];
-        shown.push(
-          `  instance ${i.index}: ${
-            i.signal
-              ? `killed by ${i.signal}`
-              : i.exitCode !== null
-              ? `exit code ${i.exitCode}`
-              : (last?.error ?? "failed")
-          } on ${i.node ?? "?"}${last?.error && i.exitCode !== null ? ` (${last.error})` : ""}`,
-        );
+        shown.push(`  instance ${i.index}: ${howItEnded(last)} on ${i.node ?? "?"}`);
       }
     }
   }
   console.error(`Failed instances (first ${shown.length}):\n${shown.join("\n")}`);
-  console.error(`Logs: parallelic logs ${task.id} --instance N`);
+  console.error(`Logs: parallelic logs ${task.id} --instance N; once fixed: parallelic rerun ${task.id}`);
 }
 
 const age = (ms: number | null) => {
@@ -182,10 +237,17 @@ export function usageLine(t: TaskView): string {
     `peak memory ${formatBytes(t.maxRssBytes ?? 0)}${memory}`;
 }
 
-/** `parallelic status [ID]` */
-export async function showStatus(client: Client, id: string | undefined, json: boolean): Promise<number> {
+/** `parallelic status [ID] [--limit N]` */
+export async function showStatus(
+  client: Client,
+  id: string | undefined,
+  json: boolean,
+  limit?: number,
+): Promise<number> {
+  if (id && limit !== undefined) usage("'parallelic status ID' shows one task: --limit is for the list");
   if (!id) {
-    const { tasks } = await client.json<{ tasks: TaskView[] }>("/api/v1/tasks");
+    if (limit !== undefined && (limit < 1 || limit > 1000)) usage(`--limit must be 1 to 1000: got ${limit}`);
+    const { tasks } = await client.json<{ tasks: TaskView[] }>(`/api/v1/tasks${limit ? `?limit=${limit}` : ""}`);
     if (json) return console.log(JSON.stringify(tasks, null, 2)), 0;
     if (tasks.length === 0) return console.log("No tasks yet. Submit one: parallelic submit examples/hello"), 0;
     console.log(table([
@@ -214,6 +276,10 @@ export async function showStatus(client: Client, id: string | undefined, json: b
     ["Submitted", `${age(t.createdAt)} ago`],
     ["Duration", dur],
     ["Package", `${t.digest.slice(0, 19)}… (${formatBytes(t.packageBytes)})`],
+    ...(t.overrides ? [["Overrides", t.overrides.trim().split("\n").join("; ")]] : []),
+    ...(Object.keys(t.nodeFailures ?? {}).length
+      ? [["Node failures", Object.entries(t.nodeFailures).map(([n, k]) => `${n}: ${k}`).join(", ") + avoidNote(t)]]
+      : []),
     ...(t.spec.finalize
       ? [[
         "Finalize",
@@ -226,6 +292,14 @@ export async function showStatus(client: Client, id: string | undefined, json: b
   ]));
   return 0;
 }
+
+/** Which nodes a task avoids, in words. */
+const avoidNote = (t: TaskView) => {
+  const avoided = Object.entries(t.nodeFailures).filter(([, k]) => k >= AVOID_AFTER_FAILURES).map(([n]) => n);
+  return avoided.length
+    ? ` (${avoided.join(", ")} take no more of it while another node can; a rerun clears this)`
+    : "";
+};
 
 /** `parallelic logs ID [--instance N] [--follow]` */
 export async function showLogs(

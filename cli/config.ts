@@ -69,6 +69,7 @@ export const MANAGER_SETTINGS: Settings = {
   "header-timeout": { type: "duration", help: "time a client has from connecting to send its request head (10s)" },
   "idle-timeout": { type: "duration", help: "longest silence from a client while its request body comes (60s)" },
   "max-connections-per-client": { type: "int", help: "connections one address may hold open at once (64)" },
+  "max-submitter-priority": { type: "int", help: "highest priority (0-100) submitters may give; admins any (100)" },
 };
 
 /** The node's settings. */

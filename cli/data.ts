@@ -192,6 +192,13 @@ export interface ResultsOptions {
 /** `parallelic results ID [-o DIR|FILE.zip] [--instance N] [--finalize]` */
 export async function results(client: Client, id: string, options: ResultsOptions): Promise<number> {
   const task = await client.json<TaskView>(`/api/v1/tasks/${id}`);
+  if (task.state === "queued" || task.state === "running") {
+    const done = task.counts.succeeded + task.counts.failed + task.counts.cancelled;
+    console.error(
+      `Task ${task.id} is ${task.state} (${done} of ${task.instances} instances ended): these are the outputs ` +
+        `stored so far; for all of them, wait for it (parallelic wait ${task.id}) and ask again`,
+    );
+  }
   const query = options.finalize
     ? "?finalize=1"
     : options.instance !== undefined

@@ -21,6 +21,7 @@ Server (every flag also comes from --config FILE ([manager] / [node] tables) or 
                      [--tls-cert F --tls-key F] [--nats-tls-cert F --nats-tls-key F]
                      [--max-body-bytes N] [--rate-limit N] [--rate-burst N] [--audit-retention-days N]
                      [--header-timeout 10s] [--idle-timeout 60s] [--max-connections-per-client 64]
+                     [--max-submitter-priority 0-100]
   parallelic node --nats nats://HOST:4222 [--slots N] [--name NAME] [--work-dir DIR] [--label k=v]
                   [--join-token-file F | PARALLELIC_JOIN_TOKEN=... | --join-token T]
                   [--run-as USER | --run-as-range 20000-29999] [--grace 30s] [--metrics-port N]
@@ -30,11 +31,17 @@ Server (every flag also comes from --config FILE ([manager] / [node] tables) or 
 
 Client (--manager URL, --token T, --ca-file F; or PARALLELIC_MANAGER, PARALLELIC_TOKEN, PARALLELIC_CA_FILE, or
 'parallelic login'):
-  parallelic submit PATH|FILE.zip [--wait|--no-wait] [--after ID[,ID]]
-  parallelic status [ID] [--json]
+  parallelic submit PATH|FILE.zip [--wait|--no-wait] [--json] [--strict] [--after ID[,ID]]
+                  [--set task.instances=5 ...]   (TOML values; --strict: refuse what no node could run)
+  parallelic status [ID] [--json] [--limit 100]
+  parallelic wait ID [--timeout 1h] [--json]   until it ends: exit 0 succeeded, 1 failed, 2 cancelled, 3 timed out
   parallelic logs ID [--instance N | --finalize] [--follow]
   parallelic results ID [-o DIR|FILE.zip] [--instance N | --finalize]
   parallelic cancel ID
+  parallelic rerun ID [--failed | --instances 3,7-9 | --finalize]   run again, in the same task, once it ended
+  parallelic set ID priority=80             change a running task's priority
+  parallelic hold ID                     dispatch nothing new of a task (what runs goes on)
+  parallelic release ID                  undo a hold
   parallelic explain ID [--instance N]      why it waits (or what happened)
   parallelic rm ID                       delete a finished task, its outputs and logs
   parallelic data put NAME PATH [--shared]   upload a file or folder as a new version of data set NAME
@@ -60,11 +67,16 @@ const CLIENT = { ...COMMON, manager: "string", token: "string", "ca-file": "stri
 
 /** The flags of each client subcommand: any other is an error that names these. */
 export const CLIENT_COMMAND_FLAGS: Record<string, FlagSpec> = {
-  submit: { ...CLIENT, wait: "boolean", after: "string" },
-  status: { ...CLIENT, json: "boolean" },
+  submit: { ...CLIENT, wait: "boolean", json: "boolean", set: "list", strict: "boolean", after: "string" },
+  status: { ...CLIENT, json: "boolean", limit: "string" },
+  wait: { ...CLIENT, timeout: "string", json: "boolean" },
   logs: { ...CLIENT, instance: "string", finalize: "boolean", follow: "boolean" },
   results: { ...CLIENT, o: "string", output: "string", instance: "string", finalize: "boolean" },
   cancel: CLIENT,
+  set: CLIENT,
+  hold: CLIENT,
+  release: CLIENT,
+  rerun: { ...CLIENT, failed: "boolean", instances: "string", finalize: "boolean" },
   explain: { ...CLIENT, instance: "string" },
   rm: CLIENT,
   data: { ...CLIENT, json: "boolean", shared: "boolean" },

@@ -16,6 +16,8 @@ export const AuditAction = z.enum([
   "task.submit",
   "task.cancel",
   "task.delete",
+  "task.rerun",
+  "task.update",
   "user.add",
   "user.remove",
   "token.rotate",

@@ -17,6 +17,10 @@ export const SUBMIT_KEY_TTL_MS = 24 * 60 * 60 * 1000;
 export const instanceKey = (taskId: string, index: number): Deno.KvKey => ["instance", taskId, index];
 /** Prefix of a task's instances. */
 export const instancesOf = (taskId: string): Deno.KvKey => ["instance", taskId];
+/** `["failed", taskId, index]` → true: an instance that ended failed or cancelled (a rerun finds them here). */
+export const failedKey = (taskId: string, index: number): Deno.KvKey => ["failed", taskId, index];
+/** Prefix of a task's failed instances. */
+export const failedOf = (taskId: string): Deno.KvKey => ["failed", taskId];
 /** `["span", taskId, from]` → AssignSpan */
 export const spanKey = (taskId: string, from: number): Deno.KvKey => ["span", taskId, from];
 /** Prefix of a task's assignment spans. */

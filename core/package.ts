@@ -366,6 +366,7 @@ function linkTarget(path: string, target: string): string | null {
  *
  * @param bytes The zip.
  * @param defaultName Task name when task.toml gives none.
+ * @param overrides A TOML fragment laid over task.toml before its checks (multipart field `overrides`).
  * @throws {ValidationError} Naming the entry or the task.toml key at fault.
  * The same bytes under the same name and limits are checked once: the
  * result of the last 64 packages that passed is kept by digest (resubmitting
@@ -377,11 +378,12 @@ export async function checkPackage(
   bytes: Uint8Array,
   defaultName = "task",
   limits: PackageLimits = DEFAULT_PACKAGE_LIMITS,
+  overrides?: string,
 ): Promise<CheckedPackage> {
   if (bytes.byteLength > limits.maxPackageBytes) {
     throw tooLarge("accept package", bytes.byteLength, limits.maxPackageBytes, "package_too_large");
   }
-  return await checkRemembered(bytesSource(bytes), await sha256Digest(bytes), defaultName, limits);
+  return await checkRemembered(bytesSource(bytes), await sha256Digest(bytes), defaultName, limits, overrides);
 }
 
 /**
@@ -389,18 +391,20 @@ export async function checkPackage(
  * upload is spooled to disk, never held whole in memory).
  *
  * @param digest The file's digest when the caller computed it on the way in; else it is read once for it.
+ * @param overrides As for {@linkcode checkPackage}.
  */
 export async function checkPackageFile(
   path: string,
   defaultName = "task",
   limits: PackageLimits = DEFAULT_PACKAGE_LIMITS,
   digest?: Digest,
+  overrides?: string,
 ): Promise<CheckedPackage> {
   using source = await fileSource(path);
   if (source.size > limits.maxPackageBytes) {
     throw tooLarge("accept package", source.size, limits.maxPackageBytes, "package_too_large");
   }
-  return await checkRemembered(source, digest ?? await sha256File(path), defaultName, limits);
+  return await checkRemembered(source, digest ?? await sha256File(path), defaultName, limits, overrides);
 }
 
 /** The `sha256-<hex>` digest of a file, read as a stream. */
@@ -416,13 +420,14 @@ async function checkRemembered(
   digest: Digest,
   defaultName: string,
   limits: PackageLimits,
+  overrides: string | undefined,
 ): Promise<CheckedPackage> {
   let memo = checked.get(limits);
   if (!memo) checked.set(limits, memo = new Map());
-  const key = `${digest}\0${defaultName}`;
+  const key = `${digest}\0${defaultName}\0${overrides ?? ""}`;
   const hit = memo.get(key);
   if (hit) return structuredClone(hit);
-  const result = await checkPackageSource(source, defaultName, limits, digest);
+  const result = await checkPackageSource(source, defaultName, limits, digest, overrides);
   if (memo.size >= 64) memo.delete(memo.keys().next().value!);
   memo.set(key, result);
   return structuredClone(result);
@@ -454,6 +459,7 @@ async function checkPackageSource(
   defaultName: string,
   limits: PackageLimits,
   digest: Digest,
+  overrides: string | undefined,
 ): Promise<CheckedPackage> {
   const planned = await plan(zipped, limits);
   const byPath = new Map(planned.map((p) => [p.path, p]));
@@ -468,7 +474,7 @@ async function checkPackageSource(
   } catch {
     invalid("task.toml is not UTF-8 text", "invalid_task_toml");
   }
-  const spec = parseTaskToml(source, defaultName);
+  const spec = parseTaskToml(source, defaultName, overrides);
   const hasDir = (path: string) =>
     path === "." || byPath.get(path)?.kind === "dir" || planned.some((p) => p.path.startsWith(path + "/"));
   for (const [key, path] of [["entrypoint", spec.entrypoint], ["finalize.entrypoint", spec.finalize?.entrypoint]]) {

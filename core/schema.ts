@@ -213,6 +213,9 @@ export const Attempt = z.object({
 /** One attempt of an instance. */
 export type Attempt = z.infer<typeof Attempt>;
 
+/** Failed attempts of a task's instances on one node after which that node takes no more of the task. */
+export const AVOID_AFTER_FAILURES = 3;
+
 /** `["task", id]`: a task and its per-state counts (status reads never scan instances). */
 export const TaskRecord = z.object({
   id: TaskId,
@@ -246,6 +249,17 @@ export const TaskRecord = z.object({
   wallMs: z.number().int().nonnegative().default(0),
   /** The largest peak memory of any attempt, bytes. */
   maxRssBytes: z.number().int().nonnegative().default(0),
+  /** How many times the task was rerun after it ended (see {@linkcode RerunRequest}). */
+  reruns: z.number().int().nonnegative().default(0),
+  /** Held: nothing new of it is dispatched (what runs goes on) until it is released. */
+  held: z.boolean().default(false),
+  /** The TOML fragment laid over the package's task.toml at submit (multipart field `overrides`), if any. */
+  overrides: z.string().nullable().default(null),
+  /**
+   * Failed attempts of its instances per node since it was submitted or last rerun: a node with
+   * {@linkcode AVOID_AFTER_FAILURES} takes no more of it while another node can (see `actors/task/placement.ts`).
+   */
+  nodeFailures: z.record(z.string(), z.number().int().nonnegative()).default({}),
 });
 /** A task record. */
 export type TaskRecord = z.infer<typeof TaskRecord>;
@@ -263,6 +277,8 @@ export const InstanceRecord = z.object({
   /** Earliest time a retry may be dispatched. */
   notBefore: z.number().nullable(),
   history: z.array(Attempt),
+  /** Where in `history` its latest rerun began: retries are counted from there. Absent until it is rerun. */
+  rerunAt: z.number().int().nonnegative().optional(),
 });
 /** An instance record. */
 export type InstanceRecord = z.infer<typeof InstanceRecord>;
@@ -476,6 +492,8 @@ export const SubmitRequest = z.object({
   packageBytes: z.number().int().nonnegative(),
   spec: TaskSpec,
   owner: z.string(),
+  /** The overrides laid over task.toml (already merged into `spec`), kept to be shown. */
+  overrides: z.string().optional(),
   /** Where the submit came from: the task actor stores the audit entry with the task. */
   address: z.string().optional(),
   /**
@@ -509,6 +527,40 @@ export const CancelReply = replyOf({ state: State });
 export type CancelReply = z.infer<typeof CancelReply>;
 /** `parallelic.task.cancel` */
 export const taskCancel = request("parallelic.task.cancel", CancelRequest, CancelReply);
+
+/**
+ * Gateway → task actor: run again, in the same task, instances of a task that ended: those that did not succeed
+ * (`"failed"`: failed or cancelled), or these indexes; its `[finalize]` runs again once every instance succeeded
+ * (`finalize` alone reruns just it).
+ */
+export const RerunRequest = z.object({
+  taskId: TaskId,
+  by: z.string(),
+  instances: z.union([z.literal("failed"), z.array(z.number().int().nonnegative())]).optional(),
+  finalize: z.boolean().optional(),
+});
+/** A rerun request. */
+export type RerunRequest = z.infer<typeof RerunRequest>;
+/** Reply to {@linkcode RerunRequest}: the task's state and what was queued again. */
+export const RerunReply = replyOf({ state: State, instances: z.number().int().nonnegative(), finalize: z.boolean() });
+/** Reply to a rerun. */
+export type RerunReply = z.infer<typeof RerunReply>;
+/** `parallelic.task.rerun` */
+export const taskRerun = request("parallelic.task.rerun", RerunRequest, RerunReply);
+
+/** Gateway → task actor: change a task that has not ended: its priority, held or released. */
+export const UpdateRequest = z.object({
+  taskId: TaskId,
+  by: z.string(),
+  priority: z.number().int().min(0).max(100).optional(),
+  held: z.boolean().optional(),
+});
+/** An update request. */
+export type UpdateRequest = z.infer<typeof UpdateRequest>;
+/** Reply to {@linkcode UpdateRequest}: the task as it is now. */
+export const UpdateReply = replyOf({ state: State, priority: z.number().int(), held: z.boolean() });
+/** `parallelic.task.update` */
+export const taskUpdate = request("parallelic.task.update", UpdateRequest, UpdateReply);
 
 /** Gateway → task actor: why is this task (or instance) where it is? */
 export const ExplainRequest = z.object({ taskId: TaskId, index: z.number().int().nonnegative().optional() });
@@ -854,6 +906,8 @@ export const SubmitView = z.object({
   instances: z.number().int(),
   /** True (and HTTP 200, not 201) when an earlier submit with the same Idempotency-Key made this task. */
   replayed: z.boolean().optional(),
+  /** Why no node the manager knows could ever run it (it is accepted and waits; `?strict=1` refuses it instead). */
+  warnings: z.array(z.string()).optional(),
 });
 /** A submit answer. */
 export type SubmitView = z.infer<typeof SubmitView>;

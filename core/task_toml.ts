@@ -9,6 +9,7 @@ import { parse, TomlError } from "smol-toml";
 import { z } from "zod";
 import { ValidationError } from "./errors.ts";
 import { inputsFormat } from "./inputs.ts";
+import { mergeOverrides, parseOverrides } from "./overrides.ts";
 import { type ParamValue, TaskSpec } from "./schema.ts";
 
 /** Largest task.toml accepted, in bytes. */
@@ -223,8 +224,12 @@ function valueAt(data: unknown, path: readonly PropertyKey[]): unknown {
   return cur;
 }
 
+/** Where {@linkcode fail} says a key came from the overrides, not a line of task.toml. */
+const IN_OVERRIDES = -1;
+
 function fail(message: string, line: number, code = "invalid_task_toml"): never {
-  throw new ValidationError(`task.toml${line ? ` line ${line}` : ""}: ${message}`, { code });
+  const where = line === IN_OVERRIDES ? " overrides" : line ? ` line ${line}` : "";
+  throw new ValidationError(`task.toml${where}: ${message}`, { code });
 }
 
 /**
@@ -232,9 +237,10 @@ function fail(message: string, line: number, code = "invalid_task_toml"): never 
  *
  * @param source The text of task.toml.
  * @param defaultName The name used when `[task] name` is absent (the folder or zip name).
+ * @param overrides A TOML fragment laid over task.toml first (see `core/overrides.ts`).
  * @throws {ValidationError} Naming the key, the value and the line.
  */
-export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
+export function parseTaskToml(source: string, defaultName = "task", overrides?: string): TaskSpec {
   if (source.length > MAX_TASK_TOML_BYTES) {
     fail(`is ${source.length} bytes, more than the limit of ${MAX_TASK_TOML_BYTES}`, 0, "task_toml_too_large");
   }
@@ -247,6 +253,11 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
     }
     throw e;
   }
+  // Laid over before the checks: a key the overrides give is checked (and named) like one of task.toml.
+  const extra = overrides === undefined ? undefined : parseOverrides(overrides);
+  if (extra) data = mergeOverrides(data as Record<string, unknown>, extra);
+  const at = (path: readonly PropertyKey[]) =>
+    extra && valueAt(extra, path) !== undefined ? IN_OVERRIDES : lineOf(source, path);
   const parsed = TaskToml.safeParse(data);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -255,16 +266,16 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
       const path = [...issue.path, key];
       fail(
         `unknown key '${path.join(".")}'${issue.keys.length > 1 ? ` (and ${issue.keys.slice(1).join(", ")})` : ""}`,
-        lineOf(source, path),
+        at(path),
         "unknown_key",
       );
     }
     const key = issue.path.join(".");
     const value = valueAt(data, issue.path);
     if (value === undefined && issue.code === "invalid_type") {
-      fail(`missing required key '${key}'`, lineOf(source, issue.path.slice(0, -1)), "missing_key");
+      fail(`missing required key '${key}'`, at(issue.path.slice(0, -1)), "missing_key");
     }
-    fail(`key '${key}' = ${describe(value)}: ${issue.message}`, lineOf(source, issue.path));
+    fail(`key '${key}' = ${describe(value)}: ${issue.message}`, at(issue.path));
   }
   const toml = parsed.data;
   /** The normalized path at `key`, which must stay inside the task root (and name more than it, unless `root`). */
@@ -273,7 +284,7 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
     if (normal === null || (normal === "." && !root)) {
       fail(
         `key '${key.join(".")}' = ${describe(value)} leaves the task root`,
-        lineOf(source, key),
+        at(key),
         "path_escapes_root",
       );
     }
@@ -326,7 +337,7 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
         `key 'task.matrix.${name}' = ${
           describe(axis)
         }: 'to' must be at least 'from' and the range at most ${MAX_INSTANCES} values`,
-        lineOf(source, ["task", "matrix", name]),
+        at(["task", "matrix", name]),
       );
     }
     const values: number[] = [];
@@ -338,14 +349,14 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
     if (toml.task.instances !== undefined) {
       fail(
         "keys 'task.instances' and 'task.matrix' exclude each other: the matrix sets the number of instances",
-        lineOf(source, ["task", "instances"]),
+        at(["task", "instances"]),
       );
     }
     instances = matrix.reduce((n, axis) => n * axis.values.length, 1);
     if (instances > MAX_INSTANCES) {
       fail(
         `'task.matrix' makes ${instances} instances, more than the limit of ${MAX_INSTANCES}`,
-        lineOf(source, ["task", "matrix"]),
+        at(["task", "matrix"]),
       );
     }
   }
@@ -387,7 +398,7 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
     if (key.startsWith("PARALLELIC_")) {
       fail(
         `key 'env.${key}': names starting with PARALLELIC_ are set by Parallelic`,
-        lineOf(source, ["env", key]),
+        at(["env", key]),
       );
     }
   }
@@ -398,7 +409,7 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
     if (envNames.has(env)) {
       fail(
         `keys 'data.${envNames.get(env)}' and 'data.${key}' both name PARALLELIC_DATA_${env}`,
-        lineOf(source, ["data", key]),
+        at(["data", key]),
       );
     }
     envNames.set(env, key);
@@ -410,7 +421,7 @@ export function parseTaskToml(source: string, defaultName = "task"): TaskSpec {
     if (normal === null || normal === "." || pattern.split(/[\\/]/).includes("..")) {
       fail(
         `key 'outputs.paths' = ${describe(pattern)} (item ${i + 1}) leaves the workdir`,
-        lineOf(source, ["outputs", "paths"]),
+        at(["outputs", "paths"]),
         "path_escapes_root",
       );
     }

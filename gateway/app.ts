@@ -18,6 +18,7 @@ import { DATA_SET_PATH, dataRoutes } from "./routes/data.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { instanceRoutes } from "./routes/instances.ts";
 import { nodeRoutes } from "./routes/nodes.ts";
+import { taskChangeRoutes } from "./routes/task_changes.ts";
 import { taskRoutes } from "./routes/tasks.ts";
 import { systemRoutes } from "./routes/system.ts";
 import { uiRoutes } from "./routes/ui.ts";
@@ -34,6 +35,8 @@ export interface GatewayOptions extends Partial<GuardOptions> {
   signal?: AbortSignal;
   /** Where uploaded packages are spooled while checked and stored. @default {the system's temporary folder} */
   spoolDir?: string;
+  /** Highest priority a submitter may give, at submit and later (`--max-submitter-priority`). */
+  maxSubmitterPriority?: number;
 }
 
 /** Default request limits: bodies up to the package limit plus 1 MiB, 100 requests/s per token (burst 400). */
@@ -105,9 +108,11 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     limits,
     signal: options.signal,
     spoolDir: options.spoolDir,
+    maxSubmitterPriority: options.maxSubmitterPriority,
   };
 
   app.route("/", taskRoutes(routeDeps));
+  app.route("/", taskChangeRoutes(routeDeps));
   app.route("/", instanceRoutes(routeDeps));
   app.route("/", workspaceRoutes(routeDeps));
   app.route("/", nodeRoutes(routeDeps));

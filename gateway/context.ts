@@ -58,4 +58,6 @@ export interface RouteDeps {
   signal?: AbortSignal;
   /** Where uploaded packages are spooled while checked and stored. @default {the system's temporary folder} */
   spoolDir?: string;
+  /** Highest priority a submitter may give, at submit and later (`--max-submitter-priority`); none when absent. */
+  maxSubmitterPriority?: number;
 }

@@ -23,6 +23,9 @@ export function boundaryOf(contentType: string): string {
   return boundary;
 }
 
+/** Longest value of a text field read besides the file (task.toml overrides are at most 64 KiB). */
+export const MAX_TEXT_FIELD_BYTES = 64 * 1024;
+
 /** What the headers of one part say. */
 function partOf(headers: string): { name: string | null; filename: string | null } {
   const disposition = headers.split("\r\n").find((h) => /^content-disposition\s*:/i.test(h)) ?? "";
@@ -33,17 +36,24 @@ function partOf(headers: string): { name: string | null; filename: string | null
 
 /**
  * Streams the content of the file field `field` of a multipart body to
- * `write`, skipping every other part.
+ * `write`, skipping every other part but the small fields named in `texts`,
+ * whose values it fills in (each up to {@linkcode MAX_TEXT_FIELD_BYTES}).
  *
  * @returns The field's file name, or null when the body has no such file field.
- * @throws {ValidationError} When the body is not well-formed multipart.
+ * @throws {ValidationError} When the body is not well-formed multipart, or a text field is too long.
  */
 export async function streamFileField(
   body: ReadableStream<Uint8Array>,
   boundary: string,
   field: string,
   write: (chunk: Uint8Array) => Promise<void>,
+  texts: Map<string, string | null> = new Map(),
 ): Promise<string | null> {
+  let text: { name: string; parts: Buffer[]; bytes: number } | null = null;
+  const endText = () => {
+    if (text) texts.set(text.name, Buffer.concat(text.parts).toString("utf8"));
+    text = null;
+  };
   const delimiter = Buffer.from(`\r\n--${boundary}`);
   // The body starts with the boundary itself; a CRLF before it makes every delimiter look alike.
   let buf: Buffer = Buffer.from("\r\n");
@@ -52,6 +62,11 @@ export async function streamFileField(
   let current: string | null = null;
   let found: string | null = null;
   const take = async (data: Buffer) => {
+    if (text && data.byteLength) {
+      text.bytes += data.byteLength;
+      if (text.bytes > MAX_TEXT_FIELD_BYTES) bad(`field '${text.name}' is longer than ${MAX_TEXT_FIELD_BYTES} bytes`);
+      text.parts.push(Buffer.from(data));
+    }
     if (current !== null && data.byteLength) await write(new Uint8Array(data));
   };
   const step = async (): Promise<boolean> => {
@@ -67,6 +82,7 @@ export async function streamFileField(
       if (state === "body") await take(buf.subarray(0, at));
       if (current !== null) found = current;
       current = null;
+      endText();
       buf = buf.subarray(at + delimiter.byteLength);
       state = "after";
       return true;
@@ -88,6 +104,9 @@ export async function streamFileField(
       }
       const part = partOf(buf.subarray(0, at).toString("utf8"));
       current = part.name === field && part.filename !== null && found === null ? part.filename : null;
+      if (current === null && part.name !== null && texts.has(part.name)) {
+        text = { name: part.name, parts: [], bytes: 0 };
+      }
       buf = buf.subarray(at + 4);
       state = "body";
       return true;

@@ -7,6 +7,7 @@
  */
 import { z } from "zod";
 import { AuditEntry } from "../core/audit.ts";
+import { RerunBody, RerunView, UpdateBody, UpdateView } from "./routes/task_changes.ts";
 import {
   DataSetView,
   ErrorBody,
@@ -55,7 +56,11 @@ const PackageCheck = z.object({ ok: z.boolean() }).passthrough();
 
 const UserToken = z.object({ name: z.string(), token: z.string() });
 
-const zip = { "application/zip": "binary", "multipart/form-data": z.object({ package: z.string() }) } as const;
+const zip = {
+  "application/zip": "binary",
+  // `overrides`: a TOML fragment laid over task.toml before its checks.
+  "multipart/form-data": z.object({ package: z.string(), overrides: z.string().optional() }),
+} as const;
 
 /** Every operation of the API. */
 export const OPERATIONS: Operation[] = [
@@ -94,9 +99,11 @@ export const OPERATIONS: Operation[] = [
     operationId: "submitTask",
     summary:
       "Submit a task package (a zip of the task root); with an Idempotency-Key, a repeat within a day answers 200 with the task the first made",
+    // strict: refuse (400 `unplaceable`) a task no known node could ever run, instead of a warning.
     query: {
       name: z.string(),
       after: z.string().describe("task ids, comma-separated, this task waits for (added to task.toml's [after] tasks)"),
+      strict: z.enum(["1", "0"]),
     },
     headers: { "Idempotency-Key": IdempotencyKey },
     body: zip,
@@ -171,6 +178,24 @@ export const OPERATIONS: Operation[] = [
     operationId: "cancelTask",
     summary: "Cancel a task",
     response: { status: 200, schema: Cancelled },
+  },
+  {
+    method: "patch",
+    path: "/api/v1/tasks/:id",
+    operationId: "updateTask",
+    summary: 'Change a running or queued task: {"priority": 80} and/or {"held": true} (nothing new is dispatched, ' +
+      'what runs goes on) or {"held": false}',
+    body: { "application/json": UpdateBody },
+    response: { status: 200, schema: UpdateView },
+  },
+  {
+    method: "post",
+    path: "/api/v1/tasks/:id/rerun",
+    operationId: "rerunTask",
+    summary: 'Run again, in the same task, what did not succeed ({"instances": "failed"}), some instances ' +
+      '({"instances": [3, 7]}) or finalize alone ({"finalize": true}); on a task that ended',
+    body: { "application/json": RerunBody },
+    response: { status: 200, schema: RerunView },
   },
   {
     method: "get",

@@ -1,6 +1,7 @@
 /**
  * Reading an uploaded package from a request: a raw zip body or a multipart
- * field `package`, within the package size limit.
+ * field `package` (with, optionally, field `overrides`), within the package
+ * size limit.
  *
  * A raw body is streamed to a file in the spool folder as it arrives, its
  * SHA-256 computed on the way: the package checks need the zip's central
@@ -28,6 +29,8 @@ export interface Upload extends AsyncDisposable {
   digest: Digest;
   /** From `?name=` or the file name, made safe; `task` when neither is given. */
   name: string;
+  /** Multipart field `overrides`: a TOML fragment laid over task.toml. */
+  overrides?: string;
   /** The zip as a stream (for the object store). */
   open(): Promise<ReadableStream<Uint8Array>>;
 }
@@ -78,11 +81,12 @@ export async function readUpload(c: Context, limits: PackageLimits, spoolDir?: s
   const body = c.req.raw.body ?? new Blob([]).stream();
   let name = c.req.query("name") ?? "";
   let spooled: { file: string; size: number; digest: Digest };
+  const texts = new Map<string, string | null>([["overrides", null]]);
   if (type.startsWith("multipart/form-data")) {
     const boundary = boundaryOf(type);
     let filename: string | null = null;
     spooled = await spool(spoolDir, limits, async (write) => {
-      filename = await streamFileField(body, boundary, "package", write);
+      filename = await streamFileField(body, boundary, "package", write, texts);
       if (filename === null) {
         throw new ValidationError("Cannot accept upload as multipart field 'package' is missing or not a file", {
           code: "missing_package",
@@ -102,9 +106,12 @@ export async function readUpload(c: Context, limits: PackageLimits, spoolDir?: s
   }
   name = name.replace(/\.zip$/i, "").replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64) || "task";
   const { file } = spooled;
+  // Form fields travel with CRLF line ends (as HTML forms send them): kept as the LF text that was meant.
+  const overrides = texts.get("overrides")?.replace(/\r\n/g, "\n");
   return {
     ...spooled,
     name,
+    ...(overrides !== undefined ? { overrides } : {}),
     open: async () => (await Deno.open(file, { read: true })).readable,
     [Symbol.asyncDispose]: () => Deno.remove(file).catch(() => {}),
   };

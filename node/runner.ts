@@ -9,6 +9,7 @@
 import { join } from "node:path";
 import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
+import { entrypointProblem, formatDurationMs } from "../core/outcome.ts";
 import { matrixParams } from "../core/task_toml.ts";
 import { inputEnv, type InputRows } from "../core/inputs.ts";
 import { readInputsFile } from "../core/package.ts";
@@ -252,8 +253,11 @@ export function createRunner(deps: RunnerDeps): Runner {
         });
       } catch (e) {
         hold.end(null);
+        // A script the system cannot start is named with its cause and fix (no '#!' line, CRLF line ends).
         const what = instanceIo.entrypoint ?? SHELL;
-        return reportAll({ error: `cannot start '${what}': ${(e as Error).message}` });
+        const head = instanceIo.entrypoint === null ? null : await readHead(join(dir, instanceIo.entrypoint));
+        const why = (head && entrypointProblem(what, head)) ?? (e as Error).message;
+        return reportAll({ error: `cannot start '${what}': ${why}` });
       }
       const proc = job.proc;
       hold.started(proc.pid, (why) => {
@@ -268,7 +272,7 @@ export function createRunner(deps: RunnerDeps): Runner {
       const timeoutMs = run.timeoutMs === null ? null : run.timeoutMs * refs.length;
       const timeout = timeoutMs === null
         ? undefined
-        : clock.setTimeout(() => killJob(job, `timed out after ${timeoutMs} ms`), timeoutMs);
+        : clock.setTimeout(() => killJob(job, `timed out after ${formatDurationMs(timeoutMs)}`), timeoutMs);
       const status = await job.proc.ended;
       const used = hold.end(status.usage);
       log.step("node.ended");
@@ -314,4 +318,16 @@ export function createRunner(deps: RunnerDeps): Runner {
   }
 
   return { run: runJob, stage, drop, kill: killJob, started: () => started };
+}
+
+/** The first bytes of a file, or none when it cannot be read. */
+async function readHead(path: string): Promise<Uint8Array> {
+  try {
+    using file = await Deno.open(path);
+    const buf = new Uint8Array(256);
+    const n = await file.read(buf);
+    return buf.subarray(0, n ?? 0);
+  } catch {
+    return new Uint8Array();
+  }
 }

@@ -30,7 +30,17 @@ import {
   WORKSPACE_BUCKET,
 } from "../core/schema.ts";
 import { readTar, type TarSource, tarStream } from "../core/tar.ts";
-import { afterKey, dataUseKey, dependentsOf, instancesOf, spansOf, taskKey, TASKS, writeBatched } from "../core/kv.ts";
+import {
+  afterKey,
+  dataUseKey,
+  dependentsOf,
+  failedOf,
+  instancesOf,
+  spansOf,
+  taskKey,
+  TASKS,
+  writeBatched,
+} from "../core/kv.ts";
 
 zip.configure({ useWebWorkers: false });
 
@@ -96,6 +106,12 @@ export interface WorkspaceService {
    * @throws {ConflictError} When the task has not ended.
    */
   deleteTask(task: TaskRecord): Promise<{ freedBytes: number }>;
+  /**
+   * Runs `fn` while task `id` cannot be deleted, once its package is known to be stored (a rerun needs it).
+   *
+   * @throws {ConflictError} When the package is gone.
+   */
+  withTaskPackage<T>(id: string, digest: Digest, fn: () => Promise<T>): Promise<T>;
   /** Bytes each store holds. */
   storage(): Promise<StorageView>;
 }
@@ -226,7 +242,16 @@ export async function createWorkspaceService(
     await Promise.all(Array.from({ length: limit }, worker));
   }
 
-  async function deleteTask(task: TaskRecord): Promise<{ freedBytes: number }> {
+  /** Deletes a task under its lock, as it is now: a rerun may have started it again since the caller read it. */
+  function deleteTask(task: TaskRecord): Promise<{ freedBytes: number }> {
+    return locks.run(`task/${task.id}`, async () => {
+      const now = (await kv.get<TaskRecord>(taskKey(task.id))).value;
+      if (!now) return { freedBytes: 0 };
+      return await deleteEnded(now);
+    });
+  }
+
+  async function deleteEnded(task: TaskRecord): Promise<{ freedBytes: number }> {
     if (!FINAL_STATES.has(task.state)) {
       throw new ConflictError(
         `Cannot delete task '${task.id}' as it is ${task.state}: cancel it first (parallelic cancel ${task.id})`,
@@ -261,6 +286,7 @@ export async function createWorkspaceService(
     for await (const e of kv.list({ prefix: instancesOf(task.id) })) keys.push({ key: e.key, value: null });
     // Assignment spans are gone once their instances ended; one left by a manager killed mid-commit goes too.
     for await (const e of kv.list({ prefix: spansOf(task.id) })) keys.push({ key: e.key, value: null });
+    for await (const e of kv.list({ prefix: failedOf(task.id) })) keys.push({ key: e.key, value: null });
     for (const { version } of Object.values(task.spec.data ?? {})) {
       if (version) keys.push({ key: dataUseKey(version, task.id), value: null });
     }
@@ -316,6 +342,16 @@ export async function createWorkspaceService(
     zip: zipOf,
     tar: (task, selection) => tarStream(sources(task, selection)),
     deleteTask,
+    withTaskPackage: (id, digest, fn) =>
+      locks.run(`task/${id}`, async () => {
+        const info = await packages.info(digest);
+        if (!info || info.deleted) {
+          throw new ConflictError(`Cannot run task '${id}' again as its package ${digest} is no longer stored`, {
+            code: "package_gone",
+          });
+        }
+        return await fn();
+      }),
     async storage() {
       const [pkg, data, ws, logs] = await Promise.all([
         packages.status().then((s) => s.size),

@@ -37,6 +37,10 @@ function task(id: string, digest: string, state: TaskRecord["state"], toml: stri
     cpuMs: 0,
     wallMs: 0,
     maxRssBytes: 0,
+    reruns: 0,
+    held: false,
+    overrides: null,
+    nodeFailures: {},
   };
 }
 

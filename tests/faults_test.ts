@@ -198,7 +198,7 @@ Deno.test({
     assert.equal(inst.state, "failed");
     assert.equal(inst.history.length, 3, "first attempt and two retries");
     for (const h of inst.history) {
-      assert.match(h.error ?? "", /timed out after 1000 ms/);
+      assert.match(h.error ?? "", /timed out after 1s/);
       assert.equal(h.signal, "SIGTERM");
     }
     // Backoff: each retry starts at least the backoff (100 ms, doubling) after the previous attempt ended.

@@ -396,3 +396,87 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "web UI: rerun failed, one instance and finalize; change priority, hold and release (with confirms)",
+  ...opts,
+  async fn() {
+    await using tm = await startTestManager({ localNode: true, slots: 2 });
+    const dir = await Deno.makeTempDir({ prefix: "parallelic-ui-" });
+    const base = tm.manager.url;
+    const browser = await launch();
+    const errors: string[] = [];
+    const dialogs: string[] = [];
+    try {
+      const page = await browser.newPage({ viewport: DESKTOP });
+      page.on("console", (m) => void (m.type() === "error" && errors.push(`${page.url()}: ${m.text()}`)));
+      page.on("pageerror", (e) => errors.push(`${page.url()}: uncaught ${e.message}`));
+      // Every confirm is accepted; the priority prompt is answered 80.
+      page.on("dialog", (d) => {
+        dialogs.push(d.message());
+        void d.accept(d.type() === "prompt" ? "80" : undefined);
+      });
+      page.setDefaultTimeout(20_000);
+      const zip = await makeZip({
+        "task.toml":
+          `[task]\nname = "render"\nentrypoint = "render.sh"\ninstances = 3\n[env]\nFIXED = "${dir}/fixed"\n` +
+          `[finalize]\nentrypoint = "assemble.sh"\n`,
+        "render.sh": `#!/bin/sh\nif [ "$PARALLELIC_INSTANCE" = 2 ] && [ ! -e "$FIXED" ]; then exit 9; fi\n`,
+        "assemble.sh": "#!/bin/sh\n",
+      });
+      const { id } = await (await submitZip(tm, zip, "render")).json();
+      assert.equal((await tm.waitForTask(id)).state, "failed");
+      await signIn(page, base, `/tasks/${id}`);
+      await page.locator("#task-state.s-failed").waitFor();
+      assert.equal(await page.locator("#rerun-finalize").isHidden(), true, "not while an instance failed");
+      assert.equal(await page.locator("#hold").isHidden(), true, "an ended task is not held");
+      await Deno.writeTextFile(join(dir, "fixed"), "");
+      await page.getByRole("button", { name: "Rerun failed" }).click();
+      await page.locator("#task-state.s-succeeded").waitFor();
+      await page.locator("#timing").getByText("Reruns").waitFor();
+      assert.match(dialogs.at(-1)!, /^Rerun every instance of render that did not succeed\?/);
+
+      await page.getByLabel("Instance number").fill("1");
+      await page.getByRole("button", { name: "Open" }).click();
+      await page.locator("#instance-facts .badge.s-succeeded").waitFor();
+      await page.getByRole("button", { name: "Rerun instance 1" }).click();
+      await waitUntil(async () => (await tm.api(`/api/v1/tasks/${id}`).then((r) => r.json())).reruns === 2);
+      await page.locator("#task-state.s-succeeded").waitFor();
+      await page.getByRole("button", { name: "Rerun finalize" }).click();
+      await waitUntil(async () => {
+        const t = await tm.api(`/api/v1/tasks/${id}`).then((r) => r.json());
+        return t.reruns === 3 && t.state === "succeeded";
+      });
+      await shoot(page, "task-rerun");
+
+      const gate = join(dir, "gate");
+      const held = await makeZip({
+        "task.toml": `[task]\nname = "waits"\nentrypoint = "run.sh"\ninstances = 6\n[env]\nGATE = "${gate}"\n`,
+        "run.sh": `#!/bin/sh\nwhile [ ! -e "$GATE" ]; do sleep 0.05; done\n`,
+      });
+      const waits = (await (await submitZip(tm, held, "waits")).json()).id;
+      await page.goto(`${base}/tasks/${waits}`);
+      await page.locator("#task-state.s-running").waitFor();
+      await page.getByRole("button", { name: "Change priority" }).click();
+      await page.locator("#timing").getByText(/^80$/).waitFor();
+      await page.getByRole("button", { name: "Hold" }).click();
+      await page.locator("#timing").getByText("80 (held: nothing new starts)").waitFor();
+      await page.getByRole("button", { name: "Release" }).waitFor();
+      assert.equal((await tm.api(`/api/v1/tasks/${waits}`).then((r) => r.json())).held, true);
+      await shoot(page, "task-held");
+      await page.getByRole("button", { name: "Release" }).click();
+      await page.getByRole("button", { name: "Hold" }).waitFor();
+      await Deno.writeTextFile(gate, "");
+      await page.locator("#task-state.s-succeeded").waitFor();
+      assert.deepEqual(
+        dialogs.slice(3).map((m) => m.split(" ")[0]),
+        ["Priority", "Hold", "Release"],
+        "each change asked first",
+      );
+      assert.deepEqual(errors, [], "no console errors");
+    } finally {
+      await browser.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

@@ -5,9 +5,9 @@
  * @module
  */
 import { NotFoundError } from "../../core/errors.ts";
-import { type InstanceRecord, taskExplain, type TaskRecord } from "../../core/schema.ts";
+import { AVOID_AFTER_FAILURES, type InstanceRecord, taskExplain, type TaskRecord } from "../../core/schema.ts";
 import { instanceKey, taskKey } from "../../core/kv.ts";
-import { better, nodeCanEverFit, prefetchOf, throttleRoom } from "./placement.ts";
+import { avoidedNodes, better, gib, nodeCanEverFit, prefetchOf, throttleRoom, whyNoNodeFits } from "./placement.ts";
 import { fairShare, type Live, type NodeSeat, type TaskState } from "./state.ts";
 
 /** Serves explain requests. */
@@ -69,6 +69,10 @@ export function explainQueue(s: TaskState, live: Live): string {
     } to ${when} ([after]): none of its ${spec.instances} instances starts before.`;
   }
   if (queued === 0) return `All ${live.rec.counts.running} unfinished instances are running.`;
+  if (live.rec.held) {
+    return `The task is held: none of its ${queued} queued instances is dispatched (${live.rec.counts.running} ` +
+      `running go on); release it: parallelic release ${live.rec.id}`;
+  }
   if (throttleRoom(live) === 0) {
     return `${queued} instances wait for [limits] max_running = ${spec.maxRunning}: ${live.flights.size} instances ` +
       "are running or sent to nodes.";
@@ -78,34 +82,18 @@ export function explainQueue(s: TaskState, live: Live): string {
   const ready = all.filter((n) => n.rec.state === "ready");
   const list = (fn: (n: NodeSeat) => string, seats = ready) => seats.map((n) => `${n.rec.name}: ${fn(n)}`).join(", ");
   if (ready.length === 0) return `No node is ready (nodes: ${list((n) => n.rec.state, all)}).`;
-  const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
-  const checks: Array<[boolean, string]> = [
-    [
-      ready.some((n) => n.rec.slots >= spec.cpus),
-      `no node has slots >= ${spec.cpus} (nodes: ${list((n) => String(n.rec.slots))})`,
-    ],
-    [
-      ready.some((n) => n.rec.memoryBytes >= spec.memoryBytes),
-      `no node has memory >= ${gib(spec.memoryBytes)} (nodes: ${list((n) => gib(n.rec.memoryBytes))})`,
-    ],
-    [
-      ready.some((n) => n.rec.gpus >= spec.gpus),
-      `no node has gpus >= ${spec.gpus} (nodes: ${list((n) => String(n.rec.gpus))})`,
-    ],
-    [
-      ready.some((n) => Object.entries(spec.labels).every(([k, v]) => n.rec.labels[k] === v)),
-      `no node has labels ${Object.entries(spec.labels).map(([k, v]) => `${k}=${v}`).join(",")} (nodes: ${
-        list((n) => Object.entries(n.rec.labels).map(([k, v]) => `${k}=${v}`).join(",") || "none")
-      })`,
-    ],
-  ];
-  const failed = checks.filter(([ok]) => !ok).map(([, why]) => why);
+  const failed = whyNoNodeFits(spec, ready.map((n) => n.rec));
   if (failed.length > 0) return `${queued} instances cannot be placed: ${failed.join("; ")}.`;
-  const fitting = ready.filter((n) => nodeCanEverFit(n.rec, spec));
+  const avoided = avoidedNodes(live.rec, all);
+  const fitting = ready.filter((n) => nodeCanEverFit(n.rec, spec) && !avoided.has(n.rec.name));
+  const avoiding = avoided.size > 0
+    ? `; nodes ${[...avoided].join(", ")} take no more of it after ${AVOID_AFTER_FAILURES} failed attempts ` +
+      `each (a rerun clears this)`
+    : "";
   if (fitting.length === 0) {
     return `${queued} instances cannot be placed: no single node meets every requirement (cpus ${spec.cpus}, memory ${
       gib(spec.memoryBytes)
-    }, gpus ${spec.gpus}, labels ${JSON.stringify(spec.labels)}).`;
+    }, gpus ${spec.gpus}, labels ${JSON.stringify(spec.labels)})${avoiding}.`;
   }
   const ahead = [...s.tasks.values()].filter((t) =>
     t !== live && t.rec.counts.queued > 0 && !better(live, t, fairShare(s))
@@ -116,5 +104,5 @@ export function explainQueue(s: TaskState, live: Live): string {
     list((n) => `${n.usedSlots}/${n.rec.slots * (1 + prefetchOf(n, s.settings))} held`, fitting)
   })${ahead ? `; ${ahead} instances of tasks with higher or equal priority are ahead` : ""}${
     waiting ? `; ${waiting} wait for a retry backoff` : ""
-  }.`;
+  }${avoiding}.`;
 }

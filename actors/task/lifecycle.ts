@@ -16,14 +16,25 @@ import {
   taskDone,
 } from "../../core/schema.ts";
 import { spanKey } from "../../core/kv.ts";
-import { chunkAt, fitsNow, type Item, occupySeat, plan, throttleRoom, vacateSeat } from "./placement.ts";
-import { decideRetry } from "./retry_policy.ts";
+import {
+  avoidedNodes,
+  chunkAt,
+  fitsNow,
+  type Item,
+  occupySeat,
+  otherNodeFits,
+  plan,
+  prefersAnotherNode,
+  throttleRoom,
+  vacateSeat,
+} from "./placement.ts";
+import { howItEnded } from "../../core/outcome.ts";
+import { decideRetry, isLoss } from "./retry_policy.ts";
 import { releaseDependents } from "./after.ts";
 import {
   clipError,
   fairShare,
   type Flight,
-  howItEnded,
   isFinalize,
   type Live,
   markInstance,
@@ -34,6 +45,22 @@ import {
   type TaskState,
   usageOf,
 } from "./state.ts";
+
+/** The attempts since an instance's latest rerun: each rerun gets the task's retries anew. */
+const sinceRerun = (rec: InstanceRecord) => rec.rerunAt ? rec.history.slice(rec.rerunAt) : rec.history;
+
+/**
+ * An ended instance's record made ready to run again: queued under the next attempt number (a node stores outputs
+ * only over an earlier attempt's), its history kept.
+ */
+export function rerunRecord(rec: InstanceRecord): InstanceRecord {
+  rec.attempt = rec.history.length > 0 ? rec.attempt + 1 : rec.attempt;
+  rec.rerunAt = rec.history.length;
+  rec.state = "queued";
+  rec.node = null;
+  rec.notBefore = null;
+  return rec;
+}
 
 /** Places what can be placed and queues the assignments to be sent once the commit stored them. */
 export function place(s: TaskState): void {
@@ -92,10 +119,14 @@ export function takeInstances(s: TaskState, live: Live, seat: NodeSeat, count: n
     } else markInstance(s, live, rec);
     items.push({ index: rec.index, attempt: rec.attempt });
   };
-  // A retry runs alone, even of a chunked task.
+  // A retry runs alone, even of a chunked task, and prefers another node than the one its last attempt failed on,
+  // when one can take it.
+  const elsewhere = live.retry.length > 0 &&
+    otherNodeFits(live, seat, s.nodes.values(), avoidedNodes(live.rec, s.nodes.values()));
   for (let i = 0; i < live.retry.length && processes < count;) {
     const rec = live.retry[i];
-    if ((rec.notBefore ?? 0) <= now && fitsNow(seat, live, s.settings)) {
+    const due = (rec.notBefore ?? 0) <= now && !prefersAnotherNode(rec, seat, now, elsewhere);
+    if (due && fitsNow(seat, live, s.settings)) {
       live.retry.splice(i, 1);
       assign(rec);
     } else i++;
@@ -180,14 +211,10 @@ function end(s: TaskState, live: Live, rec: InstanceRecord, state: State) {
 
 /** Queues the `[finalize]` run: the extra instance numbered `instances`. */
 function startFinalize(s: TaskState, live: Live) {
-  const rec: InstanceRecord = {
-    index: live.rec.spec.instances,
-    state: "queued",
-    attempt: 0,
-    node: null,
-    notBefore: null,
-    history: [],
-  };
+  const rec: InstanceRecord = live.finalizeRec
+    ? rerunRecord(live.finalizeRec)
+    : { index: live.rec.spec.instances, state: "queued", attempt: 0, node: null, notBefore: null, history: [] };
+  live.finalizeRec = undefined;
   live.retry.push(rec);
   live.rec.finalize = "queued";
   markInstance(s, live, rec);
@@ -253,7 +280,11 @@ export function accept(s: TaskState, node: string, r: Result): boolean {
     end(s, live, rec, "succeeded");
     return true;
   }
-  const next = decideRetry(rec.history, { ...s.settings, retries: live.rec.spec.retries });
+  // A node that keeps failing the task's instances is avoided (placement.ts); the task's own trouble, not a loss.
+  if (!isLoss(entry)) {
+    live.rec.nodeFailures = { ...live.rec.nodeFailures, [node]: (live.rec.nodeFailures?.[node] ?? 0) + 1 };
+  }
+  const next = decideRetry(sinceRerun(rec), { ...s.settings, retries: live.rec.spec.retries });
   const outcome = { fail: "failed", retry: "retried", requeue: "requeued" }[next.action];
   s.meters.endedTotal.inc({ outcome });
   if (next.action === "fail") end(s, live, rec, "failed");
@@ -268,7 +299,7 @@ export function requeueFlight(s: TaskState, flight: Flight, why: string) {
   entry.lost = true;
   entry.endedAt = s.clock.now();
   s.meters.endedTotal.inc({ outcome: "requeued" });
-  const next = decideRetry(flight.rec.history, { ...s.settings, retries: flight.live.rec.spec.retries }, {
+  const next = decideRetry(sinceRerun(flight.rec), { ...s.settings, retries: flight.live.rec.spec.retries }, {
     nodeGone: true,
   });
   if (next.action === "fail") end(s, flight.live, flight.rec, "failed");

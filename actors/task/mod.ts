@@ -27,9 +27,10 @@
  * prefetch), `retry_policy.ts` (retry, requeue or fail, and the backoff),
  * `lifecycle.ts` (an attempt from dispatch to its end, a task's end),
  * `store.ts` (group commit, rebuild after a restart), `submit.ts`,
- * `handlers.ts` (cancel, results, node events), `explain.ts`,
- * `progress.ts`, `assignments.ts` (what a node holds, for the object
- * service); `state.ts` holds what they share. This file wires them.
+ * `handlers.ts` (cancel, results, node events), `rerun.ts`, `update.ts`
+ * (priority, hold), `explain.ts`, `progress.ts`, `assignments.ts` (what a
+ * node holds, for the object service); `state.ts` holds what they share.
+ * This file wires them.
  *
  * @module
  */
@@ -42,10 +43,12 @@ import { occupySeat } from "./placement.ts";
 import { createProgress } from "./progress.ts";
 import { createState, type TaskActorDeps, type TaskActorOptions } from "./state.ts";
 import { settleWaits } from "./after.ts";
+import { serveRerun } from "./rerun.ts";
 import { rebuild, startCommitLoop } from "./store.ts";
 import { serveSubmit } from "./submit.ts";
 import { assignmentView } from "./assignments.ts";
 import type { AssignmentView } from "../object_service.ts";
+import { serveUpdate } from "./update.ts";
 
 export { clipError, MAX_ATTEMPT_ERROR_CHARS, type TaskActorDeps, type TaskActorOptions } from "./state.ts";
 export { nodeCanEverFit } from "./placement.ts";
@@ -71,6 +74,8 @@ export function createTaskActor(deps: TaskActorDeps, options: TaskActorOptions):
   serveSubmit(s);
   serveExplain(s);
   serveMessages(s);
+  serveRerun(s);
+  serveUpdate(s);
 
   const ready = (async () => {
     await rebuild(s);

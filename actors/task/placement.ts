@@ -7,7 +7,13 @@
  *
  * @module
  */
-import type { Assignment, NodeRecord, TaskRecord } from "../../core/schema.ts";
+import {
+  type Assignment,
+  AVOID_AFTER_FAILURES,
+  type InstanceRecord,
+  type NodeRecord,
+  type TaskRecord,
+} from "../../core/schema.ts";
 import type { Flight, Live, NodeSeat, Settings } from "./state.ts";
 
 /** The settings placement reads. */
@@ -31,6 +37,37 @@ export type Take = (live: Live, seat: NodeSeat, count: number) => Item[];
 export function nodeCanEverFit(node: NodeRecord, spec: TaskRecord["spec"]): boolean {
   return spec.cpus <= node.slots && spec.memoryBytes <= node.memoryBytes && spec.gpus <= node.gpus &&
     Object.entries(spec.labels).every(([k, v]) => node.labels[k] === v);
+}
+
+/** Bytes as GiB with one decimal. */
+export const gib = (b: number): string => `${(b / 2 ** 30).toFixed(1)} GiB`;
+
+/**
+ * Why none of `nodes` could ever run the task, one reason per requirement no node meets (slots, memory, gpus,
+ * labels), each naming what the nodes have; empty when each requirement is met by some node.
+ */
+export function whyNoNodeFits(spec: TaskRecord["spec"], nodes: readonly NodeRecord[]): string[] {
+  const list = (fn: (n: NodeRecord) => string) => nodes.map((n) => `${n.name}: ${fn(n)}`).join(", ");
+  const pairs = (labels: Record<string, string>) => Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(",");
+  const checks: Array<[boolean, () => string]> = [
+    [
+      nodes.some((n) => n.slots >= spec.cpus),
+      () => `no node has slots >= ${spec.cpus} (nodes: ${list((n) => String(n.slots))})`,
+    ],
+    [
+      nodes.some((n) => n.memoryBytes >= spec.memoryBytes),
+      () => `no node has memory >= ${gib(spec.memoryBytes)} (nodes: ${list((n) => gib(n.memoryBytes))})`,
+    ],
+    [
+      nodes.some((n) => n.gpus >= spec.gpus),
+      () => `no node has gpus >= ${spec.gpus} (nodes: ${list((n) => String(n.gpus))})`,
+    ],
+    [
+      nodes.some((n) => Object.entries(spec.labels).every(([k, v]) => n.labels[k] === v)),
+      () => `no node has labels ${pairs(spec.labels)} (nodes: ${list((n) => pairs(n.labels) || "none")})`,
+    ],
+  ];
+  return checks.filter(([ok]) => !ok).map(([, why]) => why());
 }
 
 /** How many instances per slot a node may hold beyond those running: more when they are short. */
@@ -98,9 +135,51 @@ export const readyRetries = (live: Live, now: number): number => {
   return n;
 };
 
-/** Has the task instances to place now? */
+/** Has the task instances to place now? A held task has none. */
 export const hasWork = (live: Live, now: number): boolean =>
-  !live.rec.waitingOn?.length && (live.rec.nextIndex < live.rec.spec.instances || readyRetries(live, now) > 0);
+  !live.rec.held && !live.rec.waitingOn?.length &&
+  (live.rec.nextIndex < live.rec.spec.instances || readyRetries(live, now) > 0);
+
+/** How long a retry that is due waits for another node than the one its last attempt failed on. */
+export const PREFER_OTHER_NODE_MS = 30_000;
+
+/**
+ * The nodes a task avoids: those on which {@linkcode AVOID_AFTER_FAILURES} of its attempts failed, as long as a ready
+ * node that fits it is not among them (else it would wait forever: its retries then run out as they would anyway).
+ */
+export function avoidedNodes(task: TaskRecord, seats: Iterable<NodeSeat>): Set<string> {
+  const failing = new Set<string>();
+  for (const [node, n] of Object.entries(task.nodeFailures ?? {})) if (n >= AVOID_AFTER_FAILURES) failing.add(node);
+  if (failing.size === 0) return failing;
+  for (const seat of seats) {
+    if (seat.rec.state === "ready" && !failing.has(seat.rec.name) && nodeCanEverFit(seat.rec, task.spec)) {
+      return failing;
+    }
+  }
+  return new Set();
+}
+
+/**
+ * Should this retry wait for another node? Yes when its last attempt failed on `seat`, another ready node fits and
+ * does not avoid the task (`elsewhere`), and it has been due for less than {@linkcode PREFER_OTHER_NODE_MS}.
+ */
+export function prefersAnotherNode(rec: InstanceRecord, seat: NodeSeat, now: number, elsewhere: boolean): boolean {
+  const last = rec.history[rec.history.length - 1];
+  if (!elsewhere || !last || last.node !== seat.rec.name) return false;
+  const dueAt = rec.notBefore ?? last.endedAt ?? now;
+  return now - dueAt < PREFER_OTHER_NODE_MS;
+}
+
+/** Is there a ready node other than `seat` that fits the task and does not avoid it? */
+export function otherNodeFits(live: Live, seat: NodeSeat, seats: Iterable<NodeSeat>, avoided: Set<string>): boolean {
+  for (const other of seats) {
+    if (
+      other !== seat && other.rec.state === "ready" && !avoided.has(other.rec.name) &&
+      nodeCanEverFit(other.rec, live.rec.spec)
+    ) return true;
+  }
+  return false;
+}
 
 /**
  * Highest priority first; then the owner with fewest running, then the one
@@ -135,20 +214,30 @@ export function plan(
   const outgoing = new Map<string, Assignment>();
   const candidates = [...tasks].filter((t) => hasWork(t, now));
   if (candidates.length === 0) return outgoing;
-  const seats = [...nodes].filter((s) => freeSlots(s, p) > 0)
+  const all = [...nodes];
+  const avoided = new Map(candidates.map((t) => [t, avoidedNodes(t.rec, all)]));
+  const seats = all.filter((s) => freeSlots(s, p) > 0)
     .sort((a, b) => a.usedSlots / a.rec.slots - b.usedSlots / b.rec.slots);
   for (const seat of seats) {
+    // Tasks that gave this seat nothing (their retries wait for another node): the next best is asked.
+    const passed = new Set<Live>();
     for (;;) {
       let best: Live | undefined;
       for (const t of candidates) {
-        if (hasWork(t, now) && fitsNow(seat, t, p) && (!best || better(t, best, share))) best = t;
+        if (
+          !passed.has(t) && hasWork(t, now) && !avoided.get(t)!.has(seat.rec.name) && fitsNow(seat, t, p) &&
+          (!best || better(t, best, share))
+        ) best = t;
       }
       if (!best) break;
       // Take a fair share: at most one node's worth of slots per pick, so other
       // owners' tasks of equal priority interleave.
       const room = Math.min(Math.floor(freeSlots(seat, p) / best.rec.spec.cpus), seat.rec.slots, throttleRoom(best));
       const items = take(best, seat, Math.max(1, room));
-      if (items.length === 0) break;
+      if (items.length === 0) {
+        passed.add(best);
+        continue;
+      }
       let msg = outgoing.get(seat.rec.name);
       if (!msg) outgoing.set(seat.rec.name, msg = { tasks: [] });
       let entry = msg.tasks.find((e) => e.taskId === best.rec.id);

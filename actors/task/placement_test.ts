@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import type { Assignment, NodeRecord } from "../../core/schema.ts";
 import { parseTaskToml } from "../../core/task_toml.ts";
 import {
+  avoidedNodes,
   better,
   chunkAt,
   type FairShare,
@@ -9,11 +10,15 @@ import {
   freeSlots,
   nodeCanEverFit,
   occupySeat,
+  otherNodeFits,
   plan,
+  PREFER_OTHER_NODE_MS,
+  prefersAnotherNode,
   prefetchOf,
   type Take,
   throttleRoom,
   vacateSeat,
+  whyNoNodeFits,
 } from "./placement.ts";
 import { type Flight, type Live, liveOf, newTaskRecord, type NodeSeat } from "./state.ts";
 import { DIGEST, nodeRecord } from "./test_kit.ts";
@@ -196,4 +201,76 @@ Deno.test("a rider in another instance's process books nothing on its seat", () 
   vacateSeat(s, rider);
   vacateSeat(s, head);
   assert.deepEqual([s.usedSlots, s.flights.size], [0, 0]);
+});
+
+Deno.test("a held task gets nothing placed and lets others have the nodes; released, it is placed again", () => {
+  const held = task("t1", `instances = 4\n[limits]\npriority = 90\n`);
+  const other = task("t2", "instances = 4\n");
+  held.rec.held = true;
+  const n = seat("n", 2);
+  const first = plan([held, other], [n], 0, prefetch, noShare, take);
+  assert.ok(indexes(first.get("n"))?.every((i) => i.startsWith("t2:")), "only the other task's instances");
+  assert.equal(held.rec.nextIndex, 0);
+  held.rec.held = false;
+  const m = seat("m", 2);
+  const second = plan([held, other], [m], 0, prefetch, noShare, take);
+  assert.ok(indexes(second.get("m"))?.every((i) => i.startsWith("t1:")), "released, its priority wins again");
+});
+
+Deno.test("a node that failed 3 attempts of a task takes no more of it, unless no other node can", () => {
+  const t = task("t1", "instances = 8\n");
+  const [a, b] = [seat("a", 2), seat("b", 2)];
+  t.rec.nodeFailures = { a: 2 };
+  assert.deepEqual([...avoidedNodes(t.rec, [a, b])], [], "2 failures: still welcome");
+  t.rec.nodeFailures = { a: 3, b: 1 };
+  assert.deepEqual([...avoidedNodes(t.rec, [a, b])], ["a"]);
+  const out = plan([t], [a, b], 0, prefetch, noShare, take);
+  assert.equal(out.get("a"), undefined, "a gets nothing of it");
+  assert.equal(indexes(out.get("b"))?.length, 4);
+  // Every node that fits failed it: avoiding them would leave it waiting forever.
+  t.rec.nodeFailures = { a: 3, b: 3 };
+  assert.deepEqual([...avoidedNodes(t.rec, [a, b])], []);
+  // A node that is not ready or does not fit is no way out.
+  t.rec.nodeFailures = { a: 3 };
+  assert.deepEqual([...avoidedNodes(t.rec, [a, seat("b", 2, { state: "draining" })])], []);
+});
+
+Deno.test("a retry prefers another node than the one it failed on, for a while, when one fits", () => {
+  const t = task("t1", "instances = 2\n");
+  const [a, b] = [seat("a", 2), seat("b", 2)];
+  const rec = {
+    index: 0,
+    state: "queued" as const,
+    attempt: 1,
+    node: null,
+    notBefore: 1000,
+    history: [{
+      attempt: 0,
+      node: "a",
+      assignedAt: 0,
+      startedAt: 0,
+      endedAt: 900,
+      exitCode: 1,
+      signal: null,
+      error: null,
+    }],
+  };
+  assert.equal(otherNodeFits(t, a, [a, b], new Set()), true);
+  assert.equal(otherNodeFits(t, a, [a, b], new Set(["b"])), false, "b avoids the task");
+  assert.equal(otherNodeFits(t, a, [a, seat("b", 2, { labels: {}, gpus: 0, state: "lost" })], new Set()), false);
+  assert.equal(prefersAnotherNode(rec, a, 1000, true), true, "not on the node it failed on");
+  assert.equal(prefersAnotherNode(rec, b, 1000, true), false);
+  assert.equal(prefersAnotherNode(rec, a, 1000, false), false, "when no other node can, on the same one");
+  assert.equal(prefersAnotherNode(rec, a, 1000 + PREFER_OTHER_NODE_MS, true), false, "not for ever");
+});
+
+Deno.test("why no node fits names each requirement no node meets, with what the nodes have", () => {
+  const spec = task("t", `[resources]\ncpus = 8\ngpus = 1\n[placement.labels]\nzone = "b"\n`).rec.spec;
+  const nodes = [seat("a", 4, { labels: { zone: "a" } }).rec, seat("c", 2).rec];
+  assert.deepEqual(whyNoNodeFits(spec, nodes), [
+    "no node has slots >= 8 (nodes: a: 4, c: 2)",
+    "no node has gpus >= 1 (nodes: a: 0, c: 0)",
+    "no node has labels zone=b (nodes: a: zone=a, c: none)",
+  ]);
+  assert.deepEqual(whyNoNodeFits(task("u", "").rec.spec, nodes), []);
 });

@@ -12,7 +12,6 @@ import type { Logger } from "../../core/log.ts";
 import { type Counter, DURATION_BUCKETS, type Histogram, Metrics } from "../../core/metrics.ts";
 import type {
   AssignSpan,
-  Attempt,
   Counts,
   InstanceRecord,
   NodeRecord,
@@ -120,6 +119,8 @@ export interface Live {
    * uses. Dropped once stored; kept through a failed commit.
    */
   bound?: BatchedWrite[];
+  /** The record of an earlier `[finalize]` run, reused (its history kept) when a rerun runs it again. */
+  finalizeRec?: InstanceRecord;
 }
 
 /** A node as the scheduler sees it. */
@@ -135,7 +136,10 @@ export interface NodeSeat {
 
 /** Writes and actions waiting for the next commit. */
 export interface Pending {
-  instances: Map<string, { key: Deno.KvKey; rec: InstanceRecord }>;
+  /** Instance records to write; `counted` is false for the `[finalize]` run. */
+  instances: Map<string, { key: Deno.KvKey; rec: InstanceRecord; counted: boolean }>;
+  /** Other writes, stored before the instance records (a rerun's removals from the failed index). */
+  writes: BatchedWrite[];
   /** Spans to write, or to delete (null) when all their instances have records of their own. */
   spans: Map<string, { key: Deno.KvKey; value: AssignSpan | null }>;
   /** First attempts sent this cycle (their spans stand for their records), for progress events. */
@@ -148,6 +152,7 @@ export interface Pending {
 /** An empty {@linkcode Pending}. */
 export const noPending = (): Pending => ({
   instances: new Map(),
+  writes: [],
   spans: new Map(),
   runs: new Map(),
   tasks: new Set(),
@@ -274,7 +279,11 @@ export const runningCount = (s: TaskState) => {
 
 /** Queues an instance's record (and its task's) for the next commit. */
 export const markInstance = (s: TaskState, live: Live, rec: InstanceRecord) => {
-  s.pending.instances.set(`${live.rec.id}/${rec.index}`, { key: instanceKey(live.rec.id, rec.index), rec });
+  s.pending.instances.set(`${live.rec.id}/${rec.index}`, {
+    key: instanceKey(live.rec.id, rec.index),
+    rec,
+    counted: !isFinalize(live.rec, rec.index),
+  });
   s.pending.tasks.add(live);
 };
 
@@ -291,10 +300,6 @@ export const emptyCounts = (): Counts => ({ queued: 0, running: 0, succeeded: 0,
 
 /** Is this instance the task's `[finalize]` run (the extra instance numbered `instances`)? */
 export const isFinalize = (task: TaskRecord, index: number) => index === task.spec.instances;
-
-/** How an attempt ended, in a few words. */
-export const howItEnded = (h: Attempt | undefined) =>
-  h?.signal ? `killed by ${h.signal}` : h?.exitCode != null ? `exit code ${h.exitCode}` : (h?.error ?? "no result");
 
 /** A task record as a live task with nothing queued for retry or in flight yet. */
 export function liveOf(rec: TaskRecord): Live {
@@ -325,7 +330,7 @@ export function liveOf(rec: TaskRecord): Live {
 
 /** A new task's record: queued, nothing placed yet. */
 export function newTaskRecord(
-  req: Pick<SubmitRequest, "owner" | "digest" | "packageBytes" | "spec">,
+  req: Pick<SubmitRequest, "owner" | "digest" | "packageBytes" | "spec" | "overrides">,
   id: string,
   now: number,
 ): TaskRecord {
@@ -349,5 +354,9 @@ export function newTaskRecord(
     cpuMs: 0,
     wallMs: 0,
     maxRssBytes: 0,
+    reruns: 0,
+    held: false,
+    overrides: req.overrides ?? null,
+    nodeFailures: {},
   };
 }

@@ -8,7 +8,16 @@
  */
 import { nextTurn, type TimerId } from "../../core/clock.ts";
 import { type AssignSpan, FINAL_STATES, type InstanceRecord, type TaskRecord } from "../../core/schema.ts";
-import { type BatchedWrite, instancesOf, spanInstance, spansOf, taskKey, TASKS, writeBatched } from "../../core/kv.ts";
+import {
+  type BatchedWrite,
+  failedKey,
+  instancesOf,
+  spanInstance,
+  spansOf,
+  taskKey,
+  TASKS,
+  writeBatched,
+} from "../../core/kv.ts";
 import { place } from "./lifecycle.ts";
 import {
   emptyCounts,
@@ -95,11 +104,17 @@ export function startCommitLoop(
 
   async function commit(): Promise<void> {
     if (!dirty() && s.pending.afterCommit.length === 0) return;
-    const { instances, spans, runs, tasks: touched, afterCommit: actions } = s.pending;
+    const { instances, writes, spans, runs, tasks: touched, afterCommit: actions } = s.pending;
     s.pending = noPending();
     // In this order: instance records before the spans they replace, task records last.
-    const entries: BatchedWrite[] = [];
-    for (const e of instances.values()) entries.push({ key: e.key, value: e.rec });
+    const entries: BatchedWrite[] = [...writes];
+    for (const e of instances.values()) {
+      entries.push({ key: e.key, value: e.rec });
+      // The failed index: a rerun of what did not succeed reads it instead of every instance record.
+      if (e.counted && (e.rec.state === "failed" || e.rec.state === "cancelled")) {
+        entries.push({ key: failedKey(e.key[1] as string, e.rec.index), value: true });
+      }
+    }
     entries.push(...spans.values());
     for (const t of touched) {
       const [rec, bound] = "rec" in t ? [t.rec, t.bound] : [t, undefined];
@@ -116,6 +131,7 @@ export function startCommitLoop(
       // Nothing is dropped: what this commit carried waits for the next one (newer changes win), answers too.
       const p = s.pending;
       for (const [k, v] of instances) if (!p.instances.has(k)) p.instances.set(k, v);
+      p.writes.unshift(...writes);
       for (const [k, v] of spans) if (!p.spans.has(k)) p.spans.set(k, v);
       for (const [k, v] of runs) p.runs.set(k, [...v, ...p.runs.get(k) ?? []]);
       for (const t of touched) p.tasks.add(t);
@@ -185,7 +201,12 @@ export async function rebuild(s: TaskState): Promise<void> {
     const seen = new Set<number>();
     for await (const ie of s.kv.list<InstanceRecord>({ prefix: instancesOf(rec.id) })) {
       const inst = ie.value;
-      if (isFinalize(rec, inst.index)) {
+      if (isFinalize(rec, inst.index) && FINAL_STATES.has(inst.state)) {
+        // Ended while its task did not: the run before a rerun, which runs it again once every instance succeeded.
+        rec.finalize = null;
+        live.finalizeRec = inst;
+        continue;
+      } else if (isFinalize(rec, inst.index)) {
         // The finalize run is not counted; its own record says where it is.
         rec.finalize = inst.state;
       } else {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Bus, createBus, unwrap } from "../../core/bus.ts";
-import { type AuditEntry, createAuditLog } from "../../core/audit.ts";
+import type { AuditEntry } from "../../core/audit.ts";
 import { systemClock } from "../../core/clock.ts";
 import { parseTaskToml } from "../../core/task_toml.ts";
 import {
@@ -32,44 +32,9 @@ import {
 } from "../../core/kv.ts";
 import { clipError, createTaskActor, MAX_ATTEMPT_ERROR_CHARS, type TaskActor, type TaskActorOptions } from "./mod.ts";
 import { serialize } from "node:v8";
-import { DIGEST, fakeNode, nodeRecord } from "./test_kit.ts";
+import { actorEnv, DIGEST, fakeNode, nodeRecord, submit, taskWhen } from "./test_kit.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
-/**
- * A task actor on a real nats-server and Deno KV, stopped and cleaned up by `await using`. `wrapKv` puts something
- * between the actor and Deno KV (a fault, a recorder); `audit` gives it an audit log.
- */
-async function actorEnv(
-  options: Partial<TaskActorOptions> = {},
-  env: { wrapKv?: (kv: Deno.Kv) => Deno.Kv; audit?: boolean } = {},
-) {
-  const nats = await startTestNats();
-  const kv = await Deno.openKv(join(nats.dir, "state.kv"));
-  const bus = createBus(nats.nc, testLogger());
-  const abort = new AbortController();
-  const log = testLogger();
-  const actor = createTaskActor({
-    bus,
-    kv: env.wrapKv?.(kv) ?? kv,
-    clock: systemClock,
-    log,
-    audit: env.audit ? createAuditLog(kv, log) : undefined,
-  }, { signal: abort.signal, retryBackoffMs: 10, orphanGraceMs: 60_000, ...options });
-  await actor.ready;
-  return {
-    nats,
-    kv,
-    bus,
-    actor,
-    async [Symbol.asyncDispose]() {
-      abort.abort();
-      await actor.stopped;
-      kv.close();
-      await nats[Symbol.asyncDispose]();
-    },
-  };
-}
-
 async function setup(t: { dir: string }, options: { retryBackoffMs?: number } = {}) {
   const kv = await Deno.openKv(join(t.dir, "state.kv"));
   return { kv, ...options };
@@ -88,15 +53,6 @@ function startActor(
     orphanGraceMs: 60_000,
     ...options,
   });
-}
-
-async function submit(bus: Bus, toml: string) {
-  // The submit is answered in-process and could overtake the node events this test just published over NATS:
-  // a flush's answer comes after the server has delivered them back (one connection keeps its order).
-  await bus.nc.flush();
-  return unwrap(
-    await bus.request(taskSubmit, { digest: DIGEST, packageBytes: 1, spec: parseTaskToml(toml), owner: "alice" }),
-  );
 }
 
 Deno.test({
@@ -247,17 +203,6 @@ Deno.test({
     kv.close();
   },
 });
-
-async function taskWhen(kv: Deno.Kv, id: string, ok: (r: TaskRecord) => boolean, what: string) {
-  return await waitUntil(
-    async () => {
-      const r = (await kv.get<TaskRecord>(taskKey(id))).value!;
-      return ok(r) ? r : null;
-    },
-    5000,
-    what,
-  );
-}
 
 Deno.test({
   name:

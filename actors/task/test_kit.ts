@@ -1,10 +1,17 @@
 /**
- * Test helpers for the task actor: node records and a fake compute node on the real bus.
+ * Test helpers for the task actor: the actor on a real nats-server and Deno KV, node records, a fake compute node on
+ * the real bus, submits.
  *
  * @module
  */
 import { type Bus, createBus, unwrap } from "../../core/bus.ts";
-import { connectAsNode, testLogger } from "../../tests/kit/mod.ts";
+import { connectAsNode, startTestNats, testLogger, waitUntil } from "../../tests/kit/mod.ts";
+import { join } from "node:path";
+import { createAuditLog } from "../../core/audit.ts";
+import { systemClock } from "../../core/clock.ts";
+import { parseTaskToml } from "../../core/task_toml.ts";
+import { taskKey } from "../../core/kv.ts";
+import { createTaskActor, type TaskActorOptions } from "./mod.ts";
 import {
   type Assignment,
   type InstanceRef,
@@ -14,7 +21,9 @@ import {
   type NodeRecord,
   nodesEvent,
   type Result,
+  type TaskRecord,
   taskResults,
+  taskSubmit,
 } from "../../core/schema.ts";
 
 const nodeBuses = new Map<string, Promise<Bus>>();
@@ -97,4 +106,61 @@ export function fakeNode(bus: Bus, name: string, slots?: number, more: Partial<N
   };
   if (slots !== undefined) node.join(slots, more);
   return node;
+}
+
+/**
+ * A task actor on a real nats-server and Deno KV, stopped and cleaned up by `await using`. `wrapKv` puts something
+ * between the actor and Deno KV (a fault, a recorder); `audit` gives it an audit log.
+ */
+export async function actorEnv(
+  options: Partial<TaskActorOptions> = {},
+  env: { wrapKv?: (kv: Deno.Kv) => Deno.Kv; audit?: boolean } = {},
+) {
+  const nats = await startTestNats();
+  const kv = await Deno.openKv(join(nats.dir, "state.kv"));
+  const bus = createBus(nats.nc, testLogger());
+  const abort = new AbortController();
+  const log = testLogger();
+  const actor = createTaskActor({
+    bus,
+    kv: env.wrapKv?.(kv) ?? kv,
+    clock: systemClock,
+    log,
+    audit: env.audit ? createAuditLog(kv, log) : undefined,
+  }, { signal: abort.signal, retryBackoffMs: 10, orphanGraceMs: 60_000, ...options });
+  await actor.ready;
+  return {
+    nats,
+    kv,
+    bus,
+    actor,
+    async [Symbol.asyncDispose]() {
+      abort.abort();
+      await actor.stopped;
+      kv.close();
+      await nats[Symbol.asyncDispose]();
+    },
+  };
+}
+
+/** Submits a task.toml as owner alice; the answer. */
+export async function submit(bus: Bus, toml: string) {
+  // The submit is answered in-process and could overtake the node events this test just published over NATS:
+  // a flush's answer comes after the server has delivered them back (one connection keeps its order).
+  await bus.nc.flush();
+  return unwrap(
+    await bus.request(taskSubmit, { digest: DIGEST, packageBytes: 1, spec: parseTaskToml(toml), owner: "alice" }),
+  );
+}
+
+/** Waits until the stored record of task `id` passes `ok`; returns it. */
+export async function taskWhen(kv: Deno.Kv, id: string, ok: (r: TaskRecord) => boolean, what: string) {
+  return await waitUntil(
+    async () => {
+      const r = (await kv.get<TaskRecord>(taskKey(id))).value!;
+      return ok(r) ? r : null;
+    },
+    5000,
+    what,
+  );
 }

@@ -27,7 +27,9 @@ import { requireRole } from "../auth.ts";
 import type { GatewayEnv, RouteDeps } from "../context.ts";
 import { clientAddress } from "../guard.ts";
 import { instanceIndex, wholeQuery } from "../params.ts";
+import { placementWarnings } from "../submit_checks.ts";
 import { readUpload } from "../upload.ts";
+import { checkPriority } from "./task_changes.ts";
 
 /** Turns a task record into its API view. */
 export function taskView(rec: TaskRecord): TaskView {
@@ -65,8 +67,11 @@ export function taskRoutes(deps: RouteDeps): Hono<GatewayEnv> {
     await using upload = await readUpload(c, limits, deps.spoolDir);
     log.step("gateway.read");
     uploadBytes.inc({}, upload.size);
-    const checked = await checkPackageFile(upload.file, upload.name, limits, upload.digest);
+    const checked = await checkPackageFile(upload.file, upload.name, limits, upload.digest, upload.overrides);
     checked.spec.after = await afterOf(checked.spec.after, c.req.query("after"), (id) => loadTask(kv, id, who));
+    checkPriority(who, checked.spec.priority, deps.maxSubmitterPriority);
+    const strict = ["1", "true", "yes"].includes(c.req.query("strict") ?? "");
+    const warnings = await placementWarnings(bus, checked.spec, strict);
     log.step("gateway.checked");
     // Data sets are pinned to versions, and the package stored, so that neither goes away before the task exists.
     const reply = await workspace.withPackage(checked.digest, async () => {
@@ -78,6 +83,7 @@ export function taskRoutes(deps: RouteDeps): Hono<GatewayEnv> {
             packageBytes: checked.packageBytes,
             spec,
             owner: who.user,
+            overrides: upload.overrides,
             // The task actor stores the audit entry in the same commit as the task.
             address: clientAddress(c),
             key,
@@ -86,8 +92,11 @@ export function taskRoutes(deps: RouteDeps): Hono<GatewayEnv> {
     });
     log.step("gateway.answered");
     // A repeat of a submit (same Idempotency-Key) answers the task the first one made: 200, not 201.
-    if (reply.replayed) return c.json({ id: reply.id, state: reply.state, instances: reply.instances, replayed: true });
-    return c.json({ id: reply.id, state: reply.state, instances: reply.instances }, 201);
+    const told = warnings.length > 0 ? { warnings } : {};
+    if (reply.replayed) {
+      return c.json({ id: reply.id, state: reply.state, instances: reply.instances, replayed: true, ...told });
+    }
+    return c.json({ id: reply.id, state: reply.state, instances: reply.instances, ...told }, 201);
   });
 
   app.get("/api/v1/tasks", async (c) => {
@@ -160,6 +169,7 @@ export function taskRoutes(deps: RouteDeps): Hono<GatewayEnv> {
         upload.name,
         limits,
         upload.digest,
+        upload.overrides,
       );
       view = { ok: true, digest, packageBytes, entries, unpackedBytes, spec };
     } catch (e) {

@@ -178,6 +178,12 @@ function task(id: string): Html {
           <div class="action-row">
             <button id="explain" type="button" hidden>Why is this queued?</button>
             <button id="download" type="button" hidden>Download outputs (zip)</button>
+            <button id="rerun-failed" type="button" hidden>Rerun failed</button>
+            <button id="rerun-instance" type="button" hidden>Rerun this instance</button>
+            <button id="rerun-finalize" type="button" hidden>Rerun finalize</button>
+            <button id="priority" type="button" hidden>Change priority</button>
+            <button id="hold" type="button" hidden>Hold</button>
+            <button id="release" type="button" hidden>Release</button>
             <button id="cancel" type="button" class="danger" hidden>Cancel task</button>
             <button id="delete" type="button" class="danger" hidden>Delete task</button>
           </div>

@@ -1,7 +1,9 @@
 /**
  * Task: counts, timing, specification, the instance grid, and one instance's
  * details and live log. Kept live by the task's event stream. Asks the
- * scheduler why it waits, downloads its outputs, cancels and deletes it.
+ * scheduler why it waits, downloads its outputs, cancels and deletes it;
+ * reruns what failed, the instance shown or finalize once it ended; changes
+ * its priority, holds and releases it while it runs.
  */
 import {
   api,
@@ -55,10 +57,26 @@ function renderTask() {
   $("reason").hidden = !task.reason;
   $("reason").textContent = task.reason ?? "";
   $("cancel").hidden = FINAL.has(task.state) || !may(who, "submitter");
+  renderChanges();
   $("delete").hidden = !mayDelete(who, task);
   $("download").hidden = !FINAL.has(task.state);
   renderExplain();
   renderTiming();
+}
+
+/** The rerun, priority, hold and release buttons: whoever may cancel a task may use them. */
+function renderChanges() {
+  const may_ = may(who, "submitter");
+  const ended = FINAL.has(task.state);
+  const c = task.counts;
+  const finalizeFailed = task.finalize === "failed" || task.finalize === "cancelled";
+  $("rerun-failed").hidden = !may_ || !ended || (c.failed + c.cancelled === 0 && !finalizeFailed);
+  $("rerun-instance").hidden = !may_ || !ended || shownIndex === null || shownIndex >= task.instances;
+  $("rerun-instance").textContent = `Rerun instance ${shownIndex ?? ""}`.trim();
+  $("rerun-finalize").hidden = !may_ || !ended || !task.spec.finalize || c.succeeded < task.instances;
+  $("priority").hidden = !may_ || ended;
+  $("hold").hidden = !may_ || ended || task.held;
+  $("release").hidden = !may_ || ended || !task.held;
 }
 
 /** What "Why is this queued?" asks about: the instance shown while it is queued, else the task. */
@@ -77,6 +95,12 @@ function renderTiming() {
     ["Ended", formatTime(task.endedAt)],
     ["Duration", runTime(task.startedAt, task.endedAt)],
     ["Owner", task.owner],
+    ["Priority", `${task.spec.priority}${task.held ? " (held: nothing new starts)" : ""}`],
+    ...(task.reruns ? [["Reruns", String(task.reruns)]] : []),
+    ...(task.overrides ? [["Overrides", h("code", {}, task.overrides.trim())]] : []),
+    ...(Object.keys(task.nodeFailures ?? {}).length
+      ? [["Node failures", Object.entries(task.nodeFailures).map(([n, k]) => `${n}: ${k}`).join(", ")]]
+      : []),
     ...(task.wallMs ? [["CPU used", cpuUsed(task)], ["Peak memory", formatBytes(task.maxRssBytes ?? 0)]] : []),
   ]);
 }
@@ -158,6 +182,7 @@ async function openInstance(index) {
   }
   shownIndex = index;
   shownState = null;
+  renderChanges();
   $("explain-text").textContent = "";
   history.replaceState(null, "", `#i=${index}`);
   grid.select(index);
@@ -186,7 +211,8 @@ async function refreshInstance(restartLog = false) {
   fillFacts($("instance-facts"), [
     ["State", badge(inst.state)],
     ["Exit code", inst.exitCode === null ? "–" : String(inst.exitCode)],
-    ...(inst.signal ? [["Signal", inst.signal]] : []),
+    // The node's reason (a timeout, a memory limit) says more than the signal it stopped the process with.
+    ...(inst.signal ? [last?.error ? ["Ended", `${last.error} (${inst.signal})`] : ["Signal", inst.signal]] : []),
     ["Node", inst.node ?? "–"],
     ["Attempt", `${inst.attempt + 1} of at most ${task.spec.retries + 1}`],
     // A node reports when an attempt started with its result; until then, show when it was assigned.
@@ -196,7 +222,7 @@ async function refreshInstance(restartLog = false) {
       ? [["Used", `CPU ${formatDuration(last.cpuMs)}, peak memory ${formatBytes(last.maxRssBytes ?? 0)}`]]
       : []),
     ...params.map(([k, v]) => [`Param ${k}`, h("code", {}, String(v))]),
-    ...(last?.error ? [["Note", last.error]] : []),
+    ...(last?.error && !inst.signal ? [["Note", last.error]] : []),
   ]);
   $("attempts").querySelector("tbody").replaceChildren(
     ...(inst.history.length
@@ -278,6 +304,51 @@ function onAction(id, action) {
 onAction("cancel", async () => {
   if (!confirm(`Cancel task ${task.name} (${task.id})? Its running instances are stopped.`)) return;
   await api(`/api/v1/tasks/${taskId}/cancel`, { method: "POST" });
+});
+
+/** Sends a change, then reads the task again (progress events carry neither priority nor held). */
+async function change(path, method, body) {
+  await api(`/api/v1/tasks/${taskId}${path}`, {
+    method,
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  await load();
+}
+
+onAction("rerun-failed", async () => {
+  const what = `every instance of ${task.name} that did not succeed`;
+  if (!confirm(`Rerun ${what}? They get new attempts in this task; finalize then runs again.`)) return;
+  await change("/rerun", "POST", { instances: "failed" });
+});
+
+onAction("rerun-instance", async () => {
+  const index = shownIndex;
+  if (!confirm(`Rerun instance ${index} of ${task.name}? Its new outputs replace the ones it stored.`)) return;
+  await change("/rerun", "POST", { instances: [index] });
+});
+
+onAction("rerun-finalize", async () => {
+  if (!confirm(`Run the finalize of ${task.name} again?`)) return;
+  await change("/rerun", "POST", { finalize: true });
+});
+
+onAction("priority", async () => {
+  const answer = prompt(`Priority of ${task.name} (0-100, higher first):`, String(task.spec.priority));
+  if (answer === null) return;
+  const priority = Number(answer);
+  if (!Number.isInteger(priority) || priority < 0 || priority > 100) throw new Error("A priority is 0 to 100.");
+  await change("", "PATCH", { priority });
+});
+
+onAction("hold", async () => {
+  if (!confirm(`Hold ${task.name}? Nothing new of it is started; what runs goes on.`)) return;
+  await change("", "PATCH", { held: true });
+});
+
+onAction("release", async () => {
+  if (!confirm(`Release ${task.name}? Its queued instances start again.`)) return;
+  await change("", "PATCH", { held: false });
 });
 
 onAction("explain", async () => {
