@@ -187,6 +187,9 @@ export type ErrorBody = z.infer<typeof ErrorBody>;
 // ---------------------------------------------------------------------------
 // Records kept in Deno KV
 
+/** Longest last stderr line a node reports and an attempt keeps. */
+export const MAX_STDERR_LINE_CHARS = 300;
+
 /** One attempt of an instance, as kept in its history. */
 export const Attempt = z.object({
   attempt: z.number().int().nonnegative(),
@@ -209,6 +212,8 @@ export const Attempt = z.object({
   cpuMs: z.number().int().nonnegative().optional(),
   /** Peak memory of the attempt's whole process tree, bytes. */
   maxRssBytes: z.number().int().nonnegative().optional(),
+  /** The last line the attempt wrote to stderr (clipped), when it wrote any. */
+  lastStderr: z.string().max(MAX_STDERR_LINE_CHARS).optional(),
 });
 /** One attempt of an instance. */
 export type Attempt = z.infer<typeof Attempt>;
@@ -783,6 +788,8 @@ export const Result = InstanceRef.extend({
   cpuMs: z.number().int().nonnegative().default(0),
   /** Peak memory of the whole process tree, bytes. */
   maxRssBytes: z.number().int().nonnegative().default(0),
+  /** The last non-empty line written to stderr, clipped; absent when there was none. */
+  lastStderr: z.string().max(MAX_STDERR_LINE_CHARS).optional(),
 });
 /** An instance result. */
 export type Result = z.infer<typeof Result>;

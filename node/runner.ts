@@ -22,6 +22,7 @@ import { prepareChunk, storeChunkOutputs } from "./chunk.ts";
 import type { RunDir, RunDirs } from "./run_dirs.ts";
 import { asUser, type RunAs, userEnv } from "./run_as.ts";
 import type { TaskUser, TaskUsers } from "./task_users.ts";
+import { lastLineKeeper } from "./last_line.ts";
 import type { OutputStream, Spawner } from "./spawn.ts";
 import type { NodeResources } from "./limits.ts";
 
@@ -223,9 +224,11 @@ export function createRunner(deps: RunnerDeps): Runner {
       const publishes: Promise<unknown>[] = [];
       let chunkNo = 0;
       let logBytes = 0;
+      const stderrTail = lastLineKeeper();
       const source = { taskId: ref.taskId, index: ref.index, attempt: ref.attempt };
       const onOutput = async (chunk: Uint8Array, which: OutputStream) => {
         logBytes += chunk.byteLength;
+        if (which === "stderr") stderrTail.add(chunk);
         // Through the manager, which stores the chunks of instances this node holds (actors/log_relay.ts).
         publishes.push(
           deps.logs.send(source, which, chunk, () => chunkNo++).catch((e) => {
@@ -295,7 +298,9 @@ export function createRunner(deps: RunnerDeps): Runner {
           error ??= `could not store outputs from ${name}: ${(e as Error).message}`;
         }
       }
-      // The log and the process's usage are the first instance's: counted once.
+      // The log and the process's usage are the first instance's: counted once. Its last stderr line says
+      // why each failed.
+      const lastStderr = stderrTail.line();
       refs.forEach((r, i) =>
         report(result({
           exitCode: status.code,
@@ -304,6 +309,7 @@ export function createRunner(deps: RunnerDeps): Runner {
           outputBytes: outputBytes[i] ?? 0,
           logBytes: i === 0 ? logBytes : 0,
           ...(i === 0 ? { cpuMs: used.cpuMs, maxRssBytes: used.maxRssBytes } : {}),
+          lastStderr,
         }, r))
       );
     } catch (e) {

@@ -268,6 +268,7 @@ export function accept(s: TaskState, node: string, r: Result): boolean {
   entry.error = clipError(r.error);
   // Said by the node when it knows; an older node leaves it out (then the error's wording decides, see isLoss).
   if (r.lost !== undefined) entry.lost = r.lost;
+  if (r.lastStderr !== undefined) entry.lastStderr = r.lastStderr;
   const rec = flight.rec;
   // Each attempt's outputs replace the instance's earlier ones in the workspace.
   const before = rec.history.findLast((h) => h !== entry && h.outputBytes !== undefined)?.outputBytes ?? 0;
