@@ -41,7 +41,14 @@ export interface Operation {
 
 const Ok = z.object({ ok: z.literal(true) });
 const TaskList = z.object({ tasks: z.array(TaskView) });
-const InstancePage = z.object({ instances: z.array(InstanceView), from: z.number().int(), total: z.number().int() });
+const InstancePage = z.object({
+  instances: z.array(InstanceView),
+  from: z.number().int(),
+  /** Instances in the task, or with `state=failed` its failed ones. */
+  total: z.number().int(),
+  /** With `state=failed`: `from` for the next page, or null after the last. */
+  next: z.number().int().nullable().optional(),
+});
 const NodeList = z.object({ nodes: z.array(NodeRecord) });
 const Explain = z.object({
   taskId: z.string(),
@@ -137,8 +144,8 @@ export const OPERATIONS: Operation[] = [
     method: "get",
     path: "/api/v1/tasks/:id/instances",
     operationId: "listInstances",
-    summary: "A page of a task's instances",
-    query: { from: z.number().int(), limit: z.number().int() },
+    summary: "A page of a task's instances (or, with state=failed, of its failed ones)",
+    query: { from: z.number().int(), limit: z.number().int(), state: z.enum(["failed"]) },
     response: { status: 200, schema: InstancePage },
   },
   {

@@ -73,6 +73,19 @@ export function flagQuery(raw: string | undefined, name: string): boolean {
 }
 
 /**
+ * Reads the `state` filter of an instance list: absent (every instance) or `failed`.
+ *
+ * @throws {ValidationError} `invalid_parameter` for anything else.
+ */
+export function stateQuery(raw: string | undefined): "failed" | undefined {
+  if (raw === undefined || raw === "failed") return raw;
+  throw new ValidationError(
+    `Cannot read query parameter 'state' = '${shown(raw)}': give failed (or leave it out for every instance)`,
+    { code: "invalid_parameter" },
+  );
+}
+
+/**
  * Reads an instance index of `task`: canonical decimal below its instance
  * count, or `finalize` when it has a [finalize] step (the extra instance
  * numbered `instances`).

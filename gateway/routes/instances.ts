@@ -20,9 +20,10 @@ import { inputParams, type InputRows } from "../../core/inputs.ts";
 import { instanceState, loadTask, readInstanceRecord, readInstanceRecords } from "../access.ts";
 import { untilRevoked } from "../auth.ts";
 import type { GatewayEnv, RouteDeps } from "../context.ts";
+import { readFailedPage } from "../failures.ts";
 import { createInputsReader } from "../inputs.ts";
 import { readLog } from "../logs.ts";
-import { flagQuery, instanceIndex, wholeQuery } from "../params.ts";
+import { flagQuery, instanceIndex, stateQuery, wholeQuery } from "../params.ts";
 
 /** Most instance states one `/states` answer carries. */
 export const MAX_STATES_PAGE = 100_000;
@@ -63,6 +64,11 @@ export function instanceRoutes(deps: RouteDeps): Hono<GatewayEnv> {
     // A page past the last instance is empty (not a range read backwards).
     const from = wholeQuery(c.req.query("from"), "from", { fallback: 0, max: task.spec.instances });
     const limit = wholeQuery(c.req.query("limit"), "limit", { fallback: 1000, min: 1, max: 10_000 });
+    if (stateQuery(c.req.query("state")) === "failed") {
+      const [{ records, next }, rows] = await Promise.all([readFailedPage(kv, task, from, limit), inputsOf(task)]);
+      const instances = records.map((r) => instanceView(task, r.index, r, rows));
+      return c.json({ instances, from, total: task.counts.failed, next });
+    }
     const to = Math.min(task.spec.instances, from + limit);
     const records = await readInstanceRecords(kv, task.id, from, to);
     const instances: InstanceView[] = [];
