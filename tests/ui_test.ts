@@ -133,7 +133,7 @@ Deno.test({
         );
         assert.match(await page.locator("#timing").innerText(), /CPU used\s+.+ asked \([\d.]+% efficiency\)/);
         await page.getByLabel("Instance number").fill("3");
-        await page.getByRole("button", { name: "Open" }).click();
+        await page.getByRole("button", { name: "Open", exact: true }).click();
         await page.locator("#log").getByText("Hello from instance 3 of 4").waitFor();
         assert.match(await page.locator("#attempts").innerText(), /\blocal\b/);
         await shoot(page, "task");
@@ -218,7 +218,7 @@ Deno.test({
           await why.click();
           await page.locator("#explain-text").getByText(/^Task \(queued\): .*no node has gpus >= 1/).waitFor();
           await page.getByLabel("Instance number").fill("1");
-          await page.getByRole("button", { name: "Open" }).click();
+          await page.getByRole("button", { name: "Open", exact: true }).click();
           await page.locator("#instance-facts .badge.s-queued").waitFor();
           await why.click();
           await page.locator("#explain-text").getByText(/^Instance 1 \(queued\): .*no node has gpus >= 1/).waitFor();
@@ -296,7 +296,7 @@ Deno.test({
         assert.equal(res.status, 201);
         const { id } = await res.json();
         await page.goto(`${base}/tasks/${id}`);
-        await page.locator("#grid[aria-label*='10000 queued']").waitFor();
+        await page.locator("#grid[aria-label*='10,000 queued']").waitFor();
         await page.locator("#grid").focus();
         await page.keyboard.press("End");
         await page.locator("#grid-hover").getByText("Instance 9999: queued").waitFor();
@@ -304,7 +304,7 @@ Deno.test({
         await page.locator("#instance-title").getByText("Instance 9999").waitFor();
         await page.getByRole("button", { name: "Cancel task" }).click();
         await page.locator("#task-state.s-cancelled").waitFor();
-        await page.locator("#grid[aria-label*='10000 cancelled']").waitFor();
+        await page.locator("#grid[aria-label*='10,000 cancelled']").waitFor();
         await page.locator("#grid").focus();
         await page.keyboard.press("Home");
         await page.locator("#grid-hover").getByText("Instance 0: cancelled").waitFor();
@@ -380,7 +380,7 @@ Deno.test({
       assert.match(dialogs.at(-1)!, /^Rerun every instance of render that did not succeed\?/);
 
       await page.getByLabel("Instance number").fill("1");
-      await page.getByRole("button", { name: "Open" }).click();
+      await page.getByRole("button", { name: "Open", exact: true }).click();
       await page.locator("#instance-facts .badge.s-succeeded").waitFor();
       await page.getByRole("button", { name: "Rerun instance 1" }).click();
       await waitUntil(async () => (await tm.api(`/api/v1/tasks/${id}`).then((r) => r.json())).reruns === 2);

@@ -19,6 +19,7 @@ import { type PageName, renderPage } from "../ui/pages.ts";
 import appCss from "../ui/static/app.css" with { type: "text" };
 import commonJs from "../ui/static/common.js" with { type: "text" };
 import dataJs from "../ui/static/data.js" with { type: "text" };
+import failuresJs from "../ui/static/failures.js" with { type: "text" };
 import gridJs from "../ui/static/grid.js" with { type: "text" };
 import nodesJs from "../ui/static/nodes.js" with { type: "text" };
 import signinJs from "../ui/static/signin.js" with { type: "text" };
@@ -33,6 +34,7 @@ const ASSETS: Record<string, { type: string; body: string }> = {
   "app.css": { type: "text/css; charset=utf-8", body: appCss },
   "common.js": { type: JS, body: commonJs },
   "data.js": { type: JS, body: dataJs },
+  "failures.js": { type: JS, body: failuresJs },
   "grid.js": { type: JS, body: gridJs },
   "nodes.js": { type: JS, body: nodesJs },
   "signin.js": { type: JS, body: signinJs },

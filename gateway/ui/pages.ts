@@ -209,6 +209,35 @@ function task(id: string): Html {
           <dl id="spec" class="facts"></dl>
         </section>
       </div>
+      <section id="failures" class="card" aria-labelledby="failures-title" hidden>
+        <div class="failures-head">
+          <h2 id="failures-title">Failures</h2>
+          <span class="failures-position" role="status"></span>
+          <div class="action-row">
+            <button class="failures-prev" type="button" aria-keyshortcuts="p">Previous failure</button>
+            <button class="failures-next" type="button" aria-keyshortcuts="n">Next failure</button>
+          </div>
+        </div>
+        <div class="failures-box">
+          <table class="small-table failures-table">
+            <thead>
+              <tr>
+                <th scope="col">Instance</th>
+                <th scope="col">Params</th>
+                <th scope="col">Ended</th>
+                <th scope="col">Node</th>
+                <th scope="col">Last stderr line</th>
+              </tr>
+            </thead>
+            <tbody></tbody>
+          </table>
+        </div>
+        <div class="action-row pager">
+          <button class="failures-prev-page" type="button">Previous page</button>
+          <span class="failures-range muted small"></span>
+          <button class="failures-next-page" type="button">Next page</button>
+        </div>
+      </section>
       <div class="split">
         <section class="card" aria-labelledby="grid-title">
           <h2 id="grid-title">Instance grid</h2>

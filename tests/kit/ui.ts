@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
-import { TEST_TOKEN } from "./manager.ts";
+import { startTestManager, TEST_TOKEN, type TestManager } from "./manager.ts";
 import { ROOT } from "./processes.ts";
 
 /** Where Debian puts Chromium. */
@@ -73,4 +73,70 @@ export async function signIn(page: Page, base: string, path = "/tasks"): Promise
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.waitForURL(`${base}${path}`);
   await page.locator("#who").getByText("admin (admin)").waitFor();
+}
+
+/** Saves the top `heightPx` of the page at desktop width into docs/ (`docs/ui-<name>.png`), for docs/web-ui.md. */
+export async function docShot(page: Page, name: string, heightPx = DESKTOP.height): Promise<void> {
+  await page.setViewportSize({ width: DESKTOP.width, height: heightPx });
+  await page.evaluate("scrollTo(0, 0)");
+  await page.screenshot({ path: join(ROOT, "docs", `ui-${name}.png`) });
+  await page.setViewportSize(DESKTOP);
+}
+
+/** A task of a page's main thread: how long it took, and how much of that the thread ran (the rest it waited). */
+export interface MainThreadTask {
+  wallMs: number;
+  cpuMs: number;
+}
+
+/** Trace categories that {@linkcode longMainThreadTasks} reads. */
+export const TRACE_CATEGORIES = ["devtools.timeline", "disabled-by-default-devtools.timeline"];
+
+/**
+ * The main-thread tasks over `minMs` in a Chromium trace (taken with
+ * {@linkcode TRACE_CATEGORIES}). On a machine that other processes keep busy a
+ * task's wall time is mostly waiting for a CPU; its CPU time is what the page
+ * itself spent.
+ */
+export function longMainThreadTasks(trace: Uint8Array, minMs = 50): MainThreadTask[] {
+  type Event = {
+    name: string;
+    ph: string;
+    pid: number;
+    tid: number;
+    dur?: number;
+    tdur?: number;
+  };
+  const parsed = JSON.parse(new TextDecoder().decode(trace));
+  const events: Event[] = Array.isArray(parsed) ? parsed : parsed.traceEvents;
+  // Layout runs on a renderer's main thread only.
+  const main = new Set(events.filter((e) => e.name === "Layout").map((e) => `${e.pid}/${e.tid}`));
+  return events
+    .filter((e) => e.ph === "X" && e.name === "RunTask" && main.has(`${e.pid}/${e.tid}`) && (e.dur ?? 0) > minMs * 1000)
+    .map((e) => ({ wallMs: (e.dur ?? 0) / 1000, cpuMs: (e.tdur ?? 0) / 1000 }));
+}
+
+/** What {@linkcode withUi} gives its body. */
+export interface UiRun {
+  tm: TestManager;
+  base: string;
+  browser: Browser;
+  /** Console errors of pages made with {@linkcode watchedPage} and these errors. */
+  errors: string[];
+}
+
+/**
+ * Runs `body` against a manager with a local node of `slots` slots and a
+ * Chromium; after it, no page may have logged a console error.
+ */
+export async function withUi(slots: number, body: (run: UiRun) => Promise<void>): Promise<void> {
+  await using tm = await startTestManager({ localNode: true, slots });
+  const browser = await launch();
+  const errors: string[] = [];
+  try {
+    await body({ tm, base: tm.manager.url, browser, errors });
+    if (errors.length) throw new Error(`Console errors:\n${errors.join("\n")}`);
+  } finally {
+    await browser.close();
+  }
 }

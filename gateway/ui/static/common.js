@@ -181,6 +181,11 @@ export function h(tag, props = {}, ...children) {
   return el;
 }
 
+/** A count with the reader's thousands separators: `10,000`. */
+export function formatCount(n) {
+  return Number(n).toLocaleString();
+}
+
 /** A state badge. */
 export function badge(state) {
   return h("span", { class: `badge s-${state}` }, state);
@@ -189,7 +194,7 @@ export function badge(state) {
 /** A stacked progress bar of instance counts (queued is the background). */
 export function progressBar(counts, total, big = false) {
   const parts = ["succeeded", "failed", "running", "cancelled"].filter((s) => counts[s] > 0);
-  const label = STATES.map((s) => `${counts[s]} ${s}`).join(", ");
+  const label = STATES.map((s) => `${formatCount(counts[s])} ${s}`).join(", ");
   return h(
     "div",
     { class: big ? "bar big" : "bar", role: "img", "aria-label": label, title: label },
@@ -294,7 +299,7 @@ export function specFacts(spec) {
       ? ["Command", h("code", {}, spec.command)]
       : ["Entrypoint", h("code", {}, [spec.entrypoint, ...spec.args].join(" "))],
     ["Workdir", h("code", {}, spec.workdir)],
-    ["Instances", String(spec.instances)],
+    ["Instances", formatCount(spec.instances)],
     ...spec.matrix.map((a) => [`Matrix ${a.name}`, describeAxis(a)]),
     ["Resources", `${spec.cpus} cpu · ${memory} · ${spec.gpus} gpu`],
     ...(labels ? [["Placement", labels]] : []),

@@ -1,5 +1,6 @@
 /**
- * The instance grid: one canvas, one cell per instance, coloured by state.
+ * The instance grid: one canvas, one cell per instance, coloured by state;
+ * failed cells also carry a cross (or, when tiny, a hole).
  * A redraw is a loop of fillRect calls (10,000 cells take about a
  * millisecond), batched to one per animation frame.
  */
@@ -10,6 +11,7 @@ export const LETTERS = "qrsfc";
 export const STATE_NAMES = ["queued", "running", "succeeded", "failed", "cancelled"];
 const QUEUED = 0;
 const RUNNING = 1;
+const FAILED = 3;
 
 /** Is the state with this code final? */
 export const isFinalCode = (code) => code >= 2;
@@ -68,6 +70,7 @@ export function createGrid(canvas, total, { onOpen, onHover }) {
         if (states[i] === code) ctx.fillRect((i % cols) * pitch, Math.floor(i / cols) * pitch, cell, cell);
       }
     }
+    markFailed(ctx);
     const ring = (i, colour) => {
       if (i < 0 || i >= total) return;
       const w = Math.max(2, Math.min(3, cell / 4));
@@ -77,6 +80,33 @@ export function createGrid(canvas, total, { onOpen, onHover }) {
     };
     ring(selected, "#1b1f24");
     if (document.activeElement === canvas) ring(cursor, "#e8a300");
+  }
+
+  /** A cross over each failed cell (a hole in the smallest ones), so that failures show without colour. */
+  function markFailed(ctx) {
+    if (cell < 3) return;
+    ctx.fillStyle = ctx.strokeStyle = "#ffffff";
+    if (cell < 6) {
+      for (let i = 0; i < total; i++) {
+        if (states[i] === FAILED) {
+          ctx.fillRect((i % cols) * pitch + 1, Math.floor(i / cols) * pitch + 1, cell - 2, cell - 2);
+        }
+      }
+      return;
+    }
+    const inset = Math.max(1, Math.round(cell / 5));
+    ctx.lineWidth = Math.max(1, cell / 8);
+    ctx.beginPath();
+    for (let i = 0; i < total; i++) {
+      if (states[i] !== FAILED) continue;
+      const x = (i % cols) * pitch;
+      const y = Math.floor(i / cols) * pitch;
+      ctx.moveTo(x + inset, y + inset);
+      ctx.lineTo(x + cell - inset, y + cell - inset);
+      ctx.moveTo(x + cell - inset, y + inset);
+      ctx.lineTo(x + inset, y + cell - inset);
+    }
+    ctx.stroke();
   }
 
   const redraw = () => {

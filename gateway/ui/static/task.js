@@ -15,6 +15,7 @@ import {
   fillFacts,
   FINAL,
   formatBytes,
+  formatCount,
   formatDuration,
   formatTime,
   h,
@@ -29,6 +30,7 @@ import {
   startPage,
   STATES,
 } from "./common.js";
+import { createFailureList, howItEnded, timedOut } from "./failures.js";
 import { createGrid, STATE_NAMES } from "./grid.js";
 
 const who = await startPage();
@@ -44,6 +46,7 @@ let shownIndex = null;
 let shownState = null;
 let logAbort = null;
 let statesLoading = null;
+const failures = createFailureList($("failures"), taskId, { onOpen: (i) => void openInstance(i) });
 
 function renderTask() {
   document.title = `${task.name} · Parallelic`;
@@ -52,7 +55,7 @@ function renderTask() {
   $("task-state").textContent = task.state;
   $("task-bar").replaceWith(Object.assign(progressBar(task.counts, task.instances, true), { id: "task-bar" }));
   $("counts").replaceChildren(
-    ...STATES.map((s) => h("li", { class: `k-${s}` }, `${task.counts[s]} ${s}`)),
+    ...STATES.map((s) => h("li", { class: `k-${s}` }, `${formatCount(task.counts[s])} ${s}`)),
   );
   $("reason").hidden = !task.reason;
   $("reason").textContent = task.reason ?? "";
@@ -148,21 +151,27 @@ async function load() {
       $("grid-hover").textContent = i === null ? "\u00a0" : `Instance ${i}: ${STATE_NAMES[grid.state(i)]}`;
     },
   });
-  $("grid").setAttribute("aria-label", `Grid of ${task.instances} instances: ${describeCounts(task.counts)}`);
+  labelGrid();
   $("instance-number").max = String(task.instances - 1);
-  await loadStates();
+  await Promise.all([loadStates(), task.counts.failed > 0 ? failures.reload() : null]);
   const fromHash = /^#i=(\d+)$/.exec(location.hash);
   if (fromHash && shownIndex === null) await openInstance(Number(fromHash[1]));
   else if (shownIndex !== null) await refreshInstance();
 }
 
-const describeCounts = (c) => STATES.filter((s) => c[s]).map((s) => `${c[s]} ${s}`).join(", ");
+const describeCounts = (c) => STATES.filter((s) => c[s]).map((s) => `${formatCount(c[s])} ${s}`).join(", ");
+
+function labelGrid() {
+  const what = `Grid of ${formatCount(task.instances)} instances: ${describeCounts(task.counts)}`;
+  $("grid").setAttribute("aria-label", `${what}. Failed cells carry a cross.`);
+}
 
 function applyProgress(event) {
   const old = task;
   task = { ...task, ...event };
   renderTask();
-  $("grid").setAttribute("aria-label", `Grid of ${task.instances} instances: ${describeCounts(task.counts)}`);
+  labelGrid();
+  if (event.counts && event.counts.failed !== failures.count) void failures.reload().catch(reportError);
   if (event.changed) grid.change(event.changed);
   else void loadStates().catch(reportError);
   if (event.state === "cancelled") grid.cancelQueued();
@@ -186,6 +195,7 @@ async function openInstance(index) {
   $("explain-text").textContent = "";
   history.replaceState(null, "", `#i=${index}`);
   grid.select(index);
+  failures.setCurrent(index);
   $("instance").hidden = false;
   $("instance-title").textContent = `Instance ${index}`;
   $("instance-number").value = String(index);
@@ -210,7 +220,7 @@ async function refreshInstance(restartLog = false) {
   const params = Object.entries(inst.params);
   fillFacts($("instance-facts"), [
     ["State", badge(inst.state)],
-    ["Exit code", inst.exitCode === null ? "–" : String(inst.exitCode)],
+    ["Exit code", exitFact(inst)],
     // The node's reason (a timeout, a memory limit) says more than the signal it stopped the process with.
     ...(inst.signal ? [last?.error ? ["Ended", `${last.error} (${inst.signal})`] : ["Signal", inst.signal]] : []),
     ["Node", inst.node ?? "–"],
@@ -223,6 +233,7 @@ async function refreshInstance(restartLog = false) {
       : []),
     ...params.map(([k, v]) => [`Param ${k}`, h("code", {}, String(v))]),
     ...(last?.error && !inst.signal ? [["Note", last.error]] : []),
+    ...(last?.lastStderr ? [["Last stderr line", h("code", {}, last.lastStderr)]] : []),
   ]);
   $("attempts").querySelector("tbody").replaceChildren(
     ...(inst.history.length
@@ -243,6 +254,12 @@ async function refreshInstance(restartLog = false) {
       : [h("tr", {}, h("td", { colspan: "8", class: "muted" }, "Not started yet."))]),
   );
   if (restartLog) void streamLog(index, !FINAL.has(inst.state) && !FINAL.has(task.state));
+}
+
+/** The exit code, and whether it timed out (the code is then the killed process's). */
+function exitFact(inst) {
+  if (inst.exitCode === null) return inst.state === "failed" ? howItEnded(inst) : "–";
+  return timedOut(inst) ? `${inst.exitCode} (timed out)` : String(inst.exitCode);
 }
 
 /** Shows the instance's log; while it may still write, follows it. */

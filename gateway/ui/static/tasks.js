@@ -7,6 +7,7 @@ import {
   everySecond,
   FINAL,
   formatAge,
+  formatCount,
   h,
   liveEvents,
   may,
@@ -137,7 +138,13 @@ function render(task, prev = null, flash = false) {
       "div",
       { class: "progress" },
       progressBar(task.counts, task.instances),
-      h("span", { class: "sub" }, `${done(task)} / ${task.instances} done · ${task.counts.running} running`),
+      h(
+        "span",
+        { class: "sub" },
+        `${formatCount(done(task))} / ${formatCount(task.instances)} done · ${
+          formatCount(task.counts.running)
+        } running`,
+      ),
     ),
   );
   cell("age").textContent = formatAge(task.createdAt);
