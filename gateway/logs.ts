@@ -1,5 +1,7 @@
 /**
- * Reading an instance's log from the log stream, once or following it.
+ * Reading an instance's log from the log stream, once or following it: as
+ * the bytes the instance wrote, or as one JSON line per chunk that says
+ * which attempt and stream (stdout or stderr) wrote it and when.
  *
  * @module
  */
@@ -24,6 +26,24 @@ export interface ReadLogOptions {
   accept?: (node: string, attempt: number) => boolean | Promise<boolean>;
   /** Ends a followed stream (the gateway shutting down), as if the instance had ended. */
   signal?: AbortSignal;
+  /** Only the chunks of this attempt (numbered from 0). */
+  attempt?: number;
+  /** Start after this log stream sequence (a reader resuming where it was cut off). */
+  afterSeq?: number;
+  /** "text": the bytes as written; "ndjson": one {@linkcode LogChunk} per line. @default {"text"} */
+  format?: "text" | "ndjson";
+}
+
+/** One chunk of output in an `ndjson` log. */
+export interface LogChunk {
+  /** Its log stream sequence: give it as `after` to resume after it. */
+  seq: number;
+  attempt: number;
+  stream: "stdout" | "stderr";
+  /** When it was stored, ms since the epoch. */
+  at: number;
+  /** The chunk as text (a character split across chunks is kept whole, in the later one). */
+  text: string;
 }
 
 /**
@@ -47,8 +67,25 @@ export async function readLog(
       cancelled = true;
     },
     async start(controller) {
-      let seq = 0;
+      let seq = options.afterSeq ?? 0;
       let lastLook = false;
+      const encoder = new TextEncoder();
+      // One decoder per attempt and stream: a chunk may end inside a character the next one finishes.
+      const decoders = new Map<string, TextDecoder>();
+      const emit = (m: { seq: number; data: Uint8Array; time: Date }, attempt: number, stream: string) => {
+        if (options.format !== "ndjson") return controller.enqueue(m.data);
+        const key = `${attempt}/${stream}`;
+        let decoder = decoders.get(key);
+        if (!decoder) decoders.set(key, decoder = new TextDecoder());
+        const chunk: LogChunk = {
+          seq: m.seq,
+          attempt,
+          stream: stream === "stderr" ? "stderr" : "stdout",
+          at: m.time.getTime(),
+          text: decoder.decode(m.data, { stream: true }),
+        };
+        controller.enqueue(encoder.encode(`${JSON.stringify(chunk)}\n`));
+      };
       try {
         while (!cancelled) {
           const m = await retryJetStream(() =>
@@ -57,7 +94,10 @@ export async function readLog(
           if (m) {
             const node = m.subject.slice(m.subject.lastIndexOf(".") + 1);
             const attempt = Number(m.header?.get("Parallelic-Attempt") ?? "-1");
-            if (!options.accept || await options.accept(node, attempt)) controller.enqueue(m.data);
+            const wanted = options.attempt === undefined || options.attempt === attempt;
+            if (wanted && (!options.accept || await options.accept(node, attempt))) {
+              emit(m, attempt, m.header?.get("Parallelic-Stream") ?? "stdout");
+            }
             seq = m.seq;
             continue;
           }

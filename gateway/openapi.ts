@@ -167,8 +167,13 @@ export const OPERATIONS: Operation[] = [
     method: "get",
     path: "/api/v1/tasks/:id/instances/:index/logs",
     operationId: "getInstanceLog",
-    summary: "An instance's output; follow=1 streams it",
-    query: { follow: z.enum(["1", "0"]) },
+    summary: "An instance's output; follow=1 streams it; format=ndjson tags each chunk with attempt, stream, time",
+    query: {
+      follow: z.enum(["1", "0"]),
+      format: z.enum(["text", "ndjson"]),
+      attempt: z.number().int(),
+      after: z.number().int(),
+    },
     response: { status: 200, schema: "text" },
   },
   {

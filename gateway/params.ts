@@ -86,6 +86,29 @@ export function stateQuery(raw: string | undefined): "failed" | undefined {
 }
 
 /**
+ * Reads how a log is asked for: `format` (`text`, the default, or `ndjson`),
+ * `attempt` (only that attempt's output) and `after` (resume after that log
+ * sequence).
+ *
+ * @throws {ValidationError} `invalid_parameter` for a format not named or a number not whole.
+ */
+export function logQuery(
+  format: string | undefined,
+  attempt: string | undefined,
+  after: string | undefined,
+): { format: "text" | "ndjson"; attempt?: number; afterSeq?: number } {
+  if (format !== undefined && format !== "text" && format !== "ndjson") {
+    throw new ValidationError(
+      `Cannot read query parameter 'format' = '${shown(format)}': give text or ndjson`,
+      { code: "invalid_parameter" },
+    );
+  }
+  const whole = (raw: string | undefined, name: string) =>
+    raw === undefined ? undefined : wholeQuery(raw, name, { fallback: 0, max: Number.MAX_SAFE_INTEGER });
+  return { format: format ?? "text", attempt: whole(attempt, "attempt"), afterSeq: whole(after, "after") };
+}
+
+/**
  * Reads an instance index of `task`: canonical decimal below its instance
  * count, or `finalize` when it has a [finalize] step (the extra instance
  * numbered `instances`).

@@ -23,7 +23,7 @@ import type { GatewayEnv, RouteDeps } from "../context.ts";
 import { readFailedPage } from "../failures.ts";
 import { createInputsReader } from "../inputs.ts";
 import { readLog } from "../logs.ts";
-import { flagQuery, instanceIndex, stateQuery, wholeQuery } from "../params.ts";
+import { flagQuery, instanceIndex, logQuery, stateQuery, wholeQuery } from "../params.ts";
 
 /** Most instance states one `/states` answer carries. */
 export const MAX_STATES_PAGE = 100_000;
@@ -102,9 +102,11 @@ export function instanceRoutes(deps: RouteDeps): Hono<GatewayEnv> {
       ran = new Set(rec?.history.map((h) => `${h.node}/${h.attempt}`));
       return ran.has(`${node}/${attempt}`);
     };
-    const stream = await readLog(bus.nc, task.id, index, { follow, ended, accept, signal: deps.signal });
+    const view = logQuery(c.req.query("format"), c.req.query("attempt"), c.req.query("after"));
+    const stream = await readLog(bus.nc, task.id, index, { follow, ended, accept, signal: deps.signal, ...view });
+    const type = view.format === "ndjson" ? "application/x-ndjson" : "text/plain; charset=utf-8";
     return new Response(follow ? untilRevoked(stream, deps.tokens, c.req.header("authorization")) : stream, {
-      headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
+      headers: { "content-type": type, "cache-control": "no-store" },
     });
   });
 
