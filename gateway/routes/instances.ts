@@ -88,11 +88,14 @@ export function instanceRoutes(deps: RouteDeps): Hono<GatewayEnv> {
     const task = await loadTask(kv, c.req.param("id"), c.get("who"));
     const index = instanceIndex(task, c.req.param("index"));
     const follow = flagQuery(c.req.query("follow"), "follow");
+    const view = logQuery(c.req.query("format"), c.req.query("attempt"), c.req.query("after"));
     const ended = async () => {
       const t = (await kv.get<TaskRecord>(taskKey(task.id))).value;
       if (!t || FINAL_STATES.has(t.state)) return true;
       const rec = await readInstanceRecord(kv, task.id, index);
-      return rec !== null && FINAL_STATES.has(rec.state);
+      if (rec !== null && FINAL_STATES.has(rec.state)) return true;
+      // One attempt's log ends with that attempt (its result comes after its log is stored).
+      return view.attempt !== undefined && !!rec?.history.find((h) => h.attempt === view.attempt)?.endedAt;
     };
     // Show only what the nodes that ran an attempt of this instance wrote under their own names.
     let ran = new Set<string>();
@@ -102,7 +105,6 @@ export function instanceRoutes(deps: RouteDeps): Hono<GatewayEnv> {
       ran = new Set(rec?.history.map((h) => `${h.node}/${h.attempt}`));
       return ran.has(`${node}/${attempt}`);
     };
-    const view = logQuery(c.req.query("format"), c.req.query("attempt"), c.req.query("after"));
     const stream = await readLog(bus.nc, task.id, index, { follow, ended, accept, signal: deps.signal, ...view });
     const type = view.format === "ndjson" ? "application/x-ndjson" : "text/plain; charset=utf-8";
     return new Response(follow ? untilRevoked(stream, deps.tokens, c.req.header("authorization")) : stream, {

@@ -21,6 +21,7 @@ import commonJs from "../ui/static/common.js" with { type: "text" };
 import dataJs from "../ui/static/data.js" with { type: "text" };
 import failuresJs from "../ui/static/failures.js" with { type: "text" };
 import gridJs from "../ui/static/grid.js" with { type: "text" };
+import logviewJs from "../ui/static/logview.js" with { type: "text" };
 import nodesJs from "../ui/static/nodes.js" with { type: "text" };
 import signinJs from "../ui/static/signin.js" with { type: "text" };
 import submitJs from "../ui/static/submit.js" with { type: "text" };
@@ -36,6 +37,7 @@ const ASSETS: Record<string, { type: string; body: string }> = {
   "data.js": { type: JS, body: dataJs },
   "failures.js": { type: JS, body: failuresJs },
   "grid.js": { type: JS, body: gridJs },
+  "logview.js": { type: JS, body: logviewJs },
   "nodes.js": { type: JS, body: nodesJs },
   "signin.js": { type: JS, body: signinJs },
   "submit.js": { type: JS, body: submitJs },

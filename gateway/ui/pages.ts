@@ -278,7 +278,15 @@ function task(id: string): Html {
             <h3 id="log-title">Log</h3>
             <span id="log-status" class="muted small" role="status"></span>
           </div>
-          <pre id="log" class="log" tabindex="0" aria-labelledby="log-title"></pre>
+          <div class="log-tools">
+            <label>Attempt <select id="log-attempt"></select></label>
+            <label><input id="log-times" type="checkbox"> Timestamps</label>
+            <input id="log-search" type="search" placeholder="Search the log" aria-label="Search the log">
+            <button id="log-download" type="button">Download log</button>
+            <span id="log-matches" class="muted small" role="status"></span>
+          </div>
+          <div id="log" class="log" tabindex="0" role="log" aria-labelledby="log-title"></div>
+          <p class="muted small">Lines marked <span class="tag-sample">err</span> came on stderr.</p>
         </section>
       </div>
     `,

@@ -140,3 +140,66 @@ export async function withUi(slots: number, body: (run: UiRun) => Promise<void>)
     await browser.close();
   }
 }
+
+/** A TCP proxy to a local port whose connections a test can cut, and refuse for a while: an outage. */
+export interface CuttableProxy extends AsyncDisposable {
+  /** `http://127.0.0.1:<port>`. */
+  url: string;
+  /** Resets every open connection and refuses new ones until {@linkcode CuttableProxy.restore}. */
+  cut(): void;
+  /** Accepts connections again. */
+  restore(): void;
+}
+
+/** Starts a {@linkcode CuttableProxy} in front of `targetUrl` (an http URL on 127.0.0.1). */
+export function startCuttableProxy(targetUrl: string): CuttableProxy {
+  const target = new URL(targetUrl);
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const open = new Set<Deno.Conn>();
+  let down = false;
+  const close = (c: Deno.Conn) => {
+    open.delete(c);
+    try {
+      c.close();
+    } catch { /* already closed */ }
+  };
+  const pipe = async (from: Deno.Conn, to: Deno.Conn) => {
+    try {
+      await from.readable.pipeTo(to.writable, { preventClose: true });
+    } catch { /* cut */ }
+    close(from);
+    close(to);
+  };
+  (async () => {
+    for await (const client of listener) {
+      if (down) {
+        client.close();
+        continue;
+      }
+      try {
+        const upstream = await Deno.connect({ hostname: "127.0.0.1", port: Number(target.port) });
+        open.add(client);
+        open.add(upstream);
+        void pipe(client, upstream);
+        void pipe(upstream, client);
+      } catch {
+        client.close();
+      }
+    }
+  })().catch(() => {});
+  return {
+    url: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    cut() {
+      down = true;
+      for (const c of [...open]) close(c);
+    },
+    restore() {
+      down = false;
+    },
+    [Symbol.asyncDispose]() {
+      listener.close();
+      for (const c of [...open]) close(c);
+      return Promise.resolve();
+    },
+  };
+}

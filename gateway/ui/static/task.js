@@ -22,7 +22,6 @@ import {
   liveEvents,
   may,
   mayDelete,
-  pageAbort,
   progressBar,
   reportError,
   runTime,
@@ -32,20 +31,20 @@ import {
 } from "./common.js";
 import { createFailureList, howItEnded, timedOut } from "./failures.js";
 import { createGrid, STATE_NAMES } from "./grid.js";
+import { createLogView } from "./logview.js";
 
 const who = await startPage();
 const taskId = document.querySelector("[data-task-id]").dataset.taskId;
 const $ = (id) => document.getElementById(id);
 const STATES_PAGE = 100_000;
-const MAX_LOG_CHARS = 2_000_000;
 
 let task = null;
 let grid = null;
 let shownIndex = null;
 /** State of the instance shown, once read. */
 let shownState = null;
-let logAbort = null;
 let statesLoading = null;
+const logView = createLogView(taskId);
 const failures = createFailureList($("failures"), taskId, { onOpen: (i) => void openInstance(i) });
 
 function renderTask() {
@@ -199,11 +198,10 @@ async function openInstance(index) {
   $("instance").hidden = false;
   $("instance-title").textContent = `Instance ${index}`;
   $("instance-number").value = String(index);
-  $("log").textContent = "";
-  await refreshInstance(true);
+  await refreshInstance();
 }
 
-async function refreshInstance(restartLog = false) {
+async function refreshInstance() {
   const index = shownIndex;
   $("instance-error").textContent = "";
   let inst;
@@ -253,46 +251,14 @@ async function refreshInstance(restartLog = false) {
       )
       : [h("tr", {}, h("td", { colspan: "8", class: "muted" }, "Not started yet."))]),
   );
-  if (restartLog) void streamLog(index, !FINAL.has(inst.state) && !FINAL.has(task.state));
+  const live = !FINAL.has(inst.state) && !FINAL.has(task.state);
+  logView.show(index, inst.history, inst.attempt, live);
 }
 
 /** The exit code, and whether it timed out (the code is then the killed process's). */
 function exitFact(inst) {
   if (inst.exitCode === null) return inst.state === "failed" ? howItEnded(inst) : "–";
   return timedOut(inst) ? `${inst.exitCode} (timed out)` : String(inst.exitCode);
-}
-
-/** Shows the instance's log; while it may still write, follows it. */
-async function streamLog(index, follow) {
-  logAbort?.abort();
-  const ctrl = pageAbort();
-  logAbort = ctrl;
-  const pre = $("log");
-  const status = $("log-status");
-  pre.textContent = "";
-  status.textContent = follow ? "following…" : "loading…";
-  let size = 0;
-  try {
-    const res = await api(`/api/v1/tasks/${taskId}/instances/${index}/logs${follow ? "?follow=1" : ""}`, {
-      signal: ctrl.signal,
-    });
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
-      pre.append(value);
-      size += value.length;
-      if (size > MAX_LOG_CHARS) {
-        pre.textContent = `… earlier output left out …\n${pre.textContent.slice(-MAX_LOG_CHARS / 2)}`;
-        size = pre.textContent.length;
-      }
-      if (atBottom) pre.scrollTop = pre.scrollHeight;
-    }
-    if (logAbort === ctrl) status.textContent = size ? "end of log" : "no output";
-  } catch (e) {
-    if (logAbort === ctrl && e?.name !== "AbortError") status.textContent = `log stopped: ${e.message}`;
-  }
 }
 
 // ---------------------------------------------------------------------------
