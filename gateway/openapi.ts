@@ -40,7 +40,11 @@ export interface Operation {
 }
 
 const Ok = z.object({ ok: z.literal(true) });
-const TaskList = z.object({ tasks: z.array(TaskView) });
+const TaskList = z.object({
+  tasks: z.array(TaskView),
+  /** Give it as `before` for the next page; null after the last. */
+  next: z.string().nullable(),
+});
 const InstancePage = z.object({
   instances: z.array(InstanceView),
   from: z.number().int(),
@@ -129,8 +133,8 @@ export const OPERATIONS: Operation[] = [
     method: "get",
     path: "/api/v1/tasks",
     operationId: "listTasks",
-    summary: "Tasks, newest first",
-    query: { state: State, limit: z.number().int() },
+    summary: "Tasks, newest first; q searches name, owner or id; before pages on from next",
+    query: { state: State, limit: z.number().int(), q: z.string(), before: z.string() },
     response: { status: 200, schema: TaskList },
   },
   {

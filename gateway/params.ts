@@ -109,6 +109,36 @@ export function logQuery(
 }
 
 /**
+ * Reads a task list's search (`q`: words that must each be in the task's
+ * name or owner, or the start of its id; any case) and its cursor (`before`:
+ * the id of the last task of the page before).
+ *
+ * @throws {ValidationError} `invalid_parameter` for a cursor that is not a task id, or a search over 200 characters.
+ */
+export function taskSearch(
+  q: string | undefined,
+  before: string | undefined,
+): { matches: (t: { id: string; name: string; owner: string }) => boolean; before?: string } {
+  if (before !== undefined && !/^t[0-9a-z]{16}$/.test(before)) {
+    throw new ValidationError(
+      `Cannot read query parameter 'before' = '${shown(before)}': give the id of a task (from 'next')`,
+      { code: "invalid_parameter" },
+    );
+  }
+  if (q !== undefined && q.length > 200) {
+    throw new ValidationError(`Cannot search for ${q.length} characters: give at most 200`, {
+      code: "invalid_parameter",
+    });
+  }
+  const words = (q ?? "").toLowerCase().split(/\s+/).filter((w) => w !== "");
+  const matches = (t: { id: string; name: string; owner: string }) => {
+    const text = `${t.name} ${t.owner}`.toLowerCase();
+    return words.every((w) => text.includes(w) || t.id.startsWith(w));
+  };
+  return { matches, before };
+}
+
+/**
  * Reads an instance index of `task`: canonical decimal below its instance
  * count, or `finalize` when it has a [finalize] step (the extra instance
  * numbered `instances`).

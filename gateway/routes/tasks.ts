@@ -9,7 +9,7 @@
 import { Hono } from "hono";
 import { unwrap } from "../../core/bus.ts";
 import { TooLargeError, ValidationError } from "../../core/errors.ts";
-import { TASKS } from "../../core/kv.ts";
+import { taskKey, TASKS } from "../../core/kv.ts";
 import { checkPackageFile } from "../../core/package.ts";
 import {
   IdempotencyKey,
@@ -26,7 +26,7 @@ import { caller, canSee, loadTask } from "../access.ts";
 import { requireRole } from "../auth.ts";
 import type { GatewayEnv, RouteDeps } from "../context.ts";
 import { clientAddress } from "../guard.ts";
-import { instanceIndex, wholeQuery } from "../params.ts";
+import { instanceIndex, taskSearch, wholeQuery } from "../params.ts";
 import { placementWarnings } from "../submit_checks.ts";
 import { readUpload } from "../upload.ts";
 import { checkPriority } from "./task_changes.ts";
@@ -111,15 +111,22 @@ export function taskRoutes(deps: RouteDeps): Hono<GatewayEnv> {
     }
     const state = parsedState?.data;
     const limit = wholeQuery(c.req.query("limit"), "limit", { fallback: 100, min: 1, max: 1000 });
+    const { matches, before } = taskSearch(c.req.query("q"), c.req.query("before"));
     const tasks: TaskView[] = [];
-    for await (const entry of kv.list<TaskRecord>({ prefix: TASKS }, { reverse: true, batchSize: 200 })) {
+    let next: string | null = null;
+    const selector = before ? { prefix: TASKS, end: taskKey(before) } : { prefix: TASKS };
+    for await (const entry of kv.list<TaskRecord>(selector, { reverse: true, batchSize: 200 })) {
       const rec = entry.value;
       if (state && rec.state !== state) continue;
       if (!canSee(who, rec)) continue;
+      if (!matches(rec)) continue;
+      if (tasks.length >= limit) {
+        next = tasks[tasks.length - 1].id;
+        break;
+      }
       tasks.push(taskView(rec));
-      if (tasks.length >= limit) break;
     }
-    return c.json({ tasks });
+    return c.json({ tasks, next });
   });
 
   app.get("/api/v1/tasks/:id", async (c) => {

@@ -139,6 +139,7 @@ function tasks(): Html {
         <div class="toolbar">
           <label for="state-filter">State</label>
           <select id="state-filter"><option value="">all</option>${stateOptions}</select>
+          <input id="task-search" type="search" placeholder="Name, owner or id" aria-label="Search tasks">
           <span id="live" class="live" role="status">connecting…</span>
         </div>
       </div>
@@ -159,6 +160,11 @@ function tasks(): Html {
         <tbody></tbody>
       </table>
       <p id="empty" class="muted" hidden>No tasks here yet. <a href="/submit">Submit one</a>.</p>
+      <p id="empty-filtered" class="muted" hidden></p>
+      <div class="action-row pager">
+        <span id="list-count" class="muted small" role="status"></span>
+        <button id="older" type="button" hidden>Show older tasks</button>
+      </div>
     `,
   );
 }

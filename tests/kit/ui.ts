@@ -126,11 +126,11 @@ export interface UiRun {
 }
 
 /**
- * Runs `body` against a manager with a local node of `slots` slots and a
- * Chromium; after it, no page may have logged a console error.
+ * Runs `body` against a manager with a local node of `slots` slots (none
+ * for 0) and a Chromium; after it, no page may have logged a console error.
  */
 export async function withUi(slots: number, body: (run: UiRun) => Promise<void>): Promise<void> {
-  await using tm = await startTestManager({ localNode: true, slots });
+  await using tm = await startTestManager(slots > 0 ? { localNode: true, slots } : {});
   const browser = await launch();
   const errors: string[] = [];
   try {

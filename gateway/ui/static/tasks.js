@@ -24,6 +24,11 @@ const empty = document.getElementById("empty");
 const filter = document.getElementById("state-filter");
 const listError = document.getElementById("list-error");
 const LIMIT = 200;
+const search = document.getElementById("task-search");
+/** How many rows live updates may keep: a page, and each older page asked for. */
+let keep = LIMIT;
+/** Where the next older page starts, or null. */
+let nextBefore = null;
 
 /** The tasks shown, by id: the last known view of each. */
 const shown = new Map();
@@ -33,13 +38,44 @@ let loaded = false;
 let pending = [];
 
 filter.value = new URLSearchParams(location.search).get("state") ?? "";
-filter.addEventListener("change", () => {
+search.value = new URLSearchParams(location.search).get("q") ?? "";
+function refilter() {
   const url = new URL(location.href);
-  if (filter.value) url.searchParams.set("state", filter.value);
-  else url.searchParams.delete("state");
+  for (const [name, value] of [["state", filter.value], ["q", search.value.trim()]]) {
+    if (value) url.searchParams.set(name, value);
+    else url.searchParams.delete(name);
+  }
   history.replaceState(null, "", url);
   void load();
+}
+filter.addEventListener("change", refilter);
+let searchTimer = 0;
+search.addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(refilter, 300);
 });
+
+/** Does a task match the search (as the API's `q`: each word in its name or owner, or starting its id)? */
+function matchesSearch(t) {
+  const text = `${t.name} ${t.owner}`.toLowerCase();
+  const id = t.id ?? t.taskId;
+  return search.value.toLowerCase().split(/\s+/).filter(Boolean).every((w) => text.includes(w) || id.startsWith(w));
+}
+
+/** Says what the list holds, or, when empty, that nothing matches the filter and search. */
+function renderEmpty() {
+  const filtered = filter.value !== "" || search.value.trim() !== "";
+  empty.hidden = shown.size > 0 || filtered;
+  const none = document.getElementById("empty-filtered");
+  none.hidden = shown.size > 0 || !filtered;
+  const q = search.value.trim();
+  none.textContent = `No ${filter.value ? `${filter.value} ` : ""}tasks${q ? ` matching “${q}”` : ""}.`;
+  const n = shown.size;
+  document.getElementById("list-count").textContent = n
+    ? `${n.toLocaleString()} task${n === 1 ? "" : "s"} shown${nextBefore ? ", more older" : ""}`
+    : "";
+  document.getElementById("older").hidden = !nextBefore;
+}
 
 const done = (t) => t.counts.succeeded + t.counts.failed + t.counts.cancelled;
 
@@ -98,7 +134,7 @@ function forget(id) {
   shown.delete(id);
   deleted.add(id);
   tbody.querySelector(`tr[data-id="${id}"]`)?.remove();
-  empty.hidden = shown.size > 0;
+  renderEmpty();
 }
 
 function row(task) {
@@ -152,37 +188,68 @@ function render(task, prev = null, flash = false) {
   if (!prev || FINAL.has(prev.state) !== FINAL.has(task.state)) {
     cell("actions").replaceChildren(cancelButton(task) ?? deleteButton(task) ?? "");
   }
-  empty.hidden = shown.size > 0;
+  renderEmpty();
 }
 
 function apply(event) {
   const prev = shown.get(event.taskId);
   if (deleted.has(event.taskId) || (prev && !newer(prev, event))) return;
   if (!prev && filter.value && event.state !== filter.value) return;
+  if (!prev && !matchesSearch(event)) return;
   const task = { ...prev, ...event, id: event.taskId };
   shown.set(task.id, task);
   render(task, prev ?? null, true);
-  while (shown.size > LIMIT) {
+  while (shown.size > keep) {
     const last = tbody.lastElementChild;
     shown.delete(last.dataset.id);
     last.remove();
   }
 }
 
+function listQuery(before) {
+  const query = new URLSearchParams({ limit: String(LIMIT) });
+  if (filter.value) query.set("state", filter.value);
+  if (search.value.trim()) query.set("q", search.value.trim());
+  if (before) query.set("before", before);
+  return query;
+}
+
+/** Adds the next older page below the list. */
+document.getElementById("older").addEventListener("click", async (e) => {
+  const button = e.currentTarget;
+  button.disabled = true;
+  try {
+    const { tasks, next } = await apiJson(`/api/v1/tasks?${listQuery(nextBefore)}`);
+    keep += LIMIT;
+    nextBefore = next;
+    for (const t of tasks) {
+      if (shown.has(t.id) || deleted.has(t.id)) continue;
+      shown.set(t.id, t);
+      tbody.append(row(t));
+      render(t, null);
+    }
+    renderEmpty();
+  } catch (err) {
+    listError.textContent = err.message;
+  } finally {
+    button.disabled = false;
+  }
+});
+
 async function load() {
   loaded = false;
   listError.textContent = "";
   try {
-    const query = new URLSearchParams({ limit: String(LIMIT) });
-    if (filter.value) query.set("state", filter.value);
-    const { tasks } = await apiJson(`/api/v1/tasks?${query}`);
+    const { tasks, next } = await apiJson(`/api/v1/tasks?${listQuery()}`);
     shown.clear();
     tbody.replaceChildren();
+    keep = LIMIT;
+    nextBefore = next;
     for (const t of tasks.reverse()) {
       shown.set(t.id, t);
       render(t);
     }
-    empty.hidden = shown.size > 0;
+    renderEmpty();
   } catch (e) {
     listError.textContent = e.message;
   }
