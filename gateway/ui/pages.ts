@@ -76,14 +76,19 @@ function signin(): Html {
     html`
       <section class="narrow">
         <h1>Sign in</h1>
-        <p class="muted">Paste an access token. It is kept for this browser tab only, until you sign out or close it.
-          On the manager's machine the admin token is in <code>~/.local/share/parallelic/admin-token</code>.</p>
+        <p class="muted">Paste an access token. It is kept for this browser tab only, until you sign out or close it,
+          unless you ask this device to remember it. On the manager's machine the admin token is in
+          <code>~/.local/share/parallelic/admin-token</code>.</p>
         <p id="signin-note" class="note" role="status"></p>
         <form id="signin-form" novalidate>
           <label for="token">Access token</label>
           <input id="token" name="token" type="password" autocomplete="current-password" required
             aria-describedby="token-error">
           <p id="token-error" class="error" role="alert"></p>
+          <label class="check"><input id="remember" type="checkbox" aria-describedby="remember-help">
+            Remember me on this device</label>
+          <p id="remember-help" class="muted small">New tabs, bookmarks and shared links then open without signing in,
+            until you sign out. Not on a shared computer.</p>
           <button type="submit" class="primary">Sign in</button>
         </form>
       </section>

@@ -1,5 +1,6 @@
 /**
- * Shared by every page: the token (kept in sessionStorage, never in a URL),
+ * Shared by every page: the token (kept in sessionStorage, and in
+ * localStorage when the user asks this device to remember it; never in a URL),
  * API calls, the live event stream, the header, and formatting.
  */
 
@@ -10,19 +11,25 @@ export const STATES = ["succeeded", "failed", "running", "cancelled", "queued"];
 /** States in which nothing more happens. */
 export const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 
-/** The token of this browser tab, or null. */
+/** The token of this browser tab, else the one this device remembers, or null. */
 export function getToken() {
-  return sessionStorage.getItem(TOKEN_KEY);
+  return sessionStorage.getItem(TOKEN_KEY) ?? localStorage.getItem(TOKEN_KEY);
 }
 
-/** Keeps the token for this tab. */
-export function setToken(token) {
+/**
+ * Keeps the token for this tab; with `remember`, also on this device
+ * (localStorage) so that new tabs, bookmarks and shared links open signed in.
+ */
+export function setToken(token, remember = false) {
   sessionStorage.setItem(TOKEN_KEY, token);
+  if (remember) localStorage.setItem(TOKEN_KEY, token);
+  else localStorage.removeItem(TOKEN_KEY);
 }
 
-/** Forgets the token and goes to the sign-in page, coming back here afterwards. */
+/** Forgets the token (in this tab and on this device) and goes to the sign-in page, coming back here afterwards. */
 export function signOut(reason = "") {
   sessionStorage.removeItem(TOKEN_KEY);
+  localStorage.removeItem(TOKEN_KEY);
   const here = location.pathname + location.search + location.hash;
   const query = new URLSearchParams({ next: here });
   if (reason) query.set("reason", reason);

@@ -1,4 +1,4 @@
-/** Sign in: check the token with `/api/v1/whoami`, keep it for this tab, go on. */
+/** Sign in: check the token with `/api/v1/whoami`, keep it for this tab (or this device, if asked), go on. */
 import { errorOf, setToken } from "./common.js";
 
 const params = new URLSearchParams(location.search);
@@ -26,7 +26,7 @@ form.addEventListener("submit", async (event) => {
   try {
     const res = await fetch("/api/v1/whoami", { headers: { authorization: `Bearer ${token}` }, cache: "no-store" });
     if (!res.ok) throw await errorOf(res);
-    setToken(token);
+    setToken(token, document.getElementById("remember").checked);
     location.replace(target);
   } catch (e) {
     error.textContent = e.message;
