@@ -60,6 +60,7 @@ function layout(page: PageName, title: string, main: Html): Html {
         ${nav}
       </header>
         <main id="main">
+          <p id="outage" class="outage" role="status" hidden></p>
     ${main}
       </main>
       </body>

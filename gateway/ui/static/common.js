@@ -36,6 +36,9 @@ export function signOut(reason = "") {
   location.replace(`/signin?${query}`);
 }
 
+/** What a call says when the manager cannot be reached at all (not an answer from it). */
+export const UNREACHABLE = "The manager cannot be reached: try again once it is back.";
+
 /** An error the API answered with: `code` and `message` as the API words them. */
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -63,7 +66,19 @@ export async function errorOf(res) {
 export async function api(path, init = {}) {
   const headers = new Headers(init.headers);
   headers.set("authorization", `Bearer ${getToken() ?? ""}`);
-  const res = await fetch(path, { ...init, headers, cache: "no-store" });
+  let res;
+  try {
+    res = await fetch(path, { ...init, headers, cache: "no-store" });
+  } catch (e) {
+    // fetch() says only "Failed to fetch": say what it means.
+    if (e instanceof TypeError) {
+      markStale(Date.now());
+      throw new ApiError(0, "unreachable", UNREACHABLE);
+    }
+    throw e;
+  }
+  // An answer: the manager is reachable again (pages without a live stream learn it here).
+  if (document.body.classList.contains("stale")) markStale(null);
   if (res.status === 401) {
     signOut("Your token is no longer valid: sign in again.");
     throw await errorOf(res);
@@ -104,6 +119,27 @@ export function isLeaving() {
  * event of that connection is handled, and `onEvent(kind, data)` per event.
  * Reconnects by itself, backing off up to 15 s.
  */
+/**
+ * Says plainly, at the top of the page, that the manager cannot be reached
+ * since `sinceMs` and that what the page shows is from before (or, with
+ * null, that it is back: then outage errors shown anywhere are cleared).
+ */
+function markStale(sinceMs) {
+  const banner = document.getElementById("outage");
+  if (!banner) return;
+  if (sinceMs === null) {
+    banner.hidden = true;
+    document.body.classList.remove("stale");
+    for (const el of document.querySelectorAll("main .error")) if (el.textContent === UNREACHABLE) el.textContent = "";
+    return;
+  }
+  if (!banner.hidden) return;
+  banner.textContent = `The manager cannot be reached since ${new Date(sinceMs).toLocaleTimeString()}. ` +
+    "What this page shows is from before then and may be out of date; it updates by itself once the manager is back.";
+  banner.hidden = false;
+  document.body.classList.add("stale");
+}
+
 export function liveEvents(query, { onReady, onEvent }) {
   const status = document.getElementById("live");
   const show = (on, text) => {
@@ -142,6 +178,7 @@ export function liveEvents(query, { onReady, onEvent }) {
           if (kind === "ready") {
             delayMs = 1000;
             show(true, "live");
+            markStale(null);
             queue = queue.then(() => onReady()).catch(reportError);
           } else {
             queue = queue.then(() => onEvent(kind, payload)).catch(reportError);
@@ -150,13 +187,15 @@ export function liveEvents(query, { onReady, onEvent }) {
       }
     } catch (e) {
       if (isLeaving() || e?.status === 401) return;
-      if (e instanceof ApiError && e.status < 500) return reportError(e);
-      if (!(e instanceof TypeError) && e?.name !== "AbortError") reportError(e);
+      // Unreachable (status 0) or a broken stream: the banner says so, and the stream is tried again.
+      if (e instanceof ApiError && e.status > 0 && e.status < 500) return reportError(e);
+      if (!(e instanceof TypeError) && e?.name !== "AbortError" && e?.status !== 0) reportError(e);
     } finally {
       ctrl.abort();
     }
     if (isLeaving()) return;
     show(false, "reconnecting…");
+    markStale(Date.now());
     setTimeout(run, delayMs);
     delayMs = Math.min(delayMs * 2, 15_000);
   };

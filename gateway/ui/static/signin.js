@@ -1,5 +1,5 @@
 /** Sign in: check the token with `/api/v1/whoami`, keep it for this tab (or this device, if asked), go on. */
-import { errorOf, setToken } from "./common.js";
+import { errorOf, setToken, UNREACHABLE } from "./common.js";
 
 const params = new URLSearchParams(location.search);
 const next = params.get("next") ?? "";
@@ -29,7 +29,7 @@ form.addEventListener("submit", async (event) => {
     setToken(token, document.getElementById("remember").checked);
     location.replace(target);
   } catch (e) {
-    error.textContent = e.message;
+    error.textContent = e instanceof TypeError ? UNREACHABLE : e.message;
     input.setAttribute("aria-invalid", "true");
     input.focus();
   } finally {

@@ -142,6 +142,7 @@ async function load() {
     $("load-error").textContent = e.message;
     return;
   }
+  $("load-error").textContent = "";
   renderTask();
   renderSpec(task.spec, task.packageBytes);
   grid ??= createGrid($("grid"), task.instances, {
