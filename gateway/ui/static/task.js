@@ -135,15 +135,31 @@ async function loadStates() {
   }
 }
 
+let loaded = false;
+let fetching = 0;
+let pending = [];
+
+function applyPending() {
+  if (!loaded || fetching > 0 || !task) return;
+  const events = pending;
+  pending = [];
+  for (const e of events) applyProgress(e);
+}
+
 async function load() {
+  // Events that arrive while the view is fetched are newer than it may be: hold them and lay them over it after.
+  fetching++;
   try {
     task = await apiJson(`/api/v1/tasks/${taskId}`);
   } catch (e) {
     $("load-error").textContent = e.message;
     return;
+  } finally {
+    fetching--;
   }
   $("load-error").textContent = "";
   renderTask();
+  applyPending();
   renderSpec(task.spec, task.packageBytes);
   grid ??= createGrid($("grid"), task.instances, {
     onOpen: (i) => openInstance(i),
@@ -357,19 +373,16 @@ onAction("delete", async () => {
   if (await deleteTask(task)) location.assign("/tasks");
 });
 
-let loaded = false;
-let pending = [];
 liveEvents({ topics: "tasks", task: taskId }, {
   async onReady() {
     loaded = false;
     await load();
     loaded = true;
-    for (const e of pending) applyProgress(e);
-    pending = [];
+    applyPending();
   },
   onEvent(kind, data) {
     if (kind !== "task" || !task) return;
-    if (loaded) applyProgress(data);
+    if (loaded && fetching === 0) applyProgress(data);
     else pending.push(data);
   },
 });
