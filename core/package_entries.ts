@@ -9,7 +9,7 @@
 import * as zip from "@zip.js/zip.js";
 import { crc32, inflateRawSync } from "node:zlib";
 import { tooLarge, ValidationError } from "./errors.ts";
-import { normalizeRelative } from "./task_toml.ts";
+import { normalizeRelative } from "./task_toml_values.ts";
 import { countEntries, entryData, readSmallEntry, type ZipSource } from "./zip_source.ts";
 
 zip.configure({ useWebWorkers: false });

@@ -1,185 +1,31 @@
 /**
  * Parsing and checking `task.toml`. Strict: an unknown key, a wrong type, a
  * missing entrypoint (or command) or a path leaving the task root is
- * rejected, and the message names the key, the value and the line.
+ * rejected, and the message names the key, the value and the line. The raw
+ * shape and its limits are `core/task_toml_schema.ts`; sizes, durations and
+ * relative paths `core/task_toml_values.ts`.
  *
  * @module
  */
 import { parse, TomlError } from "smol-toml";
-import { z } from "zod";
 import { ValidationError } from "./errors.ts";
 import { inputsFormat } from "./inputs.ts";
 import { mergeOverrides, parseOverrides } from "./overrides.ts";
 import { type ParamValue, TaskSpec } from "./schema.ts";
+import { DATA_REF, EnvName, MAX_INSTANCES, MAX_TASK_TOML_BYTES, TaskToml } from "./task_toml_schema.ts";
+import { normalizeRelative } from "./task_toml_values.ts";
 
-/** Largest task.toml accepted, in bytes. */
-export const MAX_TASK_TOML_BYTES = 64 * 1024;
-/** Most instances one task may have. */
-export const MAX_INSTANCES = 1_000_000;
-/** Most instances one process may run (`[task] chunk`). */
-export const MAX_CHUNK = 10_000;
-/** Most tasks one task may wait for (`[after] tasks`). */
-export const MAX_AFTER = 32;
-/** Most data sets one task may name in `[data]`. */
-export const MAX_DATA_SETS = 64;
-
-const SIZE_UNITS: Record<string, number> = {
-  "": 1,
-  b: 1,
-  kb: 1e3,
-  mb: 1e6,
-  gb: 1e9,
-  tb: 1e12,
-  kib: 2 ** 10,
-  mib: 2 ** 20,
-  gib: 2 ** 30,
-  tib: 2 ** 40,
-};
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 };
-
-/**
- * Parses a size such as `"512MiB"`, `"2GB"` or `1024` into bytes.
- *
- * @throws {Error} When the text is not a size.
- */
-export function parseBytes(value: string | number): number {
-  if (typeof value === "number") return value;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(value);
-  const unit = m ? SIZE_UNITS[m[2].toLowerCase()] : undefined;
-  if (!m || unit === undefined) {
-    throw new Error(`'${value}' is not a size (e.g. "512MiB", "2GB")`);
-  }
-  return Math.round(Number(m[1]) * unit);
-}
-
-/**
- * Parses a duration such as `"10m"`, `"1h30m"`, `"500ms"` or a number of
- * seconds into milliseconds.
- *
- * @throws {Error} When the text is not a duration.
- */
-export function parseDurationMs(value: string | number): number {
-  if (typeof value === "number") return Math.round(value * 1000);
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
-  let total = 0;
-  let matched = 0;
-  for (let m = re.exec(value); m; m = re.exec(value)) {
-    total += Number(m[1]) * DURATION_UNITS[m[2]];
-    matched = re.lastIndex;
-  }
-  if (matched === 0 || matched !== value.length) {
-    throw new Error(`'${value}' is not a duration (e.g. "90s", "10m", "1h30m")`);
-  }
-  return Math.round(total);
-}
-
-/**
- * Normalizes a path relative to the task root; returns null when it is
- * absolute or leaves the root.
- */
-export function normalizeRelative(path: string): string | null {
-  if (path.startsWith("/") || path.startsWith("\\") || /^[A-Za-z]:/.test(path)) return null;
-  const out: string[] = [];
-  for (const part of path.split(/[\\/]+/)) {
-    if (part === "" || part === ".") continue;
-    if (part === "..") {
-      if (out.length === 0) return null;
-      out.pop();
-    } else out.push(part);
-  }
-  return out.length ? out.join("/") : ".";
-}
-
-const Size = z.union([z.string(), z.number().int().nonnegative()]).transform((v, ctx) => {
-  try {
-    const bytes = parseBytes(v);
-    if (!Number.isSafeInteger(bytes)) throw new Error(`'${v}' is more bytes than anyone has`);
-    return bytes;
-  } catch (e) {
-    ctx.addIssue({ code: "custom", message: (e as Error).message });
-    return z.NEVER;
-  }
-});
-
-const Duration = z.union([z.string(), z.number().positive()]).transform((v, ctx) => {
-  try {
-    const ms = parseDurationMs(v);
-    if (ms < 1) throw new Error(`'${v}' is not longer than 0 ms`);
-    if (ms > 366 * 86_400_000) throw new Error(`'${v}' is longer than a year`);
-    return ms;
-  } catch (e) {
-    ctx.addIssue({ code: "custom", message: (e as Error).message });
-    return z.NEVER;
-  }
-});
-
-/** Longest `command`, in characters. */
-export const MAX_COMMAND_CHARS = 16 * 1024;
-
-const ShellCommand = z.string().min(1).max(MAX_COMMAND_CHARS).refine(
-  (v) => !v.includes("\0"),
-  "a command cannot hold a NUL character",
-);
-
-const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/);
-
-const MatrixAxis = z.union([
-  z.array(z.union([z.string(), z.number(), z.boolean()])).min(1),
-  z.strictObject({
-    from: z.number().int(),
-    to: z.number().int(),
-    step: z.number().int().positive().optional(),
-  }),
-]);
-
-/** A `[data]` value: `NAME`, or `NAME@sha256:<hex>` (a full version or a prefix of at least 8 hex digits). */
-export const DATA_REF = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63})(?:@(sha256:[0-9a-f]{8,64}))?$/;
-
-/** The raw shape of task.toml, strict at every level. */
-export const TaskToml = z.strictObject({
-  task: z.strictObject({
-    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$/).optional(),
-    entrypoint: z.string().min(1).optional(),
-    command: ShellCommand.optional(),
-    workdir: z.string().min(1).optional(),
-    args: z.array(z.string()).optional(),
-    instances: z.number().int().min(1).max(MAX_INSTANCES).optional(),
-    inputs: z.string().min(1).optional(),
-    chunk: z.number().int().min(1).max(MAX_CHUNK).optional(),
-    matrix: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), MatrixAxis).optional(),
-  }),
-  env: z.record(EnvName, z.string()).optional(),
-  resources: z.strictObject({
-    cpus: z.number().int().min(1).max(1024).optional(),
-    memory: Size.optional(),
-    gpus: z.number().int().min(0).max(64).optional(),
-  }).optional(),
-  placement: z.strictObject({
-    labels: z.record(z.string(), z.string()).optional(),
-  }).optional(),
-  limits: z.strictObject({
-    timeout: Duration.optional(),
-    retries: z.number().int().min(0).max(100).optional(),
-    priority: z.number().int().min(0).max(100).optional(),
-    max_running: z.number().int().min(1).max(MAX_INSTANCES).optional(),
-  }).optional(),
-  data: z.record(
-    EnvName,
-    z.string().regex(DATA_REF, 'a data set is "NAME" or "NAME@sha256:<hex>" (at least 8 hex digits)'),
-  ).refine((sets) => Object.keys(sets).length <= MAX_DATA_SETS, `at most ${MAX_DATA_SETS} data sets`).optional(),
-  outputs: z.strictObject({
-    paths: z.array(z.string().min(1)).max(100),
-  }).optional(),
-  after: z.strictObject({
-    tasks: z.array(z.string().regex(/^t[0-9a-z]{16}$/, "a task id is 't' and 16 of 0-9 a-z")).min(1).max(MAX_AFTER),
-    when: z.enum(["succeeded", "ended"]).optional(),
-  }).optional(),
-  finalize: z.strictObject({
-    entrypoint: z.string().min(1).optional(),
-    command: ShellCommand.optional(),
-    args: z.array(z.string()).optional(),
-  }).optional(),
-});
+export {
+  DATA_REF,
+  MAX_AFTER,
+  MAX_CHUNK,
+  MAX_COMMAND_CHARS,
+  MAX_DATA_SETS,
+  MAX_INSTANCES,
+  MAX_TASK_TOML_BYTES,
+  TaskToml,
+} from "./task_toml_schema.ts";
+export { normalizeRelative, parseBytes, parseDurationMs } from "./task_toml_values.ts";
 
 /**
  * Finds the line of `path` (like `["task", "entrypoint"]`) in TOML source:
