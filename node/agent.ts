@@ -7,22 +7,21 @@
  * This file wires the parts: `queue.ts` (the local queue and its slots),
  * `runner.ts` (one instance, from run dir to result), `results.ts`
  * (batching and resending results), `presence.ts` (registration and
- * heartbeats).
+ * heartbeats), `work_dir.ts` (the work dir and its caches, made ready at
+ * start), `node_metrics.ts` (the node's own metrics).
  *
  * @module
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { type Bus, createBus, unwrap } from "../core/bus.ts";
-import type { ObjectAccess } from "../core/objects.ts";
+import { createBus, unwrap } from "../core/bus.ts";
 import { nodeInboxPrefix } from "../core/nats_auth.ts";
 import { lockDir } from "../core/dir_lock.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import { ValidationError } from "../core/errors.ts";
 import { runSpecProblem } from "../core/task_toml.ts";
 import type { Logger } from "../core/log.ts";
-import { Metrics } from "../core/metrics.ts";
 import type { NatsCredentials, NatsTls } from "../core/nats_connect.ts";
 import {
   type Assignment,
@@ -35,25 +34,18 @@ import {
   NodeName,
   nodeRejoin,
 } from "../core/schema.ts";
-import { createPackageCache, type PackageCache } from "./cache.ts";
-import { createCacheBudget } from "./cache_budget.ts";
-import { loadLibc } from "./libc.ts";
-import { createRunDirs } from "./run_dirs.ts";
-import { createSpawner } from "./spawn.ts";
-import { createProcessLedger, killLeftovers } from "./leftovers.ts";
+import { killLeftovers } from "./leftovers.ts";
 import { connectNode } from "./join.ts";
-import { checkReachable, resolveRunAs, type RunAs } from "./run_as.ts";
-import { createTaskUsers, probeUser, type ResolvedRange, resolveRunAsRange } from "./task_users.ts";
-import { remoteBucket } from "./remote_bucket.ts";
-import { createDataCache } from "./data_cache.ts";
-import { createUpstreamCache } from "./upstream.ts";
-import { removeTree } from "./readonly.ts";
+import { resolveRunAs } from "./run_as.ts";
+import { resolveRunAsRange } from "./task_users.ts";
 import { createJobQueue, keyOf, refsOf } from "./queue.ts";
 import { createLogSender } from "./log_sender.ts";
 import { createResultSender } from "./results.ts";
 import { createRunner } from "./runner.ts";
 import { createPresence } from "./presence.ts";
 import { openResources } from "./limits.ts";
+import { nodeMetrics } from "./node_metrics.ts";
+import { prepareWorkDir } from "./work_dir.ts";
 
 /** The version nodes report. */
 export const VERSION = "0.1.0";
@@ -443,103 +435,4 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       dirLock.release();
     },
   };
-}
-
-/**
- * Makes the node's work dir ready (the package cache, instance run dirs, the data cache, the uids of
- * `--run-as-range`) and the buckets instances read and write, through the manager.
- */
-async function prepareWorkDir(
-  options: NodeOptions,
-  bus: Bus,
-  name: string,
-  slots: number,
-  users: { runAs: RunAs | null; range: ResolvedRange | null; onFree: () => void },
-  clock: Clock,
-  log: Logger,
-) {
-  const { runAs, range } = users;
-  // Objects come and go through the manager's object service, which checks them against this node's assignments.
-  const buckets = {
-    packages: remoteBucket(bus, name, "packages"),
-    data: remoteBucket(bus, name, "data"),
-    workspace: remoteBucket(bus, name, "workspace"),
-  };
-  const opened = (bucket: ObjectAccess) => () => Promise.resolve(bucket);
-  const packagesDir = join(options.workDir, "packages");
-  const runsDir = join(options.workDir, "runs");
-  // A run cut short may have left a read-only finalize workspace behind.
-  await removeTree(runsDir);
-  await Deno.mkdir(packagesDir, { recursive: true });
-  await Deno.mkdir(runsDir, { recursive: true });
-  // The package cache is the node's alone; instances get copies. Runs may be passed through, not listed.
-  await Deno.chmod(packagesDir, 0o700);
-  await Deno.chmod(runsDir, 0o711);
-  // Instances of another user may pass through the work dir, not list it.
-  if (runAs || range) await Deno.chmod(options.workDir, 0o711);
-  if (runAs) await checkReachable(runAs, runsDir);
-  if (range) await checkReachable(probeUser(range), runsDir);
-  // Packages and data sets share --cache-size: what is least recently used and idle goes first, either kind.
-  const budget = createCacheBudget(options.cacheBytes ?? 10 * 2 ** 30);
-  const cache = await createPackageCache(packagesDir, opened(buckets.packages), budget);
-  const libc = loadLibc();
-  const spawner = createSpawner({ libc, clock, ledger: createProcessLedger(join(options.workDir, "pids")) });
-  const runDirs = createRunDirs({ dir: runsDir, libc, runAs, spare: 2 * slots + 2, log });
-  const taskUsers = range && createTaskUsers({
-    range,
-    runsDir,
-    onReturn: (user) => runDirs.forget(user.dir!),
-    onFree: users.onFree,
-    log,
-  });
-  await taskUsers?.sweep();
-  log.debug("node:spawner", { kind: spawner.kind });
-  const io = {
-    data: await createDataCache({
-      dir: join(options.workDir, "data"),
-      capBytes: budget.capBytes,
-      budget,
-      bucket: opened(buckets.data),
-      log,
-    }),
-    workspace: opened(buckets.workspace),
-    upstream: createUpstreamCache(join(options.workDir, "upstream"), opened(buckets.workspace), log),
-    log,
-  };
-  // Instances reach the data set versions they are given; they may not list what others use.
-  await Deno.chmod(join(options.workDir, "data"), 0o711);
-
-  return { cache, spawner, runDirs, io, taskUsers };
-}
-
-/** The node's own metrics. */
-function nodeMetrics(
-  bus: Bus,
-  cache: PackageCache,
-  slots: number,
-  count: Record<"running" | "queued" | "unreported" | "started" | "finished" | "usedSlots", () => number>,
-): Metrics {
-  const metrics = new Metrics();
-  metrics.gauge("parallelic_node_instances", "Instances this node holds, by state.", (g) => {
-    g.set(count.running(), { state: "running" });
-    g.set(count.queued(), { state: "queued" });
-    g.set(count.unreported(), { state: "unreported" });
-  });
-  metrics.gauge("parallelic_node_instances_started", "Instances this node started.", (g) => g.set(count.started()));
-  metrics.gauge("parallelic_node_instances_finished", "Instances this node finished.", (g) => g.set(count.finished()));
-  metrics.gauge(
-    "parallelic_node_package_fetches",
-    "Packages fetched from the object store.",
-    (g) => g.set(cache.fetches),
-  );
-  metrics.gauge("parallelic_node_slots", "Slots: total and used.", (g) => {
-    g.set(slots, { kind: "total" });
-    g.set(count.usedSlots(), { kind: "used" });
-  });
-  metrics.gauge(
-    "parallelic_rejected_messages",
-    "NATS messages dropped because they failed their schema.",
-    (g) => g.set(bus.rejected),
-  );
-  return metrics;
 }
