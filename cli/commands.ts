@@ -184,9 +184,15 @@ export async function submit(
   const task = await waitFor(client, created.id);
   if (json) console.log(JSON.stringify(task, null, 2));
   console.error(summaryLine(task));
+  printHint(task);
   if (task.state !== "succeeded") await printFailures(client, task);
   return task.state === "succeeded" ? 0 : 1;
 }
+
+/** Says what a task's instances likely got wrong (see `TaskRecord.hint`), on stderr. */
+export const printHint = (task: TaskView): void => {
+  if (task.hint) console.error(`Hint: ${task.hint}`);
+};
 
 async function printFailures(client: Client, task: TaskView): Promise<void> {
   if (task.finalize === "failed") {
@@ -277,6 +283,7 @@ export async function showStatus(
     ["Duration", dur],
     ["Package", `${t.digest.slice(0, 19)}… (${formatBytes(t.packageBytes)})`],
     ...(t.overrides ? [["Overrides", t.overrides.trim().split("\n").join("; ")]] : []),
+    ...(t.hint ? [["Hint", t.hint]] : []),
     ...(Object.keys(t.nodeFailures ?? {}).length
       ? [["Node failures", Object.entries(t.nodeFailures).map(([n, k]) => `${n}: ${k}`).join(", ") + avoidNote(t)]]
       : []),

@@ -7,7 +7,7 @@
 import { ValidationError } from "../core/errors.ts";
 import { parseDurationMs } from "../core/task_toml.ts";
 import type { Client } from "./client.ts";
-import { countsLine, summaryLine, waitFor } from "./commands.ts";
+import { countsLine, printHint, summaryLine, waitFor } from "./commands.ts";
 
 /**
  * Parses an index list such as `3,7-9` into `[3, 7, 8, 9]`.
@@ -146,5 +146,6 @@ export async function waitTask(
     return 3;
   }
   say(summaryLine(task));
+  printHint(task);
   return WAIT_EXIT[task.state];
 }

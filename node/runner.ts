@@ -23,6 +23,8 @@ import type { RunDir, RunDirs } from "./run_dirs.ts";
 import { asUser, type RunAs, userEnv } from "./run_as.ts";
 import type { TaskUser, TaskUsers } from "./task_users.ts";
 import { lastLineKeeper } from "./last_line.ts";
+import { filesWrittenSince, outputHint } from "./output_hint.ts";
+import { isEmptyDir } from "./outputs.ts";
 import type { OutputStream, Spawner } from "./spawn.ts";
 import type { NodeResources } from "./limits.ts";
 
@@ -222,6 +224,7 @@ export function createRunner(deps: RunnerDeps): Runner {
         Object.assign(env, await prepareChunk(run, refs, rows, chunkFile, runDir.outputDir, user));
       }
       const publishes: Promise<unknown>[] = [];
+      let spawnedAt = 0;
       let chunkNo = 0;
       let logBytes = 0;
       const stderrTail = lastLineKeeper();
@@ -246,6 +249,7 @@ export function createRunner(deps: RunnerDeps): Runner {
           : [join(dir, instanceIo.entrypoint), instanceIo.args];
         const start = user ? asUser(user, program, args) : { command: program, args };
         log.step("node.spawn");
+        spawnedAt = Date.now();
         job.proc = await spawner.start({
           ...start,
           cwd: join(dir, run.workdir),
@@ -298,6 +302,10 @@ export function createRunner(deps: RunnerDeps): Runner {
           error ??= `could not store outputs from ${name}: ${(e as Error).message}`;
         }
       }
+      // An empty file under $PARALLELIC_OUTPUT stores 0 bytes, yet it was written where it should be.
+      const hint = outputBytes.some((b) => b > 0) || (!chunkFile && !isEmptyDir(runDir.outputDir))
+        ? null
+        : await hintFor(job, join(dir, run.workdir), spawnedAt);
       // The log and the process's usage are the first instance's: counted once. Its last stderr line says
       // why each failed.
       const lastStderr = stderrTail.line();
@@ -310,6 +318,7 @@ export function createRunner(deps: RunnerDeps): Runner {
           logBytes: i === 0 ? logBytes : 0,
           ...(i === 0 ? { cpuMs: used.cpuMs, maxRssBytes: used.maxRssBytes } : {}),
           lastStderr,
+          ...(hint ? { hint } : {}),
         }, r))
       );
     } catch (e) {
@@ -322,6 +331,24 @@ export function createRunner(deps: RunnerDeps): Runner {
       unstage(job, runDir, reusable);
     }
   }
+
+  /**
+   * The hint for a job that stored no outputs (see `output_hint.ts`): the files it wrote in `workdir` since
+   * `sinceMs` that are not the package's, or null.
+   */
+  const hintFor = async (job: Job, workdir: string, sinceMs: number): Promise<string | null> => {
+    try {
+      const pkg = await cache.acquire(job.digest as Digest, job.run.entrypoint);
+      try {
+        return outputHint(await filesWrittenSince(workdir, sinceMs, pkg.root, job.run.outputs));
+      } finally {
+        pkg.release();
+      }
+    } catch (e) {
+      log.warn("node:output-hint-failed", { taskId: job.ref.taskId, error: (e as Error).message });
+      return null;
+    }
+  };
 
   return { run: runJob, stage, drop, kill: killJob, started: () => started };
 }

@@ -18,10 +18,16 @@ export function serveExplain(s: TaskState): void {
     if (!live) {
       const stored = (await kv.get<TaskRecord>(taskKey(req.taskId))).value;
       if (!stored) throw new NotFoundError(`Task '${req.taskId}' does not exist`, { code: "task_not_found" });
+      const rec = req.index === undefined
+        ? null
+        : (await kv.get<InstanceRecord>(instanceKey(req.taskId, req.index))).value;
+      if (rec) return endedInstance(rec);
       return {
         ok: true as const,
         state: stored.state,
-        explanation: `The task ended ${stored.state}${stored.reason ? `: ${stored.reason}` : "."}`,
+        explanation: `The task ended ${stored.state}${stored.reason ? `: ${stored.reason}` : "."}${
+          stored.hint ? ` Hint: ${stored.hint}.` : ""
+        }`,
       };
     }
     if (req.index !== undefined) {
@@ -45,13 +51,21 @@ export function serveExplain(s: TaskState): void {
       }
       if (!retry && req.index < live.rec.nextIndex) {
         const rec = (await kv.get<InstanceRecord>(instanceKey(live.rec.id, req.index))).value;
-        if (rec) {
-          return { ok: true as const, state: rec.state, explanation: `Instance ${req.index} ended ${rec.state}.` };
-        }
+        if (rec) return endedInstance(rec);
       }
     }
     return { ok: true as const, state: live.rec.state, explanation: explainQueue(s, live) };
   }, { signal: s.signal });
+}
+
+/** How an instance ended, with the hint its last attempt brought. */
+function endedInstance(rec: InstanceRecord) {
+  const hint = rec.history.at(-1)?.hint;
+  return {
+    ok: true as const,
+    state: rec.state,
+    explanation: `Instance ${rec.index} ended ${rec.state}.${hint ? ` It ${hint}.` : ""}`,
+  };
 }
 
 /** Says, in words, why a task's queued instances are not placed. */

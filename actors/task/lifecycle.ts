@@ -269,6 +269,11 @@ export function accept(s: TaskState, node: string, r: Result): boolean {
   // Said by the node when it knows; an older node leaves it out (then the error's wording decides, see isLoss).
   if (r.lost !== undefined) entry.lost = r.lost;
   if (r.lastStderr !== undefined) entry.lastStderr = r.lastStderr;
+  if (r.hint !== undefined) {
+    entry.hint = r.hint;
+    // The task shows the first one: its instances most likely share the mistake.
+    live.rec.hint ??= `${isFinalize(live.rec, r.index) ? "finalize" : `instance ${r.index}`} ${r.hint}`;
+  }
   const rec = flight.rec;
   // Each attempt's outputs replace the instance's earlier ones in the workspace.
   const before = rec.history.findLast((h) => h !== entry && h.outputBytes !== undefined)?.outputBytes ?? 0;

@@ -358,5 +358,6 @@ export function newTaskRecord(
     held: false,
     overrides: req.overrides ?? null,
     nodeFailures: {},
+    hint: null,
   };
 }

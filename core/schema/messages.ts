@@ -8,7 +8,7 @@
  */
 import { z } from "zod";
 import { Counts, Digest, IdempotencyKey, NodeName, State, TaskId } from "./ids.ts";
-import { MAX_STDERR_LINE_CHARS, NodeCapacity, NodeRecord } from "./records.ts";
+import { MAX_HINT_CHARS, MAX_STDERR_LINE_CHARS, NodeCapacity, NodeRecord } from "./records.ts";
 import { RunSpec, TaskSpec } from "./task_spec.ts";
 
 /** An error as the API and replies carry it. */
@@ -367,6 +367,8 @@ export const Result = InstanceRef.extend({
   maxRssBytes: z.number().int().nonnegative().default(0),
   /** The last non-empty line written to stderr, clipped; absent when there was none. */
   lastStderr: z.string().max(MAX_STDERR_LINE_CHARS).optional(),
+  /** It stored no outputs but wrote files in its workdir: which, and the fix (see `node/output_hint.ts`). */
+  hint: z.string().max(MAX_HINT_CHARS).optional(),
 });
 /** An instance result. */
 export type Result = z.infer<typeof Result>;

@@ -11,6 +11,8 @@ import { TaskSpec, UpstreamRef } from "./task_spec.ts";
 
 /** Longest last stderr line a node reports and an attempt keeps. */
 export const MAX_STDERR_LINE_CHARS = 300;
+/** Longest hint a node reports with a result (see `node/output_hint.ts`). */
+export const MAX_HINT_CHARS = 400;
 
 /** One attempt of an instance, as kept in its history. */
 export const Attempt = z.object({
@@ -36,6 +38,8 @@ export const Attempt = z.object({
   maxRssBytes: z.number().int().nonnegative().optional(),
   /** The last line the attempt wrote to stderr (clipped), when it wrote any. */
   lastStderr: z.string().max(MAX_STDERR_LINE_CHARS).optional(),
+  /** What the attempt likely got wrong, with the fix: it stored no outputs but wrote files in its workdir. */
+  hint: z.string().max(MAX_HINT_CHARS).optional(),
 });
 /** One attempt of an instance. */
 export type Attempt = z.infer<typeof Attempt>;
@@ -87,6 +91,11 @@ export const TaskRecord = z.object({
    * {@linkcode AVOID_AFTER_FAILURES} takes no more of it while another node can (see `actors/task/placement.ts`).
    */
   nodeFailures: z.record(z.string(), z.number().int().nonnegative()).default({}),
+  /**
+   * The first hint an instance's result brought since it was submitted or last rerun, naming the instance: it
+   * stored no outputs but wrote files in its workdir (see `node/output_hint.ts`).
+   */
+  hint: z.string().nullable().default(null),
 });
 /** A task record. */
 export type TaskRecord = z.infer<typeof TaskRecord>;

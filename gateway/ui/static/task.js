@@ -100,6 +100,7 @@ function renderTiming() {
     ["Priority", `${task.spec.priority}${task.held ? " (held: nothing new starts)" : ""}`],
     ...(task.reruns ? [["Reruns", String(task.reruns)]] : []),
     ...(task.overrides ? [["Overrides", h("code", {}, task.overrides.trim())]] : []),
+    ...(task.hint ? [["Hint", task.hint]] : []),
     ...(Object.keys(task.nodeFailures ?? {}).length
       ? [["Node failures", Object.entries(task.nodeFailures).map(([n, k]) => `${n}: ${k}`).join(", ")]]
       : []),
@@ -249,6 +250,7 @@ async function refreshInstance() {
     ...params.map(([k, v]) => [`Param ${k}`, h("code", {}, String(v))]),
     ...(last?.error && !inst.signal ? [["Note", last.error]] : []),
     ...(last?.lastStderr ? [["Last stderr line", h("code", {}, last.lastStderr)]] : []),
+    ...(last?.hint ? [["Hint", last.hint]] : []),
   ]);
   $("attempts").querySelector("tbody").replaceChildren(
     ...(inst.history.length
