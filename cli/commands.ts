@@ -264,6 +264,10 @@ export async function showStatus(
   }
   const t = await client.json<TaskView>(`/api/v1/tasks/${id}`);
   if (json) return console.log(JSON.stringify(t, null, 2)), 0;
+  // Queued instances of a task that avoids nodes may have nowhere to go: say why they wait.
+  const why = t.counts.queued > 0 && avoidedOf(t).length > 0
+    ? (await client.json<{ explanation: string }>(`/api/v1/tasks/${t.id}/explain`)).explanation
+    : null;
   const dur = t.startedAt ? `${(((t.endedAt ?? Date.now()) - t.startedAt) / 1000).toFixed(1)}s` : "-";
   console.log(table([
     ["Task", t.id],
@@ -287,6 +291,7 @@ export async function showStatus(
     ...(Object.keys(t.nodeFailures ?? {}).length
       ? [["Node failures", Object.entries(t.nodeFailures).map(([n, k]) => `${n}: ${k}`).join(", ") + avoidNote(t)]]
       : []),
+    ...(why ? [["Queued", why]] : []),
     ...(t.spec.finalize
       ? [[
         "Finalize",
@@ -300,12 +305,14 @@ export async function showStatus(
   return 0;
 }
 
+/** The nodes a task avoids (see `actors/task/placement.ts`). */
+const avoidedOf = (t: TaskView) =>
+  Object.entries(t.nodeFailures ?? {}).filter(([, k]) => k >= AVOID_AFTER_FAILURES).map(([n]) => n);
+
 /** Which nodes a task avoids, in words. */
 const avoidNote = (t: TaskView) => {
-  const avoided = Object.entries(t.nodeFailures).filter(([, k]) => k >= AVOID_AFTER_FAILURES).map(([n]) => n);
-  return avoided.length
-    ? ` (${avoided.join(", ")} take no more of it while another node can; a rerun clears this)`
-    : "";
+  const avoided = avoidedOf(t);
+  return avoided.length ? ` (${avoided.join(", ")} take no more of it; a rerun clears this)` : "";
 };
 
 /** `parallelic logs ID [--instance N] [--follow]` */

@@ -393,7 +393,7 @@ Deno.test({
       "explain",
     );
     const status = await cli("status", created.id);
-    assert.match(status.stdout, /Node failures\s+bad: \d+ \(bad take no more of it while another node can/);
+    assert.match(status.stdout, /Node failures\s+bad: \d+ \(bad take no more of it; a rerun clears this\)/);
     await Deno.writeTextFile(gate, "");
     const done = await tm.waitForTask(created.id, 60_000);
     assert.equal(done.state, "succeeded");
@@ -406,6 +406,43 @@ Deno.test({
     const rerun = await cli("rerun", created.id, "--instances", "0");
     assert.equal(rerun.code, 0, rerun.stderr);
     assert.deepEqual((await taskView(tm, created.id)).nodeFailures, {}, "a rerun clears it");
+  },
+});
+
+Deno.test({
+  name: "when every node that fits failed a task 3 times its instances wait, say why, and a new node takes them (CLI)",
+  ...opts,
+  async fn() {
+    await using tm = await startTestManager();
+    await using work = await tempDir();
+    await using _bad = startNodeProcess(tm.manager.natsUrl, "bad", join(work.path, "bad"), ["--slots=1"]);
+    await nodesReady(tm.api, 1);
+    const zip = await makeZip({
+      "task.toml": `[task]\nentrypoint = "run.sh"\ninstances = 4\n[limits]\nretries = 5\n`,
+      "run.sh": `#!/bin/sh\nif [ "$PARALLELIC_NODE" = bad ]; then echo "no GPU driver" >&2; exit 1; fi\n`,
+    });
+    const created = await (await submitZip(tm, zip, "stuck")).json();
+    const cli = (...args: string[]) => runCli(tm, ...args);
+    const why =
+      /4 instances wait: every ready node that fits the task failed 3 or more of its attempts and takes no more of it: bad \(\d failed\)\. A node that fits and joins takes them; or fix those nodes and start again: parallelic cancel t\w+, then parallelic rerun/;
+    await waitUntil(async () => why.test((await cli("explain", created.id)).stdout), 20_000, "explain says why");
+    // Instances sent to it ahead of the third failure fail too; none is sent after.
+    const failures = (await taskView(tm, created.id)).nodeFailures.bad;
+    // Retries back off 100 ms here: a node still given them would have failed more by now.
+    await new Promise((r) => setTimeout(r, 1500));
+    const stuck = await taskView(tm, created.id);
+    assert.ok(failures >= 3);
+    assert.deepEqual(stuck.nodeFailures, { bad: failures }, "bad takes no more of it");
+    assert.equal(stuck.state, "running");
+    assert.deepEqual([stuck.counts.queued, stuck.counts.failed], [4, 0], "they wait, retries unspent");
+    const status = await cli("status", created.id);
+    assert.match(status.stdout, /Node failures\s+bad: \d \(bad take no more of it; a rerun clears this\)/);
+    assert.match(status.stdout, /Queued\s+4 instances wait: every ready node that fits/);
+
+    await using _good = startNodeProcess(tm.manager.natsUrl, "good", join(work.path, "good"), ["--slots=1"]);
+    const done = await tm.waitForTask(created.id, 60_000);
+    assert.equal(done.state, "succeeded");
+    assert.ok((await listInstances(tm.api, created.id)).every((i) => i.node === "good"), "all on the new node");
   },
 });
 

@@ -68,6 +68,19 @@ function endedInstance(rec: InstanceRecord) {
   };
 }
 
+/**
+ * Why a task's queued instances wait when every ready node that fits (`fits`) failed {@linkcode AVOID_AFTER_FAILURES}
+ * of its attempts: which nodes, and what clears it.
+ */
+function avoidedEverywhere(live: Live, fits: NodeSeat[]): string {
+  const id = live.rec.id;
+  const names = fits.map((n) => `${n.rec.name} (${live.rec.nodeFailures[n.rec.name]} failed)`).join(", ");
+  return `${live.rec.counts.queued} instances wait: every ready node that fits the task failed ` +
+    `${AVOID_AFTER_FAILURES} or more of its attempts and takes no more of it: ${names}. A node that fits and joins ` +
+    `takes them; or fix those nodes and start again: parallelic cancel ${id}, then parallelic rerun ${id} (a ` +
+    `rerun clears this).`;
+}
+
 /** Says, in words, why a task's queued instances are not placed. */
 export function explainQueue(s: TaskState, live: Live): string {
   const spec = live.rec.spec;
@@ -98,12 +111,14 @@ export function explainQueue(s: TaskState, live: Live): string {
   if (ready.length === 0) return `No node is ready (nodes: ${list((n) => n.rec.state, all)}).`;
   const failed = whyNoNodeFits(spec, ready.map((n) => n.rec));
   if (failed.length > 0) return `${queued} instances cannot be placed: ${failed.join("; ")}.`;
-  const avoided = avoidedNodes(live.rec, all);
-  const fitting = ready.filter((n) => nodeCanEverFit(n.rec, spec) && !avoided.has(n.rec.name));
+  const avoided = avoidedNodes(live.rec);
+  const fits = ready.filter((n) => nodeCanEverFit(n.rec, spec));
+  const fitting = fits.filter((n) => !avoided.has(n.rec.name));
   const avoiding = avoided.size > 0
     ? `; nodes ${[...avoided].join(", ")} take no more of it after ${AVOID_AFTER_FAILURES} failed attempts ` +
       `each (a rerun clears this)`
     : "";
+  if (fitting.length === 0 && fits.length > 0) return avoidedEverywhere(live, fits);
   if (fitting.length === 0) {
     return `${queued} instances cannot be placed: no single node meets every requirement (cpus ${spec.cpus}, memory ${
       gib(spec.memoryBytes)

@@ -122,7 +122,7 @@ export function takeInstances(s: TaskState, live: Live, seat: NodeSeat, count: n
   // A retry runs alone, even of a chunked task, and prefers another node than the one its last attempt failed on,
   // when one can take it.
   const elsewhere = live.retry.length > 0 &&
-    otherNodeFits(live, seat, s.nodes.values(), avoidedNodes(live.rec, s.nodes.values()));
+    otherNodeFits(live, seat, s.nodes.values(), avoidedNodes(live.rec));
   for (let i = 0; i < live.retry.length && processes < count;) {
     const rec = live.retry[i];
     const due = (rec.notBefore ?? 0) <= now && !prefersAnotherNode(rec, seat, now, elsewhere);

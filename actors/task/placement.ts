@@ -144,19 +144,14 @@ export const hasWork = (live: Live, now: number): boolean =>
 export const PREFER_OTHER_NODE_MS = 30_000;
 
 /**
- * The nodes a task avoids: those on which {@linkcode AVOID_AFTER_FAILURES} of its attempts failed, as long as a ready
- * node that fits it is not among them (else it would wait forever: its retries then run out as they would anyway).
+ * The nodes a task avoids: those on which {@linkcode AVOID_AFTER_FAILURES} of its attempts failed since it was
+ * submitted or last rerun. Strictly: when every node that fits is among them, its instances wait (explain says why)
+ * until a node that fits joins, or a rerun clears them; they do not go back to a node that keeps failing them.
  */
-export function avoidedNodes(task: TaskRecord, seats: Iterable<NodeSeat>): Set<string> {
+export function avoidedNodes(task: TaskRecord): Set<string> {
   const failing = new Set<string>();
   for (const [node, n] of Object.entries(task.nodeFailures ?? {})) if (n >= AVOID_AFTER_FAILURES) failing.add(node);
-  if (failing.size === 0) return failing;
-  for (const seat of seats) {
-    if (seat.rec.state === "ready" && !failing.has(seat.rec.name) && nodeCanEverFit(seat.rec, task.spec)) {
-      return failing;
-    }
-  }
-  return new Set();
+  return failing;
 }
 
 /**
@@ -215,7 +210,7 @@ export function plan(
   const candidates = [...tasks].filter((t) => hasWork(t, now));
   if (candidates.length === 0) return outgoing;
   const all = [...nodes];
-  const avoided = new Map(candidates.map((t) => [t, avoidedNodes(t.rec, all)]));
+  const avoided = new Map(candidates.map((t) => [t, avoidedNodes(t.rec)]));
   const seats = all.filter((s) => freeSlots(s, p) > 0)
     .sort((a, b) => a.usedSlots / a.rec.slots - b.usedSlots / b.rec.slots);
   for (const seat of seats) {

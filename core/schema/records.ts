@@ -88,7 +88,7 @@ export const TaskRecord = z.object({
   overrides: z.string().nullable().default(null),
   /**
    * Failed attempts of its instances per node since it was submitted or last rerun: a node with
-   * {@linkcode AVOID_AFTER_FAILURES} takes no more of it while another node can (see `actors/task/placement.ts`).
+   * {@linkcode AVOID_AFTER_FAILURES} takes no more of it (see `actors/task/placement.ts`).
    */
   nodeFailures: z.record(z.string(), z.number().int().nonnegative()).default({}),
   /**

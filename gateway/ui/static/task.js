@@ -84,8 +84,19 @@ function renderChanges() {
 /** What "Why is this queued?" asks about: the instance shown while it is queued, else the task. */
 const explainTarget = () => shownIndex !== null && shownState === "queued" ? shownIndex : null;
 
+/** The nodes the task avoids: AVOID_AFTER_FAILURES (3) of its attempts failed on each (see actors/task/placement.ts). */
+const avoidedNodes = () => Object.entries(task.nodeFailures ?? {}).filter(([, k]) => k >= 3).map(([n]) => n);
+
+/** Which nodes the task avoids, in words. */
+function avoidNote() {
+  const avoided = avoidedNodes();
+  return avoided.length ? ` (${avoided.join(", ")} take no more of it; a rerun clears this)` : "";
+}
+
 function renderExplain() {
-  const queued = task.state === "queued" || explainTarget() !== null;
+  // A task that avoids nodes may have nowhere to put its queued instances: explain says so.
+  const queued = task.state === "queued" || explainTarget() !== null ||
+    (task.counts.queued > 0 && avoidedNodes().length > 0);
   $("explain").hidden = !queued;
   if (!queued) $("explain-text").textContent = "";
 }
@@ -102,7 +113,7 @@ function renderTiming() {
     ...(task.overrides ? [["Overrides", h("code", {}, task.overrides.trim())]] : []),
     ...(task.hint ? [["Hint", task.hint]] : []),
     ...(Object.keys(task.nodeFailures ?? {}).length
-      ? [["Node failures", Object.entries(task.nodeFailures).map(([n, k]) => `${n}: ${k}`).join(", ")]]
+      ? [["Node failures", Object.entries(task.nodeFailures).map(([n, k]) => `${n}: ${k}`).join(", ") + avoidNote()]]
       : []),
     ...(task.wallMs ? [["CPU used", cpuUsed(task)], ["Peak memory", formatBytes(task.maxRssBytes ?? 0)]] : []),
   ]);
