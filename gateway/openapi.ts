@@ -390,6 +390,10 @@ export const OPERATIONS: Operation[] = [
     path: "/api/v1/events",
     operationId: "events",
     summary: "Live task and node events (Server-Sent Events)",
+    query: {
+      task: z.string().describe("only this task's events"),
+      topics: z.string().describe("tasks, nodes or tasks,nodes (the default)"),
+    },
     response: { status: 200, schema: "event-stream" },
   },
 ];

@@ -146,6 +146,16 @@ function requestArbitrary(fixtures: Fixtures): fc.Arbitrary<FuzzRequest> {
           text: JSON.stringify(o),
         })),
         fc.uint8Array({ maxLength: 1024 }).map((bytes) => ({ bytes })),
+        // Near-valid bodies of the task changes (rerun, PATCH): right keys, wrong or extreme values.
+        fc.record({
+          instances: fc.oneof(
+            fc.constantFrom("failed", "all", ""),
+            fc.array(fc.oneof(fc.integer(), fc.double(), fc.constantFrom(-1, 2 ** 53, 1e308)), { maxLength: 5 }),
+          ),
+          finalize: fc.oneof(fc.boolean(), fc.string({ maxLength: 5 })),
+          priority: fc.oneof(fc.integer({ min: -5, max: 105 }), fc.double(), fc.string({ maxLength: 5 })),
+          held: fc.oneof(fc.boolean(), fc.constantFrom("true", 1, null)),
+        }, { requiredKeys: [] }).map((o) => ({ text: JSON.stringify(o) })),
       ),
     });
   });
