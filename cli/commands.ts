@@ -307,7 +307,8 @@ export async function showStatus(
 
 /** The nodes a task avoids (see `actors/task/placement.ts`). */
 const avoidedOf = (t: TaskView) =>
-  Object.entries(t.nodeFailures ?? {}).filter(([, k]) => k >= AVOID_AFTER_FAILURES).map(([n]) => n);
+  Object.entries(t.nodeFailures ?? {}).filter(([n, k]) => k >= AVOID_AFTER_FAILURES && !t.nodeSuccesses?.[n])
+    .map(([n]) => n);
 
 /** Which nodes a task avoids, in words. */
 const avoidNote = (t: TaskView) => {

@@ -41,6 +41,7 @@ function task(id: string, digest: string, state: TaskRecord["state"], toml: stri
     held: false,
     overrides: null,
     nodeFailures: {},
+    nodeSuccesses: {},
     hint: null,
   };
 }

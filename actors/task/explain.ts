@@ -69,16 +69,15 @@ function endedInstance(rec: InstanceRecord) {
 }
 
 /**
- * Why a task's queued instances wait when every ready node that fits (`fits`) failed {@linkcode AVOID_AFTER_FAILURES}
- * of its attempts: which nodes, and what clears it.
+ * Why a task's queued instances are not placed when every ready node that fits (`fits`) avoids it: which nodes, and
+ * what follows (see `endIfAvoidedEverywhere` in `lifecycle.ts`).
  */
-function avoidedEverywhere(live: Live, fits: NodeSeat[]): string {
-  const id = live.rec.id;
+function avoidedByAll(live: Live, fits: NodeSeat[]): string {
   const names = fits.map((n) => `${n.rec.name} (${live.rec.nodeFailures[n.rec.name]} failed)`).join(", ");
-  return `${live.rec.counts.queued} instances wait: every ready node that fits the task failed ` +
-    `${AVOID_AFTER_FAILURES} or more of its attempts and takes no more of it: ${names}. A node that fits and joins ` +
-    `takes them; or fix those nodes and start again: parallelic cancel ${id}, then parallelic rerun ${id} (a ` +
-    `rerun clears this).`;
+  return `${live.rec.counts.queued} instances cannot be placed: every ready node that fits the task failed ` +
+    `${AVOID_AFTER_FAILURES} or more of its attempts and none succeeded there: ${names}. It ends failed once its ` +
+    `${live.flights.size} running instances end, unless one of them succeeds; then fix the cause and rerun it ` +
+    `(parallelic rerun ${live.rec.id}): a rerun clears this.`;
 }
 
 /** Says, in words, why a task's queued instances are not placed. */
@@ -118,7 +117,7 @@ export function explainQueue(s: TaskState, live: Live): string {
     ? `; nodes ${[...avoided].join(", ")} take no more of it after ${AVOID_AFTER_FAILURES} failed attempts ` +
       `each (a rerun clears this)`
     : "";
-  if (fitting.length === 0 && fits.length > 0) return avoidedEverywhere(live, fits);
+  if (fitting.length === 0 && fits.length > 0) return avoidedByAll(live, fits);
   if (fitting.length === 0) {
     return `${queued} instances cannot be placed: no single node meets every requirement (cpus ${spec.cpus}, memory ${
       gib(spec.memoryBytes)

@@ -6,6 +6,7 @@
  * @module
  */
 import {
+  AVOID_AFTER_FAILURES,
   type Heartbeat,
   type InstanceRecord,
   type Kill,
@@ -17,6 +18,7 @@ import {
 } from "../../core/schema.ts";
 import { spanKey } from "../../core/kv.ts";
 import {
+  avoidedEverywhere,
   avoidedNodes,
   chunkAt,
   fitsNow,
@@ -65,6 +67,7 @@ export function rerunRecord(rec: InstanceRecord): InstanceRecord {
 /** Places what can be placed and queues the assignments to be sent once the commit stored them. */
 export function place(s: TaskState): void {
   const now = s.clock.now();
+  for (const live of s.tasks.values()) endIfAvoidedEverywhere(s, live);
   const outgoing = plan(
     s.tasks.values(),
     s.nodes.values(),
@@ -83,6 +86,38 @@ export function place(s: TaskState): void {
       for (const f of flights) if (f) f.assignedAt = sentAt;
     });
   }
+}
+
+/**
+ * Ends a task none of whose queued instances can go anywhere: every ready node that fits failed
+ * {@linkcode AVOID_AFTER_FAILURES} of its attempts and none succeeded there (a broken task, or broken nodes), and
+ * nothing of it runs (a result may yet clear a node). Its retries fail, what was never dispatched counts as
+ * cancelled, and the reason names the nodes; a rerun after a fix clears them. A task that fails on every node it
+ * can run on is most likely broken itself: its other instances would fail there too.
+ */
+function endIfAvoidedEverywhere(s: TaskState, live: Live): void {
+  const rec = live.rec;
+  const queued = rec.counts.queued + (rec.finalize === "queued" ? 1 : 0);
+  if (queued === 0 || live.flights.size > 0 || rec.held || rec.waitingOn?.length) return;
+  let failing = false;
+  for (const node in rec.nodeFailures) if (rec.nodeFailures[node] >= AVOID_AFTER_FAILURES) failing = true;
+  const fits = failing ? avoidedEverywhere(rec, s.nodes.values()) : null;
+  if (!fits) return;
+  const nodes = fits.map((n) => `${n.rec.name} (${rec.nodeFailures[n.rec.name]} failed)`).join(", ");
+  const reason = `every ready node that fits failed ${AVOID_AFTER_FAILURES} or more of its attempts and none ` +
+    `succeeded there: ${nodes}; ${queued} not run: fix the cause, then parallelic rerun ${rec.id}`;
+  for (const r of live.retry) {
+    r.state = "failed";
+    markInstance(s, live, r);
+    if (isFinalize(rec, r.index)) rec.finalize = "failed";
+    else rec.counts.failed++;
+  }
+  live.retry = [];
+  // As a cancel leaves them: from the cursor on, without records (a rerun finds them there).
+  rec.counts.cancelled += rec.spec.instances - rec.nextIndex;
+  rec.counts.queued = 0;
+  s.log.warn("task:avoided-everywhere", { taskId: rec.id, nodes: fits.map((n) => n.rec.name) });
+  finishTask(s, live, "failed", reason);
 }
 
 /** Takes up to `count` instances of a task for a node: retries due first, then first attempts from the cursor. */
@@ -282,6 +317,8 @@ export function accept(s: TaskState, node: string, r: Result): boolean {
   live.rec.logBytes = (live.rec.logBytes ?? 0) + r.logBytes;
   s.meters.attemptUsage(live.rec, entry, r);
   if (r.exitCode === 0 && r.error === null) {
+    const ok = live.rec.nodeSuccesses ??= {};
+    ok[node] = (ok[node] ?? 0) + 1;
     s.meters.endedTotal.inc({ outcome: "succeeded" });
     end(s, live, rec, "succeeded");
     return true;

@@ -144,14 +144,26 @@ export const hasWork = (live: Live, now: number): boolean =>
 export const PREFER_OTHER_NODE_MS = 30_000;
 
 /**
- * The nodes a task avoids: those on which {@linkcode AVOID_AFTER_FAILURES} of its attempts failed since it was
- * submitted or last rerun. Strictly: when every node that fits is among them, its instances wait (explain says why)
- * until a node that fits joins, or a rerun clears them; they do not go back to a node that keeps failing them.
+ * The nodes a task avoids: those on which {@linkcode AVOID_AFTER_FAILURES} of its attempts failed and none succeeded
+ * since it was submitted or last rerun (where some succeed, the failures are the instances' own). Strictly, even when
+ * no other node fits: then the task ends (see {@linkcode avoidedEverywhere}).
  */
 export function avoidedNodes(task: TaskRecord): Set<string> {
   const failing = new Set<string>();
-  for (const [node, n] of Object.entries(task.nodeFailures ?? {})) if (n >= AVOID_AFTER_FAILURES) failing.add(node);
+  for (const [node, n] of Object.entries(task.nodeFailures ?? {})) {
+    if (n >= AVOID_AFTER_FAILURES && !task.nodeSuccesses?.[node]) failing.add(node);
+  }
   return failing;
+}
+
+/**
+ * The ready nodes that fit the task, when every one of them avoids it (else null): nothing of it can be placed
+ * until a node that fits joins.
+ */
+export function avoidedEverywhere(task: TaskRecord, seats: Iterable<NodeSeat>): NodeSeat[] | null {
+  const fits = [...seats].filter((n) => n.rec.state === "ready" && nodeCanEverFit(n.rec, task.spec));
+  const avoided = avoidedNodes(task);
+  return fits.length > 0 && fits.every((n) => avoided.has(n.rec.name)) ? fits : null;
 }
 
 /**

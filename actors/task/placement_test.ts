@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import type { Assignment, NodeRecord } from "../../core/schema.ts";
 import { parseTaskToml } from "../../core/task_toml.ts";
 import {
+  avoidedEverywhere,
   avoidedNodes,
   better,
   chunkAt,
@@ -217,22 +218,29 @@ Deno.test("a held task gets nothing placed and lets others have the nodes; relea
   assert.ok(indexes(second.get("m"))?.every((i) => i.startsWith("t1:")), "released, its priority wins again");
 });
 
-Deno.test("a node that failed 3 attempts of a task takes no more of it, even when no other node can", () => {
+Deno.test("a node that failed 3 attempts of a task and ran none takes no more of it, even when no other node can", () => {
   const t = task("t1", "instances = 8\n");
   const [a, b] = [seat("a", 2), seat("b", 2)];
   t.rec.nodeFailures = { a: 2 };
   assert.deepEqual([...avoidedNodes(t.rec)], [], "2 failures: still welcome");
   t.rec.nodeFailures = { a: 3, b: 1 };
   assert.deepEqual([...avoidedNodes(t.rec)], ["a"]);
+  assert.equal(avoidedEverywhere(t.rec, [a, b]), null, "b can take it");
   const out = plan([t], [a, b], 0, prefetch, noShare, take);
   assert.equal(out.get("a"), undefined, "a gets nothing of it");
   assert.equal(indexes(out.get("b"))?.length, 4);
-  // Every node that fits failed it: its instances wait rather than go back to a node that keeps failing them.
+  t.rec.nodeSuccesses = { a: 1 };
+  assert.deepEqual([...avoidedNodes(t.rec)], [], "where some succeeded, the failures are the instances' own");
+  t.rec.nodeSuccesses = {};
+  // Every node that fits failed it: nothing goes back to them; the task ends (lifecycle.ts).
   t.rec.nodeFailures = { a: 3, b: 3 };
   assert.deepEqual([...avoidedNodes(t.rec)], ["a", "b"]);
+  assert.deepEqual(avoidedEverywhere(t.rec, [a, b])?.map((n) => n.rec.name), ["a", "b"]);
   assert.equal(plan([t], [seat("a", 2), seat("b", 2)], 0, prefetch, noShare, take).size, 0, "nothing placed");
   const c = seat("c", 2);
-  assert.equal(indexes(plan([t], [seat("a", 2), c], 0, prefetch, noShare, take).get("c"))?.length, 4, "a new node");
+  assert.equal(avoidedEverywhere(t.rec, [a, b, c]), null, "a new node can take it");
+  assert.equal(avoidedEverywhere(t.rec, [a, seat("b", 2, { state: "draining" })])?.length, 1);
+  assert.equal(indexes(plan([t], [seat("a", 2), c], 0, prefetch, noShare, take).get("c"))?.length, 4);
 });
 
 Deno.test("a retry prefers another node than the one it failed on, for a while, when one fits", () => {

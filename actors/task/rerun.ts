@@ -126,6 +126,7 @@ async function rerun(s: TaskState, req: RerunRequest): Promise<Extract<RerunRepl
   rec.reruns = (rec.reruns ?? 0) + 1;
   // The nodes it avoided get another chance: the rerun follows a fix.
   rec.nodeFailures = {};
+  rec.nodeSuccesses = {};
   rec.hint = null;
   s.tasks.set(id, live);
   s.pending.tasks.add(live);

@@ -358,6 +358,7 @@ export function newTaskRecord(
     held: false,
     overrides: req.overrides ?? null,
     nodeFailures: {},
+    nodeSuccesses: {},
     hint: null,
   };
 }

@@ -88,9 +88,14 @@ export const TaskRecord = z.object({
   overrides: z.string().nullable().default(null),
   /**
    * Failed attempts of its instances per node since it was submitted or last rerun: a node with
-   * {@linkcode AVOID_AFTER_FAILURES} takes no more of it (see `actors/task/placement.ts`).
+   * {@linkcode AVOID_AFTER_FAILURES}, and none that succeeded, takes no more of it (see `actors/task/placement.ts`).
    */
   nodeFailures: z.record(z.string(), z.number().int().nonnegative()).default({}),
+  /**
+   * Attempts of its instances that succeeded per node since it was submitted or last rerun: a node where some did is
+   * not avoided (its failures are the instances' own).
+   */
+  nodeSuccesses: z.record(z.string(), z.number().int().nonnegative()).default({}),
   /**
    * The first hint an instance's result brought since it was submitted or last rerun, naming the instance: it
    * stored no outputs but wrote files in its workdir (see `node/output_hint.ts`).

@@ -84,8 +84,12 @@ function renderChanges() {
 /** What "Why is this queued?" asks about: the instance shown while it is queued, else the task. */
 const explainTarget = () => shownIndex !== null && shownState === "queued" ? shownIndex : null;
 
-/** The nodes the task avoids: AVOID_AFTER_FAILURES (3) of its attempts failed on each (see actors/task/placement.ts). */
-const avoidedNodes = () => Object.entries(task.nodeFailures ?? {}).filter(([, k]) => k >= 3).map(([n]) => n);
+/**
+ * The nodes the task avoids: AVOID_AFTER_FAILURES (3) of its attempts failed on each and none succeeded there (see
+ * actors/task/placement.ts).
+ */
+const avoidedNodes = () =>
+  Object.entries(task.nodeFailures ?? {}).filter(([n, k]) => k >= 3 && !task.nodeSuccesses?.[n]).map(([n]) => n);
 
 /** Which nodes the task avoids, in words. */
 function avoidNote() {
