@@ -198,6 +198,63 @@ done
 });
 
 Deno.test({
+  name: "chunks: rerunning one instance runs it alone, the others untouched; each log view leads to the chunk's (CLI)",
+  ...opts,
+  async fn() {
+    await using tm = await startTestManager({ localNode: true, slots: 2 });
+    await using work = await tempDir();
+    const zip = await makeZip({
+      "task.toml": `[task]\nentrypoint = "render.sh"\nchunk = 10\n[task.matrix]\nframe = { from = 1, to = 20 }\n`,
+      "render.sh": `#!/bin/sh
+echo "process $PARALLELIC_INSTANCE-$PARALLELIC_INSTANCE_LAST attempt $PARALLELIC_ATTEMPT"
+for i in $(seq "$PARALLELIC_INSTANCE" "$PARALLELIC_INSTANCE_LAST"); do
+  echo "$PARALLELIC_INSTANCE-$PARALLELIC_INSTANCE_LAST pid $$" > "$PARALLELIC_OUTPUT/$i/seen"
+done
+`,
+    });
+    const { id } = await (await submitZip(tm, zip, "frames")).json();
+    assert.equal((await tm.waitForTask(id)).state, "succeeded");
+    const cli = (...args: string[]) => runCli(tm, ...args);
+    const results = async (name: string) => {
+      const out = join(work.path, name);
+      assert.equal((await cli("results", id, "-o", out)).code, 0);
+      const seen = async (i: number) => (await Deno.readTextFile(join(out, String(i), "seen"))).trim();
+      return await Promise.all(Array.from({ length: 20 }, (_, i) => seen(i)));
+    };
+    const before = await results("before");
+    assert.match(before[13], /^10-19 pid \d+$/);
+
+    const rerun = await cli("rerun", id, "--instances", "13");
+    assert.equal(rerun.code, 0, rerun.stderr);
+    assert.equal((await tm.waitForTask(id)).state, "succeeded");
+    const after = await results("after");
+    assert.match(after[13], /^13-13 pid \d+$/, "PARALLELIC_INSTANCE and _LAST are both 13: it ran alone");
+    assert.notEqual(after[13].split(" pid ")[1], before[13].split(" pid ")[1], "in a process of its own");
+    after[13] = before[13];
+    assert.deepEqual(after, before, "the others kept their outputs");
+    const instances = await listInstances(tm.api, id);
+    assert.deepEqual(instances.map((i) => i.history.length), instances.map((i) => i.index === 13 ? 2 : 1));
+    assert.deepEqual(instances[13].history.map((h) => h.chunk ?? null), [{ first: 10, last: 19 }, null]);
+
+    // Instance 12's log leads to the chunk's, kept under instance 10; 13's new attempt has a log of its own.
+    const log12 = await cli("logs", id, "--instance", "12");
+    assert.equal(
+      log12.stdout,
+      `[instance 12 attempt 0 ran in the chunk of instances 10-19 (one process): its log is under instance 10: ` +
+        `parallelic logs ${id} --instance 10]\n`,
+    );
+    assert.equal((await cli("logs", id, "--instance", "10")).stdout, "process 10-19 attempt 0\n");
+    const log13 = (await cli("logs", id, "--instance", "13")).stdout;
+    assert.match(
+      log13,
+      /^\[instance 13 attempt 0 ran in the chunk of instances 10-19 .*\]\nprocess 13-13 attempt 1\n$/,
+    );
+    const attempt1 = await (await tm.api(`/api/v1/tasks/${id}/instances/13/logs?attempt=1`)).text();
+    assert.equal(attempt1, "process 13-13 attempt 1\n", "the note is about attempt 0 only");
+  },
+});
+
+Deno.test({
   name: "after: a dependent waits, reads the upstream workspace, keeps it from deletion, and is cancelled with it",
   ...opts,
   async fn() {

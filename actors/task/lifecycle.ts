@@ -168,6 +168,7 @@ export function takeInstances(s: TaskState, live: Live, seat: NodeSeat, count: n
   }
   // First attempts, from the cursor: one span per node and cycle stands for their records.
   let span: Span | undefined;
+  const chunkRecs: InstanceRecord[] = [];
   while (processes < count && live.rec.nextIndex < spec.instances && fitsNow(seat, live, s.settings)) {
     if (!span) {
       const from = live.rec.nextIndex;
@@ -186,13 +187,23 @@ export function takeInstances(s: TaskState, live: Live, seat: NodeSeat, count: n
     const head = items.length;
     for (let k = 0; k < size; k++) {
       span.value.to = live.rec.nextIndex + 1;
-      assign(
-        { index: live.rec.nextIndex++, state: "queued", attempt: 0, node: null, notBefore: null, history: [] },
-        span,
-        k > 0,
-      );
+      const rec: InstanceRecord = {
+        index: live.rec.nextIndex++,
+        state: "queued",
+        attempt: 0,
+        node: null,
+        notBefore: null,
+        history: [],
+      };
+      assign(rec, span, k > 0);
+      chunkRecs.push(rec);
     }
-    if (size > 1) items[head].chunk = size;
+    if (size > 1) {
+      items[head].chunk = size;
+      // Each instance's attempt says which process ran it: the chunk's log is under its first instance.
+      const chunk = { first: items[head].index, last: items[head].index + size - 1 };
+      for (const rec of chunkRecs.splice(0)) rec.history[rec.history.length - 1].chunk = chunk;
+    } else chunkRecs.length = 0;
   }
   if (span) markSpan(s, span);
   if (items.length > 0) {

@@ -38,6 +38,11 @@ export const Attempt = z.object({
   maxRssBytes: z.number().int().nonnegative().optional(),
   /** The last line the attempt wrote to stderr (clipped), when it wrote any. */
   lastStderr: z.string().max(MAX_STDERR_LINE_CHARS).optional(),
+  /**
+   * The first and last instance of the chunk (`[task] chunk`) whose one process ran this attempt, when it held more
+   * than one: the chunk's log is kept under its first instance.
+   */
+  chunk: z.object({ first: z.number().int().nonnegative(), last: z.number().int().nonnegative() }).optional(),
   /** What the attempt likely got wrong, with the fix: it stored no outputs but wrote files in its workdir. */
   hint: z.string().max(MAX_HINT_CHARS).optional(),
 });

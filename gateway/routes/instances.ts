@@ -53,6 +53,39 @@ export function instanceView(
   };
 }
 
+/**
+ * Lines saying which attempts of an instance ran in the chunk of another (`[task] chunk`), whose log holds their
+ * output; empty when none did (or, with `attempt`, when that one did not).
+ */
+export function chunkNote(taskId: string, rec: InstanceRecord | null, { attempt }: { attempt?: number } = {}): string {
+  return (rec?.history ?? [])
+    .filter((h) => h.chunk && h.chunk.first !== rec!.index && (attempt === undefined || h.attempt === attempt))
+    .map((h) =>
+      `[instance ${rec!.index} attempt ${h.attempt} ran in the chunk of instances ${h.chunk!.first}-${h.chunk!.last}` +
+      ` (one process): its log is under instance ${h.chunk!.first}: parallelic logs ${taskId} --instance ` +
+      `${h.chunk!.first}]\n`
+    ).join("");
+}
+
+/** A stream of `text` then `rest`. */
+function prepend(text: string, rest: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const head = new TextEncoder().encode(text);
+  const reader = rest.getReader();
+  let sentHead = false;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (!sentHead) {
+        sentHead = true;
+        return controller.enqueue(head);
+      }
+      const next = await reader.read();
+      if (next.done) controller.close();
+      else controller.enqueue(next.value);
+    },
+    cancel: (why) => reader.cancel(why),
+  });
+}
+
 /** The `/api/v1/tasks/{id}/instances` routes and `GET /api/v1/tasks/{id}/states`. */
 export function instanceRoutes(deps: RouteDeps): Hono<GatewayEnv> {
   const { bus, kv } = deps;
@@ -105,7 +138,12 @@ export function instanceRoutes(deps: RouteDeps): Hono<GatewayEnv> {
       ran = new Set(rec?.history.map((h) => `${h.node}/${h.attempt}`));
       return ran.has(`${node}/${attempt}`);
     };
-    const stream = await readLog(bus.nc, task.id, index, { follow, ended, accept, signal: deps.signal, ...view });
+    let stream = await readLog(bus.nc, task.id, index, { follow, ended, accept, signal: deps.signal, ...view });
+    // An attempt that ran in another instance's chunk wrote nothing here: the text says where its output is.
+    const note = view.format === "ndjson" ? "" : chunkNote(task.id, await readInstanceRecord(kv, task.id, index), {
+      attempt: view.attempt,
+    });
+    if (note) stream = prepend(note, stream);
     const type = view.format === "ndjson" ? "application/x-ndjson" : "text/plain; charset=utf-8";
     return new Response(follow ? untilRevoked(stream, deps.tokens, c.req.header("authorization")) : stream, {
       headers: { "content-type": type, "cache-control": "no-store" },

@@ -266,6 +266,7 @@ async function refreshInstance() {
     ...(last?.error && !inst.signal ? [["Note", last.error]] : []),
     ...(last?.lastStderr ? [["Last stderr line", h("code", {}, last.lastStderr)]] : []),
     ...(last?.hint ? [["Hint", last.hint]] : []),
+    ...chunkFacts(inst),
   ]);
   $("attempts").querySelector("tbody").replaceChildren(
     ...(inst.history.length
@@ -287,6 +288,21 @@ async function refreshInstance() {
   );
   const live = !FINAL.has(inst.state) && !FINAL.has(task.state);
   logView.show(index, inst.history, inst.attempt, live);
+}
+
+/** Which chunk's process ran the instance's last attempt ([task] chunk): the chunk's log is its first instance's. */
+function chunkFacts(inst) {
+  const chunk = inst.history.at(-1)?.chunk;
+  if (!chunk) return [];
+  const range = `${chunk.first}–${chunk.last}`;
+  if (chunk.first === inst.index) return [["Chunk", `ran instances ${range} in one process: this log is theirs`]];
+  const open = h(
+    "button",
+    { type: "button", class: "link", onclick: () => openInstance(chunk.first) },
+    "instance " +
+      chunk.first,
+  );
+  return [["Chunk", h("span", {}, `ran in the chunk of instances ${range} (one process): its log is under `, open)]];
 }
 
 /** The exit code, and whether it timed out (the code is then the killed process's). */
