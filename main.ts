@@ -9,7 +9,7 @@ import { intFlag, parseArgs } from "./cli/args.ts";
 import { Client, defaultDataDir, resolveSettings, usage } from "./cli/client.ts";
 import { MANAGER_SETTINGS, NODE_SETTINGS, resolveConfig, showConfig } from "./cli/config.ts";
 import { doctor, printChecks } from "./cli/doctor.ts";
-import { CLIENT_COMMAND_FLAGS, commandHelp, HELP, wantsHelp } from "./cli/help.ts";
+import { checkVerbFlags, CLIENT_COMMAND_FLAGS, commandHelp, HELP, wantsHelp } from "./cli/help.ts";
 import { certPair, gatewayLimits, joinToken, natsCredentials, natsTls } from "./cli/security_flags.ts";
 import { cancel, explain, login, nodes, showLogs, showStatus, submit } from "./cli/commands.ts";
 import { audit, nodesSecurity, tokens, users } from "./cli/security_commands.ts";
@@ -192,9 +192,11 @@ Parallelic manager ready
       if (p.flags.instance !== undefined && p.flags.finalize === true) {
         usage(`'parallelic ${command}' takes --instance N or --finalize, not both`);
       }
-      const client = new Client(
-        await resolveSettings(p.flags as { manager?: string; token?: string; "ca-file"?: string }),
-      );
+      checkVerbFlags(command, p._[0], p.flags);
+      const client = new Client({
+        ...await resolveSettings(p.flags as { manager?: string; token?: string; "ca-file"?: string }),
+        log: logger(p.flags),
+      });
       const json = p.flags.json === true;
       const id = p._[0];
       const need = (what: string) => id ?? usage(`Usage: parallelic ${command} ${what}`);

@@ -8,6 +8,7 @@
 import { join } from "node:path";
 import { parse } from "smol-toml";
 import { AuthError, errorClassOfStatus, UnavailableError, ValidationError } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
 import { streamUpload } from "./upload.ts";
 
 /** Where the CLI keeps its settings. */
@@ -33,6 +34,8 @@ export interface ClientSettings {
    * (NATS failing over: a server lost, a leader being elected). @default {15000}
    */
   retryMs?: number;
+  /** Where `--log-level debug` tells each request and its answer, and a retry is told as a warning. */
+  log?: Logger;
 }
 
 async function readConfig(): Promise<Record<string, unknown>> {
@@ -99,11 +102,19 @@ export class Client {
         if (this.settings.caFile && !this.#http) {
           this.#http = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(this.settings.caFile)] });
         }
+        const startedAt = performance.now();
         res = await fetch(`${this.settings.manager}${path}`, { ...init, headers, client: this.#http });
+        this.settings.log?.debug("cli:request", {
+          method,
+          url: `${this.settings.manager}${path}`,
+          status: res.status,
+          ms: Math.round(performance.now() - startedAt),
+        });
       } catch (e) {
         throw this.unreachable(e);
       }
       if (res.status !== 503 || !retrying || Date.now() + waitMs > until) return await this.check(res);
+      this.settings.log?.warn("cli:retry", { method, path, status: res.status, waitMs });
       await res.body?.cancel();
       await new Promise((r) => setTimeout(r, waitMs));
     }
@@ -117,6 +128,7 @@ export class Client {
     const headers: Record<string, string> = { ...init.headers };
     if (this.settings.token) headers.authorization = `Bearer ${this.settings.token}`;
     let res: Response;
+    const startedAt = performance.now();
     try {
       res = await streamUpload({
         url: new URL(`${this.settings.manager}${path}`),
@@ -128,6 +140,12 @@ export class Client {
       // A file that changed while being read is the user's to hear about, not a network problem.
       throw e instanceof ValidationError ? e : this.unreachable(e);
     }
+    this.settings.log?.debug("cli:request", {
+      method: init.method ?? "POST",
+      url: `${this.settings.manager}${path}`,
+      status: res.status,
+      ms: Math.round(performance.now() - startedAt),
+    });
     return await this.check(res);
   }
 

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { ValidationError } from "../core/errors.ts";
 import type { FlagSpec } from "./args.ts";
 import { MANAGER_SETTINGS, NODE_SETTINGS, type Settings } from "./config.ts";
 import { NATS_CLIENT_FLAGS } from "./security_flags.ts";
@@ -87,6 +88,31 @@ export const CLIENT_COMMAND_FLAGS: Record<string, FlagSpec> = {
   tokens: CLIENT,
   audit: { ...CLIENT, limit: "string", json: "boolean" },
 };
+
+/**
+ * Flags of a client subcommand that apply to some of its verbs only (`nodes drain` prints no list: `--json` is for
+ * `nodes ls`), by flag: the verbs (the first argument; "" when none is given) they apply to.
+ */
+export const VERB_FLAGS: Record<string, Record<string, readonly string[]>> = {
+  data: { json: ["ls"], shared: ["put"] },
+  nodes: { json: ["ls", ""], rotate: ["token"] },
+  users: { json: ["ls", "", "add"], role: ["add"] },
+};
+
+/**
+ * Throws a usage error when one of `flags` given to `parallelic COMMAND VERB` does not apply to that verb, rather
+ * than ignore it.
+ */
+export function checkVerbFlags(command: string, verb: string | undefined, flags: Record<string, unknown>): void {
+  for (const [flag, verbs] of Object.entries(VERB_FLAGS[command] ?? {})) {
+    if (flags[flag] === undefined || verbs.includes(verb ?? "")) continue;
+    const named = verbs.filter((v) => v !== "").map((v) => `'parallelic ${command} ${v}'`).join(" and ");
+    throw new ValidationError(
+      `Flag '--${flag}' does not apply to 'parallelic ${command}${verb ? ` ${verb}` : ""}': it is for ${named}`,
+      { code: "usage" },
+    );
+  }
+}
 
 /** The server subcommands' settings (their flags). */
 const SERVER_SETTINGS: Record<string, Settings> = { manager: MANAGER_SETTINGS, node: NODE_SETTINGS };
