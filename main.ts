@@ -111,6 +111,13 @@ async function run(argv: string[]): Promise<number> {
         maxDataSetBytes: v["max-data-size"] as number | undefined,
         maxDataSetFiles: v["max-data-files"] as number | undefined,
         cacheBytes: v["cache-size"] as number | undefined,
+        publicUrl: v["public-url"] as string | undefined,
+        notify: {
+          secretFile: v["notify-secret-file"] as string | undefined,
+          allow: v["notify-allow"] as string[] | undefined,
+          firstRetryMs: v["notify-retry"] as number | undefined,
+          timeoutMs: v["notify-timeout"] as number | undefined,
+        },
         log,
       });
       console.error(`
@@ -124,6 +131,7 @@ Parallelic manager ready
           : "give each node its NATS credentials (external NATS server)"
       }
   token:    ${manager.token ? `in ${manager.tokenFile}` : "from PARALLELIC_TOKEN"}
+  webhooks: signed with the key in ${manager.notifySecretFile} (see docs/operations.md)
   submit:   export PARALLELIC_TOKEN=$(cat ${manager.tokenFile}); parallelic submit examples/hello
   curl:     curl -H "Authorization: Bearer $PARALLELIC_TOKEN" -H 'Content-Type: application/zip' \\
               --data-binary @task.zip ${manager.url}/api/v1/tasks

@@ -4,6 +4,7 @@
  * @module
  */
 import { resolve } from "node:path";
+import { notifyLine } from "../core/notify.ts";
 import { howItEnded } from "../core/outcome.ts";
 import { overridesFromPairs } from "../core/overrides.ts";
 import {
@@ -299,6 +300,7 @@ export async function showStatus(
       ]]
       : []),
     ...Object.entries(t.spec.data ?? {}).map(([k, d]) => [`Data ${k}`, `${d.name}@${d.version}`]),
+    ...(t.notify ? [["Notify", `${t.notify.url}: ${notifyLine(t.notify, Date.now())}`]] : []),
     ["Space", `outputs ${formatBytes(t.outputBytes ?? 0)}, logs ${formatBytes(t.logBytes ?? 0)}`],
     ["Usage", usageLine(t)],
   ]));

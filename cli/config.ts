@@ -70,6 +70,14 @@ export const MANAGER_SETTINGS: Settings = {
   "idle-timeout": { type: "duration", help: "longest silence from a client while its request body comes (60s)" },
   "max-connections-per-client": { type: "int", help: "connections one address may hold open at once (64)" },
   "max-submitter-priority": { type: "int", help: "highest priority (0-100) submitters may give; admins any (100)" },
+  "public-url": { type: "string", help: "the gateway's URL as users reach it, for links in task notifications" },
+  "notify-secret-file": {
+    type: "string",
+    help: "file holding the key notifications are signed with (DIR/notify-secret)",
+  },
+  "notify-allow": { type: "list", help: "internal hosts, *.suffixes, addresses or CIDRs webhooks may reach (none)" },
+  "notify-retry": { type: "duration", help: "wait before a notification's second try, tripled per try (15s)" },
+  "notify-timeout": { type: "duration", help: "longest wait for a webhook's answer, per try (10s)" },
 };
 
 /** The node's settings. */

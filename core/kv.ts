@@ -176,3 +176,10 @@ export const dataUsesOf = (version: string): Deno.KvKey => ["data-use", version]
 export const afterKey = (upstream: string, dependent: string): Deno.KvKey => ["after", upstream, dependent];
 /** The tasks that name `upstream` in their `[after]`. */
 export const dependentsOf = (upstream: string): Deno.KvKey => ["after", upstream];
+
+/** `["notify-outbox", taskId]` → NotifyOutbox (core/notify.ts): a notification owed, until delivered or given up. */
+export const notifyOutboxKey = (taskId: string): Deno.KvKey => ["notify-outbox", taskId];
+/** Prefix of every notification owed. */
+export const NOTIFY_OUTBOX: Deno.KvKey = ["notify-outbox"];
+/** `["notify", taskId]` → NotifyStatus (core/notify.ts): a task's latest notification and its tries. */
+export const notifyKey = (taskId: string): Deno.KvKey => ["notify", taskId];

@@ -10,6 +10,7 @@
 import { parse, TomlError } from "smol-toml";
 import { ValidationError } from "./errors.ts";
 import { inputsFormat } from "./inputs.ts";
+import { DEFAULT_NOTIFY_ON } from "./notify.ts";
 import { mergeOverrides, parseOverrides } from "./overrides.ts";
 import { type ParamValue, TaskSpec } from "./schema.ts";
 import { DATA_REF, EnvName, MAX_INSTANCES, MAX_TASK_TOML_BYTES, TaskToml } from "./task_toml_schema.ts";
@@ -297,6 +298,7 @@ export function parseTaskToml(source: string, defaultName = "task", overrides?: 
     outputs,
     after: toml.after ? { tasks: [...new Set(toml.after.tasks)], when: toml.after.when ?? "succeeded" } : null,
     finalize,
+    notify: toml.notify ? { url: toml.notify.url, on: [...new Set(toml.notify.on ?? DEFAULT_NOTIFY_ON)] } : null,
   };
   // The last word: whatever passed the checks above must be a valid TaskSpec that nodes will run.
   const checked = TaskSpec.safeParse(spec);

@@ -6,6 +6,8 @@
  * @module
  */
 import { z } from "zod";
+import { notifyUrlProblem } from "./notify.ts";
+import { NotifyOn } from "./schema.ts";
 import { parseBytes, parseDurationMs } from "./task_toml_values.ts";
 
 /** Largest task.toml accepted, in bytes. */
@@ -108,5 +110,12 @@ export const TaskToml = z.strictObject({
     entrypoint: z.string().min(1).optional(),
     command: ShellCommand.optional(),
     args: z.array(z.string()).optional(),
+  }).optional(),
+  notify: z.strictObject({
+    url: z.string().superRefine((v, ctx) => {
+      const problem = notifyUrlProblem(v);
+      if (problem) ctx.addIssue({ code: "custom", message: problem });
+    }),
+    on: z.array(NotifyOn).min(1).max(NotifyOn.options.length).optional(),
   }).optional(),
 });

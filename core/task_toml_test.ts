@@ -253,3 +253,20 @@ Deno.test("parseTaskToml() reads [after]: task ids, once each, and when", () => 
   rejects(`[task]\ncommand = "x"\n[after]\ntasks = ["render"]\n`, /line 4: key 'after.tasks.0' = "render": a task id/);
   rejects(`[task]\ncommand = "x"\n[after]\ntasks = ["${id}"]\nwhen = "failed"\n`, /line 5: key 'after.when'/);
 });
+
+Deno.test("parseTaskToml() reads [notify]: on defaults to failed and succeeded; bad keys and URLs name the line", () => {
+  const base = `[task]\ncommand = "true"\n[notify]\n`;
+  assert.equal(parseTaskToml(`[task]\ncommand = "true"\n`).notify, null);
+  assert.deepEqual(parseTaskToml(`${base}url = "https://hooks.example/p"\n`).notify, {
+    url: "https://hooks.example/p",
+    on: ["failed", "succeeded"],
+  });
+  assert.deepEqual(
+    parseTaskToml(`${base}url = "http://h.example"\non = ["cancelled", "cancelled", "failed"]\n`).notify?.on,
+    ["cancelled", "failed"],
+  );
+  rejects(`${base}url = "https://h.example"\nsecret = "x"\n`, /line 5: unknown key 'notify.secret'/);
+  rejects(`${base}url = "ftp://h.example"\n`, /line 4: key 'notify.url' = "ftp:\/\/h.example": .*http:\/\//);
+  rejects(`${base}url = "https://h.example"\non = []\n`, /key 'notify.on'/);
+  rejects(`${base}on = ["failed"]\n`, /missing required key 'notify.url'/);
+});

@@ -13,7 +13,7 @@ import { createTokenCache } from "./auth.ts";
 import { errorHandler, notFound } from "./errors.ts";
 import { createGuard, type GuardOptions } from "./guard.ts";
 import { createGatewayStats } from "./stats.ts";
-import type { GatewayDeps, GatewayEnv, RouteDeps } from "./context.ts";
+import type { GatewayDeps, GatewayEnv, NotifySettings, RouteDeps } from "./context.ts";
 import { DATA_SET_PATH, dataRoutes } from "./routes/data.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { instanceRoutes } from "./routes/instances.ts";
@@ -37,6 +37,8 @@ export interface GatewayOptions extends Partial<GuardOptions> {
   spoolDir?: string;
   /** Highest priority a submitter may give, at submit and later (`--max-submitter-priority`). */
   maxSubmitterPriority?: number;
+  /** Task notifications' settings, shown to admins (`GET /api/v1/notify`); absent: none. */
+  notify?: NotifySettings;
 }
 
 /** Default request limits: bodies up to the package limit plus 1 MiB, 100 requests/s per token (burst 400). */
@@ -109,6 +111,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
     signal: options.signal,
     spoolDir: options.spoolDir,
     maxSubmitterPriority: options.maxSubmitterPriority,
+    notify: options.notify ?? null,
   };
 
   app.route("/", taskRoutes(routeDeps));

@@ -60,4 +60,16 @@ export interface RouteDeps {
   spoolDir?: string;
   /** Highest priority a submitter may give, at submit and later (`--max-submitter-priority`); none when absent. */
   maxSubmitterPriority?: number;
+  /** Task notifications' settings (null: none, as in a gateway without a notify service). */
+  notify: NotifySettings | null;
+}
+
+/** Task notifications' settings, as admins are shown them (`GET /api/v1/notify`). */
+export interface NotifySettings {
+  /** The key webhook notifications are signed with. */
+  secret: string;
+  /** `--notify-allow`: internal hosts, addresses and CIDRs webhooks may reach. */
+  allow: string[];
+  /** `--public-url`: notifications link to task pages under it. */
+  publicUrl: string | null;
 }

@@ -1,6 +1,7 @@
 /**
  * Live events for browsers: `GET /api/v1/events` is a Server-Sent Events
- * stream fed by NATS (task progress, node events, heartbeats), never by
+ * stream fed by NATS (task progress, how a task's webhook fared, node
+ * events, heartbeats), never by
  * polling. One {@linkcode EventHub} per gateway holds the NATS subscriptions
  * while anyone listens, and fans each event out to the open streams.
  *
@@ -17,6 +18,8 @@ import {
   type NodeEvent,
   nodeHeartbeatAll,
   nodesEvent,
+  type TaskNotified,
+  taskNotifiedAll,
   type TaskProgress,
   taskProgressAll,
   type TokenRecord,
@@ -26,6 +29,7 @@ import { canSee } from "./access.ts";
 /** An event as the stream sends it: `event: <kind>` and `data: <JSON>`. */
 export type LiveEvent =
   | { kind: "task"; data: TaskProgress }
+  | { kind: "notify"; data: TaskNotified }
   | { kind: "node"; data: NodeEvent }
   | { kind: "heartbeats"; data: HeartbeatsView };
 
@@ -60,6 +64,7 @@ export function createEventHub(bus: Bus, options: EventHubOptions = {}): EventHu
   const start = () => {
     subs = [
       bus.subscribe(taskProgressAll, (data) => emit({ kind: "task", data })),
+      bus.subscribe(taskNotifiedAll, (data) => emit({ kind: "notify", data })),
       bus.subscribe(nodesEvent, (data) => emit({ kind: "node", data })),
       bus.subscribe(nodeHeartbeatAll, (hb) => {
         beats.set(hb.name, { name: hb.name, usedSlots: hb.usedSlots, seenAt: Date.now() });
@@ -106,6 +111,10 @@ export interface EventFilter {
 
 /** Returns the event to send on a stream with `filter`, or null to skip it. */
 export function filterEvent(event: LiveEvent, filter: EventFilter): LiveEvent | null {
+  // How a webhook fared goes to the task's own stream only (its page), never to lists.
+  if (event.kind === "notify") {
+    return filter.taskId === event.data.taskId && canSee(filter.who, event.data) ? event : null;
+  }
   if (event.kind !== "task") return filter.nodes ? event : null;
   const task = event.data;
   if (!canSee(filter.who, task)) return null;

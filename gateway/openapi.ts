@@ -282,6 +282,22 @@ export const OPERATIONS: Operation[] = [
     response: { status: 200, schema: z.object({ token: z.string() }) },
   },
   {
+    method: "get",
+    path: "/api/v1/notify",
+    operationId: "notifySettings",
+    summary: "The key task notifications are signed with, the addresses webhooks may reach, the public URL (admin)",
+    response: {
+      status: 200,
+      schema: z.object({
+        secret: z.string().nullable(),
+        allow: z.array(z.string()),
+        publicUrl: z.string().nullable(),
+        signatureHeader: z.string(),
+        timestampHeader: z.string(),
+      }),
+    },
+  },
+  {
     method: "post",
     path: "/api/v1/nodes/join-token/rotate",
     operationId: "rotateJoinToken",

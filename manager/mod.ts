@@ -12,6 +12,7 @@ import { createJoinActor } from "../actors/join.ts";
 import { createNodeActor } from "../actors/node.ts";
 import { createTaskActor } from "../actors/task/mod.ts";
 import { createWorkspaceService } from "../services/workspace.ts";
+import { createNotifyService } from "../services/notify.ts";
 import { createAuditLog, rateLimitedAudit } from "../core/audit.ts";
 import { type Bucket, openBucket } from "../core/objects.ts";
 import { createLogRelay } from "../actors/log_relay.ts";
@@ -31,6 +32,7 @@ import { type FrontDoorOptions, startFrontDoor } from "../gateway/front_door.ts"
 import { type ComputeNode, startNode } from "../node/agent.ts";
 import type { NatsUsers } from "../core/nats_auth.ts";
 import { createNatsUsers } from "./nats_users.ts";
+import { loadNotifySecret } from "./notify_secret.ts";
 
 /** Options of {@linkcode startManager}. */
 export interface ManagerOptions {
@@ -92,6 +94,21 @@ export interface ManagerOptions {
   clock?: Clock;
   /** How long the first connect to NATS is retried before the manager gives up. @default {60000} */
   natsConnectMs?: number;
+  /** The manager's public URL (`--public-url`): task notifications link to the task's page under it. */
+  publicUrl?: string;
+  /** Task notifications (`[notify]`): the secret, the addresses allowed, the retry pace (see `services/notify.ts`). */
+  notify?: {
+    /** File holding the signing secret (else `DIR/notify-secret`, made at first start). */
+    secretFile?: string;
+    /** Internal hosts, addresses and CIDRs webhooks may reach (`--notify-allow`). */
+    allow?: string[];
+    /** Wait before the second try. @default {15000} */
+    firstRetryMs?: number;
+    /** Longest wait for an answer per try. @default {10000} */
+    timeoutMs?: number;
+    /** Tries before giving up. @default {5} */
+    tries?: number;
+  };
 }
 
 /** A running manager. */
@@ -114,6 +131,8 @@ export interface Manager {
   readonly joinToken: string | null;
   /** Where the join token is kept. */
   readonly joinTokenFile: string;
+  /** Where the key task notifications are signed with is kept. */
+  readonly notifySecretFile: string;
   /** The gateway's Hono app: `gateway.request()` reaches it without a socket (tests). */
   readonly gateway: Hono<GatewayEnv>;
   /** Stops everything: local node, gateway, actors, then NATS last. */
@@ -217,6 +236,13 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
       orphanGraceMs: Math.max(3 * (options.heartbeatMs ?? 1000), 2000),
     });
     await taskActor.ready;
+    const notifySecret = await loadNotifySecret(dataDir, options.notify?.secretFile);
+    const notifier = createNotifyService({ bus, kv, clock, log }, {
+      ...options.notify,
+      signal: abort.signal,
+      secret: notifySecret.secret,
+      publicUrl: options.publicUrl,
+    });
     const opened = new Map<string, Promise<Bucket>>();
     const bucket = (name: string) => () => {
       let b = opened.get(name);
@@ -250,6 +276,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
       abort.abort();
       await taskActor.stopped;
       await nodeActor.stopped;
+      await notifier.stopped;
     });
     const tokenFile = join(dataDir, "admin-token");
     const admin = await ensureAdminToken(kv, tokenFile, options.token ?? Deno.env.get("PARALLELIC_TOKEN"));
@@ -262,6 +289,11 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
       limits: options.limits,
       spoolDir,
       signal: gatewayAbort.signal,
+      notify: {
+        secret: notifySecret.secret,
+        allow: options.notify?.allow ?? [],
+        publicUrl: options.publicUrl ?? null,
+      },
     });
     const tls = options.gatewayTls;
     // Clients reach Deno.serve through the front door (gateway/front_door.ts), over a socket only this user can reach.
@@ -315,6 +347,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
         return users?.joinToken() ?? null;
       },
       joinTokenFile,
+      notifySecretFile: notifySecret.file,
       gateway: app,
       stop() {
         stopping ??= (async () => {

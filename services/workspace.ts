@@ -36,6 +36,8 @@ import {
   dependentsOf,
   failedOf,
   instancesOf,
+  notifyKey,
+  notifyOutboxKey,
   spansOf,
   taskKey,
   TASKS,
@@ -292,7 +294,7 @@ export async function createWorkspaceService(
     }
     keys.push(...dependents);
     for (const up of task.spec.after?.tasks ?? []) keys.push({ key: afterKey(up, task.id), value: null });
-    keys.push({ key: taskKey(task.id), value: null });
+    keys.push(...[notifyOutboxKey, notifyKey, taskKey].map((key) => ({ key: key(task.id), value: null })));
     await writeBatched(kv, keys);
     // The package goes when no other task uses it (checked under its lock, so a submit cannot slip in).
     await locks.run(`package/${task.digest}`, async () => {

@@ -33,6 +33,7 @@ import {
 import { howItEnded } from "../../core/outcome.ts";
 import { decideRetry, isLoss } from "./retry_policy.ts";
 import { releaseDependents } from "./after.ts";
+import { owedNotification } from "./notify.ts";
 import {
   clipError,
   fairShare,
@@ -284,6 +285,9 @@ export function finishTask(s: TaskState, live: Live, state: State, reason: strin
   live.rec.state = state;
   live.rec.endedAt = s.clock.now();
   live.rec.reason = reason;
+  // The webhook's notification is owed in the same atomic as the final record: none is lost to a restart.
+  const owed = owedNotification(live.rec);
+  if (owed.length) live.bound = [...live.bound ?? [], ...owed];
   s.tasks.delete(live.rec.id);
   s.pending.tasks.add(live);
   const done = { taskId: live.rec.id, state, counts: { ...live.rec.counts } };

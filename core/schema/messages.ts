@@ -8,7 +8,7 @@
  */
 import { z } from "zod";
 import { Counts, Digest, IdempotencyKey, NodeName, State, TaskId } from "./ids.ts";
-import { MAX_HINT_CHARS, MAX_STDERR_LINE_CHARS, NodeCapacity, NodeRecord } from "./records.ts";
+import { MAX_HINT_CHARS, MAX_STDERR_LINE_CHARS, NodeCapacity, NodeRecord, NotifyStatus } from "./records.ts";
 import { RunSpec, TaskSpec } from "./task_spec.ts";
 
 /** An error as the API and replies carry it. */
@@ -163,6 +163,15 @@ export type TaskDone = z.infer<typeof TaskDone>;
 export const taskDone = (taskId: string) => subject(`parallelic.task.${taskId}.done`, TaskDone);
 /** Wildcard for every task's done event. */
 export const taskDoneAll = subject("parallelic.task.*.done", TaskDone);
+
+/** Notify service → gateway (and anyone): how a task's notification went, after each try. */
+export const TaskNotified = z.object({ taskId: TaskId, owner: z.string(), notify: NotifyStatus });
+/** A task-notified event. */
+export type TaskNotified = z.infer<typeof TaskNotified>;
+/** `parallelic.task.<id>.notified` */
+export const taskNotified = (taskId: string) => subject(`parallelic.task.${taskId}.notified`, TaskNotified);
+/** Wildcard for every task's notified events. */
+export const taskNotifiedAll = subject("parallelic.task.*.notified", TaskNotified);
 
 /** Most instance changes one {@linkcode TaskProgress} event lists; past it, `changed` is null. */
 export const MAX_PROGRESS_CHANGES = 5000;

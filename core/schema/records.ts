@@ -7,7 +7,7 @@
  */
 import { z } from "zod";
 import { Counts, DataSetName, DataVersion, Digest, NodeName, Role, State, TaskId, UserName } from "./ids.ts";
-import { TaskSpec, UpstreamRef } from "./task_spec.ts";
+import { NotifyOn, TaskSpec, UpstreamRef } from "./task_spec.ts";
 
 /** Longest last stderr line a node reports and an attempt keeps. */
 export const MAX_STDERR_LINE_CHARS = 300;
@@ -269,3 +269,44 @@ export type UserRecord = z.infer<typeof UserRecord>;
 export const SubmitKeyRecord = z.object({ taskId: TaskId, atMs: z.number(), digest: z.string(), name: z.string() });
 /** A submit key record. */
 export type SubmitKeyRecord = z.infer<typeof SubmitKeyRecord>;
+
+/** Most tries kept in a task's notification record (the latest). */
+export const MAX_KEPT_DELIVERIES = 20;
+
+/** One try to deliver a notification. */
+export const NotifyDelivery = z.object({
+  /** When it was made. */
+  at: z.number(),
+  /** 1 for the first try. */
+  attempt: z.number().int().positive(),
+  /** `delivered`: a 2xx answer; `failed`: tried again later; `gave_up`: not tried again. */
+  status: z.enum(["delivered", "failed", "gave_up"]),
+  /** The receiver's HTTP status, when it answered. */
+  httpStatus: z.number().int().nullable(),
+  /** What went wrong, when something did. */
+  error: z.string().nullable(),
+});
+/** One try to deliver a notification. */
+export type NotifyDelivery = z.infer<typeof NotifyDelivery>;
+
+/** Where a task's notification stands. */
+export const NotifyPhase = z.enum(["waiting", "skipped", "pending", "retrying", "delivered", "gave_up"]);
+/** Where a task's notification stands. */
+export type NotifyPhase = z.infer<typeof NotifyPhase>;
+
+/** `["notify", taskId]`: the latest notification of a task and its tries. */
+export const NotifyStatus = z.object({
+  phase: NotifyPhase,
+  /** The task state it tells of. */
+  state: State,
+  /** When the next try is due, while one is. */
+  nextAt: z.number().nullable(),
+  deliveries: z.array(NotifyDelivery).max(MAX_KEPT_DELIVERIES),
+});
+/** The latest notification of a task. */
+export type NotifyStatus = z.infer<typeof NotifyStatus>;
+
+/** A task's webhook as the API shows it: `[notify]` and how its notification went. */
+export const NotifyView = NotifyStatus.extend({ url: z.string(), on: z.array(NotifyOn) });
+/** A task's webhook as the API shows it. */
+export type NotifyView = z.infer<typeof NotifyView>;

@@ -21,6 +21,16 @@ export const InputsSpec = z.object({
 /** A task's list inputs. */
 export type InputsSpec = z.infer<typeof InputsSpec>;
 
+/** Task states a `[notify]` webhook can be told of. */
+export const NotifyOn = z.enum(["failed", "succeeded", "cancelled"]);
+/** A task state a webhook can be told of. */
+export type NotifyOn = z.infer<typeof NotifyOn>;
+
+/** `[notify]`: a webhook the manager POSTs a signed summary to when the task ends in a state of `on`. */
+export const NotifySpec = z.object({ url: z.string(), on: z.array(NotifyOn) });
+/** A task's webhook. */
+export type NotifySpec = z.infer<typeof NotifySpec>;
+
 /**
  * The task as the manager and nodes understand it, after task.toml was parsed
  * and checked (see `core/task_toml.ts`). Paths are normalized and inside the
@@ -74,6 +84,8 @@ export const TaskSpec = z.object({
     command: z.string().nullable().default(null),
     args: z.array(z.string()),
   }).nullable().default(null),
+  /** `[notify]`: the webhook told when the task ends (see `core/notify.ts`); null: none. */
+  notify: NotifySpec.nullable().default(null),
 });
 /** A checked task specification. */
 export type TaskSpec = z.infer<typeof TaskSpec>;

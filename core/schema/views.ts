@@ -7,12 +7,14 @@
 import { z } from "zod";
 import { DataSetName, Digest, NodeName, ParamValue, State, TaskId } from "./ids.ts";
 import { ErrorBody } from "./messages.ts";
-import { Attempt, DataVersionRecord, TaskRecord, type UserRecord } from "./records.ts";
+import { Attempt, DataVersionRecord, NotifyView, TaskRecord, type UserRecord } from "./records.ts";
 import { TaskSpec } from "./task_spec.ts";
 
 /** `GET /api/v1/tasks/{id}` */
 export const TaskView = TaskRecord.omit({ nextIndex: true }).extend({
   instances: z.number().int(),
+  /** `[notify]` and how its notification went (`GET /api/v1/tasks/{id}` only; null: no webhook). */
+  notify: NotifyView.nullable().optional(),
 });
 /** A task as the API shows it. */
 export type TaskView = z.infer<typeof TaskView>;

@@ -1,7 +1,7 @@
 /**
  * Routes about the service itself: liveness, Prometheus metrics, the
- * OpenAPI document, limits, storage use, the audit log (admins) and the
- * refusal counters.
+ * OpenAPI document, limits, storage use, the audit log and the notify
+ * secret (admins), and the refusal counters.
  *
  * @module
  */
@@ -10,6 +10,7 @@ import type { GatewayEnv, RouteDeps } from "../context.ts";
 import { requireAdmin } from "../guard.ts";
 import { openApiDocument } from "../openapi.ts";
 import { wholeQuery } from "../params.ts";
+import { SIGNATURE_HEADER, TIMESTAMP_HEADER } from "../../core/notify.ts";
 
 /** `/healthz`, `/metrics`, `openapi.json`, `limits`, `storage`, `audit` and `stats`. */
 export function systemRoutes(deps: RouteDeps): Hono<GatewayEnv> {
@@ -46,6 +47,19 @@ export function systemRoutes(deps: RouteDeps): Hono<GatewayEnv> {
     const before = c.req.query("before");
     const beforeMs = before === undefined ? undefined : wholeQuery(before, "before", { fallback: 0 });
     return c.json({ entries: await audit.list({ limit, beforeMs }) });
+  });
+
+  // Admins alone: the secret lets its holder sign notifications receivers would take as the manager's.
+  app.get("/api/v1/notify", (c) => {
+    requireAdmin(c, "read the notify settings");
+    const n = deps.notify;
+    return c.json({
+      secret: n?.secret ?? null,
+      allow: n?.allow ?? [],
+      publicUrl: n?.publicUrl ?? null,
+      signatureHeader: SIGNATURE_HEADER,
+      timestampHeader: TIMESTAMP_HEADER,
+    });
   });
 
   app.get("/api/v1/stats", (c) => c.json({ bus: { rejected: bus.rejected }, gateway: deps.stats }));

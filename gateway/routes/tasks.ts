@@ -9,10 +9,12 @@
 import { Hono } from "hono";
 import { unwrap } from "../../core/bus.ts";
 import { TooLargeError, ValidationError } from "../../core/errors.ts";
-import { taskKey, TASKS } from "../../core/kv.ts";
+import { notifyKey, taskKey, TASKS } from "../../core/kv.ts";
 import { checkPackageFile } from "../../core/package.ts";
 import {
   IdempotencyKey,
+  type NotifyStatus,
+  type NotifyView,
   type PackageCheckView,
   State,
   taskCancel,
@@ -20,6 +22,7 @@ import {
   type TaskRecord,
   taskSubmit,
   type TaskView,
+  type TokenRecord,
 } from "../../core/schema.ts";
 import { afterOf } from "../after.ts";
 import { caller, canSee, loadTask } from "../access.ts";
@@ -31,10 +34,36 @@ import { placementWarnings } from "../submit_checks.ts";
 import { readUpload } from "../upload.ts";
 import { checkPriority } from "./task_changes.ts";
 
-/** Turns a task record into its API view. */
-export function taskView(rec: TaskRecord): TaskView {
+/**
+ * Turns a task record into its API view. A webhook URL may carry its
+ * receiver's token: only the task's owner and admins see more of it than its
+ * origin.
+ */
+export function taskView(rec: TaskRecord, who: TokenRecord): TaskView {
   const { nextIndex: _, ...rest } = rec;
+  const notify = rec.spec.notify;
+  if (notify && who.role !== "admin" && who.user !== rec.owner) {
+    return {
+      ...rest,
+      instances: rec.spec.instances,
+      spec: { ...rec.spec, notify: { ...notify, url: originOf(notify) } },
+    };
+  }
   return { ...rest, instances: rec.spec.instances };
+}
+
+const originOf = (notify: { url: string }) => `${new URL(notify.url).origin}/…`;
+
+/** A task's `[notify]` and how its notification went; null when it has no webhook. */
+async function notifyView(kv: Deno.Kv, task: TaskView): Promise<NotifyView | null> {
+  const notify = task.spec.notify;
+  if (!notify) return null;
+  const status = (await kv.get<NotifyStatus>(notifyKey(task.id))).value;
+  return {
+    url: notify.url,
+    on: notify.on,
+    ...status ?? { phase: "waiting", state: task.state, nextAt: null, deliveries: [] },
+  };
 }
 
 /** The `Idempotency-Key` header's value, checked; undefined when there is none. */
@@ -124,13 +153,15 @@ export function taskRoutes(deps: RouteDeps): Hono<GatewayEnv> {
         next = tasks[tasks.length - 1].id;
         break;
       }
-      tasks.push(taskView(rec));
+      tasks.push(taskView(rec, who));
     }
     return c.json({ tasks, next });
   });
 
   app.get("/api/v1/tasks/:id", async (c) => {
-    return c.json(taskView(await loadTask(kv, c.req.param("id"), c.get("who"))));
+    const who = c.get("who");
+    const task = taskView(await loadTask(kv, c.req.param("id"), who), who);
+    return c.json({ ...task, notify: await notifyView(kv, task) });
   });
 
   app.get("/api/v1/tasks/:id/explain", async (c) => {
