@@ -23,6 +23,7 @@ import failuresJs from "../ui/static/failures.js" with { type: "text" };
 import gridJs from "../ui/static/grid.js" with { type: "text" };
 import logviewJs from "../ui/static/logview.js" with { type: "text" };
 import nodesJs from "../ui/static/nodes.js" with { type: "text" };
+import notifyJs from "../ui/static/notify.js" with { type: "text" };
 import signinJs from "../ui/static/signin.js" with { type: "text" };
 import submitJs from "../ui/static/submit.js" with { type: "text" };
 import taskJs from "../ui/static/task.js" with { type: "text" };
@@ -39,6 +40,7 @@ const ASSETS: Record<string, { type: string; body: string }> = {
   "grid.js": { type: JS, body: gridJs },
   "logview.js": { type: JS, body: logviewJs },
   "nodes.js": { type: JS, body: nodesJs },
+  "notify.js": { type: JS, body: notifyJs },
   "signin.js": { type: JS, body: signinJs },
   "submit.js": { type: JS, body: submitJs },
   "task.js": { type: JS, body: taskJs },

@@ -206,6 +206,7 @@ function task(id: string): Html {
       </div>
       <p id="load-error" class="error" role="alert" data-page-error></p>
       <p id="reason" class="note" hidden></p>
+      <div id="notify" class="notify"></div>
       <div class="cards">
         <section class="card" aria-labelledby="counts-title">
           <h2 id="counts-title">Instances</h2>

@@ -32,6 +32,7 @@ import {
 import { createFailureList, howItEnded, timedOut } from "./failures.js";
 import { createGrid, STATE_NAMES } from "./grid.js";
 import { createLogView } from "./logview.js";
+import { createNotify } from "./notify.js";
 
 const who = await startPage();
 const taskId = document.querySelector("[data-task-id]").dataset.taskId;
@@ -46,6 +47,7 @@ let shownState = null;
 let statesLoading = null;
 const logView = createLogView(taskId);
 const failures = createFailureList($("failures"), taskId, { onOpen: (i) => void openInstance(i) });
+const notify = createNotify($("notify"), taskId);
 
 function renderTask() {
   document.title = `${task.name} · Parallelic`;
@@ -175,6 +177,7 @@ async function load() {
   }
   $("load-error").textContent = "";
   renderTask();
+  notify.show(task);
   applyPending();
   renderSpec(task.spec, task.packageBytes);
   grid ??= createGrid($("grid"), task.instances, {
@@ -202,6 +205,7 @@ function applyProgress(event) {
   const old = task;
   task = { ...task, ...event };
   renderTask();
+  notify.progress(old, task);
   labelGrid();
   if (event.counts && event.counts.failed !== failures.count) void failures.reload().catch(reportError);
   if (event.changed) grid.change(event.changed);
@@ -414,6 +418,7 @@ liveEvents({ topics: "tasks", task: taskId }, {
     applyPending();
   },
   onEvent(kind, data) {
+    if (kind === "notify") return notify.update(data);
     if (kind !== "task" || !task) return;
     if (loaded && fetching === 0) applyProgress(data);
     else pending.push(data);
