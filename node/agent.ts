@@ -5,46 +5,39 @@
  * `instance_io.ts`), and reports their results in acknowledged batches.
  *
  * This file wires the parts: `queue.ts` (the local queue and its slots),
- * `runner.ts` (one instance, from run dir to result), `results.ts`
+ * `orders.ts` (assign, drain and kill orders from the manager), `runner.ts`
+ * (one instance, from run dir to result), `results.ts`
  * (batching and resending results), `presence.ts` (registration and
  * heartbeats), `work_dir.ts` (the work dir and its caches, made ready at
- * start), `node_metrics.ts` (the node's own metrics).
+ * start), `node_metrics.ts` (the node's own metrics), `shutdown.ts` (how
+ * it stops).
  *
  * @module
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { createBus, unwrap } from "../core/bus.ts";
+import { createBus } from "../core/bus.ts";
 import { nodeInboxPrefix } from "../core/nats_auth.ts";
 import { lockDir } from "../core/dir_lock.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import { ValidationError } from "../core/errors.ts";
-import { runSpecProblem } from "../core/task_toml.ts";
 import type { Logger } from "../core/log.ts";
 import type { NatsCredentials, NatsTls } from "../core/nats_connect.ts";
-import {
-  type Assignment,
-  type InstanceRef,
-  nodeAssign,
-  nodeDrain,
-  nodeKill,
-  nodeLeaving,
-  nodeLeft,
-  NodeName,
-  nodeRejoin,
-} from "../core/schema.ts";
+import { type InstanceRef, NodeName, nodeRejoin } from "../core/schema.ts";
 import { killLeftovers } from "./leftovers.ts";
 import { connectNode } from "./join.ts";
 import { resolveRunAs } from "./run_as.ts";
 import { resolveRunAsRange } from "./task_users.ts";
-import { createJobQueue, keyOf, refsOf } from "./queue.ts";
+import { createJobQueue } from "./queue.ts";
 import { createLogSender } from "./log_sender.ts";
 import { createResultSender } from "./results.ts";
 import { createRunner } from "./runner.ts";
 import { createPresence } from "./presence.ts";
 import { openResources } from "./limits.ts";
-import { nodeMetrics } from "./node_metrics.ts";
+import { nodeMetrics, serveMetrics } from "./node_metrics.ts";
+import { followOrders, heldInstances } from "./orders.ts";
+import { stopNode } from "./shutdown.ts";
 import { prepareWorkDir } from "./work_dir.ts";
 
 /** The version nodes report. */
@@ -187,9 +180,8 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   );
   const resources = await openResources({ node: name, clock, log, gpus: options.gpus, noCgroups: options.noCgroups });
 
-  let stopping = false;
-  let drained = false;
-  const isStopping = () => stopping;
+  const state = { stopping: false, drained: false };
+  const isStopping = () => state.stopping;
   const results = createResultSender({
     bus,
     name,
@@ -221,116 +213,11 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     run: runner.run,
     stage: options.noop ? null : runner.stage,
     fits: (job) => resources.fits(job.run),
-    // Drained by an operator, the node starts nothing more either (see `handBack`).
-    stopping: () => stopping || drained,
+    // Drained by an operator, the node starts nothing more either (see `orders.ts`).
+    stopping: () => state.stopping || state.drained,
   });
-  const { waiting, running } = queue;
-  const { unacked } = results;
-  /**
-   * What a stopping node dropped or killed without a result: still its own until the manager hears "left" (which
-   * requeues it), so heartbeats go on listing it; else the manager would requeue it first as forgotten.
-   */
   const handingBack = new Map<string, InstanceRef>();
-
-  // -------------------------------------------------------------------------
-  // Messages
-
-  bus.subscribe(nodeAssign(name), (msg: Assignment) => {
-    log.step("node.assign");
-    for (const t of msg.tasks) {
-      // Checked again as the gateway checked it: a spec that would run outside its task root is not run.
-      const problem = runSpecProblem(t.run);
-      for (let i = 0; i < t.items.length;) {
-        // A chunk: this item and the next `chunk - 1` run in one process.
-        const size = t.items[i].chunk ?? 1;
-        const [ref, ...more] = t.items.slice(i, i += size).map((item) => ({
-          taskId: t.taskId,
-          index: item.index,
-          attempt: item.attempt,
-        }));
-        const key = keyOf(ref);
-        // An assignment sent again (a manager restarted from a backup, a reconcile) is held once.
-        if (running.has(key) || unacked.has(key) || waiting.has(key)) continue;
-        if (problem) {
-          log.warn("node:spec-refused", { taskId: t.taskId, index: ref.index, problem });
-          for (const r of [ref, ...more]) {
-            results.report({
-              ...r,
-              exitCode: null,
-              signal: null,
-              startedAt: null,
-              endedAt: clock.now(),
-              error: `refused by node ${name}: ${problem}`,
-              lost: false,
-              outputBytes: 0,
-              logBytes: 0,
-              cpuMs: 0,
-              maxRssBytes: 0,
-            });
-          }
-        } else waiting.set(key, { ref, more, digest: t.digest, run: t.run });
-      }
-    }
-    if (drained) handBack();
-    queue.pump();
-  }, { signal });
-
-  /** Sends what waits for a slot back to the manager unstarted, as lost (no retry used up): it runs elsewhere. */
-  function handBack() {
-    for (const [key, job] of waiting) {
-      waiting.delete(key);
-      runner.drop(job);
-      // A chunk goes back whole: each of its instances is requeued.
-      for (const ref of refsOf(job)) {
-        results.report({
-          ...ref,
-          exitCode: null,
-          signal: null,
-          startedAt: null,
-          endedAt: clock.now(),
-          error: `not started: node ${name} was drained`,
-          lost: true,
-          outputBytes: 0,
-          logBytes: 0,
-          cpuMs: 0,
-          maxRssBytes: 0,
-        });
-      }
-    }
-  }
-
-  bus.subscribe(nodeDrain(name), (msg) => {
-    drained = msg.drain;
-    log.info(drained ? "node:drained" : "node:resumed", { handingBack: drained ? waiting.size : 0 });
-    if (drained) handBack();
-    else queue.pump();
-  }, { signal });
-
-  bus.subscribe(nodeKill(name), (msg) => {
-    const matches = (ref: InstanceRef) =>
-      msg.items.some((k) =>
-        k.taskId === ref.taskId && (k.index === undefined || k.index === ref.index) &&
-        (k.attempt === undefined || k.attempt === ref.attempt)
-      );
-    // Stopping one instance of a chunk stops its process: the chunk's exit applies to all of it.
-    for (const [key, job] of waiting) {
-      if (!refsOf(job).some(matches)) continue;
-      waiting.delete(key);
-      runner.drop(job);
-    }
-    for (const job of running.values()) if (refsOf(job).some(matches)) runner.kill(job, msg.reason);
-    // A stale result nobody will accept need not be resent.
-    for (const [k, r] of unacked) if (matches(r)) unacked.delete(k);
-    for (const [k, ref] of handingBack) if (matches(ref)) handingBack.delete(k);
-  }, { signal });
-
-  const holding = (): InstanceRef[] => {
-    // Once each: a killed instance is running and handed back until it exits.
-    const all = new Map(handingBack);
-    for (const j of [...waiting.values(), ...running.values()]) for (const r of refsOf(j)) all.set(keyOf(r), r);
-    for (const [k, { taskId, index, attempt }] of unacked) all.set(k, { taskId, index, attempt });
-    return [...all.values()];
-  };
+  followOrders({ bus, name, clock, log, signal, queue, runner, results, handingBack, state });
 
   const presence = createPresence({
     bus,
@@ -347,7 +234,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       labels: options.labels ?? {},
       version: VERSION,
     }),
-    holding,
+    holding: () => heldInstances(queue, results, handingBack),
     usedSlots: queue.usedSlots,
     stopping: isStopping,
   });
@@ -360,20 +247,14 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
   const registered = presence.register();
 
   const metrics = nodeMetrics(bus, cache, slots, {
-    running: () => running.size,
-    queued: () => waiting.size,
-    unreported: () => unacked.size,
+    running: () => queue.running.size,
+    queued: () => queue.waiting.size,
+    unreported: () => results.unacked.size,
     started: runner.started,
     finished: results.finished,
     usedSlots: queue.usedSlots,
   });
-  const metricsServer = options.metricsPort === undefined ? undefined : Deno.serve(
-    { port: options.metricsPort, hostname: "127.0.0.1", onListen: () => {} },
-    (req) =>
-      new URL(req.url).pathname === "/metrics"
-        ? new Response(metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4" } })
-        : new Response("not found", { status: 404 }),
-  );
+  const metricsServer = options.metricsPort === undefined ? undefined : serveMetrics(options.metricsPort, metrics);
 
   return {
     name,
@@ -383,56 +264,30 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
       finished: results.finished(),
       packageFetches: cache.fetches,
       dataFetches: io.data.fetches,
-      running: running.size,
-      queued: waiting.size,
+      running: queue.running.size,
+      queued: queue.waiting.size,
     }),
     async stop(graceMs = options.graceMs ?? 30_000) {
-      if (stopping) return;
-      stopping = true;
-      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-      try {
-        bus.publish(nodeLeaving(name), { name });
-      } catch { /* not connected */ }
-      // What never started goes back to the manager with the rest, at "left".
-      for (const job of waiting.values()) for (const ref of refsOf(job)) handingBack.set(keyOf(ref), ref);
-      waiting.forEach(runner.drop);
-      waiting.clear();
-      const graceEnd = Date.now() + graceMs;
-      while (running.size > 0 && Date.now() < graceEnd) await sleep(20);
-      if (running.size > 0) log.warn("node:grace-over", { killing: running.size });
-      for (const job of running.values()) {
-        for (const ref of refsOf(job)) {
-          handingBack.set(keyOf(ref), ref);
-          results.release(keyOf(ref));
-        }
-        runner.kill(job, "node stopping");
-      }
-      const killEnd = Date.now() + killGraceMs + 2000;
-      while (running.size > 0 && Date.now() < killEnd) await sleep(20);
-      // Task uids given back: what runs as them killed, their folders removed.
-      await taskUsers?.settled();
-      // Every result must be acknowledged before the manager hears that we left.
-      results.flushNow();
-      const ackEnd = Date.now() + 5000;
-      while (unacked.size > 0 && Date.now() < ackEnd) {
-        await sleep(50);
-        results.flushIfIdle();
-      }
-      try {
-        unwrap(await bus.request(nodeLeft(name), { name }, { timeoutMs: 3000 }));
-        log.info("node:left", { unacknowledged: unacked.size });
-      } catch (e) {
-        log.warn("node:leave-unacknowledged", { error: (e as Error).message });
-      }
-      abort.abort();
-      await metricsServer?.shutdown();
-      const presenceStopped = presence.stop();
-      results.stop();
-      logs.stop();
-      await presenceStopped;
-      await resources.close();
-      if (ownConnection) await nc.drain().catch(() => {});
-      dirLock.release();
+      if (state.stopping) return;
+      state.stopping = true;
+      await stopNode({
+        bus,
+        name,
+        log,
+        queue,
+        runner,
+        results,
+        handingBack,
+        killGraceMs,
+        taskUsers,
+        abort,
+        metricsServer,
+        presence,
+        logs,
+        resources,
+        ownConnection: ownConnection ? nc : null,
+        dirLock,
+      }, graceMs);
     },
   };
 }

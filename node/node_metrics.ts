@@ -39,3 +39,14 @@ export function nodeMetrics(
   );
   return metrics;
 }
+
+/** Serves `metrics` at `http://127.0.0.1:<port>/metrics` (`--metrics-port`). */
+export function serveMetrics(port: number, metrics: Metrics): Deno.HttpServer {
+  return Deno.serve(
+    { port, hostname: "127.0.0.1", onListen: () => {} },
+    (req) =>
+      new URL(req.url).pathname === "/metrics"
+        ? new Response(metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4" } })
+        : new Response("not found", { status: 404 }),
+  );
+}

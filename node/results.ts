@@ -8,7 +8,7 @@
 import { type Bus, unwrap } from "../core/bus.ts";
 import { type Clock, nextTurn, type TimerId } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
-import { type Result, taskResults } from "../core/schema.ts";
+import { type InstanceRef, type Result, taskResults } from "../core/schema.ts";
 import { keyOf } from "./queue.ts";
 
 /** What the sender needs. */
@@ -42,6 +42,26 @@ export interface ResultSender {
   flushIfIdle(): void;
   /** Stops the timer. */
   stop(): void;
+}
+
+/**
+ * The result of an attempt, from what is known of it (`fields`); the rest
+ * says nothing ran: no exit, no start, no usage, no outputs.
+ */
+export function resultOf(ref: InstanceRef, fields: Partial<Result> & Pick<Result, "endedAt">): Result {
+  return {
+    ...ref,
+    exitCode: null,
+    signal: null,
+    startedAt: null,
+    error: null,
+    lost: false,
+    outputBytes: 0,
+    logBytes: 0,
+    cpuMs: 0,
+    maxRssBytes: 0,
+    ...fields,
+  };
 }
 
 /** Creates the node's result sender. */
