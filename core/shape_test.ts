@@ -38,7 +38,6 @@ const BEING_SPLIT = new Set([
   "core/task_toml.ts:parseTaskToml",
   "main.ts:run",
   "manager/mod.ts:startManager",
-  "node/runner.ts:createRunner",
 ]);
 const ROOT = normalize(join(dirname(fileURLToPath(import.meta.url)), ".."));
 

@@ -10,7 +10,6 @@ import { join } from "node:path";
 import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 import { entrypointProblem, formatDurationMs } from "../core/outcome.ts";
-import { matrixParams } from "../core/task_toml.ts";
 import { inputEnv, type InputRows } from "../core/inputs.ts";
 import { readInputsFile } from "../core/package.ts";
 import type { Digest, InstanceRef, Result } from "../core/schema.ts";
@@ -20,18 +19,18 @@ import { type InstanceIo, type InstanceIoContext, prepareInstanceIo } from "./in
 import { type Job, refsOf } from "./queue.ts";
 import { prepareChunk, storeChunkOutputs } from "./chunk.ts";
 import type { RunDir, RunDirs } from "./run_dirs.ts";
-import { asUser, type RunAs, userEnv } from "./run_as.ts";
+import { asUser, type RunAs } from "./run_as.ts";
 import type { TaskUser, TaskUsers } from "./task_users.ts";
-import { lastLineKeeper } from "./last_line.ts";
+import { attemptLog } from "./attempt_log.ts";
+import { baseEnv, instanceEnv } from "./instance_env.ts";
 import { filesWrittenSince, outputHint } from "./output_hint.ts";
 import { isEmptyDir } from "./outputs.ts";
-import type { OutputStream, Spawner } from "./spawn.ts";
+import { resultOf } from "./results.ts";
+import type { Spawner } from "./spawn.ts";
 import type { NodeResources } from "./limits.ts";
 
 /** The shell that runs `command` lines. */
 const SHELL = "/bin/sh";
-
-const PASS_ENV = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL"];
 
 /**
  * Retries a JetStream publish for up to `totalMs` (a NATS server restarting,
@@ -97,12 +96,7 @@ export interface Runner {
 export function createRunner(deps: RunnerDeps): Runner {
   const { name, clock, log, io, cache, runDirs, spawner, runAs, taskUsers, resources, killGraceMs, report } = deps;
   let started = 0;
-  let baseEnv: Record<string, string> = {};
-  for (const k of PASS_ENV) {
-    const v = Deno.env.get(k);
-    if (v !== undefined) baseEnv[k] = v;
-  }
-  if (runAs) baseEnv = userEnv(runAs, baseEnv);
+  const base = baseEnv(runAs);
 
   const stage = (job: Job): boolean => {
     if (job.staged) return true;
@@ -170,20 +164,8 @@ export function createRunner(deps: RunnerDeps): Runner {
     // A chunked task's instances always run as chunks (a retry as a chunk of one), so that they see one contract.
     const chunked = (run.chunk ?? 1) > 1;
     const startedAt = clock.now();
-    const result = (fields: Partial<Result>, of: InstanceRef = ref): Result => ({
-      ...of,
-      exitCode: null,
-      signal: null,
-      startedAt,
-      endedAt: clock.now(),
-      error: null,
-      lost: false,
-      outputBytes: 0,
-      logBytes: 0,
-      cpuMs: 0,
-      maxRssBytes: 0,
-      ...fields,
-    });
+    const result = (fields: Partial<Result>, of: InstanceRef = ref): Result =>
+      resultOf(of, { startedAt, endedAt: clock.now(), ...fields });
     // How a chunk ended is how each of its instances ended.
     const reportAll = (fields: Partial<Result>) => refs.forEach((r) => report(result(fields, r)));
     if (deps.noop) return reportAll({ exitCode: 0 });
@@ -203,43 +185,15 @@ export function createRunner(deps: RunnerDeps): Runner {
       }
       if (job.killed) return reportAll({ error: job.killed });
       const user = job.user ?? null;
-      const env: Record<string, string> = {
-        ...(user && user !== runAs ? userEnv(user, baseEnv) : baseEnv),
-        ...run.env,
-        ...instanceIo.env,
-      };
-      env.PARALLELIC_TASK_ID = ref.taskId;
-      env.PARALLELIC_INSTANCE = String(ref.index);
-      env.PARALLELIC_INSTANCES = String(run.instances);
-      env.PARALLELIC_ATTEMPT = String(ref.attempt);
-      env.PARALLELIC_NODE = name;
-      env.PARALLELIC_TASK_ROOT = dir;
-      for (const [k, v] of Object.entries(matrixParams(run, ref.index))) {
-        env[`PARALLELIC_PARAM_${k.toUpperCase()}`] = String(v);
-      }
+      const env = instanceEnv({ base, user, runAs, ref, run, ioEnv: instanceIo.env, node: name, dir });
       const rows = run.inputs && !instanceIo.finalize ? await rowsOf(job) : null;
       if (rows) Object.assign(env, inputEnv(rows, ref.index));
       if (chunked && !instanceIo.finalize) {
         chunkFile = `${dir}.chunk.jsonl`;
         Object.assign(env, await prepareChunk(run, refs, rows, chunkFile, runDir.outputDir, user));
       }
-      const publishes: Promise<unknown>[] = [];
       let spawnedAt = 0;
-      let chunkNo = 0;
-      let logBytes = 0;
-      const stderrTail = lastLineKeeper();
-      const source = { taskId: ref.taskId, index: ref.index, attempt: ref.attempt };
-      const onOutput = async (chunk: Uint8Array, which: OutputStream) => {
-        logBytes += chunk.byteLength;
-        if (which === "stderr") stderrTail.add(chunk);
-        // Through the manager, which stores the chunks of instances this node holds (actors/log_relay.ts).
-        publishes.push(
-          deps.logs.send(source, which, chunk, () => chunkNo++).catch((e) => {
-            log.warn("node:log-publish-failed", { taskId: ref.taskId, index: ref.index, error: String(e) });
-          }),
-        );
-        if (publishes.length > 64) await Promise.all(publishes.splice(0));
-      };
+      const output = attemptLog(deps.logs, { taskId: ref.taskId, index: ref.index, attempt: ref.attempt }, log);
       reusable = false;
       const hold = resources.hold(ref, run, env);
       try {
@@ -256,7 +210,7 @@ export function createRunner(deps: RunnerDeps): Runner {
           env,
           stdoutPath: runDir.stdoutPath,
           stderrPath: runDir.stderrPath,
-          onOutput,
+          onOutput: output.onOutput,
         });
       } catch (e) {
         hold.end(null);
@@ -284,7 +238,7 @@ export function createRunner(deps: RunnerDeps): Runner {
       const used = hold.end(status.usage);
       log.step("node.ended");
       if (timeout !== undefined) clock.clearTimeout(timeout);
-      await Promise.all(publishes);
+      await output.sent();
       reusable = !job.killed && !status.leftovers && !instanceIo.finalize;
       // Outputs are stored before the result is sent: a result means its outputs are in the workspace. Also
       // while the node stops: what finishes within the grace period counts, so its outputs must be in.
@@ -305,17 +259,17 @@ export function createRunner(deps: RunnerDeps): Runner {
       // An empty file under $PARALLELIC_OUTPUT stores 0 bytes, yet it was written where it should be.
       const hint = outputBytes.some((b) => b > 0) || (!chunkFile && !isEmptyDir(runDir.outputDir))
         ? null
-        : await hintFor(job, join(dir, run.workdir), spawnedAt);
+        : await hintFor(cache, log, job, join(dir, run.workdir), spawnedAt);
       // The log and the process's usage are the first instance's: counted once. Its last stderr line says
       // why each failed.
-      const lastStderr = stderrTail.line();
+      const lastStderr = output.lastStderr();
       refs.forEach((r, i) =>
         report(result({
           exitCode: status.code,
           signal: status.signal,
           error,
           outputBytes: outputBytes[i] ?? 0,
-          logBytes: i === 0 ? logBytes : 0,
+          logBytes: i === 0 ? output.bytes() : 0,
           ...(i === 0 ? { cpuMs: used.cpuMs, maxRssBytes: used.maxRssBytes } : {}),
           lastStderr,
           ...(hint ? { hint } : {}),
@@ -332,25 +286,31 @@ export function createRunner(deps: RunnerDeps): Runner {
     }
   }
 
-  /**
-   * The hint for a job that stored no outputs (see `output_hint.ts`): the files it wrote in `workdir` since
-   * `sinceMs` that are not the package's, or null.
-   */
-  const hintFor = async (job: Job, workdir: string, sinceMs: number): Promise<string | null> => {
-    try {
-      const pkg = await cache.acquire(job.digest as Digest, job.run.entrypoint);
-      try {
-        return outputHint(await filesWrittenSince(workdir, sinceMs, pkg.root, job.run.outputs));
-      } finally {
-        pkg.release();
-      }
-    } catch (e) {
-      log.warn("node:output-hint-failed", { taskId: job.ref.taskId, error: (e as Error).message });
-      return null;
-    }
-  };
-
   return { run: runJob, stage, drop, kill: killJob, started: () => started };
+}
+
+/**
+ * The hint for a job that stored no outputs (see `output_hint.ts`): the files it wrote in `workdir` since
+ * `sinceMs` that are not the package's (held in `cache`), or null.
+ */
+async function hintFor(
+  cache: PackageCache,
+  log: Logger,
+  job: Job,
+  workdir: string,
+  sinceMs: number,
+): Promise<string | null> {
+  try {
+    const pkg = await cache.acquire(job.digest as Digest, job.run.entrypoint);
+    try {
+      return outputHint(await filesWrittenSince(workdir, sinceMs, pkg.root, job.run.outputs));
+    } finally {
+      pkg.release();
+    }
+  } catch (e) {
+    log.warn("node:output-hint-failed", { taskId: job.ref.taskId, error: (e as Error).message });
+    return null;
+  }
 }
 
 /** The first bytes of a file, or none when it cannot be read. */
