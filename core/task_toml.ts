@@ -8,6 +8,7 @@
  * @module
  */
 import { parse, TomlError } from "smol-toml";
+import type { z } from "zod";
 import { ValidationError } from "./errors.ts";
 import { inputsFormat } from "./inputs.ts";
 import { DEFAULT_NOTIFY_ON } from "./notify.ts";
@@ -79,6 +80,19 @@ function fail(message: string, line: number, code = "invalid_task_toml"): never 
   throw new ValidationError(`task.toml${where}: ${message}`, { code });
 }
 
+/** Where a key of task.toml is, to name it in an error; and the check of a path inside the task root. */
+interface Where {
+  /** The text of task.toml. */
+  source: string;
+  /** The line of a key (or {@linkcode IN_OVERRIDES}). */
+  at(path: readonly PropertyKey[]): number;
+  /** The normalized path at `key`, which must stay inside the task root (and name more than it, unless `root`). */
+  inside(key: string[], value: string, root?: boolean): string;
+}
+
+/** task.toml as zod checked it. */
+type Toml = z.infer<typeof TaskToml>;
+
 /**
  * Parses and checks task.toml text into a {@linkcode TaskSpec}.
  *
@@ -106,91 +120,26 @@ export function parseTaskToml(source: string, defaultName = "task", overrides?: 
   const at = (path: readonly PropertyKey[]) =>
     extra && valueAt(extra, path) !== undefined ? IN_OVERRIDES : lineOf(source, path);
   const parsed = TaskToml.safeParse(data);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    if (issue.code === "unrecognized_keys") {
-      const key = issue.keys[0];
-      const path = [...issue.path, key];
-      fail(
-        `unknown key '${path.join(".")}'${issue.keys.length > 1 ? ` (and ${issue.keys.slice(1).join(", ")})` : ""}`,
-        at(path),
-        "unknown_key",
-      );
-    }
-    const key = issue.path.join(".");
-    const value = valueAt(data, issue.path);
-    if (value === undefined && issue.code === "invalid_type") {
-      fail(`missing required key '${key}'`, at(issue.path.slice(0, -1)), "missing_key");
-    }
-    fail(`key '${key}' = ${describe(value)}: ${issue.message}`, at(issue.path));
-  }
+  if (!parsed.success) failOnIssue(parsed.error.issues[0], data, at);
   const toml = parsed.data;
-  /** The normalized path at `key`, which must stay inside the task root (and name more than it, unless `root`). */
-  const inside = (key: string[], value: string, root = false): string => {
-    const normal = normalizeRelative(value);
-    if (normal === null || (normal === "." && !root)) {
-      fail(
-        `key '${key.join(".")}' = ${describe(value)} leaves the task root`,
-        at(key),
-        "path_escapes_root",
-      );
-    }
-    return normal;
+  const where: Where = {
+    source,
+    at,
+    inside: (key, value, root = false) => {
+      const normal = normalizeRelative(value);
+      if (normal === null || (normal === "." && !root)) {
+        fail(
+          `key '${key.join(".")}' = ${describe(value)} leaves the task root`,
+          at(key),
+          "path_escapes_root",
+        );
+      }
+      return normal;
+    },
   };
-  /** Exactly one of `entrypoint` and `command` in `table`; `args` go with an entrypoint only. */
-  const program = (table: "task" | "finalize", t: { entrypoint?: string; command?: string; args?: string[] }) => {
-    if (t.entrypoint !== undefined && t.command !== undefined) {
-      fail(
-        `keys '${table}.entrypoint' and '${table}.command' exclude each other: give a file to run or a shell command`,
-        lineOf(source, [table, "command"]),
-      );
-    }
-    if (t.entrypoint === undefined && t.command === undefined) {
-      fail(
-        `missing key '${table}.entrypoint' (a file in the package to run) or '${table}.command' (a shell command line)`,
-        lineOf(source, [table]),
-        "missing_key",
-      );
-    }
-    if (t.command !== undefined && t.args !== undefined) {
-      fail(
-        `key '${table}.args' goes with '${table}.entrypoint' only: write the arguments into '${table}.command'`,
-        lineOf(source, [table, "args"]),
-      );
-    }
-    return {
-      entrypoint: t.entrypoint === undefined ? null : inside([table, "entrypoint"], t.entrypoint),
-      command: t.command ?? null,
-      args: t.args ?? [],
-    };
-  };
-  const { entrypoint, command, args } = program("task", toml.task);
-  const workdir = inside(["task", "workdir"], toml.task.workdir ?? ".", true);
-  const paramNames = new Map<string, string>();
-  const matrix = Object.entries(toml.task.matrix ?? {}).map(([name, axis]) => {
-    const env = name.toUpperCase();
-    if (paramNames.has(env)) {
-      fail(
-        `keys 'task.matrix.${paramNames.get(env)}' and 'task.matrix.${name}' both name PARALLELIC_PARAM_${env}: ` +
-          "rename one of them",
-        lineOf(source, ["task", "matrix", name]),
-      );
-    }
-    paramNames.set(env, name);
-    if (Array.isArray(axis)) return { name, values: axis as ParamValue[] };
-    const step = axis.step ?? 1;
-    if (axis.to < axis.from || (axis.to - axis.from) / step + 1 > MAX_INSTANCES) {
-      fail(
-        `key 'task.matrix.${name}' = ${
-          describe(axis)
-        }: 'to' must be at least 'from' and the range at most ${MAX_INSTANCES} values`,
-        at(["task", "matrix", name]),
-      );
-    }
-    const values: number[] = [];
-    for (let v = axis.from; v <= axis.to; v += step) values.push(v);
-    return { name, values };
-  });
+  const { entrypoint, command, args } = programOf(where, "task", toml.task);
+  const workdir = where.inside(["task", "workdir"], toml.task.workdir ?? ".", true);
+  const { matrix, paramNames } = matrixOf(where, toml);
   let instances = toml.task.instances ?? 1;
   if (matrix.length > 0) {
     if (toml.task.instances !== undefined) {
@@ -208,39 +157,8 @@ export function parseTaskToml(source: string, defaultName = "task", overrides?: 
     }
   }
   const chunk = toml.task.chunk ?? 1;
-  if (chunk > 1) {
-    // A chunk's process also gets PARALLELIC_PARAM_<KEY>_LAST for every matrix key.
-    for (const key of paramNames.keys()) {
-      if (paramNames.has(`${key}_LAST`)) {
-        fail(
-          `keys 'task.matrix.${paramNames.get(key)}' and 'task.matrix.${paramNames.get(`${key}_LAST`)}' both name ` +
-            `PARALLELIC_PARAM_${key}_LAST with 'task.chunk': rename one of them`,
-          lineOf(source, ["task", "matrix", paramNames.get(`${key}_LAST`)!]),
-        );
-      }
-    }
-    if (toml.outputs?.paths) {
-      fail(
-        "key 'outputs.paths' cannot go with 'task.chunk': a chunk stores what it leaves in $PARALLELIC_OUTPUT/<index>/ " +
-          "as the outputs of each instance",
-        lineOf(source, ["outputs", "paths"]),
-      );
-    }
-  }
-  let inputs: TaskSpec["inputs"] = null;
-  if (toml.task.inputs !== undefined) {
-    for (const other of ["instances", "matrix"] as const) {
-      if (toml.task[other] !== undefined) {
-        fail(
-          `keys 'task.inputs' and 'task.${other}' exclude each other: the inputs file sets the number of instances`,
-          lineOf(source, ["task", "inputs"]),
-        );
-      }
-    }
-    const path = inside(["task", "inputs"], toml.task.inputs);
-    // The number of instances is the file's, counted when the package is checked.
-    inputs = { path, format: inputsFormat(path) };
-  }
+  if (chunk > 1) checkChunk(where, toml, paramNames);
+  const inputs = inputsOf(where, toml);
   for (const key of Object.keys(toml.env ?? {})) {
     if (key.startsWith("PARALLELIC_")) {
       fail(
@@ -249,32 +167,9 @@ export function parseTaskToml(source: string, defaultName = "task", overrides?: 
       );
     }
   }
-  const dataSets: TaskSpec["data"] = {};
-  const envNames = new Map<string, string>();
-  for (const [key, ref] of Object.entries(toml.data ?? {})) {
-    const env = key.toUpperCase();
-    if (envNames.has(env)) {
-      fail(
-        `keys 'data.${envNames.get(env)}' and 'data.${key}' both name PARALLELIC_DATA_${env}`,
-        at(["data", key]),
-      );
-    }
-    envNames.set(env, key);
-    const [, name, version] = DATA_REF.exec(ref)!;
-    dataSets[key] = { name, version: version ?? null };
-  }
-  const outputs = (toml.outputs?.paths ?? []).map((pattern, i) => {
-    const normal = normalizeRelative(pattern);
-    if (normal === null || normal === "." || pattern.split(/[\\/]/).includes("..")) {
-      fail(
-        `key 'outputs.paths' = ${describe(pattern)} (item ${i + 1}) leaves the workdir`,
-        at(["outputs", "paths"]),
-        "path_escapes_root",
-      );
-    }
-    return normal;
-  });
-  const finalize: TaskSpec["finalize"] = toml.finalize ? program("finalize", toml.finalize) : null;
+  const dataSets = dataOf(where, toml);
+  const outputs = outputsOf(where, toml);
+  const finalize: TaskSpec["finalize"] = toml.finalize ? programOf(where, "finalize", toml.finalize) : null;
   const spec = {
     name: toml.task.name ?? defaultName,
     entrypoint,
@@ -309,6 +204,160 @@ export function parseTaskToml(source: string, defaultName = "task", overrides?: 
   const problem = runSpecProblem(checked.data);
   if (problem) fail(problem, 0, "path_escapes_root");
   return checked.data;
+}
+
+/** Says what the first issue zod found with task.toml is: an unknown key, a missing one, or a wrong value. */
+function failOnIssue(issue: z.core.$ZodIssue, data: unknown, at: Where["at"]): never {
+  if (issue.code === "unrecognized_keys") {
+    const key = issue.keys[0];
+    const path = [...issue.path, key];
+    fail(
+      `unknown key '${path.join(".")}'${issue.keys.length > 1 ? ` (and ${issue.keys.slice(1).join(", ")})` : ""}`,
+      at(path),
+      "unknown_key",
+    );
+  }
+  const key = issue.path.join(".");
+  const value = valueAt(data, issue.path);
+  if (value === undefined && issue.code === "invalid_type") {
+    fail(`missing required key '${key}'`, at(issue.path.slice(0, -1)), "missing_key");
+  }
+  fail(`key '${key}' = ${describe(value)}: ${issue.message}`, at(issue.path));
+}
+
+/** Exactly one of `entrypoint` and `command` in `table`; `args` go with an entrypoint only. */
+function programOf(
+  where: Where,
+  table: "task" | "finalize",
+  t: { entrypoint?: string; command?: string; args?: string[] },
+) {
+  const { source } = where;
+  if (t.entrypoint !== undefined && t.command !== undefined) {
+    fail(
+      `keys '${table}.entrypoint' and '${table}.command' exclude each other: give a file to run or a shell command`,
+      lineOf(source, [table, "command"]),
+    );
+  }
+  if (t.entrypoint === undefined && t.command === undefined) {
+    fail(
+      `missing key '${table}.entrypoint' (a file in the package to run) or '${table}.command' (a shell command line)`,
+      lineOf(source, [table]),
+      "missing_key",
+    );
+  }
+  if (t.command !== undefined && t.args !== undefined) {
+    fail(
+      `key '${table}.args' goes with '${table}.entrypoint' only: write the arguments into '${table}.command'`,
+      lineOf(source, [table, "args"]),
+    );
+  }
+  return {
+    entrypoint: t.entrypoint === undefined ? null : where.inside([table, "entrypoint"], t.entrypoint),
+    command: t.command ?? null,
+    args: t.args ?? [],
+  };
+}
+
+/** `[task] matrix`: its axes, in order, and which key names each `PARALLELIC_PARAM_<KEY>`. */
+function matrixOf(where: Where, toml: Toml): { matrix: TaskSpec["matrix"]; paramNames: Map<string, string> } {
+  const paramNames = new Map<string, string>();
+  const matrix = Object.entries(toml.task.matrix ?? {}).map(([name, axis]) => {
+    const env = name.toUpperCase();
+    if (paramNames.has(env)) {
+      fail(
+        `keys 'task.matrix.${paramNames.get(env)}' and 'task.matrix.${name}' both name PARALLELIC_PARAM_${env}: ` +
+          "rename one of them",
+        lineOf(where.source, ["task", "matrix", name]),
+      );
+    }
+    paramNames.set(env, name);
+    if (Array.isArray(axis)) return { name, values: axis as ParamValue[] };
+    const step = axis.step ?? 1;
+    if (axis.to < axis.from || (axis.to - axis.from) / step + 1 > MAX_INSTANCES) {
+      fail(
+        `key 'task.matrix.${name}' = ${
+          describe(axis)
+        }: 'to' must be at least 'from' and the range at most ${MAX_INSTANCES} values`,
+        where.at(["task", "matrix", name]),
+      );
+    }
+    const values: number[] = [];
+    for (let v = axis.from; v <= axis.to; v += step) values.push(v);
+    return { name, values };
+  });
+  return { matrix, paramNames };
+}
+
+/** `[task] chunk` over 1: no matrix key may clash with another's `_LAST` variable, and no `[outputs]`. */
+function checkChunk(where: Where, toml: Toml, paramNames: Map<string, string>): void {
+  const { source } = where;
+  // A chunk's process also gets PARALLELIC_PARAM_<KEY>_LAST for every matrix key.
+  for (const key of paramNames.keys()) {
+    if (paramNames.has(`${key}_LAST`)) {
+      fail(
+        `keys 'task.matrix.${paramNames.get(key)}' and 'task.matrix.${paramNames.get(`${key}_LAST`)}' both name ` +
+          `PARALLELIC_PARAM_${key}_LAST with 'task.chunk': rename one of them`,
+        lineOf(source, ["task", "matrix", paramNames.get(`${key}_LAST`)!]),
+      );
+    }
+  }
+  if (toml.outputs?.paths) {
+    fail(
+      "key 'outputs.paths' cannot go with 'task.chunk': a chunk stores what it leaves in $PARALLELIC_OUTPUT/<index>/ " +
+        "as the outputs of each instance",
+      lineOf(source, ["outputs", "paths"]),
+    );
+  }
+}
+
+/** `[task] inputs`: its path and format, or null; it excludes `instances` and `matrix`. */
+function inputsOf(where: Where, toml: Toml): TaskSpec["inputs"] {
+  if (toml.task.inputs === undefined) return null;
+  for (const other of ["instances", "matrix"] as const) {
+    if (toml.task[other] !== undefined) {
+      fail(
+        `keys 'task.inputs' and 'task.${other}' exclude each other: the inputs file sets the number of instances`,
+        lineOf(where.source, ["task", "inputs"]),
+      );
+    }
+  }
+  const path = where.inside(["task", "inputs"], toml.task.inputs);
+  // The number of instances is the file's, counted when the package is checked.
+  return { path, format: inputsFormat(path) };
+}
+
+/** `[data]`: each key's data set and version (a prefix or none, pinned at submit). */
+function dataOf(where: Where, toml: Toml): TaskSpec["data"] {
+  const dataSets: TaskSpec["data"] = {};
+  const envNames = new Map<string, string>();
+  for (const [key, ref] of Object.entries(toml.data ?? {})) {
+    const env = key.toUpperCase();
+    if (envNames.has(env)) {
+      fail(
+        `keys 'data.${envNames.get(env)}' and 'data.${key}' both name PARALLELIC_DATA_${env}`,
+        where.at(["data", key]),
+      );
+    }
+    envNames.set(env, key);
+    const [, name, version] = DATA_REF.exec(ref)!;
+    dataSets[key] = { name, version: version ?? null };
+  }
+  return dataSets;
+}
+
+/** `[outputs] paths`, normalized: each must stay inside the workdir. */
+function outputsOf(where: Where, toml: Toml): string[] {
+  return (toml.outputs?.paths ?? []).map((pattern, i) => {
+    const normal = normalizeRelative(pattern);
+    if (normal === null || normal === "." || pattern.split(/[\\/]/).includes("..")) {
+      fail(
+        `key 'outputs.paths' = ${describe(pattern)} (item ${i + 1}) leaves the workdir`,
+        where.at(["outputs", "paths"]),
+        "path_escapes_root",
+      );
+    }
+    return normal;
+  });
 }
 
 /**
