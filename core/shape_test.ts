@@ -35,7 +35,6 @@ const ASSET_DIRS = ["gateway/ui/static"];
  */
 const BEING_SPLIT = new Set([
   "main.ts:run",
-  "manager/mod.ts:startManager",
 ]);
 const ROOT = normalize(join(dirname(fileURLToPath(import.meta.url)), ".."));
 

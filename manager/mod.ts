@@ -1,38 +1,28 @@
 /**
  * The manager: an embedded (or external) NATS server, Deno KV, the node,
  * task and join actors, the workspace and data services, the HTTP gateway,
- * and optionally a local node. This module only wires them together.
+ * and optionally a local node. This module only wires them together:
+ * `embedded_nats.ts` starts and supervises the NATS server, `actors.ts` the
+ * actors and services, `gateway_server.ts` serves the gateway.
  *
  * @module
  */
 import type { NatsConnection } from "@nats-io/transport-node";
-import { join, resolve } from "node:path";
-import { createDataService } from "../services/data/mod.ts";
-import { createJoinActor } from "../actors/join.ts";
-import { createNodeActor } from "../actors/node.ts";
-import { createTaskActor } from "../actors/task/mod.ts";
-import { createWorkspaceService } from "../services/workspace.ts";
-import { createNotifyService } from "../services/notify.ts";
-import { createAuditLog, rateLimitedAudit } from "../core/audit.ts";
-import { type Bucket, openBucket } from "../core/objects.ts";
-import { createLogRelay } from "../actors/log_relay.ts";
-import { createObjectService, OBJECT_BUCKETS } from "../actors/object_service.ts";
-import { createBus } from "../core/bus.ts";
-import { type Clock, systemClock } from "../core/clock.ts";
-import type { Logger } from "../core/log.ts";
-import { Metrics } from "../core/metrics.ts";
-import { lockDir } from "../core/dir_lock.ts";
-import { connectNats, type NatsCredentials, type NatsTls } from "../core/nats_connect.ts";
-import { type NatsServer, startNatsServer } from "../core/nats_server.ts";
-import type { PackageLimits } from "../core/package.ts";
 import type { Hono } from "hono";
-import { createGateway, type GatewayEnv, type GatewayOptions } from "../gateway/app.ts";
+import { join, resolve } from "node:path";
+import { type Clock, systemClock } from "../core/clock.ts";
+import { lockDir } from "../core/dir_lock.ts";
+import type { Logger } from "../core/log.ts";
+import { connectNats, type NatsCredentials, type NatsTls } from "../core/nats_connect.ts";
+import type { NatsServer } from "../core/nats_server.ts";
+import type { PackageLimits } from "../core/package.ts";
+import type { GatewayEnv, GatewayOptions } from "../gateway/app.ts";
 import { ensureAdminToken } from "../gateway/auth.ts";
-import { type FrontDoorOptions, startFrontDoor } from "../gateway/front_door.ts";
+import type { FrontDoorOptions } from "../gateway/front_door.ts";
 import { type ComputeNode, startNode } from "../node/agent.ts";
-import type { NatsUsers } from "../core/nats_auth.ts";
-import { createNatsUsers } from "./nats_users.ts";
-import { loadNotifySecret } from "./notify_secret.ts";
+import { startActors } from "./actors.ts";
+import { type EmbeddedNats, startEmbeddedNats } from "./embedded_nats.ts";
+import { serveGateway } from "./gateway_server.ts";
 
 /** Options of {@linkcode startManager}. */
 export interface ManagerOptions {
@@ -150,54 +140,30 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
   // Before anything in it is touched: a second manager here would take over the first one's nats-server and store.
   const dirLock = await lockDir(dataDir, "data dir", "--data-dir");
   const cleanups: Array<() => Promise<void> | void> = [];
-  let nats: NatsServer | null = null;
+  let embedded: EmbeddedNats | null = null;
   let natsUrl = options.natsUrl;
   let stopping: Promise<void> | undefined;
   const joinTokenFile = join(dataDir, "join-token");
   try {
     const kv = await Deno.openKv(join(dataDir, "state.kv"));
     cleanups.push(() => kv.close());
-    let users: NatsUsers | null = null;
     let natsCredentials = options.natsCredentials;
     if (!natsUrl) {
-      const natsUsers = users = await createNatsUsers({
+      embedded = await startEmbeddedNats({
         kv,
+        dataDir,
         joinTokenFile,
         joinToken: options.joinToken,
-        apply: (authorization) => nats!.reload(authorization),
-        log,
-      });
-      const natsOptions = {
-        storeDir: join(dataDir, "nats"),
-        port: options.natsPort ?? 4222,
-        host: options.natsHost ?? "127.0.0.1",
+        port: options.natsPort,
+        host: options.natsHost,
         tls: options.natsServerTls,
         log,
-      };
-      nats = await startNatsServer({ ...natsOptions, authorization: await natsUsers.authorization() });
-      natsOptions.port = nats.port;
-      natsUrl = nats.url;
-      natsCredentials = natsUsers.manager;
-      // Supervise the embedded server: if it dies, start it again on the same port
-      // and store, with the users of now; manager and nodes reconnect by themselves.
-      const supervise = (server: NatsServer) => {
-        server.exited.then(async (status) => {
-          if (stopping) return;
-          log.error("nats:exited", { code: status.code, signal: status.signal });
-          for (let delay = 100; !stopping; delay = Math.min(delay * 2, 5000)) {
-            try {
-              nats = await startNatsServer({ ...natsOptions, authorization: await natsUsers.authorization() });
-              supervise(nats);
-              return;
-            } catch (e) {
-              log.error("nats:restart-failed", { error: (e as Error).message, retryInMs: delay });
-              await new Promise((r) => setTimeout(r, delay));
-            }
-          }
-        });
-      };
-      supervise(nats);
+        stopping: () => stopping !== undefined,
+      });
+      natsUrl = embedded.url;
+      natsCredentials = embedded.credentials;
     }
+    const users = embedded?.users ?? null;
     // An embedded nats-server restarted at once after a crash, or an external one still starting, may refuse
     // the first connects: retried for a while, each wait said.
     const nc: NatsConnection = await connectNats({
@@ -210,111 +176,17 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
       onRetry: (e, retryInMs) => log.warn("manager:nats-unreachable", { url: natsUrl, error: e.message, retryInMs }),
     });
     cleanups.push(() => nc.drain().catch(() => {}));
-    const audit = createAuditLog(kv, log, { retentionMs: options.auditRetentionMs });
-    const auditRefusal = rateLimitedAudit(audit);
-    const bus = createBus(nc, log, {
-      onReject: (subject, reason) =>
-        auditRefusal({ action: "bus.rejected", user: null, address: "nats", target: subject, detail: reason }),
-    });
-    const metrics = new Metrics();
-    const abort = new AbortController();
-    const workspace = await createWorkspaceService({ nc, kv, log }, { replicas: options.replicas });
-    const data = await createDataService({ nc, kv, clock, log }, {
-      replicas: options.replicas,
-      maxDataSetBytes: options.maxDataSetBytes,
-      maxDataSetFiles: options.maxDataSetFiles,
-    });
-    const nodeActor = createNodeActor({ bus, kv, clock, log, metrics }, {
-      signal: abort.signal,
-      heartbeatMs: options.heartbeatMs,
-      leaseMs: options.leaseMs,
-    });
-    await nodeActor.ready;
-    const taskActor = createTaskActor({ bus, kv, clock, log, metrics, audit }, {
-      signal: abort.signal,
-      retryBackoffMs: options.retryBackoffMs,
-      orphanGraceMs: Math.max(3 * (options.heartbeatMs ?? 1000), 2000),
-    });
-    await taskActor.ready;
-    const notifySecret = await loadNotifySecret(dataDir, options.notify?.secretFile);
-    const notifier = createNotifyService({ bus, kv, clock, log }, {
-      ...options.notify,
-      signal: abort.signal,
-      secret: notifySecret.secret,
-      publicUrl: options.publicUrl,
-    });
-    const opened = new Map<string, Promise<Bucket>>();
-    const bucket = (name: string) => () => {
-      let b = opened.get(name);
-      if (!b) opened.set(name, b = openBucket(nc, name));
-      b.catch(() => opened.delete(name));
-      return b;
-    };
-    createObjectService({
-      bus,
-      log,
-      assignments: taskActor.assignments,
-      buckets: {
-        packages: bucket(OBJECT_BUCKETS.packages),
-        data: bucket(OBJECT_BUCKETS.data),
-        workspace: bucket(OBJECT_BUCKETS.workspace),
-      },
-      onRefused: (node, what) =>
-        auditRefusal({ action: "object.refused", user: `node:${node}`, address: "nats", target: node, detail: what }),
-    }, { signal: abort.signal });
-    createLogRelay({
-      bus,
-      nc,
-      log,
-      clock,
-      assignments: taskActor.assignments,
-      onDropped: (node, what) =>
-        auditRefusal({ action: "logs.dropped", user: `node:${node}`, address: "nats", target: node, detail: what }),
-    }, { signal: abort.signal });
-    if (users) createJoinActor({ bus, users, audit, log }, { signal: abort.signal });
-    cleanups.push(async () => {
-      abort.abort();
-      await taskActor.stopped;
-      await nodeActor.stopped;
-      await notifier.stopped;
-    });
+    const actors = await startActors({ nc, kv, clock, log, users, dataDir }, options);
+    cleanups.push(() => actors.stop());
     const tokenFile = join(dataDir, "admin-token");
     const admin = await ensureAdminToken(kv, tokenFile, options.token ?? Deno.env.get("PARALLELIC_TOKEN"));
-    const gatewayAbort = new AbortController();
-    // Uploads are spooled on the data dir's disk; what a crash left there is of no use.
-    const spoolDir = join(dataDir, "uploads");
-    await Deno.remove(spoolDir, { recursive: true }).catch(() => {});
-    const app = createGateway({ bus, kv, workspace, data, log, metrics, audit, users }, {
-      ...options.gateway,
-      limits: options.limits,
-      spoolDir,
-      signal: gatewayAbort.signal,
-      notify: {
-        secret: notifySecret.secret,
-        allow: options.notify?.allow ?? [],
-        publicUrl: options.publicUrl ?? null,
-      },
-    });
-    const tls = options.gatewayTls;
-    // Clients reach Deno.serve through the front door (gateway/front_door.ts), over a socket only this user can reach.
-    const socketDir = await Deno.makeTempDir({ prefix: "parallelic-gateway-" });
-    const upstreamPath = join(socketDir, "gateway.sock");
-    const server = Deno.serve({ path: upstreamPath, onListen: () => {} }, app.fetch);
-    cleanups.push(() => Deno.remove(socketDir, { recursive: true }).catch(() => {}));
-    const door = startFrontDoor({
-      ...options.frontDoor,
-      port: options.port ?? 8080,
-      hostname: options.host ?? "127.0.0.1",
-      upstreamPath,
-      tls: tls ? { cert: await Deno.readTextFile(tls.certFile), key: await Deno.readTextFile(tls.keyFile) } : undefined,
-    });
-    cleanups.push(async () => {
-      gatewayAbort.abort(); // ends live event streams, which would otherwise hold the shutdown open
-      await door.close();
-      await server.shutdown();
-    });
-    const addr = door.addr;
-    const url = `${tls ? "https" : "http"}://${addr.hostname}:${addr.port}`;
+    const { bus, workspace, data, metrics, audit } = actors;
+    const { app, url } = await serveGateway(
+      { bus, kv, workspace, data, log, metrics, audit, users },
+      options,
+      { dataDir, notifySecret: actors.notifySecret.secret },
+      cleanups,
+    );
     let localNode: ComputeNode | null = null;
     if (options.localNode ?? true) {
       localNode = await startNode({
@@ -340,19 +212,19 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
       tokenFile,
       localNode,
       get nats() {
-        return nats;
+        return embedded?.server() ?? null;
       },
       natsCredentials,
       get joinToken() {
         return users?.joinToken() ?? null;
       },
       joinTokenFile,
-      notifySecretFile: notifySecret.file,
+      notifySecretFile: actors.notifySecret.file,
       gateway: app,
       stop() {
         stopping ??= (async () => {
           for (const fn of cleanups.reverse()) await fn();
-          await nats?.stop();
+          await embedded?.server().stop();
           dirLock.release();
         })();
         return stopping;
@@ -361,7 +233,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
   } catch (e) {
     stopping = Promise.resolve();
     for (const fn of cleanups.reverse()) await Promise.resolve(fn()).catch(() => {});
-    await nats?.stop();
+    await embedded?.server().stop();
     dirLock.release();
     throw e;
   }
