@@ -11,8 +11,7 @@
  * and the web UI's static assets (`gateway/ui/static/`, served as they are).
  * tests/ and bench/ are not source. A function is what TypeScript's parser
  * calls one: a declaration, an expression, an arrow, a method, an accessor
- * or a constructor. The few functions still over the limit while they are
- * being split are named in {@linkcode BEING_SPLIT}; the list only shrinks.
+ * or a constructor.
  *
  * @module
  */
@@ -29,12 +28,6 @@ const MAX_FUNCTION_LINES = 200;
 const SOURCE_DIRS = ["core", "actors", "services", "node", "gateway", "cli", "manager", "tools"];
 /** Folders of assets served as they are, not source. */
 const ASSET_DIRS = ["gateway/ui/static"];
-/**
- * Functions over {@linkcode MAX_FUNCTION_LINES} lines, as `file:name`, being split: each fails the test again
- * once it fits, so that it leaves this list; nothing joins it.
- */
-const BEING_SPLIT = new Set([
-]);
 const ROOT = normalize(join(dirname(fileURLToPath(import.meta.url)), ".."));
 
 /** Every source file, relative to the repository. */
@@ -121,18 +114,15 @@ Deno.test(`no source file is over ${MAX_FILE_LINES} lines, no function over ${MA
   const files = await sourceFiles();
   assert.ok(files.length > 50, `only ${files.length} source files found under ${ROOT}`);
   const tooLong: string[] = [];
-  const fits = new Set(BEING_SPLIT);
   for (const file of files) {
     const text = await Deno.readTextFile(join(ROOT, file));
     const lines = lineCount(text);
     if (lines > MAX_FILE_LINES) tooLong.push(`${file}: ${lines} lines (split it by concern)`);
     for (const f of functionLengths(file, text)) {
-      if (f.lines > MAX_FUNCTION_LINES && BEING_SPLIT.has(`${file}:${f.name}`)) fits.delete(`${file}:${f.name}`);
-      else if (f.lines > MAX_FUNCTION_LINES) {
+      if (f.lines > MAX_FUNCTION_LINES) {
         tooLong.push(`${file}:${f.line}: function ${f.name} is ${f.lines} lines (extract named pieces)`);
       }
     }
   }
-  assert.deepEqual([...fits], [], "these fit now: take them out of BEING_SPLIT");
   assert.deepEqual(tooLong, [], `over the limits of ${MAX_FILE_LINES} lines a file, ${MAX_FUNCTION_LINES} a function`);
 });
