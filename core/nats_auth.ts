@@ -59,9 +59,9 @@ export function joinPermissions(): Permissions {
  */
 export function nodePermissions(name: string): Permissions {
   return {
-    publish: NODE_SUBJECTS.filter((s) => s.sender === "node").map((s) => s.subject(name)),
+    publish: NODE_SUBJECTS.filter((s) => s.senders.includes("node")).map((s) => s.ofNode(name)),
     subscribe: [
-      ...NODE_SUBJECTS.filter((s) => s.sender === "manager").map((s) => s.subject(name)),
+      ...NODE_SUBJECTS.filter((s) => s.servers.includes("node")).map((s) => s.ofNode(name)),
       `${nodeInboxPrefix(name)}.>`,
     ],
   };

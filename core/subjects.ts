@@ -1,8 +1,14 @@
 /**
- * The subjects a node speaks on, in one table: each with the schema of its
- * message and reply, who sends on it and who serves it. A node's NATS
- * permissions are derived from this table (`core/nats_auth.ts`), so a subject
- * a node may use is declared once, here, with what travels on it.
+ * Every subject Parallelic speaks on, in one table ({@linkcode SUBJECTS}):
+ * each with the schema of its message and reply, who sends on it and who
+ * serves it. A node's NATS permissions are derived from this table
+ * (`core/nats_auth.ts`), so a subject a node may use is declared once, here,
+ * with what travels on it. The subjects themselves (and the functions that
+ * name a node's or a task's) are declared beside their schemas in
+ * `core/schema/messages.ts`, the object-service and log-relay ones here.
+ * The workspace and data services speak no subject of their own: they use
+ * JetStream's object stores and the log stream (`core/schema/stores.ts`);
+ * the notify service tells of each webhook try on `taskNotifiedAll`.
  *
  * Nodes speak no JetStream: they reach the object store through the
  * manager's object service (`parallelic.node.<name>.objects.read|write`),
@@ -17,18 +23,31 @@
 import { z } from "zod";
 import {
   ErrorBody,
+  logSubjectsAll,
   nodeAssign,
   nodeDrain,
   nodeHeartbeat,
+  nodeJoin,
   nodeKill,
   nodeLeaving,
   nodeLeft,
   nodeRegister,
   nodeRejoin,
+  nodesDrain,
+  nodesEvent,
+  nodesList,
   type RequestSubject,
   type Subject,
+  taskCancel,
+  taskDoneAll,
+  taskExplain,
   TaskId,
+  taskNotifiedAll,
+  taskProgressAll,
+  taskRerun,
   taskResults,
+  taskSubmit,
+  taskUpdate,
 } from "./schema.ts";
 
 /** Buckets a node may ask the object service about, by short name. */
@@ -186,47 +205,96 @@ export const nodeLogs = (name: string): RequestSubject<typeof LogBatch, typeof L
 /** Every node's log subject; `node` must match the subject. */
 export const nodeLogsAll = nodeLogs("*");
 
-/** One subject a node speaks on. */
-export interface NodeSubject {
-  /** The subject of node `name`. */
-  subject(name: string): string;
-  /** Schema of the message. */
-  schema: z.ZodType;
-  /** Schema of the reply, for a request. */
+/**
+ * Who sends or takes the messages of a subject: a node, or a part of the
+ * manager (`tools`: benchmarks and tests, with the manager's credentials).
+ */
+export type Party =
+  | "node"
+  | "gateway"
+  | "task actor"
+  | "node actor"
+  | "join actor"
+  | "object service"
+  | "log relay"
+  | "notify service"
+  | "JetStream"
+  | "tools";
+
+/** One subject: what travels on it, who sends it, who takes it. */
+export interface SubjectEntry {
+  /** The subject as its takers subscribe to it: `*` where a node name or a task id goes. */
+  pattern: string;
+  /** A node's own subject: the subject of node `name` (its NATS permissions list it). Null for the others. */
+  ofNode: ((name: string) => string) | null;
+  /** Schema of the message; null for raw bytes (log output, as JetStream keeps it). */
+  schema: z.ZodType | null;
+  /** Schema of the reply, for a request; null for an event. */
   reply: z.ZodType | null;
   /** Who sends on it. */
-  sender: "node" | "manager";
-  /** Who takes it: the manager's actors or the node (never JetStream). */
-  server: "manager" | "node";
+  senders: readonly Party[];
+  /** Who takes it: serves the request, or listens to the event. */
+  servers: readonly Party[];
 }
 
-const entry = (
-  make: (name: string) => Subject<z.ZodType> | RequestSubject<z.ZodType, z.ZodType>,
-  sender: NodeSubject["sender"],
-  server: NodeSubject["server"],
-): NodeSubject => {
-  const sample = make("x");
-  return {
-    subject: (name) => make(name).subject,
-    schema: sample.schema,
-    reply: "reply" in sample ? sample.reply : null,
-    sender,
-    server,
-  };
-};
+type AnySubject = Subject<z.ZodType> | RequestSubject<z.ZodType, z.ZodType>;
 
-/** Every subject a node speaks on. */
-export const NODE_SUBJECTS: readonly NodeSubject[] = [
-  entry(nodeRegister, "node", "manager"),
-  entry(nodeHeartbeat, "node", "manager"),
-  entry(taskResults, "node", "manager"),
-  entry(nodeLeaving, "node", "manager"),
-  entry(nodeLeft, "node", "manager"),
-  entry(nodeObjectsRead, "node", "manager"),
-  entry(nodeObjectsWrite, "node", "manager"),
-  entry(nodeLogs, "node", "manager"),
-  entry(nodeAssign, "manager", "node"),
-  entry(nodeKill, "manager", "node"),
-  entry(nodeRejoin, "manager", "node"),
-  entry(nodeDrain, "manager", "node"),
+/** An entry of a subject that carries no node name. */
+const fixed = (s: AnySubject, senders: readonly Party[], servers: readonly Party[]): SubjectEntry => ({
+  pattern: s.subject,
+  ofNode: null,
+  schema: s.schema,
+  reply: "reply" in s ? s.reply : null,
+  senders,
+  servers,
+});
+
+/** An entry of a node's own subject, made for each node name by `make`. */
+const ofNode = (
+  make: (name: string) => AnySubject,
+  senders: readonly Party[],
+  servers: readonly Party[],
+): SubjectEntry => ({ ...fixed(make("*"), senders, servers), ofNode: (name) => make(name).subject });
+
+/**
+ * Every subject Parallelic speaks on. A node's NATS permissions are derived
+ * from the entries with `ofNode` (`core/nats_auth.ts`); the join token's
+ * from {@linkcode nodeJoin}'s; every other subject is the manager's own
+ * (only its user reaches them).
+ */
+export const SUBJECTS: readonly SubjectEntry[] = [
+  // A node's own subjects.
+  ofNode(nodeRegister, ["node"], ["node actor"]),
+  ofNode(nodeHeartbeat, ["node"], ["node actor", "task actor", "gateway"]),
+  ofNode(taskResults, ["node"], ["task actor"]),
+  ofNode(nodeLeaving, ["node"], ["node actor"]),
+  ofNode(nodeLeft, ["node"], ["node actor"]),
+  ofNode(nodeObjectsRead, ["node"], ["object service"]),
+  ofNode(nodeObjectsWrite, ["node"], ["object service"]),
+  ofNode(nodeLogs, ["node"], ["log relay"]),
+  ofNode(nodeAssign, ["task actor"], ["node"]),
+  ofNode(nodeKill, ["task actor"], ["node"]),
+  ofNode(nodeRejoin, ["node actor"], ["node"]),
+  ofNode(nodeDrain, ["node actor"], ["node"]),
+  // The one subject of the join token.
+  fixed(nodeJoin, ["node"], ["join actor"]),
+  // Inside the manager.
+  fixed(taskSubmit, ["gateway", "tools"], ["task actor"]),
+  fixed(taskCancel, ["gateway"], ["task actor"]),
+  fixed(taskRerun, ["gateway"], ["task actor"]),
+  fixed(taskUpdate, ["gateway"], ["task actor"]),
+  fixed(taskExplain, ["gateway"], ["task actor"]),
+  fixed(taskDoneAll, ["task actor"], ["notify service", "tools"]),
+  fixed(taskProgressAll, ["task actor"], ["gateway", "tools"]),
+  fixed(taskNotifiedAll, ["notify service"], ["gateway"]),
+  fixed(nodesEvent, ["node actor", "tools"], ["task actor", "gateway"]),
+  fixed(nodesList, ["task actor", "join actor", "gateway"], ["node actor"]),
+  fixed(nodesDrain, ["gateway"], ["node actor"]),
+  // Log output, as the LOGS stream keeps it (`parallelic.log.<task>.<index>.<node>`): the gateway reads it there.
+  { pattern: logSubjectsAll, ofNode: null, schema: null, reply: null, senders: ["log relay"], servers: ["JetStream"] },
 ];
+
+/** A node's own subjects (those with `ofNode`), from which its NATS permissions are derived. */
+export const NODE_SUBJECTS: readonly (SubjectEntry & { ofNode: (name: string) => string })[] = SUBJECTS.filter(
+  (s): s is SubjectEntry & { ofNode: (name: string) => string } => s.ofNode !== null,
+);

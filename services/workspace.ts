@@ -22,6 +22,7 @@ import {
   type Digest,
   FINAL_STATES,
   LOG_STREAM,
+  logSubjectsAll,
   logSubjectsOfTask,
   outputObject,
   PACKAGE_BUCKET,
@@ -133,7 +134,7 @@ export async function ensureStorage(
   );
   const config = {
     name: LOG_STREAM,
-    subjects: ["parallelic.log.>"],
+    subjects: [logSubjectsAll],
     storage: StorageType.File,
     retention: RetentionPolicy.Limits,
     max_bytes: options.maxLogBytes ?? 8 * 2 ** 30,

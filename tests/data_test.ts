@@ -9,7 +9,14 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { dataBytesKey, instancesOf } from "../core/kv.ts";
 import { DEFAULT_PACKAGE_LIMITS } from "../core/package.ts";
 import { openBucket } from "../core/objects.ts";
-import { DATA_BUCKET, type DataSetView, LOG_STREAM, type TaskView, WORKSPACE_BUCKET } from "../core/schema.ts";
+import {
+  DATA_BUCKET,
+  type DataSetView,
+  LOG_STREAM,
+  logSubjectsOfTask,
+  type TaskView,
+  WORKSPACE_BUCKET,
+} from "../core/schema.ts";
 import {
   listInstances,
   makeZip,
@@ -194,7 +201,7 @@ test "$(cat "$PARALLELIC_DATA_TEX/a.txt")" = alpha
       const jsm = await jetstreamManager(nc);
       const logs = async () =>
         Object.keys(
-          (await jsm.streams.info(LOG_STREAM, { subjects_filter: `parallelic.log.${id}.>` })).state.subjects ?? {},
+          (await jsm.streams.info(LOG_STREAM, { subjects_filter: logSubjectsOfTask(id) })).state.subjects ?? {},
         )
           .length;
       const removed = await cli(tm, "rm", id);

@@ -424,3 +424,5 @@ export const logSubject = (taskId: string, index: number, node: string) => `para
 export const logSubjectsOfInstance = (taskId: string, index: number) => `parallelic.log.${taskId}.${index}.*`;
 /** All log subjects of a task. */
 export const logSubjectsOfTask = (taskId: string) => `parallelic.log.${taskId}.>`;
+/** Every log subject: what the LOGS stream keeps. */
+export const logSubjectsAll = "parallelic.log.>";
