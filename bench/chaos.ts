@@ -16,9 +16,14 @@
 import { join } from "node:path";
 import type { InstanceView, TaskView } from "../core/schema.ts";
 import { type NatsServer, startNatsServer } from "../core/nats_server.ts";
-import { makeZip, type ManagerProcess, managerProcess, type NodeProcess, startNodeProcess } from "../tests/kit/mod.ts";
+import { type MainProcess, startMainProcess } from "../tools/main_process.ts";
+import { makeZip } from "../tools/make_zip.ts";
+import { type ManagerProcess, managerProcess } from "../tools/manager_process.ts";
 import { type Benchmark, fmt, intArg, ROOT, runBenchmark, sleep, table } from "./_util.ts";
 import { leftoverProcesses, listNodesOrNone, mulberry32, unzipTo } from "./chaos_util.ts";
+
+/** The admin token of the soak's manager. */
+const CHAOS_TOKEN = "parallelic-chaos-token";
 
 /** What a chaos run does. */
 export interface ChaosOptions {
@@ -154,10 +159,22 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     `--nats=${nats.url}`,
     "--lease-ms=3000",
     "--heartbeat-ms=200",
-  ]);
-  const nodes = new Map<string, NodeProcess>();
+  ], CHAOS_TOKEN);
+  const nodes = new Map<string, MainProcess>();
   const startNode = (name: string) =>
-    nodes.set(name, startNodeProcess(nats.url, name, join(o.dir, `node-${name}`), [`--slots=${o.slots}`]));
+    nodes.set(
+      name,
+      startMainProcess(
+        [
+          "node",
+          `--nats=${nats.url}`,
+          `--name=${name}`,
+          `--work-dir=${join(o.dir, `node-${name}`)}`,
+          `--slots=${o.slots}`,
+        ],
+        { env: {} },
+      ),
+    );
   const problems: string[] = [];
   const faults: Fault[] = [];
   try {

@@ -6,7 +6,7 @@
  * @module
  */
 import type { NodeRecord } from "../core/schema.ts";
-import { type Api, listNodes } from "../tests/kit/mod.ts";
+import type { ManagerProcess } from "../tools/manager_process.ts";
 
 /** A seeded random source in [0, 1) (mulberry32), so that a run can be repeated by its seed. */
 export function mulberry32(seed: number): () => number {
@@ -21,8 +21,18 @@ export function mulberry32(seed: number): () => number {
 }
 
 /** The manager's nodes, or none while it does not answer (killed, stopped or restarting). */
-export function listNodesOrNone(api: Api): Promise<NodeRecord[]> {
-  return listNodes(api).catch(() => []);
+export async function listNodesOrNone(api: ManagerProcess["api"]): Promise<NodeRecord[]> {
+  try {
+    const res = await api("/api/v1/nodes");
+    if (!res.ok) {
+      // During a NATS failover the API answers 503 "try again".
+      await res.body?.cancel();
+      return [];
+    }
+    return (await res.json() as { nodes: NodeRecord[] }).nodes;
+  } catch {
+    return [];
+  }
 }
 
 /** Unpacks `zip` into `dir` with unzip(1). */

@@ -87,3 +87,18 @@ Deno.test("no source file imports from a layer it may not (above its own, or the
     `layers import downward only (see ALLOWED in core/layers_test.ts):\n${upward.join("\n")}`,
   );
 });
+
+Deno.test("benchmarks and tools import nothing from tests/ (their helpers are bench/ and tools/)", async () => {
+  const found: string[] = [];
+  for (const dir of ["bench", "tools"]) {
+    for await (const e of Deno.readDir(join(ROOT, dir))) {
+      if (!e.isFile || !/\.ts$/.test(e.name)) continue;
+      const file = `${dir}/${e.name}`;
+      for (const spec of relativeImports(await Deno.readTextFile(join(ROOT, file)))) {
+        const target = relative(ROOT, normalize(join(ROOT, dir, spec)));
+        if (target.startsWith("tests/")) found.push(`${file} imports "${spec}"`);
+      }
+    }
+  }
+  assert.deepEqual(found, []);
+});

@@ -1,18 +1,16 @@
 /**
  * Parallelic as child processes: `main.ts` run as a node
  * (`tools/main_process.ts`), as the CLI, or as a manager that a test can
- * kill and start again.
+ * kill and start again (`tools/manager_process.ts`).
  *
  * @module
  */
 import { join, resolve } from "node:path";
-import { freePort } from "../../core/nats_server.ts";
-import type { TaskView } from "../../core/schema.ts";
 import { type MainProcess, startMainProcess } from "../../tools/main_process.ts";
+import { type ManagerProcess, managerProcess as startManagerProcess } from "../../tools/manager_process.ts";
 import { joinTokenOf, TEST_TOKEN, type TestManager } from "./manager.ts";
-import { waitUntil } from "./wait.ts";
 
-export { type MainProcess, startMainProcess };
+export { type MainProcess, type ManagerProcess, startMainProcess };
 
 /** The repository root. */
 export const ROOT = resolve(import.meta.dirname!, "../..");
@@ -62,89 +60,7 @@ export async function runCli(
   return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
 }
 
-/**
- * A manager run as its own process on a fixed port and data dir, so that a
- * test can kill it and start it again (fault, shutdown and backup tests).
- */
-export interface ManagerProcess extends AsyncDisposable {
-  /** The gateway's port. */
-  readonly port: number;
-  /** The running manager's pid (undefined while stopped). */
-  readonly pid: number | undefined;
-  /** Calls the API with the admin token. */
-  api(path: string, init?: RequestInit): Promise<Response>;
-  /** Uploads a zip; returns the new task's id. */
-  submit(zip: Uint8Array): Promise<string>;
-  /** Polls a task until it is final. */
-  waitForTask(id: string, timeoutMs?: number): Promise<TaskView>;
-  /** Starts the manager (again) and waits until its gateway answers. */
-  start(): Promise<void>;
-  /** Sends `signal` to the manager and waits for it to exit; returns how it exited. */
-  stop(signal?: Deno.Signal): Promise<Deno.CommandStatus | null>;
-}
-
-/** Makes a {@linkcode ManagerProcess} (not started) with `flags` after `manager --data-dir --port`. */
+/** A {@linkcode ManagerProcess} with the test admin token (see `tools/manager_process.ts`). */
 export function managerProcess(dataDir: string, flags: string[]): ManagerProcess {
-  const port = freePort();
-  let child: Deno.ChildProcess | undefined;
-  const api = (path: string, init: RequestInit = {}) =>
-    fetch(`http://127.0.0.1:${port}${path}`, {
-      ...init,
-      headers: { ...init.headers, authorization: `Bearer ${TEST_TOKEN}` },
-    });
-  const stop = async (signal: Deno.Signal = "SIGTERM") => {
-    if (!child) return null;
-    try {
-      child.kill(signal);
-    } catch { /* exited */ }
-    const status = await child.status;
-    child = undefined;
-    return status;
-  };
-  return {
-    port,
-    get pid() {
-      return child?.pid;
-    },
-    api,
-    async submit(zip) {
-      const res = await api("/api/v1/tasks", {
-        method: "POST",
-        headers: { "content-type": "application/zip" },
-        body: zip as Uint8Array<ArrayBuffer>,
-      });
-      if (res.status !== 201) throw new Error(`submit answered ${res.status}: ${await res.text()}`);
-      return (await res.json()).id;
-    },
-    waitForTask: (id, timeoutMs = 60_000) =>
-      waitUntil(
-        async () => {
-          const t = await (await api(`/api/v1/tasks/${id}`)).json() as TaskView;
-          return ["succeeded", "failed", "cancelled"].includes(t.state) ? t : null;
-        },
-        timeoutMs,
-        `task ${id} to end`,
-      ),
-    async start() {
-      child = new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          join(ROOT, "main.ts"),
-          "manager",
-          `--data-dir=${dataDir}`,
-          `--port=${port}`,
-          "--no-local-node",
-          "--log-level=warn",
-          ...flags,
-        ],
-        env: { PARALLELIC_TOKEN: TEST_TOKEN },
-        stdout: "null",
-        stderr: "null",
-      }).spawn();
-      await waitUntil(() => api("/healthz").then((r) => r.ok, () => false), 30_000, "the manager to answer");
-    },
-    stop,
-    [Symbol.asyncDispose]: async () => void await stop("SIGTERM"),
-  };
+  return startManagerProcess(dataDir, flags, TEST_TOKEN);
 }
