@@ -23,6 +23,10 @@ need_deno() {
 need_nats() {
   command -v nats-server >/dev/null 2>&1 || { echo "Installing nats-server..." >&2; apt_install nats-server; }
 }
+need_imagemagick() {
+  # Another program may be called convert (GraphicsMagick's): ask for ImageMagick by name.
+  convert -version 2>/dev/null | grep -q ImageMagick || { echo "Installing ImageMagick..." >&2; apt_install imagemagick; }
+}
 need_ip() {
   command -v ip >/dev/null 2>&1 || { echo "Installing iproute2..." >&2; apt_install iproute2; }
 }
@@ -42,6 +46,7 @@ case "${1:-}" in
     need_deno
     need_nats
     need_chromium
+    need_imagemagick
     need_ip
     deno fmt --check
     deno lint

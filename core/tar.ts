@@ -278,12 +278,16 @@ export async function* readTar(stream: ReadableStream<Uint8Array>): AsyncGenerat
   let pax: Record<string, string> = {};
   let longName: string | null = null;
   let longLink: string | null = null;
+  let ended = false;
+  let failed = false;
   try {
     for (;;) {
       const at = src.offset;
       const block = await src.exact(BLOCK);
-      if (block === null) return;
-      if (block.every((b) => b === 0)) return;
+      if (block === null || block.every((b) => b === 0)) {
+        ended = true;
+        return;
+      }
       let sum = 0;
       for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 32 : block[i];
       if (parseNumber(block.subarray(148, 156)) !== sum) {
@@ -340,8 +344,13 @@ export async function* readTar(stream: ReadableStream<Uint8Array>): AsyncGenerat
       left = 0;
     }
   } catch (e) {
+    failed = true;
     await src.cancel(e).catch(() => {});
     throw e;
+  } finally {
+    // A reader that stopped early (found the file it wanted) lets go of the rest of the input; one that read to
+    // the end leaves what follows the archive to whoever gave the stream.
+    if (!ended && !failed) await src.cancel().catch(() => {});
   }
 }
 

@@ -18,6 +18,7 @@ import { DATA_SET_PATH, dataRoutes } from "./routes/data.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { instanceRoutes } from "./routes/instances.ts";
 import { nodeRoutes } from "./routes/nodes.ts";
+import { outputRoutes } from "./routes/outputs.ts";
 import { taskChangeRoutes } from "./routes/task_changes.ts";
 import { taskRoutes } from "./routes/tasks.ts";
 import { systemRoutes } from "./routes/system.ts";
@@ -118,6 +119,7 @@ export function createGateway(deps: GatewayDeps, options: GatewayOptions = {}): 
   app.route("/", taskChangeRoutes(routeDeps));
   app.route("/", instanceRoutes(routeDeps));
   app.route("/", workspaceRoutes(routeDeps));
+  app.route("/", outputRoutes(routeDeps));
   app.route("/", nodeRoutes(routeDeps));
   app.route("/", userRoutes(routeDeps));
   app.route("/", systemRoutes(routeDeps));
