@@ -9,6 +9,7 @@ import { z } from "zod";
 import { AuditEntry } from "../core/audit.ts";
 import { RerunBody, RerunView, UpdateBody, UpdateView } from "./routes/task_changes.ts";
 import { OutputsView } from "./outputs.ts";
+import { RelatedView } from "./related.ts";
 import {
   DataSetView,
   ErrorBody,
@@ -188,6 +189,13 @@ export const OPERATIONS: Operation[] = [
     summary: "Why a task or instance is where it is",
     query: { instance: z.number().int() },
     response: { status: 200, schema: Explain },
+  },
+  {
+    method: "get",
+    path: "/api/v1/tasks/:id/related",
+    operationId: "relatedTasks",
+    summary: "The data set versions a task pinned, the tasks it waits for ([after]) and those that wait for it",
+    response: { status: 200, schema: RelatedView },
   },
   {
     method: "post",

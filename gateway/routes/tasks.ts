@@ -30,6 +30,7 @@ import { requireRole } from "../auth.ts";
 import type { GatewayEnv, RouteDeps } from "../context.ts";
 import { clientAddress } from "../guard.ts";
 import { instanceIndex, taskSearch, wholeQuery } from "../params.ts";
+import { relatedOf } from "../related.ts";
 import { placementWarnings } from "../submit_checks.ts";
 import { readUpload } from "../upload.ts";
 import { checkPriority } from "./task_changes.ts";
@@ -162,6 +163,11 @@ export function taskRoutes(deps: RouteDeps): Hono<GatewayEnv> {
     const who = c.get("who");
     const task = taskView(await loadTask(kv, c.req.param("id"), who), who);
     return c.json({ ...task, notify: await notifyView(kv, task) });
+  });
+
+  app.get("/api/v1/tasks/:id/related", async (c) => {
+    const task = await loadTask(kv, c.req.param("id"), c.get("who"));
+    return c.json(await relatedOf(kv, task, c.get("who")));
   });
 
   app.get("/api/v1/tasks/:id/explain", async (c) => {
