@@ -24,6 +24,8 @@ import gridJs from "../ui/static/grid.js" with { type: "text" };
 import logviewJs from "../ui/static/logview.js" with { type: "text" };
 import nodesJs from "../ui/static/nodes.js" with { type: "text" };
 import notifyJs from "../ui/static/notify.js" with { type: "text" };
+import outputsJs from "../ui/static/outputs.js" with { type: "text" };
+import previewJs from "../ui/static/preview.js" with { type: "text" };
 import signinJs from "../ui/static/signin.js" with { type: "text" };
 import submitJs from "../ui/static/submit.js" with { type: "text" };
 import taskJs from "../ui/static/task.js" with { type: "text" };
@@ -41,6 +43,8 @@ const ASSETS: Record<string, { type: string; body: string }> = {
   "logview.js": { type: JS, body: logviewJs },
   "nodes.js": { type: JS, body: nodesJs },
   "notify.js": { type: JS, body: notifyJs },
+  "outputs.js": { type: JS, body: outputsJs },
+  "preview.js": { type: JS, body: previewJs },
   "signin.js": { type: JS, body: signinJs },
   "submit.js": { type: JS, body: submitJs },
   "task.js": { type: JS, body: taskJs },
@@ -52,7 +56,7 @@ const ASSETS: Record<string, { type: string; body: string }> = {
 
 /** Every page and asset comes only from this origin; nothing may frame the UI. */
 const SECURITY_HEADERS: Record<string, string> = {
-  "content-security-policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; " +
+  "content-security-policy": "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; " +
     "form-action 'self'; frame-ancestors 'none'",
   "x-content-type-options": "nosniff",
   "referrer-policy": "no-referrer",

@@ -251,6 +251,12 @@ function task(id: string): Html {
           <button class="failures-next-page" type="button">Next page</button>
         </div>
       </section>
+      <section id="frames" class="card" aria-labelledby="frames-title" hidden>
+        <h2 id="frames-title">Latest frames</h2>
+        <p class="muted small">The newest succeeded instances, each with a preview of its first image output. Open
+          one to see its outputs and log.</p>
+        <ul class="sheet"></ul>
+      </section>
       <div class="split">
         <section class="card" aria-labelledby="grid-title">
           <h2 id="grid-title">Instance grid</h2>
@@ -287,6 +293,9 @@ function task(id: string): Html {
               <tbody></tbody>
             </table>
           </div>
+          <h3 id="outputs-title">Outputs</h3>
+          <div id="instance-preview" class="thumb-box" hidden></div>
+          <div id="instance-outputs" class="outputs"></div>
           <div class="log-head">
             <h3 id="log-title">Log</h3>
             <span id="log-status" class="muted small" role="status"></span>

@@ -83,6 +83,20 @@ export async function docShot(page: Page, name: string, heightPx = DESKTOP.heigh
   await page.setViewportSize(DESKTOP);
 }
 
+/**
+ * Saves `heightPx` of the page at desktop width from the top of `selector`
+ * down into docs/ (`docs/ui-<name>.png`), for what lies below the first screen.
+ */
+export async function docShotFrom(page: Page, selector: string, name: string, heightPx = DESKTOP.height) {
+  await page.setViewportSize({ width: DESKTOP.width, height: heightPx });
+  await page.evaluate(
+    `scrollTo(0, document.querySelector(${JSON.stringify(selector)}).getBoundingClientRect().top + scrollY - 8)`,
+  );
+  await page.waitForTimeout(100);
+  await page.screenshot({ path: join(ROOT, "docs", `ui-${name}.png`) });
+  await page.setViewportSize(DESKTOP);
+}
+
 /** A task of a page's main thread: how long it took, and how much of that the thread ran (the rest it waited). */
 export interface MainThreadTask {
   wallMs: number;

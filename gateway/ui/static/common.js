@@ -61,14 +61,15 @@ export async function errorOf(res) {
 
 /**
  * Calls the API with this tab's token. A 401 signs out (the token is no longer
- * valid); other errors throw an {@link ApiError}.
+ * valid); other errors throw an {@link ApiError}. Answers are not cached unless
+ * `init.cache` says otherwise (previews revalidate theirs with `"no-cache"`).
  */
 export async function api(path, init = {}) {
   const headers = new Headers(init.headers);
   headers.set("authorization", `Bearer ${getToken() ?? ""}`);
   let res;
   try {
-    res = await fetch(path, { ...init, headers, cache: "no-store" });
+    res = await fetch(path, { ...init, headers, cache: init.cache ?? "no-store" });
   } catch (e) {
     // fetch() says only "Failed to fetch": say what it means.
     if (e instanceof TypeError) {

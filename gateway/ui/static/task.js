@@ -1,6 +1,7 @@
 /**
- * Task: counts, timing, specification, the instance grid, and one instance's
- * details and live log. Kept live by the task's event stream. Asks the
+ * Task: counts, timing, specification, a contact sheet of the latest frames,
+ * the instance grid, and one instance's details, outputs and live log. Kept
+ * live by the task's event stream. Asks the
  * scheduler why it waits, downloads its outputs, cancels and deletes it;
  * reruns what failed, the instance shown or finalize once it ended; changes
  * its priority, holds and releases it while it runs.
@@ -33,11 +34,17 @@ import { createFailureList, howItEnded, timedOut } from "./failures.js";
 import { createGrid, STATE_NAMES } from "./grid.js";
 import { createLogView } from "./logview.js";
 import { createNotify } from "./notify.js";
+import { createOutputs, instancePath } from "./outputs.js";
+import { createContactSheet, showPreview } from "./preview.js";
 
 const who = await startPage();
 const taskId = document.querySelector("[data-task-id]").dataset.taskId;
 const $ = (id) => document.getElementById(id);
 const STATES_PAGE = 100_000;
+/** Frames on the contact sheet, and the least time between its updates while the task runs. */
+const SHEET_FRAMES = 24;
+const SHEET_GAP_MS = 5000;
+const SUCCEEDED = STATE_NAMES.indexOf("succeeded");
 
 let task = null;
 let grid = null;
@@ -48,6 +55,10 @@ let statesLoading = null;
 const logView = createLogView(taskId);
 const failures = createFailureList($("failures"), taskId, { onOpen: (i) => void openInstance(i) });
 const notify = createNotify($("notify"), taskId);
+const outputs = createOutputs($("instance-outputs"), taskId, { label: "Outputs of the instance shown" });
+const sheet = createContactSheet($("frames"), taskId, { onOpen: (i) => void openInstance(i) });
+/** The path segment of instance `i` in API paths (finalize's is `finalize`). */
+const segmentOf = (i) => instancePath(i, task.instances);
 
 function renderTask() {
   document.title = `${task.name} · Parallelic`;
@@ -189,9 +200,27 @@ async function load() {
   labelGrid();
   $("instance-number").max = String(task.instances - 1);
   await Promise.all([loadStates(), task.counts.failed > 0 ? failures.reload() : null]);
+  updateSheet();
   const fromHash = /^#i=(\d+)$/.exec(location.hash);
   if (fromHash && shownIndex === null) await openInstance(Number(fromHash[1]));
   else if (shownIndex !== null) await refreshInstance();
+}
+
+let sheetTimer = null;
+let sheetAt = 0;
+
+/** Shows the newest succeeded instances on the contact sheet: at once, then at most every few seconds. */
+function updateSheet() {
+  if (sheetTimer !== null) return;
+  sheetTimer = setTimeout(() => {
+    sheetTimer = null;
+    sheetAt = Date.now();
+    const latest = [];
+    for (let i = task.instances - 1; i >= 0 && latest.length < SHEET_FRAMES; i--) {
+      if (grid.state(i) === SUCCEEDED) latest.push(i);
+    }
+    void sheet.update(latest, task.instances);
+  }, Math.max(0, sheetAt + SHEET_GAP_MS - Date.now()));
 }
 
 const describeCounts = (c) => STATES.filter((s) => c[s]).map((s) => `${formatCount(c[s])} ${s}`).join(", ");
@@ -210,6 +239,7 @@ function applyProgress(event) {
   if (event.counts && event.counts.failed !== failures.count) void failures.reload().catch(reportError);
   if (event.changed) grid.change(event.changed);
   else void loadStates().catch(reportError);
+  if (event.counts && event.counts.succeeded !== old.counts.succeeded) updateSheet();
   if (event.state === "cancelled") grid.cancelQueued();
   const mine = shownIndex !== null &&
     (event.changed?.some(([i]) => i === shownIndex) || (FINAL.has(event.state) && !FINAL.has(old.state)));
@@ -243,7 +273,7 @@ async function refreshInstance() {
   $("instance-error").textContent = "";
   let inst;
   try {
-    inst = await apiJson(`/api/v1/tasks/${taskId}/instances/${index}`);
+    inst = await apiJson(`/api/v1/tasks/${taskId}/instances/${segmentOf(index)}`);
   } catch (e) {
     $("instance-error").textContent = e.message;
     return;
@@ -291,7 +321,23 @@ async function refreshInstance() {
       : [h("tr", {}, h("td", { colspan: "8", class: "muted" }, "Not started yet."))]),
   );
   const live = !FINAL.has(inst.state) && !FINAL.has(task.state);
-  logView.show(index, inst.history, inst.attempt, live);
+  logView.show(segmentOf(index), inst.history, inst.attempt, live);
+  await showOutputs(index, inst);
+}
+
+/** The outputs of the instance shown once it ended, with a preview of its first image. */
+async function showOutputs(index, inst) {
+  const ended = inst.state === "succeeded" || inst.state === "failed";
+  const view = await outputs.show(ended ? segmentOf(index) : null, `${inst.attempt}/${inst.endedAt}`);
+  if (index !== shownIndex) return;
+  if (!ended) $("instance-preview").hidden = true;
+  if (!view) return;
+  const image = view.files.find((f) => f.image);
+  $("instance-preview").hidden = !image;
+  if (image) {
+    const alt = `Preview of ${image.path}, the first image output of ${$("instance-title").textContent.toLowerCase()}`;
+    await showPreview($("instance-preview"), taskId, segmentOf(index), { max: 256, alt });
+  }
 }
 
 /** Which chunk's process ran the instance's last attempt ([task] chunk): the chunk's log is its first instance's. */
