@@ -1,15 +1,17 @@
 /**
  * The task page's outputs end to end in headless Chromium: a render of 30
- * frames (PNGs, one of them broken). The outputs browser with sizes and
- * downloads, previews (a placeholder for the broken frame) and the contact
- * sheet of the latest frames are checked, and the routes behind them:
- * sizes, ETags, access.
+ * frames (PNGs, one of them broken) pinned to a data set and waiting for an
+ * upstream task, with a finalize and a task waiting for it. The finalize
+ * card (state, outputs, its log in the details panel), the data and [after]
+ * links, the outputs browser with sizes and downloads, previews (a
+ * placeholder for the broken frame) and the contact sheet of the latest
+ * frames are checked, and the routes behind them: sizes, ETags, access.
  */
 import assert from "node:assert/strict";
 import { findMagick } from "../gateway/preview.ts";
 import { addApiUser, makeZip, submitZip, type TestManager } from "./kit/mod.ts";
 import { makePng, pngSize } from "./kit/png.ts";
-import { docShotFrom, opts, shoot, signIn, watchedPage, withUi } from "./kit/ui.ts";
+import { docShot, docShotFrom, opts, shoot, signIn, watchedPage, withUi } from "./kit/ui.ts";
 
 const base64 = (bytes: Uint8Array) => btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(""));
 const COLOURS = [[196, 64, 52], [52, 120, 196], [232, 176, 40], [72, 160, 88]];
@@ -21,7 +23,7 @@ async function submit(tm: TestManager, files: Record<string, string>, name: stri
 }
 
 Deno.test({
-  name: "web UI: outputs with sizes and downloads, previews, a contact sheet of the latest frames",
+  name: "web UI: outputs with sizes, previews, a contact sheet, finalize as a step, data and [after] links",
   ...opts,
   fn: (t) =>
     withUi(2, async ({ tm, base, browser, errors }) => {
@@ -32,7 +34,7 @@ Deno.test({
         body: new TextEncoder().encode("oak\n"),
       });
       assert.equal(put.status, 201);
-      await put.body?.cancel();
+      const version: string = (await put.json()).version;
       const plates = await submit(tm, {
         "task.toml": `[task]\nname = "plates"\ncommand = "echo plate > $PARALLELIC_OUTPUT/plate.txt"\n`,
       }, "plates");
@@ -50,13 +52,36 @@ Deno.test({
           `head -c 12345 /dev/zero > "$PARALLELIC_OUTPUT/cache.bin"\necho "rendered frame $i"\n`,
         ...pngs,
       }, "shots");
-      await submit(tm, {
+      const comp = await submit(tm, {
         "task.toml": `[task]\nname = "comp"\ncommand = "true"\n[after]\ntasks = ["${shots}"]\n`,
       }, "comp");
       assert.equal((await tm.waitForTask(shots, 60_000)).state, "succeeded");
 
       const page = await watchedPage(browser, errors);
       await signIn(page, base, `/tasks/${shots}`);
+
+      await t.step("finalize is its own step: state, outputs, and its log in the details panel", async () => {
+        const card = page.locator("#finalize");
+        await card.locator(".badge.s-succeeded").waitFor();
+        await card.locator("tr[data-path='summary.txt']").waitFor();
+        assert.match(await card.locator("tr[data-path='summary.txt']").innerText(), /summary\.txt\s+3 B/);
+        assert.match(await card.locator(".outputs-total").innerText(), /^1 file, 3 B$/);
+        await card.getByRole("button", { name: "Show its log" }).click();
+        await page.locator("#instance-title").getByText("Finalize", { exact: true }).waitFor();
+        await page.locator("#log").getByText("assembled the frames").waitFor();
+        assert.equal(new URL(page.url()).hash, "#i=finalize");
+        await page.locator("#instance-outputs tr[data-path='summary.txt']").waitFor();
+      });
+
+      await t.step("the data set version pinned and the tasks before and after it, linked", async () => {
+        const related = page.locator("#related");
+        const data = related.getByRole("link", { name: `textures@${version.slice(0, 15)}…` });
+        assert.equal(await data.getAttribute("href"), "/data#set-textures");
+        assert.match(await related.innerText(), /PARALLELIC_DATA_TEXTURES/);
+        assert.equal(await related.getByRole("link", { name: "plates" }).getAttribute("href"), `/tasks/${plates}`);
+        assert.equal(await related.getByRole("link", { name: "comp" }).getAttribute("href"), `/tasks/${comp}`);
+        assert.match(await related.innerText(), /After \(once they succeeded\)\s+plates/);
+      });
 
       await t.step("the contact sheet shows the latest 24 frames, loading only what is in view", async () => {
         const tiles = page.locator("#frames .tile");
@@ -101,6 +126,7 @@ Deno.test({
         assert.equal(download.suggestedFilename(), "frame_0012.png");
         assert.deepEqual(pngSize(await Deno.readFile((await download.path())!)), { width: 320, height: 180 });
         await page.locator("#instance-preview").scrollIntoViewIfNeeded();
+        await docShot(page, "finalize", 700);
         await docShotFrom(page, "#frames", "outputs", 1300);
         await shoot(page, "task-outputs");
       });

@@ -20,12 +20,14 @@ import appCss from "../ui/static/app.css" with { type: "text" };
 import commonJs from "../ui/static/common.js" with { type: "text" };
 import dataJs from "../ui/static/data.js" with { type: "text" };
 import failuresJs from "../ui/static/failures.js" with { type: "text" };
+import finalizeJs from "../ui/static/finalize.js" with { type: "text" };
 import gridJs from "../ui/static/grid.js" with { type: "text" };
 import logviewJs from "../ui/static/logview.js" with { type: "text" };
 import nodesJs from "../ui/static/nodes.js" with { type: "text" };
 import notifyJs from "../ui/static/notify.js" with { type: "text" };
 import outputsJs from "../ui/static/outputs.js" with { type: "text" };
 import previewJs from "../ui/static/preview.js" with { type: "text" };
+import relatedJs from "../ui/static/related.js" with { type: "text" };
 import signinJs from "../ui/static/signin.js" with { type: "text" };
 import submitJs from "../ui/static/submit.js" with { type: "text" };
 import taskJs from "../ui/static/task.js" with { type: "text" };
@@ -39,12 +41,14 @@ const ASSETS: Record<string, { type: string; body: string }> = {
   "common.js": { type: JS, body: commonJs },
   "data.js": { type: JS, body: dataJs },
   "failures.js": { type: JS, body: failuresJs },
+  "finalize.js": { type: JS, body: finalizeJs },
   "grid.js": { type: JS, body: gridJs },
   "logview.js": { type: JS, body: logviewJs },
   "nodes.js": { type: JS, body: nodesJs },
   "notify.js": { type: JS, body: notifyJs },
   "outputs.js": { type: JS, body: outputsJs },
   "preview.js": { type: JS, body: previewJs },
+  "related.js": { type: JS, body: relatedJs },
   "signin.js": { type: JS, body: signinJs },
   "submit.js": { type: JS, body: submitJs },
   "task.js": { type: JS, body: taskJs },

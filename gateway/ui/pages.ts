@@ -221,6 +221,19 @@ function task(id: string): Html {
           <h2 id="spec-title">Specification</h2>
           <dl id="spec" class="facts"></dl>
         </section>
+        <section id="related" class="card" aria-labelledby="related-title" hidden>
+          <h2 id="related-title">Inputs and links</h2>
+          <dl class="facts stacked"></dl>
+        </section>
+        <section id="finalize" class="card" aria-labelledby="finalize-title">
+          <h2 id="finalize-title">Finalize</h2>
+          <p class="finalize-state" role="status"></p>
+          <div class="action-row start">
+            <button class="finalize-open" type="button" hidden>Show its log</button>
+            <button class="finalize-rerun" type="button" hidden>Run finalize again</button>
+          </div>
+          <div class="outputs"></div>
+        </section>
       </div>
       <section id="failures" class="card" aria-labelledby="failures-title" hidden>
         <div class="failures-head">

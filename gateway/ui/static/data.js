@@ -30,7 +30,12 @@ function row(set, uses) {
   const users = versions.flatMap((v) => (uses.get(`${set.name}@${v.version}`) ?? []).map((t) => [t, v]));
   return h(
     "tr",
-    { dataset: { name: set.name } },
+    // `/data#set-NAME` (a task page's link to a data set it pinned) lands here.
+    {
+      dataset: { name: set.name },
+      id: `set-${set.name}`,
+      class: location.hash === `#set-${set.name}` ? "target" : null,
+    },
     h("td", { class: "cell-main" }, h("strong", {}, set.name)),
     h(
       "td",
@@ -85,6 +90,7 @@ async function load() {
     const uses = usesOf(tasks);
     tbody.replaceChildren(...datasets.map((set) => row(set, uses)));
     empty.hidden = datasets.length > 0;
+    document.querySelector("tr.target")?.scrollIntoView({ block: "center" });
   } catch (e) {
     listError.textContent = e.message;
   }

@@ -1,7 +1,9 @@
 /**
- * Task: counts, timing, specification, a contact sheet of the latest frames,
- * the instance grid, and one instance's details, outputs and live log. Kept
- * live by the task's event stream. Asks the
+ * Task: counts, timing, specification, finalize as its own step, what the
+ * task is tied to (data set versions, tasks before and after it), a contact
+ * sheet of the latest frames, the instance grid, and one instance's (or
+ * finalize's) details, outputs and live log. Kept live by the task's event
+ * stream. Asks the
  * scheduler why it waits, downloads its outputs, cancels and deletes it;
  * reruns what failed, the instance shown or finalize once it ended; changes
  * its priority, holds and releases it while it runs.
@@ -31,11 +33,13 @@ import {
   STATES,
 } from "./common.js";
 import { createFailureList, howItEnded, timedOut } from "./failures.js";
+import { createFinalizeCard } from "./finalize.js";
 import { createGrid, STATE_NAMES } from "./grid.js";
 import { createLogView } from "./logview.js";
 import { createNotify } from "./notify.js";
 import { createOutputs, instancePath } from "./outputs.js";
 import { createContactSheet, showPreview } from "./preview.js";
+import { showRelated } from "./related.js";
 
 const who = await startPage();
 const taskId = document.querySelector("[data-task-id]").dataset.taskId;
@@ -56,6 +60,10 @@ const logView = createLogView(taskId);
 const failures = createFailureList($("failures"), taskId, { onOpen: (i) => void openInstance(i) });
 const notify = createNotify($("notify"), taskId);
 const outputs = createOutputs($("instance-outputs"), taskId, { label: "Outputs of the instance shown" });
+const finalizeCard = createFinalizeCard($("finalize"), taskId, {
+  onOpen: () => void openInstance(task.instances),
+  onRerun: () => $("rerun-finalize").click(),
+});
 const sheet = createContactSheet($("frames"), taskId, { onOpen: (i) => void openInstance(i) });
 /** The path segment of instance `i` in API paths (finalize's is `finalize`). */
 const segmentOf = (i) => instancePath(i, task.instances);
@@ -73,6 +81,7 @@ function renderTask() {
   $("reason").textContent = task.reason ?? "";
   $("cancel").hidden = FINAL.has(task.state) || !may(who, "submitter");
   renderChanges();
+  finalizeCard.render(task, !$("rerun-finalize").hidden);
   $("delete").hidden = !mayDelete(who, task);
   $("download").hidden = !FINAL.has(task.state);
   renderExplain();
@@ -199,10 +208,12 @@ async function load() {
   });
   labelGrid();
   $("instance-number").max = String(task.instances - 1);
-  await Promise.all([loadStates(), task.counts.failed > 0 ? failures.reload() : null]);
+  const related = showRelated($("related"), taskId).catch(reportError);
+  await Promise.all([loadStates(), task.counts.failed > 0 ? failures.reload() : null, related]);
   updateSheet();
-  const fromHash = /^#i=(\d+)$/.exec(location.hash);
-  if (fromHash && shownIndex === null) await openInstance(Number(fromHash[1]));
+  const fromHash = /^#i=(\d+|finalize)$/.exec(location.hash);
+  const hashIndex = fromHash?.[1] === "finalize" ? task.instances : Number(fromHash?.[1]);
+  if (fromHash && shownIndex === null) await openInstance(hashIndex);
   else if (shownIndex !== null) await refreshInstance();
 }
 
@@ -249,8 +260,10 @@ function applyProgress(event) {
 // ---------------------------------------------------------------------------
 // One instance
 
+/** Opens instance `index` in the details panel; the number of instances opens finalize there. */
 async function openInstance(index) {
-  if (!task || !Number.isInteger(index) || index < 0 || index >= task.instances) {
+  const finalize = task?.spec.finalize && index === task.instances;
+  if (!task || !Number.isInteger(index) || index < 0 || (index >= task.instances && !finalize)) {
     $("instance").hidden = false;
     $("instance-error").textContent = task ? `Instances are numbered 0 to ${task.instances - 1}.` : "";
     return;
@@ -259,12 +272,14 @@ async function openInstance(index) {
   shownState = null;
   renderChanges();
   $("explain-text").textContent = "";
-  history.replaceState(null, "", `#i=${index}`);
-  grid.select(index);
-  failures.setCurrent(index);
+  history.replaceState(null, "", `#i=${segmentOf(index)}`);
+  if (!finalize) {
+    grid.select(index);
+    failures.setCurrent(index);
+    $("instance-number").value = String(index);
+  }
   $("instance").hidden = false;
-  $("instance-title").textContent = `Instance ${index}`;
-  $("instance-number").value = String(index);
+  $("instance-title").textContent = finalize ? "Finalize" : `Instance ${index}`;
   await refreshInstance();
 }
 
@@ -436,8 +451,9 @@ onAction("release", async () => {
 
 onAction("explain", async () => {
   const index = explainTarget();
-  const reply = await apiJson(`/api/v1/tasks/${taskId}/explain${index === null ? "" : `?instance=${index}`}`);
-  const what = reply.index === null ? "Task" : `Instance ${reply.index}`;
+  const query = index === null ? "" : `?instance=${segmentOf(index)}`;
+  const reply = await apiJson(`/api/v1/tasks/${taskId}/explain${query}`);
+  const what = reply.index === null ? "Task" : reply.index === task.instances ? "Finalize" : `Instance ${reply.index}`;
   $("explain-text").textContent = `${what} (${reply.state}): ${reply.explanation}`;
 });
 
