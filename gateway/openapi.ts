@@ -8,7 +8,7 @@
 import { z } from "zod";
 import { AuditEntry } from "../core/audit.ts";
 import { RerunBody, RerunView, UpdateBody, UpdateView } from "./routes/task_changes.ts";
-import { OutputsView } from "./outputs.ts";
+import { OUTPUT_OPERATIONS } from "./routes/outputs.ts";
 import { RelatedView } from "./related.ts";
 import {
   DataSetView,
@@ -403,29 +403,7 @@ export const OPERATIONS: Operation[] = [
     query: { instance: z.number().int(), finalize: z.enum(["1", "0"]) },
     response: { status: 200, schema: "binary" },
   },
-  {
-    method: "get",
-    path: "/api/v1/tasks/:id/instances/:index/outputs",
-    operationId: "listOutputs",
-    summary: "An instance's output files (index 'finalize' for finalize's) with their sizes",
-    response: { status: 200, schema: OutputsView },
-  },
-  {
-    method: "get",
-    path: "/api/v1/tasks/:id/instances/:index/output",
-    operationId: "getOutput",
-    summary: "One output file of an instance (or of finalize), streamed as an attachment",
-    query: { path: z.string() },
-    response: { status: 200, schema: "binary" },
-  },
-  {
-    method: "get",
-    path: "/api/v1/tasks/:id/instances/:index/preview",
-    operationId: "previewOutput",
-    summary: "A PNG or JPEG at most max px a side of an image output (the first, or ?path=); 404 when there is none",
-    query: { max: z.number().int().min(16).max(1024), path: z.string() },
-    response: { status: 200, schema: "binary" },
-  },
+  ...OUTPUT_OPERATIONS,
   {
     method: "delete",
     path: "/api/v1/tasks/:id",

@@ -6,15 +6,44 @@
  * @module
  */
 import { Hono } from "hono";
+import { z } from "zod";
 import { NotFoundError, ValidationError } from "../../core/errors.ts";
 import { loadTask, readInstanceRecord } from "../access.ts";
 import type { GatewayEnv, RouteDeps } from "../context.ts";
-import { findOutput, imageKind, listOutputs, mediaType, nameOf, outputPathQuery } from "../outputs.ts";
+import type { Operation } from "../openapi.ts";
+import { findOutput, imageKind, listOutputs, mediaType, nameOf, outputPathQuery, OutputsView } from "../outputs.ts";
 import { instanceIndex, wholeQuery } from "../params.ts";
 import { createPreviewCache, makePreview, placeholderPreview } from "../preview.ts";
 
 /** Longest side of a preview: the default, and the bounds of `?max=`. */
 export const PREVIEW_PX = { fallback: 256, min: 16, max: 1024 };
+
+/** The operations of these routes, for gateway/openapi.ts. */
+export const OUTPUT_OPERATIONS: Operation[] = [
+  {
+    method: "get",
+    path: "/api/v1/tasks/:id/instances/:index/outputs",
+    operationId: "listOutputs",
+    summary: "An instance's output files (index 'finalize' for finalize's) with their sizes",
+    response: { status: 200, schema: OutputsView },
+  },
+  {
+    method: "get",
+    path: "/api/v1/tasks/:id/instances/:index/output",
+    operationId: "getOutput",
+    summary: "One output file of an instance (or of finalize), streamed as an attachment",
+    query: { path: z.string() },
+    response: { status: 200, schema: "binary" },
+  },
+  {
+    method: "get",
+    path: "/api/v1/tasks/:id/instances/:index/preview",
+    operationId: "previewOutput",
+    summary: "A PNG or JPEG at most max px a side of an image output (the first, or ?path=); 404 when there is none",
+    query: { max: z.number().int().min(16).max(1024), path: z.string() },
+    response: { status: 200, schema: "binary" },
+  },
+];
 
 /**
  * `GET /api/v1/tasks/{id}/instances/{index}/outputs`, `…/output?path=` and
