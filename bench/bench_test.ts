@@ -27,11 +27,14 @@ for (const bench of BENCHMARKS) {
       return;
     }
     assert.match(stdout, /\n\| --- \|/, `no table in:\n${stdout}`);
-    if (bench.name === "latency") {
-      // Its smoke run is traced: the gateway, the task actor, the node and the client each noted their steps.
-      for (const step of ["gateway.checked", "task.submit", "task.committed #2", "node.spawn", "node.result"]) {
-        assert.match(stdout, new RegExp(`\\| ${step.replace(".", "\\.")} +\\|`), `step ${step} in:\n${stdout}`);
-      }
+    // Their smoke runs are traced: each process noted its steps where they happen (the gateway, the task actor,
+    // the node, the client; for the user path also the event stream and the CLI).
+    const traced: Record<string, string[]> = {
+      latency: ["gateway.checked", "task.submit", "task.committed #2", "node.spawn", "node.result"],
+      user_latency: ["gateway.read", "gateway.event #2", "client.event", "cli.start", "cli.answered", "cli.done"],
+    };
+    for (const step of traced[bench.name] ?? []) {
+      assert.match(stdout, new RegExp(`\\| ${step.replace(".", "\\.")} +\\|`), `step ${step} in:\n${stdout}`);
     }
   });
 }

@@ -22,7 +22,7 @@ import { type BenchContext, type ProcStats, procStats, sleep } from "./_util.ts"
 import { type MainProcess, startMainProcess } from "../tools/main_process.ts";
 
 /** The admin token of benchmark managers. */
-const TOKEN = "parallelic-bench-token";
+export const TOKEN = "parallelic-bench-token";
 
 /** Options of {@linkcode startCluster}. */
 export interface ClusterOptions {

@@ -21,8 +21,11 @@ import type { InstanceView } from "../core/schema.ts";
 import { type Benchmark, epochMs, fmt, intArg, percentile, runBenchmark, table } from "./_util.ts";
 import { startCluster, truePackage } from "./cluster.ts";
 
-/** Times one NATS request/reply and one spawn of `bin` (piped output, read to the end), `runs` times. */
-async function measureFloor(natsUrl: string, bin: string, runs: number) {
+/**
+ * Times one NATS request/reply and one spawn of `bin` (piped output, read to the end), `runs` times; with `before`,
+ * that first in each run too (`bench/user_latency.ts`: an HTTP POST), timed as `before`.
+ */
+export async function measureFloor(natsUrl: string, bin: string, runs: number, before?: () => Promise<void>) {
   const server = await connect({ servers: natsUrl });
   const client = await connect({ servers: natsUrl });
   server.subscribe("bench.floor", { callback: (_e, m) => void m.respond(m.data) });
@@ -31,8 +34,11 @@ async function measureFloor(natsUrl: string, bin: string, runs: number) {
   const nats: number[] = [];
   const spawn: number[] = [];
   const total: number[] = [];
+  const first: number[] = [];
   try {
     for (let i = 0; i < runs; i++) {
+      const tb = performance.now();
+      await before?.();
       const t0 = performance.now();
       await client.request("bench.floor", payload, { timeout: 5000 });
       const t1 = performance.now();
@@ -45,21 +51,22 @@ async function measureFloor(natsUrl: string, bin: string, runs: number) {
       const t2 = performance.now();
       nats.push(t1 - t0);
       spawn.push(t2 - t1);
-      total.push(t2 - t0);
+      total.push(t2 - tb);
+      first.push(t0 - tb);
     }
   } finally {
     await client.close();
     await server.close();
   }
-  return { nats, spawn, total };
+  return { before: first, nats, spawn, total };
 }
 
 /**
  * Turns step lines (`<epoch ms> <pid> <step>`, see Logger.step) into a table:
  * each step's p50 time after its run's `client.submit`, in order, up to
- * `client.done`. A step seen twice in a run (two commits) is numbered.
+ * `end`. A step seen twice in a run (two commits) is numbered.
  */
-function stepTable(text: string): string {
+export function stepTable(text: string, end = "client.done"): string {
   const lines = text.trim().split("\n").map((l) => l.split(" ")).map(([t, _pid, step]) => ({ t: Number(t), step }))
     .sort((a, b) => a.t - b.t);
   const at = new Map<string, number[]>();
@@ -78,7 +85,7 @@ function stepTable(text: string): string {
     if (list) list.push(t - start);
     else at.set(name, [t - start]);
   }
-  const done = percentile(at.get("client.done") ?? [Infinity], 50);
+  const done = percentile(at.get(end) ?? [Infinity], 50);
   const rows = [...at].map(([step, v]) => ({ step, p50: percentile(v, 50) }))
     .filter((r) => r.p50 <= done).sort((a, b) => a.p50 - b.p50);
   return table(

@@ -22,6 +22,7 @@ import { chunks } from "./chunks.ts";
 import { dispatch } from "./dispatch.ts";
 import { fanout } from "./fanout.ts";
 import { latency } from "./latency.ts";
+import { userLatency } from "./user_latency.ts";
 import { manyNodes } from "./many_nodes.ts";
 import { type Benchmark, ROOT, runBenchmark } from "./_util.ts";
 
@@ -66,7 +67,17 @@ export const dataPath: Benchmark = {
 };
 
 /** Every benchmark, in the order the suite runs them. */
-export const BENCHMARKS: Benchmark[] = [fanout, latency, dispatch, backlog, manyNodes, dataPath, bigPackage, chunks];
+export const BENCHMARKS: Benchmark[] = [
+  fanout,
+  latency,
+  userLatency,
+  dispatch,
+  backlog,
+  manyNodes,
+  dataPath,
+  bigPackage,
+  chunks,
+];
 
 if (import.meta.main) {
   const args = parseArgs(Deno.args, {

@@ -82,7 +82,10 @@ export async function saveSettings(settings: Partial<ClientSettings>): Promise<s
 /** A small typed client of the gateway's API. */
 export class Client {
   #http: Deno.HttpClient | undefined;
-  constructor(readonly settings: ClientSettings) {}
+  /**
+   * @param step Notes a trace step (see Logger.step; `PARALLELIC_TRACE`): `cli.submit`, `cli.answered`, `cli.done`.
+   */
+  constructor(readonly settings: ClientSettings, readonly step: (step: string) => void = () => {}) {}
 
   /**
    * Sends a request; throws the API's error as the matching error class. A

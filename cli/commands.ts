@@ -176,13 +176,16 @@ export async function submit(
   if (limit !== undefined && pkg.size > limit) {
     usage(`Cannot accept package as its size ${pkg.size} bytes exceeds the limit of ${limit} bytes`);
   }
+  client.step("cli.submit");
   const created = await submitPackage(client, pkg.name, pkg, overrides, strict, after);
+  client.step("cli.answered");
   for (const w of created.warnings ?? []) console.error(`Warning: ${w} (it waits; --strict refuses such a submit)`);
   if (json && !wait) console.log(JSON.stringify(created, null, 2));
   else if (!json) console.log(created.id);
   console.error(`Submitted task ${created.id} (${created.instances} instances)`);
   if (!wait) return 0;
   const task = await waitFor(client, created.id);
+  client.step("cli.done");
   if (json) console.log(JSON.stringify(task, null, 2));
   console.error(summaryLine(task));
   printHint(task);

@@ -46,10 +46,12 @@ export async function runClientCommand(command: string, rest: string[]): Promise
     usage(`'parallelic ${command}' takes --instance N or --finalize, not both`);
   }
   checkVerbFlags(command, p._[0], p.flags);
+  const log = logger(p.flags);
+  log.step("cli.start");
   const client = new Client({
     ...await resolveSettings(p.flags as { manager?: string; token?: string; "ca-file"?: string }),
-    log: logger(p.flags),
-  });
+    log,
+  }, log.step);
   const json = p.flags.json === true;
   const id = p._[0];
   const need = (what: string) => id ?? usage(`Usage: parallelic ${command} ${what}`);

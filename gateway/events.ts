@@ -45,6 +45,8 @@ export interface EventHub {
 export interface EventHubOptions {
   /** Heartbeats are sent as one batch per this many milliseconds. @default {1000} */
   heartbeatBatchMs?: number;
+  /** Notes a trace step (see Logger.step): `gateway.event` when a task event came and went out to the streams. */
+  step?: (step: string) => void;
 }
 
 /**
@@ -63,7 +65,10 @@ export function createEventHub(bus: Bus, options: EventHubOptions = {}): EventHu
   };
   const start = () => {
     subs = [
-      bus.subscribe(taskProgressAll, (data) => emit({ kind: "task", data })),
+      bus.subscribe(taskProgressAll, (data) => {
+        emit({ kind: "task", data });
+        options.step?.("gateway.event");
+      }),
       bus.subscribe(taskNotifiedAll, (data) => emit({ kind: "notify", data })),
       bus.subscribe(nodesEvent, (data) => emit({ kind: "node", data })),
       bus.subscribe(nodeHeartbeatAll, (hb) => {

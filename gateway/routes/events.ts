@@ -18,7 +18,7 @@ export function eventRoutes(deps: RouteDeps): Hono<GatewayEnv> {
   const { kv, bus } = deps;
   const app = new Hono<GatewayEnv>();
 
-  const hub = createEventHub(bus);
+  const hub = createEventHub(bus, { step: deps.log.step });
   app.get("/api/v1/events", async (c) => {
     const who = c.get("who");
     const taskId = c.req.query("task");

@@ -106,6 +106,7 @@ export function taskRoutes(deps: RouteDeps): Hono<GatewayEnv> {
     // Data sets are pinned to versions, and the package stored, so that neither goes away before the task exists.
     const reply = await workspace.withPackage(checked.digest, async () => {
       await workspace.putPackage(checked.digest, upload);
+      log.step("gateway.stored");
       return await data.submitWith(checked.spec, checked.taskToml, async (spec) =>
         unwrap(
           await bus.request(taskSubmit, {
