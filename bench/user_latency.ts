@@ -25,6 +25,7 @@
  * @module
  */
 import { join } from "node:path";
+import { readEvents } from "../cli/follow.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { FINAL_STATES, type TaskProgress } from "../core/schema.ts";
 import {
@@ -50,30 +51,19 @@ async function openEvents(cluster: BenchCluster, log: Logger) {
   const waiters = new Map<string, (atMs: number) => void>();
   let ready!: () => void;
   const isReady = new Promise<void>((r) => ready = r);
-  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-  const reading = (async () => {
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      buffer += value;
-      let end: number;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        if (block.startsWith("event: ready")) ready();
-        if (!block.startsWith("event: task")) continue;
-        const data = JSON.parse(block.slice(block.indexOf("data: ") + 6)) as TaskProgress;
-        if (!FINAL_STATES.has(data.state)) continue;
-        log.step("client.event");
-        const at = epochMs();
-        if (data.state !== "succeeded") throw new Error(`Task ${data.taskId} ended ${data.state}`);
-        const waiter = waiters.get(data.taskId);
-        if (waiter) waiter(at);
-        else ended.set(data.taskId, at);
-      }
-    }
-  })();
+  const stop = new AbortController();
+  const reading = readEvents(res.body.pipeThrough(new TransformStream(), { signal: stop.signal }), ({ kind, data }) => {
+    if (kind === "ready") ready();
+    if (kind !== "task") return;
+    const event = JSON.parse(data) as TaskProgress;
+    if (!FINAL_STATES.has(event.state)) return;
+    log.step("client.event");
+    const at = epochMs();
+    if (event.state !== "succeeded") throw new Error(`Task ${event.taskId} ended ${event.state}`);
+    const waiter = waiters.get(event.taskId);
+    if (waiter) waiter(at);
+    else ended.set(event.taskId, at);
+  });
   await isReady;
   return {
     /** When the terminal event of `taskId` arrived (epoch ms). */
@@ -90,7 +80,7 @@ async function openEvents(cluster: BenchCluster, log: Logger) {
       });
     },
     async close() {
-      await reader.cancel().catch(() => {});
+      stop.abort();
       await reading.catch(() => {});
     },
   };

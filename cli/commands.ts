@@ -16,6 +16,7 @@ import {
 } from "../core/schema.ts";
 import { UnavailableError } from "../core/errors.ts";
 import { type Client, limits, saveSettings, usage } from "./client.ts";
+import { followTask } from "./follow.ts";
 import { formatBytes, loadPackage, type PackageBody } from "./package_file.ts";
 
 export { formatBytes };
@@ -128,7 +129,7 @@ export async function submitPackage(
 }
 
 /** Prints a one-line summary of counts. */
-export function countsLine(t: TaskView): string {
+export function countsLine(t: Pick<TaskView, "counts">): string {
   const c = t.counts;
   return `${c.succeeded} succeeded, ${c.failed} failed, ${c.running} running, ${c.queued} queued` +
     (c.cancelled ? `, ${c.cancelled} cancelled` : "");
@@ -139,17 +140,12 @@ export const summaryLine = (t: TaskView) => `Task ${t.id} ${t.state}: ${countsLi
 
 /** Follows a task until it ends (or the clock passes `untilMs`: then it may still run); returns it. */
 export async function waitFor(client: Client, id: string, show = true, untilMs = Infinity): Promise<TaskView> {
-  for (;;) {
-    const task = await client.json<TaskView>(`/api/v1/tasks/${id}`);
-    const done = task.counts.succeeded + task.counts.failed + task.counts.cancelled;
-    if (show) status(`${task.state.padEnd(9)} ${bar(done, task.instances)} ${countsLine(task)}`);
-    const ended = ["succeeded", "failed", "cancelled"].includes(task.state);
-    if (ended || Date.now() >= untilMs) {
-      if (show && isTty()) Deno.stderr.writeSync(encoder.encode("\n"));
-      return task;
-    }
-    await new Promise((r) => setTimeout(r, Math.max(0, Math.min(300, untilMs - Date.now()))));
-  }
+  const task = await followTask(client, id, (t) => {
+    const done = t.counts.succeeded + t.counts.failed + t.counts.cancelled;
+    if (show) status(`${t.state.padEnd(9)} ${bar(done, t.instances)} ${countsLine(t)}`);
+  }, untilMs);
+  if (show && isTty()) Deno.stderr.writeSync(encoder.encode("\n"));
+  return task;
 }
 
 /** `parallelic submit PATH [--after ID[,ID]]`: returns the exit code. With `json`, stdout gets the answer (or, waiting, the task). */
