@@ -11,9 +11,7 @@ import { commandHelp, HELP, wantsHelp } from "./cli/help.ts";
 import { logger } from "./cli/log_flags.ts";
 import { CLIENT_COMMANDS, runClientCommand } from "./cli/run.ts";
 import { certPair, gatewayLimits, joinToken, natsCredentials, natsTls } from "./cli/security_flags.ts";
-import { DEFAULT_PACKAGE_LIMITS } from "./core/package.ts";
-import { startManager } from "./manager/mod.ts";
-import { startNode, VERSION } from "./node/agent.ts";
+import { VERSION } from "./core/version.ts";
 
 /** Resolves at the first SIGINT or SIGTERM; a second one exits at once. */
 function waitForSignal(): Promise<void> {
@@ -43,6 +41,10 @@ function parseLabels(list: unknown): Record<string, string> {
 async function runManager(rest: string[]): Promise<number> {
   const { values: v } = await resolveConfig(rest, "manager", MANAGER_SETTINGS);
   const log = logger(v);
+  const [{ startManager }, { DEFAULT_PACKAGE_LIMITS }] = await Promise.all([
+    import("./manager/mod.ts"),
+    import("./core/package.ts"),
+  ]);
   const retentionDays = v["audit-retention-days"] as number | undefined;
   const maxPackageBytes = (v["max-package-size"] as number | undefined) ?? DEFAULT_PACKAGE_LIMITS.maxPackageBytes;
   const manager = await startManager({
@@ -115,6 +117,7 @@ async function runNode(rest: string[]): Promise<number> {
   const { values: v } = await resolveConfig(rest.filter((a) => a !== "--bench-noop"), "node", NODE_SETTINGS);
   const natsUrl = (v.nats as string | undefined) ?? usage("Usage: parallelic node --nats nats://HOST:4222");
   const name = v.name as string | undefined;
+  const { startNode } = await import("./node/agent.ts");
   const node = await startNode({
     natsUrl,
     name,

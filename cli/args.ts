@@ -5,7 +5,7 @@
  * @module
  */
 import { ValidationError } from "../core/errors.ts";
-import { parseBytes } from "../core/task_toml.ts";
+import { parseBytes } from "../core/task_toml_values.ts";
 
 /** How each flag is read. */
 export type FlagSpec = Record<string, "string" | "boolean" | "list">;

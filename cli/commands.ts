@@ -5,15 +5,9 @@
  */
 import { resolve } from "node:path";
 import { notifyLine } from "../core/notify.ts";
-import { howItEnded } from "../core/outcome.ts";
+import { AVOID_AFTER_FAILURES, howItEnded } from "../core/outcome.ts";
 import { overridesFromPairs } from "../core/overrides.ts";
-import {
-  AVOID_AFTER_FAILURES,
-  type InstanceView,
-  type NodeRecord,
-  type SubmitView,
-  type TaskView,
-} from "../core/schema.ts";
+import type { InstanceView, NodeRecord, SubmitView, TaskView } from "../core/schema.ts";
 import { UnavailableError } from "../core/errors.ts";
 import { type Client, limits, saveSettings, usage } from "./client.ts";
 import { followTask } from "./follow.ts";

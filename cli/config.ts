@@ -9,7 +9,7 @@
  */
 import { parse, TomlError } from "smol-toml";
 import { ValidationError } from "../core/errors.ts";
-import { parseBytes, parseDurationMs } from "../core/task_toml.ts";
+import { parseBytes, parseDurationMs } from "../core/task_toml_values.ts";
 import { type FlagSpec, parseArgs } from "./args.ts";
 
 /** How a setting's text becomes a value. */

@@ -9,7 +9,6 @@ import { intFlag, parseArgs } from "./args.ts";
 import { Client, defaultDataDir, resolveSettings, usage } from "./client.ts";
 import { cancel, explain, login, nodes, showLogs, showStatus, submit } from "./commands.ts";
 import { dataLs, dataPut, dataRm, dataShare, results, rmTask } from "./data.ts";
-import { doctor, printChecks } from "./doctor.ts";
 import { checkVerbFlags, CLIENT_COMMAND_FLAGS } from "./help.ts";
 import { logger } from "./log_flags.ts";
 import { natsCredentials, natsTls } from "./security_flags.ts";
@@ -116,7 +115,8 @@ export async function runClientCommand(command: string, rest: string[]): Promise
       return await nodesSecurity(client, p._, p.flags.rotate === true) ?? await nodes(client, p._, json);
     case "login":
       return await login(client);
-    case "doctor":
+    case "doctor": {
+      const { doctor, printChecks } = await import("./doctor.ts");
       return printChecks(
         await doctor({
           client,
@@ -127,6 +127,7 @@ export async function runClientCommand(command: string, rest: string[]): Promise
           natsTls: natsTls(p.flags),
         }),
       );
+    }
     case "users":
       return await users(client, p._, p.flags.role as string | undefined, json);
     case "tokens":

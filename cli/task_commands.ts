@@ -5,7 +5,7 @@
  * @module
  */
 import { ValidationError } from "../core/errors.ts";
-import { parseDurationMs } from "../core/task_toml.ts";
+import { parseDurationMs } from "../core/task_toml_values.ts";
 import type { Client } from "./client.ts";
 import { countsLine, printHint, summaryLine, waitFor } from "./commands.ts";
 

@@ -7,6 +7,12 @@
  */
 import type { Attempt } from "./schema.ts";
 
+/**
+ * Failed attempts of a task's instances on one node after which that node takes no more of the task. Here, apart
+ * from the schema, so that the CLI says so without loading it.
+ */
+export const AVOID_AFTER_FAILURES = 3;
+
 /** `5m`, `1h30m`, `90s`, `250ms`: a duration as task.toml's `timeout` takes it. */
 export function formatDurationMs(ms: number): string {
   if (ms < 1000 || ms % 1000 !== 0) return `${ms}ms`;

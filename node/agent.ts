@@ -39,9 +39,9 @@ import { nodeMetrics, serveMetrics } from "./node_metrics.ts";
 import { followOrders, heldInstances } from "./orders.ts";
 import { stopNode } from "./shutdown.ts";
 import { prepareWorkDir } from "./work_dir.ts";
+import { VERSION } from "../core/version.ts";
 
-/** The version nodes report. */
-export const VERSION = "0.1.0";
+export { VERSION } from "../core/version.ts";
 
 /** Options of {@linkcode startNode}. */
 export interface NodeOptions {

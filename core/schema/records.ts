@@ -49,8 +49,7 @@ export const Attempt = z.object({
 /** One attempt of an instance. */
 export type Attempt = z.infer<typeof Attempt>;
 
-/** Failed attempts of a task's instances on one node after which that node takes no more of the task. */
-export const AVOID_AFTER_FAILURES = 3;
+export { AVOID_AFTER_FAILURES } from "../outcome.ts";
 
 /** `["task", id]`: a task and its per-state counts (status reads never scan instances). */
 export const TaskRecord = z.object({
