@@ -9,7 +9,13 @@ import { join } from "node:path";
 import { parse } from "smol-toml";
 import { AuthError, errorClassOfStatus, UnavailableError, ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
-import { streamUpload } from "./upload.ts";
+
+/**
+ * Bodies up to this size go in one `fetch` from memory; larger ones stream
+ * (see `upload.ts`, loaded only then: it needs Node's HTTP modules, which
+ * take as long to load as the rest of the CLI).
+ */
+export const SMALL_UPLOAD_BYTES = 8 * 2 ** 20;
 
 /** Where the CLI keeps its settings. */
 export function configFile(): string {
@@ -102,11 +108,8 @@ export class Client {
     for (let waitMs = 250;; waitMs = Math.min(2000, waitMs * 2)) {
       let res: Response;
       try {
-        if (this.settings.caFile && !this.#http) {
-          this.#http = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(this.settings.caFile)] });
-        }
         const startedAt = performance.now();
-        res = await fetch(`${this.settings.manager}${path}`, { ...init, headers, client: this.#http });
+        res = await fetch(`${this.settings.manager}${path}`, { ...init, headers, client: await this.httpClient() });
         this.settings.log?.debug("cli:request", {
           method,
           url: `${this.settings.manager}${path}`,
@@ -123,33 +126,48 @@ export class Client {
     }
   }
 
-  /** Streams a large body (see `upload.ts`); throws the API's error as the matching error class. */
+  /**
+   * Sends a body of `sizeBytes`: a small one from memory, a large one
+   * streamed (see `upload.ts`); throws the API's error as the matching error class.
+   */
   async upload(
     path: string,
-    init: { method?: string; headers?: Record<string, string>; body: ReadableStream<Uint8Array> },
+    init: { method?: string; headers?: Record<string, string>; body: ReadableStream<Uint8Array>; sizeBytes?: number },
   ): Promise<Response> {
     const headers: Record<string, string> = { ...init.headers };
     if (this.settings.token) headers.authorization = `Bearer ${this.settings.token}`;
+    const url = new URL(`${this.settings.manager}${path}`);
+    const method = init.method ?? "POST";
     let res: Response;
     const startedAt = performance.now();
     try {
-      res = await streamUpload({
-        url: new URL(`${this.settings.manager}${path}`),
-        method: init.method ?? "POST",
-        headers,
-        body: init.body,
-      });
+      if (init.sizeBytes !== undefined && init.sizeBytes <= SMALL_UPLOAD_BYTES) {
+        // No HTTP/2 try first either: for a small body its handshake costs more than it saves.
+        const body = await new Response(init.body).bytes();
+        res = await fetch(url, { method, headers, body, client: await this.httpClient() });
+      } else {
+        const { streamUpload } = await import("./upload.ts");
+        res = await streamUpload({ url, method, headers, body: init.body });
+      }
     } catch (e) {
       // A file that changed while being read is the user's to hear about, not a network problem.
       throw e instanceof ValidationError ? e : this.unreachable(e);
     }
     this.settings.log?.debug("cli:request", {
-      method: init.method ?? "POST",
-      url: `${this.settings.manager}${path}`,
+      method,
+      url: `${url}`,
       status: res.status,
       ms: Math.round(performance.now() - startedAt),
     });
     return await this.check(res);
+  }
+
+  /** The HTTP client that trusts `caFile`, when one is set. */
+  private async httpClient(): Promise<Deno.HttpClient | undefined> {
+    if (this.settings.caFile && !this.#http) {
+      this.#http = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(this.settings.caFile)] });
+    }
+    return this.#http;
   }
 
   private unreachable(e: unknown): UnavailableError {

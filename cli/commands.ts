@@ -52,6 +52,7 @@ async function upload(
     method: "POST",
     headers: { "content-type": "application/zip", ...headers },
     body,
+    sizeBytes: total,
   });
 }
 
