@@ -17,9 +17,14 @@
  * NATS): a handler whose events must reach this process's subscribers before
  * its caller hears back flushes first (`nodesDrain` does).
  *
+ * Likewise a subscription that asks for it (`inProcess`: the gateway's live
+ * events) takes what the same bus publishes in-process, as it is published;
+ * the copy that comes back through nats-server (marked with this bus's
+ * origin) is skipped, so each message reaches it once.
+ *
  * @module
  */
-import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import { headers, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import type { z } from "zod";
 import { ERROR_CLASSES, RateLimitError, UnavailableError, ValidationError } from "./errors.ts";
 import type { TimerId } from "./clock.ts";
@@ -35,6 +40,24 @@ export interface SubscribeOptions {
   queue?: string;
   /** Stops the subscription. */
   signal?: AbortSignal;
+  /**
+   * Also takes what this bus publishes, in-process and at once, without the
+   * trip through nats-server (not with `queue`). For fan-out that nothing
+   * orders against other subjects: it may overtake messages from elsewhere.
+   */
+  inProcess?: boolean;
+}
+
+/** The header that marks what a bus published to its own in-process subscriptions too. */
+const ORIGIN_HEADER = "Parallelic-Origin";
+
+/** Whether a NATS subject pattern (`*`: one token, `>`: one or more at the end) matches a subject's tokens. */
+export function subjectMatches(pattern: string[], subject: string[]): boolean {
+  for (let i = 0; i < pattern.length; i++) {
+    if (pattern[i] === ">") return subject.length > i;
+    if (i >= subject.length || (pattern[i] !== "*" && pattern[i] !== subject[i])) return false;
+  }
+  return pattern.length === subject.length;
 }
 
 /** A typed publish/subscribe/request bus. */
@@ -141,6 +164,38 @@ function inboxOf(subject: { subject: string; sender?: string; inbox?: string }, 
   return `${subject.inbox ?? own}.`;
 }
 
+/**
+ * A bus's `inProcess` subscriptions: what the bus publishes on their
+ * subjects reaches them at once, and its NATS copy carries the bus's origin
+ * so that they skip it.
+ */
+function inProcessDelivery(nc: NatsConnection) {
+  const listeners = new Set<{ pattern: string[]; sub: Subscription; take: (subject: string, json: string) => void }>();
+  const origin = crypto.randomUUID();
+  return {
+    /** Publishes `json` on `name` over NATS, and to the in-process subscriptions of `name` in a microtask. */
+    publish(name: string, json: string): void {
+      const here = listeners.size === 0 ? [] : [...listeners].filter((l) => subjectMatches(l.pattern, name.split(".")));
+      if (here.length === 0) return nc.publish(name, encoder.encode(json));
+      const marked = headers();
+      marked.set(ORIGIN_HEADER, origin);
+      nc.publish(name, encoder.encode(json), { headers: marked });
+      queueMicrotask(() => {
+        for (const l of here) if (!l.sub.isClosed()) l.take(name, json);
+      });
+    },
+    /** Whether `msg` is the NATS copy of what this bus published to its in-process subscriptions. */
+    isOwn: (msg: Msg) => msg.headers?.get(ORIGIN_HEADER) === origin,
+    /** Adds subscription `sub` of `pattern`, which `take`s each message in-process, until it closes. */
+    listen(pattern: string, sub: Subscription, take: (subject: string, json: string) => void): void {
+      const listener = { pattern: pattern.split("."), sub, take };
+      listeners.add(listener);
+      const forget = () => void listeners.delete(listener);
+      void sub.closed.then(forget, forget);
+    },
+  };
+}
+
 /** Creates a {@linkcode Bus} on a NATS connection. */
 export function createBus(nc: NatsConnection, log: Logger, options: BusOptions = {}): Bus {
   let rejected = 0;
@@ -193,6 +248,7 @@ export function createBus(nc: NatsConnection, log: Logger, options: BusOptions =
     if (signal.aborted) sub.unsubscribe();
     else signal.addEventListener("abort", () => sub.unsubscribe(), { once: true });
   };
+  const inProcess = inProcessDelivery(nc);
   /** Exact subjects this bus serves, answered in-process when this bus also sends the request. */
   const local = new Map<string, (json: string) => Promise<unknown>>();
   const replyOf = <T>(subject: { subject: string }, reply: T | undefined): T => {
@@ -207,10 +263,16 @@ export function createBus(nc: NatsConnection, log: Logger, options: BusOptions =
       return rejected;
     },
     publish(subject, message) {
-      const data = subject.schema.parse(message);
-      nc.publish(subject.subject, encoder.encode(JSON.stringify(data)));
+      inProcess.publish(subject.subject, JSON.stringify(subject.schema.parse(message)));
     },
     subscribe(subject, handler, options = {}) {
+      const local = options.inProcess === true && options.queue === undefined;
+      const take = (name: string, message: z.output<typeof subject.schema> | undefined) => {
+        if (message === undefined) return;
+        Promise.resolve().then(() => handler(message, name)).catch((e) =>
+          log.error("bus:handler-failed", { subject: name, error: String(e?.stack ?? e) })
+        );
+      };
       const sub = nc.subscribe(subject.subject, {
         queue: options.queue,
         callback: (err, msg) => {
@@ -218,13 +280,18 @@ export function createBus(nc: NatsConnection, log: Logger, options: BusOptions =
             log.warn("bus:subscription-error", { subject: subject.subject, error: err.message });
             return;
           }
-          const message = decode(subject.schema, msg, bindingOf(subject));
-          if (message === undefined) return;
-          Promise.resolve().then(() => handler(message, msg.subject)).catch((e) =>
-            log.error("bus:handler-failed", { subject: msg.subject, error: String(e?.stack ?? e) })
-          );
+          // Taken in-process when it was published.
+          if (local && inProcess.isOwn(msg)) return;
+          take(msg.subject, decode(subject.schema, msg, bindingOf(subject)));
         },
       });
+      if (local) {
+        inProcess.listen(
+          subject.subject,
+          sub,
+          (name, json) => take(name, check(subject.schema, name, json, bindingOf(subject))),
+        );
+      }
       stopOn(sub, options.signal);
       return sub;
     },

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { connectAsNode, startTestNats, testLogger, waitUntil } from "../tests/kit/mod.ts";
-import { createBus, describeIssue, unwrap } from "./bus.ts";
+import { createBus, describeIssue, subjectMatches, unwrap } from "./bus.ts";
 import {
   type CancelRequest,
   type Heartbeat,
@@ -191,4 +191,49 @@ Deno.test({
     assert.equal(!reply.ok && reply.error.code, "stopping");
     assert.throws(() => unwrap(reply), /stopping/);
   },
+});
+
+Deno.test({
+  name: "an inProcess subscription takes what its bus publishes once, at once; the rest still over NATS",
+  ...opts,
+  async fn() {
+    await using nats = await startTestNats();
+    const nc2 = await connect({ servers: nats.server.url });
+    try {
+      const here = createBus(nats.nc, testLogger());
+      const there = createBus(nc2, testLogger());
+      const fast: string[] = [];
+      const plain: string[] = [];
+      const remote: string[] = [];
+      here.subscribe(nodeHeartbeatAll, (m) => void fast.push(m.name), { inProcess: true });
+      here.subscribe(nodeHeartbeatAll, (m) => void plain.push(m.name));
+      there.subscribe(nodeHeartbeatAll, (m) => void remote.push(m.name));
+      await Promise.all([nats.nc.flush(), nc2.flush()]);
+      here.publish(nodeHeartbeat("a"), hb("a"));
+      // In-process: there before nats-server could have sent anything back.
+      await Promise.resolve();
+      await Promise.resolve();
+      assert.deepEqual(fast, ["a"]);
+      there.publish(nodeHeartbeat("b"), hb("b"));
+      await waitUntil(() => fast.length === 2 && plain.length === 2 && remote.length === 2);
+      // The copy of 'a' that came back through nats-server was skipped: each message once, to each subscription.
+      await Promise.all([nats.nc.flush(), nc2.flush()]);
+      assert.deepEqual(fast, ["a", "b"]);
+      assert.deepEqual(plain.sort(), ["a", "b"]);
+      assert.deepEqual(remote.sort(), ["a", "b"]);
+    } finally {
+      await nc2.close();
+    }
+  },
+});
+
+Deno.test("subjectMatches() follows NATS wildcards: * one token, > one or more at the end", () => {
+  const m = (pattern: string, subject: string) => subjectMatches(pattern.split("."), subject.split("."));
+  assert.ok(m("a.*.c", "a.b.c"));
+  assert.ok(!m("a.*.c", "a.b.d"));
+  assert.ok(!m("a.*", "a.b.c"));
+  assert.ok(m("a.>", "a.b.c"));
+  assert.ok(!m("a.>", "a"));
+  assert.ok(m("a.b", "a.b"));
+  assert.ok(!m("a.b", "a.b.c"));
 });

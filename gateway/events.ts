@@ -65,12 +65,13 @@ export function createEventHub(bus: Bus, options: EventHubOptions = {}): EventHu
   };
   const start = () => {
     subs = [
+      // The task actor and the node registry publish these in this process: taken as they are published.
       bus.subscribe(taskProgressAll, (data) => {
         emit({ kind: "task", data });
         options.step?.("gateway.event");
-      }),
+      }, { inProcess: true }),
       bus.subscribe(taskNotifiedAll, (data) => emit({ kind: "notify", data })),
-      bus.subscribe(nodesEvent, (data) => emit({ kind: "node", data })),
+      bus.subscribe(nodesEvent, (data) => emit({ kind: "node", data }), { inProcess: true }),
       bus.subscribe(nodeHeartbeatAll, (hb) => {
         beats.set(hb.name, { name: hb.name, usedSlots: hb.usedSlots, seenAt: Date.now() });
       }),
