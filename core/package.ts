@@ -62,6 +62,7 @@ export async function sha256Digest(bytes: Uint8Array): Promise<Digest> {
  * @param bytes The zip.
  * @param defaultName Task name when task.toml gives none.
  * @param overrides A TOML fragment laid over task.toml before its checks (multipart field `overrides`).
+ * @param digest The zip's digest, when known already (else it is computed).
  * @throws {ValidationError} Naming the entry or the task.toml key at fault.
  * The same bytes under the same name and limits are checked once: the
  * result of the last 64 packages that passed is kept by digest (resubmitting
@@ -74,11 +75,18 @@ export async function checkPackage(
   defaultName = "task",
   limits: PackageLimits = DEFAULT_PACKAGE_LIMITS,
   overrides?: string,
+  digest?: Digest,
 ): Promise<CheckedPackage> {
   if (bytes.byteLength > limits.maxPackageBytes) {
     throw tooLarge("accept package", bytes.byteLength, limits.maxPackageBytes, "package_too_large");
   }
-  return await checkRemembered(bytesSource(bytes), await sha256Digest(bytes), defaultName, limits, overrides);
+  return await checkRemembered(
+    bytesSource(bytes),
+    digest ?? await sha256Digest(bytes),
+    defaultName,
+    limits,
+    overrides,
+  );
 }
 
 /**

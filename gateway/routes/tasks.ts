@@ -10,7 +10,6 @@ import { Hono } from "hono";
 import { unwrap } from "../../core/bus.ts";
 import { TooLargeError, ValidationError } from "../../core/errors.ts";
 import { notifyKey, taskKey, TASKS } from "../../core/kv.ts";
-import { checkPackageFile } from "../../core/package.ts";
 import {
   IdempotencyKey,
   type NotifyStatus,
@@ -32,7 +31,7 @@ import { clientAddress } from "../guard.ts";
 import { instanceIndex, taskSearch, wholeQuery } from "../params.ts";
 import { relatedOf } from "../related.ts";
 import { placementWarnings } from "../submit_checks.ts";
-import { readUpload } from "../upload.ts";
+import { checkUpload, readUpload } from "../upload.ts";
 import { checkPriority } from "./task_changes.ts";
 
 /**
@@ -97,7 +96,7 @@ export function taskRoutes(deps: RouteDeps): Hono<GatewayEnv> {
     await using upload = await readUpload(c, limits, deps.spoolDir);
     log.step("gateway.read");
     uploadBytes.inc({}, upload.size);
-    const checked = await checkPackageFile(upload.file, upload.name, limits, upload.digest, upload.overrides);
+    const checked = await checkUpload(upload, limits);
     checked.spec.after = await afterOf(checked.spec.after, c.req.query("after"), (id) => loadTask(kv, id, who));
     checkPriority(who, checked.spec.priority, deps.maxSubmitterPriority);
     const strict = ["1", "true", "yes"].includes(c.req.query("strict") ?? "");
@@ -209,13 +208,7 @@ export function taskRoutes(deps: RouteDeps): Hono<GatewayEnv> {
     let view: PackageCheckView;
     try {
       await using upload = await readUpload(c, limits, deps.spoolDir);
-      const { digest, packageBytes, entries, unpackedBytes, spec } = await checkPackageFile(
-        upload.file,
-        upload.name,
-        limits,
-        upload.digest,
-        upload.overrides,
-      );
+      const { digest, packageBytes, entries, unpackedBytes, spec } = await checkUpload(upload, limits);
       view = { ok: true, digest, packageBytes, entries, unpackedBytes, spec };
     } catch (e) {
       if (!(e instanceof ValidationError || e instanceof TooLargeError)) throw e;
