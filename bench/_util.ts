@@ -142,6 +142,11 @@ export interface BenchReport {
   text: string;
   /** Flags that reproduce this run, beyond the benchmark's name. */
   command: string;
+  /**
+   * The table's rows as objects: recorded one JSON object a line in
+   * bench/results/NAME.jsonl, each with the commit, date, machine and load.
+   */
+  rows?: Array<Record<string, unknown>>;
 }
 
 /** A benchmark, runnable alone (`deno run -A bench/NAME.ts`) or from the suite (`bench/mod.ts`). */
@@ -214,6 +219,7 @@ export async function runBenchmark(bench: Benchmark, argv: string[]): Promise<Be
         ? " (the machine was shared with other work: wall times are longer and noisier than on an idle machine)"
         : "");
     await appendBenchmark(bench.name, command, report.text, `${await machine()}; ${load}; code ${await commit()}`);
+    if (report.rows) await appendRows(bench.name, command, report.rows, [loadBefore, loadAfter]);
   }
   return report;
 }
@@ -234,4 +240,34 @@ export async function appendBenchmark(name: string, command: string, text: strin
     `Machine: ${machineLine}\n\nCommand: \`${command}\`\n\n${text}\n`;
   await Deno.writeTextFile(file, doc);
   await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", file], cwd: ROOT, stdout: "null" }).output();
+}
+
+/** What `uptime` prints (its load averages over 1, 5 and 15 minutes). */
+export async function uptime(): Promise<string> {
+  const out = await new Deno.Command("uptime", { stdout: "piped", stderr: "null" }).output().catch(() => null);
+  return out?.success ? new TextDecoder().decode(out.stdout).trim() : `load average ${Deno.loadavg().join(", ")}`;
+}
+
+/**
+ * Appends `rows` to bench/results/NAME.jsonl, one JSON object a line, each
+ * with the run's date, commit, machine, command, `uptime` and the 1-minute
+ * load average before and after.
+ */
+export async function appendRows(
+  name: string,
+  command: string,
+  rows: Array<Record<string, unknown>>,
+  [loadBefore, loadAfter]: number[],
+) {
+  const common = {
+    at: new Date().toISOString(),
+    commit: await commit(),
+    machine: await machine(),
+    command,
+    uptime: await uptime(),
+    loadBefore,
+    loadAfter,
+  };
+  const lines = rows.map((row) => JSON.stringify({ ...common, ...row })).join("\n");
+  await Deno.writeTextFile(join(ROOT, "bench", "results", `${name}.jsonl`), `${lines}\n`, { append: true });
 }

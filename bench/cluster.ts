@@ -35,6 +35,11 @@ export interface ClusterOptions {
   natsServers?: number;
   /** Extra environment of the manager and the nodes it starts (`PARALLELIC_TRACE`, …). */
   env?: Record<string, string>;
+  /**
+   * Slots of the manager's own local node (the README's set-up); none
+   * (`--no-local-node`) when not given.
+   */
+  localSlots?: number;
 }
 
 /** Options of {@linkcode BenchCluster.addNodes}. */
@@ -81,14 +86,16 @@ export interface BenchCluster extends AsyncDisposable {
   stop(): Promise<void>;
 }
 
-/** Starts a nats-server and a manager process (no local node) in `ctx.dir`. */
+/** Starts a nats-server and a manager process (no local node unless `localSlots`) in `ctx.dir`. */
 export async function startCluster(ctx: BenchContext, options: ClusterOptions = {}): Promise<BenchCluster> {
-  const dataDir = join(ctx.dir, "manager");
+  // A folder of its own: a benchmark may run two clusters side by side.
+  const base = await Deno.makeTempDir({ dir: ctx.dir, prefix: "cluster-" });
+  const dataDir = join(base, "manager");
   const profile = (who: string) => ctx.profileDir ? ["--cpu-prof", `--cpu-prof-dir=${join(ctx.profileDir, who)}`] : [];
   const clustered = (options.natsServers ?? 1) > 1
-    ? await startNatsCluster(join(ctx.dir, "nats-cluster"), options.natsServers, "parallelic-bench")
+    ? await startNatsCluster(join(base, "nats-cluster"), options.natsServers, "parallelic-bench")
     : null;
-  const natsServer = clustered?.servers[0] ?? await startNatsServer({ storeDir: join(ctx.dir, "nats"), port: 0 });
+  const natsServer = clustered?.servers[0] ?? await startNatsServer({ storeDir: join(base, "nats"), port: 0 });
   const natsUrl = clustered?.urls ?? natsServer.url;
   const stopNats = async () => void await Promise.all((clustered?.servers ?? [natsServer]).map((s) => s.stop()));
   const manager: MainProcess = startMainProcess([
@@ -97,7 +104,7 @@ export async function startCluster(ctx: BenchContext, options: ClusterOptions = 
     "--port=0",
     `--nats=${natsUrl}`,
     ...clustered ? [`--replicas=${clustered.servers.length}`] : [],
-    "--no-local-node",
+    ...options.localSlots ? [`--slots=${options.localSlots}`] : ["--no-local-node"],
     "--log-level=warn",
     // Benchmarks measure the engine, not the per-token rate limit of the API.
     "--rate-limit=1000000",
@@ -187,7 +194,7 @@ export async function startCluster(ctx: BenchContext, options: ClusterOptions = 
               "node",
               `--nats=${natsUrl}`,
               `--name=${name}`,
-              `--work-dir=${join(opts.workDir ?? ctx.dir, name)}`,
+              `--work-dir=${join(opts.workDir ?? base, name)}`,
               `--slots=${opts.slots ?? 1}`,
               "--log-level=warn",
               ...opts.noop ? ["--bench-noop"] : [],
