@@ -5,7 +5,11 @@
  * by the node: a tree past its `memory` is killed.
  *
  * One timer serves every running instance, and one walk of /proc per tick
- * serves those without a cgroup.
+ * serves those without a cgroup. An instance is first looked at once it has
+ * run {@linkcode FIRST_LOOK_MS}: most instances of a fan-out end sooner, and
+ * a walk of /proc reads the stat line of every process on the machine (with
+ * a short instance always running, a walk every tick cost the node more than
+ * spawning did). What they used comes from their cgroup or `wait4` then.
  *
  * @module
  */
@@ -46,6 +50,9 @@ interface ProcStat {
   ticks: number;
   rssPages: number;
 }
+
+/** How long an instance runs before it is first looked at, ms. */
+export const FIRST_LOOK_MS = 20;
 
 /** USER_HZ: /proc counts CPU time in hundredths of a second on every Linux architecture. */
 const TICK_MS = 10;
@@ -113,6 +120,8 @@ export function createUsageWatcher(options: { clock: Clock; intervalMs?: number 
   const page = pageSize();
   interface Watch {
     request: WatchRequest;
+    /** When it started (the clock's ms). */
+    sinceMs: number;
     seen: TreeUsage;
     first: boolean;
     over: boolean;
@@ -155,7 +164,9 @@ export function createUsageWatcher(options: { clock: Clock; intervalMs?: number 
     if (watches.size === 0) return;
     // One walk of /proc serves every instance that has no cgroup, and each instance's first look.
     let all: Map<number, ProcStat> | null = null;
+    const now = clock.now();
     for (const w of watches) {
+      if (now - w.sinceMs < FIRST_LOOK_MS) continue;
       if (!w.request.cgroup || w.first) all ??= scanProc();
       look(w, w.request.cgroup && !w.first ? null : all);
     }
@@ -164,9 +175,9 @@ export function createUsageWatcher(options: { clock: Clock; intervalMs?: number 
 
   return {
     watch(request) {
-      const w: Watch = { request, seen: { cpuMs: 0, maxRssBytes: 0 }, first: true, over: false };
+      const w: Watch = { request, sinceMs: clock.now(), seen: { cpuMs: 0, maxRssBytes: 0 }, first: true, over: false };
       watches.add(w);
-      timer ??= clock.setTimeout(tick, Math.min(intervalMs, 20));
+      timer ??= clock.setTimeout(tick, Math.min(intervalMs, FIRST_LOOK_MS));
       return {
         seen: () => ({ ...w.seen }),
         stop() {

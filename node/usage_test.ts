@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { systemClock } from "../core/clock.ts";
+import { ManualClock, systemClock } from "../core/clock.ts";
 import { openCgroups } from "./cgroup.ts";
-import { createUsageWatcher, mib } from "./usage.ts";
+import { createUsageWatcher, FIRST_LOOK_MS, mib } from "./usage.ts";
 
 Deno.test("the watcher sums CPU and memory over the whole tree and reports one going over its memory", async () => {
   const watcher = createUsageWatcher({ clock: systemClock, intervalMs: 20 });
@@ -37,6 +37,35 @@ Deno.test("the watcher sums CPU and memory over the whole tree and reports one g
   assert.ok(seen.maxRssBytes >= over);
   assert.ok(seen.cpuMs > 0, `cpuMs ${seen.cpuMs}`);
   assert.ok(adopted.length >= 1, "the first look finds the children");
+});
+
+Deno.test("an instance is first looked at once it has run FIRST_LOOK_MS, not sooner", async () => {
+  const clock = new ManualClock();
+  const watcher = createUsageWatcher({ clock, intervalMs: 200 });
+  const child = new Deno.Command("sh", { args: ["-c", "sleep 30 & wait"], stdout: "null", stderr: "null" }).spawn();
+  try {
+    // Its child is forked, and shows in /proc, once sh has run a moment.
+    const deadline = Date.now() + 10_000;
+    while (!Deno.readTextFileSync(`/proc/${child.pid}/task/${child.pid}/children`).trim() && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const adopted = { old: 0, young: 0 };
+    const watch = (who: keyof typeof adopted) =>
+      watcher.watch({ pid: child.pid, cgroup: null, memoryBytes: 0, adopt: () => adopted[who]++, onOverMemory() {} });
+    const old = watch("old");
+    clock.advance(FIRST_LOOK_MS / 2);
+    const young = watch("young");
+    clock.advance(FIRST_LOOK_MS / 2);
+    assert.deepEqual(adopted, { old: 1, young: 0 }, "the one that ran FIRST_LOOK_MS was looked at, the other not yet");
+    clock.advance(200);
+    assert.deepEqual(adopted, { old: 1, young: 1 });
+    old.stop();
+    young.stop();
+  } finally {
+    const children = Deno.readTextFileSync(`/proc/${child.pid}/task/${child.pid}/children`).trim().split(" ");
+    for (const pid of [...children.filter(Boolean).map(Number), child.pid]) Deno.kill(pid, "SIGKILL");
+    await child.status;
+  }
 });
 
 Deno.test("memory is worded in MiB", () => {
