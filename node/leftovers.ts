@@ -1,8 +1,14 @@
 /**
  * What a node's previous run left behind. Each instance's process group is
- * written down while it runs (`<work dir>/pids/<pid>-<start time>`, the
- * start time from /proc so that a pid the kernel gave to another process
- * since is never taken for it), and crossed out when it ends. A node that
+ * written down while it runs (a line `+<pid>-<start time>` appended to
+ * `<work dir>/pids/journal`, the start time from /proc so that a pid the
+ * kernel gave to another process since is never taken for it), and crossed
+ * out when it ends (a line `-<pid>-<start time>`). One open file takes both:
+ * a file made and removed per instance cost the node more than the rest of
+ * its file system work together. It is emptied whenever nothing runs, and
+ * rewritten with what runs once it grows past {@linkcode JOURNAL_MAX_BYTES}.
+ * (Nodes before the journal wrote a file `<pid>-<start time>` per group in
+ * the same folder: those are read too.) A node that
  * was killed (SIGKILL, a crash, the OOM killer) never crossed out what ran:
  * on its next start, before it takes work, it kills those groups, and every
  * process whose environment places it in one of its run dirs (which also
@@ -33,28 +39,72 @@ export function startTicks(pid: number): string | null {
   }
 }
 
-/** A ledger in `dir` (made when missing). */
+/** The journal's file name in the ledger's folder. */
+const JOURNAL = "journal";
+/** Past this size the journal is rewritten with only what runs. */
+export const JOURNAL_MAX_BYTES = 64 * 1024;
+
+/** A ledger in `dir` (made when missing), starting empty: {@linkcode killLeftovers} has read the last one. */
 export function createProcessLedger(dir: string): ProcessLedger {
   // The node's own: instances (another user's, under --run-as) need not list it.
   Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const path = join(dir, JOURNAL);
+  const open = () => Deno.openSync(path, { write: true, create: true, truncate: true, mode: 0o600 });
+  let file = open();
+  let bytes = 0;
   const names = new Map<number, string>();
+  const encoder = new TextEncoder();
+  const append = (line: string) => {
+    const data = encoder.encode(line);
+    // A write of a few bytes to a local file is whole, or fails.
+    bytes += file.writeSync(data);
+  };
   return {
     started(pid) {
       const ticks = startTicks(pid);
       if (ticks === null) return;
       const name = `${pid}-${ticks}`;
       names.set(pid, name);
-      Deno.writeFileSync(join(dir, name), new Uint8Array());
+      append(`+${name}\n`);
     },
     ended(pid) {
       const name = names.get(pid);
       if (!name) return;
       names.delete(pid);
-      try {
-        Deno.removeSync(join(dir, name));
-      } catch { /* gone */ }
+      if (names.size === 0) {
+        // Nothing runs: nothing to remember.
+        file.truncateSync(0);
+        file.seekSync(0, Deno.SeekMode.Start);
+        bytes = 0;
+      } else if (bytes > JOURNAL_MAX_BYTES) {
+        // Rewritten aside, then renamed over it: a crash meanwhile leaves one or the other whole.
+        const lines = [...names.values()].map((n) => `+${n}\n`).join("");
+        Deno.writeTextFileSync(`${path}.new`, lines, { mode: 0o600 });
+        Deno.renameSync(`${path}.new`, path);
+        file.close();
+        file = Deno.openSync(path, { write: true, append: true });
+        bytes = lines.length;
+      } else append(`-${name}\n`);
     },
   };
+}
+
+/** The groups a ledger folder holds: its journal's open entries, and files of the older one-file-per-group form. */
+function ledgerEntries(dir: string, entries: Deno.DirEntry[]): string[] {
+  const open = new Set<string>();
+  for (const entry of entries) {
+    if (entry.name === JOURNAL) {
+      let text = "";
+      try {
+        text = Deno.readTextFileSync(join(dir, JOURNAL));
+      } catch { /* gone */ }
+      for (const line of text.split("\n")) {
+        if (line.startsWith("+")) open.add(line.slice(1));
+        else if (line.startsWith("-")) open.delete(line.slice(1));
+      }
+    } else if (/^\d+-\d+$/.test(entry.name)) open.add(entry.name);
+  }
+  return [...open];
 }
 
 function kill(pid: number, group: boolean): void {
@@ -102,16 +152,16 @@ export async function killLeftovers(ledgerDir: string, runsDir: string, log: Log
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
-  for (const entry of entries) {
-    const [pid, ticks] = entry.name.split("-");
+  for (const name of ledgerEntries(ledgerDir, entries)) {
+    const [pid, ticks] = name.split("-");
     // Only the process written down: a pid reused since starts at another time.
     if (startTicks(Number(pid)) === ticks) {
       kill(Number(pid), true);
       kill(Number(pid), false); // Not a group leader when spawned through Deno.Command.
       killed.add(Number(pid));
     }
-    await Deno.remove(join(ledgerDir, entry.name)).catch(() => {});
   }
+  for (const entry of entries) await Deno.remove(join(ledgerDir, entry.name)).catch(() => {});
   for (const pid of inRunDirs(runsDir)) {
     kill(pid, false);
     killed.add(pid);

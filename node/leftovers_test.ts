@@ -1,34 +1,66 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { testLogger } from "../tests/kit/mod.ts";
-import { createProcessLedger, killLeftovers, startTicks } from "./leftovers.ts";
+import { createProcessLedger, JOURNAL_MAX_BYTES, killLeftovers, startTicks } from "./leftovers.ts";
+
+const spawn = () => new Deno.Command("setsid", { args: ["sleep", "60"], stdout: "null", stderr: "null" }).spawn();
 
 Deno.test("leftovers: a written-down group is killed; a pid whose start time differs is left alone", async () => {
   const dir = await Deno.makeTempDir();
   const ledgerDir = join(dir, "pids");
-  const spawn = () => new Deno.Command("setsid", { args: ["sleep", "60"], stdout: "null", stderr: "null" }).spawn();
   const ours = spawn();
   const stranger = spawn();
+  const legacy = spawn();
   try {
     await new Promise((r) => setTimeout(r, 100)); // setsid execs sleep meanwhile
     const ledger = createProcessLedger(ledgerDir);
     ledger.started(ours.pid);
-    ledger.started(stranger.pid);
     // As if the stranger's pid had been given to another process since it was written down.
-    const [name] = [...Deno.readDirSync(ledgerDir)].map((e) => e.name).filter((n) => n.startsWith(`${stranger.pid}-`));
-    Deno.renameSync(join(ledgerDir, name), join(ledgerDir, `${stranger.pid}-1`));
-    assert.equal(await killLeftovers(ledgerDir, join(dir, "runs"), testLogger()), 1);
+    Deno.writeTextFileSync(join(ledgerDir, "journal"), `+${stranger.pid}-1\n`, { append: true });
+    // The older form: a file per group.
+    Deno.writeFileSync(join(ledgerDir, `${legacy.pid}-${startTicks(legacy.pid)}`), new Uint8Array());
+    assert.equal(await killLeftovers(ledgerDir, join(dir, "runs"), testLogger()), 2);
     assert.equal((await ours.status).signal, "SIGKILL");
+    assert.equal((await legacy.status).signal, "SIGKILL");
     assert.notEqual(startTicks(stranger.pid), null, "the stranger lives");
     assert.deepEqual([...Deno.readDirSync(ledgerDir)], [], "the ledger is empty again");
-    ledger.started(stranger.pid);
-    ledger.ended(stranger.pid);
-    assert.deepEqual([...Deno.readDirSync(ledgerDir)], [], "an ended process is crossed out");
+    const next = createProcessLedger(ledgerDir);
+    next.started(stranger.pid);
+    next.ended(stranger.pid);
+    assert.equal(await killLeftovers(ledgerDir, join(dir, "runs"), testLogger()), 0, "an ended process is crossed out");
+    assert.notEqual(startTicks(stranger.pid), null, "the stranger lives");
+  } finally {
+    for (const p of [stranger, ours, legacy]) {
+      try {
+        p.kill("SIGKILL");
+      } catch { /* gone */ }
+      await p.status;
+    }
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("leftovers: the journal stays small while instances come and go, and keeps what runs", async () => {
+  const dir = await Deno.makeTempDir();
+  const ledgerDir = join(dir, "pids");
+  const long = spawn();
+  try {
+    await new Promise((r) => setTimeout(r, 100));
+    const ledger = createProcessLedger(ledgerDir);
+    ledger.started(long.pid);
+    // Short instances meanwhile (this process stands for each: it has a start time too).
+    for (let i = 0; i < 4000; i++) {
+      ledger.started(Deno.pid);
+      ledger.ended(Deno.pid);
+    }
+    assert.ok(Deno.statSync(join(ledgerDir, "journal")).size <= JOURNAL_MAX_BYTES + 64);
+    assert.equal(await killLeftovers(ledgerDir, join(dir, "runs"), testLogger()), 1, "the long one is still listed");
+    assert.equal((await long.status).signal, "SIGKILL");
   } finally {
     try {
-      stranger.kill("SIGKILL");
+      long.kill("SIGKILL");
     } catch { /* gone */ }
-    await stranger.status;
+    await long.status;
     await Deno.remove(dir, { recursive: true });
   }
 });
