@@ -1,9 +1,11 @@
 /**
  * What a node's previous run left behind. Each instance's process group is
  * written down while it runs (a line `+<pid>-<start time>` appended to
- * `<work dir>/pids/journal`, the start time from /proc so that a pid the
- * kernel gave to another process since is never taken for it), and crossed
- * out when it ends (a line `-<pid>-<start time>`). One open file takes both:
+ * `<work dir>/pids/journal`, the start time so that a pid the kernel gave to
+ * another process since is never taken for it: read from /proc, or the
+ * clock ticks since boot just before and just after the spawn,
+ * `+<pid>-<from>-<to>`, which cost no read), and crossed out when it ends (a
+ * line `-` and the same). One open file takes both:
  * a file made and removed per instance cost the node more than the rest of
  * its file system work together. It is emptied whenever nothing runs, and
  * rewritten with what runs once it grows past {@linkcode JOURNAL_MAX_BYTES}.
@@ -21,8 +23,12 @@ import type { Logger } from "../core/log.ts";
 
 /** The running instances' process groups, kept in the work dir. */
 export interface ProcessLedger {
-  /** Writes down the group of a process just started (its pid is the group's id). */
-  started(pid: number): void;
+  /**
+   * Writes down the group of a process just started (its pid is the group's
+   * id), with the clock ticks since boot between which it started when the
+   * caller knows them (else its start time is read from /proc).
+   */
+  started(pid: number, startedWithin?: readonly [number, number]): void;
   /** Crosses it out once it ended and was reaped. */
   ended(pid: number): void;
 }
@@ -60,8 +66,8 @@ export function createProcessLedger(dir: string): ProcessLedger {
     bytes += file.writeSync(data);
   };
   return {
-    started(pid) {
-      const ticks = startTicks(pid);
+    started(pid, startedWithin) {
+      const ticks = startedWithin ? startedWithin.join("-") : startTicks(pid);
       if (ticks === null) return;
       const name = `${pid}-${ticks}`;
       names.set(pid, name);
@@ -153,12 +159,15 @@ export async function killLeftovers(ledgerDir: string, runsDir: string, log: Log
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
   for (const name of ledgerEntries(ledgerDir, entries)) {
-    const [pid, ticks] = name.split("-");
-    // Only the process written down: a pid reused since starts at another time.
-    if (startTicks(Number(pid)) === ticks) {
-      kill(Number(pid), true);
-      kill(Number(pid), false); // Not a group leader when spawned through Deno.Command.
-      killed.add(Number(pid));
+    // `pid-ticks`, or `pid-from-to`: the process started within those ticks (both ends counted).
+    const [pid, from, to = from] = name.split("-").map(Number);
+    const ticks = startTicks(pid);
+    // Only the process written down: a pid reused since starts at another time (two processes of one pid never
+    // live at once, and a pid comes round again only after the others).
+    if (ticks !== null && Number(ticks) >= from && Number(ticks) <= to) {
+      kill(pid, true);
+      kill(pid, false); // Not a group leader when spawned through Deno.Command.
+      killed.add(pid);
     }
   }
   for (const entry of entries) await Deno.remove(join(ledgerDir, entry.name)).catch(() => {});

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { testLogger } from "../tests/kit/mod.ts";
 import { createProcessLedger, JOURNAL_MAX_BYTES, killLeftovers, startTicks } from "./leftovers.ts";
+import { loadLibc } from "./libc.ts";
 
 const spawn = () => new Deno.Command("setsid", { args: ["sleep", "60"], stdout: "null", stderr: "null" }).spawn();
 
@@ -61,6 +62,34 @@ Deno.test("leftovers: the journal stays small while instances come and go, and k
       long.kill("SIGKILL");
     } catch { /* gone */ }
     await long.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("leftovers: a group written down with the ticks around its spawn is killed; outside them, left alone", async () => {
+  const libc = loadLibc();
+  if (!libc) return console.log("skipped: no C library (the Deno.Command spawner reads /proc instead)");
+  const dir = await Deno.makeTempDir();
+  const ledgerDir = join(dir, "pids");
+  const before = libc.bootTicks();
+  const ours = spawn();
+  const stranger = spawn();
+  const after = libc.bootTicks();
+  try {
+    const ledger = createProcessLedger(ledgerDir);
+    ledger.started(ours.pid, [before, after]);
+    // As if the stranger's pid had been written down for a process that started before it.
+    ledger.started(stranger.pid, [before - 200, before - 100]);
+    assert.equal(await killLeftovers(ledgerDir, join(dir, "runs"), testLogger()), 1);
+    assert.equal((await ours.status).signal, "SIGKILL");
+    assert.notEqual(startTicks(stranger.pid), null, "the stranger lives");
+  } finally {
+    for (const p of [stranger, ours]) {
+      try {
+        p.kill("SIGKILL");
+      } catch { /* gone */ }
+      await p.status;
+    }
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -85,6 +85,8 @@ export interface Libc {
   stamp(path: string): FileStamp | null;
   /** Sets the modification time of `path` itself (atime untouched). */
   setMtime(path: string, sec: bigint, ns: number): void;
+  /** Clock ticks since boot (`CLOCK_BOOTTIME`), as /proc/PID/stat counts a process's start time. */
+  bootTicks(): number;
 }
 
 const SIGNALS: Record<number, Deno.Signal> = {
@@ -147,6 +149,9 @@ const WNOHANG = 1;
 const WEXITED = 4;
 const WNOWAIT = 0x01000000;
 const CLD_EXITED = 1;
+const CLOCK_BOOTTIME = 7;
+/** Nanoseconds per clock tick of /proc (USER_HZ is 100 on every Linux architecture). */
+const NS_PER_TICK = 10_000_000n;
 /**
  * Children waited for on a thread each (a blocking `waitid`); more are
  * watched through SIGCHLD, which costs the node about 40 µs more per process
@@ -176,6 +181,7 @@ const SYMBOLS = {
   kill: { parameters: ["i32", "i32"], result: "i32" },
   statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
   utimensat: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
+  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
 } as const;
 
 const encoder = new TextEncoder();
@@ -254,6 +260,8 @@ export function loadLibc(): Libc | null {
     }
     if (watched.size === 0 && pollTimer !== undefined) Deno.unrefTimer(pollTimer);
   };
+  const timespec = new BigInt64Array(16);
+  const timespecBytes = new Uint8Array(timespec.buffer);
   // statx is called synchronously: one result buffer serves every call.
   const statxBuf = new Uint8Array(256);
   const statxView = new DataView(statxBuf.buffer);
@@ -357,6 +365,12 @@ export function loadLibc(): Libc | null {
         mtimeSec: v.getBigInt64(112, true),
         mtimeNs: v.getUint32(120, true),
       };
+    },
+
+    bootTicks() {
+      c.clock_gettime(CLOCK_BOOTTIME, timespecBytes);
+      // As the kernel turns a start time into ticks: rounded down.
+      return Number((timespec[0] * 1_000_000_000n + timespec[1]) / NS_PER_TICK);
     },
 
     setMtime(path, sec, ns) {

@@ -161,8 +161,10 @@ export function createSpawner(options: SpawnerOptions): Spawner {
   return {
     kind: "posix_spawn",
     async start(request) {
+      // Its start time lies between these two readings: no /proc read needed to write it down.
+      const before = libc.bootTicks();
       const pid = await retryBusy(() => libc.spawn(request));
-      ledger?.started(pid);
+      ledger?.started(pid, [before, libc.bootTicks()]);
       let done = false;
       let reaped = false;
       const kills = treeKills(pid);
