@@ -3,12 +3,53 @@
  *
  * @module
  */
-import type { AssignSpan, InstanceRecord } from "./schema.ts";
+import type { AssignSpan, InstanceRecord, State } from "./schema.ts";
 
 /** `["task", id]` → TaskRecord */
 export const taskKey = (id: string): Deno.KvKey => ["task", id];
 /** Prefix of every task. */
 export const TASKS: Deno.KvKey = ["task"];
+/**
+ * `["task-count", state, owner]` → Deno.KvU64: how many tasks of `owner` are in `state`. Changed in the same atomic as
+ * the task record it counts (see {@linkcode taskCountChange}), so a list can tell its total without reading every task.
+ */
+export const taskCountKey = (state: State, owner: string): Deno.KvKey => ["task-count", state, owner];
+/** Prefix of every task counter. */
+export const TASK_COUNTS: Deno.KvKey = ["task-count"];
+/** `["task-count-ready"]` → true: the counters stand for every task (set once, by the first count over all of them). */
+export const TASK_COUNTS_READY: Deno.KvKey = ["task-count-ready"];
+
+/**
+ * The counter writes for a task of `owner` going from state `from` to `to` (null: not stored before / deleted), each
+ * bound to the write after it: put them right before the task record's write.
+ */
+export function taskCountChange(owner: string, from: State | null, to: State | null): BatchedWrite[] {
+  if (from === to) return [];
+  const out: BatchedWrite[] = [];
+  if (from) out.push({ key: taskCountKey(from, owner), value: null, add: -1, withNext: true });
+  if (to) out.push({ key: taskCountKey(to, owner), value: null, add: 1, withNext: true });
+  return out;
+}
+
+/** The writes that delete a task's record, its counter moving in the same atomic: put them last. */
+export function taskDeletion(task: { id: string; owner: string; state: State }): BatchedWrite[] {
+  return [...taskCountChange(task.owner, task.state, null), { key: taskKey(task.id), value: null }];
+}
+
+/**
+ * How many tasks there are (of `state`, of `owner`, when given), from the counters: as many reads as there are
+ * states × owners, whatever the number of tasks. Null until the counters stand for every task.
+ */
+export async function countTasks(kv: Deno.Kv, filter: { state?: State; owner?: string }): Promise<number | null> {
+  if (!(await kv.get(TASK_COUNTS_READY)).value) return null;
+  let n = 0n;
+  const prefix = filter.state ? [...TASK_COUNTS, filter.state] : TASK_COUNTS;
+  for await (const e of kv.list<Deno.KvU64>({ prefix })) {
+    if (filter.owner === undefined || e.key[2] === filter.owner) n = BigInt.asIntN(64, n + e.value.value);
+  }
+  return Number(n < 0n ? 0n : n);
+}
+
 /** `["submit-key", owner, key]` → SubmitKeyRecord: which task a submit with that Idempotency-Key made. */
 export const submitKeyKey = (owner: string, key: string): Deno.KvKey => ["submit-key", owner, key];
 /** How long a submit's Idempotency-Key is remembered. */
@@ -94,6 +135,8 @@ export interface BatchedWrite {
   key: Deno.KvKey;
   /** The value, or null to delete. */
   value: unknown | null;
+  /** Adds this (may be negative) to the `Deno.KvU64` counter at `key` instead (`value` is not used). */
+  add?: number;
   expireIn?: number;
   /** Lands in the same atomic as the entry after it (an audit entry and what it audits); chains may be longer. */
   withNext?: boolean;
@@ -103,18 +146,28 @@ export interface BatchedWrite {
  * Writes `entries` in as few atomics as the limits allow, in order (so the
  * last entries land last: put the task records there). Every value is
  * serialized before the first commit is awaited, so callers may change their
- * objects as soon as this returns a promise: no copy is needed.
+ * objects as soon as this returns a promise: no copy is needed. `onStored`
+ * hears, after each atomic, how many entries (from the first) are stored: a
+ * failure part way leaves those stored.
  */
-export async function writeBatched(kv: Deno.Kv, entries: Iterable<BatchedWrite>): Promise<number> {
+export async function writeBatched(
+  kv: Deno.Kv,
+  entries: Iterable<BatchedWrite>,
+  onStored?: (entries: number) => void,
+): Promise<number> {
   const ops: Deno.AtomicOperation[] = [];
+  /** Entries up to each atomic's last. */
+  const ends: number[] = [];
   let op = kv.atomic();
   let count = 0;
   let bytes = 0;
   const list = [...entries];
   // Sized once each (a chain of bound entries is looked ahead from its first).
-  const sizes = list.map((e) => e.value === null ? 0 : JSON.stringify(e.value).length + 64);
+  const sizes = list.map((e) =>
+    e.value === null ? 0 : e.value instanceof Deno.KvU64 ? 64 : JSON.stringify(e.value).length + 64
+  );
   for (let i = 0; i < list.length; i++) {
-    const { key, value, expireIn } = list[i];
+    const { key, value, expireIn, add } = list[i];
     const size = sizes[i];
     const joined = i > 0 && list[i - 1].withNext;
     // Entries bound together (each to the next) start a new atomic unless all of them fit.
@@ -128,19 +181,25 @@ export async function writeBatched(kv: Deno.Kv, entries: Iterable<BatchedWrite>)
       !joined && count > 0 && (count + need > MAX_MUTATIONS_PER_ATOMIC || bytes + needBytes > MAX_BYTES_PER_ATOMIC)
     ) {
       ops.push(op);
+      ends.push(i);
       op = kv.atomic();
       count = 0;
       bytes = 0;
     }
-    if (value === null) op.delete(key);
+    if (add !== undefined) op.sum(key, BigInt.asUintN(64, BigInt(add)));
+    else if (value === null) op.delete(key);
     else op.set(key, value, expireIn === undefined ? undefined : { expireIn });
     count++;
     bytes += size;
   }
-  if (count > 0) ops.push(op);
-  for (const op of ops) {
+  if (count > 0) {
+    ops.push(op);
+    ends.push(list.length);
+  }
+  for (const [n, op] of ops.entries()) {
     const res = await op.commit();
     if (!res.ok) throw new Error("Deno KV atomic commit failed");
+    onStored?.(ends[n]);
   }
   return ops.length;
 }

@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { recordingAtomics, tempKv } from "../tests/kit/mod.ts";
-import { type BatchedWrite, MAX_MUTATIONS_PER_ATOMIC, writeBatched } from "./kv.ts";
+import {
+  type BatchedWrite,
+  countTasks,
+  MAX_MUTATIONS_PER_ATOMIC,
+  TASK_COUNTS_READY,
+  taskCountChange,
+  taskCountKey,
+  writeBatched,
+} from "./kv.ts";
 
 /** `n` instance records, to fill an atomic up to where a test wants it. */
 const fillers = (n: number): BatchedWrite[] =>
@@ -42,4 +50,28 @@ Deno.test("writeBatched() keeps a chain of bound entries (audit entry, submit ke
   const committed = atomics.filter((a) => a.length > 0);
   assert.equal(committed[0].length, MAX_MUTATIONS_PER_ATOMIC - 2);
   assert.deepEqual(committed[1], ["audit/1/a", "submit-key/alice/k", "task/t"]);
+});
+
+Deno.test("writeBatched() adds to counters, and says after each atomic how many entries are stored", async () => {
+  await using temp = await tempKv();
+  const { kv } = temp;
+  const stored: number[] = [];
+  const entries: BatchedWrite[] = [
+    ...fillers(MAX_MUTATIONS_PER_ATOMIC - 1),
+    ...taskCountChange("ann", null, "queued"),
+    { key: ["task", "a"], value: { id: "a" } },
+    ...taskCountChange("ann", "queued", "running"),
+    ...taskCountChange("ann", null, "queued"),
+    { key: ["task", "b"], value: { id: "b" } },
+  ];
+  assert.equal(await writeBatched(kv, entries, (n) => stored.push(n)), 2);
+  assert.deepEqual(stored, [MAX_MUTATIONS_PER_ATOMIC - 1, entries.length], "the counter moves with its task");
+  assert.equal((await kv.get<Deno.KvU64>(taskCountKey("queued", "ann"))).value?.value, 1n);
+  assert.equal((await kv.get<Deno.KvU64>(taskCountKey("running", "ann"))).value?.value, 1n);
+  await kv.set(TASK_COUNTS_READY, true);
+  assert.equal(await countTasks(kv, {}), 2);
+  assert.equal(await countTasks(kv, { state: "queued" }), 1);
+  assert.equal(await countTasks(kv, { owner: "bob" }), 0);
+  await writeBatched(kv, taskCountChange("ann", "queued", null));
+  assert.equal(await countTasks(kv, { state: "queued", owner: "ann" }), 0, "a decrement wraps back to 0");
 });

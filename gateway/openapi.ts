@@ -46,6 +46,8 @@ const TaskList = z.object({
   tasks: z.array(TaskView),
   /** Give it as `before` for the next page; null after the last. */
   next: z.string().nullable(),
+  /** How many tasks the filter (state, and a submitter's own) holds in all; null with q (a search is not counted). */
+  total: z.number().int().nullable(),
 });
 const InstancePage = z.object({
   instances: z.array(InstanceView),

@@ -33,6 +33,7 @@ import {
 import { readTar, type TarSource, tarStream } from "../core/tar.ts";
 import {
   afterKey,
+  type BatchedWrite,
   dataUseKey,
   dependentsOf,
   failedOf,
@@ -40,6 +41,7 @@ import {
   notifyKey,
   notifyOutboxKey,
   spansOf,
+  taskDeletion,
   taskKey,
   TASKS,
   writeBatched,
@@ -285,7 +287,7 @@ export async function createWorkspaceService(
     });
     const logs = await jsm.streams.purge(LOG_STREAM, { filter: logSubjectsOfTask(task.id) });
     freedBytes += task.logBytes ?? 0;
-    const keys: Array<{ key: Deno.KvKey; value: null }> = [];
+    const keys: BatchedWrite[] = [];
     for await (const e of kv.list({ prefix: instancesOf(task.id) })) keys.push({ key: e.key, value: null });
     // Assignment spans are gone once their instances ended; one left by a manager killed mid-commit goes too.
     for await (const e of kv.list({ prefix: spansOf(task.id) })) keys.push({ key: e.key, value: null });
@@ -295,7 +297,7 @@ export async function createWorkspaceService(
     }
     keys.push(...dependents);
     for (const up of task.spec.after?.tasks ?? []) keys.push({ key: afterKey(up, task.id), value: null });
-    keys.push(...[notifyOutboxKey, notifyKey, taskKey].map((key) => ({ key: key(task.id), value: null })));
+    keys.push(...[notifyOutboxKey, notifyKey].map((k) => ({ key: k(task.id), value: null })), ...taskDeletion(task));
     await writeBatched(kv, keys);
     // The package goes when no other task uses it (checked under its lock, so a submit cannot slip in).
     await locks.run(`package/${task.digest}`, async () => {

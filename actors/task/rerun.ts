@@ -103,6 +103,7 @@ async function rerun(s: TaskState, req: RerunRequest): Promise<Extract<RerunRepl
   ]);
   if (s.tasks.has(id)) throw new ConflictError(`Task '${id}' is being rerun already`, { code: "task_not_finished" });
   const live = liveOf(rec);
+  live.storedState = rec.state;
   const c = rec.counts;
   const chosen = new Set(indexes);
   for (const index of indexes) {

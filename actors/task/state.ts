@@ -16,6 +16,7 @@ import type {
   InstanceRecord,
   NodeRecord,
   RunSpec,
+  State,
   SubmitReply,
   SubmitRequest,
   TaskRecord,
@@ -119,6 +120,8 @@ export interface Live {
    * uses. Dropped once stored; kept through a failed commit.
    */
   bound?: BatchedWrite[];
+  /** The state its record has in Deno KV (undefined until first stored): the task counters move when it changes. */
+  storedState?: State;
   /** The record of an earlier `[finalize]` run, reused (its history kept) when a rerun runs it again. */
   finalizeRec?: InstanceRecord;
 }

@@ -7,13 +7,16 @@
  * @module
  */
 import { nextTurn, type TimerId } from "../../core/clock.ts";
-import { type AssignSpan, FINAL_STATES, type InstanceRecord, type TaskRecord } from "../../core/schema.ts";
+import { type AssignSpan, FINAL_STATES, type InstanceRecord, type State, type TaskRecord } from "../../core/schema.ts";
 import {
   type BatchedWrite,
   failedKey,
   instancesOf,
   spanInstance,
   spansOf,
+  TASK_COUNTS_READY,
+  taskCountChange,
+  taskCountKey,
   taskKey,
   TASKS,
   writeBatched,
@@ -23,6 +26,7 @@ import {
   emptyCounts,
   type Flight,
   isFinalize,
+  type Live,
   liveOf,
   markSpan,
   noPending,
@@ -108,6 +112,7 @@ export function startCommitLoop(
     s.pending = noPending();
     // In this order: instance records before the spans they replace, task records last.
     const entries: BatchedWrite[] = [...writes];
+    const states: Array<{ live: Live; state: State; at: number }> = [];
     for (const e of instances.values()) {
       entries.push({ key: e.key, value: e.rec });
       // The failed index: a rerun of what did not succeed reads it instead of every instance record.
@@ -120,12 +125,21 @@ export function startCommitLoop(
       const [rec, bound] = "rec" in t ? [t.rec, t.bound] : [t, undefined];
       // A submitted task's audit entry, Idempotency-Key and data set uses land in the same atomic as the task.
       for (const e of bound ?? []) entries.push({ ...e, withNext: true });
+      // The counters of tasks by state and owner move with the record they count.
+      if ("rec" in t) {
+        entries.push(...taskCountChange(rec.owner, t.storedState ?? null, rec.state));
+        // Once the atomic holding the record is stored, so is the state the counters now count it in.
+        states.push({ live: t, state: rec.state, at: entries.length });
+      }
       entries.push({ key: taskKey(rec.id), value: rec });
     }
+    const noteStored = (stored: number) => {
+      for (const st of states) if (st.at < stored) st.live.storedState = st.state;
+    };
     try {
       // writeBatched serializes every value before it awaits: no copies needed.
       log.step("task.commit");
-      s.stats.commits += await writeBatched(s.kv, entries);
+      s.stats.commits += await writeBatched(s.kv, entries, noteStored);
       log.step("task.committed");
     } catch (e) {
       // Nothing is dropped: what this commit carried waits for the next one (newer changes win), answers too.
@@ -192,10 +206,18 @@ export function startCommitLoop(
  * are known.
  */
 export async function rebuild(s: TaskState): Promise<void> {
+  const ready = await s.kv.get(TASK_COUNTS_READY);
+  const byStateOwner = new Map<string, { state: State; owner: string; n: number }>();
   for await (const entry of s.kv.list<TaskRecord>({ prefix: TASKS })) {
     const rec = entry.value;
+    if (!ready.value) {
+      const k = `${rec.state}/${rec.owner}`;
+      const c = byStateOwner.get(k) ?? byStateOwner.set(k, { state: rec.state, owner: rec.owner, n: 0 }).get(k)!;
+      c.n++;
+    }
     if (FINAL_STATES.has(rec.state)) continue;
     const live = liveOf(rec);
+    live.storedState = rec.state;
     const counts = emptyCounts();
     let maxIndex = -1;
     const seen = new Set<number>();
@@ -253,5 +275,13 @@ export async function rebuild(s: TaskState): Promise<void> {
     s.tasks.set(rec.id, live);
     ownerRunning(s, rec.owner, live.flights.size);
     s.pending.tasks.add(live);
+  }
+  // A store from before the counters: count once, from the records read above, and say so (last).
+  if (!ready.value) {
+    const counters = [...byStateOwner.values()].map(({ state, owner, n }) => ({
+      key: taskCountKey(state, owner),
+      value: new Deno.KvU64(BigInt(n)),
+    }));
+    await writeBatched(s.kv, [...counters, { key: TASK_COUNTS_READY, value: true }]);
   }
 }

@@ -9,7 +9,7 @@
 import { Hono } from "hono";
 import { unwrap } from "../../core/bus.ts";
 import { TooLargeError, ValidationError } from "../../core/errors.ts";
-import { notifyKey, taskKey, TASKS } from "../../core/kv.ts";
+import { countTasks, notifyKey, taskKey, TASKS } from "../../core/kv.ts";
 import {
   IdempotencyKey,
   type NotifyStatus,
@@ -156,7 +156,10 @@ export function taskRoutes(deps: RouteDeps): Hono<GatewayEnv> {
       }
       tasks.push(taskView(rec, who));
     }
-    return c.json({ tasks, next });
+    // The total from the task counters (a read per state and owner, never one per task); a search has none.
+    const q = c.req.query("q")?.trim();
+    const total = q ? null : await countTasks(kv, { state, owner: who.role === "submitter" ? who.user : undefined });
+    return c.json({ tasks, next, total });
   });
 
   app.get("/api/v1/tasks/:id", async (c) => {
