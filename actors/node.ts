@@ -22,8 +22,10 @@ import {
   nodesDrain,
   nodesEvent,
   nodesList,
+  nodesUsage,
 } from "../core/schema.ts";
 import { nodeKey, NODES } from "../core/kv.ts";
+import { createUsageRing, USAGE_KEEP_MS, USAGE_SPAN_MS, type UsageRing } from "./node_usage.ts";
 
 /** What the node actor needs. */
 export interface NodeActorDeps {
@@ -64,6 +66,8 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
   const persistEveryMs = options.persistEveryMs ?? 10_000;
   const { signal } = options;
   const nodes = new Map<string, NodeRecord & { persistedAt: number }>();
+  /** Each node's recent use (memory only: no write per heartbeat). */
+  const usage = new Map<string, UsageRing>();
   let timer: TimerId | undefined;
   const metrics = deps.metrics ?? new Metrics();
   metrics.gauge("parallelic_nodes", "Nodes the manager knows, by state.", (g) => {
@@ -143,6 +147,9 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
     rec.usedSlots = hb.usedSlots;
     rec.holding = hb.holding.length;
     rec.clockSkewMs = rec.lastSeenAt - hb.sentAt;
+    let ring = usage.get(rec.name);
+    if (!ring) usage.set(rec.name, ring = createUsageRing());
+    ring.add(rec.lastSeenAt, hb);
     if (rec.lastSeenAt - rec.persistedAt >= persistEveryMs) await persist(rec);
   }, { signal });
 
@@ -167,6 +174,19 @@ export function createNodeActor(deps: NodeActorDeps, options: NodeActorOptions):
   }, { signal });
 
   bus.serve(nodesList, () => ({ ok: true as const, nodes: [...nodes.values()].map(plain) }), { signal });
+
+  bus.serve(nodesUsage, (req) => {
+    const rec = nodes.get(req.name);
+    if (!rec) {
+      throw new NotFoundError(`Node '${req.name}' does not exist: no node of that name joined`, {
+        code: "node_not_found",
+      });
+    }
+    const sinceMs = clock.now() - Math.min(req.minutes * 60_000, USAGE_KEEP_MS);
+    const samples = usage.get(rec.name)?.since(sinceMs) ?? [];
+    const view = { name: rec.name, spanMs: USAGE_SPAN_MS, slots: rec.slots, memoryBytes: rec.memoryBytes, samples };
+    return { ok: true as const, usage: view };
+  }, { signal });
 
   bus.serve(nodesDrain, async (req) => {
     const rec = nodes.get(req.name);

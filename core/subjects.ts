@@ -36,6 +36,7 @@ import {
   nodesDrain,
   nodesEvent,
   nodesList,
+  nodesUsage,
   type RequestSubject,
   type Subject,
   taskCancel,
@@ -290,6 +291,7 @@ export const SUBJECTS: readonly SubjectEntry[] = [
   fixed(nodesEvent, ["node actor", "tools"], ["task actor", "gateway"]),
   fixed(nodesList, ["task actor", "join actor", "gateway"], ["node actor"]),
   fixed(nodesDrain, ["gateway"], ["node actor"]),
+  fixed(nodesUsage, ["gateway"], ["node actor"]),
   // Log output, as the LOGS stream keeps it (`parallelic.log.<task>.<index>.<node>`): the gateway reads it there.
   { pattern: logSubjectsAll, ofNode: null, schema: null, reply: null, senders: ["log relay"], servers: ["JetStream"] },
 ];

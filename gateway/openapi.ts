@@ -16,6 +16,7 @@ import {
   IdempotencyKey,
   InstanceView,
   NodeRecord,
+  NodeUsageView,
   Role,
   State,
   SubmitView,
@@ -230,6 +231,14 @@ export const OPERATIONS: Operation[] = [
     operationId: "listNodes",
     summary: "Nodes",
     response: { status: 200, schema: NodeList },
+  },
+  {
+    method: "get",
+    path: "/api/v1/nodes/:name/usage",
+    operationId: "nodeUsage",
+    summary: "A node's CPU, memory and slot use over the last minutes (at most 60), one sample per 30 s",
+    query: { minutes: z.number().int() },
+    response: { status: 200, schema: NodeUsageView },
   },
   {
     method: "post",

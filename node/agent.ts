@@ -33,6 +33,7 @@ import { createJobQueue } from "./queue.ts";
 import { createLogSender } from "./log_sender.ts";
 import { createResultSender } from "./results.ts";
 import { createRunner } from "./runner.ts";
+import { hostUsageReader } from "./host_usage.ts";
 import { createPresence } from "./presence.ts";
 import { openResources } from "./limits.ts";
 import { nodeMetrics, serveMetrics } from "./node_metrics.ts";
@@ -236,6 +237,7 @@ export async function startNode(options: NodeOptions): Promise<ComputeNode> {
     }),
     holding: () => heldInstances(queue, results, handingBack),
     usedSlots: queue.usedSlots,
+    hostUsage: hostUsageReader(),
     stopping: isStopping,
   });
 

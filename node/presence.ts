@@ -9,6 +9,7 @@ import { hostname } from "node:os";
 import { type Bus, unwrap } from "../core/bus.ts";
 import type { Clock, TimerId } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
+import type { HostUsage } from "./host_usage.ts";
 import { type GpuDevice, type InstanceRef, nodeHeartbeat, type NodeLimits, nodeRegister } from "../core/schema.ts";
 
 /** What the node says of itself when it registers. */
@@ -36,6 +37,8 @@ export interface PresenceDeps {
   /** Every attempt the node holds: waiting, running, or reported and not yet acknowledged. */
   holding(): InstanceRef[];
   usedSlots(): number;
+  /** The machine's CPU and memory use, sent with each heartbeat. */
+  hostUsage?(): HostUsage;
   /** True once the node stops: no more registering. */
   stopping(): boolean;
 }
@@ -63,6 +66,7 @@ export function createPresence(deps: PresenceDeps): Presence {
         sentAt: clock.now(),
         usedSlots: deps.usedSlots(),
         holding: deps.holding(),
+        ...deps.hostUsage?.(),
       });
     } catch (e) {
       log.warn("node:heartbeat-failed", { error: String(e) });

@@ -247,6 +247,10 @@ export const Heartbeat = z.object({
   sentAt: z.number(),
   usedSlots: z.number().int().nonnegative(),
   holding: z.array(InstanceRef),
+  /** Share of the machine's CPU time busy since the last heartbeat, 0 to 1 (absent from older nodes). */
+  cpuBusy: z.number().min(0).max(1).optional(),
+  /** Memory in use on the machine (total minus available), bytes (absent from older nodes). */
+  memoryUsedBytes: z.number().int().nonnegative().optional(),
 });
 /** A heartbeat. */
 export type Heartbeat = z.infer<typeof Heartbeat>;
@@ -290,6 +294,36 @@ export const NodesListReply = replyOf({ nodes: z.array(NodeRecord) });
 export type NodesListReply = z.infer<typeof NodesListReply>;
 /** `parallelic.nodes.list` */
 export const nodesList = request("parallelic.nodes.list", z.object({}), NodesListReply);
+
+/** One point of a node's use over time: the heartbeats of a span (`spanMs`) folded into one. */
+export const UsageSample = z.object({
+  /** Start of the span, ms. */
+  at: z.number(),
+  /** Mean share of CPU time busy, 0 to 1; null when the node did not say. */
+  cpuBusy: z.number().nullable(),
+  /** Most memory in use, bytes; null when the node did not say. */
+  memoryUsedBytes: z.number().nullable(),
+  /** Most slots in use. */
+  usedSlots: z.number().int().nonnegative(),
+});
+/** A usage sample. */
+export type UsageSample = z.infer<typeof UsageSample>;
+/** `GET /api/v1/nodes/{name}/usage`: a node's recent use, oldest first, with what to scale it by. */
+export const NodeUsageView = z.object({
+  name: NodeName,
+  spanMs: z.number().int().positive(),
+  slots: z.number().int().positive(),
+  memoryBytes: z.number().int().nonnegative(),
+  samples: z.array(UsageSample),
+});
+/** A node's recent use. */
+export type NodeUsageView = z.infer<typeof NodeUsageView>;
+/** `parallelic.nodes.usage`: a node's samples of the last `minutes`. */
+export const nodesUsage = request(
+  "parallelic.nodes.usage",
+  z.object({ name: NodeName, minutes: z.number().int().positive() }),
+  replyOf({ usage: NodeUsageView }),
+);
 
 /** Gateway → node actor: drain or resume a node. */
 export const DrainRequest = z.object({ name: NodeName, drain: z.boolean() });

@@ -7,11 +7,11 @@
 import { Hono } from "hono";
 import { unwrap } from "../../core/bus.ts";
 import { NotFoundError } from "../../core/errors.ts";
-import { nodesDrain, nodesList } from "../../core/schema.ts";
+import { nodesDrain, nodesList, nodesUsage } from "../../core/schema.ts";
 import { requireRole } from "../auth.ts";
 import type { GatewayEnv, RouteDeps } from "../context.ts";
 import { clientAddress, requireAdmin } from "../guard.ts";
-import { nodeNameParam } from "../params.ts";
+import { nodeNameParam, wholeQuery } from "../params.ts";
 
 /** `GET /api/v1/nodes`, drain, resume, forget and the join token. */
 export function nodeRoutes(deps: RouteDeps): Hono<GatewayEnv> {
@@ -30,6 +30,12 @@ export function nodeRoutes(deps: RouteDeps): Hono<GatewayEnv> {
   app.get("/api/v1/nodes", async (c) => {
     const reply = unwrap(await bus.request(nodesList, {}));
     return c.json({ nodes: reply.nodes });
+  });
+
+  app.get("/api/v1/nodes/:name/usage", async (c) => {
+    const name = nodeNameParam(c.req.param("name"));
+    const minutes = wholeQuery(c.req.query("minutes"), "minutes", { fallback: 60, min: 1, max: 60 });
+    return c.json(unwrap(await bus.request(nodesUsage, { name, minutes })).usage);
   });
 
   for (const verb of ["drain", "resume"] as const) {
