@@ -20,6 +20,7 @@ export const AuditAction = z.enum([
   "task.update",
   "user.add",
   "user.remove",
+  "user.role",
   "token.rotate",
   "node.join",
   "node.join-refused",
@@ -70,6 +71,40 @@ export interface AuditLog {
   mutation(entry: AuditInput): { key: Deno.KvKey; value: AuditEntry; expireIn: number };
   /** Newest first, at most `limit`, older than `beforeMs` when given. */
   list(options?: { limit?: number; beforeMs?: number }): Promise<AuditEntry[]>;
+  /** A page of entries newest first, filtered; see {@linkcode AuditQuery}. */
+  page(query: AuditQuery): Promise<AuditPage>;
+}
+
+/** What {@linkcode AuditLog.page} reads. */
+export interface AuditQuery {
+  /** At most this many entries. */
+  limit: number;
+  /** Only entries older than this cursor (a page's `next`). */
+  cursor?: string;
+  /** Only entries older than this time (ms). */
+  beforeMs?: number;
+  /** Only this user's entries. */
+  user?: string;
+  /** Only entries of this action. */
+  action?: AuditAction;
+  /** Reads at most this many entries (a filter that matches rarely still answers soon). @default {5000} */
+  maxScan?: number;
+}
+
+/** A page of the audit log. */
+export interface AuditPage {
+  entries: AuditEntry[];
+  /** Give it as `cursor` for the next (older) page; null after the oldest entry. */
+  next: string | null;
+}
+
+/** The cursor of the entry at `key` (`["audit", atMs, id]`): `atMs.id`. */
+const cursorOf = (key: Deno.KvKey) => `${String(key[1])}.${String(key[2])}`;
+
+/** The key a cursor stands for, or null when it is not one. */
+export function auditCursorKey(cursor: string): Deno.KvKey | null {
+  const m = /^(\d{1,16})\.([0-9a-f-]{1,36})$/.exec(cursor);
+  return m ? auditKey(Number(m[1]), m[2]) : null;
 }
 
 /** Creates the audit log over `kv`. */
@@ -101,6 +136,26 @@ export function createAuditLog(
       const selector = beforeMs === undefined ? { prefix: AUDIT } : { prefix: AUDIT, end: [...AUDIT, beforeMs] };
       for await (const e of kv.list<AuditEntry>(selector, { reverse: true, limit })) out.push(e.value);
       return out;
+    },
+    async page({ limit, cursor, beforeMs, user, action, maxScan = 5000 }) {
+      const end = cursor === undefined ? undefined : auditCursorKey(cursor);
+      const selector = end
+        ? { prefix: AUDIT, end }
+        : beforeMs === undefined
+        ? { prefix: AUDIT }
+        : { prefix: AUDIT, end: [...AUDIT, beforeMs] };
+      const entries: AuditEntry[] = [];
+      let scanned = 0;
+      let last: Deno.KvKey | null = null;
+      for await (const e of kv.list<AuditEntry>(selector, { reverse: true, batchSize: 500 })) {
+        if (entries.length >= limit || scanned >= maxScan) return { entries, next: last && cursorOf(last) };
+        scanned++;
+        last = e.key;
+        if (user !== undefined && e.value.user !== user) continue;
+        if (action !== undefined && e.value.action !== action) continue;
+        entries.push(e.value);
+      }
+      return { entries, next: null };
     },
   };
 }

@@ -133,6 +133,42 @@ export async function removeUser(kv: Deno.Kv, name: string, options: UserChangeO
   options.tokens?.clear();
 }
 
+/**
+ * Gives `name` another role; their token stays and carries the new role at once.
+ *
+ * @throws {NotFoundError} When there is no such user.
+ * @throws {ConflictError} When it would leave no admin.
+ */
+export async function setRole(kv: Deno.Kv, name: string, role: Role, options: UserChangeOptions = {}): Promise<void> {
+  for (;;) {
+    const entry = await kv.get<UserRecord>(userKey(userName(name)));
+    if (!entry.value) {
+      throw new NotFoundError(`Cannot change the role of user '${name}' as it does not exist`, {
+        code: "user_not_found",
+      });
+    }
+    if (entry.value.role === role) return;
+    if (entry.value.role === "admin") {
+      const admins = (await listUsers(kv)).filter((u) => u.role === "admin");
+      if (admins.length <= 1) {
+        throw new ConflictError(
+          `Cannot make user '${name}' a ${role} as it is the last admin: make another admin first`,
+          {
+            code: "last_admin",
+          },
+        );
+      }
+    }
+    const token = await kv.get<TokenRecord>(tokenKey(entry.value.tokenHash));
+    const op = kv.atomic().check(entry, token).set(userKey(name), { ...entry.value, role });
+    if (token.value) op.set(tokenKey(entry.value.tokenHash), { ...token.value, role });
+    if ((await op.commit()).ok) {
+      options.tokens?.clear();
+      return;
+    }
+  }
+}
+
 /** Every user, by name. */
 export async function listUsers(kv: Deno.Kv): Promise<UserView[]> {
   const out: UserView[] = [];

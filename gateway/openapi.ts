@@ -6,10 +6,10 @@
  * @module
  */
 import { z } from "zod";
-import { AuditEntry } from "../core/audit.ts";
 import { RerunBody, RerunView, UpdateBody, UpdateView } from "./routes/task_changes.ts";
 import { OUTPUT_OPERATIONS } from "./routes/outputs.ts";
 import { RelatedView } from "./related.ts";
+import { USER_OPERATIONS } from "./routes/users.ts";
 import {
   DataSetView,
   ErrorBody,
@@ -17,7 +17,6 @@ import {
   InstanceView,
   NodeRecord,
   NodeUsageView,
-  Role,
   State,
   SubmitView,
   TaskView,
@@ -70,7 +69,6 @@ const Cancelled = z.object({ id: z.string(), state: State });
 const States = z.object({ from: z.number().int(), total: z.number().int(), states: z.string() });
 const PackageCheck = z.object({ ok: z.boolean() }).passthrough();
 
-const UserToken = z.object({ name: z.string(), token: z.string() });
 
 const zip = {
   "application/zip": "binary",
@@ -254,46 +252,7 @@ export const OPERATIONS: Operation[] = [
     summary: "Undo a drain",
     response: { status: 200, schema: z.object({ node: NodeRecord }) },
   },
-  {
-    method: "get",
-    path: "/api/v1/users",
-    operationId: "listUsers",
-    summary: "Users and roles (admin)",
-    response: {
-      status: 200,
-      schema: z.object({ users: z.array(z.object({ name: z.string(), role: Role }).passthrough()) }),
-    },
-  },
-  {
-    method: "post",
-    path: "/api/v1/users",
-    operationId: "addUser",
-    summary: "Add a user; the token is shown only here (admin)",
-    body: { "application/json": z.object({ name: z.string(), role: Role }) },
-    response: { status: 201, schema: UserToken.extend({ role: Role }) },
-  },
-  {
-    method: "delete",
-    path: "/api/v1/users/:name",
-    operationId: "removeUser",
-    summary: "Remove a user (admin)",
-    response: { status: 200, schema: z.object({ name: z.string(), removed: z.literal(true) }) },
-  },
-  {
-    method: "post",
-    path: "/api/v1/users/:name/token",
-    operationId: "rotateToken",
-    summary: "Give a user a new token (admin)",
-    response: { status: 200, schema: UserToken },
-  },
-  {
-    method: "get",
-    path: "/api/v1/audit",
-    operationId: "audit",
-    summary: "Audit entries, newest first (admin)",
-    query: { limit: z.number().int(), before: z.number().int() },
-    response: { status: 200, schema: z.object({ entries: z.array(AuditEntry) }) },
-  },
+  ...USER_OPERATIONS,
   {
     method: "get",
     path: "/api/v1/nodes/join-token",

@@ -6,6 +6,8 @@
  * @module
  */
 import { Hono } from "hono";
+import { AuditAction, auditCursorKey } from "../../core/audit.ts";
+import { ValidationError } from "../../core/errors.ts";
 import type { GatewayEnv, RouteDeps } from "../context.ts";
 import { requireAdmin } from "../guard.ts";
 import { openApiDocument } from "../openapi.ts";
@@ -46,7 +48,23 @@ export function systemRoutes(deps: RouteDeps): Hono<GatewayEnv> {
     const limit = wholeQuery(c.req.query("limit"), "limit", { fallback: 100, min: 1, max: 1000 });
     const before = c.req.query("before");
     const beforeMs = before === undefined ? undefined : wholeQuery(before, "before", { fallback: 0 });
-    return c.json({ entries: await audit.list({ limit, beforeMs }) });
+    const cursor = c.req.query("cursor");
+    if (cursor !== undefined && !auditCursorKey(cursor)) {
+      throw new ValidationError(`Cannot read the audit log from cursor '${cursor.slice(0, 60)}': give a page's next`, {
+        code: "invalid_cursor",
+      });
+    }
+    const actionParam = c.req.query("action");
+    const action = actionParam === undefined || actionParam === "" ? undefined : AuditAction.safeParse(actionParam);
+    if (action && !action.success) {
+      throw new ValidationError(
+        `Cannot filter the audit log by action '${actionParam!.slice(0, 60)}' as it is not one of ` +
+          AuditAction.options.join(", "),
+        { code: "invalid_action" },
+      );
+    }
+    const user = c.req.query("user") || undefined;
+    return c.json(await audit.page({ limit, beforeMs, cursor, user, action: action?.data }));
   });
 
   // Admins alone: the secret lets its holder sign notifications receivers would take as the manager's.
