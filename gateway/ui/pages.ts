@@ -118,6 +118,7 @@ function submit(): Html {
             <input id="pick-zip" type="file" accept=".zip,application/zip,.toml">
           </div>
         </div>
+        <p id="drop-hint" class="drop-hint" aria-hidden="true">Drop a task folder or a .zip anywhere here.</p>
         <p id="pick-status" class="muted" role="status"></p>
         <p id="check-error" class="error" role="alert"></p>
       </section>

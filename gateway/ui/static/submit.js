@@ -171,8 +171,10 @@ $("pick-zip").addEventListener("change", (e) => {
   void take([...e.target.files].map((file) => ({ path: file.name, file })));
 });
 
-// Drag and drop: files, a folder, or a zip.
+// Drag and drop: a folder, a zip, or a lone task.toml, dropped anywhere on the page (a drop beside the zone must not
+// make the browser open the file and leave the page).
 const fileOf = (entry) => new Promise((resolve, reject) => entry.file(resolve, reject));
+/** Reads a dropped folder (or file) entry into `out`, recursively; readEntries answers a batch at a time. */
 async function walk(entry, out) {
   if (entry.isFile) {
     out.push({ path: entry.fullPath.replace(/^\//, ""), file: await fileOf(entry) });
@@ -185,21 +187,52 @@ async function walk(entry, out) {
     for (const child of batch) await walk(child, out);
   }
 }
-drop.addEventListener("dragover", (e) => {
+/** What was dropped: entries (folders and files) where the browser gives them, else plain files. */
+function droppedItems(dataTransfer) {
+  // Read at once: the list is emptied once the drop event's handler returns.
+  const items = [...(dataTransfer.items ?? [])].filter((i) => i.kind === "file");
+  return items.map((i) => ({ entry: i.webkitGetAsEntry?.() ?? null, file: i.getAsFile() }));
+}
+const hasFiles = (e) => [...(e.dataTransfer?.types ?? [])].includes("Files");
+let dragDepth = 0;
+const setOver = (on) => {
+  drop.classList.toggle("over", on);
+  $("drop-hint").textContent = on ? "Release to take it." : "Drop a task folder or a .zip anywhere here.";
+};
+document.addEventListener("dragenter", (e) => {
+  if (!hasFiles(e)) return;
   e.preventDefault();
-  drop.classList.add("over");
+  if (dragDepth++ === 0) setOver(true);
 });
-drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-drop.addEventListener("drop", async (e) => {
+document.addEventListener("dragover", (e) => {
+  if (!hasFiles(e)) return;
   e.preventDefault();
-  drop.classList.remove("over");
+  e.dataTransfer.dropEffect = may(who, "submitter") ? "copy" : "none";
+});
+document.addEventListener("dragleave", () => {
+  if (dragDepth > 0 && --dragDepth === 0) setOver(false);
+});
+document.addEventListener("drop", async (e) => {
+  if (!hasFiles(e)) return;
+  e.preventDefault();
+  dragDepth = 0;
+  setOver(false);
   if (!may(who, "submitter")) return;
-  const entries = [...e.dataTransfer.items].map((i) => i.webkitGetAsEntry?.()).filter(Boolean);
+  const dropped = droppedItems(e.dataTransfer);
   const files = [];
   try {
-    for (const entry of entries) await walk(entry, files);
+    for (const { entry, file } of dropped) {
+      if (entry) await walk(entry, files);
+      else if (file) files.push({ path: file.name, file });
+    }
   } catch (err) {
     checkError.textContent = `Cannot read what was dropped: ${err.message}`;
+    return;
+  }
+  $("pick-folder").value = "";
+  $("pick-zip").value = "";
+  if (files.length === 0) {
+    checkError.textContent = "Nothing to take in what was dropped: drop a task folder, a .zip or a task.toml.";
     return;
   }
   await take(files);
