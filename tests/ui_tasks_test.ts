@@ -1,7 +1,10 @@
-/** The task list end to end in headless Chromium: paging past 200, search, and what an empty filter says. */
+/**
+ * The task list end to end in headless Chromium: paging past 200 with the true total, search, and what an empty filter
+ * says.
+ */
 import assert from "node:assert/strict";
 import { makeZip, submitZip } from "./kit/mod.ts";
-import { opts, shoot, signIn, watchedPage, withUi } from "./kit/ui.ts";
+import { docShot, opts, shoot, signIn, watchedPage, withUi } from "./kit/ui.ts";
 
 Deno.test({
   name: "web UI: the task list pages past 200, searches, and says when a filter finds nothing",
@@ -20,14 +23,28 @@ Deno.test({
       await signIn(page, base);
       const rows = page.locator("#tasks tbody tr");
 
-      await t.step("200 newest first, then the older ones on asking", async () => {
-        await page.locator("#list-count").getByText("200 tasks shown, more older").waitFor();
+      await t.step("200 newest first of the total, then the older ones on asking", async () => {
+        await page.locator("#list-count").getByText("1–200 of 205 tasks").waitFor();
         assert.equal(await rows.count(), 200);
         assert.match(await rows.first().innerText(), /shot 205/);
         await page.getByRole("button", { name: "Show older tasks" }).click();
-        await page.locator("#list-count").getByText("205 tasks shown").waitFor();
+        await page.locator("#list-count").getByText("1–205 of 205 tasks").waitFor();
         assert.match(await rows.last().innerText(), /shot 1\b/);
         assert.equal(await page.getByRole("button", { name: "Show older tasks" }).isHidden(), true);
+      });
+
+      await t.step("the total follows new tasks and a state filter", async () => {
+        const zip = await makeZip({ "task.toml": `[task]\nname = "late"\ncommand = "true"\n` });
+        assert.equal((await submitZip(tm, zip, "late")).status, 201);
+        await page.locator("#list-count").getByText("1–206 of 206 tasks").waitFor();
+        await page.getByLabel("State").selectOption("queued");
+        await page.locator("#list-count").getByText("1–200 of 206 tasks").waitFor();
+        await page.getByLabel("State").selectOption("running");
+        await page.locator("#empty-filtered").getByText("No running tasks.").waitFor();
+        await page.getByLabel("State").selectOption("");
+        await page.locator("#list-count").getByText("1–200 of 206 tasks").waitFor();
+        await page.locator("#tasks tbody tr").first().waitFor();
+        await docShot(page, "tasks", 420);
       });
 
       await t.step("search by name, by id; the search stays in the URL", async () => {

@@ -142,7 +142,10 @@ function tasks(): Html {
     "Tasks",
     html`
       <div class="page-head">
-        <h1>Tasks</h1>
+        <div>
+          <h1>Tasks</h1>
+          <p id="list-range" class="muted small" aria-hidden="true"></p>
+        </div>
         <div class="toolbar">
           <label for="state-filter">State</label>
           <select id="state-filter"><option value="">all</option>${stateOptions}</select>

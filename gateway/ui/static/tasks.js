@@ -29,6 +29,8 @@ const search = document.getElementById("task-search");
 let keep = LIMIT;
 /** Where the next older page starts, or null. */
 let nextBefore = null;
+/** How many tasks the filter holds in all (from the API's counters), or null (a search is not counted). */
+let total = null;
 
 /** The tasks shown, by id: the last known view of each. */
 const shown = new Map();
@@ -71,9 +73,13 @@ function renderEmpty() {
   const q = search.value.trim();
   none.textContent = `No ${filter.value ? `${filter.value} ` : ""}tasks${q ? ` matching “${q}”` : ""}.`;
   const n = shown.size;
-  document.getElementById("list-count").textContent = n
-    ? `${n.toLocaleString()} task${n === 1 ? "" : "s"} shown${nextBefore ? ", more older" : ""}`
-    : "";
+  const all = total === null ? null : Math.max(total, n);
+  // Said at the foot of the list (read out), and shown under the heading.
+  document.getElementById("list-range").textContent = document.getElementById("list-count").textContent = !n
+    ? ""
+    : all !== null
+    ? `${n === 1 ? "1" : `1–${formatCount(n)}`} of ${formatCount(all)} task${all === 1 ? "" : "s"}`
+    : `${formatCount(n)} task${n === 1 ? "" : "s"} shown${nextBefore ? ", more older" : ""}`;
   document.getElementById("older").hidden = !nextBefore;
 }
 
@@ -133,6 +139,7 @@ function deleteButton(task) {
 function forget(id) {
   shown.delete(id);
   deleted.add(id);
+  if (total !== null) total = Math.max(0, total - 1);
   tbody.querySelector(`tr[data-id="${id}"]`)?.remove();
   renderEmpty();
 }
@@ -191,8 +198,24 @@ function render(task, prev = null, flash = false) {
   renderEmpty();
 }
 
+/** Reads the total again (the counters cost one read per state and owner), at most once every 2 s. */
+let totalTimer = 0;
+function recount() {
+  if (totalTimer || total === null) return;
+  totalTimer = setTimeout(async () => {
+    totalTimer = 0;
+    try {
+      const reply = await apiJson(`/api/v1/tasks?${listQuery(undefined, 1)}`);
+      if (total !== null) total = reply.total;
+      renderEmpty();
+    } catch { /* the banner says when the manager is unreachable; the count stays as it was */ }
+  }, 2000);
+}
+
 function apply(event) {
   const prev = shown.get(event.taskId);
+  // A task new to the list, or one changing state under a state filter, changes the total.
+  if (!prev || (filter.value && prev.state !== event.state)) recount();
   if (deleted.has(event.taskId) || (prev && !newer(prev, event))) return;
   if (!prev && filter.value && event.state !== filter.value) return;
   if (!prev && !matchesSearch(event)) return;
@@ -206,8 +229,8 @@ function apply(event) {
   }
 }
 
-function listQuery(before) {
-  const query = new URLSearchParams({ limit: String(LIMIT) });
+function listQuery(before, limit = LIMIT) {
+  const query = new URLSearchParams({ limit: String(limit) });
   if (filter.value) query.set("state", filter.value);
   if (search.value.trim()) query.set("q", search.value.trim());
   if (before) query.set("before", before);
@@ -240,11 +263,13 @@ async function load() {
   loaded = false;
   listError.textContent = "";
   try {
-    const { tasks, next } = await apiJson(`/api/v1/tasks?${listQuery()}`);
+    const reply = await apiJson(`/api/v1/tasks?${listQuery()}`);
+    const { tasks, next } = reply;
     shown.clear();
     tbody.replaceChildren();
     keep = LIMIT;
     nextBefore = next;
+    total = reply.total ?? null;
     for (const t of tasks.reverse()) {
       shown.set(t.id, t);
       render(t);
