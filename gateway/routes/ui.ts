@@ -1,8 +1,8 @@
 /**
  * The web UI (its pages in `gateway/ui/pages.ts`, its scripts in
  * `gateway/ui/static/`): pages at `/signin`, `/submit`, `/tasks`, `/tasks/{id}`,
- * `/nodes` and `/data`, and their scripts and style under `/ui/`. Same
- * origin and same tokens as the API.
+ * `/nodes`, `/nodes/{name}` and `/data`, and their scripts and style under
+ * `/ui/`. Same origin and same tokens as the API.
  *
  * The browser scripts are plain JavaScript modules, served as they are (no
  * build step); zip.js comes from its npm package, and the ignore rules from
@@ -17,12 +17,14 @@ import ignoreJs from "../../core/ignore.js" with { type: "text" };
 import type { GatewayEnv } from "../context.ts";
 import { type PageName, renderPage } from "../ui/pages.ts";
 import appCss from "../ui/static/app.css" with { type: "text" };
+import chartJs from "../ui/static/chart.js" with { type: "text" };
 import commonJs from "../ui/static/common.js" with { type: "text" };
 import dataJs from "../ui/static/data.js" with { type: "text" };
 import failuresJs from "../ui/static/failures.js" with { type: "text" };
 import finalizeJs from "../ui/static/finalize.js" with { type: "text" };
 import gridJs from "../ui/static/grid.js" with { type: "text" };
 import logviewJs from "../ui/static/logview.js" with { type: "text" };
+import nodeJs from "../ui/static/node.js" with { type: "text" };
 import nodesJs from "../ui/static/nodes.js" with { type: "text" };
 import notifyJs from "../ui/static/notify.js" with { type: "text" };
 import outputsJs from "../ui/static/outputs.js" with { type: "text" };
@@ -38,12 +40,14 @@ const JS = "text/javascript; charset=utf-8";
 /** Files served under `/ui/`, by name. */
 const ASSETS: Record<string, { type: string; body: string }> = {
   "app.css": { type: "text/css; charset=utf-8", body: appCss },
+  "chart.js": { type: JS, body: chartJs },
   "common.js": { type: JS, body: commonJs },
   "data.js": { type: JS, body: dataJs },
   "failures.js": { type: JS, body: failuresJs },
   "finalize.js": { type: JS, body: finalizeJs },
   "grid.js": { type: JS, body: gridJs },
   "logview.js": { type: JS, body: logviewJs },
+  "node.js": { type: JS, body: nodeJs },
   "nodes.js": { type: JS, body: nodesJs },
   "notify.js": { type: JS, body: notifyJs },
   "outputs.js": { type: JS, body: outputsJs },
@@ -77,7 +81,7 @@ export function uiRoutes(): Hono<GatewayEnv> {
   const page = (name: PageName) => (c: Context) => {
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) c.header(k, v);
     c.header("cache-control", "no-store");
-    return c.html(renderPage(name, { taskId: c.req.param("id") }));
+    return c.html(renderPage(name, { taskId: c.req.param("id"), nodeName: c.req.param("name") }));
   };
   app.get("/", (c) => c.redirect("/tasks"));
   app.get("/signin", page("signin"));
@@ -85,6 +89,7 @@ export function uiRoutes(): Hono<GatewayEnv> {
   app.get("/tasks", page("tasks"));
   app.get("/tasks/:id", page("task"));
   app.get("/nodes", page("nodes"));
+  app.get("/nodes/:name", page("node"));
   app.get("/data", page("data"));
 
   const etags = new Map<string, Promise<string>>();

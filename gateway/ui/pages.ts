@@ -9,11 +9,12 @@
 import { html } from "hono/html";
 import type { HtmlEscapedString } from "hono/utils/html";
 import { State } from "../../core/schema.ts";
+import { nodePage } from "./node_page.ts";
 
 type Html = HtmlEscapedString | Promise<HtmlEscapedString>;
 
 /** The pages, by the path they are served at. */
-export type PageName = "signin" | "submit" | "tasks" | "task" | "nodes" | "data";
+export type PageName = "signin" | "submit" | "tasks" | "task" | "nodes" | "node" | "data";
 
 const ICON = "data:image/svg+xml," +
   encodeURIComponent(
@@ -24,7 +25,7 @@ const ICON = "data:image/svg+xml," +
 const NAV: Array<{ href: string; label: string; pages: PageName[] }> = [
   { href: "/tasks", label: "Tasks", pages: ["tasks", "task"] },
   { href: "/submit", label: "Submit", pages: ["submit"] },
-  { href: "/nodes", label: "Nodes", pages: ["nodes"] },
+  { href: "/nodes", label: "Nodes", pages: ["nodes", "node"] },
   { href: "/data", label: "Data", pages: ["data"] },
 ];
 
@@ -395,8 +396,10 @@ function data(): Html {
 }
 
 /** Renders a page. */
-export function renderPage(page: PageName, params: { taskId?: string } = {}): Html {
+export function renderPage(page: PageName, params: { taskId?: string; nodeName?: string } = {}): Html {
   switch (page) {
+    case "node":
+      return layout("node", `Node ${params.nodeName ?? ""}`, nodePage(params.nodeName ?? ""));
     case "signin":
       return signin();
     case "submit":

@@ -63,10 +63,13 @@ function upsert(node) {
   if (!tr) tbody.append(tr = row(node));
   const cell = (name) => tr.querySelector(`.cell-${name}`);
   const labels = Object.entries(node.labels).map(([k, v]) => h("code", {}, `${k}=${v}`));
-  cell("main").replaceChildren(
-    h("strong", {}, node.name),
-    h("span", { class: "sub" }, `${node.hostname} · v${node.version}`),
-  );
+  // Rebuilt only when it changes: the link to the node's page keeps keyboard focus through heartbeats.
+  if (!prev || prev.hostname !== node.hostname || prev.version !== node.version) {
+    cell("main").replaceChildren(
+      h("a", { href: `/nodes/${encodeURIComponent(node.name)}` }, h("strong", {}, node.name)),
+      h("span", { class: "sub" }, `${node.hostname} · v${node.version}`),
+    );
+  }
   cell("state").replaceChildren(badge(node.state));
   cell("slots").replaceChildren(slots(node));
   cell("cpus").textContent = String(node.cpus);
