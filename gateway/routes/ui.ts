@@ -1,7 +1,8 @@
 /**
  * The web UI (its pages in `gateway/ui/pages.ts`, its scripts in
  * `gateway/ui/static/`): pages at `/signin`, `/submit`, `/tasks`, `/tasks/{id}`,
- * `/nodes`, `/nodes/{name}` and `/data`, and their scripts and style under
+ * `/nodes`, `/nodes/{name}`, `/data` and, for admins, `/admin/users`,
+ * `/admin/audit` and `/admin/join-token`, and their scripts and style under
  * `/ui/`. Same origin and same tokens as the API.
  *
  * The browser scripts are plain JavaScript modules, served as they are (no
@@ -16,8 +17,11 @@ import globJs from "../../core/glob.js" with { type: "text" };
 import ignoreJs from "../../core/ignore.js" with { type: "text" };
 import type { GatewayEnv } from "../context.ts";
 import { type PageName, renderPage } from "../ui/pages.ts";
+import adminJs from "../ui/static/admin.js" with { type: "text" };
 import appCss from "../ui/static/app.css" with { type: "text" };
+import auditJs from "../ui/static/audit.js" with { type: "text" };
 import chartJs from "../ui/static/chart.js" with { type: "text" };
+import joinTokenJs from "../ui/static/join-token.js" with { type: "text" };
 import commonJs from "../ui/static/common.js" with { type: "text" };
 import dataJs from "../ui/static/data.js" with { type: "text" };
 import failuresJs from "../ui/static/failures.js" with { type: "text" };
@@ -34,13 +38,17 @@ import signinJs from "../ui/static/signin.js" with { type: "text" };
 import submitJs from "../ui/static/submit.js" with { type: "text" };
 import taskJs from "../ui/static/task.js" with { type: "text" };
 import tasksJs from "../ui/static/tasks.js" with { type: "text" };
+import usersJs from "../ui/static/users.js" with { type: "text" };
 
 const JS = "text/javascript; charset=utf-8";
 
 /** Files served under `/ui/`, by name. */
 const ASSETS: Record<string, { type: string; body: string }> = {
+  "admin.js": { type: JS, body: adminJs },
   "app.css": { type: "text/css; charset=utf-8", body: appCss },
+  "audit.js": { type: JS, body: auditJs },
   "chart.js": { type: JS, body: chartJs },
+  "join-token.js": { type: JS, body: joinTokenJs },
   "common.js": { type: JS, body: commonJs },
   "data.js": { type: JS, body: dataJs },
   "failures.js": { type: JS, body: failuresJs },
@@ -57,6 +65,7 @@ const ASSETS: Record<string, { type: string; body: string }> = {
   "submit.js": { type: JS, body: submitJs },
   "task.js": { type: JS, body: taskJs },
   "tasks.js": { type: JS, body: tasksJs },
+  "users.js": { type: JS, body: usersJs },
   "glob.js": { type: JS, body: globJs },
   "ignore.js": { type: JS, body: ignoreJs },
   "vendor/zip.js": { type: JS, body: zipJs },
@@ -90,6 +99,10 @@ export function uiRoutes(): Hono<GatewayEnv> {
   app.get("/tasks/:id", page("task"));
   app.get("/nodes", page("nodes"));
   app.get("/nodes/:name", page("node"));
+  app.get("/admin", (c) => c.redirect("/admin/users"));
+  app.get("/admin/users", page("users"));
+  app.get("/admin/audit", page("audit"));
+  app.get("/admin/join-token", page("join-token"));
   app.get("/data", page("data"));
 
   const etags = new Map<string, Promise<string>>();

@@ -9,12 +9,13 @@
 import { html } from "hono/html";
 import type { HtmlEscapedString } from "hono/utils/html";
 import { State } from "../../core/schema.ts";
+import { ADMIN_PAGES, adminPage, type AdminPageName } from "./admin_pages.ts";
 import { nodePage } from "./node_page.ts";
 
 type Html = HtmlEscapedString | Promise<HtmlEscapedString>;
 
 /** The pages, by the path they are served at. */
-export type PageName = "signin" | "submit" | "tasks" | "task" | "nodes" | "node" | "data";
+export type PageName = "signin" | "submit" | "tasks" | "task" | "nodes" | "node" | "data" | AdminPageName;
 
 const ICON = "data:image/svg+xml," +
   encodeURIComponent(
@@ -22,18 +23,24 @@ const ICON = "data:image/svg+xml," +
       `<path d="M4 4h3v3H4zM9 4h3v3H9zM4 9h3v3H4zM9 9h3v3H9z" fill="#fff"/></svg>`,
   );
 
-const NAV: Array<{ href: string; label: string; pages: PageName[] }> = [
+const NAV: Array<{ href: string; label: string; pages: PageName[]; admin?: true }> = [
   { href: "/tasks", label: "Tasks", pages: ["tasks", "task"] },
   { href: "/submit", label: "Submit", pages: ["submit"] },
   { href: "/nodes", label: "Nodes", pages: ["nodes", "node"] },
   { href: "/data", label: "Data", pages: ["data"] },
+  // Shown to admins only (common.js reveals it once it knows the role).
+  { href: "/admin/users", label: "Admin", pages: ADMIN_PAGES.map((p) => p.page), admin: true },
 ];
 
 function layout(page: PageName, title: string, main: Html): Html {
   const nav = page === "signin" ? "" : html`
     <nav aria-label="Main">
       ${NAV.map((n) =>
-        n.pages.includes(page)
+        n.admin && n.pages.includes(page)
+          ? html`<a href="${n.href}" data-admin hidden aria-current="page">${n.label}</a>`
+          : n.admin
+          ? html`<a href="${n.href}" data-admin hidden>${n.label}</a>`
+          : n.pages.includes(page)
           ? html`<a href="${n.href}" aria-current="page">${n.label}</a>`
           : html`<a href="${n.href}">${n.label}</a>`
       )}
@@ -395,9 +402,15 @@ function data(): Html {
   );
 }
 
+const TITLES: Record<AdminPageName, string> = { users: "Users", audit: "Audit log", "join-token": "Join token" };
+
 /** Renders a page. */
 export function renderPage(page: PageName, params: { taskId?: string; nodeName?: string } = {}): Html {
   switch (page) {
+    case "users":
+    case "audit":
+    case "join-token":
+      return layout(page, TITLES[page], adminPage(page));
     case "node":
       return layout("node", `Node ${params.nodeName ?? ""}`, nodePage(params.nodeName ?? ""));
     case "signin":

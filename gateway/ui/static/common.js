@@ -314,6 +314,8 @@ export async function startPage() {
   const who = await apiJson("/api/v1/whoami");
   const el = document.getElementById("who");
   if (el) el.textContent = `${who.user} (${who.role})`;
+  // Links to admin pages are there for admins only.
+  if (who.role === "admin") { for (const a of document.querySelectorAll("[data-admin]")) a.hidden = false; }
   return who;
 }
 
