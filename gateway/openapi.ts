@@ -69,7 +69,6 @@ const Cancelled = z.object({ id: z.string(), state: State });
 const States = z.object({ from: z.number().int(), total: z.number().int(), states: z.string() });
 const PackageCheck = z.object({ ok: z.boolean() }).passthrough();
 
-
 const zip = {
   "application/zip": "binary",
   // `overrides`: a TOML fragment laid over task.toml before its checks.
