@@ -4,7 +4,7 @@
  * @module
  */
 import { resolve } from "node:path";
-import { notifyLine } from "../core/notify.ts";
+import { notifyLine } from "../core/notify_line.ts";
 import { AVOID_AFTER_FAILURES, howItEnded } from "../core/outcome.ts";
 import { overridesFromPairs } from "../core/overrides.ts";
 import type { InstanceView, NodeRecord, SubmitView, TaskView } from "../core/schema.ts";
