@@ -10,6 +10,7 @@
  */
 import type { TaskView } from "../core/schema.ts";
 import type { Client } from "./client.ts";
+import { takeEvents } from "../core/sse.js";
 
 /** One Server-Sent Event: its `event:` kind and its `data:`. */
 export interface StreamEvent {
@@ -24,19 +25,9 @@ export async function readEvents(
 ): Promise<void> {
   let buffer = "";
   for await (const text of body.pipeThrough(new TextDecoderStream())) {
-    buffer += text;
-    let end: number;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      let kind = "message";
-      let data = "";
-      for (const line of block.split("\n")) {
-        if (line.startsWith("event: ")) kind = line.slice(7);
-        else if (line.startsWith("data: ")) data += line.slice(6);
-      }
-      if (data) onEvent({ kind, data });
-    }
+    const { events, rest } = takeEvents(buffer + text);
+    buffer = rest;
+    for (const event of events) onEvent(event);
   }
 }
 

@@ -14,6 +14,7 @@
 import { type Context, Hono } from "hono";
 import zipJs from "@zip.js/zip.js/dist/zip-core-external.min.js" with { type: "text" };
 import globJs from "../../core/glob.js" with { type: "text" };
+import sseJs from "../../core/sse.js" with { type: "text" };
 import ignoreJs from "../../core/ignore.js" with { type: "text" };
 import type { GatewayEnv } from "../context.ts";
 import { type PageName, renderPage } from "../ui/pages.ts";
@@ -68,6 +69,7 @@ const ASSETS: Record<string, { type: string; body: string }> = {
   "users.js": { type: JS, body: usersJs },
   "glob.js": { type: JS, body: globJs },
   "ignore.js": { type: JS, body: ignoreJs },
+  "sse.js": { type: JS, body: sseJs },
   "vendor/zip.js": { type: JS, body: zipJs },
 };
 

@@ -3,6 +3,7 @@
  * localStorage when the user asks this device to remember it; never in a URL),
  * API calls, the live event stream, the header, and formatting.
  */
+import { takeEvents } from "/ui/sse.js";
 
 const TOKEN_KEY = "parallelic.token";
 
@@ -163,18 +164,9 @@ export function liveEvents(query, { onReady, onEvent }) {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
-        buffer += value;
-        let end;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          let kind = "message";
-          let data = "";
-          for (const line of block.split("\n")) {
-            if (line.startsWith("event: ")) kind = line.slice(7);
-            else if (line.startsWith("data: ")) data += line.slice(6);
-          }
-          if (!data) continue;
+        const { events, rest } = takeEvents(buffer + value);
+        buffer = rest;
+        for (const { kind, data } of events) {
           const payload = JSON.parse(data);
           if (kind === "ready") {
             delayMs = 1000;
