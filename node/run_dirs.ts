@@ -54,6 +54,13 @@ export interface RunDirs {
    * it is removed.
    */
   release(runDir: RunDir, reusable: boolean): void;
+  /**
+   * True when the copy in use is provably as it was handed out: no entry
+   * written, added, removed or renamed, and its output folder empty. False
+   * when it changed or cannot be checked (a large tree, no {@linkcode Libc}).
+   * A true answer stands for its release too (checked once).
+   */
+  unchanged(runDir: RunDir): boolean;
   /** Removes the kept copies in `dir` (an owner's folder about to be removed). */
   forget(dir: string): void;
   /** Copies made and copies reused so far. */
@@ -87,6 +94,8 @@ interface Kept {
   outStamp: FileStamp | null;
   /** Stamps of the output files when the copy was kept: a change means a process of the last instance lives on. */
   logStamps?: Array<FileStamp | null>;
+  /** Found untouched after its instance ended (see `RunDirs.unchanged`): not checked again at its release. */
+  checked?: boolean;
 }
 
 const sameStamp = (a: FileStamp, b: FileStamp | null) =>
@@ -216,10 +225,19 @@ export function createRunDirs(options: RunDirsOptions): RunDirs {
       }
     },
 
+    unchanged(runDir) {
+      const kept = inUse.get(runDir.dir);
+      if (!kept || !untouched(kept)) return false;
+      kept.checked = true;
+      return true;
+    },
+
     release(runDir, reusable) {
       const kept = inUse.get(runDir.dir);
       inUse.delete(runDir.dir);
-      if (!kept || !reusable || !untouched(kept)) {
+      const clean = kept?.checked || (kept !== undefined && untouched(kept));
+      if (kept) kept.checked = false;
+      if (!kept || !reusable || !clean) {
         if (kept && reusable && kept.stamps) log.debug("node:run-dir-changed", { dir: runDir.dir });
         remove(runDir);
         return;

@@ -39,6 +39,7 @@ if (libc) {
     await Deno.readTextFile(join(a.dir, "sub", "data.txt"));
     await Deno.writeTextFile(join(a.outputDir, "result.txt"), "x");
     await Deno.remove(join(a.outputDir, "result.txt"));
+    assert.equal(dirs.unchanged(a), true);
     dirs.release(a, true);
     const b = await dirs.take(root);
     assert.equal(b.dir, a.dir);
@@ -79,6 +80,8 @@ if (libc) {
       const { root, work, dirs } = await setUp();
       const a = await dirs.take(root);
       await change(a.dir, a.outputDir);
+      // What the runner asks before it looks for files written in the wrong place.
+      assert.equal(dirs.unchanged(a), false);
       dirs.release(a, true);
       const b = await dirs.take(root);
       assert.notEqual(b.dir, a.dir);
