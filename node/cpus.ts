@@ -100,6 +100,25 @@ export function createCpuPool(cpus: readonly number[]): CpuPool {
   };
 }
 
+/**
+ * Pins every thread of process `pid` to `cpus`. Its main thread first: threads
+ * it starts afterwards inherit the mask. Then, when /proc counts more threads
+ * than that one (a task folder's link count is 2 + its threads), each of them;
+ * a process still single-threaded, as most are just after their spawn, costs
+ * one `stat` instead of a folder read.
+ */
+export function pinProcess(affinity: Affinity, pid: number, cpus: readonly number[]): void {
+  affinity.set(pid, cpus);
+  let links = 0;
+  try {
+    links = Deno.statSync(`/proc/${pid}/task`).nlink ?? 0;
+  } catch {
+    return; // Gone already.
+  }
+  if (links === 3) return;
+  for (const tid of threadsOf(pid)) if (tid !== pid) affinity.set(tid, cpus);
+}
+
 /** The thread ids of process `pid` (just `pid` when /proc cannot tell). */
 export function threadsOf(pid: number): number[] {
   try {

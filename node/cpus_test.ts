@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { cpuList, createCpuPool, loadAffinity, threadEnv } from "./cpus.ts";
+import { cpuList, createCpuPool, loadAffinity, pinProcess, threadEnv } from "./cpus.ts";
 
 Deno.test("the CPU pool hands out free CPUs first, then the least shared, and takes them back", () => {
   const pool = createCpuPool([0, 1, 2, 3]);
@@ -41,5 +41,35 @@ Deno.test({
       await child.status;
     }
     assert.equal(affinity!.set(2 ** 22 + 7, cpus), false, "a process that is gone");
+  },
+});
+
+Deno.test({
+  name: "pinProcess pins every thread of a process, single- or multi-threaded",
+  ignore: !affinity,
+  async fn() {
+    const cpu = affinity!.allowed().at(-1)!;
+    const script = "import threading, time\n" +
+      "for _ in range(3): threading.Thread(target=time.sleep, args=(5,), daemon=True).start()\n" +
+      "print('ready', flush=True)\ntime.sleep(5)\n";
+    for (const threads of [1, 4]) {
+      const child = threads === 1
+        ? new Deno.Command("sleep", { args: ["5"], stdout: "piped" }).spawn()
+        : new Deno.Command("python3", { args: ["-c", script], stdout: "piped" }).spawn();
+      try {
+        if (threads > 1) await child.stdout.getReader().read(); // "ready": its threads run.
+        const tids = [...Deno.readDirSync(`/proc/${child.pid}/task`)].map((e) => e.name);
+        assert.equal(tids.length, threads);
+        pinProcess(affinity!, child.pid, [cpu]);
+        for (const tid of tids) {
+          const status = await Deno.readTextFile(`/proc/${child.pid}/task/${tid}/status`);
+          assert.equal(/Cpus_allowed_list:\s*(\S+)/.exec(status)?.[1], String(cpu), `thread ${tid} of ${threads}`);
+        }
+      } finally {
+        child.kill("SIGKILL");
+        await child.status;
+        if (threads === 1) await child.stdout.cancel();
+      }
+    }
   },
 });

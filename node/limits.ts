@@ -14,7 +14,7 @@ import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 import type { GpuDevice, InstanceRef, NodeLimits, RunSpec } from "../core/schema.ts";
 import { type Cgroups, type InstanceCgroup, openCgroups } from "./cgroup.ts";
-import { createCpuPool, loadAffinity, threadEnv, threadsOf } from "./cpus.ts";
+import { createCpuPool, loadAffinity, pinProcess, threadEnv } from "./cpus.ts";
 import { createGpuPool, gpuEnv, listGpus } from "./gpus.ts";
 import type { ChildUsage } from "./libc.ts";
 import { createUsageWatcher, mib, type TreeUsage, type UsageWatcher } from "./usage.ts";
@@ -97,12 +97,12 @@ export async function openResources(options: ResourceOptions): Promise<NodeResou
       let overBytes = 0;
       const pin = (pid: number) => {
         if (cgroup) cgroup.add(pid);
-        if (cpus.length > 0) { for (const tid of threadsOf(pid)) affinity!.set(tid, cpus); }
+        if (cpus.length > 0) pinProcess(affinity!, pid, cpus);
       };
       return {
         started(pid, kill) {
           const joined = cgroup?.add(pid) ?? false;
-          if (cpus.length > 0) { for (const tid of threadsOf(pid)) affinity!.set(tid, cpus); }
+          if (cpus.length > 0) pinProcess(affinity!, pid, cpus);
           watch = watcher.watch({
             pid,
             cgroup: joined ? cgroup : null,
