@@ -68,6 +68,61 @@ const write = (path: string, text: string): boolean => {
   }
 };
 
+/**
+ * A cgroup file kept open: the kernel makes its text anew at every read from
+ * its start, so one open serves every read (and every write) of the
+ * instances that reuse the cgroup, where an open, a read and a close each
+ * time cost three system calls and a path walk.
+ */
+interface HeldFile {
+  /** Its whole text, or null when it cannot be read. */
+  read(): string | null;
+  /** Writes `text` in one call; false when the kernel refused it (a pid that is gone). */
+  write(text: string): boolean;
+  close(): void;
+}
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+function holdFile(path: string, mode: "read" | "write"): HeldFile {
+  let file: Deno.FsFile | null = null;
+  try {
+    file = Deno.openSync(path, mode === "read" ? { read: true } : { write: true });
+  } catch { /* Answered by the fallbacks below. */ }
+  return {
+    read() {
+      if (!file) return read(path);
+      try {
+        file.seekSync(0, Deno.SeekMode.Start);
+        const parts: Uint8Array[] = [];
+        for (;;) {
+          const buf = new Uint8Array(4096);
+          const n = file.readSync(buf);
+          if (!n) break;
+          parts.push(buf.subarray(0, n));
+        }
+        return parts.length === 1 ? decoder.decode(parts[0]) : parts.map((p) => decoder.decode(p)).join("");
+      } catch {
+        return null;
+      }
+    },
+    write(text) {
+      if (!file) return write(path, text);
+      try {
+        file.writeSync(encoder.encode(text));
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    close() {
+      file?.close();
+      file = null;
+    },
+  };
+}
+
 /** Where cgroup v2 is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid systems); null when not. */
 export function cgroup2Mount(mountinfo = read("/proc/self/mountinfo") ?? ""): string | null {
   for (const line of mountinfo.split("\n")) {
@@ -157,37 +212,53 @@ export async function openCgroups(node: string): Promise<Cgroups | null> {
   }
   // Cgroups of ended instances, empty, kept for the next ones: making and removing one costs more than the rest of
   // an instance's accounting. Not where memory is held: memory.peak and memory.events count from a cgroup's making.
-  const idle: string[] = [];
-  const cpuUsec = (path: string) => field(read(join(path, "cpu.stat")), "usage_usec");
+  // Their files that every instance reads or writes stay open (see HeldFile).
+  interface Kept {
+    dir: string;
+    procs: HeldFile;
+    procsIn: HeldFile;
+    stat: HeldFile;
+  }
+  const idle: Kept[] = [];
+  const closeFiles = (kept: Kept) => [kept.procs, kept.procsIn, kept.stat].forEach((f) => f.close());
+  const cpuUsec = (stat: HeldFile) => field(stat.read(), "usage_usec");
   return {
     base,
     memory,
     create(name, memoryBytes) {
-      let path = idle.pop();
-      const reused = path !== undefined;
-      if (!path) {
-        path = join(base, name);
+      let kept = idle.pop();
+      const reused = kept !== undefined;
+      if (!kept) {
+        const dir = join(base, name);
         try {
-          Deno.mkdirSync(path);
+          Deno.mkdirSync(dir);
         } catch (e) {
           if (!(e instanceof Deno.errors.AlreadyExists)) return null;
         }
+        const procsPath = join(dir, "cgroup.procs");
+        kept = {
+          dir,
+          procs: holdFile(procsPath, "read"),
+          procsIn: holdFile(procsPath, "write"),
+          stat: holdFile(join(dir, "cpu.stat"), "read"),
+        };
       }
-      const dir = path;
-      const cpuBefore = reused ? cpuUsec(dir) : 0;
+      const { dir, procs, procsIn, stat } = kept;
+      const cpuBefore = reused ? cpuUsec(stat) : 0;
       if (memory && memoryBytes > 0) {
         write(join(dir, "memory.max"), String(memoryBytes));
         // Held to its memory, not pushed into swap; and an out-of-memory kill takes the whole instance.
         write(join(dir, "memory.swap.max"), "0");
         write(join(dir, "memory.oom.group"), "1");
       }
-      const pids = () => (read(join(dir, "cgroup.procs")) ?? "").split("\n").filter(Boolean).map(Number);
+      const pids = () => (procs.read() ?? "").split("\n").filter(Boolean).map(Number);
+      const done = kept;
       return {
         path: dir,
-        add: (pid) => write(join(dir, "cgroup.procs"), String(pid)),
+        add: (pid) => procsIn.write(String(pid)),
         pids,
         usage() {
-          const cpuMs = Math.round((cpuUsec(dir) - cpuBefore) / 1000);
+          const cpuMs = Math.round((cpuUsec(stat) - cpuBefore) / 1000);
           // Missing files cost an exception each: without the memory controller there are none to read.
           if (!memory) return { cpuMs, memoryBytes: null, oomKilled: false };
           const peak = read(join(dir, "memory.peak")) ?? read(join(dir, "memory.current"));
@@ -199,15 +270,19 @@ export async function openCgroups(node: string): Promise<Cgroups | null> {
         },
         remove() {
           if (!memory && idle.length < MAX_IDLE && pids().length === 0) {
-            idle.push(dir);
+            idle.push(done);
             return Promise.resolve();
           }
+          closeFiles(done);
           return removeCgroup(dir);
         },
       };
     },
     async close() {
-      for (const path of idle.splice(0)) await removeCgroup(path);
+      for (const kept of idle.splice(0)) {
+        closeFiles(kept);
+        await removeCgroup(kept.dir);
+      }
       await removeCgroup(base);
     },
   };

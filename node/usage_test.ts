@@ -100,10 +100,12 @@ Deno.test({
     assert.ok(again.add(burner.pid));
     await burner.status;
     const used = again.usage().cpuMs;
+    assert.ok(used > 0, "a reused cgroup's files, kept open, read anew");
     await again.remove();
     const third = cgroups!.create("t-2-0", 0)!;
     assert.equal(third.path, again.path, "the empty one is reused");
     assert.equal(third.usage().cpuMs, 0, `counted from its reuse, not the ${before} + ${used} ms before`);
+    assert.equal(third.add(2 ** 22 + 7), false, "a process that is gone");
     await third.remove();
     await cgroups!.close();
     assert.throws(() => Deno.statSync(cgroups!.base), Deno.errors.NotFound);
