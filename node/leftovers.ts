@@ -7,8 +7,10 @@
  * `+<pid>-<from>-<to>`, which cost no read), and crossed out when it ends (a
  * line `-` and the same). One open file takes both:
  * a file made and removed per instance cost the node more than the rest of
- * its file system work together. It is emptied whenever nothing runs, and
- * rewritten with what runs once it grows past {@linkcode JOURNAL_MAX_BYTES}.
+ * its file system work together. It is emptied when nothing runs once it
+ * holds a few KiB (not after every instance: a node between two instances
+ * would truncate it each time), and rewritten with what runs once it grows
+ * past {@linkcode JOURNAL_MAX_BYTES}.
  * (Nodes before the journal wrote a file `<pid>-<start time>` per group in
  * the same folder: those are read too.) A node that
  * was killed (SIGKILL, a crash, the OOM killer) never crossed out what ran:
@@ -49,6 +51,8 @@ export function startTicks(pid: number): string | null {
 const JOURNAL = "journal";
 /** Past this size the journal is rewritten with only what runs. */
 export const JOURNAL_MAX_BYTES = 64 * 1024;
+/** Past this size the journal is emptied when nothing runs. */
+export const JOURNAL_IDLE_BYTES = 4 * 1024;
 
 /** A ledger in `dir` (made when missing), starting empty: {@linkcode killLeftovers} has read the last one. */
 export function createProcessLedger(dir: string): ProcessLedger {
@@ -77,7 +81,7 @@ export function createProcessLedger(dir: string): ProcessLedger {
       const name = names.get(pid);
       if (!name) return;
       names.delete(pid);
-      if (names.size === 0) {
+      if (names.size === 0 && bytes > JOURNAL_IDLE_BYTES) {
         // Nothing runs: nothing to remember.
         file.truncateSync(0);
         file.seekSync(0, Deno.SeekMode.Start);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { testLogger } from "../tests/kit/mod.ts";
-import { createProcessLedger, JOURNAL_MAX_BYTES, killLeftovers, startTicks } from "./leftovers.ts";
+import { createProcessLedger, JOURNAL_IDLE_BYTES, JOURNAL_MAX_BYTES, killLeftovers, startTicks } from "./leftovers.ts";
 import { loadLibc } from "./libc.ts";
 
 const spawn = () => new Deno.Command("setsid", { args: ["sleep", "60"], stdout: "null", stderr: "null" }).spawn();
@@ -62,6 +62,22 @@ Deno.test("leftovers: the journal stays small while instances come and go, and k
       long.kill("SIGKILL");
     } catch { /* gone */ }
     await long.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("leftovers: one instance at a time keeps the journal a few KiB long, listing nothing once it ended", async () => {
+  const dir = await Deno.makeTempDir();
+  const ledgerDir = join(dir, "pids");
+  try {
+    const ledger = createProcessLedger(ledgerDir);
+    for (let i = 0; i < 4000; i++) {
+      ledger.started(Deno.pid);
+      ledger.ended(Deno.pid);
+    }
+    assert.ok(Deno.statSync(join(ledgerDir, "journal")).size <= JOURNAL_IDLE_BYTES + 64);
+    assert.equal(await killLeftovers(ledgerDir, join(dir, "runs"), testLogger()), 0, "nothing is listed");
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
