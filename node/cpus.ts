@@ -107,16 +107,26 @@ export function createCpuPool(cpus: readonly number[]): CpuPool {
  * a process still single-threaded, as most are just after their spawn, costs
  * one `stat` instead of a folder read.
  */
-export function pinProcess(affinity: Affinity, pid: number, cpus: readonly number[]): void {
+export function pinProcess(
+  affinity: Affinity,
+  pid: number,
+  cpus: readonly number[],
+  linkCount: (path: string) => number | null = statLinks,
+): void {
   affinity.set(pid, cpus);
-  let links = 0;
-  try {
-    links = Deno.statSync(`/proc/${pid}/task`).nlink ?? 0;
-  } catch {
-    return; // Gone already.
-  }
+  const links = linkCount(`/proc/${pid}/task`);
+  if (links === null) return; // Gone already.
   if (links === 3) return;
   for (const tid of threadsOf(pid)) if (tid !== pid) affinity.set(tid, cpus);
+}
+
+/** The link count of `path`, or null when it is gone. */
+function statLinks(path: string): number | null {
+  try {
+    return Deno.statSync(path).nlink ?? 0;
+  } catch {
+    return null;
+  }
 }
 
 /** The thread ids of process `pid` (just `pid` when /proc cannot tell). */

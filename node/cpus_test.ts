@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { cpuList, createCpuPool, loadAffinity, pinProcess, threadEnv } from "./cpus.ts";
+import { loadLibc } from "./libc.ts";
 
 Deno.test("the CPU pool hands out free CPUs first, then the least shared, and takes them back", () => {
   const pool = createCpuPool([0, 1, 2, 3]);
@@ -52,7 +53,10 @@ Deno.test({
     const script = "import threading, time\n" +
       "for _ in range(3): threading.Thread(target=time.sleep, args=(5,), daemon=True).start()\n" +
       "print('ready', flush=True)\ntime.sleep(5)\n";
-    for (const threads of [1, 4]) {
+    const libc = loadLibc();
+    // Link counts from Deno.statSync, and from statx through the C library as nodes read them.
+    const counters = [undefined, libc ? (path: string) => libc.stamp(path)?.nlink ?? null : undefined];
+    for (const [threads, linkCount] of [1, 4].flatMap((t) => counters.map((c) => [t, c] as const))) {
       const child = threads === 1
         ? new Deno.Command("sleep", { args: ["5"], stdout: "piped" }).spawn()
         : new Deno.Command("python3", { args: ["-c", script], stdout: "piped" }).spawn();
@@ -60,7 +64,7 @@ Deno.test({
         if (threads > 1) await child.stdout.getReader().read(); // "ready": its threads run.
         const tids = [...Deno.readDirSync(`/proc/${child.pid}/task`)].map((e) => e.name);
         assert.equal(tids.length, threads);
-        pinProcess(affinity!, child.pid, [cpu]);
+        pinProcess(affinity!, child.pid, [cpu], linkCount);
         for (const tid of tids) {
           const status = await Deno.readTextFile(`/proc/${child.pid}/task/${tid}/status`);
           assert.equal(/Cpus_allowed_list:\s*(\S+)/.exec(status)?.[1], String(cpu), `thread ${tid} of ${threads}`);
