@@ -258,8 +258,8 @@ export function createRunner(deps: RunnerDeps): Runner {
       }
       // An empty file under $PARALLELIC_OUTPUT stores 0 bytes, yet it was written where it should be. A copy
       // found untouched (a few statx calls) wrote nothing anywhere: no walk of its workdir needed.
-      const hint = outputBytes.some((b) => b > 0) || (!chunkFile && !isEmptyDir(runDir.outputDir)) ||
-          (reusable && runDirs.unchanged(runDir))
+      const hint = outputBytes.some((b) => b > 0) || (reusable && runDirs.unchanged(runDir)) ||
+          (!chunkFile && !isEmptyDir(runDir.outputDir))
         ? null
         : await hintFor(cache, log, job, join(dir, run.workdir), spawnedAt);
       // The log and the process's usage are the first instance's: counted once. Its last stderr line says
