@@ -23,9 +23,15 @@ import { startCluster, truePackage } from "./cluster.ts";
 
 /**
  * Times one NATS request/reply and one spawn of `bin` (piped output, read to the end), `runs` times; with `before`,
- * that first in each run too (`bench/user_latency.ts`: an HTTP POST), timed as `before`.
+ * that first in each run too (`bench/user_latency.ts`: an HTTP POST), timed as `before`; `gapMs` idle between runs.
  */
-export async function measureFloor(natsUrl: string, bin: string, runs: number, before?: () => Promise<void>) {
+export async function measureFloor(
+  natsUrl: string,
+  bin: string,
+  runs: number,
+  before?: () => Promise<void>,
+  gapMs = 0,
+) {
   const server = await connect({ servers: natsUrl });
   const client = await connect({ servers: natsUrl });
   server.subscribe("bench.floor", { callback: (_e, m) => void m.respond(m.data) });
@@ -53,6 +59,7 @@ export async function measureFloor(natsUrl: string, bin: string, runs: number, b
       spawn.push(t2 - t1);
       total.push(t2 - tb);
       first.push(t0 - tb);
+      if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
     }
   } finally {
     await client.close();

@@ -15,7 +15,11 @@
  *   process's start to its exit. Floor: `deno run -A` of an empty script (the
  *   same runtime and flags, started and ended) plus the HTTP floor's p50.
  *
- *   deno run -A bench/user_latency.ts [--runs 200] [--cli-runs 20] [--trace] [--no-record]
+ *   deno run -A bench/user_latency.ts [--runs 200] [--cli-runs 20] [--gap-ms 0] [--trace] [--no-record]
+ *
+ * `--gap-ms N` leaves the cluster idle N ms between HTTP runs (and between
+ * the floor's runs), as a user's submit usually finds it: back to back, the
+ * kernel and the processes stay warm.
  *
  * `--trace` adds where a run's time goes, step by step (see Logger.step),
  * for both paths. Targets (BENCHMARKS.md): HTTP p50 within 3 ms of its floor,
@@ -38,6 +42,7 @@ import {
   percentile,
   ROOT,
   runBenchmark,
+  sleep,
   table,
 } from "./_util.ts";
 import { type BenchCluster, startCluster, TOKEN, truePackage } from "./cluster.ts";
@@ -149,12 +154,14 @@ async function takeSteps(traceFile: string | undefined, end: string): Promise<st
 export const userLatency: Benchmark = {
   name: "user_latency",
   summary: "one instance of `true` as a user meets it: HTTP submit → SSE end event, `parallelic submit --wait`",
-  flags: { runs: "string", "cli-runs": "string", trace: "boolean" },
+  flags: { runs: "string", "cli-runs": "string", "gap-ms": "string", trace: "boolean" },
   // Traced, so that the smoke run also proves every step is still noted where it happens.
-  tiny: ["--runs", "4", "--cli-runs", "2", "--trace"],
+  tiny: ["--runs", "4", "--cli-runs", "2", "--gap-ms", "1", "--trace"],
   async run(ctx) {
     const runs = intArg(ctx.args, "runs", 200);
     const cliRuns = intArg(ctx.args, "cli-runs", 20);
+    const gapMs = intArg(ctx.args, "gap-ms", 0);
+    const idle = () => gapMs > 0 ? sleep(gapMs) : Promise.resolve();
     const traceFile = ctx.args.flags.trace === true ? join(ctx.dir, "steps.log") : undefined;
     const client = createLogger({ level: "error", traceFile });
     const env: Record<string, string> = traceFile ? { PARALLELIC_TRACE: traceFile } : {};
@@ -189,9 +196,13 @@ export const userLatency: Benchmark = {
       const multi = await submitOnce(true);
       http.multipart.push(multi.done);
       http.answered.push(multi.answered);
+      await idle();
     }
     const httpSteps = await takeSteps(traceFile, "client.event");
-    for (let i = 0; i < runs; i++) http.raw.push((await submitOnce(false)).done);
+    for (let i = 0; i < runs; i++) {
+      http.raw.push((await submitOnce(false)).done);
+      await idle();
+    }
     await takeSteps(traceFile, "");
 
     const bin = join(ctx.dir, "true");
@@ -200,7 +211,7 @@ export const userLatency: Benchmark = {
     const floor = await measureFloor(cluster.natsUrl, bin, runs, async () => {
       const res = await fetch(`${floorServer.url}/floor`, { method: "POST", body });
       await res.json();
-    });
+    }, gapMs);
 
     // The CLI: a task folder, as users submit one; the floor script as empty as a script can be.
     const folder = join(ctx.dir, "task");
@@ -238,6 +249,7 @@ export const userLatency: Benchmark = {
         load: Deno.loadavg()[0],
         runs,
         cliRuns,
+        ...gapMs > 0 ? { gapMs } : {},
         traced: traceFile !== undefined,
         p50Ms: {
           multipartToEvent: p50(http.multipart),
@@ -258,7 +270,9 @@ export const userLatency: Benchmark = {
       });
     }
     return {
-      command: `--runs ${runs} --cli-runs ${cliRuns}${traceFile ? " --trace" : ""}`,
+      command: `--runs ${runs} --cli-runs ${cliRuns}${gapMs > 0 ? ` --gap-ms ${gapMs}` : ""}${
+        traceFile ? " --trace" : ""
+      }`,
       text: [
         `User-path latency: one instance of \`true\`. HTTP (${runs} runs): multipart POST → terminal SSE event p50 ` +
         `**${fmt(p50(http.multipart), 2)} ms**, floor (HTTP POST to a trivial Hono handler + NATS request/reply + ` +
