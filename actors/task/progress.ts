@@ -59,22 +59,31 @@ export function createProgress(s: TaskState): Progress {
       maxRssBytes,
     };
     const waitMs = p.lastAt + s.settings.progressMs - clock.now();
-    if (FINAL_STATES.has(state) || waitMs <= 0) send(taskId);
+    // A task's last event, which ends a wait, goes at once; others after what the commit sent first.
+    if (FINAL_STATES.has(state)) send(taskId);
+    else if (waitMs <= 0) send(taskId, true);
     else p.timer ??= clock.setTimeout(() => send(taskId), waitMs);
   }
 
-  function send(taskId: string): void {
+  /** Publishes the task's event; `afterCommit`: in a microtask, behind what the commit published first. */
+  function send(taskId: string, afterCommit = false): void {
     const p = progress.get(taskId);
     if (!p?.event) return;
     if (p.timer !== undefined) clock.clearTimeout(p.timer);
     const event: TaskProgress = { ...p.event, changed: p.changed ? [...p.changed] : null };
     if (FINAL_STATES.has(event.state)) progress.delete(taskId);
     else Object.assign(p, { lastAt: clock.now(), timer: undefined, event: undefined, changed: new Map() });
-    try {
-      s.bus.publish(taskProgress(taskId), event);
-    } catch (e) {
-      s.log.warn("task:progress-not-sent", { taskId, error: String(e) });
-    }
+    const publish = () => {
+      try {
+        s.bus.publish(taskProgress(taskId), event);
+      } catch (e) {
+        s.log.warn("task:progress-not-sent", { taskId, error: String(e) });
+      }
+    };
+    // The assignments a commit sent are on the way of an instance's start: they go out to NATS (flushed in a
+    // microtask) before this event is checked and encoded.
+    if (afterCommit) queueMicrotask(publish);
+    else publish();
   }
 
   return {
