@@ -69,11 +69,11 @@ export async function measureFloor(
 }
 
 /**
- * Turns step lines (`<epoch ms> <pid> <step>`, see Logger.step) into a table:
- * each step's p50 time after its run's `client.submit`, in order, up to
- * `end`. A step seen twice in a run (two commits) is numbered.
+ * Each step's p50 time after its run's `client.submit`, in order, up to
+ * `end`, from step lines (`<epoch ms> <pid> <step>`, see Logger.step). A
+ * step seen twice in a run (two commits) is numbered.
  */
-export function stepTable(text: string, end = "client.done"): string {
+export function stepTimes(text: string, end = "client.done"): Array<{ step: string; p50: number }> {
   const lines = text.trim().split("\n").map((l) => l.split(" ")).map(([t, _pid, step]) => ({ t: Number(t), step }))
     .sort((a, b) => a.t - b.t);
   const at = new Map<string, number[]>();
@@ -93,8 +93,13 @@ export function stepTable(text: string, end = "client.done"): string {
     else at.set(name, [t - start]);
   }
   const done = percentile(at.get(end) ?? [Infinity], 50);
-  const rows = [...at].map(([step, v]) => ({ step, p50: percentile(v, 50) }))
+  return [...at].map(([step, v]) => ({ step, p50: percentile(v, 50) }))
     .filter((r) => r.p50 <= done).sort((a, b) => a.p50 - b.p50);
+}
+
+/** {@linkcode stepTimes} as a table, with the time since the step before. */
+export function stepTable(text: string, end = "client.done"): string {
+  const rows = stepTimes(text, end);
   return table(
     ["step", "p50 ms after submit", "ms since the step before"],
     rows.map((r, i) => [r.step, fmt(r.p50, 3), fmt(r.p50 - (rows[i - 1]?.p50 ?? 0), 3)]),

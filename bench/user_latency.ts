@@ -49,7 +49,7 @@ import { type BenchCluster, startCluster, TOKEN, truePackage } from "./cluster.t
 import { measureFloor, stepTable } from "./latency.ts";
 
 /** The live event stream, open for the whole run: resolves a task's wait with its terminal event's arrival time. */
-async function openEvents(cluster: BenchCluster, log: Logger) {
+export async function openEvents(cluster: BenchCluster, log: Logger) {
   const res = await cluster.api("/api/v1/events?topics=tasks", { headers: { accept: "text/event-stream" } });
   if (!res.ok || !res.body) throw new Error(`GET /api/v1/events answered ${res.status}`);
   const ended = new Map<string, number>();
@@ -92,7 +92,7 @@ async function openEvents(cluster: BenchCluster, log: Logger) {
 }
 
 /** The package as a multipart form with field `package`, as a browser's FormData sends it. */
-function form(zip: Uint8Array): FormData {
+export function form(zip: Uint8Array): FormData {
   const f = new FormData();
   f.append("package", new Blob([zip as Uint8Array<ArrayBuffer>], { type: "application/zip" }), "true.zip");
   return f;
