@@ -211,7 +211,12 @@ export function limitsCheck(n: NodeRecord): Check {
         l.memory === "cgroup2"
           ? "held by cgroup v2 memory.max"
           : "watched (RSS of the tree every 200 ms, killed past its limit)"
-      }; usage from ${l.usage === "cgroup2" ? "cgroup v2 cpu.stat" : "/proc and wait4"}; ${gpus}`
+      }; usage from ${l.usage === "cgroup2" ? "cgroup v2 cpu.stat" : "/proc and wait4"}; ${gpus}${
+        l.cgroupFavorDynmods === false
+          ? "; cgroup v2 is mounted without favordynmods: on an idle node an instance may wait milliseconds to " +
+            "join its cgroup (mount -o remount,favordynmods, see docs/operations.md)"
+          : ""
+      }`
       : "not reported (a node older than the manager)",
     fix: l
       ? "run the node on Linux with glibc and --allow-ffi (CPU pinning needs sched_setaffinity)"

@@ -45,6 +45,8 @@ export interface Cgroups {
   readonly base: string;
   /** True when instances' memory is held by `memory.max`. */
   readonly memory: boolean;
+  /** True when the hierarchy is mounted with `favordynmods`: a move into a cgroup does not wait (see cgroup2MountInfo). */
+  readonly favorDynmods: boolean;
   /** Makes an instance's cgroup; `memoryBytes` > 0 sets `memory.max`. Null when it cannot be made. */
   create(name: string, memoryBytes: number): InstanceCgroup | null;
   /** Removes the sub-tree (once its instances' cgroups are gone). */
@@ -125,9 +127,25 @@ function holdFile(path: string, mode: "read" | "write"): HeldFile {
 
 /** Where cgroup v2 is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid systems); null when not. */
 export function cgroup2Mount(mountinfo = read("/proc/self/mountinfo") ?? ""): string | null {
+  return cgroup2MountInfo(mountinfo)?.path ?? null;
+}
+
+/**
+ * The cgroup v2 mount: its path, and whether it has `favordynmods` (Linux
+ * 6.0+). Without it, moving a process into a cgroup waits for an RCU grace
+ * period whenever no other move came just before: on an idle node, each
+ * instance's first milliseconds (see docs/operations.md).
+ */
+export function cgroup2MountInfo(mountinfo = read("/proc/self/mountinfo") ?? ""): {
+  path: string;
+  favorDynmods: boolean;
+} | null {
   for (const line of mountinfo.split("\n")) {
     const [left, right] = line.split(" - ");
-    if (right?.split(" ")[0] === "cgroup2") return left.split(" ")[4] ?? null;
+    const [type, , superOptions = ""] = right?.split(" ") ?? [];
+    if (type !== "cgroup2") continue;
+    const path = left.split(" ")[4];
+    return path ? { path, favorDynmods: superOptions.split(",").includes("favordynmods") } : null;
   }
   return null;
 }
@@ -180,8 +198,9 @@ const alive = (pid: number) => {
  */
 export async function openCgroups(node: string): Promise<Cgroups | null> {
   if (Deno.build.os !== "linux") return null;
-  const mount = cgroup2Mount();
-  if (!mount) return null;
+  const mounted = cgroup2MountInfo();
+  if (!mounted) return null;
+  const mount = mounted.path;
   const own = /^0::(.*)$/m.exec(read("/proc/self/cgroup") ?? "")?.[1];
   if (own === undefined) return null;
   // Beside the node's own cgroup: a cgroup holding processes cannot hand controllers to children ("no internal
@@ -225,6 +244,7 @@ export async function openCgroups(node: string): Promise<Cgroups | null> {
   return {
     base,
     memory,
+    favorDynmods: mounted.favorDynmods,
     create(name, memoryBytes) {
       let kept = idle.pop();
       const reused = kept !== undefined;

@@ -80,6 +80,7 @@ export async function openResources(options: ResourceOptions): Promise<NodeResou
     cpus: affinity ? "sched_setaffinity" : "none",
     memory: cgroups?.memory ? "cgroup2" : "rss-watch",
     usage: cgroups ? "cgroup2" : "proc",
+    ...cgroups ? { cgroupFavorDynmods: cgroups.favorDynmods } : {},
   };
   log.info("node:limits", { ...limits, cpus: cpuPool.cpus.length, gpus, cgroup: cgroups?.base ?? null });
 

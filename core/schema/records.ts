@@ -161,6 +161,11 @@ export const NodeLimits = z.object({
   memory: z.enum(["cgroup2", "rss-watch"]),
   /** Where usage is read: the instance's cgroup v2 `cpu.stat` and memory, or /proc. */
   usage: z.enum(["cgroup2", "proc"]),
+  /**
+   * With usage from cgroup v2: whether its hierarchy is mounted with `favordynmods`, without which each
+   * instance's move into its cgroup may wait for an RCU grace period (milliseconds on an idle node).
+   */
+  cgroupFavorDynmods: z.boolean().optional(),
 });
 /** How a node enforces limits. */
 export type NodeLimits = z.infer<typeof NodeLimits>;
