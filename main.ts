@@ -4,13 +4,13 @@
  *
  * @module
  */
-import { join } from "node:path";
 import { defaultDataDir, usage } from "./cli/client.ts";
 import { MANAGER_SETTINGS, NODE_SETTINGS, resolveConfig, showConfig } from "./cli/config.ts";
 import { commandHelp, HELP, wantsHelp } from "./cli/help.ts";
 import { logger } from "./cli/log_flags.ts";
 import { CLIENT_COMMANDS, runClientCommand } from "./cli/run.ts";
 import { certPair, gatewayLimits, joinToken, natsCredentials, natsTls } from "./cli/security_flags.ts";
+import { join } from "./core/posix_path.ts";
 import { VERSION } from "./core/version.ts";
 
 /** Resolves at the first SIGINT or SIGTERM; a second one exits at once. */

@@ -5,10 +5,10 @@
  *
  * @module
  */
-import { join } from "node:path";
 import { parse } from "smol-toml";
 import { AuthError, errorClassOfStatus, UnavailableError, ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
+import { join } from "../core/posix_path.ts";
 
 /**
  * Bodies up to this size go in one `fetch` from memory; larger ones stream

@@ -3,10 +3,10 @@
  *
  * @module
  */
-import { resolve } from "node:path";
 import { notifyLine } from "../core/notify_line.ts";
 import { AVOID_AFTER_FAILURES, howItEnded } from "../core/outcome.ts";
 import { overridesFromPairs } from "../core/overrides.ts";
+import { resolve } from "../core/posix_path.ts";
 import type { InstanceView, NodeRecord, SubmitView, TaskView } from "../core/schema.ts";
 import { UnavailableError } from "../core/errors.ts";
 import { type Client, limits, saveSettings, usage } from "./client.ts";

@@ -6,9 +6,9 @@
  *
  * @module
  */
-import { basename, join } from "node:path";
 import { TooLargeError } from "../core/errors.ts";
 import { type FolderEntry, listFolder, zipEntries } from "../core/package_zip.ts";
+import { basename, join } from "../core/posix_path.ts";
 import { usage } from "./client.ts";
 import { parseIgnore } from "./ignore.ts";
 

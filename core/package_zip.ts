@@ -14,8 +14,8 @@
  * @module
  */
 import * as zip from "@zip.js/zip.js";
-import { join } from "node:path";
 import { ValidationError } from "./errors.ts";
+import { join } from "./posix_path.ts";
 
 zip.configure({ useWebWorkers: false });
 
