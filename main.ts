@@ -13,6 +13,20 @@ import { certPair, gatewayLimits, joinToken, natsCredentials, natsTls } from "./
 import { join } from "./core/posix_path.ts";
 import { VERSION } from "./core/version.ts";
 
+/**
+ * The modules only the manager and the node load, imported when their command
+ * runs. Their specifiers are not literals, so that `deno run` does not read and
+ * hash every module of the server at each start of a client command (which
+ * loads none of them); `deno compile` includes them by this list
+ * (tools/compile.ts), and their types still come from them.
+ */
+export const LATE_IMPORTS = {
+  manager: "./manager/mod.ts",
+  package: "./core/package.ts",
+  node: "./node/agent.ts",
+} as const;
+const late = (which: keyof typeof LATE_IMPORTS): Promise<unknown> => import(LATE_IMPORTS[which]);
+
 /** Resolves at the first SIGINT or SIGTERM; a second one exits at once. */
 function waitForSignal(): Promise<void> {
   return new Promise((resolve) => {
@@ -42,8 +56,8 @@ async function runManager(rest: string[]): Promise<number> {
   const { values: v } = await resolveConfig(rest, "manager", MANAGER_SETTINGS);
   const log = logger(v);
   const [{ startManager }, { DEFAULT_PACKAGE_LIMITS }] = await Promise.all([
-    import("./manager/mod.ts"),
-    import("./core/package.ts"),
+    late("manager") as Promise<typeof import("./manager/mod.ts")>,
+    late("package") as Promise<typeof import("./core/package.ts")>,
   ]);
   const retentionDays = v["audit-retention-days"] as number | undefined;
   const maxPackageBytes = (v["max-package-size"] as number | undefined) ?? DEFAULT_PACKAGE_LIMITS.maxPackageBytes;
@@ -117,7 +131,7 @@ async function runNode(rest: string[]): Promise<number> {
   const { values: v } = await resolveConfig(rest.filter((a) => a !== "--bench-noop"), "node", NODE_SETTINGS);
   const natsUrl = (v.nats as string | undefined) ?? usage("Usage: parallelic node --nats nats://HOST:4222");
   const name = v.name as string | undefined;
-  const { startNode } = await import("./node/agent.ts");
+  const { startNode } = await (late("node") as Promise<typeof import("./node/agent.ts")>);
   const node = await startNode({
     natsUrl,
     name,

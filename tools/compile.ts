@@ -11,6 +11,7 @@
  * @module
  */
 import { join } from "node:path";
+import { LATE_IMPORTS } from "../main.ts";
 
 /** The targets built by default. */
 export const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"];
@@ -33,7 +34,17 @@ export async function compile(
     return `DENORT_BIN is a ${HOST_TARGET} runtime; ${target} needs its own denort (download blocked here)`;
   }
   const result = await new Deno.Command(Deno.execPath(), {
-    args: ["compile", "-A", "--target", target, "--output", out, join(root, "main.ts")],
+    args: [
+      "compile",
+      "-A",
+      // Imported by a specifier deno compile cannot follow (see LATE_IMPORTS): named here so that the binary holds them.
+      ...Object.values(LATE_IMPORTS).flatMap((m) => ["--include", join(root, m)]),
+      "--target",
+      target,
+      "--output",
+      out,
+      join(root, "main.ts"),
+    ],
     cwd: root,
     env: { NO_COLOR: "1", ...(denort ? { DENORT_BIN: denort } : {}) },
     stdout: "piped",
