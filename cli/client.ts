@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { parse } from "smol-toml";
 import { AuthError, errorClassOfStatus, UnavailableError, ValidationError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { join } from "../core/posix_path.ts";
@@ -46,7 +45,10 @@ export interface ClientSettings {
 
 async function readConfig(): Promise<Record<string, unknown>> {
   try {
-    return parse(await Deno.readTextFile(configFile()));
+    const text = await Deno.readTextFile(configFile());
+    // Loaded only when there is a file to read: most runs have none, and a TOML parser takes long to load.
+    const { parse } = await import("smol-toml");
+    return parse(text);
   } catch {
     return {};
   }

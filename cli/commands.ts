@@ -5,7 +5,6 @@
  */
 import { notifyLine } from "../core/notify_line.ts";
 import { AVOID_AFTER_FAILURES, howItEnded } from "../core/outcome.ts";
-import { overridesFromPairs } from "../core/overrides.ts";
 import { resolve } from "../core/posix_path.ts";
 import type { InstanceView, NodeRecord, SubmitView, TaskView } from "../core/schema.ts";
 import { UnavailableError } from "../core/errors.ts";
@@ -153,8 +152,8 @@ export async function submit(
   strict = false,
   after?: string,
 ): Promise<number> {
-  // Read before the package is zipped: a wrong --set costs nothing.
-  const overrides = sets.length > 0 ? overridesFromPairs(sets) : undefined;
+  // Read before the package is zipped: a wrong --set costs nothing. Its TOML parser is loaded only then.
+  const overrides = sets.length > 0 ? (await import("../core/overrides.ts")).overridesFromPairs(sets) : undefined;
   const known = await limits(client);
   await using pkg = await loadPackage(
     path,

@@ -7,7 +7,6 @@
  *
  * @module
  */
-import { parse, TomlError } from "smol-toml";
 import { ValidationError } from "../core/errors.ts";
 import { parseBytes, parseDurationMs } from "../core/task_toml_values.ts";
 import { type FlagSpec, parseArgs } from "./args.ts";
@@ -148,6 +147,8 @@ function convert(key: string, setting: Setting, raw: unknown, where: string) {
 
 /** Reads a config file's `[section]`; unknown sections and keys are errors that name them. */
 export async function readConfigFile(path: string, section: string, settings: Settings) {
+  // Loaded here, not at start: the client commands, which share this module's flags, never read a config file.
+  const { parse, TomlError } = await import("smol-toml");
   let data: Record<string, unknown>;
   try {
     data = parse(await Deno.readTextFile(path));
