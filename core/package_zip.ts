@@ -9,15 +9,14 @@
  * is stored once and fetched once by each node.
  *
  * The zip is written to a stream as it is made: a large folder is never
- * held in memory.
+ * held in memory. `zip_writer.ts` writes it, or zip.js (the same bytes) when
+ * it needs Zip64.
  *
  * @module
  */
-import * as zip from "@zip.js/zip.js";
 import { ValidationError } from "./errors.ts";
 import { join } from "./posix_path.ts";
-
-zip.configure({ useWebWorkers: false });
+import { fitsWithoutZip64, ZipWriter } from "./zip_writer.ts";
 
 /** The date every entry carries (local time, so that the MS-DOS fields read 1980-01-01 00:00 in any zone). */
 const FIXED_DATE = new Date(1980, 0, 1, 0, 0, 0);
@@ -91,6 +90,14 @@ async function fileContent(root: string, entry: FolderEntry): Promise<ReadableSt
   );
 }
 
+/** A folder's mode, a link's, an executable's and a plain file's, type bits included. */
+const DIR_MODE = 0o040755;
+const LINK_MODE = 0o120777;
+const fileMode = (entry: FolderEntry) => entry.executable ? 0o100755 : 0o100644;
+
+/** A link's content in the zip: its target. */
+const targetContent = (entry: FolderEntry) => new Blob([entry.target ?? ""]).stream();
+
 /**
  * Zips the entries of a folder (as {@linkcode listFolder} gives them) into
  * `out`, which is closed at the end.
@@ -100,15 +107,43 @@ export async function zipEntries(
   entries: FolderEntry[],
   out: WritableStream<Uint8Array>,
 ): Promise<void> {
+  const bytes = entries.reduce((n, e) => n + e.size, 0);
+  const nameBytes = entries.reduce((n, e) => n + e.path.length * 3 + 1, 0);
+  if (!fitsWithoutZip64(entries.length, bytes, nameBytes)) return await zipEntriesWithZipJs(root, entries, out);
+  const writer = new ZipWriter(out);
+  try {
+    for (const entry of entries) {
+      if (entry.kind === "dir") await writer.directory(`${entry.path}/`, DIR_MODE);
+      else if (entry.kind === "symlink") await writer.file(entry.path, LINK_MODE, targetContent(entry));
+      else await writer.file(entry.path, fileMode(entry), await fileContent(root, entry));
+    }
+    await writer.close();
+  } catch (e) {
+    await writer.abort(e);
+    throw e;
+  }
+}
+
+/**
+ * {@linkcode zipEntries} by zip.js: for a package that may need Zip64 (loaded
+ * only then: it is slow to load), and for tests that compare the two.
+ */
+export async function zipEntriesWithZipJs(
+  root: string,
+  entries: FolderEntry[],
+  out: WritableStream<Uint8Array>,
+): Promise<void> {
+  const zip = await import("@zip.js/zip.js");
+  zip.configure({ useWebWorkers: false });
   const writer = new zip.ZipWriter(out, { level: 6, extendedTimestamp: false, lastModDate: FIXED_DATE });
   for (const entry of entries) {
     if (entry.kind === "dir") {
-      await writer.add(`${entry.path}/`, undefined, { directory: true, unixMode: 0o040755 });
+      await writer.add(`${entry.path}/`, undefined, { directory: true, unixMode: DIR_MODE });
     } else if (entry.kind === "symlink") {
-      await writer.add(entry.path, new zip.TextReader(entry.target ?? ""), { unixMode: 0o120777 });
+      await writer.add(entry.path, new zip.TextReader(entry.target ?? ""), { unixMode: LINK_MODE });
     } else {
       await writer.add(entry.path, await fileContent(root, entry), {
-        unixMode: entry.executable ? 0o100755 : 0o100644,
+        unixMode: fileMode(entry),
         zip64: entry.size >= 0xffffffff,
       });
     }
