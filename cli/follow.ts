@@ -63,11 +63,15 @@ export async function followTask(
   const until = (ms: number) =>
     new Promise<void>((resolve) => {
       if (news) return resolve();
-      const timer = setTimeout(resolve, ms);
-      onNews = () => {
-        clearTimeout(timer);
+      // Not setTimeout: Deno's loads its Node timers at first use, a fifth of the CLI's start. A timeout signal
+      // keeps the process alive only while it has a listener.
+      const timer = AbortSignal.timeout(ms);
+      const done = () => {
+        timer.removeEventListener("abort", done);
         resolve();
       };
+      timer.addEventListener("abort", done);
+      onNews = done;
     }).finally(() => {
       news = false;
       onNews = () => {};
