@@ -283,6 +283,8 @@ export function startFrontDoor(options: FrontDoorOptions): FrontDoor {
       } catch {
         return; // closed
       }
+      // Nagle's algorithm would hold an event stream's second small write until the client's delayed ACK of the first.
+      if (!options.tls) (conn as Deno.TcpConn).setNoDelay(true);
       conns.add(conn);
       handle(conn);
     }
