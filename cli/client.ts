@@ -144,7 +144,6 @@ export class Client {
     const startedAt = performance.now();
     try {
       if (init.sizeBytes !== undefined && init.sizeBytes <= SMALL_UPLOAD_BYTES) {
-        // No HTTP/2 try first either: for a small body its handshake costs more than it saves.
         const body = await new Response(init.body).bytes();
         res = await fetch(url, { method, headers, body, client: await this.httpClient() });
       } else {

@@ -13,14 +13,14 @@ function body(size: number): { stream: ReadableStream<Uint8Array>; sha: string }
 }
 
 Deno.test({
-  name: "streamUpload() sends a body over HTTP/2 to Deno.serve and gets its answer",
+  name: "streamUpload() sends a body to Deno.serve in HTTP/1.1 chunks, trying no HTTP/2 first, and gets its answer",
   ...opts,
   async fn() {
     let framing = "";
     const server = Deno.serve({ port: 0, onListen() {} }, async (req) => {
       const hash = createHash("sha256");
       for await (const chunk of req.body!) hash.update(chunk);
-      // HTTP/1.1 would announce its chunks; HTTP/2 frames the body itself.
+      // Deno.serve takes HTTP/2 too (as the front door does not), where no chunks are announced.
       framing = req.headers.get("transfer-encoding") ?? "HTTP/2 frames";
       return Response.json({ sha: hash.digest("hex"), auth: req.headers.get("authorization") });
     });
@@ -34,7 +34,7 @@ Deno.test({
       });
       assert.equal(res.status, 200);
       assert.deepEqual(await res.json(), { sha, auth: "Bearer t" });
-      assert.equal(framing, "HTTP/2 frames");
+      assert.equal(framing, "chunked");
     } finally {
       await server.shutdown();
     }
@@ -42,7 +42,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "streamUpload() falls back to HTTP/1.1, and resolves with an early answer such as a 413",
+  name: "streamUpload() sends HTTP/1.1 chunks to a Node server, and resolves with an early answer such as a 413",
   ...opts,
   async fn() {
     let received = 0;
