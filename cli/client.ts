@@ -90,6 +90,7 @@ export async function saveSettings(settings: Partial<ClientSettings>): Promise<s
 /** A small typed client of the gateway's API. */
 export class Client {
   #http: Deno.HttpClient | undefined;
+  #ca: string | undefined;
   /**
    * @param step Notes a trace step (see Logger.step; `PARALLELIC_TRACE`): `cli.submit`, `cli.answered`, `cli.done`.
    */
@@ -148,7 +149,8 @@ export class Client {
         res = await fetch(url, { method, headers, body, client: await this.httpClient() });
       } else {
         const { streamUpload } = await import("./upload.ts");
-        res = await streamUpload({ url, method, headers, body: init.body });
+        const caCerts = this.settings.caFile ? [await this.caCert()] : undefined;
+        res = await streamUpload({ url, method, headers, body: init.body, caCerts });
       }
     } catch (e) {
       // A file that changed while being read is the user's to hear about, not a network problem.
@@ -165,10 +167,13 @@ export class Client {
 
   /** The HTTP client that trusts `caFile`, when one is set. */
   private async httpClient(): Promise<Deno.HttpClient | undefined> {
-    if (this.settings.caFile && !this.#http) {
-      this.#http = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(this.settings.caFile)] });
-    }
+    if (this.settings.caFile && !this.#http) this.#http = Deno.createHttpClient({ caCerts: [await this.caCert()] });
     return this.#http;
+  }
+
+  /** The CA certificate (PEM) of `caFile`. */
+  private async caCert(): Promise<string> {
+    return this.#ca ??= await Deno.readTextFile(this.settings.caFile!);
   }
 
   private unreachable(e: unknown): UnavailableError {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { RateLimitError, UnavailableError, ValidationError } from "../core/errors.ts";
-import { tempDir } from "../tests/kit/mod.ts";
-import { Client, resolveSettings, saveSettings } from "./client.ts";
+import { serveHttps, tempDir } from "../tests/kit/mod.ts";
+import { Client, resolveSettings, saveSettings, SMALL_UPLOAD_BYTES } from "./client.ts";
 import { submitPackage } from "./commands.ts";
 
 /** A real HTTP server that answers 503 `failures` times per path, then 200; it notes every request's headers. */
@@ -116,4 +116,26 @@ Deno.test("a 4xx the client has no class for is the request's error, not sent ag
   } finally {
     await server.shutdown();
   }
+});
+
+Deno.test({
+  name: "Client.upload() trusts --ca-file for a large, streamed body as for a small one",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using dir = await tempDir();
+    const { server, url, ca } = await serveHttps(
+      dir.path,
+      async (req) => Response.json({ bytes: (await req.bytes()).byteLength }),
+    );
+    try {
+      const client = new Client({ manager: url, token: "t", caFile: ca });
+      for (const size of [1000, SMALL_UPLOAD_BYTES + 1]) {
+        const res = await client.upload("/up", { body: new Blob([new Uint8Array(size)]).stream(), sizeBytes: size });
+        assert.deepEqual(await res.json(), { bytes: size });
+      }
+    } finally {
+      await server.shutdown();
+    }
+  },
 });

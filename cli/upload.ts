@@ -23,6 +23,8 @@ export interface UploadRequest {
   method: string;
   headers: Record<string, string>;
   body: ReadableStream<Uint8Array>;
+  /** CA certificates (PEM) to trust for an HTTPS manager with a private CA (`--ca-file`). */
+  caCerts?: string[];
 }
 
 function toHeaders(raw: Record<string, string | string[] | number | undefined>): Headers {
@@ -69,7 +71,7 @@ export function streamUpload(req: UploadRequest): Promise<Response> {
     let answered = false;
     const out = (req.url.protocol === "https:" ? https : http).request(
       req.url,
-      { method: req.method, headers: req.headers },
+      { method: req.method, headers: req.headers, ...(req.caCerts ? { ca: req.caCerts } : {}) },
       (incoming) => {
         answered = true;
         resolve(

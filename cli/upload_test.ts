@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import http from "node:http";
 import { createHash } from "node:crypto";
+import { serveHttps, tempDir } from "../tests/kit/mod.ts";
 import { streamUpload } from "./upload.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -35,6 +36,38 @@ Deno.test({
       assert.equal(res.status, 200);
       assert.deepEqual(await res.json(), { sha, auth: "Bearer t" });
       assert.equal(framing, "chunked");
+    } finally {
+      await server.shutdown();
+    }
+  },
+});
+
+Deno.test({
+  name: "streamUpload() trusts the CA it is given for an HTTPS manager with a private CA, and no other",
+  ...opts,
+  async fn() {
+    await using dir = await tempDir();
+    const { server, url: origin, ca } = await serveHttps(dir.path, async (req) => {
+      const hash = createHash("sha256");
+      for await (const chunk of req.body!) hash.update(chunk);
+      return new Response(hash.digest("hex"));
+    });
+    try {
+      const url = new URL(`${origin}/up`);
+      const { stream, sha } = body(2_000_000);
+      const res = await streamUpload({
+        url,
+        method: "POST",
+        headers: {},
+        body: stream,
+        caCerts: [await Deno.readTextFile(ca)],
+      });
+      assert.equal(await res.text(), sha);
+      await assert.rejects(
+        streamUpload({ url, method: "POST", headers: {}, body: body(1000).stream }),
+        /certificate/i,
+        "a certificate of an unknown CA is refused",
+      );
     } finally {
       await server.shutdown();
     }

@@ -5,57 +5,18 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { makeZip, runCli, startNodeProcess, startTestManager, tempDir, TEST_TOKEN, waitUntil } from "./kit/mod.ts";
+import {
+  makeCertificates,
+  makeZip,
+  runCli,
+  startNodeProcess,
+  startTestManager,
+  tempDir,
+  TEST_TOKEN,
+  waitUntil,
+} from "./kit/mod.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
-
-async function openssl(cwd: string, ...args: string[]): Promise<void> {
-  const out = await new Deno.Command("openssl", { args, cwd, stdout: "null", stderr: "piped" }).output();
-  if (!out.success) throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(out.stderr)}`);
-}
-
-/** A private CA and a certificate for 127.0.0.1 signed by it. */
-async function makeCertificates(dir: string) {
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  await openssl(
-    dir,
-    "req",
-    "-x509",
-    ...ec,
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.pem",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=Parallelic test CA",
-  );
-  await openssl(dir, "req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1");
-  await Deno.writeTextFile(
-    join(dir, "ext.cnf"),
-    "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-  );
-  await openssl(
-    dir,
-    "x509",
-    "-req",
-    "-in",
-    "server.csr",
-    "-CA",
-    "ca.pem",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-out",
-    "server.pem",
-    "-days",
-    "2",
-    "-extfile",
-    "ext.cnf",
-  );
-  return { ca: join(dir, "ca.pem"), cert: join(dir, "server.pem"), key: join(dir, "server.key") };
-}
 
 Deno.test({
   name: "the gateway speaks HTTPS and NATS speaks TLS; manager, node and CLI trust a private CA",

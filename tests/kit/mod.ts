@@ -6,6 +6,7 @@
  * @module
  */
 export * from "./api.ts";
+export * from "./certs.ts";
 export * from "./kv.ts";
 export * from "./log.ts";
 export * from "./manager.ts";
