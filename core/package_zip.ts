@@ -67,15 +67,23 @@ export async function listFolder(
   return out;
 }
 
+/** Files up to this size are read whole into memory to be zipped, larger ones streamed. */
+const READ_WHOLE_BYTES = 1024 * 1024;
+
 /** A file's content, refusing it when it no longer has the size it was listed with. */
-async function fileContent(root: string, entry: FolderEntry): Promise<ReadableStream<Uint8Array>> {
-  const file = await Deno.open(join(root, entry.path), { read: true });
-  let seen = 0;
+async function fileContent(root: string, entry: FolderEntry): Promise<ReadableStream<Uint8Array> | Uint8Array> {
   const changed = () =>
     new ValidationError(
       `Cannot zip '${entry.path}' as it changed size while being read: expected ${entry.size} bytes`,
       { code: "file_changed" },
     );
+  if (entry.size <= READ_WHOLE_BYTES) {
+    const bytes = await Deno.readFile(join(root, entry.path));
+    if (bytes.byteLength !== entry.size) throw changed();
+    return bytes;
+  }
+  const file = await Deno.open(join(root, entry.path), { read: true });
+  let seen = 0;
   return file.readable.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, controller) {
@@ -96,7 +104,7 @@ const LINK_MODE = 0o120777;
 const fileMode = (entry: FolderEntry) => entry.executable ? 0o100755 : 0o100644;
 
 /** A link's content in the zip: its target. */
-const targetContent = (entry: FolderEntry) => new Blob([entry.target ?? ""]).stream();
+const targetContent = (entry: FolderEntry) => new TextEncoder().encode(entry.target ?? "");
 
 /**
  * Zips the entries of a folder (as {@linkcode listFolder} gives them) into
@@ -142,7 +150,8 @@ export async function zipEntriesWithZipJs(
     } else if (entry.kind === "symlink") {
       await writer.add(entry.path, new zip.TextReader(entry.target ?? ""), { unixMode: LINK_MODE });
     } else {
-      await writer.add(entry.path, await fileContent(root, entry), {
+      const content = await fileContent(root, entry);
+      await writer.add(entry.path, content instanceof Uint8Array ? new zip.Uint8ArrayReader(content) : content, {
         unixMode: fileMode(entry),
         zip64: entry.size >= 0xffffffff,
       });

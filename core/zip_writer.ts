@@ -60,8 +60,10 @@ export function fitsWithoutZip64(entries: number, bytes: number, nameBytes: numb
 /** Whether zip.js writes `name` with the UTF-8 flag: when any byte of it is not printable ASCII. */
 const utf8Flag = (name: Uint8Array) => name.some((b) => b < 0x20 || b > 0x7e) ? FLAG_UTF8 : 0;
 
-/** `bytes` cut into pieces as zip.js cuts them: whole pieces while more than one piece waits, the rest at the end. */
-async function* pieces(source: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array<ArrayBuffer>> {
+/** `source` cut into pieces as zip.js cuts them: whole pieces while more than one piece waits, the rest at the end. */
+async function* pieces(
+  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+): AsyncGenerator<Uint8Array<ArrayBuffer>> {
   let waiting: Uint8Array[] = [];
   let waitingBytes = 0;
   const take = (size: number) => {
@@ -136,15 +138,19 @@ export class ZipWriter {
     });
   }
 
-  /** Adds a file (or a link, whose content is its target) with Unix mode `mode`, deflating `content`. */
-  async file(path: string, mode: number, content: ReadableStream<Uint8Array>): Promise<void> {
+  /**
+   * Adds a file (or a link, whose content is its target) with Unix mode
+   * `mode`, deflating `content`: a stream, or bytes in memory (a small file
+   * read whole, without a stream's cost).
+   */
+  async file(path: string, mode: number, content: ReadableStream<Uint8Array> | Uint8Array): Promise<void> {
     const name = encoder.encode(path);
     const flags = utf8Flag(name) | FLAG_DATA_DESCRIPTOR;
     const offset = this.#offset;
     try {
       await this.#write(this.#localHeader(name, flags, METHOD_DEFLATE));
     } catch (e) {
-      await content.cancel(e).catch(() => {});
+      if (content instanceof ReadableStream) await content.cancel(e).catch(() => {});
       throw e;
     }
     const { crc, compressedBytes, bytes } = await this.#deflate(content);
@@ -169,14 +175,14 @@ export class ZipWriter {
 
   /** Deflates `content` into the zip through a gzip stream, whose header is dropped and whose trailer gives the CRC. */
   async #deflate(
-    content: ReadableStream<Uint8Array>,
+    content: ReadableStream<Uint8Array> | Uint8Array,
   ): Promise<{ crc: number; compressedBytes: number; bytes: number }> {
     const gzip = new CompressionStream("gzip");
     let bytes = 0;
     const feed = async () => {
       const input = gzip.writable.getWriter();
       try {
-        for await (const piece of pieces(content)) {
+        for await (const piece of pieces(content instanceof Uint8Array ? [content] : content)) {
           bytes += piece.byteLength;
           await input.write(piece);
         }
