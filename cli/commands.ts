@@ -152,14 +152,16 @@ export async function submit(
   strict = false,
   after?: string,
 ): Promise<number> {
+  // Asked first, and listened for once the folder is listed.
+  const asked = limits(client);
   // Read before the package is zipped: a wrong --set costs nothing. Its TOML parser is loaded only then.
   const overrides = sets.length > 0 ? (await import("../core/overrides.ts")).overridesFromPairs(sets) : undefined;
-  const known = await limits(client);
   await using pkg = await loadPackage(
     path,
-    known,
+    asked,
     (zipped, files) => status(`Zipping ${formatBytes(zipped)} (of ${formatBytes(files)} of files)`),
   );
+  const known = await asked;
   status("");
   console.error(`Package ${pkg.name}: ${formatBytes(pkg.size)}`);
   const limit = known?.maxPackageBytes;

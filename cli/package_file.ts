@@ -103,11 +103,12 @@ async function zipInto(
  * temporary file (honouring .parallelicignore, leaving out .git). Refuses a
  * folder whose files alone exceed the unpacked limit before zipping, and
  * one whose zip exceeds the package limit as soon as it does, naming the
- * limit and the biggest files.
+ * limit and the biggest files. The limits may still be on their way: they
+ * are waited for once the folder is listed.
  */
 export async function loadPackage(
   path: string,
-  limits: PackageSizeLimits | null,
+  limitsOrAsked: PackageSizeLimits | null | Promise<PackageSizeLimits | null>,
   progress: (zippedBytes: number, fileBytes: number) => void = () => {},
 ): Promise<LocalPackage> {
   const stat = await Deno.stat(path).catch(() => usage(`Cannot read '${path}': no such file or folder`));
@@ -125,6 +126,7 @@ export async function loadPackage(
   } catch { /* no ignore file */ }
   const name = basename(await Deno.realPath(path));
   const entries = await listFolder(path, ignore);
+  const limits = await limitsOrAsked;
   const fileBytes = entries.reduce((n, e) => n + e.size, 0);
   const maxUnpacked = limits?.maxUnpackedBytes;
   if (maxUnpacked !== undefined && fileBytes > maxUnpacked) {
