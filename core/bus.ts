@@ -66,7 +66,7 @@ export interface Bus {
   readonly nc: NatsConnection;
   /** Messages dropped because they failed their schema. */
   readonly rejected: number;
-  /** Publishes a message after checking it against the subject's schema. */
+  /** Publishes a message after checking it against the subject's schema (or its `sendSchema`). */
   publish<S extends z.ZodType>(subject: Subject<S>, message: z.input<S>): void;
   /** Calls `handler` with each valid message on `subject`. */
   subscribe<S extends z.ZodType>(
@@ -263,7 +263,7 @@ export function createBus(nc: NatsConnection, log: Logger, options: BusOptions =
       return rejected;
     },
     publish(subject, message) {
-      inProcess.publish(subject.subject, JSON.stringify(subject.schema.parse(message)));
+      inProcess.publish(subject.subject, JSON.stringify((subject.sendSchema ?? subject.schema).parse(message)));
     },
     subscribe(subject, handler, options = {}) {
       const local = options.inProcess === true && options.queue === undefined;

@@ -4,8 +4,10 @@ import { connect } from "@nats-io/transport-node";
 import { connectAsNode, startTestNats, testLogger, waitUntil } from "../tests/kit/mod.ts";
 import { createBus, describeIssue, subjectMatches, unwrap } from "./bus.ts";
 import {
+  type Assignment,
   type CancelRequest,
   type Heartbeat,
+  nodeAssign,
   nodeHeartbeat,
   nodeHeartbeatAll,
   taskCancel,
@@ -102,6 +104,51 @@ Deno.test({
     stop.abort();
     await assert.rejects(bus.request(taskCancel, req, { timeoutMs: 500 }), /Cannot reach/);
     assert.equal(seen.length, 5);
+  },
+});
+
+Deno.test({
+  name: "bus checks each run spec an assignment carries before sending it, and sends it as it is",
+  ...opts,
+  async fn() {
+    await using nats = await startTestNats();
+    const bus = createBus(nats.nc, testLogger());
+    const got: Assignment[] = [];
+    bus.subscribe(nodeAssign("a"), (m) => void got.push(m));
+    await nats.nc.flush();
+    const run: Assignment["tasks"][number]["run"] = {
+      entrypoint: "run.sh",
+      command: null,
+      workdir: ".",
+      args: [],
+      instances: 3,
+      matrix: [],
+      inputs: null,
+      chunk: 1,
+      env: { A: "1" },
+      cpus: 1,
+      memoryBytes: 0,
+      gpus: 0,
+      timeoutMs: null,
+      data: {},
+      outputs: [],
+      finalize: null,
+      upstream: [],
+    };
+    const assignment = (r: typeof run, index: number): Assignment => ({
+      tasks: [{
+        taskId: "t0000000000000000",
+        digest: `sha256-${"0".repeat(64)}`,
+        run: r,
+        items: [{ index, attempt: 0 }],
+      }],
+    });
+    bus.publish(nodeAssign("a"), assignment(run, 0));
+    bus.publish(nodeAssign("a"), assignment(run, 1));
+    assert.throws(() => bus.publish(nodeAssign("a"), assignment({ ...run, instances: 0 }, 2)), /instances/);
+    assert.throws(() => bus.publish(nodeAssign("a"), assignment({ ...run, env: { A: 1 as unknown as string } }, 2)));
+    await waitUntil(() => got.length === 2);
+    assert.deepEqual(got, [assignment(run, 0), assignment(run, 1)]);
   },
 });
 

@@ -35,6 +35,12 @@ export interface Subject<S extends z.ZodType> {
    * that carry its own name, so a message claiming another name is dropped.
    */
   readonly sender?: string;
+  /**
+   * What the sender checks a message against instead of `schema`, when that
+   * costs less for the same verdict (a part already checked once is not
+   * checked again). Receivers always check `schema`.
+   */
+  readonly sendSchema?: z.ZodType<z.output<S>, z.input<S>>;
 }
 
 /** A request subject: a request schema and a reply schema. */
@@ -357,8 +363,32 @@ export const Assignment = z.object({
 });
 /** An assignment batch. */
 export type Assignment = z.infer<typeof Assignment>;
+
+/**
+ * The run specs that passed {@linkcode RunSpec} once. A live task's is made
+ * once and never changed (`liveOf` in `actors/task/state.ts`), and goes out
+ * with each of its assignments: most of what checking one costs.
+ */
+const checkedRuns = new WeakSet<object>();
+/** {@linkcode Assignment} as the task actor checks it before sending: each run spec object in full, once. */
+const SentAssignment = z.object({
+  tasks: z.array(z.object({
+    taskId: TaskId,
+    digest: Digest,
+    run: z.custom<RunSpec>((run) => {
+      if (typeof run !== "object" || run === null) return false;
+      if (!checkedRuns.has(run)) checkedRuns.add(RunSpec.parse(run) && run);
+      return true;
+    }),
+    items: z.array(AssignItem),
+  })),
+});
 /** `parallelic.node.<name>.assign` */
-export const nodeAssign = (name: string) => subject(`parallelic.node.${name}.assign`, Assignment);
+export const nodeAssign = (name: string): Subject<typeof Assignment> => ({
+  subject: `parallelic.node.${name}.assign`,
+  schema: Assignment,
+  sendSchema: SentAssignment,
+});
 
 /** Task actor → node: stop these instances (all of a task when `index` is absent). */
 export const Kill = z.object({
