@@ -129,6 +129,8 @@ export async function readInstances(
 export const MAX_MUTATIONS_PER_ATOMIC = 500;
 /** Bytes of values per atomic we aim to stay under. */
 export const MAX_BYTES_PER_ATOMIC = 512 * 1024;
+/** Deno KV's cap on one value (serialized): a commit of a few entries cannot reach {@linkcode MAX_BYTES_PER_ATOMIC}. */
+const MAX_VALUE_BYTES = 64 * 1024;
 
 /** One write of {@linkcode writeBatched}. */
 export interface BatchedWrite {
@@ -162,20 +164,25 @@ export async function writeBatched(
   let count = 0;
   let bytes = 0;
   const list = [...entries];
-  // Sized once each (a chain of bound entries is looked ahead from its first).
-  const sizes = list.map((e) =>
-    e.value === null ? 0 : e.value instanceof Deno.KvU64 ? 64 : JSON.stringify(e.value).length + 64
-  );
+  // Sized once each, when needed (a chain of bound entries is looked ahead from its first).
+  const sizes: number[] = [];
+  const sizeOf = (i: number) => {
+    const v = list[i].value;
+    return sizes[i] ??= v === null ? 0 : v instanceof Deno.KvU64 ? 64 : JSON.stringify(v).length + 64;
+  };
+  /** Set once the entries left fit the byte cap whatever their size (as in a commit of a few entries). */
+  let fewLeft = false;
   for (let i = 0; i < list.length; i++) {
     const { key, value, expireIn, add } = list[i];
-    const size = sizes[i];
+    fewLeft ||= bytes + (list.length - i) * (MAX_VALUE_BYTES + 64) <= MAX_BYTES_PER_ATOMIC;
+    const size = fewLeft ? 0 : sizeOf(i);
     const joined = i > 0 && list[i - 1].withNext;
     // Entries bound together (each to the next) start a new atomic unless all of them fit.
     let need = 1;
     let needBytes = size;
     for (let j = i; !joined && list[j].withNext && j + 1 < list.length; j++) {
       need++;
-      needBytes += sizes[j + 1];
+      needBytes += fewLeft ? 0 : sizeOf(j + 1);
     }
     if (
       !joined && count > 0 && (count + need > MAX_MUTATIONS_PER_ATOMIC || bytes + needBytes > MAX_BYTES_PER_ATOMIC)

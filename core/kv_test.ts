@@ -3,6 +3,7 @@ import { recordingAtomics, tempKv } from "../tests/kit/mod.ts";
 import {
   type BatchedWrite,
   countTasks,
+  MAX_BYTES_PER_ATOMIC,
   MAX_MUTATIONS_PER_ATOMIC,
   TASK_COUNTS_READY,
   taskCountChange,
@@ -34,6 +35,22 @@ Deno.test("writeBatched() splits at the atomic's limit, and never between an ent
   atomics.length = 0;
   await writeBatched(recordingAtomics(kv, atomics), entries.map(({ key, value }) => ({ key, value })));
   assert.equal(atomics.filter((a) => a.length > 0)[0].length, MAX_MUTATIONS_PER_ATOMIC);
+});
+
+Deno.test("writeBatched() splits at the atomic's byte cap, wherever the big values are", async () => {
+  await using temp = await tempKv();
+  const { kv } = temp;
+  const atomics: string[][] = [];
+  // 60 KiB a value: 8 fit the byte cap (beside a few small ones), a 9th does not.
+  const big = (i: number): BatchedWrite => ({ key: ["big", i], value: "x".repeat(60 * 1024) });
+  const perAtomic = Math.floor(MAX_BYTES_PER_ATOMIC / (60 * 1024 + 66));
+  assert.equal(perAtomic, 8);
+  await writeBatched(recordingAtomics(kv, atomics), [...fillers(3), ...Array.from({ length: 10 }, (_, i) => big(i))]);
+  assert.deepEqual(atomics.filter((a) => a.length > 0).map((a) => a.length), [3 + perAtomic, 10 - perAtomic]);
+  // A commit of a few entries is one atomic.
+  atomics.length = 0;
+  assert.equal(await writeBatched(recordingAtomics(kv, atomics), [...fillers(2), big(20), big(21)]), 1);
+  assert.equal((await kv.get<string>(["big", 21])).value?.length, 60 * 1024);
 });
 
 Deno.test("writeBatched() keeps a chain of bound entries (audit entry, submit key, task) in one atomic", async () => {
