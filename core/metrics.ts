@@ -19,7 +19,13 @@ interface Family {
   collect?: () => void;
 }
 
-const key = (labels: Labels) => JSON.stringify(Object.entries(labels).sort());
+const key = (labels: Labels) => {
+  // Most series have no label or one (an instance's result updates several): no entries to sort then.
+  const names = Object.keys(labels);
+  if (names.length === 0) return "[]";
+  if (names.length === 1) return JSON.stringify([[names[0], labels[names[0]]]]);
+  return JSON.stringify(Object.entries(labels).sort());
+};
 const escape = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 const fmtLabels = (labels: Labels, extra: Labels = {}) => {
   const all = { ...labels, ...extra };
@@ -91,9 +97,8 @@ export class Metrics {
         const s = this.#series(f, labels);
         s.value++;
         s.sum! += value;
-        f.buckets!.forEach((b, i) => {
-          if (value <= b) s.counts![i]++;
-        });
+        const buckets = f.buckets!;
+        for (let i = 0; i < buckets.length; i++) if (value <= buckets[i]) s.counts![i]++;
       },
     };
   }

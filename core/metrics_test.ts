@@ -24,3 +24,21 @@ Deno.test("Metrics renders counters, gauges and histograms in the Prometheus tex
   );
   assert.match(text, /run_seconds_sum 7.55\nrun_seconds_count 3\n/);
 });
+
+Deno.test("Metrics counts a series once whatever the order of its labels, and apart from its neighbours", () => {
+  const m = new Metrics();
+  const c = m.counter("sent_total", "Sent.");
+  c.inc();
+  c.inc({}, 2);
+  c.inc({ node: "a" });
+  c.inc({ node: "a", kind: "x" });
+  c.inc({ kind: "x", node: "a" }, 4);
+  c.inc({ node: "b", kind: "x" });
+  const lines = m.render().split("\n").filter((l) => l.startsWith("sent_total"));
+  assert.deepEqual(lines, [
+    "sent_total 3",
+    'sent_total{node="a"} 1',
+    'sent_total{node="a",kind="x"} 5',
+    'sent_total{node="b",kind="x"} 1',
+  ]);
+});
