@@ -60,6 +60,13 @@ export function subjectMatches(pattern: string[], subject: string[]): boolean {
   return pattern.length === subject.length;
 }
 
+/** Answers a request: its value (or what it gives `reply` first) is the answer. */
+export type ServeHandler<Q extends z.ZodType, R extends z.ZodType> = (
+  message: z.output<Q>,
+  subject: string,
+  reply: (answer: z.input<R>) => void,
+) => Promise<z.input<R>> | z.input<R>;
+
 /** A typed publish/subscribe/request bus. */
 export interface Bus {
   /** The NATS connection underneath (for JetStream and the object store). */
@@ -76,11 +83,14 @@ export interface Bus {
   ): Subscription;
   /**
    * Answers requests on `subject`. A thrown error becomes an `{ ok: false,
-   * error }` reply; a request that fails its schema gets one too.
+   * error }` reply; a request that fails its schema gets one too. A handler
+   * may answer before its promise settles, with `reply`: the answer goes out
+   * then, at once (in one write with what else is sent in that turn), not
+   * microtasks later as a promise's value; the promise's is not sent again.
    */
   serve<Q extends z.ZodType, R extends z.ZodType>(
     subject: RequestSubject<Q, R>,
-    handler: (message: z.output<Q>, subject: string) => Promise<z.input<R>> | z.input<R>,
+    handler: ServeHandler<Q, R>,
     options?: SubscribeOptions,
   ): Subscription;
   /** Sends a request and checks the reply against the subject's reply schema. */
@@ -196,6 +206,60 @@ function inProcessDelivery(nc: NatsConnection) {
   };
 }
 
+/**
+ * How a bus answers its requests on `subject`: `answer(message, name, send)`
+ * calls `send` once, with the handler's answer (checked against the reply
+ * schema) or the error it threw as an error reply; undefined `message`: it
+ * failed its schema.
+ */
+function answerer<Q extends z.ZodType, R extends z.ZodType>(
+  subject: RequestSubject<Q, R>,
+  handler: ServeHandler<Q, R>,
+  nc: NatsConnection,
+  log: Logger,
+) {
+  const failed = (e: unknown, subjectName: string) => {
+    // Failed because this side is shutting down (its connection draining): not the request's fault. Said
+    // as such, so a requester tries again once a restarted server answers (see `node/remote_bucket.ts`).
+    if (nc.isDraining() || nc.isClosed()) {
+      const why = (e as Error)?.message ?? String(e);
+      return {
+        ok: false,
+        error: errorBody(new UnavailableError(`Cannot answer now: stopping (${why})`, { code: "stopping" })),
+      };
+    }
+    if (!(e instanceof Error) || !("code" in e)) {
+      log.error("bus:handler-failed", { subject: subjectName, error: String((e as Error)?.stack ?? e) });
+    }
+    return { ok: false, error: errorBody(e) };
+  };
+  const checked = (value: unknown, subjectName: string) => {
+    const parsed = subject.reply.safeParse(value);
+    if (parsed.success) return parsed.data;
+    const why = describeIssue(parsed.error, "reply");
+    log.error("bus:reply-invalid", { subject: subjectName, reason: why });
+    return failed(
+      new UnavailableError(`Reply on '${subjectName}' failed its schema: ${why}`, { code: "invalid_reply" }),
+      subjectName,
+    );
+  };
+  return (message: z.output<Q> | undefined, subjectName: string, send: (reply: unknown) => void): void => {
+    let sent = false;
+    const finish = (reply: () => unknown) => {
+      if (sent) return;
+      sent = true;
+      send(reply());
+    };
+    if (message === undefined) {
+      const e = new ValidationError(`Message on ${subjectName} failed its schema`, { code: "invalid_message" });
+      return finish(() => failed(e, subjectName));
+    }
+    // In a later microtask, as a NATS delivery would be: the requester's code runs on first.
+    Promise.resolve().then(() => handler(message, subjectName, (answer) => finish(() => checked(answer, subjectName))))
+      .then((answer) => finish(() => checked(answer, subjectName)), (e) => finish(() => failed(e, subjectName)));
+  };
+}
+
 /** Creates a {@linkcode Bus} on a NATS connection. */
 export function createBus(nc: NatsConnection, log: Logger, options: BusOptions = {}): Bus {
   let rejected = 0;
@@ -296,34 +360,7 @@ export function createBus(nc: NatsConnection, log: Logger, options: BusOptions =
       return sub;
     },
     serve(subject, handler, options = {}) {
-      /** The reply to a message (undefined: it failed its schema); never rejects. */
-      const answer = async (message: z.output<typeof subject.schema> | undefined, subjectName: string) => {
-        try {
-          if (message === undefined) {
-            throw new ValidationError(`Message on ${subjectName} failed its schema`, { code: "invalid_message" });
-          }
-          // In a later microtask, as a NATS delivery would be: the requester's code runs on first.
-          const parsed = subject.reply.safeParse(await Promise.resolve().then(() => handler(message, subjectName)));
-          if (parsed.success) return parsed.data;
-          const why = describeIssue(parsed.error, "reply");
-          log.error("bus:reply-invalid", { subject: subjectName, reason: why });
-          throw new UnavailableError(`Reply on '${subjectName}' failed its schema: ${why}`, { code: "invalid_reply" });
-        } catch (e) {
-          // Failed because this side is shutting down (its connection draining): not the request's fault. Said
-          // as such, so a requester tries again once a restarted server answers (see `node/remote_bucket.ts`).
-          if (nc.isDraining() || nc.isClosed()) {
-            const why = (e as Error)?.message ?? String(e);
-            return {
-              ok: false,
-              error: errorBody(new UnavailableError(`Cannot answer now: stopping (${why})`, { code: "stopping" })),
-            };
-          }
-          if (!(e instanceof Error) || !("code" in e)) {
-            log.error("bus:handler-failed", { subject: subjectName, error: String((e as Error)?.stack ?? e) });
-          }
-          return { ok: false, error: errorBody(e) };
-        }
-      };
+      const answer = answerer(subject, handler, nc, log);
       const sub = nc.subscribe(subject.subject, {
         queue: options.queue,
         callback: (err, msg) => {
@@ -335,15 +372,15 @@ export function createBus(nc: NatsConnection, log: Logger, options: BusOptions =
             return reject(msg.subject, `reply subject '${msg.reply ?? ""}' is not inside '${inbox}'`);
           }
           const message = decode(subject.schema, msg, bindingOf(subject));
-          void answer(message, msg.subject).then((reply) => {
-            msg.respond(encoder.encode(JSON.stringify(reply)));
-          });
+          answer(message, msg.subject, (reply) => msg.respond(encoder.encode(JSON.stringify(reply))));
         },
       });
       // Requests on this exact subject from this same bus are answered in-process (see request()).
       if (!/[*>]/.test(subject.subject) && !options.queue && !local.has(subject.subject) && !options.signal?.aborted) {
         const serveLocal = (json: string) =>
-          answer(check(subject.schema, subject.subject, json, bindingOf(subject)), subject.subject);
+          new Promise<unknown>((resolve) =>
+            answer(check(subject.schema, subject.subject, json, bindingOf(subject)), subject.subject, resolve)
+          );
         local.set(subject.subject, serveLocal);
         const forget = () => {
           if (local.get(subject.subject) === serveLocal) local.delete(subject.subject);

@@ -108,6 +108,39 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a handler may answer before its promise settles: at once, checked, and only once",
+  ...opts,
+  async fn() {
+    await using nats = await startTestNats();
+    const bus = createBus(nats.nc, testLogger());
+    const other = createBus(nats.nc, testLogger());
+    const answers: Array<() => void> = [];
+    let state = "cancelled";
+    bus.serve(taskCancel, (_req, _subject, reply) =>
+      new Promise((resolve) =>
+        answers.push(() => {
+          reply({ ok: true, state } as { ok: true; state: "cancelled" });
+          // What the promise gives afterwards is not sent again.
+          resolve({ ok: true, state: "failed" });
+        })
+      ));
+    await nats.nc.flush();
+    const req: CancelRequest = { taskId: "t0000000000000001", by: "admin" };
+    const answered = () => waitUntil(() => answers.length > 0).then(() => answers.shift()!());
+    for (const b of [bus, other]) {
+      const asked = b.request(taskCancel, req);
+      await answered();
+      assert.equal(unwrap(await asked).state, "cancelled", "the early answer, in-process and over NATS");
+    }
+    state = "no-such-state";
+    const bad = other.request(taskCancel, req);
+    await answered();
+    const reply = await bad;
+    assert.equal(!reply.ok && reply.error.code, "invalid_reply", "an early answer is checked as any");
+  },
+});
+
+Deno.test({
   name: "bus checks each run spec an assignment carries before sending it, and sends it as it is",
   ...opts,
   async fn() {

@@ -49,7 +49,7 @@ export function serveMessages(s: TaskState): void {
     return { ok: true as const, state: "cancelled" as const };
   }, { signal });
 
-  bus.serve(taskResultsAll, async (batch) => {
+  bus.serve(taskResultsAll, (batch, _subject, reply) => {
     log.step("task.results");
     let accepted = 0;
     let ignored = 0;
@@ -60,10 +60,16 @@ export function serveMessages(s: TaskState): void {
     s.stats.results += accepted;
     s.stats.ignored += ignored;
     if (ignored > 0) log.debug("task:results-ignored", { node: batch.node, ignored });
-    const stored = nextCommit(s);
+    const answer = { ok: true as const, accepted, ignored };
+    // Told as soon as they are stored: in the commit's turn, so in one write with its assignments.
+    const stored = new Promise<typeof answer>((resolve) =>
+      s.pending.afterCommit.push(() => {
+        resolve(answer);
+        reply(answer);
+      })
+    );
     s.kick();
-    await stored;
-    return { ok: true as const, accepted, ignored };
+    return stored;
   }, { signal });
 
   bus.subscribe(nodesEvent, (event) => {
