@@ -65,6 +65,9 @@ export function createProgress(s: TaskState): Progress {
     else p.timer ??= clock.setTimeout(() => send(taskId), waitMs);
   }
 
+  /** Events queued in a microtask (see `send`), by task. */
+  const queued = new Map<string, number>();
+
   /** Publishes the task's event; `afterCommit`: in a microtask, behind what the commit published first. */
   function send(taskId: string, afterCommit = false): void {
     const p = progress.get(taskId);
@@ -81,9 +84,17 @@ export function createProgress(s: TaskState): Progress {
       }
     };
     // The assignments a commit sent are on the way of an instance's start: they go out to NATS (flushed in a
-    // microtask) before this event is checked and encoded.
-    if (afterCommit) queueMicrotask(publish);
-    else publish();
+    // microtask) before this event is checked and encoded. An event of a task with one still queued queues too:
+    // microtasks run in order, so a task's events never overtake each other.
+    if (afterCommit || queued.has(taskId)) {
+      queued.set(taskId, (queued.get(taskId) ?? 0) + 1);
+      queueMicrotask(() => {
+        const left = queued.get(taskId)! - 1;
+        if (left === 0) queued.delete(taskId);
+        else queued.set(taskId, left);
+        publish();
+      });
+    } else publish();
   }
 
   return {
