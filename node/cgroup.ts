@@ -125,13 +125,9 @@ function holdFile(path: string, mode: "read" | "write"): HeldFile {
   };
 }
 
-/** Where cgroup v2 is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid systems); null when not. */
-export function cgroup2Mount(mountinfo = read("/proc/self/mountinfo") ?? ""): string | null {
-  return cgroup2MountInfo(mountinfo)?.path ?? null;
-}
-
 /**
- * The cgroup v2 mount: its path, and whether it has `favordynmods` (Linux
+ * The cgroup v2 mount (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on
+ * hybrid systems): its path, and whether it has `favordynmods` (Linux
  * 6.0+). Without it, moving a process into a cgroup waits for an RCU grace
  * period whenever no other move came just before: on an idle node, each
  * instance's first milliseconds (see docs/operations.md).
