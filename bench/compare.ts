@@ -42,8 +42,8 @@ async function startSide(tree: string, dir: string, zip: Uint8Array, raw: boolea
         ? { headers: { "content-type": "application/zip" }, body: zip as Uint8Array<ArrayBuffer> }
         : { body: form(zip) },
     });
+    if (res.status !== 201) throw new Error(`POST /api/v1/tasks answered ${res.status}: ${await res.text()}`);
     const { id } = await res.json() as { id: string };
-    if (res.status !== 201) throw new Error(`POST /api/v1/tasks answered ${res.status}`);
     client.step("client.answered");
     return await events.ended(id) - t0;
   };
@@ -78,13 +78,22 @@ if (import.meta.main) {
   const gapMs = Number(args.flags["gap-ms"] ?? 0);
   const raw = args.flags.raw === true;
   const dir = await Deno.makeTempDir({ prefix: "parallelic-compare-" });
+  // Stopped in the end whatever failed: a side left running would weigh on every later measurement.
+  const started: Array<{ stop(): Promise<void> }> = [];
+  const start = async (name: string, checkout: string) => {
+    const side = {
+      name,
+      ...await startSide(checkout, await Deno.makeTempDir({ dir }), zip, raw),
+      times: [] as number[],
+    };
+    started.push(side);
+    return side;
+  };
+  let zip: Uint8Array;
   try {
     const { truePackage } = await import("./cluster.ts");
-    const zip = await truePackage(dir, 1);
-    const sides = [
-      { name: "before", ...await startSide(before, await Deno.makeTempDir({ dir }), zip, raw), times: [] as number[] },
-      { name: "after", ...await startSide(after, await Deno.makeTempDir({ dir }), zip, raw), times: [] as number[] },
-    ];
+    zip = await truePackage(dir, 1);
+    const sides = [await start("before", before), await start("after", after)];
     // The node caches the package at its first run; a few runs more warm both sides up.
     for (const side of sides) for (let i = 0; i < 5; i++) await side.once();
     for (const side of sides) await Deno.truncate(side.traceFile);
@@ -102,7 +111,6 @@ if (import.meta.main) {
         new Map((stepTimes(await Deno.readTextFile(s.traceFile), "client.event")).map((r) => [r.step, r.p50]))
       ),
     );
-    for (const side of sides) await side.stop();
     const p = (v: number[], q: number) => fmt(percentile(v, q), 2);
     console.log(
       `${raw ? "application/zip" : "multipart"} POST → terminal SSE event, ${runs} runs each, alternating` +
@@ -127,6 +135,7 @@ if (import.meta.main) {
       names.map((n) => [n, fmt(at(0, n), 3), fmt(at(1, n), 3), fmt(at(1, n) - at(0, n), 3)]),
     ));
   } finally {
+    for (const side of started) await side.stop().catch(() => {});
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }
