@@ -71,6 +71,9 @@ Deno.test("leftovers: one instance at a time keeps the journal a few KiB long, l
   const ledgerDir = join(dir, "pids");
   try {
     const ledger = createProcessLedger(ledgerDir);
+    ledger.started(Deno.pid);
+    ledger.ended(Deno.pid);
+    assert.ok(Deno.statSync(join(ledgerDir, "journal")).size > 0, "not truncated after each instance");
     for (let i = 0; i < 4000; i++) {
       ledger.started(Deno.pid);
       ledger.ended(Deno.pid);
