@@ -214,7 +214,7 @@ export function limitsCheck(n: NodeRecord): Check {
       }; usage from ${l.usage === "cgroup2" ? "cgroup v2 cpu.stat" : "/proc and wait4"}; ${gpus}${
         l.cgroupFavorDynmods === false
           ? "; cgroup v2 is mounted without favordynmods: on an idle node an instance may wait milliseconds to " +
-            "join its cgroup (mount -o remount,favordynmods, see docs/operations.md)"
+            "join its cgroup (on Linux 6.0 or later: mount -o remount,favordynmods, see docs/operations.md)"
           : ""
       }`
       : "not reported (a node older than the manager)",

@@ -284,6 +284,7 @@ export function startFrontDoor(options: FrontDoorOptions): FrontDoor {
         return; // closed
       }
       // Nagle's algorithm would hold an event stream's second small write until the client's delayed ACK of the first.
+      // Deno's TLS connections offer no way to turn it off: over TLS such an event may come up to ~40 ms late.
       if (!options.tls) (conn as Deno.TcpConn).setNoDelay(true);
       conns.add(conn);
       handle(conn);
