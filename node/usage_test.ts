@@ -79,6 +79,8 @@ Deno.test({
   name: "an instance's cgroup counts the CPU time of what runs in it and kills it all when removed",
   ignore: !cgroups,
   async fn() {
+    const openFds = () => [...Deno.readDirSync("/proc/self/fd")].length;
+    const fdsBefore = openFds();
     const cg = cgroups!.create("t-0-0", 0)!;
     assert.ok(cg);
     const child = new Deno.Command("sh", {
@@ -109,5 +111,6 @@ Deno.test({
     await third.remove();
     await cgroups!.close();
     assert.throws(() => Deno.statSync(cgroups!.base), Deno.errors.NotFound);
+    assert.equal(openFds(), fdsBefore, "the files kept open for reuse are closed with their cgroups");
   },
 });
