@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { loadLibc } from "./libc.ts";
 
 /** The environment variables that size common thread pools. */
 export const THREAD_ENV = ["OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"] as const;
@@ -111,7 +112,7 @@ export function pinProcess(
   affinity: Affinity,
   pid: number,
   cpus: readonly number[],
-  linkCount: (path: string) => number | null = statLinks,
+  linkCount: (path: string) => number | null = linkCountOf,
 ): void {
   affinity.set(pid, cpus);
   const links = linkCount(`/proc/${pid}/task`);
@@ -120,8 +121,14 @@ export function pinProcess(
   for (const tid of threadsOf(pid)) if (tid !== pid) affinity.set(tid, cpus);
 }
 
-/** The link count of `path`, or null when it is gone. */
-function statLinks(path: string): number | null {
+/**
+ * The link count of `path`, or null when it is gone: through the C library's
+ * statx where it loads (the one number, without the object Deno.statSync
+ * builds), else Deno.statSync.
+ */
+export function linkCountOf(path: string): number | null {
+  const libc = loadLibc();
+  if (libc) return libc.stamp(path)?.nlink ?? null;
   try {
     return Deno.statSync(path).nlink ?? 0;
   } catch {

@@ -16,7 +16,7 @@ import type { GpuDevice, InstanceRef, NodeLimits, RunSpec } from "../core/schema
 import { type Cgroups, type InstanceCgroup, openCgroups } from "./cgroup.ts";
 import { createCpuPool, loadAffinity, pinProcess, threadEnv } from "./cpus.ts";
 import { createGpuPool, gpuEnv, listGpus } from "./gpus.ts";
-import { type ChildUsage, loadLibc } from "./libc.ts";
+import type { ChildUsage } from "./libc.ts";
 import { createUsageWatcher, mib, type TreeUsage, type UsageWatcher } from "./usage.ts";
 
 /** What an instance used, and the error when it went over its memory. */
@@ -64,9 +64,6 @@ export interface ResourceOptions {
 export async function openResources(options: ResourceOptions): Promise<NodeResources> {
   const { clock, log } = options;
   const affinity = loadAffinity();
-  // statx through the C library: a link count without the object Deno.statSync builds.
-  const libc = loadLibc();
-  const linkCount = libc ? (path: string) => libc.stamp(path)?.nlink ?? null : undefined;
   const cpuPool = createCpuPool(affinity?.allowed() ?? []);
   const gpuDevices = await listGpus();
   const gpus = options.gpus ?? gpuDevices.length;
@@ -101,12 +98,12 @@ export async function openResources(options: ResourceOptions): Promise<NodeResou
       let overBytes = 0;
       const pin = (pid: number) => {
         if (cgroup) cgroup.add(pid);
-        if (cpus.length > 0) pinProcess(affinity!, pid, cpus, linkCount);
+        if (cpus.length > 0) pinProcess(affinity!, pid, cpus);
       };
       return {
         started(pid, kill) {
           const joined = cgroup?.add(pid) ?? false;
-          if (cpus.length > 0) pinProcess(affinity!, pid, cpus, linkCount);
+          if (cpus.length > 0) pinProcess(affinity!, pid, cpus);
           watch = watcher.watch({
             pid,
             cgroup: joined ? cgroup : null,
