@@ -92,19 +92,18 @@ function holdFile(path: string, mode: "read" | "write"): HeldFile {
   try {
     file = Deno.openSync(path, mode === "read" ? { read: true } : { write: true });
   } catch { /* Answered by the fallbacks below. */ }
+  // One buffer for every read: these files are read once or twice per instance.
+  const buf = mode === "read" ? new Uint8Array(4096) : new Uint8Array(0);
   return {
     read() {
       if (!file) return read(path);
       try {
         file.seekSync(0, Deno.SeekMode.Start);
-        const parts: Uint8Array[] = [];
-        for (;;) {
-          const buf = new Uint8Array(4096);
-          const n = file.readSync(buf);
-          if (!n) break;
-          parts.push(buf.subarray(0, n));
+        let text = "";
+        for (let n = file.readSync(buf); n; n = file.readSync(buf)) {
+          text += decoder.decode(buf.subarray(0, n), { stream: true });
         }
-        return parts.length === 1 ? decoder.decode(parts[0]) : parts.map((p) => decoder.decode(p)).join("");
+        return text + decoder.decode();
       } catch {
         return null;
       }
