@@ -18,7 +18,7 @@ import { connect } from "@nats-io/transport-node";
 import { join } from "node:path";
 import { createLogger } from "../core/log.ts";
 import type { InstanceView } from "../core/schema.ts";
-import { type Benchmark, epochMs, fmt, intArg, percentile, runBenchmark, table } from "./_util.ts";
+import { type Benchmark, epochMs, fmt, intArg, percentile, runBenchmark, sleep, table } from "./_util.ts";
 import { startCluster, truePackage } from "./cluster.ts";
 
 /**
@@ -59,7 +59,7 @@ export async function measureFloor(
       spawn.push(t2 - t1);
       total.push(t2 - tb);
       first.push(t0 - tb);
-      if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
+      if (gapMs > 0) await sleep(gapMs);
     }
   } finally {
     await client.close();
