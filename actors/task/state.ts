@@ -109,6 +109,10 @@ export interface Flight {
 /** A task that is not final yet, in memory. */
 export interface Live {
   rec: TaskRecord;
+  /**
+   * Made once by `liveOf` and never changed, nor anything in it: assignments send this object, and its schema
+   * check runs once per object (`SentAssignment` in core/schema/messages.ts). Make a new one instead.
+   */
   run: RunSpec;
   /** Instances waiting for another attempt (their records exist). */
   retry: InstanceRecord[];
